@@ -1,0 +1,1 @@
+"""Posture checks, one module per family. Each check is a pure function of declared host facts."""

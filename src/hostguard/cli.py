@@ -1,0 +1,168 @@
+"""Command line: parse arguments, call one function, render, choose the exit code.
+
+Exit codes of scan-like commands: 0 nothing at or above ``--fail-on``, 1 findings at or above it,
+2 usage, input or configuration error (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+from hostguard import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit 2 with one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (global options before the subcommand)."""
+    parser = _Parser(prog="hostguard", description="Host-security audit and agent for Linux servers.")
+    parser.add_argument("--version", action="version", version=f"hostguard {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML config (default /etc/hostguard/hostguard.toml if present)")
+    parser.add_argument("--state", metavar="DIR", help="state directory (default /var/lib/hostguard as root)")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    scan = sub.add_parser("scan", help="audit this host (or a tree with --root)")
+    scan.add_argument("--root", metavar="DIR", help="scan a mounted image or host tree instead of this host")
+    scan.add_argument("--only", metavar="FAMILY,...", help="run only these check families")
+    scan.add_argument("--format", choices=("table", "json", "sarif"), default="table")
+    scan.add_argument("--fail-on", choices=SEVERITIES, default=None,
+                      help="exit 1 when a finding at or above this severity exists (default: high)")
+    checks = sub.add_parser("checks", help="list every check: id, severity, what it looks at, why")
+    checks.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hostguard`` console script."""
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        print(f"hostguard: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("hostguard: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "scan":
+        return _scan(args)
+    if args.command == "checks":
+        return _checks(args)
+    raise UsageError("a command is required: scan or checks (see hostguard --help)")
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    from hostguard.config import ConfigError, load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(file=sys.stderr), transient=True) as progress:
+        def update(check_id: str, done: int, total: int) -> None:
+            if check_id not in tasks:
+                tasks[check_id] = progress.add_task(check_id, total=total)
+            progress.update(tasks[check_id], completed=done, total=total)
+
+        yield update
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from hostguard.engine.registry import RegistryError
+    from hostguard.engine.runner import run_scan
+    from hostguard.findings import Severity
+    from hostguard.host.base import HostError, open_host
+    from hostguard.store.state import StateError, StateStore, default_state_dir
+
+    config = _load_config(args.config)
+    fail_on = Severity(args.fail_on or config["scan"]["fail_on"])
+    only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
+    if args.root is not None and not os.path.isdir(args.root):
+        raise UsageError(f"--root {args.root}: no such directory")
+    try:
+        host = open_host(args.root)
+        state = StateStore(args.state or default_state_dir())
+    except (HostError, StateError) as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        with _progress_bar(sys.stderr.isatty()) as progress:
+            outcome = run_scan(host, config, state, only=only, progress=progress,
+                               root_label=os.path.abspath(args.root) if args.root else None)
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        state.close()
+    report = outcome.report
+    if args.format == "json":
+        from hostguard.report.json_report import render as render_json
+
+        sys.stdout.write(render_json(report, {"family_seconds": outcome.family_seconds,
+                                              "suppressed": outcome.suppressed}))
+    elif args.format == "sarif":
+        from hostguard.report.sarif import render as render_sarif
+
+        sys.stdout.write(render_sarif(report))
+    else:
+        from hostguard.report.table import render as render_table
+
+        render_table(report, sys.stdout, color=sys.stdout.isatty())
+    worst = max((f.severity.rank for f in report.findings), default=-1)
+    return EXIT_FINDINGS if worst >= fail_on.rank else EXIT_OK
+
+
+def _checks(args: argparse.Namespace) -> int:
+    import json
+
+    from hostguard.engine.registry import all_checks
+
+    specs = all_checks()
+    if args.format == "json":
+        print(json.dumps([{"id": s.id, "family": s.family, "severity": str(s.severity), "title": s.title,
+                           "looks_at": list(s.needs), "doc": s.doc} for s in specs], indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=True, expand=True)
+    for col in ("id", "severity", "looks at", "what and why"):
+        table.add_column(col, overflow="fold")
+    for s in specs:
+        table.add_row(s.id, str(s.severity), ", ".join(s.needs), f"[bold]{s.title}[/bold]\n{s.doc}")
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

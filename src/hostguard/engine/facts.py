@@ -1,0 +1,73 @@
+"""Lazy, memoized host facts. Collectors do the I/O; checks only read the frozen results.
+
+A collector is ``func(host, config) -> value``. It may raise :class:`~hostguard.host.base.Unavailable`
+(the fact cannot be known here) or :class:`~hostguard.host.base.HostError` (reading failed); either is
+remembered, and every check needing the fact is reported in ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+from hostguard.findings import SkipReason
+from hostguard.host.base import Host, HostError, Unavailable
+
+# fact name -> "module:function"; imported only when a selected check needs the fact.
+COLLECTORS: dict[str, str] = {
+    "accounts": "hostguard.host.accounts:collect_accounts",
+    "shadow": "hostguard.host.accounts:collect_shadow",
+    "login_defs": "hostguard.host.pam:collect_login_defs",
+    "pam": "hostguard.host.pam:collect_pam",
+    "sudoers": "hostguard.host.sudoers:collect_sudoers",
+    "authorized_keys": "hostguard.host.accounts:collect_authorized_keys",
+    "sshd": "hostguard.host.sshd:collect_sshd",
+    "sshd_freshness": "hostguard.host.sshd:collect_sshd_freshness",
+    "listeners": "hostguard.host.sockets:collect_listeners",
+    "firewall": "hostguard.host.firewall:collect_firewall",
+    "known_accounts": "hostguard.engine.facts:_known_accounts",
+}
+
+
+class Facts:
+    """One scan's facts, collected at most once each (thread-safe)."""
+
+    def __init__(self, host: Host, config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        self.host = host
+        self.config = config
+        self._values: dict[str, Any] = dict(extra or {})
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Any:
+        """The fact's value; raises the collector's :class:`Unavailable` for every caller."""
+        with self._lock:
+            if name not in self._values:
+                self._values[name] = self._collect(name)
+            value = self._values[name]
+        if isinstance(value, Unavailable):
+            raise value
+        return value
+
+    def loaded(self, name: str) -> bool:
+        """True when the fact was collected successfully."""
+        return name in self._values and not isinstance(self._values[name], Unavailable)
+
+    def _collect(self, name: str) -> Any:
+        target = COLLECTORS.get(name)
+        if target is None:
+            return Unavailable(SkipReason.ERROR, f"no collector for fact {name!r}")
+        module, func = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), func)(self.host, self.config)
+        except Unavailable as exc:
+            return exc
+        except HostError as exc:
+            return Unavailable(SkipReason.ERROR, str(exc))
+        except PermissionError as exc:
+            return Unavailable(SkipReason.NOT_ROOT, f"{name}: {exc}")
+
+
+def _known_accounts(host: Host, config: dict[str, Any]) -> Any:
+    """Placeholder: the runner injects the previous scan's accounts from the state store."""
+    raise Unavailable(SkipReason.ERROR, "no state store given")

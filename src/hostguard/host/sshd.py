@@ -1,0 +1,396 @@
+"""The effective sshd configuration.
+
+On a live host the answer comes from sshd itself: ``sshd -T`` for the global settings, and
+``sshd -T -C user=...,addr=...`` for connection specs, because ``-T`` alone ignores ``Match`` blocks.
+Under ``--root`` (or when ``sshd -T`` cannot run) the files are parsed the way sshd reads them:
+``Include`` globs expanded in order at the place they stand, the first value of a keyword winning, and
+``Match`` blocks evaluated for a connection spec, their values overriding the global ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import ipaddress
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hostguard.data import load_toml
+from hostguard.findings import SkipReason
+from hostguard.host.base import FileMissing, Host, HostError, Unavailable
+
+MAX_INCLUDE_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class ConnSpec:
+    """A connection to evaluate Match blocks for (what ``sshd -T -C`` takes)."""
+
+    user: str
+    addr: str
+    host: str = "client.test"
+    laddr: str = "127.0.0.1"
+    lport: int = 22
+    groups: tuple[str, ...] = ()
+
+    def arg(self) -> str:
+        """The ``-C`` argument."""
+        return f"user={self.user},host={self.host},addr={self.addr},laddr={self.laddr},lport={self.lport}"
+
+    def label(self) -> str:
+        """Short form for evidence."""
+        return f"user={self.user},addr={self.addr}"
+
+
+@dataclass(frozen=True)
+class SshdView:
+    """One effective configuration: global (spec None) or for one connection."""
+
+    spec: ConnSpec | None
+    settings: Mapping[str, tuple[str, ...]]
+
+    def get(self, key: str) -> str:
+        """First value of a keyword ("" when unset)."""
+        values = self.settings.get(key, ())
+        return values[0] if values else ""
+
+    def all(self, key: str) -> tuple[str, ...]:
+        """Every value of a multi-valued keyword."""
+        return tuple(self.settings.get(key, ()))
+
+
+@dataclass(frozen=True)
+class SshdFacts:
+    """The global view and the per-connection views of root-capable accounts."""
+
+    source: str  # "sshd -T" or "config files"
+    config_file: str
+    files: tuple[str, ...]
+    views: tuple[SshdView, ...]
+    note: str = ""
+
+    @property
+    def global_view(self) -> SshdView:
+        """Settings that apply when no Match block does."""
+        return self.views[0]
+
+
+# -- parsing files -----------------------------------------------------------------------------------
+
+@dataclass
+class _Line:
+    keyword: str
+    args: list[str]
+    path: str
+    number: int
+    match: tuple[tuple[str, ...], ...] | None  # criteria of the enclosing Match, None when global
+
+
+@dataclass
+class ParsedConfig:
+    """Every effective line in file order, with the Match block it belongs to."""
+
+    lines: list[_Line] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _split(line: str) -> list[str]:
+    try:
+        lexer = shlex.shlex(line, posix=True)
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        words = list(lexer)
+    except ValueError:
+        words = line.split()
+    if words and "=" in words[0]:
+        key, _, value = words[0].partition("=")
+        words = [key] + ([value] if value else []) + words[1:]
+    elif len(words) > 1 and words[1].startswith("="):
+        rest = words[1][1:]
+        words = [words[0]] + ([rest] if rest else []) + words[2:]
+    return words
+
+
+def parse_files(host: Host, path: str, *, _depth: int = 0, _match: tuple[tuple[str, ...], ...] | None = None,
+                _out: ParsedConfig | None = None) -> ParsedConfig:
+    """Read ``path`` and everything it includes, in the order sshd would."""
+    out = _out if _out is not None else ParsedConfig()
+    if _depth > MAX_INCLUDE_DEPTH:
+        out.errors.append(f"{path}: Include nested too deeply")
+        return out
+    text = host.read_text(path)
+    out.files.append(path)
+    match = _match
+    for number, raw in enumerate(text.splitlines(), 1):
+        words = _split(raw.strip())
+        if not words:
+            continue
+        keyword = words[0].lower()
+        args = words[1:]
+        if keyword == "match":
+            crit = tuple(a for a in args)
+            match = (*(_match or ()), crit) if crit else _match
+            continue
+        if keyword == "include":
+            for pattern in args:
+                full = pattern if pattern.startswith("/") else f"/etc/ssh/{pattern}"
+                for inc in _glob(host, full):
+                    try:
+                        parse_files(host, inc, _depth=_depth + 1, _match=match, _out=out)
+                    except HostError as exc:
+                        out.errors.append(str(exc))
+            continue
+        out.lines.append(_Line(keyword, args, path, number, match))
+    return out
+
+
+def _glob(host: Host, pattern: str) -> list[str]:
+    """Host paths matching a glob, sorted (sshd uses glob(3), which sorts)."""
+    if not glob.has_magic(pattern):
+        return [pattern] if host.exists(pattern) else []
+    directory, _, name = pattern.rpartition("/")
+    return [f"{directory}/{n}" for n in host.listdir(directory or "/") if fnmatch.fnmatchcase(n, name)
+            and not n.startswith(".")]
+
+
+def _pattern_list_match(value: str, patterns: str) -> bool:
+    """sshd's match_pattern_list: comma list, ``!`` negates and wins, wildcards * and ?."""
+    positive = False
+    for pat in patterns.split(","):
+        neg = pat.startswith("!")
+        pat = pat[1:] if neg else pat
+        if fnmatch.fnmatchcase(value, pat):
+            if neg:
+                return False
+            positive = True
+    return positive
+
+
+def _addr_match(addr: str, patterns: str) -> bool:
+    positive = False
+    for pat in patterns.split(","):
+        neg = pat.startswith("!")
+        pat = pat[1:] if neg else pat
+        try:
+            hit = "/" in pat and ipaddress.ip_address(addr) in ipaddress.ip_network(pat, strict=False)
+        except ValueError:
+            hit = False
+        hit = hit or fnmatch.fnmatchcase(addr, pat)
+        if hit:
+            if neg:
+                return False
+            positive = True
+    return positive
+
+
+def match_applies(criteria: tuple[str, ...], spec: ConnSpec | None) -> bool:
+    """Whether one Match line's criteria all hold for ``spec`` (only ``all`` holds without a spec)."""
+    words = list(criteria)
+    i = 0
+    while i < len(words):
+        kw = words[i].lower()
+        if kw == "all":
+            i += 1
+            continue
+        if spec is None or i + 1 >= len(words):
+            return False
+        arg = words[i + 1]
+        i += 2
+        if kw == "user":
+            ok = _pattern_list_match(spec.user, arg)
+        elif kw == "group":
+            ok = any(_pattern_list_match(g, arg) for g in spec.groups)
+        elif kw == "host":
+            ok = _pattern_list_match(spec.host, arg)
+        elif kw == "address":
+            ok = _addr_match(spec.addr, arg)
+        elif kw == "localaddress":
+            ok = _addr_match(spec.laddr, arg)
+        elif kw == "localport":
+            ok = str(spec.lport) in arg.split(",")
+        elif kw == "rdomain":
+            ok = _pattern_list_match("", arg)
+        else:
+            return False
+        if not ok:
+            return False
+    return True
+
+
+def _apply_list_modifier(default: str, value: str) -> str:
+    """Cipher/MAC/KEX lists: ``+`` appends, ``-`` removes (wildcards), ``^`` prepends."""
+    base = default.split(",")
+    if value.startswith("+"):
+        extra = [v for v in value[1:].split(",") if v not in base]
+        return ",".join(base + extra)
+    if value.startswith("-"):
+        pats = value[1:].split(",")
+        return ",".join(b for b in base if not any(fnmatch.fnmatchcase(b, p) for p in pats))
+    if value.startswith("^"):
+        front = value[1:].split(",")
+        return ",".join(front + [b for b in base if b not in front])
+    return value
+
+
+def evaluate(parsed: ParsedConfig, spec: ConnSpec | None) -> SshdView:
+    """The effective settings for ``spec`` (global when None), as ``sshd -T`` would print them."""
+    data = load_toml("sshd-defaults.toml")
+    aliases: dict[str, str] = data["aliases"]
+    value_aliases: dict[str, str] = data["value_aliases"]
+    multi = set(data["multi"]["keywords"])
+    glob_vals: dict[str, list[str]] = {}
+    match_vals: dict[str, list[str]] = {}
+    for line in parsed.lines:
+        key = aliases.get(line.keyword, line.keyword)
+        if not line.args:
+            continue
+        if line.match is None:
+            target = glob_vals
+        elif all(match_applies(c, spec) for c in line.match):
+            target = match_vals
+        else:
+            continue
+        if key in multi:
+            target.setdefault(key, []).extend(line.args)
+        elif key not in target:
+            value = " ".join(line.args) if key == "authorizedkeysfile" else line.args[0]
+            target[key] = [value]
+    settings: dict[str, tuple[str, ...]] = {}
+    for key, values in data["defaults"].items():
+        settings[key] = tuple(values)
+    for source in (glob_vals, match_vals):
+        for key, values in source.items():
+            settings[key] = tuple(values)
+    for key in ("ciphers", "macs", "kexalgorithms"):
+        chosen = (match_vals.get(key) or glob_vals.get(key) or [None])[0]
+        if chosen:
+            settings[key] = (_apply_list_modifier(data["defaults"][key][0], chosen),)
+    for key, values in list(settings.items()):
+        norm = tuple(value_aliases.get(v.lower(), v.lower()) if key != "authorizedkeysfile" else v for v in values)
+        settings[key] = norm
+    if "port" in glob_vals and "listenaddress" not in glob_vals:
+        settings["listenaddress"] = tuple(f"{a}:{p}" for p in settings["port"] for a in ("[::]", "0.0.0.0"))
+    return SshdView(spec, settings)
+
+
+# -- sshd -T -----------------------------------------------------------------------------------------
+
+def parse_dump(text: str, spec: ConnSpec | None) -> SshdView:
+    """Parse ``sshd -T`` output (``keyword value`` lines, multi-valued keywords repeated)."""
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key:
+            settings.setdefault(key.lower(), []).append(value.strip())
+    return SshdView(spec, {k: tuple(v) for k, v in settings.items()})
+
+
+def connection_specs(host: Host, config: dict[str, Any]) -> list[ConnSpec]:
+    """Root and every root-capable account (admin groups), from each probe address."""
+    from hostguard.host.accounts import collect_accounts
+
+    users: list[tuple[str, tuple[str, ...]]] = [("root", ("root",))]
+    try:
+        accounts = collect_accounts(host, config)
+        admin = set(config["accounts"]["admin_groups"])
+        for user in accounts.users:
+            groups = tuple(sorted(accounts.groups_of(user)))
+            if user.name != "root" and (admin & set(groups) or user.uid == 0):
+                users.append((user.name, groups))
+    except (Unavailable, HostError):
+        pass
+    return [ConnSpec(name, addr, groups=groups) for name, groups in users
+            for addr in config["ssh"]["probe_addresses"]]
+
+
+def collect_sshd(host: Host, config: dict[str, Any]) -> SshdFacts:
+    """The effective configuration, from ``sshd -T`` on a live host, else from the files."""
+    path = config["ssh"]["config_file"]
+    try:
+        parsed = parse_files(host, path)
+    except FileMissing as exc:
+        raise Unavailable(SkipReason.UNSUPPORTED, f"{path} does not exist (OpenSSH server not installed)") from exc
+    specs = connection_specs(host, config)
+    note = ""
+    if host.live:
+        try:
+            return _collect_live(host, config, path, parsed, specs)
+        except Unavailable as exc:
+            note = f"sshd -T could not run ({exc.detail}); computed from the config files"
+    views = [evaluate(parsed, None)] + [evaluate(parsed, s) for s in specs]
+    return SshdFacts("config files", path, tuple(parsed.files), tuple(views), note)
+
+
+def _collect_live(host: Host, config: dict[str, Any], path: str, parsed: ParsedConfig,
+                  specs: list[ConnSpec]) -> SshdFacts:
+    base = [config["ssh"]["sshd"], "-T", "-f", path]
+    views = []
+    for spec in [None, *specs]:
+        argv = base + ([] if spec is None else ["-C", spec.arg()])
+        result = host.run(argv)
+        if result.returncode != 0:
+            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise Unavailable(SkipReason.ERROR, err[-1] if err else f"exit {result.returncode}")
+        views.append(parse_dump(result.stdout.decode("utf-8", "surrogateescape"), spec))
+    return SshdFacts("sshd -T", path, tuple(parsed.files), tuple(views))
+
+
+def static_setting(host: Host, key: str, config_file: str = "/etc/ssh/sshd_config") -> str | None:
+    """One global setting from the files, or None when sshd_config is absent."""
+    try:
+        parsed = parse_files(host, config_file)
+    except HostError:
+        return None
+    return evaluate(parsed, None).get(key) or None
+
+
+@dataclass(frozen=True)
+class SshdFreshness:
+    """When the running sshd started and which config files changed after that."""
+
+    pid: int
+    started: float
+    newer_files: tuple[tuple[str, float], ...]
+
+
+def collect_sshd_freshness(host: Host, config: dict[str, Any]) -> SshdFreshness | None:
+    """The listening sshd master and config files modified after it started (None: no sshd runs)."""
+    host.require_live("the running sshd")
+    import psutil
+
+    path = config["ssh"]["config_file"]
+    try:
+        files = parse_files(host, path).files
+    except FileMissing:
+        return None
+    master = _sshd_master(psutil, path)
+    if master is None:
+        return None
+    newer = []
+    for f in files:
+        try:
+            mtime = os.stat(host.resolve(f)).st_mtime
+        except (OSError, HostError):
+            continue
+        if mtime > master["create_time"] + 1:
+            newer.append((f, mtime))
+    return SshdFreshness(master["pid"], master["create_time"], tuple(newer))
+
+
+def _sshd_master(psutil: Any, config_file: str) -> dict[str, Any] | None:
+    """The listening sshd master process reading ``config_file`` (not a per-connection child)."""
+    procs = {p.pid: p.info for p in psutil.process_iter(["pid", "name", "ppid", "create_time", "cmdline"])}
+    for info in procs.values():
+        if info["name"] != "sshd" or procs.get(info["ppid"], {}).get("name") == "sshd":
+            continue
+        argv = info["cmdline"] or []
+        if "-T" in argv or "-t" in argv:
+            continue
+        config = argv[argv.index("-f") + 1] if "-f" in argv[:-1] else "/etc/ssh/sshd_config"
+        if os.path.realpath(config) == os.path.realpath(config_file):
+            return info
+    return None

@@ -1,0 +1,111 @@
+"""sudoers rules of the host: /etc/sudoers and what it includes, aliases expanded."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from hostguard.host.base import Host
+
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class SudoRule:
+    """One user specification: who may run what as whom, and whether a password is asked."""
+
+    path: str
+    line: int
+    who: tuple[str, ...]        # user names, %group, +netgroup, after User_Alias expansion
+    runas: tuple[str, ...]      # run-as users ("root" when unspecified)
+    commands: tuple[str, ...]
+    nopasswd: bool
+    text: str
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    buf = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not buf:
+            start = number
+        if raw.rstrip().endswith("\\"):
+            buf += raw.rstrip()[:-1] + " "
+            continue
+        out.append((start, buf + raw))
+        buf = ""
+    if buf:
+        out.append((start, buf))
+    return out
+
+
+def parse_sudoers(host: Host, path: str, depth: int = 0, aliases: dict[str, list[str]] | None = None) -> list[SudoRule]:
+    """Rules of one file, following #include/#includedir/@include/@includedir."""
+    aliases = {} if aliases is None else aliases
+    text = host.read_optional(path)
+    if text is None or depth > MAX_DEPTH:
+        return []
+    rules: list[SudoRule] = []
+    for number, line in _logical_lines(text):
+        stripped = line.strip()
+        inc = re.match(r"^[#@](include|includedir)\s+(\S+)", stripped)
+        if inc:
+            target = inc.group(2)
+            if inc.group(1) == "include":
+                rules += parse_sudoers(host, target, depth + 1, aliases)
+            else:
+                for name in host.listdir(target):
+                    if "." not in name and not name.endswith("~"):
+                        rules += parse_sudoers(host, f"{target}/{name}", depth + 1, aliases)
+            continue
+        stripped = stripped.split("#", 1)[0].strip()
+        if not stripped or stripped.startswith("Defaults"):
+            continue
+        alias = re.match(r"^(User|Runas|Host|Cmnd)_Alias\s+(.*)$", stripped)
+        if alias:
+            for part in alias.group(2).split(":"):
+                name, _, members = part.partition("=")
+                aliases[name.strip()] = [m.strip() for m in members.split(",") if m.strip()]
+            continue
+        rule = _parse_spec(stripped, aliases, path, number)
+        if rule:
+            rules.append(rule)
+    return rules
+
+
+def _parse_spec(line: str, aliases: dict[str, list[str]], path: str, number: int) -> SudoRule | None:
+    m = re.match(r"^(.+?)\s+(\S+?)\s*=\s*(.*)$", line)
+    if not m:
+        return None
+    who_raw, _host, rest = m.groups()
+    who: list[str] = []
+    for w in (x.strip() for x in who_raw.split(",")):
+        who.extend(aliases.get(w, [w]))
+    runas: tuple[str, ...] = ("root",)
+    rm = re.match(r"^\(([^)]*)\)\s*(.*)$", rest)
+    if rm:
+        users = rm.group(1).split(":")[0].strip()
+        runas = tuple(u.strip() for u in users.split(",") if u.strip()) or ("root",)
+        rest = rm.group(2)
+    nopasswd = False
+    while True:
+        tag = re.match(r"^(NOPASSWD|PASSWD|NOEXEC|EXEC|SETENV|NOSETENV|LOG_INPUT|NOLOG_INPUT|LOG_OUTPUT|"
+                       r"NOLOG_OUTPUT|MAIL|NOMAIL|FOLLOW|NOFOLLOW|INTERCEPT|NOINTERCEPT)\s*:\s*(.*)$", rest)
+        if not tag:
+            break
+        if tag.group(1) == "NOPASSWD":
+            nopasswd = True
+        elif tag.group(1) == "PASSWD":
+            nopasswd = False
+        rest = tag.group(2)
+    commands: list[str] = []
+    for c in (x.strip() for x in rest.split(",")):
+        commands.extend(aliases.get(c, [c]))
+    return SudoRule(path, number, tuple(who), runas, tuple(commands), nopasswd, line)
+
+
+def collect_sudoers(host: Host, config: dict[str, Any]) -> tuple[SudoRule, ...]:
+    """Every user specification of the host's sudo configuration."""
+    return tuple(parse_sudoers(host, "/etc/sudoers"))

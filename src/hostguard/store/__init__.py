@@ -1,0 +1,1 @@
+"""SQLite behind small interfaces: the precious state.db and the rebuildable cache/ directory."""

@@ -1,0 +1,73 @@
+"""Shared test helpers: fixture host trees and the CI rule that a skipped test fails the run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOSTS = FIXTURES / "hosts"
+CLEAN = HOSTS / "clean"
+HITS = HOSTS / "hits"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def build_tree(dest: Path, overlay: Path | None = None) -> Path:
+    """Copy the clean host tree to ``dest`` and lay ``overlay`` (a hits/<check> directory) over it.
+
+    A file ``NAME.delete`` in the overlay removes NAME; ``expect.toml`` is not copied.
+    """
+    shutil.copytree(CLEAN, dest, symlinks=True)
+    if overlay is not None:
+        for src in overlay.rglob("*"):
+            rel = src.relative_to(overlay)
+            if src.is_dir() or rel.as_posix() == "expect.toml":
+                continue
+            target = dest / rel
+            if src.name.endswith(".delete"):
+                target.with_name(src.name[: -len(".delete")]).unlink(missing_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target, follow_symlinks=False)
+    return dest
+
+
+def expected_targets(check_id: str) -> list[dict[str, object]]:
+    """The targets hits/<check_id>/expect.toml says the check must report."""
+    return tomllib.loads((HITS / check_id / "expect.toml").read_text())["targets"]
+
+
+def need_tool(*names: str) -> None:
+    """Skip (with the reason) when a system tool the test drives is missing."""
+    for name in names:
+        if shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            pytest.skip(f"{name} is not installed (scripts/install-system-deps.sh test installs it)")
+
+
+def need_root(what: str) -> None:
+    """Skip when the test needs root (network namespaces, nft, /run/sshd)."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root")
+
+
+@pytest.fixture
+def clean_tree(tmp_path: Path) -> Path:
+    """A private copy of the clean host tree."""
+    return build_tree(tmp_path / "host")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a green run must mean the real thing ran: any skipped test fails the run."""
+    if not IN_CI:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for rep in skipped:
+            reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            print(f"\nCI=true: skipped test fails the run: {rep.nodeid}: {reason}")
+        session.exitstatus = 1

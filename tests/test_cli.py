@@ -1,0 +1,115 @@
+"""The command line: contracts, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import HITS, build_tree
+
+
+def hostguard(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hostguard.cli", "--state", str(state), *args],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
+
+
+def test_clean_tree_json_contract(tmp_path: Path, clean_tree: Path) -> None:
+    r = hostguard("scan", "--root", str(clean_tree), "--format", "json", state=tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["schema_version"] == 1
+    assert set(data) >= {"schema_version", "host", "started", "complete", "findings", "skipped"}
+    assert data["host"]["machine_id"] == "4f1c1b3a8c2d4e5f8a9b0c1d2e3f4a5b"
+    assert data["host"]["hostname"] == "clean.test"
+    assert [f for f in data["findings"] if f["severity"] != "info"] == []
+    assert data["complete"] is False  # live-only checks cannot run on a tree
+    assert {s["reason"] for s in data["skipped"]} == {"live_only"}
+
+
+def test_host_id_is_stable_across_scans(tmp_path: Path, clean_tree: Path) -> None:
+    ids = {json.loads(hostguard("scan", "--root", str(clean_tree), "--format", "json",
+                                state=tmp_path / "s").stdout)["host"]["id"] for _ in range(2)}
+    assert len(ids) == 1
+
+
+def test_findings_set_exit_code_and_fail_on(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "h", HITS / "accounts.extra_uid0")
+    r = hostguard("scan", "--root", str(tree), "--only", "accounts", "--format", "json", state=tmp_path / "s")
+    assert r.returncode == 1
+    ids = [(f["id"], f["target"]) for f in json.loads(r.stdout)["findings"]]
+    assert ("accounts.extra_uid0", {"kind": "user", "user": "toor"}) in ids
+    r = hostguard("scan", "--root", str(tree), "--only", "ssh", "--fail-on", "critical", state=tmp_path / "s")
+    assert r.returncode == 0
+
+
+def test_table_shows_not_checked_first_and_the_fix(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "h", HITS / "ssh.max_auth_tries")
+    r = hostguard("scan", "--root", str(tree), "--only", "ssh", state=tmp_path / "s")
+    assert r.returncode == 0
+    out = r.stdout
+    assert out.index("Not checked") < out.index("LOW")
+    assert "MaxAuthTries 4" in out and "ssh.max_auth_tries" in out
+
+
+def test_sarif_output(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "h", HITS / "ssh.empty_passwords")
+    r = hostguard("scan", "--root", str(tree), "--only", "ssh", "--format", "sarif", state=tmp_path / "s")
+    log = json.loads(r.stdout)
+    results = log["runs"][0]["results"]
+    assert [x["ruleId"] for x in results if x["level"] == "error"] == ["ssh.empty_passwords"]
+    assert all(x["partialFingerprints"]["hostguard/v1"] for x in results)
+
+
+def test_only_unknown_family_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
+    r = hostguard("scan", "--root", str(clean_tree), "--only", "sshh", state=tmp_path / "s")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "unknown family sshh" in r.stderr
+
+
+def test_missing_root_is_usage_error(tmp_path: Path) -> None:
+    r = hostguard("scan", "--root", str(tmp_path / "nope"), state=tmp_path / "s")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"hostguard: error: --root {tmp_path / 'nope'}: no such directory"
+
+
+def test_malformed_config_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[ports]\nallowed = 22\n")
+    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "--state", str(tmp_path / "s"),
+                        "scan", "--root", str(clean_tree)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"hostguard: error: config {cfg}: 'ports.allowed' must be list, not int"
+
+
+def test_unwritable_state_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = hostguard("scan", "--root", str(clean_tree), state=blocker / "sub")
+    assert r.returncode == 2 and r.stderr.startswith("hostguard: error: state directory")
+    assert "Traceback" not in r.stderr
+
+
+def test_garbage_files_in_tree_do_not_crash(tmp_path: Path, clean_tree: Path) -> None:
+    (clean_tree / "etc/passwd").write_bytes(b"\xff\xfe garbage \x00\n" + b"A" * 200_000 + b"\nroot:x:0:0::/root:/bin/sh\n")
+    (clean_tree / "etc/shadow").chmod(0)
+    (clean_tree / "etc/login.defs").write_bytes(bytes(range(256)) * 10)
+    (clean_tree / "etc/ssh/sshd_config").write_bytes(b"Port \xff\xff\nMatch\nInclude /nonexistent/*\n")
+    r = hostguard("scan", "--root", str(clean_tree), "--format", "json", state=tmp_path / "s")
+    assert r.returncode in (0, 1), r.stderr
+    assert "Traceback" not in r.stderr
+    json.loads(r.stdout)
+
+
+def test_checks_lists_every_check(tmp_path: Path) -> None:
+    r = hostguard("checks", "--format", "json", state=tmp_path / "s")
+    listed = json.loads(r.stdout)
+    assert {"ssh.root_password_login", "accounts.extra_uid0"} <= {c["id"] for c in listed}
+    assert all(c["doc"] for c in listed)
+
+
+def test_no_command_is_usage_error(tmp_path: Path) -> None:
+    r = hostguard(state=tmp_path / "s")
+    assert r.returncode == 2 and "a command is required" in r.stderr
