@@ -25,7 +25,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	@touch $@
 
 test: setup-test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
 	$(BIN)/python -m pytest -q
 
 bench: setup

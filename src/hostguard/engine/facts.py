@@ -27,6 +27,8 @@ COLLECTORS: dict[str, str] = {
     "listeners": "hostguard.host.sockets:collect_listeners",
     "firewall": "hostguard.host.firewall:collect_firewall",
     "known_accounts": "hostguard.engine.facts:_known_accounts",
+    "hostname": "hostguard.engine.facts:_hostname",
+    "wordlist": "hostguard.engine.facts:_wordlist",
 }
 
 
@@ -71,3 +73,22 @@ class Facts:
 def _known_accounts(host: Host, config: dict[str, Any]) -> Any:
     """Placeholder: the runner injects the previous scan's accounts from the state store."""
     raise Unavailable(SkipReason.ERROR, "no state store given")
+
+
+def _hostname(host: Host, config: dict[str, Any]) -> str:
+    """The scanned host's name (from the tree under --root)."""
+    return host.hostname()
+
+
+def _wordlist(host: Host, config: dict[str, Any]) -> tuple[str, ...]:
+    """Extra guesses from the configured word list (a file on the scanning machine), one per line."""
+    path = config["weak_passwords"]["wordlist"]
+    if not path:
+        return ()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(64 * 1024 * 1024)
+    except OSError as exc:
+        raise Unavailable(SkipReason.ERROR, f"weak_passwords.wordlist {path}: {exc.strerror}") from exc
+    words = (w.strip() for w in data.decode("utf-8", "replace").splitlines())
+    return tuple(dict.fromkeys(w for w in words if w and len(w) <= 256))

@@ -18,7 +18,7 @@ from hostguard.findings import Severity
 
 CHECK_MODULES = (
     "hostguard.checks.password_policy",
-    # "hostguard.checks.weak_passwords",
+    "hostguard.checks.weak_passwords",
     "hostguard.checks.accounts",
     "hostguard.checks.ssh",
     # "hostguard.checks.ports",

@@ -1,0 +1,33 @@
+"""crypt(3) schemes through libxcrypt: recognition, known answers, verification."""
+
+from __future__ import annotations
+
+import pytest
+
+from hostguard.data import load_toml
+from hostguard.passwords.verifiers import CryptVerifier, VerifierUnavailable, crypt_verifier, scheme_of
+
+KAT = load_toml("crypt-known-answers.toml")
+
+
+@pytest.mark.parametrize("scheme", sorted(KAT["schemes"]))
+def test_every_scheme_passes_its_known_answer_here(scheme: str) -> None:
+    assert crypt_verifier().working_schemes()[scheme] == "ok"
+    hashed = KAT["schemes"][scheme]
+    assert scheme_of(hashed) == scheme
+    assert crypt_verifier().verify(KAT["password"].encode(), hashed)
+    assert not crypt_verifier().verify(b"wrong-answer", hashed)  # differs within 8 chars: DES truncates
+
+
+@pytest.mark.parametrize("text", ["", "*", "!", "!$y$j9T$abc", "$argon2id$v=19$x", "plain", "$6$short$abc"])
+def test_unknown_or_locked_hashes_have_no_scheme(text: str) -> None:
+    assert scheme_of(text) is None
+
+
+def test_nul_in_candidate_never_matches() -> None:
+    assert not crypt_verifier().verify(b"hostguard\0-known-answer", KAT["schemes"]["sha512"])
+
+
+def test_missing_library_is_reported() -> None:
+    with pytest.raises(VerifierUnavailable, match="crypt_rn"):
+        CryptVerifier("libdoes-not-exist.so.9")
