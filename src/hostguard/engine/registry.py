@@ -21,7 +21,7 @@ CHECK_MODULES = (
     "hostguard.checks.weak_passwords",
     "hostguard.checks.accounts",
     "hostguard.checks.ssh",
-    # "hostguard.checks.ports",
+    "hostguard.checks.ports",
     # "hostguard.checks.firewall",
 )
 
