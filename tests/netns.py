@@ -34,18 +34,42 @@ class Pair:
 
     server: str
     client: str
+    server_if: str = ""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    def add_container(self, address: str = "192.0.2.2", gateway: str = "192.0.2.1") -> str:
+        """A third namespace behind the server (like a Docker container), routed through it."""
+        ns = self.server.replace("hgsrv", "hgctr")
+        host_if, ctr_if = "hgb" + ns[5:], "hgk" + ns[5:]
+        ip("netns", "add", ns)
+        self.extra.append(ns)
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ctr_if)
+        ip("link", "set", host_if, "netns", self.server)
+        ip("link", "set", ctr_if, "netns", ns)
+        ip("-n", self.server, "addr", "add", f"{gateway}/24", "dev", host_if)
+        ip("-n", self.server, "link", "set", host_if, "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "addr", "add", f"{address}/24", "dev", ctr_if)
+        ip("-n", ns, "link", "set", ctr_if, "up")
+        ip("-n", ns, "route", "add", "default", "via", gateway)
+        self.run(self.server, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        return ns
+
+    def listen_in(self, ns: str, *specs: str) -> None:
+        """Listeners in another namespace of this pair."""
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(LISTENER), *specs],
+                                stdout=subprocess.PIPE)
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
 
     def run(self, ns: str, argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, **kw)
 
     def listen(self, *specs: str) -> None:
         """Start listeners in the server namespace: "tcp:0.0.0.0:6379", "tcp:[::]:80", "udp:0.0.0.0:53"."""
-        proc = subprocess.Popen(["ip", "netns", "exec", self.server, sys.executable, str(LISTENER), *specs],
-                                stdout=subprocess.PIPE)
-        self.procs.append(proc)
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == b"ready"
+        self.listen_in(self.server, *specs)
 
     def spawn(self, ns: str, argv: list[str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv])
@@ -73,8 +97,8 @@ def netns_pair() -> Iterator[Pair]:
     need_root("network namespaces")
     need_tool("ip")
     tag = secrets.token_hex(3)
-    pair = Pair(f"hgsrv{tag}", f"hgcli{tag}")
     veth_s, veth_c = f"hgs{tag}", f"hgc{tag}"
+    pair = Pair(f"hgsrv{tag}", f"hgcli{tag}", veth_s)
     try:
         ip("netns", "add", pair.server)
         ip("netns", "add", pair.client)
@@ -95,7 +119,7 @@ def netns_pair() -> Iterator[Pair]:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        for ns in (pair.server, pair.client):
+        for ns in (pair.server, pair.client, *pair.extra):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 

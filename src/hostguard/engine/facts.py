@@ -26,6 +26,7 @@ COLLECTORS: dict[str, str] = {
     "sshd_freshness": "hostguard.host.sshd:collect_sshd_freshness",
     "listeners": "hostguard.host.sockets:collect_listeners",
     "firewall": "hostguard.host.firewall:collect_firewall",
+    "reach": "hostguard.checks.firewall:collect_reach",
     "known_accounts": "hostguard.engine.facts:_known_accounts",
     "hostname": "hostguard.engine.facts:_hostname",
     "wordlist": "hostguard.engine.facts:_wordlist",
@@ -44,8 +45,12 @@ class Facts:
     def get(self, name: str) -> Any:
         """The fact's value; raises the collector's :class:`Unavailable` for every caller."""
         with self._lock:
-            if name not in self._values:
-                self._values[name] = self._collect(name)
+            known = name in self._values
+        if not known:
+            value = self._collect(name)  # outside the lock: a derived fact reads other facts
+            with self._lock:
+                self._values.setdefault(name, value)
+        with self._lock:
             value = self._values[name]
         if isinstance(value, Unavailable):
             raise value
@@ -61,7 +66,10 @@ class Facts:
             return Unavailable(SkipReason.ERROR, f"no collector for fact {name!r}")
         module, func = target.split(":")
         try:
-            return getattr(importlib.import_module(module), func)(self.host, self.config)
+            collector = getattr(importlib.import_module(module), func)
+            if collector.__code__.co_argcount == 3:  # a derived fact, computed from other facts
+                return collector(self.host, self.config, self)
+            return collector(self.host, self.config)
         except Unavailable as exc:
             return exc
         except HostError as exc:

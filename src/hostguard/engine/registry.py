@@ -22,7 +22,7 @@ CHECK_MODULES = (
     "hostguard.checks.accounts",
     "hostguard.checks.ssh",
     "hostguard.checks.ports",
-    # "hostguard.checks.firewall",
+    "hostguard.checks.firewall",
 )
 
 FAMILIES = ("password_policy", "weak_passwords", "accounts", "ssh", "ports", "firewall")

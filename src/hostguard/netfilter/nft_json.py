@@ -1,0 +1,206 @@
+"""nftables' JSON (``nft -j list ruleset``) to the model; rule text from ``nft -a list ruleset``."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hostguard.netfilter.model import Chain, Match, Rule, Ruleset
+
+
+class RulesetError(Exception):
+    """The ruleset could not be read or parsed."""
+
+
+IGNORED = {"counter", "log", "limit", "mangle", "notrack", "snat", "masquerade", "meta", "ct", "quota",
+           "set", "flow", "synproxy", "secmark", "tproxy", "dup", "fwd", "numgen", "last"}
+
+
+def _scalar(value: Any, sets: dict[str, tuple[str, ...]]) -> list[str]:
+    """Values of a match's right-hand side as strings; named sets expanded."""
+    if isinstance(value, str) and value.startswith("@"):
+        if value[1:] not in sets:
+            raise ValueError(f"unknown set {value}")
+        return list(sets[value[1:]])
+    if isinstance(value, bool):
+        raise ValueError("boolean")
+    if isinstance(value, int | str):
+        return [str(value)]
+    if isinstance(value, list):
+        return [v for item in value for v in _scalar(item, sets)]
+    if isinstance(value, dict):
+        if "set" in value:
+            return _scalar(value["set"], sets)
+        if "range" in value:
+            lo, hi = value["range"]
+            return [f"{_scalar(lo, sets)[0]}-{_scalar(hi, sets)[0]}"]
+        if "prefix" in value:
+            return [f"{value['prefix']['addr']}/{value['prefix']['len']}"]
+        if "elem" in value:
+            return _scalar(value["elem"]["val"], sets)
+    raise ValueError(f"unsupported value {json.dumps(value)[:80]}")
+
+
+L4_HEADERS = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "dccp": "dccp", "udplite": "udplite",
+              "icmp": "icmp", "icmpv6": "ipv6-icmp", "igmp": "igmp", "esp": "esp", "ah": "ah", "gre": "gre"}
+
+
+class PartialMatch(ValueError):
+    """A match that cannot be evaluated, but implies conditions that can (``icmpv6 type ...`` is ICMPv6)."""
+
+    def __init__(self, message: str, implied: list[Match]) -> None:
+        super().__init__(message)
+        self.implied = implied
+
+
+def _match(expr: dict[str, Any], sets: dict[str, tuple[str, ...]]) -> list[Match]:
+    op = expr.get("op", "==")
+    left = expr["left"]
+    implied: list[Match] = []
+    if "payload" in left and left["payload"].get("protocol") in L4_HEADERS:
+        implied = [Match("l4proto", (L4_HEADERS[left["payload"]["protocol"]],))]
+    try:
+        return implied + _plain_match(op, left, expr["right"], sets)
+    except ValueError as exc:
+        raise PartialMatch(str(exc), implied) from exc
+
+
+def _plain_match(op: str, left: dict[str, Any], right: Any, sets: dict[str, tuple[str, ...]]) -> list[Match]:
+    if op not in ("==", "!=", "in"):
+        raise ValueError(f"operator {op}")
+    values = tuple(_scalar(right, sets))
+    negate = op == "!="
+    if "payload" in left:
+        proto, fld = left["payload"].get("protocol"), left["payload"].get("field")
+        if fld == "dport" and proto in ("tcp", "udp", "th", "sctp", "dccp", "udplite"):
+            return [Match("dport", values, negate)]
+        if fld in ("saddr", "daddr") and proto in ("ip", "ip6"):
+            return [Match("nfproto", ("ipv4" if proto == "ip" else "ipv6",)), Match(fld, values, negate)]
+        if (proto, fld) in (("ip", "protocol"), ("ip6", "nexthdr")):
+            return [Match("l4proto", values, negate)]
+        raise ValueError(f"payload {proto} {fld}")
+    if "meta" in left:
+        key = left["meta"]["key"]
+        if key == "l4proto":
+            return [Match("l4proto", values, negate)]
+        if key in ("iif", "iifname"):
+            return [Match("iif", values, negate)]
+        if key == "nfproto":
+            return [Match("nfproto", values, negate)]
+        raise ValueError(f"meta {key}")
+    if "ct" in left and left["ct"].get("key") == "state":
+        return [Match("ct_state", values, negate)]
+    if "fib" in left and left["fib"].get("result") == "type" and "daddr" in left["fib"].get("flags", []):
+        return [Match("local_dst", values, negate)]
+    raise ValueError(f"match on {next(iter(left), '?')}")
+
+
+def parse_rule(exprs: list[dict[str, Any]], sets: dict[str, tuple[str, ...]], text: str, handle: int | None) -> Rule:
+    """One rule's expression list."""
+    matches: list[Match] = []
+    verdict: str | None = None
+    target: str | None = None
+    opaque: str | None = None
+    for expr in exprs:
+        (kind, body), = expr.items()
+        try:
+            if kind == "match":
+                matches.extend(_match(body, sets))
+            elif kind in ("accept", "drop", "return"):
+                verdict = kind
+            elif kind == "reject":
+                verdict = "reject"
+            elif kind in ("jump", "goto"):
+                verdict, target = kind, body["target"]
+            elif kind == "dnat":
+                verdict = "dnat"
+                target = f"{body.get('addr', '')}:{body.get('port', '')}"
+            elif kind == "redirect":
+                verdict, target = "dnat", f":{(body or {}).get('port', '')}"
+            elif kind == "xt":
+                raise ValueError(f"iptables extension {body.get('type')} '{body.get('name')}' (xt)")
+            elif kind in IGNORED:
+                continue
+            else:
+                raise ValueError(f"statement {kind}")
+        except PartialMatch as exc:
+            matches.extend(exc.implied)
+            opaque = opaque or str(exc)
+        except (ValueError, KeyError, TypeError) as exc:
+            opaque = opaque or str(exc)
+    return Rule(tuple(matches), verdict, target, text, opaque, handle)
+
+
+def rule_texts(listing: str) -> dict[tuple[str, str, str, int], str]:
+    """(family, table, chain, handle) -> rule text, from ``nft -a list ruleset``."""
+    out: dict[tuple[str, str, str, int], str] = {}
+    table = ("", "")
+    chain = ""
+    for raw in listing.splitlines():
+        line = raw.strip()
+        m = re.match(r"^table (\S+) (\S+) \{", line)
+        if m:
+            table = (m.group(1), m.group(2))
+            continue
+        m = re.match(r"^chain (\S+) \{", line)
+        if m:
+            chain = m.group(1)
+            continue
+        m = re.match(r"^(.*?)\s+# handle (\d+)$", line)
+        if m and chain and not line.startswith(("type ", "set ", "map ")):
+            out[(table[0], table[1], chain, int(m.group(2)))] = m.group(1)
+    return out
+
+
+def parse_ruleset(data: str, listing: str = "", source: str = "nftables") -> Ruleset:
+    """The whole ``nft -j list ruleset`` document."""
+    try:
+        doc = json.loads(data)
+        items = doc["nftables"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RulesetError(f"nft -j output is not an nftables JSON document: {exc}") from exc
+    texts = rule_texts(listing)
+    sets: dict[tuple[str, str, str], tuple[str, ...]] = {}
+    chains: dict[tuple[str, str, str], dict[str, Any]] = {}
+    rules: dict[tuple[str, str, str], list[Rule]] = {}
+    for item in items:
+        if "set" in item:
+            s = item["set"]
+            try:
+                elems = tuple(_scalar(s.get("elem", []), {}))
+            except ValueError:
+                elems = ()
+            sets[(s["family"], s["table"], s["name"])] = elems
+        elif "chain" in item:
+            c = item["chain"]
+            chains[(c["family"], c["table"], c["name"])] = c
+    for item in items:
+        if "rule" not in item:
+            continue
+        r = item["rule"]
+        key = (r["family"], r["table"], r["chain"])
+        table_sets = {n: v for (f, t, n), v in sets.items() if (f, t) == key[:2]}
+        text = texts.get((*key, r.get("handle", -1)), "")
+        rule = parse_rule(r.get("expr", []), table_sets, text, r.get("handle"))
+        if not text:
+            rule = Rule(rule.matches, rule.verdict, rule.target, _describe(r.get("expr", [])), rule.opaque, rule.handle)
+        rules.setdefault(key, []).append(rule)
+    out: dict[tuple[str, str, str], Chain] = {}
+    for key, c in chains.items():
+        xt = any(r.opaque and "(xt)" in r.opaque for r in rules.get(key, []))
+        out[key] = Chain(c["family"], c["table"], c["name"], tuple(rules.get(key, [])), c.get("hook"),
+                         _prio(c.get("prio", 0)), c.get("policy", "accept"), c.get("type", "filter"),
+                         "iptables-nft" if xt else source)
+    return Ruleset(out, sets, (source,))
+
+
+def _prio(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    names = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
+    return names.get(str(value), 0)
+
+
+def _describe(exprs: list[dict[str, Any]]) -> str:
+    return json.dumps(exprs, separators=(",", ":"))[:300]
