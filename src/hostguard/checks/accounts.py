@@ -184,3 +184,16 @@ def new_since_last_scan(ctx: Context) -> Iterator[Finding]:
                               evidence={"uid": u.uid, "shell": u.shell, "home": u.home, "line": u.line},
                               remediation=f"Confirm who created '{u.name}' (`journalctl -g useradd`, "
                                           "/var/log/auth.log); lock it with `usermod -L` if unknown.")
+
+
+@check(id="accounts.malformed_line", family="accounts", severity="medium",
+       title="Malformed line in passwd, shadow or group", needs=("accounts", "shadow"))
+def malformed_line(ctx: Context) -> Iterator[Finding]:
+    """A line the account tools cannot parse is invisible to `getent` and most audits, yet some programs
+    still read it: a place to hide an account, or damage worth repairing."""
+    for bad in (*ctx.fact("accounts").malformed, *ctx.fact("shadow").malformed):
+        yield ctx.finding(f"{bad.path} line {bad.line} is malformed ({bad.reason})",
+                          {"kind": "path", "path": bad.path, "line": bad.line},
+                          evidence={"path": bad.path, "line": bad.line, "reason": bad.reason},
+                          remediation=f"Inspect line {bad.line} of {bad.path} (`vipw`/`vigr`, `pwck -r`, `grpck -r`) "
+                                      "and repair or remove it.")

@@ -143,7 +143,7 @@ def load_nft_file(host: Host, path: str) -> Ruleset:
         tmp = fh.name
     try:
         _check(["ip", "netns", "add", ns], "ip netns add")
-        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp], capture_output=True, text=True)
+        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp], capture_output=True, text=True, errors="replace")
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["nft failed"])[0].replace(tmp, path)
             raise Unavailable(SkipReason.ERROR, f"nft cannot load {path}: {first}")
@@ -159,7 +159,7 @@ def load_nft_file(host: Host, path: str) -> Ruleset:
 
 
 def _check(argv: list[str], what: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True)
+    result = subprocess.run(argv, capture_output=True, text=True, errors="replace")
     if result.returncode != 0:
         raise Unavailable(SkipReason.ERROR, f"{what}: {result.stderr.strip()[:200]}")
     return result.stdout

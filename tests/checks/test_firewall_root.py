@@ -1,0 +1,46 @@
+"""The firewall family under --root: the tree's boot-time configuration, loaded by the real nft."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hostguard.cli import main
+from tests.conftest import need_root, need_tool
+
+
+def _scan(capsys, tmp_path: Path, tree: Path) -> dict:
+    code = main(["--state", str(tmp_path / "s"), "scan", "--root", str(tree), "--only", "firewall", "--format", "json"])
+    assert code in (0, 1)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_nftables_conf_with_include_inside_the_tree(capsys, tmp_path: Path, clean_tree: Path) -> None:
+    need_tool("nft", "ip")
+    need_root("loading nftables.conf into a private namespace")
+    (clean_tree / "etc/nftables.d").mkdir()
+    (clean_tree / "etc/nftables.d/open.nft").write_text(
+        "table ip extra {\n  chain input {\n    type filter hook input priority 10; policy accept;\n  }\n}\n")
+    conf = clean_tree / "etc/nftables.conf"
+    conf.write_text(conf.read_text().replace("policy drop;", "policy accept;") + 'include "/etc/nftables.d/*.nft"\n')
+    report = _scan(capsys, tmp_path, clean_tree)
+    [finding] = [f for f in report["findings"] if f["id"] == "firewall.default_allow"]
+    assert finding["title"] == "any new listening port would be reachable from anyone over IPv4 and IPv6"
+    assert "inet filter input: policy accept" in finding["evidence"]["decided_by"]
+
+
+def test_broken_nftables_conf_is_reported_not_guessed(capsys, tmp_path: Path, clean_tree: Path) -> None:
+    need_tool("nft", "ip")
+    need_root("loading nftables.conf into a private namespace")
+    (clean_tree / "etc/nftables.conf").write_bytes(b"table inet filter {\n chain input { \xff garbage }\n")
+    report = _scan(capsys, tmp_path, clean_tree)
+    assert [f for f in report["findings"] if f["id"].startswith("firewall.")] == []
+    errors = [s for s in report["skipped"] if s["reason"] == "error"]
+    assert errors and errors[0]["detail"].startswith("nft cannot load /etc/nftables.conf")
+
+
+def test_disabled_nftables_service_means_no_firewall(capsys, tmp_path: Path, clean_tree: Path) -> None:
+    (clean_tree / "etc/systemd/system/sysinit.target.wants/nftables.service").unlink()
+    report = _scan(capsys, tmp_path, clean_tree)
+    [finding] = [f for f in report["findings"] if f["id"] == "firewall.default_allow"]
+    assert finding["evidence"]["notes"] == ["no firewall configuration is loaded at boot"]

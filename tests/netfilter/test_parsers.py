@@ -1,0 +1,125 @@
+"""nft JSON and iptables-save parsers: exact models for known shapes, no crash on anything."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hostguard.netfilter.evaluate import Query, reachability
+from hostguard.netfilter.iptables_save import IptablesSaveError, parse_save
+from hostguard.netfilter.model import AddrSet
+from hostguard.netfilter.nft_json import RulesetError, parse_ruleset, rule_texts
+
+
+def _doc(*items: dict) -> str:
+    return json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}}, *items]})
+
+
+CHAIN = {"chain": {"family": "inet", "table": "t", "name": "input", "handle": 1, "type": "filter",
+                   "hook": "input", "prio": 0, "policy": "drop"}}
+
+
+def _rule(*expr: dict, handle: int = 2) -> dict:
+    return {"rule": {"family": "inet", "table": "t", "chain": "input", "handle": handle, "expr": list(expr)}}
+
+
+def _dport(port) -> dict:
+    return {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": port}}
+
+
+def test_rule_text_comes_from_the_listing() -> None:
+    listing = 'table inet t { # handle 1\n\tchain input { # handle 1\n\t\ttcp dport 22 accept # handle 2\n\t}\n}\n'
+    assert rule_texts(listing) == {("inet", "t", "input", 2): "tcp dport 22 accept"}
+    rs = parse_ruleset(_doc(CHAIN, _rule(_dport(22), {"accept": None})), listing)
+    answer, _ = reachability(rs, Query(4, "tcp", 22, "eth0"))
+    assert answer.state == "anyone"
+    assert answer.deciders == ("inet t input: `tcp dport 22 accept`",)
+
+
+def test_unknown_match_gives_unknown_with_the_rule_quoted() -> None:
+    weird = {"match": {"op": "==", "left": {"osf": {"key": "name"}}, "right": "Linux"}}
+    rs = parse_ruleset(_doc(CHAIN, _rule(weird, _dport(3306), {"accept": None})))
+    answer, _ = reachability(rs, Query(4, "tcp", 3306, "eth0"))
+    assert answer.state == "unknown" and "match on osf" in answer.unknown[0]
+    other, _ = reachability(rs, Query(4, "tcp", 5432, "eth0"))  # the port rules the rule out: certain
+    assert other.state == "nobody"
+
+
+def test_ranges_sets_and_negation() -> None:
+    rs = parse_ruleset(_doc(CHAIN, _rule(
+        {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                   "right": {"prefix": {"addr": "192.0.2.0", "len": 24}}}},
+        _dport({"set": [{"range": [1000, 2000]}, 3306]}), {"accept": None})))
+    answer, _ = reachability(rs, Query(4, "tcp", 1500, "eth0"))
+    assert answer.state == "sources" and not answer.reach.contains("192.0.2.9") and answer.reach.contains("198.51.100.1")
+    assert reachability(rs, Query(6, "tcp", 1500, "eth0"))[0].state == "nobody"
+
+
+def test_not_a_document_is_an_error() -> None:
+    with pytest.raises(RulesetError):
+        parse_ruleset("[1, 2")
+    with pytest.raises(RulesetError):
+        parse_ruleset('{"other": 1}')
+
+
+def test_iptables_save_model() -> None:
+    rs = parse_save("*filter\n:INPUT DROP [0:0]\n:MINE - [0:0]\n"
+                    "-A INPUT -s 192.0.2.0/24 -p tcp -m multiport --dports 80,8000:8010 -j ACCEPT\n"
+                    "-A INPUT -p udp -m recent --name x --rcheck -j DROP\n-A INPUT -j MINE\n-A MINE -j RETURN\nCOMMIT\n",
+                    "ip", "iptables-nft")
+    chain = rs.chains[("ip", "filter", "INPUT")]
+    assert chain.hook == "input" and chain.policy == "drop"
+    assert chain.rules[1].opaque == "match -m recent"
+    a, _ = reachability(rs, Query(4, "tcp", 8005, "eth0"))
+    assert a.state == "sources" and a.reach.cidrs() == ["192.0.2.0/24"]
+    assert reachability(rs, Query(4, "tcp", 9999, "eth0"))[0].state == "nobody"  # the opaque rule is udp-only
+    b, _ = reachability(rs, Query(4, "udp", 53, "eth0"))
+    assert b.state == "unknown" and "-m recent" in b.unknown[0]
+
+
+@pytest.mark.parametrize("text", ["-A INPUT -j ACCEPT\n", "*filter\n-N X\nCOMMIT\n", "*filter\nrandom words\n",
+                                  "*filter\n:\n", "*filter\n-A INPUT -s\n"])
+def test_iptables_save_errors(text: str) -> None:
+    with pytest.raises(IptablesSaveError):
+        parse_save(text, "ip", "t")
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                       lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+                       max_leaves=20)
+
+
+@settings(max_examples=200)
+@given(st.lists(JSONISH, max_size=4))
+def test_nft_rule_expressions_never_crash(exprs: list) -> None:
+    doc = _doc(CHAIN, {"rule": {"family": "inet", "table": "t", "chain": "input", "handle": 2,
+                                "expr": [e for e in exprs if isinstance(e, dict) and len(e) == 1]}})
+    rs = parse_ruleset(doc)
+    reachability(rs, Query(4, "tcp", 22, "eth0"))
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=300))
+def test_iptables_save_never_crashes(text: str) -> None:
+    try:
+        rs = parse_save(text, "ip", "t")
+    except IptablesSaveError:
+        return
+    reachability(rs, Query(4, "tcp", 22, "eth0"))
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)), max_size=6),
+       st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)), max_size=6))
+def test_addrset_algebra(a: list, b: list) -> None:
+    import ipaddress
+
+    def mk(items: list) -> AddrSet:
+        return AddrSet.of(4, [str(ipaddress.ip_network((x, n), strict=False)) for x, n in items])
+
+    x, y = mk(a), mk(b)
+    assert x.union(y).minus(y).union(x.intersect(y)) == x
+    assert x.intersect(x.complement()) == AddrSet(4)
+    assert x.union(x.complement()).is_full()
