@@ -200,9 +200,7 @@ def restrict_rule(pr: PortReach, ruleset: Ruleset) -> str:
 
 def _reach_finding_title(pr: PortReach, name: str, ruleset: Ruleset) -> str:
     deciders = pr.deciders()
-    why = ""
-    if deciders:
-        why = f" ({deciders[0].split(': `')[0]}: {deciders[0].split(': ', 1)[-1].strip('`')})"
+    why = f" ({deciders[0].replace('`', '')})" if deciders else ""
     where = f"{pr.port}/{pr.proto}" + (f" (published to {pr.dnat})" if pr.dnat else "")
     return f"{name} {where} is reachable from any address{why}"
 

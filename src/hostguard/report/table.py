@@ -26,6 +26,8 @@ def _target(f: Finding) -> str:
 def _evidence(f: Finding) -> str:
     parts = []
     for key, value in f.to_dict()["evidence"].items():
+        if value in (None, [], {}, "") or (isinstance(value, dict) and any(isinstance(v, dict) for v in value.values())):
+            continue  # empty, or nested machine data (still in --format json)
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         if len(text) > 160:
             text = text[:157] + "..."
