@@ -64,6 +64,22 @@ def _run_text(host: Host, argv: list[str]) -> str | None:
     return result.stdout.decode("utf-8", "surrogateescape")
 
 
+def _read_save(host: Host, tool: str, family: str, source: str, notes: list[str]) -> Ruleset | None:
+    """One ``*-save`` tool's rules; None (with a note when it is an error) when there are none."""
+    text = _run_text(host, [tool])
+    if text is None:
+        if source == "iptables-nft":  # needed to decode xt rules; a missing legacy tool just means no legacy rules
+            notes.append(f"{tool} is not installed")
+        return None
+    if not text.strip():
+        return None
+    try:
+        return parse_save(text, family, source)
+    except IptablesSaveError as exc:
+        notes.append(f"{tool}: {exc}")
+        return None
+
+
 def collect_live(host: Host) -> FirewallFacts:
     """Read the running ruleset of this network namespace."""
     chains: dict[tuple[str, str, str], Chain] = {}
@@ -83,14 +99,9 @@ def collect_live(host: Host) -> FirewallFacts:
         for family, tool in (("ip", "iptables-save"), ("ip6", "ip6tables-save")):
             if not any(c.family == family and c.source == "iptables-nft" for c in nft.chains.values()):
                 continue
-            text = _run_text(host, [tool])
-            if text is None:
-                notes.append(f"{tool} is missing: iptables-nft rules in {family} tables stay opaque")
-                continue
-            try:
-                decoded = parse_save(text, family, "iptables-nft")
-            except IptablesSaveError as exc:
-                notes.append(f"{tool}: {exc}")
+            decoded = _read_save(host, tool, family, "iptables-nft", notes)
+            if decoded is None:
+                notes.append(f"iptables-nft rules in {family} tables stay opaque")
                 continue
             tables = {t for (_, t, _) in decoded.chains}
             for key in [k for k in chains if k[0] == family and k[1] in tables]:
@@ -98,15 +109,8 @@ def collect_live(host: Host) -> FirewallFacts:
             _merge(chains, decoded)
             sources.append(tool)
     for family, tool in (("ip", "iptables-legacy-save"), ("ip6", "ip6tables-legacy-save")):
-        text = _run_text(host, [tool])
-        if text is None or not text.strip():
-            continue
-        try:
-            legacy = parse_save(text, family, "iptables-legacy")
-        except IptablesSaveError as exc:
-            notes.append(f"{tool}: {exc}")
-            continue
-        if legacy.chains:
+        legacy = _read_save(host, tool, family, "iptables-legacy", notes)
+        if legacy is not None and legacy.chains:
             _merge(chains, legacy, prefix="legacy:")
             sources.append(tool)
     if not sources:
@@ -143,7 +147,8 @@ def load_nft_file(host: Host, path: str) -> Ruleset:
         tmp = fh.name
     try:
         _check(["ip", "netns", "add", ns], "ip netns add")
-        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp], capture_output=True, text=True, errors="replace")
+        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp], capture_output=True, text=True,
+                                errors="replace")
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["nft failed"])[0].replace(tmp, path)
             raise Unavailable(SkipReason.ERROR, f"nft cannot load {path}: {first}")
