@@ -5,8 +5,9 @@ set -euo pipefail
 mode=${1:-run}
 pkgs=(python3 python3-venv libcrypt1)
 if [ "$mode" = test ]; then
-  # Real services the tests drive: sshd -T, nft in namespaces, iptables-nft/legacy, ip netns.
-  pkgs+=(openssh-server nftables iptables iproute2)
+  # Real services the tests drive: sshd -T, nft in namespaces, iptables-nft/legacy, ip netns, ufw-init.
+  # (Installing ufw does not enable it: ENABLED=no until `ufw enable`.)
+  pkgs+=(openssh-server nftables iptables iproute2 ufw)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import FIXTURES, need_tool
 from tests.netns import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Pair, netns_pair
+from tests.ufw_helpers import write_ufw_config
 
 OTHER = "(any other interface)"
 
@@ -113,10 +114,24 @@ table inet filter {
         "ports": [8081, 3306, 80],
         "service_reachable": [3306], "port_reachable": [8081],
     },
+    "ufw_front_end": {
+        "ufw": ["-A ufw-user-input -p tcp --dport 2222 -j ACCEPT",
+                "-A ufw-user-input -p tcp -s 198.51.100.0/24 --dport 3306 -j ACCEPT",
+                "-A ufw-user-input -p tcp --dport 8080 -j DROP"],
+        "ufw6": ["-A ufw-user-input -p tcp --dport 2222 -j ACCEPT",
+                 "-A ufw-user-input -p tcp --dport 5432 -j ACCEPT"],
+        "ports": [2222, 3306, 5432, 8080],
+        "service_reachable": [5432], "port_reachable": [2222],
+    },
 }
 
 
-def _load(pair: Pair, case: dict) -> None:
+def _load(pair: Pair, case: dict, tmp_path: Path) -> None:
+    if "ufw" in case:
+        data = tmp_path / "ufw-data"
+        write_ufw_config(data / "etc", case["ufw"], case["ufw6"])
+        r = pair.run(pair.server, ["/lib/ufw/ufw-init", "--datadir", str(data), "start"])
+        assert r.returncode == 0, r.stderr
     if "nft" in case:
         r = pair.run(pair.server, ["nft", "-f", "-"], input=case["nft"])
         assert r.returncode == 0, r.stderr
@@ -152,7 +167,7 @@ def test_prediction_matches_real_connections(tmp_path: Path, name: str) -> None:
     need_tool("nft", "iptables-nft", "iptables-legacy")
     case = CASES[name]
     with netns_pair() as pair:
-        _load(pair, case)
+        _load(pair, case, tmp_path)
         pair.listen(*(f"tcp:[::]:{p}" for p in case["ports"]))
         report = _scan(pair, tmp_path)
         reach = {f["target"]["port"]: f["evidence"]["reach"] for f in report["findings"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hostguard.cli import main
 from tests.conftest import need_root, need_tool
+from tests.ufw_helpers import write_ufw_config
 
 
 def _scan(capsys, tmp_path: Path, tree: Path) -> dict:
@@ -44,3 +45,21 @@ def test_disabled_nftables_service_means_no_firewall(capsys, tmp_path: Path, cle
     report = _scan(capsys, tmp_path, clean_tree)
     [finding] = [f for f in report["findings"] if f["id"] == "firewall.default_allow"]
     assert finding["evidence"]["notes"] == ["no firewall configuration is loaded at boot"]
+
+
+def test_ufw_enabled_tree_is_evaluated_with_ufws_own_loader(capsys, tmp_path: Path, clean_tree: Path) -> None:
+    need_root("running ufw-init in a private namespace")
+    (clean_tree / "etc/systemd/system/sysinit.target.wants/nftables.service").unlink()
+    write_ufw_config(clean_tree / "etc", ["-A ufw-user-input -p tcp --dport 2222 -j ACCEPT"],
+                     ["-A ufw-user-input -p tcp --dport 2222 -j ACCEPT"])
+    (clean_tree / "etc/ufw/before.init").write_text("#!/bin/sh\ntouch /tmp/hostguard-must-not-run\n")
+    (clean_tree / "etc/ufw/before.init").chmod(0o755)
+    report = _scan(capsys, tmp_path, clean_tree)
+    assert report["skipped"] == [] or {s["reason"] for s in report["skipped"]} == {"live_only"}
+    assert [f for f in report["findings"] if f["id"] == "firewall.default_allow"] == []  # ufw drops by default
+    assert not Path("/tmp/hostguard-must-not-run").exists()
+    (clean_tree / "etc/default/ufw").write_text('DEFAULT_INPUT_POLICY="ACCEPT"\n$(touch /tmp/hostguard-must-not-run)\n')
+    report = _scan(capsys, tmp_path, clean_tree)
+    [finding] = [f for f in report["findings"] if f["id"] == "firewall.default_allow"]
+    assert "/etc/ufw (ufw)" in finding["target"]["path"]
+    assert not Path("/tmp/hostguard-must-not-run").exists()

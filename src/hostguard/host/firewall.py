@@ -7,8 +7,9 @@ there). Tables where nft shows iptables-nft rules only as opaque ``xt`` objects 
 
 Under --root: the static configuration that would be loaded at boot — /etc/nftables.conf (when the
 nftables service is enabled; loaded by the real ``nft`` into a private network namespace, so its syntax is
-understood exactly) and /etc/iptables/rules.v4|v6. ufw and firewalld configurations are not evaluated
-from files; they are reported as such.
+understood exactly), /etc/iptables/rules.v4|v6, and ufw (when enabled: ufw's own ufw-init loads sanitised
+copies of the tree's rule files into a private namespace). firewalld's zone files are not evaluated from a
+tree; that is reported as unsupported.
 """
 
 from __future__ import annotations
@@ -163,6 +164,70 @@ def load_nft_file(host: Host, path: str) -> Ruleset:
             os.unlink(tmp)
 
 
+UFW_SETTINGS = {
+    "IPV6": r"yes|no",
+    "DEFAULT_INPUT_POLICY": r"ACCEPT|DROP|REJECT",
+    "DEFAULT_OUTPUT_POLICY": r"ACCEPT|DROP|REJECT",
+    "DEFAULT_FORWARD_POLICY": r"ACCEPT|DROP|REJECT",
+    "MANAGE_BUILTINS": r"yes|no",
+}
+UFW_RULE_FILES = ("before.rules", "after.rules", "user.rules", "before6.rules", "after6.rules", "user6.rules")
+UFW_INIT = "/lib/ufw/ufw-init"
+
+
+def _ufw_defaults(text: str) -> str:
+    """The tree's /etc/default/ufw reduced to known settings with plain values (it is shell: never sourced)."""
+    values = {"IPV6": "yes", "DEFAULT_INPUT_POLICY": "DROP", "DEFAULT_OUTPUT_POLICY": "ACCEPT",
+              "DEFAULT_FORWARD_POLICY": "DROP", "MANAGE_BUILTINS": "no"}
+    for line in text.splitlines():
+        m = re.match(r'^\s*([A-Z_]+)\s*=\s*"?([A-Za-z]+)"?\s*$', line)
+        if m and m.group(1) in UFW_SETTINGS and re.fullmatch(UFW_SETTINGS[m.group(1)], m.group(2)):
+            values[m.group(1)] = m.group(2)
+    return "".join(f'{k}="{v}"\n' for k, v in values.items())
+
+
+def load_ufw(host: Host) -> Ruleset:
+    """What ufw loads at boot for this tree: ufw's own ufw-init, fed sanitised copies of the tree's
+    settings and rule files, run inside a throwaway network namespace; the result read with iptables-save.
+    Nothing from the tree is executed or sourced."""
+    if os.geteuid() != 0:
+        raise Unavailable(SkipReason.NOT_ROOT, "evaluating ufw's configuration in a private network namespace needs root")
+    if not os.access(UFW_INIT, os.X_OK):
+        raise Unavailable(SkipReason.TOOL_MISSING, "ufw is enabled in the tree; install ufw here to evaluate it")
+    ns = f"hgufw{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="hostguard-ufw-") as data:
+        os.makedirs(f"{data}/etc/default")
+        os.makedirs(f"{data}/etc/ufw")
+        with open(f"{data}/etc/default/ufw", "w") as fh:
+            fh.write(_ufw_defaults(host.read_optional("/etc/default/ufw") or "")
+                     + f'IPT_SYSCTL="{data}/etc/ufw/sysctl.conf"\nIPT_MODULES=""\n')
+        with open(f"{data}/etc/ufw/ufw.conf", "w") as fh:
+            fh.write("ENABLED=yes\nLOGLEVEL=off\n")
+        open(f"{data}/etc/ufw/sysctl.conf", "w").close()
+        for name in UFW_RULE_FILES:
+            text = host.read_optional(f"/etc/ufw/{name}")
+            if text is None:
+                raise Unavailable(SkipReason.ERROR, f"ufw is enabled but /etc/ufw/{name} is missing")
+            with open(f"{data}/etc/ufw/{name}", "w", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(text)
+        try:
+            _check(["ip", "netns", "add", ns], "ip netns add")
+            result = subprocess.run(["ip", "netns", "exec", ns, UFW_INIT, "--datadir", data, "start"],
+                                    capture_output=True, text=True, errors="replace")
+            if result.returncode != 0:
+                first = (result.stderr.strip().splitlines() or ["ufw-init failed"])[0].replace(data, "")
+                raise Unavailable(SkipReason.ERROR, f"ufw cannot load /etc/ufw: {first}")
+            chains: dict[tuple[str, str, str], Chain] = {}
+            for family, tool in (("ip", "iptables-save"), ("ip6", "ip6tables-save")):
+                text = _check(["ip", "netns", "exec", ns, tool], tool)
+                _merge(chains, parse_save(text, family, "ufw"))
+            return Ruleset(chains, {}, ("ufw",))
+        except IptablesSaveError as exc:
+            raise Unavailable(SkipReason.ERROR, f"ufw's loaded rules: {exc}") from exc
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
 def _check(argv: list[str], what: str) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, errors="replace")
     if result.returncode != 0:
@@ -189,7 +254,10 @@ def collect_static(host: Host) -> FirewallFacts:
         sources.append(path)
     ufw = host.read_optional("/etc/ufw/ufw.conf") or ""
     if re.search(r"^\s*ENABLED\s*=\s*yes", ufw, re.M):
-        raise Unavailable(SkipReason.UNSUPPORTED, "ufw is enabled; its rules are evaluated on the live host only")
+        _merge(chains, load_ufw(host), prefix="ufw:" if chains else "")
+        sources.append("/etc/ufw (ufw)")
+        if host.exists("/etc/ufw/before.init") or host.exists("/etc/ufw/after.init"):
+            notes.append("ufw's before.init/after.init scripts were not run (never executed from a tree)")
     if host.exists("/etc/firewalld/firewalld.conf") and _service_enabled(host, "firewalld.service"):
         raise Unavailable(SkipReason.UNSUPPORTED, "firewalld is enabled; its rules are evaluated on the live host only")
     if not sources:

@@ -32,6 +32,7 @@ class Query:
     iif: str
     daddr: str | None = None   # the listener's address when it is specific
     oif: str | None = None     # output interface on the forward path (after DNAT)
+    forward: bool = False      # routed through (after DNAT) rather than delivered to this host
 
 
 @dataclass
@@ -104,8 +105,11 @@ def match_holds(m: Match, q: Query) -> bool | None:
         hit = "new" in m.values
     elif m.field == "nfproto":
         hit = f"ipv{q.version}" in m.values or ("ipv4" if q.version == 4 else "ipv6") in m.values
-    elif m.field == "local_dst":
-        hit = "local" in m.values if q.oif is None else False
+    elif m.field == "dst_type":
+        # A connection to this host is addressed to a "local" address; after DNAT it is "unicast".
+        hit = ("unicast" if q.forward else "local") in m.values
+    elif m.field == "never":
+        hit = False
     elif m.field == "daddr":
         if q.daddr is None:
             return None
@@ -256,7 +260,7 @@ def split_dnat_target(target: str, default_port: int) -> tuple[str, int]:
 def forward_reachability(ruleset: Ruleset, q: Query, sources: AddrSet, daddr: str, port: int,
                          oif: str | None) -> Answer:
     """Sources (already DNATed to ``daddr:port``) that the forward chains let through."""
-    fq = Query(q.version, q.proto, port, q.iif, daddr, oif or None)
+    fq = Query(q.version, q.proto, port, q.iif, daddr, oif or None, forward=True)
     allowed = sources
     unknown: list[str] = []
     deciders: list[str] = []

@@ -24,6 +24,8 @@ BUILTIN = {
     ("security", "FORWARD"): ("forward", 50, "filter"),
 }
 HARMLESS_MATCHES = {"comment", "tcp", "udp", "limit", "hashlimit", "mark", "connmark", "pkttype"}
+# Matches that an ordinary new TCP/UDP connection never satisfies (IPv6 type-0 routing headers).
+NEVER_ON_NEW_CONNECTIONS = {"rt"}
 
 
 class IptablesSaveError(Exception):
@@ -72,14 +74,12 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
         elif a in ("--ctstate", "--state"):
             matches.append(Match("ct_state", tuple(s.lower() for s in value().split(",")), negate))
         elif a == "--dst-type" and module == "addrtype":
-            kind = value()
-            if kind == "LOCAL":
-                matches.append(Match("local_dst", ("local",), negate))
-            else:
-                opaque = opaque or f"addrtype --dst-type {kind}"
+            matches.append(Match("dst_type", tuple(k.lower() for k in value().split(",")), negate))
         elif a == "-m":
             module = value()
-            if module not in HARMLESS_MATCHES | {"conntrack", "state", "multiport", "addrtype"}:
+            if module in NEVER_ON_NEW_CONNECTIONS:
+                matches.append(Match("never", (module,)))
+            elif module not in HARMLESS_MATCHES | {"conntrack", "state", "multiport", "addrtype"}:
                 opaque = opaque or f"match -m {module}"
         elif a == "--comment":
             value()
@@ -100,6 +100,8 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
             target = value()
         elif a == "--to-ports":
             target = ":" + value()
+        elif a in ("--rt-type",):
+            value()
         elif a in ("--reject-with", "--log-prefix", "--log-level", "--set-mark", "--set-xmark", "--limit",
                    "--limit-burst", "--tcp-flags", "--syn", "--mss", "--clamp-mss-to-pmtu"):
             if a == "--tcp-flags":

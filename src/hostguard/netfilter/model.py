@@ -124,7 +124,9 @@ class Match:
 
     ``field``: ``l4proto`` (values: protocol names), ``dport`` (values: "N" or "N-M"), ``saddr``/``daddr``
     (values: CIDRs or ranges), ``iif`` (interface names, ``*`` wildcard suffix allowed), ``ct_state``,
-    ``nfproto`` ("ipv4"/"ipv6"), ``local_dst`` (addrtype LOCAL: always true for local delivery).
+    ``nfproto`` ("ipv4"/"ipv6"), ``dst_type`` (addrtype/fib destination
+    type: "local" for delivery to this host, "unicast" after DNAT), ``never``
+    (a condition ordinary new connections never meet, such as an IPv6 type-0 routing header).
     """
 
     field: str

@@ -92,7 +92,7 @@ def _plain_match(op: str, left: dict[str, Any], right: Any, sets: dict[str, tupl
     if "ct" in left and left["ct"].get("key") == "state":
         return [Match("ct_state", values, negate)]
     if "fib" in left and left["fib"].get("result") == "type" and "daddr" in left["fib"].get("flags", []):
-        return [Match("local_dst", values, negate)]
+        return [Match("dst_type", values, negate)]
     raise ValueError(f"match on {next(iter(left), '?')}")
 
 
