@@ -7,9 +7,9 @@ there). Tables where nft shows iptables-nft rules only as opaque ``xt`` objects 
 
 Under --root: the static configuration that would be loaded at boot — /etc/nftables.conf (when the
 nftables service is enabled; loaded by the real ``nft`` into a private network namespace, so its syntax is
-understood exactly), /etc/iptables/rules.v4|v6, and ufw (when enabled: ufw's own ufw-init loads sanitised
-copies of the tree's rule files into a private namespace). firewalld's zone files are not evaluated from a
-tree; that is reported as unsupported.
+understood exactly), /etc/iptables/rules.v4|v6, ufw (when enabled: ufw's own ufw-init loads sanitised
+copies of the tree's rule files into a private namespace) and firewalld (its zone and service XML, see
+host/firewalld.py).
 """
 
 from __future__ import annotations
@@ -259,7 +259,10 @@ def collect_static(host: Host) -> FirewallFacts:
         if host.exists("/etc/ufw/before.init") or host.exists("/etc/ufw/after.init"):
             notes.append("ufw's before.init/after.init scripts were not run (never executed from a tree)")
     if host.exists("/etc/firewalld/firewalld.conf") and _service_enabled(host, "firewalld.service"):
-        raise Unavailable(SkipReason.UNSUPPORTED, "firewalld is enabled; its rules are evaluated on the live host only")
+        from hostguard.host.firewalld import firewalld_ruleset
+
+        _merge(chains, firewalld_ruleset(host))
+        sources.append("/etc/firewalld (firewalld)")
     if not sources:
         notes.append("no firewall configuration is loaded at boot")
     return FirewallFacts(Ruleset(chains, {}, tuple(sources), tuple(notes)), tuple(sources), False, tuple(notes))
