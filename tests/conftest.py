@@ -45,13 +45,13 @@ def need_tool(*names: str) -> None:
     """Skip (with the reason) when a system tool the test drives is missing."""
     for name in names:
         if shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
-            pytest.skip(f"{name} is not installed (scripts/install-system-deps.sh test installs it)")
+            pytest.skip(reason=f"{name} is not installed (scripts/install-system-deps.sh test installs it)")
 
 
 def need_root(what: str) -> None:
     """Skip when the test needs root (network namespaces, nft, /run/sshd)."""
     if os.geteuid() != 0:
-        pytest.skip(f"{what} needs root")
+        pytest.skip(reason=f"{what} needs root")
 
 
 @pytest.fixture

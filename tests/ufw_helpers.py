@@ -20,7 +20,7 @@ def write_ufw_config(etc: Path, user_rules: list[str], user6_rules: list[str], i
     if not TEMPLATES.is_dir():
         import pytest
 
-        pytest.skip("ufw's rule templates are missing (install the ufw package)")
+        pytest.skip(reason="ufw's rule templates are missing (install the ufw package)")
     (etc / "ufw").mkdir(parents=True, exist_ok=True)
     (etc / "default").mkdir(parents=True, exist_ok=True)
     for name in ("before.rules", "after.rules", "before6.rules", "after6.rules"):
