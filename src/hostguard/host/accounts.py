@@ -7,6 +7,7 @@ exactly until findings.py writes it out.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,22 +102,24 @@ def _int_or_none(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, colon-separated fields) of a passwd-style file; blanks, comments and NIS +/- skipped."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.startswith("#") and line[0] not in "+-":
+            yield number, line.split(":")
+
+
 def parse_passwd(text: str, path: str = "/etc/passwd") -> tuple[list[User], list[Malformed]]:
-    """Users and malformed lines of a passwd file (NIS ``+``/``-`` lines are skipped)."""
+    """Users and malformed lines of a passwd file."""
     users: list[User] = []
     bad: list[Malformed] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#") or line[0] in "+-":
-            continue
-        fields = line.split(":")
-        if len(fields) != 7:
-            bad.append(Malformed(path, number, f"{len(fields)} fields instead of 7"))
-            continue
-        if not (fields[2].isdigit() and fields[3].isdigit()) or not fields[0]:
+    for number, f in _records(text):
+        if len(f) != 7:
+            bad.append(Malformed(path, number, f"{len(f)} fields instead of 7"))
+        elif not (f[2].isdigit() and f[3].isdigit()) or not f[0]:
             bad.append(Malformed(path, number, "empty name or non-numeric UID/GID"))
-            continue
-        users.append(User(fields[0], fields[1], int(fields[2]), int(fields[3]), fields[4], fields[5],
-                          fields[6], number))
+        else:
+            users.append(User(f[0], f[1], int(f[2]), int(f[3]), f[4], f[5], f[6], number))
     return users, bad
 
 
@@ -124,16 +127,13 @@ def parse_shadow(text: str, path: str = "/etc/shadow") -> tuple[list[ShadowEntry
     """Entries and malformed lines of a shadow file."""
     entries: list[ShadowEntry] = []
     bad: list[Malformed] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#") or line[0] in "+-":
-            continue
-        fields = line.split(":")
-        if len(fields) < 2 or not fields[0]:
+    for number, f in _records(text):
+        if len(f) < 2 or not f[0]:
             bad.append(Malformed(path, number, "fewer than 2 fields"))
             continue
-        fields += [""] * (9 - len(fields))
-        entries.append(ShadowEntry(fields[0], fields[1], _int_or_none(fields[2]), _int_or_none(fields[3]),
-                                   _int_or_none(fields[4]), _int_or_none(fields[5]), number))
+        f += [""] * (9 - len(f))
+        entries.append(ShadowEntry(f[0], f[1], _int_or_none(f[2]), _int_or_none(f[3]), _int_or_none(f[4]),
+                                   _int_or_none(f[5]), number))
     return entries, bad
 
 
@@ -141,15 +141,11 @@ def parse_group(text: str, path: str = "/etc/group") -> tuple[list[Group], list[
     """Groups and malformed lines of a group file."""
     groups: list[Group] = []
     bad: list[Malformed] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#") or line[0] in "+-":
-            continue
-        fields = line.split(":")
-        if len(fields) != 4 or not fields[2].isdigit():
+    for number, f in _records(text):
+        if len(f) != 4 or not f[2].isdigit():
             bad.append(Malformed(path, number, "not name:password:GID:members"))
-            continue
-        members = tuple(m for m in fields[3].split(",") if m)
-        groups.append(Group(fields[0], int(fields[2]), members))
+        else:
+            groups.append(Group(f[0], int(f[2]), tuple(m for m in f[3].split(",") if m)))
     return groups, bad
 
 
