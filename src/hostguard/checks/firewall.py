@@ -80,8 +80,7 @@ class PortReach:
 
     def key(self) -> dict[str, Any]:
         """Finding target."""
-        target: dict[str, Any] = {"kind": "port", "port": self.port, "proto": self.proto, "address": self.address}
-        return target
+        return {"kind": "port", "port": self.port, "proto": self.proto, "address": self.address}
 
     def evidence(self, facts: FirewallFacts) -> dict[str, Any]:
         """What was evaluated and what decided."""
@@ -108,8 +107,9 @@ def evaluate_listener(facts: FirewallFacts, listener: Listener) -> PortReach:
     """Who reaches the listener, per IP version it accepts and per input interface."""
     answers: dict[tuple[int, str], Answer] = {}
     daddr = None if listener.address in WILDCARDS else listener.address.split("%")[0]
+    ifaces = _ifaces(facts.ruleset)
     for version in listener.families:
-        for iface in _ifaces(facts.ruleset):
+        for iface in ifaces:
             q = Query(version, listener.proto, listener.port, iface, daddr)
             answers[(version, iface)] = reachability(facts.ruleset, q)[0]
     return PortReach(listener.proto, listener.port, listener.address, answers, listener.process)
@@ -137,11 +137,12 @@ def evaluate_published(facts: FirewallFacts) -> list[PortReach]:
     """Ports published by DNAT (containers): reachability through prerouting and forward."""
     out = []
     routes = dict(facts.routes)
+    ifaces = _ifaces(facts.ruleset)
     for proto, port in sorted(_dnat_ports(facts.ruleset)):
         answers: dict[tuple[int, str], Answer] = {}
         target_text = None
         for version in (4, 6):
-            for iface in _ifaces(facts.ruleset):
+            for iface in ifaces:
                 q = Query(version, proto, port, iface)
                 _, dnats = reachability(facts.ruleset, q)
                 if not dnats:
@@ -198,7 +199,7 @@ def restrict_rule(pr: PortReach, ruleset: Ruleset) -> str:
             "then add the rule to /etc/nftables.conf so it survives a reboot.")
 
 
-def _reach_finding_title(pr: PortReach, name: str, ruleset: Ruleset) -> str:
+def _reach_finding_title(pr: PortReach, name: str) -> str:
     deciders = pr.deciders()
     why = f" ({deciders[0].replace('`', '')})" if deciders else ""
     where = f"{pr.port}/{pr.proto}" + (f" (published to {pr.dnat})" if pr.dnat else "")
@@ -226,11 +227,10 @@ def service_reachable(ctx: Context) -> Iterator[Finding]:
     facts: FirewallFacts = ctx.fact("firewall")
     extra = ctx.config["ports"]["extra_services"]
     for pr in ctx.fact("reach"):
-        probe = Listener(pr.proto, pr.address, pr.port, (), None, pr.process, None, None)
-        svc = exposed_service(probe, extra)
+        svc = exposed_service(pr.process, pr.port, pr.proto, extra)
         if svc is None or pr.worst() != "anyone":
             continue
-        yield ctx.finding(_reach_finding_title(pr, svc["name"], facts.ruleset), pr.key(),
+        yield ctx.finding(_reach_finding_title(pr, svc["name"]), pr.key(),
                           evidence={**pr.evidence(facts), "service": svc["name"]},
                           remediation=restrict_rule(pr, facts.ruleset) + " Better still: " + svc["fix"])
 
@@ -245,10 +245,9 @@ def port_reachable(ctx: Context) -> Iterator[Finding]:
     allowed = allowed_ports(listeners, ctx.config["ports"]["allowed"])
     extra = ctx.config["ports"]["extra_services"]
     for pr in ctx.fact("reach"):
-        probe = Listener(pr.proto, pr.address, pr.port, (), None, pr.process, None, None)
-        if pr.port in allowed or exposed_service(probe, extra) or pr.worst() != "anyone":
+        if pr.port in allowed or exposed_service(pr.process, pr.port, pr.proto, extra) or pr.worst() != "anyone":
             continue
-        yield ctx.finding(_reach_finding_title(pr, pr.process or "port", facts.ruleset), pr.key(),
+        yield ctx.finding(_reach_finding_title(pr, pr.process or "port"), pr.key(),
                           evidence=pr.evidence(facts), remediation=restrict_rule(pr, facts.ruleset))
 
 

@@ -12,14 +12,15 @@ from hostguard.findings import Finding
 from hostguard.host.sockets import Listener
 
 
-def exposed_service(listener: Listener, extra: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
-    """The database/FTP/cache service a socket belongs to (by process name, then port), if any."""
+def exposed_service(process: str | None, port: int, proto: str,
+                    extra: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The database/FTP/cache service a socket belongs to (by process name, then TCP port), if any."""
     services = load_toml("services.toml")["service"] + list(extra or [])
     for svc in services:
-        if listener.process and listener.process in svc.get("processes", []):
+        if process and process in svc.get("processes", []):
             return svc
     for svc in services:
-        if listener.port in svc.get("ports", []) and listener.proto == "tcp":
+        if port in svc.get("ports", []) and proto == "tcp":
             return svc
     return None
 
@@ -41,7 +42,8 @@ def not_allowed(ctx: Context) -> Iterator[Finding]:
     listeners: tuple[Listener, ...] = ctx.fact("listeners")
     allowed = allowed_ports(listeners, ctx.config["ports"]["allowed"])
     for x in listeners:
-        if x.loopback_only or x.port in allowed or exposed_service(x, ctx.config["ports"]["extra_services"]):
+        if x.loopback_only or x.port in allowed or exposed_service(x.process, x.port, x.proto,
+                                                                   ctx.config["ports"]["extra_services"]):
             continue
         who = f"{x.process} (pid {x.pid})" if x.process else "an unknown process"
         yield ctx.finding(f"{x.proto.upper()} port {x.port} on {x.address} is open ({who}) and not in the allowed list",
@@ -58,7 +60,7 @@ def exposed_services(ctx: Context) -> Iterator[Finding]:
     for x in ctx.fact("listeners"):
         if x.loopback_only:
             continue
-        svc = exposed_service(x, ctx.config["ports"]["extra_services"])
+        svc = exposed_service(x.process, x.port, x.proto, ctx.config["ports"]["extra_services"])
         if svc is None:
             continue
         yield ctx.finding(f"{svc['name']} listens on {x.address}:{x.port}/{x.proto} (not only loopback)",

@@ -122,10 +122,6 @@ class Host:
             done.append(part)
         return os.path.join(self.root, *done)
 
-    def display(self, path: str) -> str:
-        """The host path as people know it (``/etc/shadow``, not the fixture's real path)."""
-        return str(PurePosixPath("/", path))
-
     # -- files -------------------------------------------------------------------------------------
 
     def read_bytes(self, path: str, limit: int = MAX_READ) -> bytes:

@@ -12,7 +12,6 @@ sources makes the answer "unknown", with the rule quoted; the evaluator never gu
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from hostguard.netfilter.model import AddrSet, Chain, Match, Rule, Ruleset
@@ -284,12 +283,3 @@ def interfaces(ruleset: Ruleset) -> list[str]:
                     names.update(v.rstrip("*") + ("0" if v.endswith("*") else "") for v in m.values)
     names.discard("lo")
     return sorted(names)
-
-
-def is_address(text: str) -> bool:
-    """True for an IP address literal."""
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False

@@ -19,7 +19,6 @@ from functools import cache
 
 from hostguard.data import load_toml
 
-CRYPT_OUTPUT_SIZE = 384
 CRYPT_DATA_SIZE = 32768  # sizeof(struct crypt_data) in libxcrypt
 
 _SCHEME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
