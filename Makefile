@@ -26,6 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 test: setup-test
 	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -11,8 +11,8 @@ import statistics
 import tempfile
 import time
 
-from hostguard.config import defaults
-from hostguard.engine.registry import FAMILIES
+from hostguard.config import build
+from hostguard.engine.registry import default_registry
 from hostguard.engine.runner import run_scan
 from hostguard.host.base import open_host
 from hostguard.store.state import StateStore
@@ -25,8 +25,9 @@ def main() -> None:
     parser.add_argument("--root", help="scan a host tree instead of this host")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    families = [f for f in FAMILIES if f != "weak_passwords"]
-    config = defaults()
+    registry = default_registry()
+    families = [f for f in registry.families if f != "weak_passwords"]
+    config = build({}, registry.schema())
     totals: list[float] = []
     per_family: dict[str, list[float]] = {f: [] for f in families}
     with tempfile.TemporaryDirectory() as state_dir:

@@ -6,13 +6,22 @@ import os
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from hostguard.config import Config, build
+from hostguard.engine.facts import Fact, Facts
+from hostguard.engine.registry import default_registry
+from hostguard.engine.runner import run_check
+from hostguard.findings import Finding, Skipped
+from hostguard.host.base import Host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTS = FIXTURES / "hosts"
 CLEAN = HOSTS / "clean"
 HITS = HOSTS / "hits"
+MISSES = HOSTS / "misses"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -39,6 +48,24 @@ def build_tree(dest: Path, overlay: Path | None = None) -> Path:
 def expected_targets(check_id: str) -> list[dict[str, object]]:
     """The targets hits/<check_id>/expect.toml says the check must report."""
     return tomllib.loads((HITS / check_id / "expect.toml").read_text())["targets"]
+
+
+def make_config(**sections: dict[str, object]) -> Config:
+    """The defaults with some settings changed, e.g. ``make_config(ssh={"max_auth_tries": 6})``."""
+    return build(sections, default_registry().schema())
+
+
+FAST = {"weak_passwords": {"budget_seconds": 0, "floor": 20}}  # the guaranteed floor only: fixtures stay fast
+
+
+def run_one(check_id: str, host: Host, config: Config | None = None,
+            given: dict[Fact[Any], Any] | None = None) -> tuple[list[Finding], list[Skipped]]:
+    """Run one check on ``host`` as the scan would (no earlier scan in the store unless ``given`` says)."""
+    from hostguard.checks.accounts import KNOWN_ACCOUNTS
+
+    [spec] = [s for s in default_registry().checks if s.id == check_id]
+    facts = Facts(host, config or make_config(**FAST), given={KNOWN_ACCOUNTS: None, **(given or {})})
+    return run_check(spec, facts)
 
 
 def need_tool(*names: str) -> None:

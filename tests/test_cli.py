@@ -84,7 +84,8 @@ def test_malformed_config_is_usage_error(tmp_path: Path, clean_tree: Path) -> No
     r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "--state", str(tmp_path / "s"),
                         "scan", "--root", str(clean_tree)], capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.strip() == f"hostguard: error: config {cfg}: 'ports.allowed' must be list, not int"
+    assert r.stderr.strip() == (f"hostguard: error: config {cfg}: 'ports.allowed' must be a list of integers or "
+                                "strings, not int")
 
 
 def test_unwritable_state_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
@@ -116,3 +117,38 @@ def test_checks_lists_every_check(tmp_path: Path) -> None:
 def test_no_command_is_usage_error(tmp_path: Path) -> None:
     r = hostguard(state=tmp_path / "s")
     assert r.returncode == 2 and "a command is required" in r.stderr
+
+
+def test_suppress_rule_naming_no_check_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[suppress.rules]]\nid = "ssh.defualt_port"\nreason = "typo"\n')
+    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "--state", str(tmp_path / "s"),
+                        "scan", "--root", str(clean_tree)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"hostguard: error: config {cfg}: suppress rule id 'ssh.defualt_port' names no check "
+                                "(see `hostguard checks`)")
+
+
+def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[ssh]\nmax_auth_tries = 6\n\n[[ports.extra_services]]\nname = \"Gitea\"\nfix = \"bind it\"\n"
+                   "ports = [3000]\n")
+    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "config", "show"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert f"max_auth_tries = 6  # from {cfg}" in lines
+    assert "report_default_port = true  # default" in lines
+    assert 'extra_services = [{ name = "Gitea", fix = "bind it", processes = [], ports = [3000] }]' \
+           f"  # from {cfg}" in lines
+    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "config", "show", "--format", "json"],
+                       capture_output=True, text=True)
+    settings = json.loads(r.stdout)["settings"]
+    assert settings["ssh.max_auth_tries"] == {"value": 6, "origin": str(cfg)}
+    assert settings["weak_passwords.budget_seconds"] == {"value": 30.0, "origin": "default"}
+
+
+def test_only_takes_a_check_id(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "h", HITS / "ssh.empty_passwords")
+    r = hostguard("scan", "--root", str(tree), "--only", "ssh.empty_passwords", "--format", "json", state=tmp_path / "s")
+    assert {f["id"] for f in json.loads(r.stdout)["findings"]} == {"ssh.empty_passwords"}

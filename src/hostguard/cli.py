@@ -11,9 +11,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hostguard import __version__
+
+if TYPE_CHECKING:
+    from hostguard.config import Config
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -37,12 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     scan = sub.add_parser("scan", help="audit this host (or a tree with --root)")
     scan.add_argument("--root", metavar="DIR", help="scan a mounted image or host tree instead of this host")
-    scan.add_argument("--only", metavar="FAMILY,...", help="run only these check families")
+    scan.add_argument("--only", metavar="FAMILY,...", help="run only these check families (or check ids)")
     scan.add_argument("--format", choices=("table", "json", "sarif"), default="table")
     scan.add_argument("--fail-on", choices=SEVERITIES, default=None,
                       help="exit 1 when a finding at or above this severity exists (default: high)")
     checks = sub.add_parser("checks", help="list every check: id, severity, what it looks at, why")
     checks.add_argument("--format", choices=("table", "json"), default="table")
+    config = sub.add_parser("config", help="the configuration hostguard would use")
+    config_sub = config.add_subparsers(dest="config_command", parser_class=_Parser)
+    show = config_sub.add_parser("show", help="every setting's effective value and where it came from")
+    show.add_argument("--format", choices=("toml", "json"), default="toml")
     return parser
 
 
@@ -68,14 +75,17 @@ def _main(argv: Sequence[str] | None) -> int:
         return _scan(args)
     if args.command == "checks":
         return _checks(args)
-    raise UsageError("a command is required: scan or checks (see hostguard --help)")
+    if args.command == "config":
+        return _config(args)
+    raise UsageError("a command is required: scan, checks or config (see hostguard --help)")
 
 
-def _load_config(path: str | None) -> dict[str, Any]:
+def _load_config(path: str | None) -> Config:
     from hostguard.config import ConfigError, load
+    from hostguard.engine.registry import default_registry
 
     try:
-        return load(path)
+        return load(path, default_registry().schema())
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -100,14 +110,15 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from hostguard.engine.registry import RegistryError
+    from hostguard.engine.registry import RegistryError, ScanConfig
     from hostguard.engine.runner import run_scan
+    from hostguard.engine.suppress import SuppressError
     from hostguard.findings import Severity
     from hostguard.host.base import HostError, open_host
     from hostguard.store.state import StateError, StateStore, default_state_dir
 
     config = _load_config(args.config)
-    fail_on = Severity(args.fail_on or config["scan"]["fail_on"])
+    fail_on = Severity(args.fail_on or config[ScanConfig].fail_on)
     only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
     if args.root is not None and not os.path.isdir(args.root):
         raise UsageError(f"--root {args.root}: no such directory")
@@ -122,6 +133,8 @@ def _scan(args: argparse.Namespace) -> int:
                                root_label=os.path.abspath(args.root) if args.root else None)
     except RegistryError as exc:
         raise UsageError(str(exc)) from exc
+    except SuppressError as exc:
+        raise UsageError(f"config {config.path or '(defaults)'}: {exc}") from exc
     finally:
         state.close()
     report = outcome.report
@@ -143,24 +156,24 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _checks(args: argparse.Namespace) -> int:
-    import json
+    from hostguard.engine.registry import default_registry
+    from hostguard.report.checks_listing import render_json, render_table
 
-    from hostguard.engine.registry import all_checks
-
-    specs = all_checks()
+    rules = default_registry().rules()
     if args.format == "json":
-        print(json.dumps([{"id": s.id, "family": s.family, "severity": str(s.severity), "title": s.title,
-                           "looks_at": list(s.needs), "doc": s.doc} for s in specs], indent=2))
-        return EXIT_OK
-    from rich.console import Console
-    from rich.table import Table
+        sys.stdout.write(render_json(rules))
+    else:
+        render_table(rules, sys.stdout, width=None if sys.stdout.isatty() else 140)
+    return EXIT_OK
 
-    table = Table(show_lines=True, expand=True)
-    for col in ("id", "severity", "looks at", "what and why"):
-        table.add_column(col, overflow="fold")
-    for s in specs:
-        table.add_row(s.id, str(s.severity), ", ".join(s.needs), f"[bold]{s.title}[/bold]\n{s.doc}")
-    Console(width=None if sys.stdout.isatty() else 140).print(table)
+
+def _config(args: argparse.Namespace) -> int:
+    if args.config_command != "show":
+        raise UsageError("config needs a subcommand: show")
+    from hostguard.report.config_view import render_json, render_toml
+
+    config = _load_config(args.config)
+    sys.stdout.write(render_json(config) if args.format == "json" else render_toml(config))
     return EXIT_OK
 
 

@@ -1,68 +1,213 @@
-"""TOML configuration with a default for every setting; no config file is needed to run.
+"""Typed TOML configuration: frozen sections with defaults; no config file is needed to run.
 
-The defaults live in ``data/default-config.toml``. A user file may override any key; an unknown section or
-key, or a value of the wrong type, is a configuration error (exit 2), so a typo never silently disables
-a check.
+Each family declares its section as a frozen dataclass (``SshConfig`` in ``checks/ssh.py``) whose field
+defaults *are* the defaults and whose ``setting(help=...)`` text documents them; the engine adds its own
+(``[scan]``, ``[suppress]``). The registry assembles the schema, so the list of sections and the default
+config are derived, never written by hand. A user file may override any key. An unknown section or
+key, a value of the wrong type or out of range is a configuration error naming the key and the file
+(exit 2), so a typo never silently disables a check. ``hostguard config show`` prints the effective
+values and where each came from.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import tomllib
-from importlib import resources
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 DEFAULT_PATH = "/etc/hostguard/hostguard.toml"
+DEFAULT = "default"
+
+S = TypeVar("S")
 
 
 class ConfigError(Exception):
-    """The configuration file is missing, unreadable or malformed."""
+    """The configuration file is missing, unreadable or malformed; the message names the file and key."""
 
 
-def defaults() -> dict[str, Any]:
-    """The shipped defaults."""
-    text = resources.files("hostguard.data").joinpath("default-config.toml").read_text("utf-8")
-    return tomllib.loads(text)
+def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
+    """A config field: its default, the sentence ``config show`` prints above it, and its numeric range."""
+    return field(default=default, metadata={"help": help, "min": min, "max": max})
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        path = f"{where}.{key}" if where else key
-        if key not in base:
-            raise ConfigError(f"unknown setting '{path}'")
-        default = base[key]
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"'{path}' must be a table")
-            merged[key] = _merge(default, value, path)
-            continue
-        if isinstance(default, bool) != isinstance(value, bool) or (
-            not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int))
-        ):
-            raise ConfigError(f"'{path}' must be {type(default).__name__}, not {type(value).__name__}")
-        merged[key] = value
-    return merged
+@dataclass(frozen=True)
+class Entry:
+    """One effective setting, for ``config show``."""
+
+    section: str
+    key: str
+    value: Any
+    origin: str
+    help: str
 
 
-def load(path: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration: one frozen section object per section name."""
+
+    sections: Mapping[str, Any]
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    path: str | None = None
+
+    def __getitem__(self, cls: type[S]) -> S:
+        """The section of type ``cls`` (``config[SshConfig]``)."""
+        for value in self.sections.values():
+            if type(value) is cls:
+                return value
+        raise KeyError(f"no config section of type {cls.__name__}")
+
+    def section_named(self, name: str) -> Any:
+        """The section called ``name`` (``[ssh]``)."""
+        return self.sections[name]
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some settings of one section changed (tests, benchmarks)."""
+        sections = dict(self.sections)
+        sections[section] = dataclasses.replace(sections[section], **changes)
+        return Config(sections, self.origins, self.path)
+
+    def entries(self) -> Iterator[Entry]:
+        """Every setting with its value, origin and help, section by section."""
+        for name, section in self.sections.items():
+            for f in dataclasses.fields(section):
+                yield Entry(name, f.name, plain(getattr(section, f.name)),
+                            self.origins.get(f"{name}.{f.name}", DEFAULT), f.metadata.get("help", ""))
+
+
+def plain(value: Any) -> Any:
+    """A section value as TOML/JSON data (tuples as lists, dataclasses as tables, None keys left out)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if getattr(value, f.name) is not None}
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+# -- conversion ----------------------------------------------------------------------------------------
+
+@cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+_NAMES = {bool: ("true or false", "true/false values"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          str: ("a string", "strings")}
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0], plural=True)}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a, plural) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "tables" if plural else "a table"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in tp)
+    names = _NAMES.get(tp)
+    return names[plural] if names else str(tp)
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"'{key}' must be {_describe(tp)}, not {type(value).__name__}")
+        return tuple(_convert(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            if arm is type(None):
+                continue
+            try:
+                return _convert(value, arm, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"'{key}' must be {_describe(tp)}, not {type(value).__name__}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' must be a table")
+        return build_section(tp, value, key)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ConfigError(f"'{key}' must be {_describe(tp)}, not {value!r}") from None
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
+        return value
+    raise ConfigError(f"'{key}' must be {_describe(tp)}, not {type(value).__name__}")
+
+
+def build_section(cls: type[S], data: Mapping[str, Any], where: str) -> S:
+    """A section (or a nested table) from TOML data; unknown keys and bad values are errors naming the key."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = _hints(cast(Any, cls))
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown setting '{path}' (known: {', '.join(fields)})")
+        converted = _convert(value, hints[key], path)
+        low, high = fields[key].metadata.get("min"), fields[key].metadata.get("max")
+        if low is not None and converted < low:
+            raise ConfigError(f"'{path}' must be at least {low}, not {value}")
+        if high is not None and converted > high:
+            raise ConfigError(f"'{path}' must be at most {high}, not {value}")
+        values[key] = converted
+    missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"'{where}' needs {', '.join(missing)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{where}]: {exc}") from exc
+
+
+def build(data: Mapping[str, Any], schema: Mapping[str, type], path: str | None = None) -> Config:
+    """The config from parsed TOML ``data`` over the defaults of ``schema`` (section name -> class)."""
+    sections: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for name in data:
+        if name not in schema:
+            raise ConfigError(f"unknown section [{name}] (sections: {', '.join(schema)})")
+    for name, cls in schema.items():
+        given = data.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"'{name}' must be a table ([{name}])")
+        sections[name] = build_section(cls, given, name)
+        origins.update({f"{name}.{key}": path or "given" for key in given})
+    return Config(sections, origins, path)
+
+
+def load(path: str | None, schema: Mapping[str, type]) -> Config:
     """Defaults merged with ``path`` (or the system file when it exists and no path is given)."""
-    base = defaults()
     if path is None:
         if not Path(DEFAULT_PATH).is_file():
-            return base
+            return build({}, schema)
         path = DEFAULT_PATH
     try:
-        data = Path(path).read_bytes()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"config {path}: {exc.strerror}") from exc
     try:
-        user = tomllib.loads(data.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config {path}: not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: {exc}") from exc
     try:
-        return _merge(base, user, "")
+        return build(data, schema, path)
     except ConfigError as exc:
         raise ConfigError(f"config {path}: {exc}") from exc

@@ -130,16 +130,49 @@ class Finding:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A check (or a whole family) that did not run, and why."""
+    """A check (or one item of a per-item check) that did not run, and why.
+
+    ``item`` names the process, file, port or account a per-item check could not finish; it is empty
+    when the whole check is concerned.
+    """
 
     family: str
     check: str
     reason: SkipReason
     detail: str = ""
+    item: str = ""
 
-    def to_dict(self) -> dict[str, str]:
-        """The JSON contract of a skipped entry."""
-        return {"family": self.family, "check": self.check, "reason": str(self.reason), "detail": readable(self.detail)}
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of a skipped entry (``item`` only when there is one; bytes policy applied)."""
+        out = {"family": self.family, "check": self.check, "reason": str(self.reason), "detail": portable(self.detail)}
+        if self.item:
+            out["item"] = portable(self.item)
+        return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What output formats may know of a check: its record, never the engine or host facts.
+
+    Reports carry the rules of the checks they ran, so SARIF and the ``checks`` listing are rendered
+    from data alone.
+    """
+
+    id: str
+    family: str
+    severity: Severity
+    summary: str
+    doc: str = ""
+    references: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    looks_at: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``hostguard checks --format json``."""
+        return {"id": self.id, "family": self.family, "severity": str(self.severity), "title": self.summary,
+                "summary": self.summary, "doc": self.doc, "references": list(self.references),
+                "tags": list(self.tags), "aliases": list(self.aliases), "looks_at": list(self.looks_at)}
 
 
 @dataclass(frozen=True)
@@ -170,6 +203,7 @@ class Report:
     findings: tuple[Finding, ...]
     skipped: tuple[Skipped, ...]
     root: str | None = None
+    rules: tuple[Rule, ...] = ()
 
     @property
     def complete(self) -> bool:

@@ -8,24 +8,18 @@ import subprocess
 import time
 from pathlib import Path
 
-from hostguard.config import defaults
-from hostguard.engine.facts import Facts
-from hostguard.engine.registry import all_checks
-from hostguard.engine.runner import run_check
+from hostguard.config import Config
 from hostguard.host.base import LiveHost
+from tests.conftest import make_config, run_one
 from tests.sshd_helpers import prepare_sshd
 
-SPECS = {s.id: s for s in all_checks()}
+
+def _config(path: Path) -> Config:
+    return make_config(ssh={"config_file": str(path)})
 
 
-def _config(path: Path) -> dict:
-    config = defaults()
-    config["ssh"]["config_file"] = str(path)
-    return config
-
-
-def _run(check_id: str, config: dict) -> list:
-    found, skipped = run_check(SPECS[check_id], Facts(LiveHost(), config), config)
+def _run(check_id: str, config: Config) -> list:
+    found, skipped = run_one(check_id, LiveHost(), config)
     assert not skipped, skipped
     return found
 

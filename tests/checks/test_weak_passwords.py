@@ -7,16 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hostguard.config import defaults
-from hostguard.engine.facts import Facts
-from hostguard.engine.registry import all_checks
-from hostguard.engine.runner import run_check
 from hostguard.host.base import RootHost
 from hostguard.passwords import verifiers
 from hostguard.passwords.guesses import common_passwords
-from tests.conftest import HITS, build_tree
-
-SPEC = next(s for s in all_checks() if s.id == "weak_passwords.system")
+from tests.conftest import HITS, build_tree, make_config, run_one
 
 
 def _shadow_tree(tmp_path: Path, lines: list[str]) -> Path:
@@ -27,9 +21,8 @@ def _shadow_tree(tmp_path: Path, lines: list[str]) -> Path:
 
 
 def _run(tree: Path, **overrides):
-    config = defaults()
-    config["weak_passwords"].update({"budget_seconds": 0, "floor": 20, **overrides})
-    return run_check(SPEC, Facts(RootHost(str(tree)), config), config)
+    config = make_config(weak_passwords={"budget_seconds": 0, "floor": 20, **overrides})
+    return run_one("weak_passwords.system", RootHost(str(tree)), config)
 
 
 def _sha512(password: str) -> str:

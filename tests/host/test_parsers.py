@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostguard.host.accounts import parse_authorized_keys, parse_group, parse_passwd, parse_shadow
+from hostguard.host.accounts import parse_group, parse_passwd, parse_shadow
+from hostguard.host.authorized_keys import parse_authorized_keys
 from hostguard.host.base import RootHost
 from hostguard.host.pam import collect_login_defs, collect_pam, effective_policy, parse_login_defs
 from hostguard.host.sudoers import collect_sudoers
@@ -53,7 +54,7 @@ def test_pwquality_positive_credits_lower_the_minimum(tmp_path: Path) -> None:
                                       "password [success=1 default=ignore] pam_unix.so obscure yescrypt\n",
         "/etc/security/pwquality.conf": "minlen = 14\nminclass = 2\nlcredit = -1\n",
         "/etc/login.defs": "ENCRYPT_METHOD SHA512\n"})
-    policy = effective_policy(collect_pam(host, {}), collect_login_defs(host, {}))
+    policy = effective_policy(collect_pam(host), collect_login_defs(host))
     assert policy.min_length == 7  # 10 from the module line (it beats the conf file) minus 3 credits
     assert policy.min_length_at.where() == "/etc/pam.d/common-password:1"
     assert policy.classes == 2 and policy.classes_at.where() == "/etc/security/pwquality.conf:2"
@@ -63,11 +64,11 @@ def test_pwquality_positive_credits_lower_the_minimum(tmp_path: Path) -> None:
 def test_cracklib_defaults_and_passwdqc(tmp_path: Path) -> None:
     host = _tree(tmp_path, {"/etc/pam.d/system-auth": "password requisite pam_cracklib.so\n"
                                                        "password sufficient pam_unix.so md5\n"})
-    policy = effective_policy(collect_pam(host, {}), collect_login_defs(host, {}))
+    policy = effective_policy(collect_pam(host), collect_login_defs(host))
     assert (policy.min_length, policy.classes, policy.method) == (6, 0, "md5")  # minlen 9 minus four +1 credits
     host = _tree(tmp_path / "q", {"/etc/pam.d/common-password":
                                   "password requisite pam_passwdqc.so min=disabled,disabled,disabled,disabled,10\n"})
-    policy = effective_policy(collect_pam(host, {}), collect_login_defs(host, {}))
+    policy = effective_policy(collect_pam(host), collect_login_defs(host))
     assert (policy.min_length, policy.classes) == (10, 4)
 
 
@@ -76,7 +77,7 @@ def test_sudoers_includes_aliases_and_continuations(tmp_path: Path) -> None:
         "/etc/sudoers": "Defaults env_reset\n#includedir /etc/sudoers.d\n",
         "/etc/sudoers.d/ops": "User_Alias OPS = bob, carol\nOPS ALL = (root) \\\n  NOPASSWD: ALL\n",
         "/etc/sudoers.d/skipped.bak": "mallory ALL=(ALL) NOPASSWD: ALL\n"})
-    [rule] = collect_sudoers(host, {})
+    [rule] = collect_sudoers(host)
     assert (rule.who, rule.runas, rule.nopasswd, rule.line) == (("bob", "carol"), ("root",), True, 2)
 
 
@@ -86,5 +87,5 @@ def test_sudoers_and_pam_never_crash(tmp_path_factory, text: str) -> None:
     root = tmp_path_factory.mktemp("t")
     host = _tree(root, {"/etc/sudoers": text, "/etc/pam.d/common-password": text,
                         "/etc/security/pwquality.conf": text, "/etc/login.defs": text})
-    collect_sudoers(host, {})
-    effective_policy(collect_pam(host, {}), collect_login_defs(host, {}))
+    collect_sudoers(host)
+    effective_policy(collect_pam(host), collect_login_defs(host))

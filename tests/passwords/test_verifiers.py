@@ -7,7 +7,7 @@ import pytest
 from hostguard.data import load_toml
 from hostguard.passwords.verifiers import CryptVerifier, VerifierUnavailable, crypt_verifier, scheme_of
 
-KAT = load_toml("crypt-known-answers.toml")
+KAT = load_toml("weak_passwords/crypt-known-answers.toml")
 
 
 @pytest.mark.parametrize("scheme", sorted(KAT["schemes"]))

@@ -5,22 +5,60 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from hostguard.config import setting
 from hostguard.engine.context import Context
-from hostguard.engine.registry import check
-from hostguard.findings import Finding
-from hostguard.host.accounts import DEFAULT_KEY_FILES, Accounts, Shadow
+from hostguard.engine.facts import HOST_ID, STATE, Fact
+from hostguard.engine.registry import Family, check
+from hostguard.engine.runner import ScanEnd
+from hostguard.findings import Finding, HostId
+from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
+from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES
+from hostguard.host.sudoers import SUDOERS
+from hostguard.store.state import StateStore
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    """[accounts]: who the admins are and which shells mean "cannot log in"."""
+
+    admin_groups: tuple[str, ...] = setting(
+        ("sudo", "wheel", "admin", "root"),
+        "Groups whose members may be root-capable admins (sudo without password is expected of them).")
+    nologin_shells: tuple[str, ...] = setting(
+        ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync", "/usr/bin/nologin", ""),
+        'Shells that mean "cannot log in".')
+    shell_allowed: tuple[str, ...] = setting(("root", "sync"), "Service accounts that legitimately have a login shell.")
+
+
+def _known_accounts(host: object, state: StateStore, host_id: HostId) -> dict[str, str] | None:
+    """Account names earlier scans of this host saw (None before the first scan)."""
+    return state.known_accounts(host_id.id)
+
+
+KNOWN_ACCOUNTS: Fact[dict[str, str] | None] = Fact("known_accounts", _known_accounts, inputs=(STATE, HOST_ID))
+
+
+def remember_accounts(end: ScanEnd) -> None:
+    """After an accounts scan, record the accounts present, so the next scan can say which are new."""
+    if end.facts.loaded(ACCOUNTS):
+        accounts = end.facts.get(ACCOUNTS)
+        end.state.remember_accounts(end.host.id, [(u.name, u.uid) for u in accounts.users], end.started)
+
+
+FAMILY = Family("accounts", __doc__ or "", AccountsConfig, after_scan=remember_accounts)
 
 
 def _user(name: str) -> dict[str, str]:
     return {"kind": "user", "user": name}
 
 
-@check(id="accounts.extra_uid0", family="accounts", severity="critical", title="Account other than root has UID 0",
-       needs=("accounts",))
+@check(id="accounts.extra_uid0", severity="critical", summary="Account other than root has UID 0",
+       needs=(ACCOUNTS,), tags=("T1136.001", "T1078.003"))
 def extra_uid0(ctx: Context) -> Iterator[Finding]:
     """Any account with UID 0 is root under another name; attackers add one to keep access."""
-    accounts: Accounts = ctx.fact("accounts")
+    accounts: Accounts = ctx.fact(ACCOUNTS)
     for u in accounts.users:
         if u.uid == 0 and u.name != "root":
             yield ctx.finding(f"account '{u.name}' has UID 0 (full root rights)", _user(u.name),
@@ -29,12 +67,12 @@ def extra_uid0(ctx: Context) -> Iterator[Finding]:
                                           f"otherwise give it its own UID (`usermod -u NEWUID {u.name}`).")
 
 
-@check(id="accounts.empty_password", family="accounts", severity="critical",
-       title="Account with an empty password field", needs=("accounts", "shadow"))
+@check(id="accounts.empty_password", severity="critical",
+       summary="Account with an empty password field", needs=(ACCOUNTS, SHADOW), tags=("T1078.003",))
 def empty_password(ctx: Context) -> Iterator[Finding]:
     """An empty password field lets anyone log in as that account without a password."""
-    accounts: Accounts = ctx.fact("accounts")
-    shadow: Shadow = ctx.fact("shadow")
+    accounts: Accounts = ctx.fact(ACCOUNTS)
+    shadow: Shadow = ctx.fact(SHADOW)
     for e in shadow.entries:
         if e.hash == "":
             yield ctx.finding(f"account '{e.name}' has no password: anyone can log in as it", _user(e.name),
@@ -47,12 +85,13 @@ def empty_password(ctx: Context) -> Iterator[Finding]:
                               remediation=f"`pwconv` to move hashes to /etc/shadow, then `passwd -l {u.name}`.")
 
 
-@check(id="accounts.shadow_only", family="accounts", severity="high",
-       title="Account in /etc/shadow but not in /etc/passwd", needs=("accounts", "shadow"))
+@check(id="accounts.shadow_only", severity="high",
+       summary="Account in /etc/shadow but not in /etc/passwd", needs=(ACCOUNTS, SHADOW), tags=("T1136.001", "T1564.002"),
+       references=("https://man7.org/linux/man-pages/man5/shadow.5.html",))
 def shadow_only(ctx: Context) -> Iterator[Finding]:
     """A shadow entry without a passwd entry is left over or planted; tools that list users miss it."""
-    names = set(ctx.fact("accounts").by_name())
-    for e in ctx.fact("shadow").entries:
+    names = set(ctx.fact(ACCOUNTS).by_name())
+    for e in ctx.fact(SHADOW).entries:
         if e.name not in names:
             yield ctx.finding(f"'{e.name}' has a password hash in /etc/shadow but no /etc/passwd entry",
                               _user(e.name), evidence={"path": "/etc/shadow", "line": e.line,
@@ -60,23 +99,24 @@ def shadow_only(ctx: Context) -> Iterator[Finding]:
                               remediation="Run `pwck` and remove the stray line with `vipw -s` once investigated.")
 
 
-@check(id="accounts.passwd_only", family="accounts", severity="medium",
-       title="Account in /etc/passwd without a shadow entry", needs=("accounts", "shadow"))
+@check(id="accounts.passwd_only", severity="medium",
+       summary="Account in /etc/passwd without a shadow entry", needs=(ACCOUNTS, SHADOW), tags=("T1136.001",),
+       references=("https://man7.org/linux/man-pages/man8/pwck.8.html",))
 def passwd_only(ctx: Context) -> Iterator[Finding]:
     """A passwd entry with no shadow line was added by hand, bypassing the account tools."""
-    shadow = ctx.fact("shadow").by_name()
-    for u in ctx.fact("accounts").users:
+    shadow = ctx.fact(SHADOW).by_name()
+    for u in ctx.fact(ACCOUNTS).users:
         if u.name not in shadow:
             yield ctx.finding(f"'{u.name}' is in /etc/passwd but not in /etc/shadow", _user(u.name),
                               evidence={"path": "/etc/passwd", "line": u.line, "password_field": u.password},
                               remediation="Run `pwck` and `pwconv`; find out who added the account.")
 
 
-@check(id="accounts.duplicate", family="accounts", severity="high", title="Duplicate account name or UID",
-       needs=("accounts",))
+@check(id="accounts.duplicate", severity="high", summary="Duplicate account name or UID",
+       needs=(ACCOUNTS,), tags=("T1136.001",))
 def duplicate(ctx: Context) -> Iterator[Finding]:
     """Two accounts with one UID share files and rights; two lines with one name hide the second."""
-    accounts: Accounts = ctx.fact("accounts")
+    accounts: Accounts = ctx.fact(ACCOUNTS)
     by_name: dict[str, list[int]] = defaultdict(list)
     by_uid: dict[int, list[str]] = defaultdict(list)
     for u in accounts.users:
@@ -96,17 +136,17 @@ def duplicate(ctx: Context) -> Iterator[Finding]:
                               remediation="Give each account its own UID (`usermod -u NEWUID NAME`).")
 
 
-@check(id="accounts.service_shell", family="accounts", severity="medium",
-       title="Service account with a login shell and a usable password", needs=("accounts", "shadow"))
+@check(id="accounts.service_shell", severity="medium",
+       summary="Service account with a login shell and a usable password", needs=(ACCOUNTS, SHADOW), tags=("T1078.003",))
 def service_shell(ctx: Context) -> Iterator[Finding]:
     """System accounts (UID below UID_MIN) should not log in; one with a shell and a password is a door."""
-    accounts: Accounts = ctx.fact("accounts")
-    shadow = ctx.fact("shadow").by_name()
-    cfg = ctx.config["accounts"]
+    accounts: Accounts = ctx.fact(ACCOUNTS)
+    shadow = ctx.fact(SHADOW).by_name()
+    cfg = ctx.config[AccountsConfig]
     for u in accounts.users:
-        if u.uid == 0 or u.uid >= accounts.uid_min or u.name in cfg["shell_allowed"]:
+        if u.uid == 0 or u.uid >= accounts.uid_min or u.name in cfg.shell_allowed:
             continue
-        if u.shell in cfg["nologin_shells"]:
+        if u.shell in cfg.nologin_shells:
             continue
         entry = shadow.get(u.name)
         usable = entry is not None and entry.hash not in ("*", "!", "!!", "!*") and not entry.hash.startswith("!")
@@ -117,14 +157,15 @@ def service_shell(ctx: Context) -> Iterator[Finding]:
                               remediation=f"`usermod -s /usr/sbin/nologin {u.name}` and `passwd -l {u.name}`.")
 
 
-@check(id="accounts.sudo_nopasswd", family="accounts", severity="high",
-       title="Passwordless root through sudo for a non-admin account", needs=("accounts", "sudoers"))
+@check(id="accounts.sudo_nopasswd", severity="high",
+       summary="Passwordless root through sudo for a non-admin account", needs=(ACCOUNTS, SUDOERS), tags=("T1548.003",),
+       references=("https://www.sudo.ws/docs/man/sudoers.man/",))
 def sudo_nopasswd(ctx: Context) -> Iterator[Finding]:
     """NOPASSWD: ALL as root turns any compromise of that account into root without a password."""
-    accounts: Accounts = ctx.fact("accounts")
-    admin = set(ctx.config["accounts"]["admin_groups"])
+    accounts: Accounts = ctx.fact(ACCOUNTS)
+    admin = set(ctx.config[AccountsConfig].admin_groups)
     users = accounts.by_name()
-    for rule in ctx.fact("sudoers"):
+    for rule in ctx.fact(SUDOERS):
         if not rule.nopasswd or "ALL" not in rule.commands or not ({"root", "ALL"} & set(rule.runas)):
             continue
         for who in rule.who:
@@ -141,13 +182,14 @@ def sudo_nopasswd(ctx: Context) -> Iterator[Finding]:
                                           f"`visudo -f {rule.path}`), or limit it to the commands needed.")
 
 
-@check(id="accounts.ssh_key_unusual", family="accounts", severity="medium",
-       title="SSH authorized key with no comment, forced command/source options, or in an unusual file",
-       needs=("authorized_keys",))
+@check(id="accounts.ssh_key_unusual", severity="medium",
+       summary="SSH authorized key with no comment, forced command/source options, or in an unusual file",
+       needs=(AUTHORIZED_KEYS,), tags=("T1098.004",),
+       references=("https://man.openbsd.org/sshd#AUTHORIZED_KEYS_FILE_FORMAT",))
 def ssh_key_unusual(ctx: Context) -> Iterator[Finding]:
     """Planted keys tend to lack a comment or sit in files only a modified AuthorizedKeysFile reads;
     command= and from= options can hide a backdoor or a restriction worth knowing about."""
-    keys = ctx.fact("authorized_keys")
+    keys = ctx.fact(AUTHORIZED_KEYS)
     unusual_files = {path for _, path, pattern in keys.files if pattern not in DEFAULT_KEY_FILES}
     for k in keys.keys:
         target = {"kind": "path", "path": k.path, "line": k.line, "user": k.user}
@@ -171,14 +213,14 @@ def ssh_key_unusual(ctx: Context) -> Iterator[Finding]:
                                       "Give known keys a comment naming their owner.")
 
 
-@check(id="accounts.new_since_last_scan", family="accounts", severity="medium",
-       title="Account created since the previous scan", needs=("accounts", "known_accounts"))
+@check(id="accounts.new_since_last_scan", severity="medium",
+       summary="Account created since the previous scan", needs=(ACCOUNTS, KNOWN_ACCOUNTS), tags=("T1136.001",))
 def new_since_last_scan(ctx: Context) -> Iterator[Finding]:
     """A new account nobody announced is a classic sign of a break-in. The first scan records the baseline."""
-    known = ctx.fact("known_accounts")
+    known = ctx.fact(KNOWN_ACCOUNTS)
     if known is None:
         return
-    for u in ctx.fact("accounts").users:
+    for u in ctx.fact(ACCOUNTS).users:
         if u.name not in known:
             yield ctx.finding(f"account '{u.name}' (UID {u.uid}) is new since the previous scan", _user(u.name),
                               evidence={"uid": u.uid, "shell": u.shell, "home": u.home, "line": u.line},
@@ -186,12 +228,12 @@ def new_since_last_scan(ctx: Context) -> Iterator[Finding]:
                                           "/var/log/auth.log); lock it with `usermod -L` if unknown.")
 
 
-@check(id="accounts.malformed_line", family="accounts", severity="medium",
-       title="Malformed line in passwd, shadow or group", needs=("accounts", "shadow"))
+@check(id="accounts.malformed_line", severity="medium",
+       summary="Malformed line in passwd, shadow or group", needs=(ACCOUNTS, SHADOW), tags=("T1564.002",))
 def malformed_line(ctx: Context) -> Iterator[Finding]:
     """A line the account tools cannot parse is invisible to `getent` and most audits, yet some programs
     still read it: a place to hide an account, or damage worth repairing."""
-    for bad in (*ctx.fact("accounts").malformed, *ctx.fact("shadow").malformed):
+    for bad in (*ctx.fact(ACCOUNTS).malformed, *ctx.fact(SHADOW).malformed):
         yield ctx.finding(f"{bad.path} line {bad.line} is malformed ({bad.reason})",
                           {"kind": "path", "path": bad.path, "line": bad.line},
                           evidence={"path": bad.path, "line": bad.line, "reason": bad.reason},

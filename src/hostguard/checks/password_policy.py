@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from hostguard.config import setting
 from hostguard.engine.context import Context
-from hostguard.engine.registry import check
+from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
-from hostguard.host.pam import EffectivePolicy, LoginDefs, PamPolicy, Setting, effective_policy
+from hostguard.host.pam import LOGIN_DEFS, PAM, EffectivePolicy, LoginDefs, PamPolicy, Setting, effective_policy
+
+
+@dataclass(frozen=True)
+class PasswordPolicyConfig:
+    """[password_policy]: what a new password must be."""
+
+    min_length: int = setting(8, "Shortest acceptable new password.", min=1)
+    min_classes: int = setting(4, "Character classes (upper, lower, digits, others) a new password needs.", min=0, max=4)
+    good_methods: tuple[str, ...] = setting(("yescrypt", "gost-yescrypt", "sha512", "bcrypt"),
+                                            "Hash methods that are acceptable for new passwords.")
+    min_sha_rounds: int = setting(5000, "SHA-crypt rounds below this are a finding (5000 is glibc's default).", min=0)
+    max_days: int = setting(365, "PASS_MAX_DAYS above this is a finding (99999 means never expires).", min=0)
+    min_days: int = setting(1, "PASS_MIN_DAYS below this is a finding.", min=0)
+    warn_age: int = setting(7, "PASS_WARN_AGE below this is a finding.", min=0)
+
+
+FAMILY = Family("password_policy", __doc__ or "", PasswordPolicyConfig)
 
 WEAK_METHODS = {"des": "critical", "md5": "high", "sha256": "medium"}
 
 
 def _policy(ctx: Context) -> EffectivePolicy:
-    pam: PamPolicy = ctx.fact("pam")
-    defs: LoginDefs = ctx.fact("login_defs")
+    pam: PamPolicy = ctx.fact(PAM)
+    defs: LoginDefs = ctx.fact(LOGIN_DEFS)
     return effective_policy(pam, defs)
 
 
@@ -23,8 +42,8 @@ def _target(at: Setting, key: str) -> dict[str, object]:
 
 
 def _quality_fix(policy: EffectivePolicy, ctx: Context) -> str:
-    want_len = ctx.config["password_policy"]["min_length"]
-    want_cls = ctx.config["password_policy"]["min_classes"]
+    want_len = ctx.config[PasswordPolicyConfig].min_length
+    want_cls = ctx.config[PasswordPolicyConfig].min_classes
     if policy.module == "pam_pwquality.so":
         return (f"In /etc/security/pwquality.conf set `minlen = {want_len}`, `minclass = {want_cls}` and no positive "
                 "credits (`dcredit = 0`, `ucredit = 0`, `lcredit = 0`, `ocredit = 0`); remove minlen/minclass/credit "
@@ -38,13 +57,14 @@ def _quality_fix(policy: EffectivePolicy, ctx: Context) -> str:
             f"`minlen = {want_len}` and `minclass = {want_cls}` in /etc/security/pwquality.conf.")
 
 
-@check(id="password_policy.min_length", family="password_policy", severity="medium",
-       title="Minimum password length below the policy", needs=("pam", "login_defs"))
+@check(id="password_policy.min_length", severity="medium",
+       summary="Minimum password length below the policy", needs=(PAM, LOGIN_DEFS), tags=("T1110.001",),
+       references=("https://man7.org/linux/man-pages/man5/pwquality.conf.5.html",))
 def min_length(ctx: Context) -> Iterator[Finding]:
     """New passwords shorter than 8 characters fall to online guessing; positive pwquality/cracklib credits
     lower the real minimum below ``minlen``, so the effective figure is what counts."""
     policy = _policy(ctx)
-    want = ctx.config["password_policy"]["min_length"]
+    want = ctx.config[PasswordPolicyConfig].min_length
     if policy.min_length < want:
         yield ctx.finding(f"new passwords may be {policy.min_length} characters long (policy: {want})",
                           _target(policy.min_length_at, "minlen"),
@@ -54,13 +74,14 @@ def min_length(ctx: Context) -> Iterator[Finding]:
                           remediation=_quality_fix(policy, ctx))
 
 
-@check(id="password_policy.char_classes", family="password_policy", severity="medium",
-       title="Fewer character classes required than the policy", needs=("pam", "login_defs"))
+@check(id="password_policy.char_classes", severity="medium",
+       summary="Fewer character classes required than the policy", needs=(PAM, LOGIN_DEFS), tags=("T1110.001",),
+       references=("https://man7.org/linux/man-pages/man5/pwquality.conf.5.html",))
 def char_classes(ctx: Context) -> Iterator[Finding]:
     """The checklist asks for upper, lower, digits and symbols; only ``minclass`` or negative credits
     enforce classes."""
     policy = _policy(ctx)
-    want = ctx.config["password_policy"]["min_classes"]
+    want = ctx.config[PasswordPolicyConfig].min_classes
     if policy.classes < want:
         yield ctx.finding(f"new passwords need {policy.classes} character classes (policy: {want})",
                           _target(policy.classes_at, "minclass"),
@@ -69,12 +90,13 @@ def char_classes(ctx: Context) -> Iterator[Finding]:
                           remediation=_quality_fix(policy, ctx))
 
 
-@check(id="password_policy.hash_method", family="password_policy", severity="high",
-       title="Weak hash method for new passwords", needs=("pam", "login_defs"))
+@check(id="password_policy.hash_method", severity="high",
+       summary="Weak hash method for new passwords", needs=(PAM, LOGIN_DEFS), tags=("T1110.002",),
+       references=("https://man7.org/linux/man-pages/man5/login.defs.5.html",))
 def hash_method(ctx: Context) -> Iterator[Finding]:
     """DES and MD5 hashes are cracked in hours; the method in force is pam_unix's option, then login.defs."""
     policy = _policy(ctx)
-    good = ctx.config["password_policy"]["good_methods"]
+    good = ctx.config[PasswordPolicyConfig].good_methods
     if policy.method not in good:
         yield ctx.finding(f"new passwords are hashed with {policy.method}", _target(policy.method_at, "hash_method"),
                           severity=WEAK_METHODS.get(policy.method, "medium"),
@@ -84,12 +106,13 @@ def hash_method(ctx: Context) -> Iterator[Finding]:
                                       "then make users change their passwords.")
 
 
-@check(id="password_policy.sha_rounds", family="password_policy", severity="low",
-       title="Too few SHA-crypt rounds", needs=("pam", "login_defs"))
+@check(id="password_policy.sha_rounds", severity="low",
+       summary="Too few SHA-crypt rounds", needs=(PAM, LOGIN_DEFS), tags=("T1110.002",),
+       references=("https://man7.org/linux/man-pages/man5/login.defs.5.html",))
 def sha_rounds(ctx: Context) -> Iterator[Finding]:
     """SHA-crypt with few rounds is fast to brute-force offline."""
     policy = _policy(ctx)
-    floor = ctx.config["password_policy"]["min_sha_rounds"]
+    floor = ctx.config[PasswordPolicyConfig].min_sha_rounds
     if policy.method in ("sha512", "sha256") and policy.rounds is not None and policy.rounds < floor:
         at = policy.rounds_at or policy.method_at
         yield ctx.finding(f"{policy.method} uses {policy.rounds} rounds (at least {floor})", _target(at, "rounds"),
@@ -98,14 +121,15 @@ def sha_rounds(ctx: Context) -> Iterator[Finding]:
                                       f"in /etc/login.defs ({at.where()}), or switch to yescrypt.")
 
 
-@check(id="password_policy.ageing", family="password_policy", severity="low",
-       title="Password ageing defaults outside the policy", needs=("login_defs",))
+@check(id="password_policy.ageing", severity="low",
+       summary="Password ageing defaults outside the policy", needs=(LOGIN_DEFS,),
+       references=("https://man7.org/linux/man-pages/man5/login.defs.5.html",))
 def ageing(ctx: Context) -> Iterator[Finding]:
     """PASS_MAX_DAYS, PASS_MIN_DAYS and PASS_WARN_AGE in login.defs apply to accounts created from now on."""
-    defs: LoginDefs = ctx.fact("login_defs")
-    cfg = ctx.config["password_policy"]
-    rules = (("PASS_MAX_DAYS", cfg["max_days"], "at most"), ("PASS_MIN_DAYS", cfg["min_days"], "at least"),
-             ("PASS_WARN_AGE", cfg["warn_age"], "at least"))
+    defs: LoginDefs = ctx.fact(LOGIN_DEFS)
+    cfg = ctx.config[PasswordPolicyConfig]
+    rules = (("PASS_MAX_DAYS", cfg.max_days, "at most"), ("PASS_MIN_DAYS", cfg.min_days, "at least"),
+             ("PASS_WARN_AGE", cfg.warn_age, "at least"))
     for key, want, how in rules:
         setting = defs.get(key)
         value = int(setting.value) if setting and setting.value.lstrip("-").isdigit() else None

@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from hostguard.config import setting
 from hostguard.data import load_toml
 from hostguard.engine.context import Context
-from hostguard.engine.registry import check
+from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
-from hostguard.host.sshd import SshdFacts, SshdView
+from hostguard.host.sshd import SSHD, SSHD_FRESHNESS, SshdFacts, SshdView
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """[ssh]: where sshd lives and what hostguard expects of it."""
+
+    sshd: str = setting("sshd", "The sshd binary (found on PATH, then /usr/sbin).")
+    config_file: str = setting("/etc/ssh/sshd_config", "sshd's main config file (a path inside the tree under --root).")
+    max_auth_tries: int = setting(4, "Highest MaxAuthTries that is not a finding.", min=1)
+    report_default_port: bool = setting(
+        True, "Report port 22 (the checklist says: move remote logon off the default port).")
+    probe_addresses: tuple[str, ...] = setting(
+        ("192.0.2.10", "2001:db8::10"),
+        "Remote addresses used to evaluate Match blocks with `sshd -T -C`: a documentation address stands for "
+        '"somewhere on the internet".')
+
+    def __post_init__(self) -> None:
+        for address in self.probe_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"probe_addresses: {address!r} is not an IP address") from None
+
+
+FAMILY = Family("ssh", __doc__ or "", SshConfig)
 
 DROPIN = "/etc/ssh/sshd_config.d/50-hostguard.conf"
 
@@ -39,13 +67,14 @@ def password_paths(view: SshdView) -> list[str]:
     return paths
 
 
-@check(id="ssh.default_port", family="ssh", severity="low", title="sshd listens on the default port 22",
-       needs=("sshd",))
+@check(id="ssh.default_port", severity="low", summary="sshd listens on the default port 22",
+       needs=(SSHD,), tags=("T1021.004",),
+       references=("https://man.openbsd.org/sshd_config#Port",))
 def default_port(ctx: Context) -> Iterator[Finding]:
     """The checklist moves remote logon off port 22: it cuts the noise of internet-wide scanners (it does
     not stop a targeted attacker, so it is low severity)."""
-    facts: SshdFacts = ctx.fact("sshd")
-    if not ctx.config["ssh"]["report_default_port"]:
+    facts: SshdFacts = ctx.fact(SSHD)
+    if not ctx.config[SshConfig].report_default_port:
         return
     view = facts.global_view
     if "22" in view.all("port"):
@@ -56,12 +85,13 @@ def default_port(ctx: Context) -> Iterator[Finding]:
                                       "before closing this one.")
 
 
-@check(id="ssh.root_password_login", family="ssh", severity="high", title="root can log in with a password",
-       needs=("sshd",))
+@check(id="ssh.root_password_login", severity="high", summary="root can log in with a password",
+       needs=(SSHD,), tags=("T1110.001", "T1021.004"),
+       references=("https://man.openbsd.org/sshd_config#PermitRootLogin",))
 def root_password_login(ctx: Context) -> Iterator[Finding]:
     """PermitRootLogin yes with password or PAM keyboard-interactive auth lets the internet guess root's
     password; Match blocks are evaluated for root from an outside address."""
-    facts: SshdFacts = ctx.fact("sshd")
+    facts: SshdFacts = ctx.fact(SSHD)
     for view in facts.views:
         if view.spec is None or view.spec.user != "root":
             continue
@@ -74,12 +104,13 @@ def root_password_login(ctx: Context) -> Iterator[Finding]:
             return
 
 
-@check(id="ssh.password_auth", family="ssh", severity="medium",
-       title="Password authentication enabled for root-capable accounts", needs=("sshd",))
+@check(id="ssh.password_auth", severity="medium",
+       summary="Password authentication enabled for root-capable accounts", needs=(SSHD,), tags=("T1110.001", "T1021.004"),
+       references=("https://man.openbsd.org/sshd_config#PasswordAuthentication",))
 def password_auth(ctx: Context) -> Iterator[Finding]:
     """Passwords can be guessed; keys cannot. Keyboard-interactive through PAM asks for the same password
     even with ``PasswordAuthentication no``."""
-    facts: SshdFacts = ctx.fact("sshd")
+    facts: SshdFacts = ctx.fact(SSHD)
     reported: set[str] = set()
     for view in facts.views:
         if view.spec is None or view.spec.user in reported:
@@ -101,11 +132,12 @@ def password_auth(ctx: Context) -> Iterator[Finding]:
                                           "(and in Match blocks that override it); `sshd -t && systemctl reload ssh`.")
 
 
-@check(id="ssh.empty_passwords", family="ssh", severity="critical", title="sshd permits empty passwords",
-       needs=("sshd",))
+@check(id="ssh.empty_passwords", severity="critical", summary="sshd permits empty passwords",
+       needs=(SSHD,), tags=("T1078.003", "T1021.004"),
+       references=("https://man.openbsd.org/sshd_config#PermitEmptyPasswords",))
 def empty_passwords(ctx: Context) -> Iterator[Finding]:
     """PermitEmptyPasswords yes lets accounts without a password log in remotely."""
-    facts: SshdFacts = ctx.fact("sshd")
+    facts: SshdFacts = ctx.fact(SSHD)
     for view in facts.views:
         if view.get("permitemptypasswords") == "yes":
             yield ctx.finding("sshd permits login with an empty password", _target(facts, "PermitEmptyPasswords"),
@@ -114,12 +146,13 @@ def empty_passwords(ctx: Context) -> Iterator[Finding]:
             return
 
 
-@check(id="ssh.weak_algorithms", family="ssh", severity="medium", title="Weak SSH ciphers, MACs or key exchange",
-       needs=("sshd",))
+@check(id="ssh.weak_algorithms", severity="medium", summary="Weak SSH ciphers, MACs or key exchange",
+       needs=(SSHD,), tags=("T1557",),
+       references=("https://man.openbsd.org/sshd_config#Ciphers",))
 def weak_algorithms(ctx: Context) -> Iterator[Finding]:
     """CBC ciphers, MD5/SHA1-96 MACs and SHA1 key exchange are broken or obsolete."""
-    facts: SshdFacts = ctx.fact("sshd")
-    weak = load_toml("ssh-weak-algorithms.toml")
+    facts: SshdFacts = ctx.fact(SSHD)
+    weak = load_toml("ssh/ssh-weak-algorithms.toml")
     view = facts.global_view
     for key, keyword in (("ciphers", "Ciphers"), ("macs", "MACs"), ("kexalgorithms", "KexAlgorithms")):
         enabled = [a for a in view.get(key).split(",") if a]
@@ -131,11 +164,12 @@ def weak_algorithms(ctx: Context) -> Iterator[Finding]:
                               remediation=f"Put `{keyword} {keep}` in {DROPIN}; `systemctl reload ssh`.")
 
 
-@check(id="ssh.max_auth_tries", family="ssh", severity="low", title="High MaxAuthTries", needs=("sshd",))
+@check(id="ssh.max_auth_tries", severity="low", summary="High MaxAuthTries", needs=(SSHD,), tags=("T1110.001",),
+       references=("https://man.openbsd.org/sshd_config#MaxAuthTries",))
 def max_auth_tries(ctx: Context) -> Iterator[Finding]:
     """Each connection may try this many passwords; a low number slows guessing."""
-    facts: SshdFacts = ctx.fact("sshd")
-    limit = ctx.config["ssh"]["max_auth_tries"]
+    facts: SshdFacts = ctx.fact(SSHD)
+    limit = ctx.config[SshConfig].max_auth_tries
     view = facts.global_view
     value = view.get("maxauthtries")
     if value.isdigit() and int(value) > limit:
@@ -144,11 +178,11 @@ def max_auth_tries(ctx: Context) -> Iterator[Finding]:
                           remediation=f"Set `MaxAuthTries {limit}` in {DROPIN}; `systemctl reload ssh`.")
 
 
-@check(id="ssh.config_not_reloaded", family="ssh", severity="low",
-       title="sshd config changed after sshd started (not reloaded)", needs=("sshd_freshness",))
+@check(id="ssh.config_not_reloaded", severity="low",
+       summary="sshd config changed after sshd started (not reloaded)", needs=(SSHD_FRESHNESS,))
 def config_not_reloaded(ctx: Context) -> Iterator[Finding]:
     """The running sshd still uses the old settings: what the files say is not what is in force."""
-    fresh = ctx.fact("sshd_freshness")
+    fresh = ctx.fact(SSHD_FRESHNESS)
     if fresh is None or not fresh.newer_files:
         return
     yield ctx.finding("sshd runs with an older configuration than its files",

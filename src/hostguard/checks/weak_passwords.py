@@ -3,23 +3,62 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from hostguard.checks.accounts import AccountsConfig
+from hostguard.config import Config, setting
 from hostguard.engine.context import Context
-from hostguard.engine.registry import check
+from hostguard.engine.facts import Fact, config_input
+from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
-from hostguard.host.accounts import Accounts, Shadow
+from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
+from hostguard.host.base import Host, Unavailable
+from hostguard.host.identity import HOSTNAME
 from hostguard.passwords.cracker import Target, crack
 from hostguard.passwords.guesses import plan
 from hostguard.passwords.verifiers import VerifierUnavailable, crypt_verifier
 
 LOCKED = ("", "*", "!", "!!", "x")
+MAX_WORDLIST = 64 * 1024 * 1024
 
 
-@check(id="weak_passwords.system", family="weak_passwords", severity="high",
-       title="System account with a guessable password",
-       needs=("accounts", "shadow", "hostname", "wordlist"))
+@dataclass(frozen=True)
+class WeakPasswordsConfig:
+    """[weak_passwords]: how hard to try."""
+
+    budget_seconds: float = setting(30.0, "Seconds to spend trying guesses beyond the guaranteed floor (all accounts "
+                                          "together).", min=0)
+    floor: int = setting(100, "Most-common passwords always tried for every account, whatever the budget.", min=0)
+    extra_words: tuple[str, ...] = setting((), "Extra words to try first (site names, company names).")
+    wordlist: str = setting("", "A file of extra guesses, one per line, tried after the common ones (a path on the "
+                                "scanning machine).")
+    workers: int = setting(0, "Worker threads for hashing; 0 = one per core.", min=0)
+
+
+def collect_wordlist(host: Host, cfg: WeakPasswordsConfig) -> tuple[str, ...]:
+    """Extra guesses from the configured word list (a file on the scanning machine), one per line."""
+    if not cfg.wordlist:
+        return ()
+    try:
+        with open(cfg.wordlist, "rb") as fh:
+            data = fh.read(MAX_WORDLIST)
+    except OSError as exc:
+        raise Unavailable(SkipReason.ERROR, f"weak_passwords.wordlist {cfg.wordlist}: {exc.strerror}") from exc
+    words = (w.strip() for w in data.decode("utf-8", "replace").splitlines())
+    return tuple(dict.fromkeys(w for w in words if w and len(w) <= 256))
+
+
+WORDLIST: Fact[tuple[str, ...]] = Fact("wordlist", collect_wordlist, inputs=(config_input("weak_passwords"),))
+FAMILY = Family("weak_passwords", __doc__ or "", WeakPasswordsConfig)
+
+
+def _budget(config: Config) -> float:
+    return config[WeakPasswordsConfig].budget_seconds
+
+
+@check(id="weak_passwords.system", severity="high", summary="System account with a guessable password",
+       needs=(ACCOUNTS, SHADOW, HOSTNAME, WORDLIST), budget=_budget, tags=("T1110.001", "T1110.002"))
 def system_accounts(ctx: Context) -> Iterator[Finding]:
     """Tries each password hash in /etc/shadow against the most common passwords and guesses made from the
     account and host names (always), then more common passwords by rank within the time budget, on every
@@ -27,9 +66,9 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
     compute (its known-answer self-test fails) leaves the account unchecked, never "strong". Locked
     accounts (``!``/``*``) cannot log in with a password and are not tried. A found password is never
     shown: the finding names the account and the kind of guess that matched."""
-    accounts: Accounts = ctx.fact("accounts")
-    shadow: Shadow = ctx.fact("shadow")
-    cfg = ctx.config["weak_passwords"]
+    accounts: Accounts = ctx.fact(ACCOUNTS)
+    shadow: Shadow = ctx.fact(SHADOW)
+    cfg = ctx.config[WeakPasswordsConfig]
     try:
         verifier = crypt_verifier()
     except VerifierUnavailable as exc:
@@ -37,7 +76,7 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
         return
     working = verifier.working_schemes()
     users = accounts.by_name()
-    admin = set(ctx.config["accounts"]["admin_groups"])
+    admin = set(ctx.config[AccountsConfig].admin_groups)
     targets: list[Target] = []
     for entry in shadow.entries:
         if entry.hash in LOCKED or entry.hash.startswith("!") or entry.hash.startswith("*"):
@@ -51,14 +90,14 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
             ctx.skip(SkipReason.UNSUPPORTED, f"account '{entry.name}': {scheme}: {working.get(scheme)} (unchecked)")
             continue
         user = users.get(entry.name)
-        first, rest = plan(entry.name, user.gecos if user else "", ctx.fact("hostname"), cfg["extra_words"],
-                           cfg["floor"], ctx.fact("wordlist"))
+        first, rest = plan(entry.name, user.gecos if user else "", ctx.fact(HOSTNAME), cfg.extra_words,
+                           cfg.floor, ctx.fact(WORDLIST))
         targets.append(Target(entry.name, entry.hash, first, rest))
     if not targets:
         return
-    workers = cfg["workers"] or os.cpu_count() or 1
-    deadline = time.monotonic() + cfg["budget_seconds"]
-    crack(targets, verifier, deadline=deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
+    workers = cfg.workers or os.cpu_count() or 1
+    assert ctx.deadline is not None  # the check declares a budget
+    crack(targets, verifier, deadline=ctx.deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
     for t in targets:
         user = users.get(t.account)
         privileged = t.account == "root" or (user is not None and (user.uid == 0 or admin & accounts.groups_of(user)))

@@ -5,38 +5,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from hostguard.engine.facts import Facts
+from hostguard.config import Config
+from hostguard.engine.facts import Fact, Facts
 from hostguard.engine.registry import CheckSpec
 from hostguard.findings import Finding, Severity, Skipped, SkipReason
 
 ProgressFn = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 class Context:
     """Per-check view of the scan. Checks build findings and extra skipped entries through it."""
 
-    def __init__(self, spec: CheckSpec, facts: Facts, config: dict[str, Any], deadline: float | None,
-                 progress: ProgressFn | None, cancel: threading.Event) -> None:
+    def __init__(self, spec: CheckSpec, facts: Facts, deadline: float | None = None,
+                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> None:
         self.spec = spec
         self._facts = facts
-        self.config = config
+        self.config: Config = facts.config
         self.deadline = deadline
         self._progress = progress
-        self.cancel = cancel
+        self.cancel = cancel or threading.Event()
         self.skipped: list[Skipped] = []
 
-    @property
-    def host_is_live(self) -> bool:
-        """Whether the scanned host is this running machine."""
-        return self._facts.host.live
-
-    def fact(self, name: str) -> Any:
+    def fact(self, fact: Fact[T]) -> T:
         """A fact the check declared in ``needs``."""
-        if name not in self.spec.needs:
-            raise KeyError(f"{self.spec.id} reads fact {name!r} without declaring it in needs")
-        return self._facts.get(name)
+        if fact not in self.spec.needs:
+            raise KeyError(f"{self.spec.id} reads fact {fact.name!r} without declaring it in needs")
+        return self._facts.get(fact)
 
     def time_left(self) -> float:
         """Seconds until the deadline (infinite without one)."""
@@ -54,6 +51,6 @@ class Context:
                        severity=Severity(severity) if severity else self.spec.severity,
                        title=title, target=dict(target), evidence=dict(evidence or {}), remediation=remediation)
 
-    def skip(self, reason: SkipReason, detail: str) -> None:
+    def skip(self, reason: SkipReason, detail: str, item: str = "") -> None:
         """Record that part of this check could not be done (e.g. one account's hash scheme)."""
-        self.skipped.append(Skipped(self.spec.family, self.spec.id, reason, detail))
+        self.skipped.append(Skipped(self.spec.family, self.spec.id, reason, detail, item))

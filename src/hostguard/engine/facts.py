@@ -1,102 +1,190 @@
-"""Lazy, memoized host facts. Collectors do the I/O; checks only read the frozen results.
+"""The typed fact graph: host facts declared once, collected at most once per scan, even under threads.
 
-A collector is ``func(host, config) -> value``. It may raise :class:`~hostguard.host.base.Unavailable`
-(the fact cannot be known here) or :class:`~hostguard.host.base.HostError` (reading failed); either is
-remembered, and every check needing the fact is reported in ``skipped`` with the reason.
+A fact is a :class:`Fact` handle declared next to its collector (in ``host/``, or in a family module for
+facts that are not read from the host, such as the accounts seen by earlier scans). The handle names
+its inputs: other facts (``ACCOUNTS``), optional facts (``ACCOUNTS.optional``: ``None`` when it cannot
+be known) and config sections (``config_input("ssh")``). The collector receives the host, then one
+argument per input, in order; it never calls another collector, so each file is read once per scan.
+
+A collector may raise :class:`~hostguard.host.base.Unavailable` (the fact cannot be known here) or
+:class:`~hostguard.host.base.HostError` (reading failed); either is remembered, and every check needing
+the fact is reported in ``skipped`` with the reason. A fact whose required input is unavailable is
+unavailable for the same reason.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from hostguard.findings import SkipReason
+from hostguard.findings import HostId, SkipReason
 from hostguard.host.base import Host, HostError, Unavailable
 
-# fact name -> "module:function"; imported only when a selected check needs the fact.
-COLLECTORS: dict[str, str] = {
-    "accounts": "hostguard.host.accounts:collect_accounts",
-    "shadow": "hostguard.host.accounts:collect_shadow",
-    "login_defs": "hostguard.host.pam:collect_login_defs",
-    "pam": "hostguard.host.pam:collect_pam",
-    "sudoers": "hostguard.host.sudoers:collect_sudoers",
-    "authorized_keys": "hostguard.host.accounts:collect_authorized_keys",
-    "sshd": "hostguard.host.sshd:collect_sshd",
-    "sshd_freshness": "hostguard.host.sshd:collect_sshd_freshness",
-    "listeners": "hostguard.host.sockets:collect_listeners",
-    "firewall": "hostguard.host.firewall:collect_firewall",
-    "reach": "hostguard.checks.firewall:collect_reach",
-    "known_accounts": "hostguard.engine.facts:_known_accounts",
-    "hostname": "hostguard.engine.facts:_hostname",
-    "wordlist": "hostguard.engine.facts:_wordlist",
-}
+if TYPE_CHECKING:
+    from hostguard.config import Config
+    from hostguard.store.state import StateStore
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class FactError(Exception):
+    """The fact graph is declared wrongly (a cycle, an unknown config section)."""
+
+
+class Fact(Generic[T_co]):
+    """A typed handle on one fact: its name, its collector and what it is derived from.
+
+    ``collect`` is ``None`` for a *given* fact, which the runner provides (the state store, the host id).
+    Handles compare by identity, so two facts may never be confused by a shared name.
+    """
+
+    __slots__ = ("collect", "doc", "inputs", "name")
+
+    def __init__(self, name: str, collect: Callable[..., T_co] | None, *, inputs: Sequence[Input] = (),
+                 doc: str = "") -> None:
+        self.name = name
+        self.collect = collect
+        self.inputs: tuple[Input, ...] = tuple(inputs)
+        self.doc = doc or ((collect.__doc__ or "").strip().split("\n")[0] if collect else "")
+
+    @property
+    def optional(self) -> OptionalInput[T_co]:
+        """This fact as an input that becomes ``None`` when the fact cannot be known."""
+        return OptionalInput(self)
+
+    def __repr__(self) -> str:
+        return f"Fact({self.name!r})"
+
+
+@dataclass(frozen=True)
+class OptionalInput(Generic[T_co]):
+    """An input that tolerates the fact being unavailable (the collector gets ``None``)."""
+
+    fact: Fact[T_co]
+
+
+@dataclass(frozen=True)
+class ConfigInput:
+    """An input that is one family's config section (typed by the collector's annotation)."""
+
+    section: str
+
+
+def config_input(section: str) -> ConfigInput:
+    """The config section ``section`` as a collector input; validated when the registry loads."""
+    return ConfigInput(section)
+
+
+Input = Fact[Any] | OptionalInput[Any] | ConfigInput
+
+# Given facts: the runner provides them; a collector lists them as inputs like any other fact.
+STATE: Fact[StateStore] = Fact("state", None, doc="the state store (state.db) of this scan")
+HOST_ID: Fact[HostId] = Fact("host_id", None, doc="who the scanned host is (machine-id, state UUID, hostname)")
+
+
+def input_facts(fact: Fact[Any]) -> Iterator[Fact[Any]]:
+    """The facts ``fact`` reads directly (required or optional)."""
+    for item in fact.inputs:
+        if isinstance(item, Fact):
+            yield item
+        elif isinstance(item, OptionalInput):
+            yield item.fact
+
+
+def closure(roots: Sequence[Fact[Any]]) -> list[Fact[Any]]:
+    """Every fact ``roots`` depend on, inputs before the facts that read them; a cycle is an error."""
+    order: list[Fact[Any]] = []
+    state: dict[int, str] = {}
+
+    def visit(fact: Fact[Any], path: tuple[str, ...]) -> None:
+        mark = state.get(id(fact))
+        if mark == "done":
+            return
+        if mark == "open":
+            raise FactError(f"fact cycle: {' -> '.join((*path, fact.name))}")
+        state[id(fact)] = "open"
+        for dep in input_facts(fact):
+            visit(dep, (*path, fact.name))
+        state[id(fact)] = "done"
+        order.append(fact)
+
+    for root in roots:
+        visit(root, ())
+    return order
+
+
+class _Slot:
+    """One fact's value in one scan, and the lock that makes concurrent askers wait for one computation."""
+
+    __slots__ = ("done", "lock", "value")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.value: Any = None
 
 
 class Facts:
-    """One scan's facts, collected at most once each (thread-safe)."""
+    """One scan's facts, each collected at most once (thread-safe: concurrent askers wait for the first)."""
 
-    def __init__(self, host: Host, config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, host: Host, config: Config, given: Mapping[Fact[Any], Any] | None = None) -> None:
         self.host = host
         self.config = config
-        self._values: dict[str, Any] = dict(extra or {})
+        self._slots: dict[Fact[Any], _Slot] = {}
         self._lock = threading.Lock()
+        for fact, value in (given or {}).items():
+            slot = self._slot(fact)
+            slot.value, slot.done = value, True
 
-    def get(self, name: str) -> Any:
-        """The fact's value; raises the collector's :class:`Unavailable` for every caller."""
+    def _slot(self, fact: Fact[Any]) -> _Slot:
         with self._lock:
-            known = name in self._values
-        if not known:
-            value = self._collect(name)  # outside the lock: a derived fact reads other facts
-            with self._lock:
-                self._values.setdefault(name, value)
-        with self._lock:
-            value = self._values[name]
+            slot = self._slots.get(fact)
+            if slot is None:
+                slot = self._slots[fact] = _Slot()
+            return slot
+
+    def get(self, fact: Fact[T]) -> T:
+        """The fact's value; raises its :class:`Unavailable` for every caller."""
+        slot = self._slot(fact)
+        with slot.lock:
+            if not slot.done:
+                slot.value = self._collect(fact)
+                slot.done = True
+            value = slot.value
         if isinstance(value, Unavailable):
             raise value
-        return value
+        return value  # type: ignore[no-any-return]
 
-    def loaded(self, name: str) -> bool:
-        """True when the fact was collected successfully."""
-        return name in self._values and not isinstance(self._values[name], Unavailable)
+    def loaded(self, fact: Fact[Any]) -> bool:
+        """True when the fact was collected (or given) successfully."""
+        with self._lock:
+            slot = self._slots.get(fact)
+        return slot is not None and slot.done and not isinstance(slot.value, Unavailable)
 
-    def _collect(self, name: str) -> Any:
-        target = COLLECTORS.get(name)
-        if target is None:
-            return Unavailable(SkipReason.ERROR, f"no collector for fact {name!r}")
-        module, func = target.split(":")
+    def _argument(self, item: Input) -> Any:
+        if isinstance(item, Fact):
+            return self.get(item)
+        if isinstance(item, OptionalInput):
+            try:
+                return self.get(item.fact)
+            except Unavailable:
+                return None
+        return self.config.section_named(item.section)
+
+    def _collect(self, fact: Fact[Any]) -> Any:
+        if fact.collect is None:
+            return Unavailable(SkipReason.ERROR, f"fact {fact.name!r} is provided by the runner, and was not given")
         try:
-            collector = getattr(importlib.import_module(module), func)
-            if collector.__code__.co_argcount == 3:  # a derived fact, computed from other facts
-                return collector(self.host, self.config, self)
-            return collector(self.host, self.config)
+            args = [self._argument(item) for item in fact.inputs]
+            return fact.collect(self.host, *args)
         except Unavailable as exc:
             return exc
         except HostError as exc:
             return Unavailable(SkipReason.ERROR, str(exc))
         except PermissionError as exc:
-            return Unavailable(SkipReason.NOT_ROOT, f"{name}: {exc}")
-
-
-def _known_accounts(host: Host, config: dict[str, Any]) -> Any:
-    """Placeholder: the runner injects the previous scan's accounts from the state store."""
-    raise Unavailable(SkipReason.ERROR, "no state store given")
-
-
-def _hostname(host: Host, config: dict[str, Any]) -> str:
-    """The scanned host's name (from the tree under --root)."""
-    return host.hostname()
-
-
-def _wordlist(host: Host, config: dict[str, Any]) -> tuple[str, ...]:
-    """Extra guesses from the configured word list (a file on the scanning machine), one per line."""
-    path = config["weak_passwords"]["wordlist"]
-    if not path:
-        return ()
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(64 * 1024 * 1024)
-    except OSError as exc:
-        raise Unavailable(SkipReason.ERROR, f"weak_passwords.wordlist {path}: {exc.strerror}") from exc
-    words = (w.strip() for w in data.decode("utf-8", "replace").splitlines())
-    return tuple(dict.fromkeys(w for w in words if w and len(w) <= 256))
+            return Unavailable(SkipReason.NOT_ROOT, f"{fact.name}: {exc}")
+        except Exception as exc:  # a bug in one collector is reported per check, never a traceback
+            return Unavailable(SkipReason.ERROR, f"collecting {fact.name}: {type(exc).__name__}: {exc}")

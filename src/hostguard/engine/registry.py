@@ -1,99 +1,240 @@
-"""The explicit check registry.
+"""The explicit check registry: families, their checks, their config sections and their facts.
 
-A check module declares its checks with :func:`check`; declaring does nothing but attach a
-:class:`CheckSpec` to the function (no import-time registration, no I/O). :func:`all_checks` imports the
-modules listed in ``CHECK_MODULES``, collects the specs, and refuses duplicate ids. Ids never change once
-published; a rename adds an alias.
+A family is one module (or package) in ``hostguard.checks``. It declares ``FAMILY = Family(...)`` (its
+name, config section and optional post-scan hook) and its checks with :func:`check`; declaring does
+nothing but attach a :class:`CheckSpec` to the function (no import-time registration, no I/O).
+:func:`default_registry` finds the family modules by listing the package, so adding a family touches
+nothing else. Loading validates everything a typo could break: duplicate ids or aliases, ids outside
+their family, facts that are not :class:`Fact` handles, fact cycles, config inputs naming no section.
+Ids never change once published; a rename adds an alias, which ``--only`` and suppression accept.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import inspect
+import pkgutil
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from hostguard.findings import Severity
+from hostguard.engine.facts import ConfigInput, Fact, FactError, closure
+from hostguard.engine.suppress import SuppressConfig
+from hostguard.findings import Rule, Severity
 
-CHECK_MODULES = (
-    "hostguard.checks.password_policy",
-    "hostguard.checks.weak_passwords",
-    "hostguard.checks.accounts",
-    "hostguard.checks.ssh",
-    "hostguard.checks.ports",
-    "hostguard.checks.firewall",
-)
+if TYPE_CHECKING:
+    from hostguard.config import Config
+    from hostguard.engine.runner import ScanEnd
 
-FAMILIES = ("password_policy", "weak_passwords", "accounts", "ssh", "ports", "firewall")
+CHECKS_PACKAGE = "hostguard.checks"
+ATTACK_ID = re.compile(r"T\d{4}(\.\d{3})?")
 
 
 class RegistryError(Exception):
-    """Two checks share an id, or a check is declared wrongly."""
+    """Two checks share an id, or a check, a family or a fact is declared wrongly."""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """[scan]: settings of every scan."""
+
+    fail_on: Severity = field(default=Severity.HIGH, metadata={
+        "help": "Exit 1 when a finding at or above this severity exists (critical, high, medium, low, info)."})
+
+
+ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of checks: its name (the module's), its config section and an optional post-scan hook.
+
+    ``after_scan`` runs once after the family's checks, only when the family was selected (so a
+    ``--only ssh`` scan never records state the accounts family would compare against).
+    """
+
+    name: str
+    doc: str
+    config: type | None = None
+    after_scan: Callable[[ScanEnd], None] | None = None
+
+
+Budget = float | Callable[["Config"], float]
 
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """What the registry knows of a check. The docstring is its documentation."""
+    """A check's record: what the registry, the runner and the reports know of it."""
 
     id: str
-    family: str
     severity: Severity
-    title: str
-    needs: tuple[str, ...]
+    summary: str
+    needs: tuple[Fact[Any], ...]
     func: Callable[..., Iterable[Any]]
-    each: str | None = None
+    each: Fact[Any] | None = None
+    budget: Budget | None = None
+    references: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
 
     @property
-    def doc(self) -> str:
-        """The check's docstring, dedented."""
-        import inspect
+    def family(self) -> str:
+        """The family, which is the id's first part."""
+        return self.id.split(".", 1)[0]
 
+    @property
+    def doc(self) -> str:
+        """The check's docstring, dedented: its documentation."""
         return inspect.getdoc(self.func) or ""
 
+    def deadline_seconds(self, config: Config) -> float | None:
+        """The check's time budget in seconds (None: unbounded)."""
+        if self.budget is None:
+            return None
+        return float(self.budget(config) if callable(self.budget) else self.budget)
 
-def check(*, id: str, family: str, severity: str, title: str, needs: tuple[str, ...] = (),
-          each: str | None = None, aliases: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare a check. With ``each``, the engine calls ``func(item, ctx)`` for every item of that fact;
-    otherwise ``func(ctx)``. Either yields findings (built with ``ctx.finding``)."""
-    if family not in FAMILIES:
-        raise RegistryError(f"{id}: unknown family {family!r}")
-    if not id.startswith(family + "."):
-        raise RegistryError(f"{id}: id must start with its family '{family}.'")
+    def rule(self) -> Rule:
+        """The metadata reports carry."""
+        looks_at = tuple(f.name for f in self.needs)
+        return Rule(self.id, self.family, self.severity, self.summary, self.doc, self.references, self.tags,
+                    self.aliases, looks_at)
+
+
+def check(*, id: str, severity: str, summary: str, needs: Sequence[Fact[Any]] = (),  # noqa: A002
+          each: Fact[Any] | None = None, budget: Budget | None = None, references: Sequence[str] = (),
+          tags: Sequence[str] = (), aliases: Sequence[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a check ``family.name``.
+
+    With ``each``, the engine calls ``func(item, ctx)`` for every item of that fact, records an item that
+    raises in ``skipped`` and keeps the others' findings; otherwise ``func(ctx)``. Either yields findings
+    built with ``ctx.finding``. ``budget`` (seconds, or a function of the config) sets ``ctx.deadline``;
+    the engine stops a per-item loop there and reports the items left. ``tags`` are MITRE ATT&CK ids.
+    """
+    if "." not in id:
+        raise RegistryError(f"{id}: a check id is 'family.name'")
+    needed = tuple(needs) + ((each,) if each is not None and each not in needs else ())
+    spec_sev = Severity(severity)
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
-        func.__check__ = CheckSpec(id, family, Severity(severity), title, needs, func, each, aliases)  # type: ignore[attr-defined]
+        func.__check__ = CheckSpec(id, spec_sev, summary, needed, func, each, budget, tuple(references),  # type: ignore[attr-defined]
+                                   tuple(tags), tuple(aliases))
         return func
 
     return wrap
 
 
-@cache
-def all_checks() -> tuple[CheckSpec, ...]:
-    """Every built-in check, in module order; duplicate ids are an error."""
-    specs: list[CheckSpec] = []
-    seen: dict[str, str] = {}
-    for name in CHECK_MODULES:
-        module = importlib.import_module(name)
-        for value in vars(module).values():
+@dataclass(frozen=True)
+class Registry:
+    """Every family and check, validated; built once per process from the family modules."""
+
+    families: Mapping[str, Family]
+    checks: tuple[CheckSpec, ...]
+    _by_key: Mapping[str, CheckSpec] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
+        """Collect and validate the families and checks these modules (and their submodules) declare."""
+        families: dict[str, Family] = {}
+        specs: list[CheckSpec] = []
+        by_key: dict[str, CheckSpec] = {}
+        for module in modules:
+            family = getattr(module, "FAMILY", None)
+            if not isinstance(family, Family):
+                raise RegistryError(f"{module.__name__} declares no FAMILY = Family(...)")
+            if family.name in families:
+                raise RegistryError(f"family {family.name} is declared twice")
+            families[family.name] = family
+            for spec in _specs_of(module):
+                if spec.family != family.name:
+                    raise RegistryError(f"{spec.id}: id must start with its family '{family.name}.'")
+                for key in (spec.id, *spec.aliases):
+                    if key in by_key or key in families:
+                        raise RegistryError(f"check id {key} is declared twice")
+                    by_key[key] = spec
+                specs.append(spec)
+        registry = cls(families, tuple(specs), by_key)
+        registry._validate()
+        return registry
+
+    def _validate(self) -> None:
+        sections = self.schema()
+        for spec in self.checks:
+            bad = [n for n in spec.needs if not isinstance(n, Fact)]
+            if bad:
+                raise RegistryError(f"{spec.id}: needs must be Fact handles, not {bad!r}")
+            try:
+                facts = closure(spec.needs)
+            except FactError as exc:
+                raise RegistryError(f"{spec.id}: {exc}") from exc
+            for fact in facts:
+                for item in fact.inputs:
+                    if isinstance(item, ConfigInput) and item.section not in sections:
+                        raise RegistryError(f"fact {fact.name} reads config section [{item.section}], "
+                                            "which no family declares")
+            if not spec.doc:
+                raise RegistryError(f"{spec.id} has no docstring (it is the check's documentation)")
+            bad_tags = [t for t in spec.tags if not ATTACK_ID.fullmatch(t)]
+            if bad_tags:
+                raise RegistryError(f"{spec.id}: tags are MITRE ATT&CK technique ids (T1110.001), not {bad_tags}")
+
+    def schema(self) -> dict[str, type]:
+        """Config section name -> class: the engine's sections, then each family's."""
+        out = dict(ENGINE_SECTIONS)
+        for name, family in self.families.items():
+            if family.config is not None:
+                out[name] = family.config
+        return out
+
+    def canonical(self, key: str) -> str | None:
+        """The check id ``key`` names (itself or through an alias); None when it names no check."""
+        spec = self._by_key.get(key)
+        return spec.id if spec else None
+
+    def select(self, only: Iterable[str] | None) -> tuple[CheckSpec, ...]:
+        """Checks of the given families, check ids or aliases (all when ``only`` is None)."""
+        if only is None:
+            return self.checks
+        families: set[str] = set()
+        ids: set[str] = set()
+        for name in only:
+            if name in self.families:
+                families.add(name)
+            elif (canonical := self.canonical(name)) is not None:
+                ids.add(canonical)
+            else:
+                raise RegistryError(f"unknown family {name} (families: {', '.join(self.families)}; "
+                                    "or a check id from `hostguard checks`)")
+        return tuple(s for s in self.checks if s.family in families or s.id in ids)
+
+    def rules(self, specs: Iterable[CheckSpec] | None = None) -> tuple[Rule, ...]:
+        """The report metadata of ``specs`` (every check by default)."""
+        return tuple(s.rule() for s in (self.checks if specs is None else specs))
+
+
+def _specs_of(module: ModuleType) -> list[CheckSpec]:
+    modules = [module]
+    if hasattr(module, "__path__"):
+        modules += [importlib.import_module(m.name) for m in pkgutil.walk_packages(module.__path__, module.__name__ + ".")]
+    out: list[CheckSpec] = []
+    for mod in modules:
+        for value in vars(mod).values():
             spec = getattr(value, "__check__", None)
-            if not isinstance(spec, CheckSpec) or spec.func.__module__ != name:
-                continue
-            for key in (spec.id, *spec.aliases):
-                if key in seen:
-                    raise RegistryError(f"check id {key} is declared twice ({seen[key]} and {name})")
-                seen[key] = name
-            specs.append(spec)
-    return tuple(specs)
+            if isinstance(spec, CheckSpec) and spec.func.__module__ == mod.__name__:
+                out.append(spec)
+    return out
 
 
-def select(only: Iterable[str] | None) -> tuple[CheckSpec, ...]:
-    """Checks of the given families (all when ``only`` is None)."""
-    if only is None:
-        return all_checks()
-    wanted = set(only)
-    unknown = wanted - set(FAMILIES)
-    if unknown:
-        raise RegistryError(f"unknown family {', '.join(sorted(unknown))} (families: {', '.join(FAMILIES)})")
-    return tuple(s for s in all_checks() if s.family in wanted)
+def family_modules(package: str = CHECKS_PACKAGE) -> list[ModuleType]:
+    """Every family module of ``package``, in name order."""
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    return [importlib.import_module(f"{package}.{name}") for name in names]
+
+
+@cache
+def default_registry() -> Registry:
+    """The built-in families and checks."""
+    return Registry.from_modules(family_modules())

@@ -1,4 +1,10 @@
-"""The runner: hands host facts to the selected checks and gathers findings and coverage."""
+"""The runner: hands host facts to the selected checks and gathers findings and coverage.
+
+The engine owns the loops and the budgets: a per-item check (``each=``) is called once per item, an
+item that raises is recorded in ``skipped`` with its name while the other items' findings are kept,
+and a check's ``budget`` becomes ``ctx.deadline``, past which the loop stops and says how many items
+were left. A check that fails half-way keeps the findings it yielded before failing.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hostguard.config import Config
 from hostguard.engine import suppress
 from hostguard.engine.context import Context, ProgressFn
-from hostguard.engine.facts import Facts
-from hostguard.engine.registry import CheckSpec, select
+from hostguard.engine.facts import HOST_ID, STATE, Facts
+from hostguard.engine.registry import CheckSpec, Registry, default_registry
 from hostguard.findings import Finding, HostId, Report, Skipped, SkipReason
 from hostguard.host.base import Host, Unavailable
 from hostguard.store.state import StateStore
+
+MAX_ITEM_LABEL = 200
 
 
 @dataclass
@@ -27,65 +36,92 @@ class ScanOutcome:
     suppressed: int = 0
 
 
+@dataclass(frozen=True)
+class ScanEnd:
+    """What a family's post-scan hook sees: the scan's facts and the state store."""
+
+    facts: Facts
+    state: StateStore
+    host: HostId
+    started: str
+
+
 def now_iso() -> str:
     """Current time with its offset, seconds precision."""
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
-def run_check(spec: CheckSpec, facts: Facts, config: dict[str, Any], *, deadline: float | None = None,
-              progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-              ) -> tuple[list[Finding], list[Skipped]]:
+def item_label(item: Any) -> str:
+    """How a skipped entry names an item: its ``label()`` when it has one, else its repr (shortened)."""
+    label = getattr(item, "label", None)
+    text = str(label() if callable(label) else item)
+    return text if len(text) <= MAX_ITEM_LABEL else text[: MAX_ITEM_LABEL - 3] + "..."
+
+
+def run_check(spec: CheckSpec, facts: Facts, *, progress: ProgressFn | None = None,
+              cancel: threading.Event | None = None) -> tuple[list[Finding], list[Skipped]]:
     """Run one check: resolve its facts, loop over items when it is per-item, catch its failures."""
-    ctx = Context(spec, facts, config, deadline, progress, cancel or threading.Event())
+    seconds = spec.deadline_seconds(facts.config)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    ctx = Context(spec, facts, deadline, progress, cancel)
+    found: list[Finding] = []
     try:
-        for name in spec.needs:
-            facts.get(name)
+        for fact in spec.needs:
+            facts.get(fact)
         if spec.each is None:
-            found = list(spec.func(ctx))
+            found.extend(spec.func(ctx))
         else:
-            found = []
-            for item in facts.get(spec.each):
-                if ctx.cancel.is_set():
-                    ctx.skip(SkipReason.BUDGET, "cancelled")
-                    break
-                found.extend(spec.func(item, ctx))
+            _run_items(spec, ctx, list(facts.get(spec.each)), found)
     except Unavailable as exc:
-        return [], [*ctx.skipped, Skipped(spec.family, spec.id, exc.reason, exc.detail)]
-    except Exception as exc:  # a bug in one check must not hide the others' results
-        return [], [*ctx.skipped, Skipped(spec.family, spec.id, SkipReason.ERROR, f"{type(exc).__name__}: {exc}")]
+        ctx.skip(exc.reason, exc.detail)
+    except Exception as exc:  # a bug in one check must not hide the others' results, nor its own so far
+        ctx.skip(SkipReason.ERROR, f"{type(exc).__name__}: {exc}")
     return found, ctx.skipped
 
 
-def run_scan(host: Host, config: dict[str, Any], state: StateStore, *, only: Iterable[str] | None = None,
-             progress: ProgressFn | None = None, root_label: str | None = None) -> ScanOutcome:
-    """Scan ``host`` with the selected families; record the scan and the accounts seen in ``state``."""
+def _run_items(spec: CheckSpec, ctx: Context, items: list[Any], found: list[Finding]) -> None:
+    for index, item in enumerate(items):
+        if ctx.cancel.is_set() or ctx.time_left() <= 0:
+            why = "cancelled" if ctx.cancel.is_set() else f"time budget of {spec.deadline_seconds(ctx.config):g} s spent"
+            ctx.skip(SkipReason.BUDGET, f"{len(items) - index} of {len(items)} items not checked: {why}")
+            return
+        try:
+            found.extend(spec.func(item, ctx))
+        except Unavailable as exc:
+            ctx.skip(exc.reason, exc.detail, item_label(item))
+        except Exception as exc:  # one bad item must not hide the others
+            ctx.skip(SkipReason.ERROR, f"{type(exc).__name__}: {exc}", item_label(item))
+
+
+def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[str] | None = None,
+             progress: ProgressFn | None = None, root_label: str | None = None,
+             registry: Registry | None = None) -> ScanOutcome:
+    """Scan ``host`` with the selected checks, apply suppression, run the families' post-scan hooks."""
+    registry = registry or default_registry()
+    specs = registry.select(only)
+    rules = suppress.resolve(config[suppress.SuppressConfig].rules, registry.canonical, registry.families)
     started = now_iso()
     host_id = HostId(host.machine_id(), state.state_uuid(), host.hostname())
-    previous = state.known_accounts(host_id.id)
-    facts = Facts(host, config, extra={"known_accounts": previous})
+    facts = Facts(host, config, given={STATE: state, HOST_ID: host_id})
     findings: list[Finding] = []
     skipped: list[Skipped] = []
     seconds: dict[str, float] = {}
-    for spec in select(only):
+    for spec in specs:
         t0 = time.perf_counter()
-        found, skips = run_check(spec, facts, config, progress=progress)
+        found, skips = run_check(spec, facts, progress=progress)
         seconds[spec.family] = seconds.get(spec.family, 0.0) + time.perf_counter() - t0
         findings.extend(found)
         skipped.extend(skips)
-    kept, suppressed = suppress.apply(findings, config["suppress"]["rules"])
-    report = Report(host_id, started, tuple(kept), tuple(_dedupe(skipped)), root_label)
-    if facts.loaded("accounts"):
-        accounts = facts.get("accounts")
-        state.remember_accounts(host_id.id, [(u.name, u.uid) for u in accounts.users], started)
+    kept, suppressed = suppress.apply(findings, rules)
+    end = ScanEnd(facts, state, host_id, started)
+    for name in dict.fromkeys(s.family for s in specs):
+        hook = registry.families[name].after_scan
+        if hook is None:
+            continue
+        try:
+            hook(end)
+        except Exception as exc:  # recorded, never a traceback: the scan's findings still stand
+            skipped.append(Skipped(name, f"{name} (after scan)", SkipReason.ERROR, f"{type(exc).__name__}: {exc}"))
+    report = Report(host_id, started, tuple(kept), tuple(dict.fromkeys(skipped)), root_label, registry.rules(specs))
     state.record_scan(host_id.id, started, root_label, report.complete, len(kept))
     return ScanOutcome(report, seconds, suppressed)
-
-
-def _dedupe(skipped: list[Skipped]) -> list[Skipped]:
-    seen: set[Skipped] = set()
-    out = []
-    for s in skipped:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out

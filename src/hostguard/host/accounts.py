@@ -6,13 +6,13 @@ exactly until findings.py writes it out.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from hostguard.engine.facts import Fact
 from hostguard.findings import SkipReason
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
+from hostguard.host.pam import LOGIN_DEFS, LoginDefs
 
 
 @dataclass(frozen=True)
@@ -149,31 +149,23 @@ def parse_group(text: str, path: str = "/etc/group") -> tuple[list[Group], list[
     return groups, bad
 
 
-def login_defs_value(host: Host, key: str) -> str | None:
-    """One setting of the host's /etc/login.defs (last occurrence wins, as shadow-utils reads it)."""
-    text = host.read_optional("/etc/login.defs") or ""
-    value = None
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == key:
-            value = parts[1]
-    return value
-
-
-def collect_accounts(host: Host, config: dict[str, Any]) -> Accounts:
-    """passwd + group of the host. A missing passwd means this is not a Linux tree."""
+def collect_accounts(host: Host, login_defs: LoginDefs | None) -> Accounts:
+    """passwd + group of the host (UID_MIN from login.defs). A missing passwd means this is not a Linux tree."""
     try:
         passwd = host.read_text("/etc/passwd")
     except FileMissing as exc:
         raise Unavailable(SkipReason.UNSUPPORTED, "no /etc/passwd in this tree") from exc
     users, bad = parse_passwd(passwd)
     groups, bad_groups = parse_group(host.read_optional("/etc/group") or "")
-    uid_min_text = login_defs_value(host, "UID_MIN")
-    uid_min = int(uid_min_text) if uid_min_text and uid_min_text.isdigit() else 1000
+    uid_min_setting = login_defs.get("UID_MIN") if login_defs else None
+    uid_min = int(uid_min_setting.value) if uid_min_setting and uid_min_setting.value.isdigit() else 1000
     return Accounts(tuple(users), tuple(groups), uid_min, tuple(bad + bad_groups))
 
 
-def collect_shadow(host: Host, config: dict[str, Any]) -> Shadow:
+ACCOUNTS: Fact[Accounts] = Fact("accounts", collect_accounts, inputs=(LOGIN_DEFS.optional,))
+
+
+def collect_shadow(host: Host) -> Shadow:
     """The host's /etc/shadow; reading it needs root on a live host."""
     try:
         text = host.read_text("/etc/shadow")
@@ -187,111 +179,4 @@ def collect_shadow(host: Host, config: dict[str, Any]) -> Shadow:
     return Shadow(tuple(entries), tuple(bad))
 
 
-# -- authorized_keys ---------------------------------------------------------------------------------
-
-KEY_TYPES = ("ssh-rsa", "ssh-dss", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-             "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
-DEFAULT_KEY_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2")
-
-
-@dataclass(frozen=True)
-class AuthorizedKey:
-    """One key line of an authorized_keys file."""
-
-    user: str
-    path: str
-    line: int
-    key_type: str
-    options: tuple[str, ...]
-    comment: str
-    fingerprint_source: str  # the base64 blob's tail, enough to tell keys apart in evidence
-
-
-@dataclass(frozen=True)
-class AuthorizedKeys:
-    """Every key file found for the host's accounts, and the AuthorizedKeysFile patterns in force."""
-
-    keys: tuple[AuthorizedKey, ...]
-    patterns: tuple[str, ...]
-    files: tuple[tuple[str, str, str], ...]  # (user, path, AuthorizedKeysFile pattern) of each key file
-
-
-def split_key_options(line: str) -> tuple[list[str], str]:
-    """Split a key line's leading options (comma separated, quotes respected) from the rest."""
-    options: list[str] = []
-    current = []
-    in_quotes = False
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if ch == '"':
-            in_quotes = not in_quotes
-        elif ch == "\\" and in_quotes and i + 1 < len(line):
-            current.append(ch)
-            i += 1
-            ch = line[i]
-        elif not in_quotes and ch == ",":
-            options.append("".join(current))
-            current = []
-            i += 1
-            continue
-        elif not in_quotes and ch in " \t":
-            options.append("".join(current))
-            return options, line[i:].strip()
-        current.append(ch)
-        i += 1
-    return options + ["".join(current)], ""
-
-
-def parse_authorized_keys(text: str, user: str, path: str) -> list[AuthorizedKey]:
-    """Keys of one file. A line whose first word is not a key type carries options first."""
-    keys: list[AuthorizedKey] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        options: list[str] = []
-        rest = line
-        if line.split()[0] not in KEY_TYPES:
-            options, rest = split_key_options(line)
-        words = rest.split(None, 2)
-        if len(words) < 2 or words[0] not in KEY_TYPES:
-            continue
-        comment = words[2].strip() if len(words) > 2 else ""
-        keys.append(AuthorizedKey(user, path, number, words[0], tuple(o for o in options if o), comment,
-                                  words[1][-12:]))
-    return keys
-
-
-def expand_key_file_pattern(pattern: str, user: str, home: str, uid: int) -> str:
-    """AuthorizedKeysFile tokens (%h %u %U %%); a relative pattern is relative to the home directory."""
-    out = pattern.replace("%%", "\0").replace("%h", home).replace("%u", user).replace("%U", str(uid))
-    out = out.replace("\0", "%")
-    return out if out.startswith("/") else f"{home.rstrip('/')}/{out}"
-
-
-def collect_authorized_keys(host: Host, config: dict[str, Any]) -> AuthorizedKeys:
-    """Keys of every account, from the files sshd reads (AuthorizedKeysFile) plus the default ones."""
-    from hostguard.host.sshd import static_setting
-
-    accounts = collect_accounts(host, config)
-    configured = static_setting(host, "authorizedkeysfile")
-    patterns = tuple(shlex.split(configured)) if configured else DEFAULT_KEY_FILES
-    keys: list[AuthorizedKey] = []
-    files: list[tuple[str, str, str]] = []
-    seen: set[str] = set()
-    for user in accounts.users:
-        for pattern in dict.fromkeys((*patterns, *DEFAULT_KEY_FILES)):
-            if pattern.lower() == "none":
-                continue
-            path = expand_key_file_pattern(pattern, user.name, user.home, user.uid)
-            if path in seen:
-                continue
-            try:
-                text = host.read_text(path)
-            except HostError:
-                continue
-            seen.add(path)
-            files.append((user.name, path, pattern))
-            keys.extend(parse_authorized_keys(text, user.name, path))
-    return AuthorizedKeys(tuple(keys), patterns, tuple(files))
+SHADOW: Fact[Shadow] = Fact("shadow", collect_shadow)

@@ -5,6 +5,10 @@ One interface, two implementations: :class:`LiveHost` (this machine, root ``/``)
 root and refuses to escape it, so an image's absolute links (``/etc/alternatives/x``) point into the
 image, never into the scanning machine. Facts only a running system has (sockets, processes, firewall
 state, ``sshd -T``) raise :class:`Unavailable` under ``--root`` instead of guessing.
+
+psutil is imported here and nowhere else, lazily inside :class:`LiveHost`: collectors see sockets and
+processes as plain frozen records (:class:`SocketInfo`, :class:`ProcessInfo`), so they can be tested
+with a fake host and never depend on psutil's types.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
 import stat as stat_mod
 import subprocess
 from dataclasses import dataclass
@@ -69,6 +74,36 @@ class CommandResult:
     returncode: int
     stdout: bytes
     stderr: bytes
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    """One inet socket of the running system, as the kernel lists it.
+
+    Plain data rather than psutil's named tuples, so collectors can be fed canned sockets in tests.
+    """
+
+    proto: str                  # "tcp" or "udp"
+    family: int                 # 4 or 6 (the socket's own family: a dual-stack [::] socket is 6)
+    address: str                # local address: "0.0.0.0", "::", "127.0.0.1", "::ffff:127.0.0.1", ...
+    port: int                   # local port
+    remote_address: str | None  # None when not connected (listening TCP, unconnected UDP)
+    remote_port: int | None
+    status: str                 # TCP state ("LISTEN", "ESTABLISHED", ...); "NONE" for UDP
+    pid: int | None             # None when the owner cannot be seen (another user's socket, not root)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process of the running system: what socket, sshd and process checks need to know of it."""
+
+    pid: int
+    ppid: int
+    name: str
+    exe: str | None             # None for kernel threads, exited binaries we may not read, or no permission
+    user: str | None            # user name (the uid as text when it has no name); None when unreadable
+    create_time: float          # seconds since the epoch
+    cmdline: tuple[str, ...]    # empty for kernel threads, zombies, or when unreadable
 
 
 class Host:
@@ -221,6 +256,23 @@ class Host:
         """Run a command on the live host. A root tree has no running system."""
         raise Unavailable(SkipReason.LIVE_ONLY, f"`{argv[0]}` needs the running system, not a --root tree")
 
+    def which(self, name: str) -> str | None:
+        """Where command ``name`` is installed on the running system; None under --root.
+
+        Sources that only apply when a tool exists (``nft``, ``iptables-legacy-save``) ask this instead of
+        catching :class:`Unavailable` from :meth:`run`. A tree's own binaries are never run, so a root tree
+        has none.
+        """
+        return None
+
+    def sockets(self) -> tuple[SocketInfo, ...]:
+        """Every inet socket of the running system. A root tree has no sockets to see."""
+        raise Unavailable(SkipReason.LIVE_ONLY, "sockets are only known on a running system, not under --root")
+
+    def processes(self) -> tuple[ProcessInfo, ...]:
+        """Every process of the running system. A root tree has no processes to see."""
+        raise Unavailable(SkipReason.LIVE_ONLY, "processes are only known on a running system, not under --root")
+
     def require_live(self, what: str) -> None:
         """Raise :class:`Unavailable` when ``what`` needs a running system."""
         if not self.live:
@@ -248,9 +300,13 @@ class LiveHost(Host):
         """The kernel's hostname."""
         return os.uname().nodename
 
+    def which(self, name: str) -> str | None:
+        """The installed path of ``name``, also looking in /usr/sbin and /sbin (a non-login PATH lacks them)."""
+        return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
     def run(self, argv: list[str], timeout: float = 20, input_bytes: bytes | None = None) -> CommandResult:
         """Run a command; :class:`Unavailable` (tool_missing) when it is not installed."""
-        exe = shutil.which(argv[0], path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        exe = self.which(argv[0])
         if exe is None:
             raise Unavailable(SkipReason.TOOL_MISSING, f"`{argv[0]}` is not installed")
         try:
@@ -261,6 +317,48 @@ class LiveHost(Host):
         except OSError as exc:
             raise Unavailable(SkipReason.ERROR, f"`{argv[0]}`: {exc.strerror}") from exc
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def sockets(self) -> tuple[SocketInfo, ...]:
+        """Every inet socket, in the kernel's order, with its owning pid where it can be seen.
+
+        Sockets without a local port (not yet bound) are left out: nothing can reach them. Raises
+        :class:`Unavailable` (not_root) where the system refuses the listing to a non-root user.
+        """
+        import psutil
+
+        try:
+            conns = psutil.net_connections(kind="inet")
+        except psutil.AccessDenied as exc:
+            raise Unavailable(SkipReason.NOT_ROOT, "seeing every socket's process needs root") from exc
+        out = []
+        for c in conns:
+            if not c.laddr:
+                continue
+            local_ip, local_port = c.laddr[0], c.laddr[1]
+            remote_ip, remote_port = (c.raddr[0], c.raddr[1]) if c.raddr else (None, None)
+            out.append(SocketInfo("tcp" if c.type == socket.SOCK_STREAM else "udp",
+                                    4 if c.family == socket.AF_INET else 6, local_ip, local_port,
+                                    remote_ip, remote_port, c.status, c.pid))
+        return tuple(out)
+
+    def processes(self) -> tuple[ProcessInfo, ...]:
+        """Every process, read once. A field the system refuses (another user's ``exe`` when not root)
+        is None or empty rather than an error, and a process that exits while being read is left out:
+        a listing is a snapshot, and callers map pids to records without asking again.
+        """
+        import psutil
+
+        attrs = ["pid", "ppid", "name", "exe", "username", "create_time", "cmdline"]
+        out = []
+        try:
+            for p in psutil.process_iter(attrs):
+                info = p.info
+                out.append(ProcessInfo(info["pid"], info["ppid"] or 0, info["name"] or "", info["exe"] or None,
+                                         info["username"], info["create_time"] or 0.0,
+                                         tuple(info["cmdline"] or ())))
+        except psutil.AccessDenied as exc:
+            raise Unavailable(SkipReason.NOT_ROOT, "listing processes needs root") from exc
+        return tuple(out)
 
 
 def open_host(root: str | None) -> Host:

@@ -5,6 +5,8 @@ its input interface, else the default zone — and inside the zone accepts its s
 applies the zone's target (``default`` rejects). Services are looked up in /etc/firewalld/services before
 /usr/lib/firewalld/services. Rich rules of the simple form (family, source, port or service, action) are
 evaluated; any other rich rule is kept as an opaque rule, so the answer is "unknown" with the rule quoted.
+A broken or missing definition raises :class:`RulesetSourceError`: the firewall cannot be known, and the
+scan says so rather than guessing.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from hostguard.findings import SkipReason
-from hostguard.host.base import Host, Unavailable
+from hostguard.host.base import Host
+from hostguard.host.firewall import RulesetSourceError
 from hostguard.netfilter.model import Chain, Match, Rule, Ruleset
 
 ZONE_DIRS = ("/etc/firewalld/zones", "/usr/lib/firewalld/zones")
@@ -29,8 +31,8 @@ def _xml(host: Host, dirs: tuple[str, ...], name: str, what: str) -> ET.Element:
         try:
             return ET.fromstring(text.encode("utf-8", "surrogateescape"))
         except ET.ParseError as exc:
-            raise Unavailable(SkipReason.ERROR, f"{directory}/{name}.xml: {exc}") from exc
-    raise Unavailable(SkipReason.ERROR, f"firewalld {what} '{name}' is not defined in {' or '.join(dirs)}")
+            raise RulesetSourceError(f"{directory}/{name}.xml: {exc}") from exc
+    raise RulesetSourceError(f"firewalld {what} '{name}' is not defined in {' or '.join(dirs)}")
 
 
 def _port_rules(host: Host, element: ET.Element, zone: str, origin: str,

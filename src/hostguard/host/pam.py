@@ -6,8 +6,8 @@ Each value keeps the file and line it came from, so a finding can say exactly wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from hostguard.engine.facts import Fact
 from hostguard.host.base import Host
 
 PAM_STACKS = ("/etc/pam.d/common-password", "/etc/pam.d/system-auth", "/etc/pam.d/password-auth",
@@ -53,10 +53,13 @@ def parse_login_defs(text: str, path: str = "/etc/login.defs") -> dict[str, Sett
     return out
 
 
-def collect_login_defs(host: Host, config: dict[str, Any]) -> LoginDefs:
+def collect_login_defs(host: Host) -> LoginDefs:
     """The host's login.defs (empty when absent)."""
     text = host.read_optional("/etc/login.defs")
     return LoginDefs(parse_login_defs(text or ""), text is not None)
+
+
+LOGIN_DEFS: Fact[LoginDefs] = Fact("login_defs", collect_login_defs)
 
 
 @dataclass(frozen=True)
@@ -137,14 +140,14 @@ def parse_pam_stack(host: Host, path: str, depth: int = 0) -> list[PamLine]:
     return lines
 
 
-def collect_pam(host: Host, config: dict[str, Any]) -> PamPolicy:
+def collect_pam(host: Host) -> PamPolicy:
     """The first password stack found, and pwquality.conf (plus its .d directory)."""
     stack = next((p for p in PAM_STACKS if host.exists(p)), None)
     lines = parse_pam_stack(host, stack) if stack else []
     pwq: dict[str, Setting] = {}
-    files = ["/etc/security/pwquality.conf"] + [
-        f"/etc/security/pwquality.conf.d/{n}" for n in host.listdir("/etc/security/pwquality.conf.d")
-        if n.endswith(".conf")]
+    # libpwquality reads pwquality.conf.d/*.conf (sorted) first and pwquality.conf last: the main file wins
+    files = [f"/etc/security/pwquality.conf.d/{n}" for n in host.listdir("/etc/security/pwquality.conf.d")
+             if n.endswith(".conf")] + ["/etc/security/pwquality.conf"]
     for path in files:
         text = host.read_optional(path) or ""
         for number, raw in enumerate(text.splitlines(), 1):
@@ -155,6 +158,9 @@ def collect_pam(host: Host, config: dict[str, Any]) -> PamPolicy:
             elif line:
                 pwq[line] = Setting("", path, number)
     return PamPolicy(stack, tuple(lines), pwq)
+
+
+PAM: Fact[PamPolicy] = Fact("pam", collect_pam)
 
 
 @dataclass(frozen=True)
@@ -224,10 +230,10 @@ def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
         classes_at = minclass_at if minclass >= required else next(s for v, s in credits.values() if v < 0)
         effective_len = max(minlen - positive, 6)
         return EffectivePolicy(quality, effective_len, minlen_at, classes, classes_at, *_method(unix, defs))
-    minlen = unix.arg("minlen") if unix else None
-    at = Setting(minlen, unix.path, unix.line) if unix and minlen else (
+    unix_minlen = unix.arg("minlen") if unix else None
+    at = Setting(unix_minlen, unix.path, unix.line) if unix and unix_minlen else (
         Setting("6", unix.path, unix.line) if unix else default)
-    return EffectivePolicy(None, _num(minlen, 6), at, 0, at, *_method(unix, defs))
+    return EffectivePolicy(None, _num(unix_minlen, 6), at, 0, at, *_method(unix, defs))
 
 
 def _method(unix: PamLine | None, defs: LoginDefs) -> tuple[str, Setting, int | None, Setting | None]:

@@ -1,19 +1,19 @@
 """Listening sockets of the live host, each with its process.
 
-psutil maps sockets to processes; ``ss -e`` adds what psutil cannot see: whether an IPv6 wildcard
-listener is IPv6-only. A ``[::]`` listener counts as dual-stack (reachable over IPv4 too) unless ``ss``
-shows ``v6only:1``.
+The host lists sockets and processes (:meth:`Host.sockets`, :meth:`Host.processes`); this module joins
+them by pid. ``ss -e`` adds what the socket listing cannot show: whether an IPv6 wildcard listener is
+IPv6-only. A ``[::]`` listener counts as dual-stack (reachable over IPv4 too) unless ``ss`` shows
+``v6only:1``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from dataclasses import dataclass
 from typing import Any
 
-from hostguard.findings import SkipReason
+from hostguard.engine.facts import Fact
 from hostguard.host.base import Host, Unavailable
 
 
@@ -34,9 +34,15 @@ class Listener:
     def loopback_only(self) -> bool:
         """True when only this host can connect."""
         try:
-            return ipaddress.ip_address(self.address.split("%")[0]).is_loopback
+            ip = ipaddress.ip_address(self.address.split("%")[0])
         except ValueError:
             return False
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None  # ::ffff:127.0.0.1
+        return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+    def label(self) -> str:
+        """How a skipped entry names this socket."""
+        return f"{self.proto} {self.address}:{self.port}"
 
     def key(self) -> dict[str, Any]:
         """The canonical target of a finding about this socket (never the pid)."""
@@ -70,40 +76,33 @@ def _v6only_map(host: Host) -> dict[tuple[str, str, int], bool]:
     return out
 
 
-def collect_listeners(host: Host, config: dict[str, Any]) -> tuple[Listener, ...]:
-    """Every listening socket of the running system, sorted by port."""
-    host.require_live("listening sockets")
-    import psutil
+def collect_listeners(host: Host) -> tuple[Listener, ...]:
+    """Every listening socket of the running system, sorted by port.
 
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except psutil.AccessDenied as exc:
-        raise Unavailable(SkipReason.NOT_ROOT, "seeing every socket's process needs root") from exc
+    The process list is read once, after the sockets, and joined by pid: a pid whose process has exited
+    (or cannot be seen) keeps its pid with no process, rather than a second, racing lookup.
+    """
+    sockets = host.sockets()
     v6only = _v6only_map(host)
+    processes = {p.pid: p for p in host.processes()}
     seen: dict[tuple[str, str, int], Listener] = {}
-    for c in conns:
-        proto = "tcp" if c.type == socket.SOCK_STREAM else "udp"
-        if proto == "tcp" and c.status != psutil.CONN_LISTEN:
+    for s in sockets:
+        if s.proto == "tcp" and s.status != "LISTEN":
             continue
-        if proto == "udp" and c.raddr:
+        if s.proto == "udp" and s.remote_address is not None:
             continue
-        if not c.laddr:
-            continue
-        address, port = c.laddr.ip, c.laddr.port
-        families: tuple[int, ...] = (4,) if c.family == socket.AF_INET else (6,)
-        if c.family == socket.AF_INET6 and address == "::" and not v6only.get((proto, "::", port), False):
+        address, port = s.address, s.port
+        families: tuple[int, ...] = (s.family,)
+        if s.family == 6 and address == "::" and not v6only.get((s.proto, "::", port), False):
             families = (4, 6)
         if address.startswith("::ffff:"):
             families = (4,)
-        name = exe = user = None
-        if c.pid:
-            try:
-                p = psutil.Process(c.pid)
-                name, user = p.name(), p.username()
-                exe = p.exe() or None
-            except (psutil.Error, OSError):
-                pass
-        key = (proto, address, port)
-        if key not in seen or (seen[key].pid is None and c.pid):
-            seen[key] = Listener(proto, address, port, families, c.pid, name, exe, user)
+        process = processes.get(s.pid) if s.pid else None
+        name, exe, user = (process.name, process.exe, process.user) if process else (None, None, None)
+        key = (s.proto, address, port)
+        if key not in seen or (seen[key].pid is None and s.pid):
+            seen[key] = Listener(s.proto, address, port, families, s.pid, name, exe, user)
     return tuple(sorted(seen.values(), key=lambda x: (x.port, x.proto, x.address)))
+
+
+LISTENERS: Fact[tuple[Listener, ...]] = Fact("listeners", collect_listeners)

@@ -16,11 +16,18 @@ import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hostguard.data import load_toml
+from hostguard.engine.facts import Fact, config_input
 from hostguard.findings import SkipReason
+from hostguard.host.accounts import ACCOUNTS, Accounts
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
+
+if TYPE_CHECKING:
+    from hostguard.checks.accounts import AccountsConfig
+    from hostguard.checks.ssh import SshConfig
+    from hostguard.host.base import ProcessInfo
 
 MAX_INCLUDE_DEPTH = 16
 
@@ -238,7 +245,7 @@ def _apply_list_modifier(default: str, value: str) -> str:
 
 def evaluate(parsed: ParsedConfig, spec: ConnSpec | None) -> SshdView:
     """The effective settings for ``spec`` (global when None), as ``sshd -T`` would print them."""
-    data = load_toml("sshd-defaults.toml")
+    data = load_toml("ssh/sshd-defaults.toml")
     aliases: dict[str, str] = data["aliases"]
     value_aliases: dict[str, str] = data["value_aliases"]
     multi = set(data["multi"]["keywords"])
@@ -266,7 +273,7 @@ def evaluate(parsed: ParsedConfig, spec: ConnSpec | None) -> SshdView:
         for key, values in source.items():
             settings[key] = tuple(values)
     for key in ("ciphers", "macs", "kexalgorithms"):
-        chosen = (match_vals.get(key) or glob_vals.get(key) or [None])[0]
+        chosen = (match_vals.get(key) or glob_vals.get(key) or [""])[0]
         if chosen:
             settings[key] = (_apply_list_modifier(data["defaults"][key][0], chosen),)
     for key, values in list(settings.items()):
@@ -289,45 +296,50 @@ def parse_dump(text: str, spec: ConnSpec | None) -> SshdView:
     return SshdView(spec, {k: tuple(v) for k, v in settings.items()})
 
 
-def connection_specs(host: Host, config: dict[str, Any]) -> list[ConnSpec]:
-    """Root and every root-capable account (admin groups), from each probe address."""
-    from hostguard.host.accounts import collect_accounts
-
+def connection_specs(accounts: Accounts | None, ssh: SshConfig, admin_groups: tuple[str, ...]) -> list[ConnSpec]:
+    """Root and every root-capable account (admin groups, UID 0), from each probe address."""
     users: list[tuple[str, tuple[str, ...]]] = [("root", ("root",))]
-    try:
-        accounts = collect_accounts(host, config)
-        admin = set(config["accounts"]["admin_groups"])
+    if accounts is not None:
+        admin = set(admin_groups)
         for user in accounts.users:
             groups = tuple(sorted(accounts.groups_of(user)))
             if user.name != "root" and (admin & set(groups) or user.uid == 0):
                 users.append((user.name, groups))
-    except (Unavailable, HostError):
-        pass
-    return [ConnSpec(name, addr, groups=groups) for name, groups in users
-            for addr in config["ssh"]["probe_addresses"]]
+    return [ConnSpec(name, addr, groups=groups) for name, groups in users for addr in ssh.probe_addresses]
 
 
-def collect_sshd(host: Host, config: dict[str, Any]) -> SshdFacts:
-    """The effective configuration, from ``sshd -T`` on a live host, else from the files."""
-    path = config["ssh"]["config_file"]
+def collect_sshd_files(host: Host, ssh: SshConfig) -> ParsedConfig:
+    """sshd_config and everything it includes, parsed once per scan."""
     try:
-        parsed = parse_files(host, path)
+        return parse_files(host, ssh.config_file)
     except FileMissing as exc:
-        raise Unavailable(SkipReason.UNSUPPORTED, f"{path} does not exist (OpenSSH server not installed)") from exc
-    specs = connection_specs(host, config)
+        raise Unavailable(SkipReason.UNSUPPORTED,
+                          f"{ssh.config_file} does not exist (OpenSSH server not installed)") from exc
+
+
+SSHD_FILES: Fact[ParsedConfig] = Fact("sshd_files", collect_sshd_files, inputs=(config_input("ssh"),))
+
+
+def collect_sshd(host: Host, parsed: ParsedConfig, accounts: Accounts | None, ssh: SshConfig,
+                 accounts_config: AccountsConfig) -> SshdFacts:
+    """The effective configuration, from ``sshd -T`` on a live host, else from the files."""
+    specs = connection_specs(accounts, ssh, accounts_config.admin_groups)
     note = ""
     if host.live:
         try:
-            return _collect_live(host, config, path, parsed, specs)
+            return _collect_live(host, ssh, parsed, specs)
         except Unavailable as exc:
             note = f"sshd -T could not run ({exc.detail}); computed from the config files"
     views = [evaluate(parsed, None)] + [evaluate(parsed, s) for s in specs]
-    return SshdFacts("config files", path, tuple(parsed.files), tuple(views), note)
+    return SshdFacts("config files", ssh.config_file, tuple(parsed.files), tuple(views), note)
 
 
-def _collect_live(host: Host, config: dict[str, Any], path: str, parsed: ParsedConfig,
-                  specs: list[ConnSpec]) -> SshdFacts:
-    base = [config["ssh"]["sshd"], "-T", "-f", path]
+SSHD: Fact[SshdFacts] = Fact("sshd", collect_sshd, inputs=(SSHD_FILES, ACCOUNTS.optional, config_input("ssh"),
+                                                         config_input("accounts")))
+
+
+def _collect_live(host: Host, ssh: SshConfig, parsed: ParsedConfig, specs: list[ConnSpec]) -> SshdFacts:
+    base = [ssh.sshd, "-T", "-f", ssh.config_file]
     views = []
     for spec in [None, *specs]:
         argv = base + ([] if spec is None else ["-C", spec.arg()])
@@ -336,16 +348,7 @@ def _collect_live(host: Host, config: dict[str, Any], path: str, parsed: ParsedC
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise Unavailable(SkipReason.ERROR, err[-1] if err else f"exit {result.returncode}")
         views.append(parse_dump(result.stdout.decode("utf-8", "surrogateescape"), spec))
-    return SshdFacts("sshd -T", path, tuple(parsed.files), tuple(views))
-
-
-def static_setting(host: Host, key: str, config_file: str = "/etc/ssh/sshd_config") -> str | None:
-    """One global setting from the files, or None when sshd_config is absent."""
-    try:
-        parsed = parse_files(host, config_file)
-    except HostError:
-        return None
-    return evaluate(parsed, None).get(key) or None
+    return SshdFacts("sshd -T", ssh.config_file, tuple(parsed.files), tuple(views))
 
 
 @dataclass(frozen=True)
@@ -357,37 +360,37 @@ class SshdFreshness:
     newer_files: tuple[tuple[str, float], ...]
 
 
-def collect_sshd_freshness(host: Host, config: dict[str, Any]) -> SshdFreshness | None:
+def collect_sshd_freshness(host: Host, parsed: ParsedConfig | None, ssh: SshConfig) -> SshdFreshness | None:
     """The listening sshd master and config files modified after it started (None: no sshd runs)."""
     host.require_live("the running sshd")
-    import psutil
-
-    path = config["ssh"]["config_file"]
-    try:
-        files = parse_files(host, path).files
-    except FileMissing:
+    if parsed is None:
         return None
-    master = _sshd_master(psutil, path)
+    master = _sshd_master(host.processes(), ssh.config_file)
     if master is None:
         return None
     newer = []
-    for f in files:
+    for f in parsed.files:
         try:
             mtime = os.stat(host.resolve(f)).st_mtime
         except (OSError, HostError):
             continue
-        if mtime > master["create_time"] + 1:
+        if mtime > master.create_time + 1:
             newer.append((f, mtime))
-    return SshdFreshness(master["pid"], master["create_time"], tuple(newer))
+    return SshdFreshness(master.pid, master.create_time, tuple(newer))
 
 
-def _sshd_master(psutil: Any, config_file: str) -> dict[str, Any] | None:
+SSHD_FRESHNESS: Fact[SshdFreshness | None] = Fact("sshd_freshness", collect_sshd_freshness,
+                                                  inputs=(SSHD_FILES.optional, config_input("ssh")))
+
+
+def _sshd_master(processes: tuple[ProcessInfo, ...], config_file: str) -> ProcessInfo | None:
     """The listening sshd master process reading ``config_file`` (not a per-connection child)."""
-    procs = {p.pid: p.info for p in psutil.process_iter(["pid", "name", "ppid", "create_time", "cmdline"])}
-    for info in procs.values():
-        if info["name"] != "sshd" or procs.get(info["ppid"], {}).get("name") == "sshd":
+    by_pid = {p.pid: p for p in processes}
+    for info in processes:
+        parent = by_pid.get(info.ppid)
+        if info.name != "sshd" or (parent is not None and parent.name == "sshd"):
             continue
-        argv = info["cmdline"] or []
+        argv = list(info.cmdline)
         if "-T" in argv or "-t" in argv:
             continue
         config = argv[argv.index("-f") + 1] if "-f" in argv[:-1] else "/etc/ssh/sshd_config"

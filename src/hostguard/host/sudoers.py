@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
+from hostguard.engine.facts import Fact
 from hostguard.host.base import Host
 
 MAX_DEPTH = 8
@@ -106,6 +106,9 @@ def _parse_spec(line: str, aliases: dict[str, list[str]], path: str, number: int
     return SudoRule(path, number, tuple(who), runas, tuple(commands), nopasswd, line)
 
 
-def collect_sudoers(host: Host, config: dict[str, Any]) -> tuple[SudoRule, ...]:
+def collect_sudoers(host: Host) -> tuple[SudoRule, ...]:
     """Every user specification of the host's sudo configuration."""
     return tuple(parse_sudoers(host, "/etc/sudoers"))
+
+
+SUDOERS: Fact[tuple[SudoRule, ...]] = Fact("sudoers", collect_sudoers)

@@ -89,7 +89,7 @@ class CryptVerifier(Verifier):
         out = self._crypt_rn(candidate, setting.encode("ascii", "replace"), self._buffer(), CRYPT_DATA_SIZE)
         if not out or out.startswith(b"*"):
             return None
-        return out.decode("ascii", "replace")
+        return bytes(out).decode("ascii", "replace")
 
     def scheme(self, hashed: str) -> str | None:
         """See :func:`scheme_of`."""
@@ -103,7 +103,7 @@ class CryptVerifier(Verifier):
     def working_schemes(self) -> dict[str, str]:
         """Run every known answer once and remember the result."""
         if self._status is None:
-            kat = load_toml("crypt-known-answers.toml")
+            kat = load_toml("weak_passwords/crypt-known-answers.toml")
             password = kat["password"].encode()
             status = {}
             for name, expected in kat["schemes"].items():

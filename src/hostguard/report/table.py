@@ -23,9 +23,15 @@ def _target(f: Finding) -> str:
     return f"{kind} {readable(main) if main is not None else ''} {rest}".strip()
 
 
+def _is_exact_bytes(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"text", "base64"}
+
+
 def _evidence(f: Finding) -> str:
     parts = []
     for key, value in f.to_dict()["evidence"].items():
+        if _is_exact_bytes(value):
+            value = value["text"]  # a non-UTF-8 value: its readable form (the exact bytes are in --format json)
         if value in (None, [], {}, "") or (isinstance(value, dict) and any(isinstance(v, dict) for v in value.values())):
             continue  # empty, or nested machine data (still in --format json)
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
@@ -49,7 +55,8 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
         table.add_column("reason")
         table.add_column("detail", overflow="fold")
         for s in report.skipped:
-            table.add_row(escape(s.check), str(s.reason), escape(readable(s.detail)))
+            check = escape(s.check) + (f"\n[dim]{escape(readable(s.item))}[/dim]" if s.item else "")
+            table.add_row(check, str(s.reason), escape(readable(s.detail)))
         console.print(table)
     else:
         console.print("Coverage: every selected check ran.")

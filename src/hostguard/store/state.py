@@ -47,10 +47,14 @@ class StateStore:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.directory / "state.db", timeout=10, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=10000")
-            self._migrate()
         except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"state directory {directory}: {exc}") from exc
+        try:
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()  # before WAL: a database from a newer hostguard is left exactly as found
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except (StateError, sqlite3.Error) as exc:
+            self.db.close()
             raise StateError(f"state directory {directory}: {exc}") from exc
         self.cache_dir = self._prepare_cache()
 

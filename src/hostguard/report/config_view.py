@@ -1,0 +1,46 @@
+"""``hostguard config show``: the effective configuration as TOML a user can copy, each value's origin beside it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hostguard.config import DEFAULT, Config
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's string escapes are valid TOML basic strings; tables are written inline."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML forbids a raw DEL
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def render_toml(config: Config) -> str:
+    """Every section and setting, with its help as a comment and its origin after the value."""
+    source = config.path or "no config file"
+    lines = [f"# hostguard's effective configuration: defaults, overridden by {source}.",
+             "# Copy any setting into /etc/hostguard/hostguard.toml (or --config FILE) to change it."]
+    section = None
+    for entry in config.entries():
+        if entry.section != section:
+            section = entry.section
+            lines += ["", f"[{section}]"]
+        if entry.help:
+            lines.append(f"# {entry.help}")
+        origin = "default" if entry.origin == DEFAULT else f"from {entry.origin}"
+        lines.append(f"{entry.key} = {_toml(entry.value)}  # {origin}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(config: Config) -> str:
+    """``{"file", "settings": {"section.key": {"value", "origin"}}}``."""
+    settings = {f"{e.section}.{e.key}": {"value": e.value, "origin": e.origin} for e in config.entries()}
+    return json.dumps({"file": config.path, "settings": settings}, indent=2, ensure_ascii=False) + "\n"
