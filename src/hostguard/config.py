@@ -152,7 +152,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 def build_section(cls: type[S], data: Mapping[str, Any], where: str) -> S:
     """A section (or a nested table) from TOML data; unknown keys and bad values are errors naming the key."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = _hints(cast(Any, cls))
+    hints = _hints(cast(Any, cls)) if data else {}  # evaluating annotations costs: defaults need none
     values: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{where}.{key}"

@@ -78,7 +78,7 @@ SOCKETS = [
 
 def test_listeners_from_canned_sockets_and_processes(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, SOCKETS, [KTHREAD, NGINX, MYSQL])
-    listeners = collect_listeners(host)
+    listeners = collect_listeners(host, host.sockets(), host.processes())
     assert listeners == (
         Listener("udp", "0.0.0.0", 53, (4,), 300, None, None, None),
         Listener("tcp", "::", 80, (4, 6), 100, "nginx", "/usr/sbin/nginx", "root"),
@@ -94,13 +94,13 @@ def test_listeners_from_canned_sockets_and_processes(tmp_path: Path) -> None:
 
 def test_without_ss_every_wildcard_v6_listener_counts_as_dual_stack(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, SOCKETS, [NGINX], ss=False)
-    families = {x.port: x.families for x in collect_listeners(host)}
+    families = {x.port: x.families for x in collect_listeners(host, host.sockets(), host.processes())}
     assert families[80] == (4, 6) and families[81] == (4, 6)
 
 
 def test_sockets_and_processes_are_live_only(tmp_path: Path) -> None:
     host = RootHost(str(tmp_path))
-    for call in (host.sockets, host.processes, lambda: collect_listeners(host)):
+    for call in (host.sockets, host.processes, lambda: collect_listeners(host, host.sockets(), host.processes())):
         with pytest.raises(Unavailable) as info:
             call()
         assert info.value.reason == SkipReason.LIVE_ONLY
@@ -117,7 +117,7 @@ def test_live_host_records_show_this_process_and_its_listener() -> None:
         me = {p.pid: p for p in host.processes()}[os.getpid()]
         assert me.ppid == os.getppid() and me.exe == os.path.realpath("/proc/self/exe")
         assert me.cmdline and me.create_time > 0
-        [listener] = [x for x in collect_listeners(host) if x.port == port]
+        [listener] = [x for x in collect_listeners(host, host.sockets(), host.processes()) if x.port == port]
         assert (listener.pid, listener.process, listener.families) == (os.getpid(), me.name, (4,))
 
 

@@ -12,9 +12,9 @@ Ids never change once published; a rename adds an alias, which ``--only`` and su
 from __future__ import annotations
 
 import importlib
-import inspect
-import pkgutil
+import os
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -87,8 +87,9 @@ class CheckSpec:
 
     @property
     def doc(self) -> str:
-        """The check's docstring, dedented: its documentation."""
-        return inspect.getdoc(self.func) or ""
+        """The check's docstring, dedented (as ``inspect.getdoc`` would, without importing inspect)."""
+        first, _, rest = (self.func.__doc__ or "").strip().partition("\n")
+        return (first.strip() + "\n" + textwrap.dedent(rest)).strip()
 
     def deadline_seconds(self, config: Config) -> float | None:
         """The check's time budget in seconds (None: unbounded)."""
@@ -214,12 +215,24 @@ class Registry:
         return tuple(s.rule() for s in (self.checks if specs is None else specs))
 
 
+def _module_names(package: ModuleType) -> list[str]:
+    """Modules and subpackages of ``package`` (private ``_x`` ones aside), by name, without importing them."""
+    names: set[str] = set()
+    for directory in package.__path__:
+        for entry in os.scandir(directory):
+            stem, ext = os.path.splitext(entry.name)
+            if stem.startswith("_") or not stem.isidentifier():
+                continue
+            is_package = entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py"))
+            if (entry.is_file() and ext == ".py") or is_package:
+                names.add(stem)
+    return sorted(names)
+
+
 def _specs_of(module: ModuleType) -> list[CheckSpec]:
-    modules = [module]
-    if hasattr(module, "__path__"):
-        modules += [importlib.import_module(m.name) for m in pkgutil.walk_packages(module.__path__, module.__name__ + ".")]
+    """The checks declared in a family module, or anywhere in a family package."""
     out: list[CheckSpec] = []
-    for mod in modules:
+    for mod in _specs_modules(module):
         for value in vars(mod).values():
             spec = getattr(value, "__check__", None)
             if isinstance(spec, CheckSpec) and spec.func.__module__ == mod.__name__:
@@ -227,11 +240,19 @@ def _specs_of(module: ModuleType) -> list[CheckSpec]:
     return out
 
 
+def _specs_modules(module: ModuleType) -> list[ModuleType]:
+    """A module and, for a package, every module below it."""
+    out = [module]
+    if hasattr(module, "__path__"):
+        for name in _module_names(module):
+            out += _specs_modules(importlib.import_module(f"{module.__name__}.{name}"))
+    return out
+
+
 def family_modules(package: str = CHECKS_PACKAGE) -> list[ModuleType]:
     """Every family module of ``package``, in name order."""
     pkg = importlib.import_module(package)
-    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
-    return [importlib.import_module(f"{package}.{name}") for name in names]
+    return [importlib.import_module(f"{package}.{name}") for name in _module_names(pkg)]
 
 
 @cache

@@ -348,17 +348,33 @@ class LiveHost(Host):
         """
         import psutil
 
-        attrs = ["pid", "ppid", "name", "exe", "username", "create_time", "cmdline"]
+        attrs = ["pid", "ppid", "name", "exe", "uids", "create_time", "cmdline"]
+        users: dict[int, str] = {}  # one passwd lookup per uid, not per process
         out = []
         try:
             for p in psutil.process_iter(attrs):
                 info = p.info
+                uid = info["uids"].real if info["uids"] else None
                 out.append(ProcessInfo(info["pid"], info["ppid"] or 0, info["name"] or "", info["exe"] or None,
-                                         info["username"], info["create_time"] or 0.0,
-                                         tuple(info["cmdline"] or ())))
+                                       _user_name(uid, users), info["create_time"] or 0.0,
+                                       tuple(info["cmdline"] or ())))
         except psutil.AccessDenied as exc:
             raise Unavailable(SkipReason.NOT_ROOT, "listing processes needs root") from exc
         return tuple(out)
+
+
+def _user_name(uid: int | None, cache: dict[int, str]) -> str | None:
+    """The live system's name for ``uid`` (the uid as text when it has none), looked up once per uid."""
+    if uid is None:
+        return None
+    if uid not in cache:
+        import pwd
+
+        try:
+            cache[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            cache[uid] = str(uid)
+    return cache[uid]
 
 
 def open_host(root: str | None) -> Host:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostguard.engine.facts import Fact
-from hostguard.host.base import Host, Unavailable
+from hostguard.host.base import Host, ProcessInfo, SocketInfo, Unavailable
+from hostguard.host.processes import PROCESSES, SOCKETS
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,15 @@ def _v6only_map(host: Host) -> dict[tuple[str, str, int], bool]:
     return out
 
 
-def collect_listeners(host: Host) -> tuple[Listener, ...]:
+def collect_listeners(host: Host, sockets: tuple[SocketInfo, ...],
+                      process_list: tuple[ProcessInfo, ...]) -> tuple[Listener, ...]:
     """Every listening socket of the running system, sorted by port.
 
-    The process list is read once, after the sockets, and joined by pid: a pid whose process has exited
-    (or cannot be seen) keeps its pid with no process, rather than a second, racing lookup.
+    The process list (read after the sockets when nothing read it earlier) is joined by pid: a pid whose
+    process has exited (or cannot be seen) keeps its pid with no process, rather than a second, racing lookup.
     """
-    sockets = host.sockets()
     v6only = _v6only_map(host)
-    processes = {p.pid: p for p in host.processes()}
+    processes = {p.pid: p for p in process_list}
     seen: dict[tuple[str, str, int], Listener] = {}
     for s in sockets:
         if s.proto == "tcp" and s.status != "LISTEN":
@@ -105,4 +106,4 @@ def collect_listeners(host: Host) -> tuple[Listener, ...]:
     return tuple(sorted(seen.values(), key=lambda x: (x.port, x.proto, x.address)))
 
 
-LISTENERS: Fact[tuple[Listener, ...]] = Fact("listeners", collect_listeners)
+LISTENERS: Fact[tuple[Listener, ...]] = Fact("listeners", collect_listeners, inputs=(SOCKETS, PROCESSES))

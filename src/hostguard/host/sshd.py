@@ -23,6 +23,7 @@ from hostguard.engine.facts import Fact, config_input
 from hostguard.findings import SkipReason
 from hostguard.host.accounts import ACCOUNTS, Accounts
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
+from hostguard.host.processes import PROCESSES
 
 if TYPE_CHECKING:
     from hostguard.checks.accounts import AccountsConfig
@@ -360,12 +361,12 @@ class SshdFreshness:
     newer_files: tuple[tuple[str, float], ...]
 
 
-def collect_sshd_freshness(host: Host, parsed: ParsedConfig | None, ssh: SshConfig) -> SshdFreshness | None:
+def collect_sshd_freshness(host: Host, processes: tuple[ProcessInfo, ...], parsed: ParsedConfig | None,
+                           ssh: SshConfig) -> SshdFreshness | None:
     """The listening sshd master and config files modified after it started (None: no sshd runs)."""
-    host.require_live("the running sshd")
     if parsed is None:
         return None
-    master = _sshd_master(host.processes(), ssh.config_file)
+    master = _sshd_master(processes, ssh.config_file)
     if master is None:
         return None
     newer = []
@@ -380,7 +381,7 @@ def collect_sshd_freshness(host: Host, parsed: ParsedConfig | None, ssh: SshConf
 
 
 SSHD_FRESHNESS: Fact[SshdFreshness | None] = Fact("sshd_freshness", collect_sshd_freshness,
-                                                  inputs=(SSHD_FILES.optional, config_input("ssh")))
+                                                  inputs=(PROCESSES, SSHD_FILES.optional, config_input("ssh")))
 
 
 def _sshd_master(processes: tuple[ProcessInfo, ...], config_file: str) -> ProcessInfo | None:
