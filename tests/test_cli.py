@@ -17,6 +17,14 @@ def hostguard(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
 
 
+def with_config(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """hostguard run with a config file holding ``text`` (and a private state directory)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    return subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "--state", str(tmp_path / "s"),
+                           *args], capture_output=True, text=True)
+
+
 def test_clean_tree_json_contract(tmp_path: Path, clean_tree: Path) -> None:
     r = hostguard("scan", "--root", str(clean_tree), "--format", "json", state=tmp_path / "s")
     assert r.returncode == 0, r.stderr
@@ -79,11 +87,9 @@ def test_missing_root_is_usage_error(tmp_path: Path) -> None:
 
 
 def test_malformed_config_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[ports]\nallowed = 22\n")
-    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "--state", str(tmp_path / "s"),
-                        "scan", "--root", str(clean_tree)], capture_output=True, text=True)
+    r = with_config(tmp_path, "[ports]\nallowed = 22\n", "scan", "--root", str(clean_tree))
     assert r.returncode == 2
+    cfg = tmp_path / "c.toml"
     assert r.stderr.strip() == (f"hostguard: error: config {cfg}: 'ports.allowed' must be a list of integers or "
                                 "strings, not int")
 
@@ -120,29 +126,25 @@ def test_no_command_is_usage_error(tmp_path: Path) -> None:
 
 
 def test_suppress_rule_naming_no_check_is_usage_error(tmp_path: Path, clean_tree: Path) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('[[suppress.rules]]\nid = "ssh.defualt_port"\nreason = "typo"\n')
-    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "--state", str(tmp_path / "s"),
-                        "scan", "--root", str(clean_tree)], capture_output=True, text=True)
+    r = with_config(tmp_path, '[[suppress.rules]]\nid = "ssh.defualt_port"\nreason = "typo"\n',
+                    "scan", "--root", str(clean_tree))
     assert r.returncode == 2
+    cfg = tmp_path / "c.toml"
     assert r.stderr.strip() == (f"hostguard: error: config {cfg}: suppress rule id 'ssh.defualt_port' names no check "
                                 "(see `hostguard checks`)")
 
 
 def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
+    text = '[ssh]\nmax_auth_tries = 6\n\n[[ports.extra_services]]\nname = "Gitea"\nfix = "bind it"\nports = [3000]\n'
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[ssh]\nmax_auth_tries = 6\n\n[[ports.extra_services]]\nname = \"Gitea\"\nfix = \"bind it\"\n"
-                   "ports = [3000]\n")
-    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "config", "show"],
-                       capture_output=True, text=True)
+    r = with_config(tmp_path, text, "config", "show")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert f"max_auth_tries = 6  # from {cfg}" in lines
     assert "report_default_port = true  # default" in lines
     assert 'extra_services = [{ name = "Gitea", fix = "bind it", processes = [], ports = [3000] }]' \
            f"  # from {cfg}" in lines
-    r = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", str(cfg), "config", "show", "--format", "json"],
-                       capture_output=True, text=True)
+    r = with_config(tmp_path, text, "config", "show", "--format", "json")
     settings = json.loads(r.stdout)["settings"]
     assert settings["ssh.max_auth_tries"] == {"value": 6, "origin": str(cfg)}
     assert settings["weak_passwords.budget_seconds"] == {"value": 30.0, "origin": "default"}

@@ -29,6 +29,15 @@ def migrate_by_hand(db: sqlite3.Connection, upto: int) -> None:
         db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
 
 
+def old_database(tmp_path: Path, upto: int) -> tuple[Path, sqlite3.Connection]:
+    """A state directory whose state.db an older hostguard left at schema ``upto``, and a connection to it."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "state.db", isolation_level=None)
+    migrate_by_hand(db, upto)
+    return directory, db
+
+
 def tables(db: sqlite3.Connection) -> list[str]:
     return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
 
@@ -61,10 +70,7 @@ def test_every_table_has_a_sample_row(tmp_path: Path) -> None:
 @pytest.mark.parametrize("version", range(len(MIGRATIONS) + 1))
 def test_upgrade_from_older_version(tmp_path: Path, version: int) -> None:
     """From every older user_version (and the current one: reopening must change nothing)."""
-    directory = tmp_path / "state"
-    directory.mkdir()
-    db = sqlite3.connect(directory / "state.db", isolation_level=None)
-    migrate_by_hand(db, version)
+    directory, db = old_database(tmp_path, version)
     assert db.execute("PRAGMA user_version").fetchone()[0] == version
     inserted: dict[str, dict[str, Any]] = {}
     for table in tables(db):
@@ -87,10 +93,7 @@ def test_upgrade_from_older_version(tmp_path: Path, version: int) -> None:
 
 def test_upgraded_data_is_used(tmp_path: Path) -> None:
     """Rows written before the store opened are what its methods return."""
-    directory = tmp_path / "state"
-    directory.mkdir()
-    db = sqlite3.connect(directory / "state.db", isolation_level=None)
-    migrate_by_hand(db, len(MIGRATIONS))
+    directory, db = old_database(tmp_path, len(MIGRATIONS))
     for table in ("meta", "accounts_seen"):
         row = SAMPLE_ROWS[table]
         db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
@@ -104,10 +107,7 @@ def test_upgraded_data_is_used(tmp_path: Path) -> None:
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    directory = tmp_path / "state"
-    directory.mkdir()
-    db = sqlite3.connect(directory / "state.db", isolation_level=None)
-    migrate_by_hand(db, len(MIGRATIONS))
+    directory, db = old_database(tmp_path, len(MIGRATIONS))
     newer = len(MIGRATIONS) + 1
     db.execute(f"PRAGMA user_version={newer}")
     db.close()
