@@ -146,11 +146,43 @@ def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
            f"  # from {cfg}" in lines
     r = with_config(tmp_path, text, "config", "show", "--format", "json")
     settings = json.loads(r.stdout)["settings"]
-    assert settings["ssh.max_auth_tries"] == {"value": 6, "origin": str(cfg)}
-    assert settings["weak_passwords.budget_seconds"] == {"value": 30.0, "origin": "default"}
+    assert {k: v for k, v in settings["ssh.max_auth_tries"].items() if k != "help"} == {"value": 6, "origin": str(cfg)}
+    assert settings["weak_passwords.budget_seconds"]["value"] == 30.0
+    assert settings["weak_passwords.budget_seconds"]["origin"] == "default"
+    assert settings["weak_passwords.budget_seconds"]["help"].startswith("Seconds to spend")
 
 
 def test_only_takes_a_check_id(tmp_path: Path) -> None:
     tree = build_tree(tmp_path / "h", HITS / "ssh.empty_passwords")
     r = hostguard("scan", "--root", str(tree), "--only", "ssh.empty_passwords", "--format", "json", state=tmp_path / "s")
     assert {f["id"] for f in json.loads(r.stdout)["findings"]} == {"ssh.empty_passwords"}
+
+
+def test_only_edge_cases_are_one_line_errors(tmp_path: Path, clean_tree: Path) -> None:
+    empty = hostguard("scan", "--root", str(clean_tree), "--only", "", state=tmp_path / "s")
+    assert (empty.returncode, empty.stderr) == (2, "hostguard: error: --only needs at least one family or check id "
+                                                   "(see hostguard checks)\n")
+    typo = hostguard("scan", "--root", str(clean_tree), "--only", "ssh.nope", state=tmp_path / "s")
+    assert (typo.returncode, typo.stderr) == (2, "hostguard: error: unknown check ssh.nope (see `hostguard checks`)\n")
+    star = hostguard("scan", "--root", str(clean_tree), "--only", "ssh.*", "--format", "json", state=tmp_path / "s")
+    assert {s["family"] for s in json.loads(star.stdout)["skipped"]} == {"ssh"}
+
+
+def test_root_that_is_a_file_says_so(tmp_path: Path) -> None:
+    f = tmp_path / "image.img"
+    f.write_bytes(b"\0" * 16)
+    r = hostguard("scan", "--root", str(f), state=tmp_path / "s")
+    assert (r.returncode, r.stderr) == (2, f"hostguard: error: --root {f}: not a directory\n")
+
+
+def test_a_broken_family_module_is_one_line(monkeypatch, capsys) -> None:
+    from hostguard.cli import main
+    from hostguard.engine import registry
+
+    def broken() -> registry.Registry:
+        raise registry.RegistryError("cannot load family module hostguard.checks.demo: SyntaxError: invalid syntax")
+
+    monkeypatch.setattr(registry, "default_registry", broken)
+    assert main(["checks"]) == 2
+    err = capsys.readouterr().err
+    assert err == "hostguard: error: cannot load family module hostguard.checks.demo: SyntaxError: invalid syntax\n"

@@ -4,6 +4,7 @@ validates declarations; a new family is found without listing it anywhere."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import sys
 import tomllib
@@ -12,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from hostguard.config import build
+from hostguard.config import build, plain
 from hostguard.engine.facts import Fact, config_input
 from hostguard.engine.registry import Family, Registry, RegistryError, check, default_registry, family_modules
 from tests.conftest import HITS, MISSES
@@ -20,6 +21,25 @@ from tests.conftest import HITS, MISSES
 ROOT = Path(__file__).parent.parent
 LIVE = tomllib.loads((Path(__file__).parent / "check_tests.toml").read_text())
 REGISTRY = default_registry()
+
+
+def _overlay_problems(fixtures: Path, check_id: str, side: str) -> list[str]:
+    """What is wrong with one hit or near-miss overlay (empty when it is usable)."""
+    overlay = fixtures / check_id
+    expect = tomllib.loads((overlay / "expect.toml").read_text())
+    problems = []
+    if not [p for p in overlay.rglob("*") if p.is_file() and p.name != "expect.toml"]:
+        problems.append(f"{overlay} changes no file of the clean tree")
+    targets = expect.get("targets")
+    if not isinstance(targets, list) or not all(isinstance(t, dict) and "kind" in t for t in targets):
+        problems.append(f"{overlay}/expect.toml needs [[targets]] tables, each with kind = ...")
+    elif side == "hit" and not targets:
+        problems.append(f"{overlay}/expect.toml names no target: a hit must say what the check reports")
+    elif side == "miss" and targets:
+        problems.append(f"{overlay}/expect.toml: a near miss reports nothing (targets = [])")
+    if side == "miss" and not str(expect.get("why", "")).strip():
+        problems.append(f'{overlay}/expect.toml: say why this is a near miss (why = "...")')
+    return problems
 
 
 def _test_exists(ref: str) -> bool:
@@ -38,6 +58,8 @@ def test_check_is_documented_and_has_hit_and_miss(spec) -> None:
     live = LIVE.get(spec.id, {})
     for side, fixtures in (("hit", HITS), ("miss", MISSES)):
         has_fixture = (fixtures / spec.id / "expect.toml").is_file()
+        if has_fixture:
+            assert _overlay_problems(fixtures, spec.id, side) == []
         assert has_fixture or live.get(side), (
             f"{spec.id} has no {side} test: add tests/fixtures/hosts/{fixtures.name}/{spec.id}/ (an overlay of the clean "
             f"tree with expect.toml), or name a live test under [\"{spec.id}\"] {side} = [...] in tests/check_tests.toml")
@@ -59,7 +81,18 @@ def test_live_test_table_names_only_checks() -> None:
 def test_families_are_found_not_listed() -> None:
     names = [m.__name__.rsplit(".", 1)[1] for m in family_modules()]
     assert list(REGISTRY.families) == names
-    assert set(REGISTRY.schema()) == {"scan", "suppress", *names}
+    with_config = [n for n in names if REGISTRY.families[n].config is not None]
+    assert list(REGISTRY.schema()) == ["scan", "suppress", *with_config]
+
+
+@pytest.mark.parametrize("section", list(REGISTRY.schema()))
+def test_config_defaults_have_their_declared_types(section: str) -> None:
+    """A default of the wrong type (``setting("20", ...)`` for an int) would only fail in the middle of a scan."""
+    cls = REGISTRY.schema()[section]
+    defaults = build({}, REGISTRY.schema()).section_named(section)
+    assert build({section: plain(defaults)}, REGISTRY.schema()).section_named(section) == defaults == cls()
+    missing_help = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("help")]
+    assert missing_help == [], f"[{section}]: give each setting a help text (setting(default, help))"
 
 
 def test_ids_are_unique_and_prefixed_by_family() -> None:
@@ -156,6 +189,26 @@ def test_declaration_mistakes_fail_when_the_registry_loads(tmp_path: Path, sourc
     demo = _module(tmp_path, "hg_bad_family", source)
     with pytest.raises(RegistryError, match=message):
         Registry.from_modules([*family_modules(), demo])
+
+
+def test_a_family_module_that_cannot_be_imported_is_a_registry_error(tmp_path: Path, monkeypatch) -> None:
+    package = tmp_path / "hg_fams"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "good.py").write_text(FAMILY_SOURCE.replace('"demo', '"good').replace("DemoConfig", "GoodConfig"))
+    (package / "bad.py").write_text("def broken(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RegistryError, match=r"cannot load family module hg_fams.bad: SyntaxError"):
+        family_modules("hg_fams")
+    (package / "bad.py").unlink()
+    assert [m.__name__ for m in family_modules("hg_fams")] == ["hg_fams.good"]
+
+
+def test_a_builtin_family_is_named_after_its_module(monkeypatch) -> None:
+    module = ModuleType("hostguard.checks.banner")
+    module.FAMILY = Family("motd", "named after another module")
+    with pytest.raises(RegistryError, match="a family is named after its module \\('banner'\\)"):
+        Registry.from_modules([module])
 
 
 def test_fact_cycle_is_an_error() -> None:

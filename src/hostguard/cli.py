@@ -67,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return EXIT_OK
+    except Exception as exc:
+        from hostguard.engine.registry import RegistryError
+
+        if isinstance(exc, RegistryError):  # a family module declared wrongly: one line, not a traceback
+            print(f"hostguard: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -119,9 +126,14 @@ def _scan(args: argparse.Namespace) -> int:
 
     config = _load_config(args.config)
     fail_on = Severity(args.fail_on or config[ScanConfig].fail_on)
-    only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
+    only = None
+    if args.only is not None:
+        only = [f.strip() for f in args.only.split(",") if f.strip()]
+        if not only:
+            raise UsageError("--only needs at least one family or check id (see hostguard checks)")
     if args.root is not None and not os.path.isdir(args.root):
-        raise UsageError(f"--root {args.root}: no such directory")
+        raise UsageError(f"--root {args.root}: " + ("not a directory" if os.path.exists(args.root) else
+                                                   "no such directory"))
     try:
         host = open_host(args.root)
         state = StateStore(args.state or default_state_dir())
@@ -150,7 +162,8 @@ def _scan(args: argparse.Namespace) -> int:
     else:
         from hostguard.report.table import render as render_table
 
-        render_table(report, sys.stdout, color=sys.stdout.isatty())
+        tty = sys.stdout.isatty()
+        render_table(report, sys.stdout, color=tty, width=None if tty else 120)  # a terminal's own width
     worst = max((f.severity.rank for f in report.findings), default=-1)
     return EXIT_FINDINGS if worst >= fail_on.rank else EXIT_OK
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hostguard.config import build, plain
-from hostguard.engine.registry import default_registry
+from hostguard.engine.registry import ScanConfig, default_registry
 from hostguard.findings import Report
 from hostguard.report import checks_listing, config_view, json_report, sarif, table
 from tests.report.conftest import (
@@ -375,7 +375,7 @@ def test_config_toml_origins(schema: dict[str, type]) -> None:
     assert "max_auth_tries = 6  # from /etc/x.toml" in lines
     assert 'config_file = "/etc/ssh/sshd_config"  # default' in lines
     assert [line for line in lines if "# from " in line] == ["max_auth_tries = 6  # from /etc/x.toml"]
-    assert lines[0] == "# hostguard's effective configuration: defaults, overridden by /etc/x.toml."
+    assert lines[0] == "# hostguard's effective configuration: the defaults, overridden by /etc/x.toml."
 
 
 def test_config_toml_round_trip(schema: dict[str, type]) -> None:
@@ -404,8 +404,10 @@ def test_config_json(schema: dict[str, type]) -> None:
     config = build({"ssh": {"max_auth_tries": 6}}, schema, path="/etc/x.toml")
     data = json.loads(config_view.render_json(config))
     assert data["file"] == "/etc/x.toml"
-    assert data["settings"]["ssh.max_auth_tries"] == {"value": 6, "origin": "/etc/x.toml"}
-    assert data["settings"]["scan.fail_on"] == {"value": "high", "origin": "default"}
+    assert data["settings"]["ssh.max_auth_tries"] == {"value": 6, "origin": "/etc/x.toml",
+                                                      "help": "Highest MaxAuthTries that is not a finding."}
+    assert data["settings"]["scan.fail_on"] == {"value": "high", "origin": "default",
+                                                "help": ScanConfig.__dataclass_fields__["fail_on"].metadata["help"]}
     expected = {f"{name}.{key}": value for name, section in config.sections.items()
                 for key, value in plain(section).items()}
     assert {k: v["value"] for k, v in data["settings"].items()} == expected

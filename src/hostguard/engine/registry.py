@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from hostguard.config import setting
 from hostguard.engine.facts import ConfigInput, Fact, FactError, closure
 from hostguard.engine.suppress import SuppressConfig
 from hostguard.findings import Rule, Severity
@@ -41,8 +42,8 @@ class RegistryError(Exception):
 class ScanConfig:
     """[scan]: settings of every scan."""
 
-    fail_on: Severity = field(default=Severity.HIGH, metadata={
-        "help": "Exit 1 when a finding at or above this severity exists (critical, high, medium, low, info)."})
+    fail_on: Severity = setting(Severity.HIGH, "Exit 1 when a finding at or above this severity exists (critical, "
+                                               "high, medium, low, info).")
 
 
 ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig}
@@ -147,6 +148,10 @@ class Registry:
                 raise RegistryError(f"{module.__name__} declares no FAMILY = Family(...)")
             if family.name in families:
                 raise RegistryError(f"family {family.name} is declared twice")
+            package, _, basename = module.__name__.rpartition(".")
+            if package == CHECKS_PACKAGE and basename != family.name:
+                raise RegistryError(f"{module.__name__} declares family {family.name!r}: a family is named after its "
+                                    f"module ({basename!r})")
             families[family.name] = family
             for spec in _specs_of(module):
                 if spec.family != family.name:
@@ -201,10 +206,13 @@ class Registry:
         families: set[str] = set()
         ids: set[str] = set()
         for name in only:
-            if name in self.families:
-                families.add(name)
+            family = name[:-2] if name.endswith(".*") else name
+            if family in self.families:
+                families.add(family)
             elif (canonical := self.canonical(name)) is not None:
                 ids.add(canonical)
+            elif "." in name:
+                raise RegistryError(f"unknown check {name} (see `hostguard checks`)")
             else:
                 raise RegistryError(f"unknown family {name} (families: {', '.join(self.families)}; "
                                     "or a check id from `hostguard checks`)")
@@ -250,9 +258,15 @@ def _specs_modules(module: ModuleType) -> list[ModuleType]:
 
 
 def family_modules(package: str = CHECKS_PACKAGE) -> list[ModuleType]:
-    """Every family module of ``package``, in name order."""
+    """Every family module of ``package``, in name order; one that cannot be imported is a registry error."""
     pkg = importlib.import_module(package)
-    return [importlib.import_module(f"{package}.{name}") for name in _module_names(pkg)]
+    modules = []
+    for name in _module_names(pkg):
+        try:
+            modules.append(importlib.import_module(f"{package}.{name}"))
+        except Exception as exc:  # a broken family must be one clear line, not a traceback
+            raise RegistryError(f"cannot load family module {package}.{name}: {type(exc).__name__}: {exc}") from exc
+    return modules
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from hostguard.config import setting
 from hostguard.findings import Finding
 
 
@@ -21,7 +22,9 @@ class SuppressRule:
 class SuppressConfig:
     """[suppress]: accepted risks."""
 
-    rules: tuple[SuppressRule, ...] = ()
+    rules: tuple[SuppressRule, ...] = setting(
+        (), 'Accepted risks: [[suppress.rules]] with id = "check.id" (or an alias, or "family.*"), optionally '
+            'fingerprint = "..." (one finding only) and reason = "...".')
 
 
 Canonical = Callable[[str], "str | None"]

@@ -25,14 +25,17 @@ def _toml(value: Any) -> str:
 
 def render_toml(config: Config) -> str:
     """Every section and setting, with its help as a comment and its origin after the value."""
-    source = config.path or "no config file"
-    lines = [f"# hostguard's effective configuration: defaults, overridden by {source}.",
+    source = f"overridden by {config.path}" if config.path else "no config file is in use"
+    lines = [f"# hostguard's effective configuration: the defaults, {source}.",
              "# Copy any setting into /etc/hostguard/hostguard.toml (or --config FILE) to change it."]
     section = None
     for entry in config.entries():
         if entry.section != section:
             section = entry.section
-            lines += ["", f"[{section}]"]
+            about = (type(config.section_named(section)).__doc__ or "").strip().split("\n")[0]
+            about = about.removeprefix(f"[{section}]:").strip()
+            about = about[:1].upper() + about[1:]
+            lines += ["", *([f"# {about}"] if about else []), f"[{section}]"]
         if entry.help:
             lines.append(f"# {entry.help}")
         origin = "default" if entry.origin == DEFAULT else f"from {entry.origin}"
@@ -41,6 +44,6 @@ def render_toml(config: Config) -> str:
 
 
 def render_json(config: Config) -> str:
-    """``{"file", "settings": {"section.key": {"value", "origin"}}}``."""
-    settings = {f"{e.section}.{e.key}": {"value": e.value, "origin": e.origin} for e in config.entries()}
+    """``{"file", "settings": {"section.key": {"value", "origin", "help"}}}``."""
+    settings = {f"{e.section}.{e.key}": {"value": e.value, "origin": e.origin, "help": e.help} for e in config.entries()}
     return json.dumps({"file": config.path, "settings": settings}, indent=2, ensure_ascii=False) + "\n"

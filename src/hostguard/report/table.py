@@ -19,8 +19,8 @@ def _target(f: Finding) -> str:
     t = dict(f.target)
     kind = t.pop("kind")
     main = t.pop(kind, None) if kind in t else None
-    rest = " ".join(f"{k}={readable(v)}" for k, v in t.items())
-    return f"{kind} {readable(main) if main is not None else ''} {rest}".strip()
+    words = [kind, *([readable(main)] if main is not None else []), *(f"{k}={readable(v)}" for k, v in t.items())]
+    return " ".join(words)
 
 
 def _is_exact_bytes(value: object) -> bool:
@@ -41,9 +41,9 @@ def _evidence(f: Finding) -> str:
     return "\n".join(parts)
 
 
-def render(report: Report, out: IO[str], *, color: bool | None = None, width: int | None = None) -> None:
+def render(report: Report, out: IO[str], *, color: bool | None = None, width: int | None = 120) -> None:
     """Write the report for people."""
-    console = Console(file=out, force_terminal=color, no_color=color is False, width=width or 120,
+    console = Console(file=out, force_terminal=color, no_color=color is False, width=width,
                       highlight=False, soft_wrap=False)
     host = report.host
     where = f" (tree {report.root})" if report.root else ""
@@ -80,4 +80,4 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
     counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s.value}" for s in Severity
                        if any(f.severity == s for f in findings))
     coverage = "Complete." if report.complete else "INCOMPLETE: see Not checked."
-    console.print(f"{len(findings)} findings: {counts}. {coverage}")
+    console.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}: {counts}. {coverage}")

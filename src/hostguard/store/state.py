@@ -44,10 +44,14 @@ class StateStore:
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StateError(f"state directory {directory}: not a directory")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.directory / "state.db", timeout=10, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
+            raise StateError(f"state directory {directory}: {exc.strerror or exc}") from exc
+        except sqlite3.Error as exc:
             raise StateError(f"state directory {directory}: {exc}") from exc
         try:
             self.db.execute("PRAGMA busy_timeout=10000")
