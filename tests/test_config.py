@@ -30,10 +30,12 @@ def test_override_merges(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("[ssh\n", "Expected"),
-    ("[ssh]\nmax_auth_tries = 'six'\n", "'ssh.max_auth_tries' must be an integer, not str"),
-    ("[sssh]\nx = 1\n", r"unknown section \[sssh\]"),
+    ("[ssh]\nmax_auth_tries = 'six'\n", "must be int"),
+    ("[sssh]\nx = 1\n", "unknown setting 'sssh'"),
+    ("[ssh]\nreport_default_port = 1\n", "must be bool"),
+    ("[ssh]\nmax_auth_tries = 'six'\n", "'ssh.max_auth_tries' must be int, not str"),
     ("[ssh]\nmaxauthtries = 3\n", "unknown setting 'ssh.maxauthtries'"),
-    ("[ssh]\nreport_default_port = 1\n", "'ssh.report_default_port' must be true or false"),
+    ("[weak_passwords]\nbudget_seconds = nan\n", "'weak_passwords.budget_seconds' must be a finite number"),
     ("[weak_passwords]\nbudget_seconds = -5\n", "'weak_passwords.budget_seconds' must be at least 0"),
     ("[ssh]\nprobe_addresses = ['nowhere']\n", "'nowhere' is not an IP address"),
     ("[ports]\nallowed = ['ssh', 'http']\n", "'http' is neither a port number"),
@@ -41,6 +43,9 @@ def test_override_merges(tmp_path: Path) -> None:
     ("[ports]\nextra_services = [{name = 'x'}]\n", "'ports.extra_services\\[0\\]' needs fix"),
     ("[scan]\nfail_on = 'urgent'\n", "'scan.fail_on' must be one of critical, high"),
     ("ssh = 3\n", "'ssh' must be a table"),
+    ("[ports]\nextra_services = ['redis']\n", r"'ports.extra_services\[0\]' must be table, not str"),
+    ("[ports]\nextra_services = [{name = 'x', fix = 'y', ports = [70000]}]\n", "70000 is not a port number"),
+    ("[[suppress.rules]]\nid = 'ssh.default_port'\nnote = 'typo'\n", r"unknown setting 'suppress.rules\[0\].note'"),
 ])
 def test_bad_config_is_one_clear_error_naming_key_and_file(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "c.toml"

@@ -184,6 +184,11 @@ def test_a_new_family_needs_only_its_own_module(tmp_path: Path, clean_tree: Path
     (FAMILY_SOURCE.replace('"""A long motd', '"""""" and """A long motd'), "no docstring"),
     (FAMILY_SOURCE.replace('FAMILY = Family("demo", __doc__, DemoConfig)', ''), "declares no FAMILY"),
     (FAMILY_SOURCE.replace('aliases=("demo.motd",)', 'tags=("brute-force",)'), "MITRE ATT&CK technique ids"),
+    (FAMILY_SOURCE.replace('inputs=(config_input("demo"),)', 'inputs=("demo",)'), "is not a Fact, an optional fact"),
+    (FAMILY_SOURCE.replace("def collect_motd(host, cfg):", "def collect_motd(host):"), "takes 1 arguments"),
+    (FAMILY_SOURCE.replace('aliases=("demo.motd",)', 'aliases=("motd",)'), "'motd' is not a check id"),
+    (FAMILY_SOURCE.replace('Fact("motd"', 'Fact("accounts"'), "two facts are named 'accounts'"),
+    (FAMILY_SOURCE.replace('"demo', '"scan'), "the name is the engine's own config section"),
 ])
 def test_declaration_mistakes_fail_when_the_registry_loads(tmp_path: Path, source: str, message: str) -> None:
     demo = _module(tmp_path, "hg_bad_family", source)

@@ -88,13 +88,20 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _load_config(path: str | None) -> Config:
+    """The config, with its suppress rules checked against the registry (a typo'd id is an error, not a no-op)."""
     from hostguard.config import ConfigError, load
     from hostguard.engine.registry import default_registry
+    from hostguard.engine.suppress import SuppressConfig, SuppressError, resolve
 
+    registry = default_registry()
     try:
-        return load(path, default_registry().schema())
+        config = load(path, registry.schema())
+        resolve(config[SuppressConfig].rules, registry.canonical, registry.families)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+    except SuppressError as exc:
+        raise UsageError(f"config {path or '(defaults)'}: {exc}") from exc
+    return config
 
 
 @contextlib.contextmanager
@@ -119,7 +126,6 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
 def _scan(args: argparse.Namespace) -> int:
     from hostguard.engine.registry import RegistryError, ScanConfig
     from hostguard.engine.runner import run_scan
-    from hostguard.engine.suppress import SuppressError
     from hostguard.findings import Severity
     from hostguard.host.base import HostError, open_host
     from hostguard.store.state import StateError, StateStore, default_state_dir
@@ -145,8 +151,6 @@ def _scan(args: argparse.Namespace) -> int:
                                root_label=os.path.abspath(args.root) if args.root else None)
     except RegistryError as exc:
         raise UsageError(str(exc)) from exc
-    except SuppressError as exc:
-        raise UsageError(f"config {config.path or '(defaults)'}: {exc}") from exc
     finally:
         state.close()
     report = outcome.report

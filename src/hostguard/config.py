@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import tomllib
 import types
 import typing
@@ -67,12 +68,6 @@ class Config:
         """The section called ``name`` (``[ssh]``)."""
         return self.sections[name]
 
-    def replace(self, section: str, **changes: Any) -> Config:
-        """A copy with some settings of one section changed (tests, benchmarks)."""
-        sections = dict(self.sections)
-        sections[section] = dataclasses.replace(sections[section], **changes)
-        return Config(sections, self.origins, self.path)
-
     def entries(self) -> Iterator[Entry]:
         """Every setting with its value, origin and help, section by section."""
         for name, section in self.sections.items():
@@ -100,22 +95,18 @@ def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-_NAMES = {bool: ("true or false", "true/false values"), int: ("an integer", "integers"), float: ("a number", "numbers"),
-          str: ("a string", "strings")}
-
-
-def _describe(tp: Any, plural: bool = False) -> str:
+def _describe(tp: Any) -> str:
+    """The expected type as the error names it: int, bool, str, float, list, table, or an enum's values."""
     origin = typing.get_origin(tp)
     if origin is tuple:
-        return f"a list of {_describe(typing.get_args(tp)[0], plural=True)}"
+        return "list"
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a, plural) for a in typing.get_args(tp) if a is not type(None))
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
     if dataclasses.is_dataclass(tp):
-        return "tables" if plural else "a table"
+        return "table"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(str(m.value) for m in tp)
-    names = _NAMES.get(tp)
-    return names[plural] if names else str(tp)
+    return getattr(tp, "__name__", str(tp))
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -135,7 +126,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"'{key}' must be {_describe(tp)}, not {type(value).__name__}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
-            raise ConfigError(f"'{key}' must be a table")
+            raise ConfigError(f"'{key}' must be table, not {type(value).__name__}")
         return build_section(tp, value, key)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
@@ -143,6 +134,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         except ValueError:
             raise ConfigError(f"'{key}' must be {_describe(tp)}, not {value!r}") from None
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"'{key}' must be a finite number, not {value}")
         return float(value)
     if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
         return value
@@ -181,7 +174,7 @@ def build(data: Mapping[str, Any], schema: Mapping[str, type], path: str | None 
     origins: dict[str, str] = {}
     for name in data:
         if name not in schema:
-            raise ConfigError(f"unknown section [{name}] (sections: {', '.join(schema)})")
+            raise ConfigError(f"unknown setting '{name}' (sections: {', '.join(schema)})")
     for name, cls in schema.items():
         given = data.get(name, {})
         if not isinstance(given, dict):

@@ -142,11 +142,11 @@ class Skipped:
     detail: str = ""
     item: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of a skipped entry (``item`` only when there is one; bytes policy applied)."""
-        out = {"family": self.family, "check": self.check, "reason": str(self.reason), "detail": portable(self.detail)}
+    def to_dict(self) -> dict[str, str]:
+        """The JSON contract of a skipped entry: strings (readable forms), ``item`` only when there is one."""
+        out = {"family": self.family, "check": self.check, "reason": str(self.reason), "detail": readable(self.detail)}
         if self.item:
-            out["item"] = portable(self.item)
+            out["item"] = readable(self.item)
         return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from hostguard.cli import main
 
 
@@ -30,14 +32,15 @@ def test_new_account_reported_once_on_next_scan(capsys, tmp_path: Path, clean_tr
     assert later == []  # remembered after being reported once
 
 
-def test_only_other_family_scan_does_not_baseline_accounts(capsys, tmp_path: Path, clean_tree: Path) -> None:
-    """A scan of another family reads /etc/passwd too (for sshd's Match evaluation), but must not record the
-    accounts: otherwise an account added in between would never be reported as new."""
+@pytest.mark.parametrize("only", ["ssh", "accounts.extra_uid0"])
+def test_only_other_family_scan_does_not_baseline_accounts(capsys, tmp_path: Path, clean_tree: Path, only: str) -> None:
+    """A scan that did not look for new accounts reads /etc/passwd too (sshd's Match evaluation, other account
+    checks), but must not record the accounts: an account added in between would never be reported as new."""
     state = tmp_path / "state"
     _scan(capsys, state, clean_tree)
     with (clean_tree / "etc/passwd").open("a") as fh:
         fh.write("mallory:x:1005:1005::/home/mallory:/bin/bash\n")
-    code = main(["--state", str(state), "scan", "--root", str(clean_tree), "--only", "ssh", "--format", "json"])
+    code = main(["--state", str(state), "scan", "--root", str(clean_tree), "--only", only, "--format", "json"])
     assert code in (0, 1)
     capsys.readouterr()
     new = [f for f in _scan(capsys, state, clean_tree) if f["id"] == "accounts.new_since_last_scan"]

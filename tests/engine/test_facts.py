@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hostguard.checks.accounts import KNOWN_ACCOUNTS
-from hostguard.engine.facts import Fact, Facts, config_input
+from hostguard.engine.facts import Fact, FactError, Facts, config_input
 from hostguard.engine.runner import run_scan
 from hostguard.findings import SkipReason
 from hostguard.host.accounts import ACCOUNTS
@@ -151,3 +151,54 @@ def test_given_facts_replace_collectors_and_missing_given_facts_say_so(clean_tre
     assert facts.get(SSHD_FILES) is None
     with pytest.raises(Unavailable, match="provided by the runner"):
         Facts(RootHost(str(clean_tree)), make_config()).get(KNOWN_ACCOUNTS)
+
+
+def test_a_cycle_met_at_run_time_fails_instead_of_hanging() -> None:
+    a: Fact[int] = Fact("a", lambda host, b: 1)
+    b: Fact[int] = Fact("b", lambda host, a: 1, inputs=(a,))
+    a.inputs = (b,)
+    with pytest.raises(FactError, match="fact cycle through a"):
+        Facts(RootHost("/"), make_config()).get(a)
+
+
+def _failing(reason: SkipReason) -> Fact[int]:
+    def collect(host: object) -> int:
+        raise Unavailable(reason, f"{reason} here")
+
+    return Fact(f"failing_{reason}", collect)
+
+
+@pytest.mark.parametrize("reason, optional, best_effort", [
+    (SkipReason.LIVE_ONLY, None, None),
+    (SkipReason.UNSUPPORTED, None, None),
+    (SkipReason.ERROR, "error", None),     # a broken file is not "absent": optional readers fail with it
+])
+def test_optional_inputs_absorb_absence_and_best_effort_also_errors(reason: SkipReason, optional: str | None,
+                                                                    best_effort: str | None) -> None:
+    source = _failing(reason)
+    results = {}
+    for flavour, item in (("optional", source.optional), ("best_effort", source.best_effort)):
+        fact: Fact[object] = Fact(f"reader_{flavour}", lambda host, v: v, inputs=(item,))
+        try:
+            results[flavour] = Facts(RootHost("/"), make_config()).get(fact)
+        except Unavailable as exc:
+            results[flavour] = str(exc.reason)
+    assert results == {"optional": optional, "best_effort": best_effort}
+
+
+def test_an_iterator_is_stored_as_a_tuple_so_every_reader_sees_every_item() -> None:
+    fact: Fact[object] = Fact("gen", lambda host: (n for n in range(3)))
+    facts = Facts(RootHost("/"), make_config())
+    assert facts.get(fact) == (0, 1, 2) and facts.get(fact) == (0, 1, 2)
+
+
+def test_each_caller_gets_its_own_unavailable() -> None:
+    fact = _failing(SkipReason.LIVE_ONLY)
+    facts = Facts(RootHost("/"), make_config())
+    raised = []
+    for _ in range(2):
+        try:
+            facts.get(fact)
+        except Unavailable as exc:
+            raised.append(exc)
+    assert raised[0] is not raised[1] and raised[0].detail == raised[1].detail

@@ -41,8 +41,9 @@ KNOWN_ACCOUNTS: Fact[dict[str, str] | None] = Fact("known_accounts", _known_acco
 
 
 def remember_accounts(end: ScanEnd) -> None:
-    """After an accounts scan, record the accounts present, so the next scan can say which are new."""
-    if end.facts.loaded(ACCOUNTS):
+    """After a scan that looked for new accounts, record the accounts present, so the next scan can say which
+    are new. A scan that did not run that check records nothing: it never reported what it would baseline."""
+    if "accounts.new_since_last_scan" in end.ran and end.facts.loaded(ACCOUNTS):
         accounts = end.facts.get(ACCOUNTS)
         end.state.remember_accounts(end.host.id, [(u.name, u.uid) for u in accounts.users], end.started)
 

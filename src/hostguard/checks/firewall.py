@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from hostguard.checks.ports import PortsConfig, allowed_ports, exposed_service
+from hostguard.checks.ports import ALLOWED_PORTS, PortsConfig, exposed_service
 from hostguard.config import setting
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
 from hostguard.host.firewall import FIREWALL, REACH, FirewallFacts
-from hostguard.host.sockets import LISTENERS
 from hostguard.netfilter.evaluate import Query, reachability
 from hostguard.netfilter.model import Chain, Ruleset
 from hostguard.netfilter.reach import OTHER, PortReach
@@ -69,7 +68,7 @@ def _reach_finding_title(pr: PortReach, name: str) -> str:
 
 
 @check(id="firewall.reachability", severity="info",
-       summary="Who can reach each listening port", needs=(FIREWALL, LISTENERS), each=REACH)
+       summary="Who can reach each listening port", needs=(FIREWALL,), each=REACH)
 def reachability_inventory(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """For every port open beyond loopback (and every port published by DNAT), the answer the ruleset gives:
     anyone, these source networks, nobody, or unknown (with the rule that could not be evaluated), per IP
@@ -80,7 +79,7 @@ def reachability_inventory(pr: PortReach, ctx: Context) -> Iterator[Finding]:
 
 
 @check(id="firewall.service_reachable", severity="high",
-       summary="Database, cache or FTP port reachable from any address", needs=(FIREWALL, LISTENERS), each=REACH,
+       summary="Database, cache or FTP port reachable from any address", needs=(FIREWALL,), each=REACH,
        tags=("T1190",))
 def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """The checklist: databases and FTP only from chosen sources. A MySQL, PostgreSQL, Redis, MongoDB,
@@ -95,15 +94,14 @@ def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
 
 
 @check(id="firewall.port_reachable", severity="medium",
-       summary="Port outside the allowed list reachable from any address", needs=(FIREWALL, LISTENERS), each=REACH,
+       summary="Port outside the allowed list reachable from any address", needs=(FIREWALL, ALLOWED_PORTS), each=REACH,
        tags=("T1190",))
 def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """Only the needed ports should be open to everyone (``ports.allowed``); any other port the firewall
     lets anyone reach is one more way in."""
     facts = ctx.fact(FIREWALL)
-    ports = ctx.config[PortsConfig]
-    allowed = allowed_ports(ctx.fact(LISTENERS), ports.allowed)
-    if pr.port in allowed or exposed_service(pr.process, pr.port, pr.proto, ports.extra_services) or \
+    extra = ctx.config[PortsConfig].extra_services
+    if pr.port in ctx.fact(ALLOWED_PORTS) or exposed_service(pr.process, pr.port, pr.proto, extra) or \
             pr.worst() != "anyone":
         return
     yield ctx.finding(_reach_finding_title(pr, pr.process or "port"), pr.key(),

@@ -9,6 +9,7 @@ from functools import cache
 from hostguard.config import build_section, setting
 from hostguard.data import load_toml
 from hostguard.engine.context import Context
+from hostguard.engine.facts import Fact, config_input
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
 from hostguard.host.sockets import LISTENERS, Listener
@@ -22,6 +23,13 @@ class ServiceSpec:
     fix: str
     processes: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for port in self.ports:
+            if not 0 < port < 65536:
+                raise ValueError(f"{self.name}: {port} is not a port number")
+        if any(not p for p in self.processes):
+            raise ValueError(f"{self.name}: an empty process name matches nothing")
 
 
 @dataclass(frozen=True)
@@ -74,15 +82,23 @@ def allowed_ports(listeners: Iterable[Listener], allowed: Iterable[int | str]) -
     return ports
 
 
+def collect_allowed_ports(host: object, listeners: tuple[Listener, ...], cfg: PortsConfig) -> frozenset[int]:
+    """The allowed list in force on this host: [ports] allowed with "ssh" made sshd's listening ports."""
+    return frozenset(allowed_ports(listeners, cfg.allowed))
+
+
+ALLOWED_PORTS: Fact[frozenset[int]] = Fact("allowed_ports", collect_allowed_ports,
+                                          inputs=(LISTENERS, config_input("ports")))
+
+
 @check(id="ports.not_allowed", severity="medium", summary="Port open to the network that is not in the allowed list",
-       needs=(LISTENERS,), each=LISTENERS, tags=("T1190",))
+       needs=(ALLOWED_PORTS,), each=LISTENERS, tags=("T1190",))
 def not_allowed(x: Listener, ctx: Context) -> Iterator[Finding]:
     """``netstat -anp`` by hand: every socket listening beyond loopback whose port is not in
     ``ports.allowed`` is an unauthorized open port until you say otherwise (add it to the list, or stop
     the service, or bind it to 127.0.0.1)."""
-    cfg = ctx.config[PortsConfig]
-    if x.loopback_only or x.port in allowed_ports(ctx.fact(LISTENERS), cfg.allowed) or \
-            exposed_service(x.process, x.port, x.proto, cfg.extra_services):
+    if x.loopback_only or x.port in ctx.fact(ALLOWED_PORTS) or \
+            exposed_service(x.process, x.port, x.proto, ctx.config[PortsConfig].extra_services):
         return
     who = f"{x.process} (pid {x.pid})" if x.process else "an unknown process"
     yield ctx.finding(f"{x.proto.upper()} port {x.port} on {x.address} is open ({who}) and not in the allowed list",

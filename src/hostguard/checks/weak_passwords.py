@@ -96,8 +96,9 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
     if not targets:
         return
     workers = cfg.workers or os.cpu_count() or 1
-    assert ctx.deadline is not None  # the check declares a budget
-    crack(targets, verifier, deadline=ctx.deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
+    deadline = ctx.start_budget()  # the budget is for guessing: planning (a long word list) does not count
+    assert deadline is not None  # the check declares a budget
+    crack(targets, verifier, deadline=deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
     for t in targets:
         user = users.get(t.account)
         privileged = t.account == "root" or (user is not None and (user.uid == 0 or admin & accounts.groups_of(user)))

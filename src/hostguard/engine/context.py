@@ -19,12 +19,13 @@ T = TypeVar("T")
 class Context:
     """Per-check view of the scan. Checks build findings and extra skipped entries through it."""
 
-    def __init__(self, spec: CheckSpec, facts: Facts, deadline: float | None = None,
-                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> None:
+    def __init__(self, spec: CheckSpec, facts: Facts, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.spec = spec
         self._facts = facts
         self.config: Config = facts.config
-        self.deadline = deadline
+        self.deadline: float | None = None
+        self.start_budget()
         self._progress = progress
         self.cancel = cancel or threading.Event()
         self.skipped: list[Skipped] = []
@@ -34,6 +35,16 @@ class Context:
         if fact not in self.spec.needs:
             raise KeyError(f"{self.spec.id} reads fact {fact.name!r} without declaring it in needs")
         return self._facts.get(fact)
+
+    def start_budget(self) -> float | None:
+        """(Re)start the check's time budget now and return the deadline (None: the check has no budget).
+
+        The engine starts it once the check's facts are collected; a check whose own preparation is
+        long (planning guesses) starts it again when the work the budget is for begins.
+        """
+        seconds = self.spec.deadline_seconds(self.config)
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        return self.deadline
 
     def time_left(self) -> float:
         """Seconds until the deadline (infinite without one)."""

@@ -2,9 +2,12 @@
 
 A fact is a :class:`Fact` handle declared next to its collector (in ``host/``, or in a family module for
 facts that are not read from the host, such as the accounts seen by earlier scans). The handle names
-its inputs: other facts (``ACCOUNTS``), optional facts (``ACCOUNTS.optional``: ``None`` when it cannot
-be known) and config sections (``config_input("ssh")``). The collector receives the host, then one
-argument per input, in order; it never calls another collector, so each file is read once per scan.
+its inputs: other facts (``ACCOUNTS``), optional facts and config sections (``config_input("ssh")``).
+An optional input is ``None`` where the fact does not exist here: ``X.optional`` when it is absent
+(not installed, live only, not root) while a broken file still makes the reading fact fail with the
+error; ``X.best_effort`` also when reading it failed (the reader falls back to defaults). The
+collector receives the host, then one argument per input, in order; it never calls another collector,
+so each file is read once per scan.
 
 A collector may raise :class:`~hostguard.host.base.Unavailable` (the fact cannot be known here) or
 :class:`~hostguard.host.base.HostError` (reading failed); either is remembered, and every check needing
@@ -41,19 +44,22 @@ class Fact(Generic[T_co]):
     Handles compare by identity, so two facts may never be confused by a shared name.
     """
 
-    __slots__ = ("collect", "doc", "inputs", "name")
+    __slots__ = ("collect", "inputs", "name")
 
-    def __init__(self, name: str, collect: Callable[..., T_co] | None, *, inputs: Sequence[Input] = (),
-                 doc: str = "") -> None:
+    def __init__(self, name: str, collect: Callable[..., T_co] | None, *, inputs: Sequence[Input] = ()) -> None:
         self.name = name
         self.collect = collect
         self.inputs: tuple[Input, ...] = tuple(inputs)
-        self.doc = doc or ((collect.__doc__ or "").strip().split("\n")[0] if collect else "")
 
     @property
     def optional(self) -> OptionalInput[T_co]:
-        """This fact as an input that becomes ``None`` when the fact cannot be known."""
+        """This fact as an input that is ``None`` when the fact is absent here; a reading error still fails."""
         return OptionalInput(self)
+
+    @property
+    def best_effort(self) -> OptionalInput[T_co]:
+        """This fact as an input that is ``None`` whenever it cannot be had, errors included."""
+        return OptionalInput(self, tolerate_errors=True)
 
     def __repr__(self) -> str:
         return f"Fact({self.name!r})"
@@ -64,6 +70,7 @@ class OptionalInput(Generic[T_co]):
     """An input that tolerates the fact being unavailable (the collector gets ``None``)."""
 
     fact: Fact[T_co]
+    tolerate_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,8 @@ def config_input(section: str) -> ConfigInput:
 Input = Fact[Any] | OptionalInput[Any] | ConfigInput
 
 # Given facts: the runner provides them; a collector lists them as inputs like any other fact.
-STATE: Fact[StateStore] = Fact("state", None, doc="the state store (state.db) of this scan")
-HOST_ID: Fact[HostId] = Fact("host_id", None, doc="who the scanned host is (machine-id, state UUID, hostname)")
+STATE: Fact[StateStore] = Fact("state", None)  # the state store (state.db) of this scan
+HOST_ID: Fact[HostId] = Fact("host_id", None)  # who the scanned host is (machine-id, state UUID, hostname)
 
 
 def input_facts(fact: Fact[Any]) -> Iterator[Fact[Any]]:
@@ -135,6 +142,7 @@ class Facts:
         self.config = config
         self._slots: dict[Fact[Any], _Slot] = {}
         self._lock = threading.Lock()
+        self._computing = threading.local()  # facts this thread is computing: a cycle must fail, not hang
         for fact, value in (given or {}).items():
             slot = self._slot(fact)
             slot.value, slot.done = value, True
@@ -149,13 +157,20 @@ class Facts:
     def get(self, fact: Fact[T]) -> T:
         """The fact's value; raises its :class:`Unavailable` for every caller."""
         slot = self._slot(fact)
+        busy: set[Fact[Any]] = self._computing.__dict__.setdefault("facts", set())
+        if fact in busy:
+            raise FactError(f"fact cycle through {fact.name}")
         with slot.lock:
             if not slot.done:
-                slot.value = self._collect(fact)
+                busy.add(fact)
+                try:
+                    slot.value = self._collect(fact)
+                finally:
+                    busy.discard(fact)
                 slot.done = True
             value = slot.value
         if isinstance(value, Unavailable):
-            raise value
+            raise Unavailable(value.reason, value.detail)  # a fresh one: tracebacks must not pile up on one object
         return value  # type: ignore[no-any-return]
 
     def loaded(self, fact: Fact[Any]) -> bool:
@@ -170,7 +185,9 @@ class Facts:
         if isinstance(item, OptionalInput):
             try:
                 return self.get(item.fact)
-            except Unavailable:
+            except Unavailable as exc:
+                if exc.reason == SkipReason.ERROR and not item.tolerate_errors:
+                    raise
                 return None
         return self.config.section_named(item.section)
 
@@ -179,9 +196,13 @@ class Facts:
             return Unavailable(SkipReason.ERROR, f"fact {fact.name!r} is provided by the runner, and was not given")
         try:
             args = [self._argument(item) for item in fact.inputs]
-            return fact.collect(self.host, *args)
+            value = fact.collect(self.host, *args)
+            # a fact is read by many checks: an iterator would be used up by the first one
+            return tuple(value) if isinstance(value, Iterator) else value
         except Unavailable as exc:
             return exc
+        except FactError:
+            raise
         except HostError as exc:
             return Unavailable(SkipReason.ERROR, str(exc))
         except PermissionError as exc:

@@ -12,6 +12,7 @@ Ids never change once published; a rename adds an alias, which ``--only`` and su
 from __future__ import annotations
 
 import importlib
+import inspect  # already loaded by dataclasses: costs nothing at start-up
 import os
 import re
 import textwrap
@@ -22,7 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from hostguard.config import setting
-from hostguard.engine.facts import ConfigInput, Fact, FactError, closure
+from hostguard.engine.facts import ConfigInput, Fact, FactError, OptionalInput, closure
 from hostguard.engine.suppress import SuppressConfig
 from hostguard.findings import Rule, Severity
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 CHECKS_PACKAGE = "hostguard.checks"
 ATTACK_ID = re.compile(r"T\d{4}(\.\d{3})?")
+CHECK_ID = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 
 
 class RegistryError(Exception):
@@ -157,7 +159,7 @@ class Registry:
                 if spec.family != family.name:
                     raise RegistryError(f"{spec.id}: id must start with its family '{family.name}.'")
                 for key in (spec.id, *spec.aliases):
-                    if key in by_key or key in families:
+                    if key in by_key:
                         raise RegistryError(f"check id {key} is declared twice")
                     by_key[key] = spec
                 specs.append(spec)
@@ -166,8 +168,15 @@ class Registry:
         return registry
 
     def _validate(self) -> None:
+        clash = set(self.families) & set(ENGINE_SECTIONS)
+        if clash:
+            raise RegistryError(f"family {', '.join(sorted(clash))}: the name is the engine's own config section")
         sections = self.schema()
+        facts_by_name: dict[str, Fact[Any]] = {}
         for spec in self.checks:
+            for key in (spec.id, *spec.aliases):
+                if not CHECK_ID.fullmatch(key):
+                    raise RegistryError(f"{spec.id}: '{key}' is not a check id (family.name, lower case, digits, _)")
             bad = [n for n in spec.needs if not isinstance(n, Fact)]
             if bad:
                 raise RegistryError(f"{spec.id}: needs must be Fact handles, not {bad!r}")
@@ -176,10 +185,9 @@ class Registry:
             except FactError as exc:
                 raise RegistryError(f"{spec.id}: {exc}") from exc
             for fact in facts:
-                for item in fact.inputs:
-                    if isinstance(item, ConfigInput) and item.section not in sections:
-                        raise RegistryError(f"fact {fact.name} reads config section [{item.section}], "
-                                            "which no family declares")
+                if facts_by_name.setdefault(fact.name, fact) is not fact:
+                    raise RegistryError(f"two facts are named {fact.name!r}: declare a fact once and import its handle")
+                _validate_inputs(fact, sections)
             if not spec.doc:
                 raise RegistryError(f"{spec.id} has no docstring (it is the check's documentation)")
             bad_tags = [t for t in spec.tags if not ATTACK_ID.fullmatch(t)]
@@ -223,13 +231,31 @@ class Registry:
         return tuple(s.rule() for s in (self.checks if specs is None else specs))
 
 
-def _module_names(package: ModuleType) -> list[str]:
-    """Modules and subpackages of ``package`` (private ``_x`` ones aside), by name, without importing them."""
+def _validate_inputs(fact: Fact[Any], sections: Mapping[str, type]) -> None:
+    """A fact's inputs are handles or config sections that exist, one collector parameter each."""
+    for item in fact.inputs:
+        if not isinstance(item, Fact | OptionalInput | ConfigInput):
+            raise RegistryError(f"fact {fact.name}: input {item!r} is not a Fact, an optional fact or config_input()")
+        if isinstance(item, ConfigInput) and item.section not in sections:
+            raise RegistryError(f"fact {fact.name} reads config section [{item.section}], which no family declares")
+    if fact.collect is None:
+        return
+    params = list(inspect.signature(fact.collect).parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
+    if len(params) != 1 + len(fact.inputs):
+        raise RegistryError(f"fact {fact.name}: its collector takes {len(params)} arguments, but the host and "
+                            f"{len(fact.inputs)} inputs make {1 + len(fact.inputs)}")
+
+
+def _module_names(package: ModuleType, private: bool = False) -> list[str]:
+    """Modules and subpackages of ``package`` by name, without importing them; private ``_x`` ones only when
+    asked (inside a family package they hold checks too; beside the families they are helpers)."""
     names: set[str] = set()
     for directory in package.__path__:
         for entry in os.scandir(directory):
             stem, ext = os.path.splitext(entry.name)
-            if stem.startswith("_") or not stem.isidentifier():
+            if stem == "__init__" or (stem.startswith("_") and not private) or not stem.isidentifier():
                 continue
             is_package = entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py"))
             if (entry.is_file() and ext == ".py") or is_package:
@@ -252,7 +278,7 @@ def _specs_modules(module: ModuleType) -> list[ModuleType]:
     """A module and, for a package, every module below it."""
     out = [module]
     if hasattr(module, "__path__"):
-        for name in _module_names(module):
+        for name in _module_names(module, private=True):
             out += _specs_modules(importlib.import_module(f"{module.__name__}.{name}"))
     return out
 

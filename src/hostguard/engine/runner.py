@@ -38,12 +38,13 @@ class ScanOutcome:
 
 @dataclass(frozen=True)
 class ScanEnd:
-    """What a family's post-scan hook sees: the scan's facts and the state store."""
+    """What a family's post-scan hook sees: the scan's facts, the state store, and which checks ran."""
 
     facts: Facts
     state: StateStore
     host: HostId
     started: str
+    ran: frozenset[str]
 
 
 def now_iso() -> str:
@@ -60,14 +61,16 @@ def item_label(item: Any) -> str:
 
 def run_check(spec: CheckSpec, facts: Facts, *, progress: ProgressFn | None = None,
               cancel: threading.Event | None = None) -> tuple[list[Finding], list[Skipped]]:
-    """Run one check: resolve its facts, loop over items when it is per-item, catch its failures."""
-    seconds = spec.deadline_seconds(facts.config)
-    deadline = None if seconds is None else time.monotonic() + seconds
-    ctx = Context(spec, facts, deadline, progress, cancel)
+    """Run one check: resolve its facts, loop over items when it is per-item, catch its failures.
+
+    The time budget starts once the facts are collected: reading the host is not the check's work.
+    """
+    ctx = Context(spec, facts, progress, cancel)
     found: list[Finding] = []
     try:
         for fact in spec.needs:
             facts.get(fact)
+        ctx.start_budget()
         if spec.each is None:
             found.extend(spec.func(ctx))
         else:
@@ -81,6 +84,7 @@ def run_check(spec: CheckSpec, facts: Facts, *, progress: ProgressFn | None = No
 
 def _run_items(spec: CheckSpec, ctx: Context, items: list[Any], found: list[Finding]) -> None:
     for index, item in enumerate(items):
+        ctx.progress(index, len(items))
         if ctx.cancel.is_set() or ctx.time_left() <= 0:
             why = "cancelled" if ctx.cancel.is_set() else f"time budget of {spec.deadline_seconds(ctx.config):g} s spent"
             ctx.skip(SkipReason.BUDGET, f"{len(items) - index} of {len(items)} items not checked: {why}")
@@ -113,7 +117,7 @@ def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[st
         findings.extend(found)
         skipped.extend(skips)
     kept, suppressed = suppress.apply(findings, rules)
-    end = ScanEnd(facts, state, host_id, started)
+    end = ScanEnd(facts, state, host_id, started, frozenset(s.id for s in specs))
     for name in dict.fromkeys(s.family for s in specs):
         hook = registry.families[name].after_scan
         if hook is None:

@@ -117,4 +117,4 @@ def collect_authorized_keys(host: Host, accounts: Accounts, sshd_files: ParsedCo
 
 
 AUTHORIZED_KEYS: Fact[AuthorizedKeys] = Fact("authorized_keys", collect_authorized_keys,
-                                             inputs=(ACCOUNTS, SSHD_FILES.optional))
+                                             inputs=(ACCOUNTS, SSHD_FILES.best_effort))

@@ -335,7 +335,7 @@ def collect_sshd(host: Host, parsed: ParsedConfig, accounts: Accounts | None, ss
     return SshdFacts("config files", ssh.config_file, tuple(parsed.files), tuple(views), note)
 
 
-SSHD: Fact[SshdFacts] = Fact("sshd", collect_sshd, inputs=(SSHD_FILES, ACCOUNTS.optional, config_input("ssh"),
+SSHD: Fact[SshdFacts] = Fact("sshd", collect_sshd, inputs=(SSHD_FILES, ACCOUNTS.best_effort, config_input("ssh"),
                                                          config_input("accounts")))
 
 
