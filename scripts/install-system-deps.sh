@@ -5,9 +5,10 @@ set -euo pipefail
 mode=${1:-run}
 pkgs=(python3 python3-venv libcrypt1)
 if [ "$mode" = test ]; then
-  # Real services the tests drive: sshd -T, nft in namespaces, iptables-nft/legacy, ip netns, ufw-init.
+  # Real services and tools the tests drive: sshd -T, nft in namespaces, iptables-nft/legacy, ip netns,
+  # ufw-init, visudo (sudo) and chpasswd/util-linux unshare for validating fixes.
   # (Installing ufw does not enable it: ENABLED=no until `ufw enable`.)
-  pkgs+=(openssh-server nftables iptables iproute2 ufw)
+  pkgs+=(openssh-server nftables iptables iproute2 ufw sudo passwd util-linux)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -29,7 +29,7 @@ def test_clean_tree_json_contract(tmp_path: Path, clean_tree: Path) -> None:
     r = hostguard("scan", "--root", str(clean_tree), "--format", "json", state=tmp_path / "s")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert set(data) >= {"schema_version", "host", "started", "complete", "findings", "skipped"}
     assert data["host"]["machine_id"] == "4f1c1b3a8c2d4e5f8a9b0c1d2e3f4a5b"
     assert data["host"]["hostname"] == "clean.test"

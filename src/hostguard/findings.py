@@ -1,7 +1,7 @@
 """Finding, Skipped and the JSON contract: the only types that cross from detection to output.
 
-This module imports nothing of ours, so every layer (checks, engine, report, later the agent and the
-console) can depend on it without cycles.
+This module imports nothing of ours but ``remediation.py`` (plain data too), so every layer (checks,
+engine, report, later the agent and the console) can depend on it without cycles.
 
 Bytes policy, decided once here: host data (paths, user names, log lines) need not be UTF-8. Collectors
 keep such values as ``bytes`` or as ``str`` decoded with ``surrogateescape``. When a finding is written
@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-SCHEMA_VERSION = 1
+from hostguard.remediation import Remediation
+
+SCHEMA_VERSION = 2  # 2: remediation is data (summary, steps, manual, params), see remediation.py
 
 
 class Severity(StrEnum):
@@ -101,7 +103,7 @@ class Finding:
     title: str
     target: Mapping[str, Any]
     evidence: Mapping[str, Any] = field(default_factory=dict)
-    remediation: str = ""
+    remediation: Remediation = field(default_factory=lambda: Remediation(""))
 
     def __post_init__(self) -> None:
         kind = self.target.get("kind")
@@ -124,7 +126,7 @@ class Finding:
             "title": readable(self.title),
             "target": portable(dict(self.target)),
             "evidence": portable(dict(self.evidence)),
-            "remediation": readable(self.remediation),
+            "remediation": portable(self.remediation.to_dict()),
         }
 
 

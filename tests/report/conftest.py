@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from hostguard.findings import Finding, HostId, Report, Rule, Severity, Skipped, SkipReason
+from hostguard.remediation import Command, Edit, Param, Remediation
 
 WEBSHELL_BYTES = b"/srv/www/\xff.php"
 WEBSHELL = WEBSHELL_BYTES.decode("utf-8", "surrogateescape")
@@ -28,14 +29,18 @@ ROOT_LOGIN = Finding(
     title="root can log in with a password [PermitRootLogin yes]",
     target={"kind": "path", "path": "/etc/ssh/sshd_config", "line": 42},
     evidence={"setting": "PermitRootLogin", "value": "yes", "line": 42},
-    remediation="Set PermitRootLogin prohibit-password and reload sshd.")
+    remediation=Remediation("Set PermitRootLogin prohibit-password and reload sshd.", (
+        Edit("/etc/ssh/sshd_config", 42, "PermitRootLogin yes", "PermitRootLogin prohibit-password"),
+        Command(("sshd", "-t")), Command(("systemctl", "reload", "ssh")))))
 
 EXTRA_UID0 = Finding(
     id="accounts.extra_uid0", category="accounts", severity=Severity.CRITICAL,
     title="Account toor has uid 0",
     target={"kind": "user", "user": "toor"},
     evidence={"uid": 0, "passwd_line": 3, "shell": "/bin/bash"},
-    remediation="Remove the account or give it its own uid.")
+    remediation=Remediation.by_hand("Remove the account or give it its own uid.",
+                                    "Only you know whether toor is yours.",
+                                    Param("NEW_UID", "a free UID for the account", "1005")))
 
 REDIS = Finding(
     id="ports.exposed_service", category="ports", severity=Severity.HIGH,
@@ -44,28 +49,28 @@ REDIS = Finding(
     evidence={"process": {"name": "redis-server", "pid": 812},
               "socket": {"local": {"address": "0.0.0.0", "port": 6379}, "state": "LISTEN"},
               "listeners": [{"address": "0.0.0.0", "port": 6379}]},
-    remediation="Bind redis to 127.0.0.1 (bind 127.0.0.1 in redis.conf).")
+    remediation=Remediation("Bind redis to 127.0.0.1 (bind 127.0.0.1 in redis.conf)."))
 
 WEBSHELL_FINDING = Finding(
     id="files.suspicious_script", category="files", severity=Severity.MEDIUM,
     title="PHP file that evaluates request data",
     target={"kind": "path", "path": WEBSHELL},
     evidence={"path": WEBSHELL, "excerpt": HUGE, "size": len(HUGE)},
-    remediation="Inspect and remove the file; look for how it got there.")
+    remediation=Remediation("Inspect and remove the file; look for how it got there."))
 
 RETIRED = Finding(
     id=NO_RULE_ID, category="legacy", severity=Severity.LOW,
     title="A finding from a check this report has no rule for",
     target={"kind": "host", "host": "web01.example.test"},
     evidence={},
-    remediation="")
+    remediation=Remediation(""))
 
 REACHABILITY = Finding(
     id="firewall.reachability", category="firewall", severity=Severity.INFO,
     title="Firewall lets everything in",
     target={"kind": "host", "host": "web01.example.test"},
     evidence={"backend": "nftables", "policy": "accept"},
-    remediation="Add a default-deny input policy.")
+    remediation=Remediation("Add a default-deny input policy."))
 
 SKIP_WHOLE = Skipped(family="firewall", check="firewall.service_reachable", reason=SkipReason.TOOL_MISSING,
                      detail="nft is not installed")

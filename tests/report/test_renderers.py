@@ -57,7 +57,7 @@ def by_id(findings: list[dict[str, Any]], check_id: str) -> dict[str, Any]:
 
 def test_json_header(report: Report) -> None:
     data = json.loads(json_report.render(report))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["host"] == {"id": "0123456789abcdef0123456789abcdef:6f1c7a52-4c2e-4f7e-9a59-0d7f0a1b2c3d",
                             "machine_id": HOST.machine_id, "state_uuid": HOST.state_uuid,
                             "hostname": "web01.example.test"}
@@ -409,3 +409,38 @@ def test_config_json(schema: dict[str, type]) -> None:
     expected = {f"{name}.{key}": value for name, section in config.sections.items()
                 for key, value in plain(section).items()}
     assert {k: v["value"] for k, v in data["settings"].items()} == expected
+
+
+# -- remediation as data ------------------------------------------------------------------------------------
+
+def test_json_remediation_is_data(report: Report) -> None:
+    findings = {f["id"]: f for f in json.loads(json_report.render(report))["findings"]}
+    assert findings["ssh.root_password_login"]["remediation"] == {
+        "summary": "Set PermitRootLogin prohibit-password and reload sshd.",
+        "steps": [{"kind": "edit", "path": "/etc/ssh/sshd_config", "line": 42, "old": "PermitRootLogin yes",
+                   "new": "PermitRootLogin prohibit-password"},
+                  {"kind": "command", "argv": ["sshd", "-t"], "live_only": True, "undo": None, "reversible": False},
+                  {"kind": "command", "argv": ["systemctl", "reload", "ssh"], "live_only": True, "undo": None,
+                   "reversible": False}],
+        "manual": None, "params": []}
+    assert findings["accounts.extra_uid0"]["remediation"] == {
+        "summary": "Remove the account or give it its own uid.", "steps": [],
+        "manual": "Only you know whether toor is yours.",
+        "params": [{"name": "NEW_UID", "meaning": "a free UID for the account", "example": "1005"}]}
+
+
+def test_table_shows_steps_and_what_is_left_by_hand(report: Report) -> None:
+    lines = render_table(report, width=240).splitlines()
+    fixes = " ".join(column(section(lines, "HIGH (2)"), 2))
+    assert "1. edit /etc/ssh/sshd_config line 42: `PermitRootLogin yes` -> `PermitRootLogin prohibit-password`" in fixes
+    assert "3. run `systemctl reload ssh`" in fixes
+    manual = " ".join(column(section(lines, "CRITICAL (1)"), 2))
+    assert "By hand: Only you know whether toor is yours." in manual
+    assert "NEW_UID: a free UID for the account (e.g. 1005)" in manual
+
+
+def test_sarif_message_carries_the_fix_summary(report: Report) -> None:
+    results = {r["ruleId"]: r for r in sarif_run(report)["results"]}
+    assert results["ssh.root_password_login"]["message"]["text"] == (
+        "root can log in with a password [PermitRootLogin yes]. Fix: Set PermitRootLogin prohibit-password and "
+        "reload sshd.")

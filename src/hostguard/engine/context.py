@@ -11,6 +11,7 @@ from hostguard.config import Config
 from hostguard.engine.facts import Fact, Facts
 from hostguard.engine.registry import CheckSpec
 from hostguard.findings import Finding, Severity, Skipped, SkipReason
+from hostguard.remediation import Remediation
 
 ProgressFn = Callable[[str, int, int], None]
 T = TypeVar("T")
@@ -56,8 +57,10 @@ class Context:
             self._progress(self.spec.id, done, total)
 
     def finding(self, title: str, target: Mapping[str, Any], *, evidence: Mapping[str, Any] | None = None,
-                remediation: str = "", severity: Severity | str | None = None) -> Finding:
+                remediation: Remediation | str = "", severity: Severity | str | None = None) -> Finding:
         """A finding of the current check (its id, family and default severity filled in)."""
+        if isinstance(remediation, str):
+            remediation = Remediation(remediation)
         return Finding(id=self.spec.id, category=self.spec.family,
                        severity=Severity(severity) if severity else self.spec.severity,
                        title=title, target=dict(target), evidence=dict(evidence or {}), remediation=remediation)

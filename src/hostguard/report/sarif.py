@@ -62,7 +62,8 @@ def render(report: Report) -> str:
     results = [{
         "ruleId": f.id,
         "level": LEVELS[f.severity],
-        "message": {"text": readable(f.title) + (f". Fix: {readable(f.remediation)}" if f.remediation else "")},
+        "message": {"text": readable(f.title) + (f". Fix: {readable(f.remediation.summary)}"
+                                                  if f.remediation.summary else "")},
         "locations": [_location(f)],
         "partialFingerprints": {"hostguard/v1": f.fingerprint},
         "properties": {"severity": str(f.severity), "target": f.to_dict()["target"],

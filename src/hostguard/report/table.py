@@ -75,7 +75,7 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
         table.add_column("fix", ratio=3, overflow="fold")
         for f in group:
             table.add_row(f"[{STYLES[sev]}]{escape(f.id)}[/]\n{escape(readable(f.title))}\n[dim]{escape(_target(f))}[/]",
-                          escape(_evidence(f)), escape(readable(f.remediation)))
+                          escape(_evidence(f)), escape(readable("\n".join(f.remediation.lines()))))
         console.print(table)
     counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s.value}" for s in Severity
                        if any(f.severity == s for f in findings))
