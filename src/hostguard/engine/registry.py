@@ -22,13 +22,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from hostguard.config import setting
-from hostguard.engine.facts import ConfigInput, Fact, FactError, OptionalInput, closure
+from hostguard.engine.facts import ConfigInput, Fact, FactError, Facts, OptionalInput, closure
 from hostguard.engine.suppress import SuppressConfig
-from hostguard.findings import Rule, Severity
+from hostguard.findings import HostId, Rule, Severity
 
 if TYPE_CHECKING:
     from hostguard.config import Config
-    from hostguard.engine.runner import ScanEnd
+    from hostguard.store.state import StateStore
 
 CHECKS_PACKAGE = "hostguard.checks"
 ATTACK_ID = re.compile(r"T\d{4}(\.\d{3})?")
@@ -49,6 +49,17 @@ class ScanConfig:
 
 
 ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig}
+
+
+@dataclass(frozen=True)
+class ScanEnd:
+    """What a family's post-scan hook sees: the scan's facts, the state store, and which checks ran."""
+
+    facts: Facts
+    state: StateStore
+    host: HostId
+    started: str
+    ran: frozenset[str]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from hostguard.engine import suppress
 from hostguard.engine.context import Context, ProgressFn
 from hostguard.engine.facts import HOST_ID, STATE, Facts
 from hostguard.engine.registry import CheckSpec, Registry, default_registry
+from hostguard.engine.registry import ScanEnd as ScanEnd  # where hooks used to find it
 from hostguard.findings import Finding, HostId, Report, Skipped, SkipReason
 from hostguard.host.base import Host, Unavailable
 from hostguard.store.state import StateStore
@@ -34,17 +35,6 @@ class ScanOutcome:
     report: Report
     family_seconds: dict[str, float] = field(default_factory=dict)
     suppressed: int = 0
-
-
-@dataclass(frozen=True)
-class ScanEnd:
-    """What a family's post-scan hook sees: the scan's facts, the state store, and which checks ran."""
-
-    facts: Facts
-    state: StateStore
-    host: HostId
-    started: str
-    ran: frozenset[str]
 
 
 def now_iso() -> str:
