@@ -26,7 +26,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PLACEHOLDER = re.compile(r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]|NEWUID|NEWPORT|YOUR_\w+)\b|<[a-z][a-z _-]*>")
+# Words that stand for a value someone must fill in. Real config keywords (PASS_MAX_DAYS, UID_MIN) are
+# upper case with underscores too, so the list is of placeholder shapes, plus each remediation's own
+# param names (a param's name inside a step means the step was not filled in).
+PLACEHOLDER = re.compile(r"\b(?:TRUSTED_\w+|SSH_PORTS?|NEW_?UID|NEW_?PORT|NEW_?\w*PASSWORD|YOUR_\w+|CHANGE_?ME|"
+                         r"EXAMPLE_\w+|PLACEHOLDER\w*|X{3,})\b|<[a-z][a-z _-]*>")
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Remediation:
         for step in self.steps:
             for value in _step_texts(step):
                 found += [m.group(0) for m in PLACEHOLDER.finditer(value)]
+                found += [p.name for p in self.params if re.search(rf"\b{re.escape(p.name)}\b", value)]
         return found
 
     def to_dict(self) -> dict[str, Any]:

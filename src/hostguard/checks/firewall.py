@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hostguard.checks.ports import ALLOWED_PORTS, PortsConfig, exposed_service
 from hostguard.config import setting
 from hostguard.engine.context import Context
+from hostguard.engine.facts import Fact, config_input
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
+from hostguard.host.base import Host, ProcessInfo
 from hostguard.host.firewall import FIREWALL, REACH, FirewallFacts
+from hostguard.host.processes import PROCESSES
+from hostguard.host.sockets import LISTENERS, Listener
+from hostguard.host.sshd import SSHD, SshdFacts
 from hostguard.netfilter.evaluate import Query, reachability
-from hostguard.netfilter.model import Chain, Ruleset
+from hostguard.netfilter.fixes import KeepOpen, default_deny, drop_port
 from hostguard.netfilter.reach import OTHER, PortReach
+from hostguard.remediation import Remediation
 
 
 @dataclass(frozen=True)
@@ -31,33 +37,66 @@ def _evidence(pr: PortReach, facts: FirewallFacts) -> dict[str, object]:
     return pr.evidence(facts.sources, facts.notes)
 
 
-def _first_accepting_chain(pr: PortReach, ruleset: Ruleset) -> Chain | None:
-    for decider in pr.deciders():
-        label = decider.split(":", 1)[0]
-        for chain in ruleset.chains.values():
-            if chain.label == label and chain.hook in ("input", "forward"):
-                return chain
-    return next(iter(ruleset.base_chains("input")), None)
+@dataclass(frozen=True)
+class KeepFacts:
+    """What a firewall fix must keep open, and why it is unknown when it is."""
+
+    keep: KeepOpen | None
+    why_unknown: str = ""
 
 
-def restrict_rule(pr: PortReach, ruleset: Ruleset) -> str:
-    """The commands that limit the port to trusted sources, in the chain that lets it in."""
-    chain = _first_accepting_chain(pr, ruleset)
-    trusted = "TRUSTED_NET (e.g. 198.51.100.0/24)"
-    if chain is None:
-        return (f"No firewall is loaded. Create one: `nft add table inet filter`; `nft add chain inet filter input "
-                "'{ type filter hook input priority 0; policy accept; }'`; then `nft add rule inet filter input "
-                f"{pr.proto} dport {pr.port} ip saddr != {trusted} drop`, and save the ruleset to /etc/nftables.conf.")
-    if chain.source.startswith("iptables"):
-        tool = "iptables" if chain.family == "ip" else "ip6tables"
-        table = chain.table.split(":")[-1]
-        return (f"`{tool} -t {table} -I {chain.name} -p {pr.proto} --dport {pr.port} -j DROP` then "
-                f"`{tool} -t {table} -I {chain.name} -p {pr.proto} -s {trusted} --dport {pr.port} -j ACCEPT` "
-                "(inserted above, so trusted sources still get in); persist with netfilter-persistent or your front end.")
-    saddr = "ip6 saddr" if chain.family == "ip6" else "ip saddr"
-    return (f"`nft insert rule {chain.label} {pr.proto} dport {pr.port} {saddr} != {{ {trusted} }} drop` "
-            f"(chain {chain.label} is where it is let in; for IPv6 in an inet table add the same with ip6 saddr), "
-            "then add the rule to /etc/nftables.conf so it survives a reboot.")
+DHCP_CLIENTS = ("dhclient", "dhcpcd", "systemd-networkd", "NetworkManager", "udhcpc")
+
+
+def ssh_ports(sshd: SshdFacts) -> tuple[int, ...]:
+    """sshd's ports: its ``port`` values and the ports of its ``listenaddress`` values."""
+    view = sshd.global_view
+    ports = {int(p) for p in view.all("port") if p.isdigit()}
+    ports |= {int(a.rpartition(":")[2]) for a in view.all("listenaddress") if a.rpartition(":")[2].isdigit()}
+    return tuple(sorted(ports))
+
+
+def collect_keep_open(host: Host, sshd: SshdFacts | None, listeners: tuple[Listener, ...] | None,
+                      processes: tuple[ProcessInfo, ...] | None, ports: PortsConfig) -> KeepFacts:
+    """The SSH port(s) (always), the allowed ports that listen (all allowed ports when the listeners are not
+    known, as under --root), and DHCPv6 when a DHCP client runs (or when that cannot be known)."""
+    if sshd is None:
+        return KeepFacts(None, "sshd's configuration could not be read")
+    ssh = ssh_ports(sshd)
+    if not ssh:
+        return KeepFacts(None, "sshd's configuration names no port")
+    allowed = {int(p) for p in ports.allowed if isinstance(p, int) or p.isdigit()}
+    if "ssh" in ports.allowed:
+        allowed |= set(ssh)
+    if listeners is None:
+        tcp, udp = allowed, set()
+    else:
+        tcp = {x.port for x in listeners if x.proto == "tcp" and not x.loopback_only and x.port in allowed}
+        udp = {x.port for x in listeners if x.proto == "udp" and not x.loopback_only and x.port in allowed}
+    dhcp = processes is None or any(p.name in DHCP_CLIENTS for p in processes)
+    return KeepFacts(KeepOpen(ssh, tuple(sorted(tcp - set(ssh))), tuple(sorted(udp)), dhcp))
+
+
+KEEP_OPEN: Fact[KeepFacts] = Fact("firewall_keep_open", collect_keep_open,
+                                  inputs=(SSHD.best_effort, LISTENERS.best_effort, PROCESSES.best_effort,
+                                          config_input("ports")))
+
+
+def _open_deciders(pr: PortReach) -> dict[int, list[str]]:
+    """IP version -> the rules and policies that let anyone in, for each version the port is open on."""
+    out: dict[int, list[str]] = {}
+    for (version, iface), a in sorted(pr.answers.items()):
+        wide = a.state == "anyone" or (a.state == "sources" and a.reach.fraction() > 0.5)
+        if iface != "lo" and wide:
+            out.setdefault(version, [])
+            out[version] += [d for d in a.deciders if d not in out[version]]
+    return out
+
+
+def restrict_rule(pr: PortReach, facts: FirewallFacts, keep: KeepFacts) -> Remediation:
+    """Drop the port for everyone but loopback where it is let in, for every IP version it is open on."""
+    ssh = keep.keep.ssh if keep.keep else ()
+    return drop_port(facts.ruleset, pr.proto, pr.port, _open_deciders(pr), ssh, dict(facts.files))
 
 
 def _reach_finding_title(pr: PortReach, name: str) -> str:
@@ -79,7 +118,7 @@ def reachability_inventory(pr: PortReach, ctx: Context) -> Iterator[Finding]:
 
 
 @check(id="firewall.service_reachable", severity="high",
-       summary="Database, cache or FTP port reachable from any address", needs=(FIREWALL,), each=REACH,
+       summary="Database, cache or FTP port reachable from any address", needs=(FIREWALL, KEEP_OPEN), each=REACH,
        tags=("T1190",))
 def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """The checklist: databases and FTP only from chosen sources. A MySQL, PostgreSQL, Redis, MongoDB,
@@ -88,13 +127,15 @@ def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     svc = exposed_service(pr.process, pr.port, pr.proto, ctx.config[PortsConfig].extra_services)
     if svc is None or pr.worst() != "anyone":
         return
+    fix = restrict_rule(pr, facts, ctx.fact(KEEP_OPEN))
+    fix = replace(fix, manual=f"{fix.manual} Better still: {svc.fix}")
     yield ctx.finding(_reach_finding_title(pr, svc.name), pr.key(),
-                      evidence={**_evidence(pr, facts), "service": svc.name},
-                      remediation=restrict_rule(pr, facts.ruleset) + " Better still: " + svc.fix)
+                      evidence={**_evidence(pr, facts), "service": svc.name}, remediation=fix)
 
 
 @check(id="firewall.port_reachable", severity="medium",
-       summary="Port outside the allowed list reachable from any address", needs=(FIREWALL, ALLOWED_PORTS), each=REACH,
+       summary="Port outside the allowed list reachable from any address", needs=(FIREWALL, ALLOWED_PORTS, KEEP_OPEN),
+       each=REACH,
        tags=("T1190",))
 def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """Only the needed ports should be open to everyone (``ports.allowed``); any other port the firewall
@@ -105,17 +146,19 @@ def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
             pr.worst() != "anyone":
         return
     yield ctx.finding(_reach_finding_title(pr, pr.process or "port"), pr.key(),
-                      evidence=_evidence(pr, facts), remediation=restrict_rule(pr, facts.ruleset))
+                      evidence=_evidence(pr, facts), remediation=restrict_rule(pr, facts, ctx.fact(KEEP_OPEN)))
 
 
 @check(id="firewall.default_allow", severity="medium",
-       summary="Firewall lets anyone reach ports no rule names (no default deny)", needs=(FIREWALL,), tags=("T1190",))
+       summary="Firewall lets anyone reach ports no rule names (no default deny)", needs=(FIREWALL, KEEP_OPEN),
+       tags=("T1190",))
 def default_allow(ctx: Context) -> Iterator[Finding]:
     """Firewall everything but the needed ports: with no default deny, every service that starts listening
     later (a miner's proxy, a forgotten debug server) is reachable at once. Tested with a port no rule
     names, over IPv4 and IPv6; works on the live ruleset and on a tree's boot-time configuration."""
     facts = ctx.fact(FIREWALL)
     probe_port = ctx.config[FirewallConfig].probe_port
+    keep = ctx.fact(KEEP_OPEN)
     open_to: list[str] = []
     deciders: list[str] = []
     for version in (4, 6):
@@ -128,7 +171,5 @@ def default_allow(ctx: Context) -> Iterator[Finding]:
                           {"kind": "config", "config": "firewall", "path": ", ".join(facts.sources) or "(none)"},
                           evidence={"probe_port": probe_port, "decided_by": list(dict.fromkeys(deciders))[:4],
                                     "ruleset_sources": list(facts.sources), "notes": list(facts.notes)},
-                          remediation="Make the input chain drop by default and accept only what is needed, e.g. in "
-                                      "/etc/nftables.conf: `chain input { type filter hook input priority 0; policy "
-                                      "drop; ct state established,related accept; iif lo accept; tcp dport { SSH_PORT, "
-                                      "80, 443 } accept }` — allow your SSH port first, then `nft -f /etc/nftables.conf`.")
+                          remediation=default_deny(facts.ruleset, [int(v[3:]) for v in open_to], deciders,
+                                                   keep.keep, dict(facts.files), keep.why_unknown, facts.live))

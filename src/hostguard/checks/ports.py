@@ -6,13 +6,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from hostguard.config import build_section, setting
+from hostguard.config import DEFAULT_PATH, build_section, setting
 from hostguard.data import load_toml
 from hostguard.engine.context import Context
 from hostguard.engine.facts import Fact, config_input
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
 from hostguard.host.sockets import LISTENERS, Listener
+from hostguard.remediation import Remediation
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,15 @@ def not_allowed(x: Listener, ctx: Context) -> Iterator[Finding]:
             exposed_service(x.process, x.port, x.proto, ctx.config[PortsConfig].extra_services):
         return
     who = f"{x.process} (pid {x.pid})" if x.process else "an unknown process"
+    config = ctx.config.path or DEFAULT_PATH
+    fix = Remediation.by_hand(
+        f"Decide whether {x.proto.upper()} port {x.port} ({x.process or 'unknown process'}) should be open: if it "
+        f"must be reachable, add {x.port} to `allowed` under [ports] in {config}; otherwise stop the service or "
+        f"make it listen on 127.0.0.1 (or ::1) only.",
+        f"Only you know whether {x.process or 'this service'} is meant to be reachable, and hostguard does not "
+        "parse its own configuration yet, so it cannot name the line that sets its listen address.")
     yield ctx.finding(f"{x.proto.upper()} port {x.port} on {x.address} is open ({who}) and not in the allowed list",
-                      x.key(), evidence=x.describe(),
-                      remediation=f"If {x.process or 'it'} must be reachable, add {x.port} to [ports] allowed in "
-                                  "/etc/hostguard/hostguard.toml; otherwise stop it or bind it to 127.0.0.1.")
+                      x.key(), evidence=x.describe(), remediation=fix)
 
 
 @check(id="ports.exposed_service", severity="high",
@@ -119,4 +125,9 @@ def exposed_services(x: Listener, ctx: Context) -> Iterator[Finding]:
     if svc is None:
         return
     yield ctx.finding(f"{svc.name} listens on {x.address}:{x.port}/{x.proto} (not only loopback)",
-                      x.key(), evidence={**x.describe(), "service": svc.name}, remediation=svc.fix)
+                      x.key(), evidence={**x.describe(), "service": svc.name},
+                      remediation=Remediation.by_hand(
+                          f"Make {svc.name} listen on loopback (or a unix socket) only, not {x.address}: {svc.fix}",
+                          f"hostguard does not parse {svc.name}'s own configuration yet, so it cannot name the line "
+                          "that sets its listen address; if remote clients need it, keep it listening and allow "
+                          "only their network in the firewall (see firewall.service_reachable)."))

@@ -51,6 +51,7 @@ class FirewallFacts:
     live: bool
     notes: tuple[str, ...] = ()
     routes: tuple[tuple[str, str], ...] = ()  # (address, output interface) for DNAT targets
+    files: tuple[tuple[str, str], ...] = ()  # (path, text) of the boot-time files a fix edits (FIX_FILES)
 
 
 class RulesetSourceError(HostError):
@@ -423,6 +424,20 @@ def _collect(host: Host, sources: Sequence[RulesetSource]) -> Ruleset:
     return loaded
 
 
+FIX_FILES = ("/etc/nftables.conf", "/etc/iptables/rules.v4", "/etc/iptables/rules.v6")
+
+
+def _fix_files(host: Host) -> tuple[tuple[str, str], ...]:
+    """The text of the boot-time firewall files that exist, so a fix can name the exact line it edits."""
+    out = []
+    for path in FIX_FILES:
+        with contextlib.suppress(HostError):
+            text = host.read_optional(path)
+            if text is not None:
+                out.append((path, text))
+    return tuple(out)
+
+
 def collect_live(host: Host) -> FirewallFacts:
     """Read the running ruleset of this network namespace."""
     ruleset = _collect(host, LIVE_SOURCES)
@@ -431,7 +446,7 @@ def collect_live(host: Host) -> FirewallFacts:
     targets = {r.target.rpartition(":")[0].strip("[]") for c in ruleset.chains.values() for r in c.rules
                if r.verdict == "dnat" and r.target and not r.target.startswith(":")}
     routes = tuple((a, oif) for a in sorted(targets) if a and (oif := route_oif(host, a)))
-    return FirewallFacts(ruleset, ruleset.sources, True, ruleset.notes, routes)
+    return FirewallFacts(ruleset, ruleset.sources, True, ruleset.notes, routes, _fix_files(host))
 
 
 def collect_static(host: Host) -> FirewallFacts:
@@ -439,7 +454,7 @@ def collect_static(host: Host) -> FirewallFacts:
     ruleset = _collect(host, STATIC_SOURCES)
     if not ruleset.sources:
         ruleset = replace(ruleset, notes=(*ruleset.notes, "no firewall configuration is loaded at boot"))
-    return FirewallFacts(ruleset, ruleset.sources, False, ruleset.notes)
+    return FirewallFacts(ruleset, ruleset.sources, False, ruleset.notes, (), _fix_files(host))
 
 
 def collect_firewall(host: Host) -> FirewallFacts:
