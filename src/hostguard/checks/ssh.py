@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from hostguard.config import setting
@@ -12,7 +13,19 @@ from hostguard.data import load_toml
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
-from hostguard.host.sshd import SSHD, SSHD_FRESHNESS, SshdFacts, SshdView
+from hostguard.host.ssh_keys import USABLE_ADMIN_KEYS, AdminKeys
+from hostguard.host.sshd import (
+    SSHD,
+    SSHD_FILES,
+    SSHD_FRESHNESS,
+    ConnSpec,
+    ParsedConfig,
+    SshdFacts,
+    SshdView,
+    occurrences,
+    setting_line,
+)
+from hostguard.remediation import Command, Edit, Param, Remediation, Step, Write
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,114 @@ class SshConfig:
 
 FAMILY = Family("ssh", __doc__ or "", SshConfig)
 
-DROPIN = "/etc/ssh/sshd_config.d/50-hostguard.conf"
+DROPIN_DIR = "/etc/ssh/sshd_config.d"
+DEFAULT_CONFIG = "/etc/ssh/sshd_config"
+LOCKOUT = "no root-capable account has a key sshd would accept now: install one first with ssh-copy-id"
+
+
+# -- fixes -------------------------------------------------------------------------------------------
+#
+# sshd keeps the FIRST value it reads (and, for a connection, the first value of a Match block that
+# applies). So a fix edits the line in force today; only a built-in default gets a new line, in a drop-in
+# of its own when sshd_config's Include reads it before every other occurrence of the keyword, else at the
+# very top of sshd_config (before the Include and every Match block).
+
+@dataclass(frozen=True)
+class Want:
+    """A keyword that must read ``value`` for each of ``specs`` (None: the global settings)."""
+
+    keyword: str  # as sshd_config spells it
+    value: str
+    specs: tuple[ConnSpec | None, ...]
+
+
+def _with_value(raw: str, value: str) -> str:
+    """The same line (indentation and keyword spelling kept) with ``value``."""
+    m = re.match(r"(\s*)([A-Za-z0-9]+)", raw)
+    if m is None:  # cannot happen for a parsed setting line
+        return raw
+    return f"{m.group(1)}{m.group(2)} {value}"
+
+
+def dropin_path(keyword: str) -> str:
+    """The drop-in hostguard writes for one keyword (one per keyword, so fixes never overwrite each other)."""
+    return f"{DROPIN_DIR}/00-hostguard-{keyword.lower()}.conf"
+
+
+def dropin_read_first(parsed: ParsedConfig, config_file: str, keyword: str) -> bool:
+    """Whether sshd would read our drop-in before every line that sets ``keyword`` (so its value wins)."""
+    dropin = dropin_path(keyword)
+    include = next((i for i in parsed.includes
+                    if i.path == config_file and i.match is None and i.names(dropin)), None)
+    if include is None:
+        return False
+    directory, _, name = dropin.rpartition("/")
+    for index, line in occurrences(parsed, keyword):
+        if index < include.index:
+            return False
+        ldir, _, lname = line.path.rpartition("/")
+        if ldir == directory and lname < name and include.names(line.path):
+            return False
+    return True
+
+
+def reload_steps(config_file: str) -> tuple[Command, ...]:
+    """Check the files with sshd itself, then reload (existing sessions stay); Debian's unit is ssh.service."""
+    test = ("sshd", "-t") if config_file == DEFAULT_CONFIG else ("sshd", "-t", "-f", config_file)
+    return Command(test), Command(("systemctl", "reload", "ssh"))
+
+
+def fix_steps(parsed: ParsedConfig, config_file: str, wants: Iterable[Want]) -> tuple[Step, ...]:
+    """The file steps that make each wanted value the one in force, then ``sshd -t`` and the reload."""
+    edits: dict[tuple[str, int], Edit] = {}
+    defaults: list[Want] = []
+    for want in wants:
+        for spec in want.specs:
+            line = setting_line(parsed, want.keyword, spec)
+            if line is None:
+                if all(d.keyword != want.keyword for d in defaults):
+                    defaults.append(want)
+                continue
+            raw = parsed.raw(line)
+            edits[(line.path, line.number)] = Edit(line.path, line.number, raw, _with_value(raw, want.value))
+    writes: list[Step] = []
+    inserts: list[str] = []
+    for want in defaults:
+        if dropin_read_first(parsed, config_file, want.keyword):
+            writes.append(Write(dropin_path(want.keyword), f"{want.keyword} {want.value}\n", "0644", "root:root"))
+        else:
+            inserts.append(f"{want.keyword} {want.value}")
+    if inserts:
+        first = edits.get((config_file, 1))
+        lines = parsed.texts.get(config_file, ())
+        if first is not None:
+            edits[(config_file, 1)] = Edit(config_file, 1, first.old, "\n".join([*inserts, first.new]))
+        elif lines:
+            edits[(config_file, 1)] = Edit(config_file, 1, lines[0], "\n".join([*inserts, lines[0]]))
+        else:
+            writes.append(Write(config_file, "".join(f"{i}\n" for i in inserts), "0644", "root:root"))
+    ordered = [edits[k] for k in sorted(edits)]
+    return (*ordered, *writes, *reload_steps(config_file))
+
+
+def _summary(wants: Iterable[Want]) -> str:
+    return "Set " + " and ".join(f"`{w.keyword} {w.value}`" for w in wants) + " where sshd reads it first, check " \
+        "with `sshd -t` and reload sshd (existing sessions stay)"
+
+
+def _fix(facts: SshdFacts, parsed: ParsedConfig, *wants: Want) -> Remediation:
+    return Remediation(_summary(wants), fix_steps(parsed, facts.config_file, wants))
+
+
+def _guarded_fix(facts: SshdFacts, parsed: ParsedConfig, keys: AdminKeys, *wants: Want) -> Remediation:
+    """A fix that turns a password logon off: steps only when a root-capable account can log in with a key."""
+    if keys.usable:
+        return _fix(facts, parsed, *wants)
+    return Remediation.by_hand(_summary(wants), LOCKOUT)
+
+
+def _key_evidence(keys: AdminKeys) -> dict[str, object]:
+    return {"usable_admin_keys": [v.label() for v in keys.usable]}
 
 
 def _target(facts: SshdFacts, setting: str) -> dict[str, str]:
@@ -68,7 +188,7 @@ def password_paths(view: SshdView) -> list[str]:
 
 
 @check(id="ssh.default_port", severity="low", summary="sshd listens on the default port 22",
-       needs=(SSHD,), tags=("T1021.004",),
+       needs=(SSHD, SSHD_FILES), tags=("T1021.004",),
        references=("https://man.openbsd.org/sshd_config#Port",))
 def default_port(ctx: Context) -> Iterator[Finding]:
     """The checklist moves remote logon off port 22: it cuts the noise of internet-wide scanners (it does
@@ -78,76 +198,90 @@ def default_port(ctx: Context) -> Iterator[Finding]:
         return
     view = facts.global_view
     if "22" in view.all("port"):
+        parsed = ctx.fact(SSHD_FILES)
+        line = setting_line(parsed, "Port", None)
+        where = (f"change `{parsed.raw(line).strip()}` at {line.path} line {line.number} to `Port SSH_PORT`"
+                 if line is not None else
+                 f"add `Port SSH_PORT` as the first line of {facts.config_file} (22 is sshd's built-in default)")
         yield ctx.finding("sshd listens on port 22", _target(facts, "Port"),
                           evidence=_evidence(facts, view, ports=list(view.all("port"))),
-                          remediation=f"Allow the new port in the firewall first, then put `Port 22022` (any unused "
-                                      f"port) in {DROPIN}, `sshd -t && systemctl reload ssh`, and test a new session "
-                                      "before closing this one.")
+                          remediation=Remediation.by_hand(
+                              "Move sshd off port 22 to a port you choose",
+                              "only you know which port is free and open in your firewall and your cloud provider's "
+                              f"security group: allow SSH_PORT there first, then {where}, run `sshd -t` and "
+                              "`systemctl reload ssh` (with ssh.socket, `systemctl daemon-reload` and "
+                              "`systemctl restart ssh.socket`), and log in on the new port in a new session before "
+                              "closing this one",
+                              Param("SSH_PORT", "the port sshd should listen on instead of 22 (unused, allowed in the "
+                                    "firewall)", "22022")))
 
 
 @check(id="ssh.root_password_login", severity="high", summary="root can log in with a password",
-       needs=(SSHD,), tags=("T1110.001", "T1021.004"),
+       needs=(SSHD, SSHD_FILES, USABLE_ADMIN_KEYS), tags=("T1110.001", "T1021.004"),
        references=("https://man.openbsd.org/sshd_config#PermitRootLogin",))
 def root_password_login(ctx: Context) -> Iterator[Finding]:
     """PermitRootLogin yes with password or PAM keyboard-interactive auth lets the internet guess root's
     password; Match blocks are evaluated for root from an outside address."""
     facts: SshdFacts = ctx.fact(SSHD)
-    for view in facts.views:
-        if view.spec is None or view.spec.user != "root":
-            continue
-        paths = password_paths(view)
-        if view.get("permitrootlogin") == "yes" and paths:
-            yield ctx.finding("root can log in over SSH with a password", _target(facts, "PermitRootLogin"),
-                              evidence=_evidence(facts, view, permitrootlogin="yes", via=paths),
-                              remediation=f"Put `PermitRootLogin prohibit-password` in {DROPIN} (and in any Match "
-                                          "block that sets it), then `sshd -t && systemctl reload ssh`.")
-            return
+    bad = [view for view in facts.views if view.spec is not None and view.spec.user == "root"
+           and view.get("permitrootlogin") == "yes" and password_paths(view)]
+    if bad:
+        keys = ctx.fact(USABLE_ADMIN_KEYS)
+        want = Want("PermitRootLogin", "prohibit-password", tuple(v.spec for v in bad))
+        yield ctx.finding("root can log in over SSH with a password", _target(facts, "PermitRootLogin"),
+                          evidence=_evidence(facts, bad[0], permitrootlogin="yes", via=password_paths(bad[0]),
+                                             **_key_evidence(keys)),
+                          remediation=_guarded_fix(facts, ctx.fact(SSHD_FILES), keys, want))
 
 
 @check(id="ssh.password_auth", severity="medium",
-       summary="Password authentication enabled for root-capable accounts", needs=(SSHD,), tags=("T1110.001", "T1021.004"),
+       summary="Password authentication enabled for root-capable accounts",
+       needs=(SSHD, SSHD_FILES, USABLE_ADMIN_KEYS), tags=("T1110.001", "T1021.004"),
        references=("https://man.openbsd.org/sshd_config#PasswordAuthentication",))
 def password_auth(ctx: Context) -> Iterator[Finding]:
     """Passwords can be guessed; keys cannot. Keyboard-interactive through PAM asks for the same password
     even with ``PasswordAuthentication no``."""
     facts: SshdFacts = ctx.fact(SSHD)
-    reported: set[str] = set()
+    by_user: dict[str, list[SshdView]] = {}
     for view in facts.views:
-        if view.spec is None or view.spec.user in reported:
+        if view.spec is None:
             continue
         if view.spec.user == "root" and view.get("permitrootlogin") not in ("yes",):
             continue
-        paths = password_paths(view)
-        if paths:
-            reported.add(view.spec.user)
-            fix = []
-            if "password" in paths:
-                fix.append("`PasswordAuthentication no`")
-            if any("keyboard" in p for p in paths):
-                fix.append("`KbdInteractiveAuthentication no`")
-            yield ctx.finding(f"'{view.spec.user}' can log in over SSH with a password ({', '.join(paths)})",
-                              {**_target(facts, "PasswordAuthentication"), "user": view.spec.user},
-                              evidence=_evidence(facts, view, via=paths),
-                              remediation=f"Install your public key first, then put {' and '.join(fix)} in {DROPIN} "
-                                          "(and in Match blocks that override it); `sshd -t && systemctl reload ssh`.")
+        if password_paths(view):
+            by_user.setdefault(view.spec.user, []).append(view)
+    for user, views in by_user.items():
+        paths = password_paths(views[0])
+        keys = ctx.fact(USABLE_ADMIN_KEYS)
+        wants = []
+        password = tuple(v.spec for v in views if "password" in password_paths(v))
+        keyboard = tuple(v.spec for v in views if any("keyboard" in p for p in password_paths(v)))
+        if password:
+            wants.append(Want("PasswordAuthentication", "no", password))
+        if keyboard:
+            wants.append(Want("KbdInteractiveAuthentication", "no", keyboard))
+        yield ctx.finding(f"'{user}' can log in over SSH with a password ({', '.join(paths)})",
+                          {**_target(facts, "PasswordAuthentication"), "user": user},
+                          evidence=_evidence(facts, views[0], via=paths, **_key_evidence(keys)),
+                          remediation=_guarded_fix(facts, ctx.fact(SSHD_FILES), keys, *wants))
 
 
 @check(id="ssh.empty_passwords", severity="critical", summary="sshd permits empty passwords",
-       needs=(SSHD,), tags=("T1078.003", "T1021.004"),
+       needs=(SSHD, SSHD_FILES), tags=("T1078.003", "T1021.004"),
        references=("https://man.openbsd.org/sshd_config#PermitEmptyPasswords",))
 def empty_passwords(ctx: Context) -> Iterator[Finding]:
     """PermitEmptyPasswords yes lets accounts without a password log in remotely."""
     facts: SshdFacts = ctx.fact(SSHD)
-    for view in facts.views:
-        if view.get("permitemptypasswords") == "yes":
-            yield ctx.finding("sshd permits login with an empty password", _target(facts, "PermitEmptyPasswords"),
-                              evidence=_evidence(facts, view),
-                              remediation=f"Set `PermitEmptyPasswords no` in {DROPIN}; `systemctl reload ssh`.")
-            return
+    bad = [view for view in facts.views if view.get("permitemptypasswords") == "yes"]
+    if bad:
+        yield ctx.finding("sshd permits login with an empty password", _target(facts, "PermitEmptyPasswords"),
+                          evidence=_evidence(facts, bad[0]),
+                          remediation=_fix(facts, ctx.fact(SSHD_FILES),
+                                           Want("PermitEmptyPasswords", "no", tuple(v.spec for v in bad))))
 
 
 @check(id="ssh.weak_algorithms", severity="medium", summary="Weak SSH ciphers, MACs or key exchange",
-       needs=(SSHD,), tags=("T1557",),
+       needs=(SSHD, SSHD_FILES), tags=("T1557",),
        references=("https://man.openbsd.org/sshd_config#Ciphers",))
 def weak_algorithms(ctx: Context) -> Iterator[Finding]:
     """CBC ciphers, MD5/SHA1-96 MACs and SHA1 key exchange are broken or obsolete."""
@@ -159,12 +293,15 @@ def weak_algorithms(ctx: Context) -> Iterator[Finding]:
         bad = [a for a in enabled if any(fnmatch.fnmatchcase(a, p) for p in weak[key])]
         if bad:
             keep = ",".join(a for a in enabled if a not in bad)
+            remediation = (_fix(facts, ctx.fact(SSHD_FILES), Want(keyword, keep, (None,))) if keep else
+                           Remediation.by_hand(f"Choose {keyword} that are not weak",
+                                               f"every {keyword} enabled now is weak: hostguard cannot choose the "
+                                               "ones your clients support"))
             yield ctx.finding(f"sshd enables weak {keyword}: {', '.join(bad)}", _target(facts, keyword),
-                              evidence=_evidence(facts, view, weak=bad, enabled=enabled),
-                              remediation=f"Put `{keyword} {keep}` in {DROPIN}; `systemctl reload ssh`.")
+                              evidence=_evidence(facts, view, weak=bad, enabled=enabled), remediation=remediation)
 
 
-@check(id="ssh.max_auth_tries", severity="low", summary="High MaxAuthTries", needs=(SSHD,), tags=("T1110.001",),
+@check(id="ssh.max_auth_tries", severity="low", summary="High MaxAuthTries", needs=(SSHD, SSHD_FILES), tags=("T1110.001",),
        references=("https://man.openbsd.org/sshd_config#MaxAuthTries",))
 def max_auth_tries(ctx: Context) -> Iterator[Finding]:
     """Each connection may try this many passwords; a low number slows guessing."""
@@ -175,7 +312,7 @@ def max_auth_tries(ctx: Context) -> Iterator[Finding]:
     if value.isdigit() and int(value) > limit:
         yield ctx.finding(f"MaxAuthTries is {value} (at most {limit})", _target(facts, "MaxAuthTries"),
                           evidence=_evidence(facts, view, maxauthtries=int(value)),
-                          remediation=f"Set `MaxAuthTries {limit}` in {DROPIN}; `systemctl reload ssh`.")
+                          remediation=_fix(facts, ctx.fact(SSHD_FILES), Want("MaxAuthTries", str(limit), (None,))))
 
 
 @check(id="ssh.config_not_reloaded", severity="low",
@@ -188,4 +325,5 @@ def config_not_reloaded(ctx: Context) -> Iterator[Finding]:
     yield ctx.finding("sshd runs with an older configuration than its files",
                       {"kind": "process", "process": "sshd"},
                       evidence={"pid": fresh.pid, "files": [f for f, _ in fresh.newer_files]},
-                      remediation="`sshd -t && systemctl reload ssh` (keeps existing sessions).")
+                      remediation=Remediation("Check the files with `sshd -t`, then reload sshd (existing sessions "
+                                              "stay)", reload_steps(ctx.config[SshConfig].config_file)))

@@ -97,13 +97,43 @@ class _Line:
     match: tuple[tuple[str, ...], ...] | None  # criteria of the enclosing Match, None when global
 
 
+@dataclass(frozen=True)
+class IncludeLine:
+    """An ``Include`` line: where it stands, what it names (absolute patterns) and where its files start."""
+
+    path: str
+    number: int
+    patterns: tuple[str, ...]
+    match: tuple[tuple[str, ...], ...] | None
+    index: int  # how many config lines were read before it (its position in ``ParsedConfig.lines``)
+
+    def names(self, path: str) -> bool:
+        """Whether ``path`` would be read through this Include (sshd uses glob(3): ``*`` stops at ``/``)."""
+        directory, _, name = path.rpartition("/")
+        for pattern in self.patterns:
+            pdir, _, pname = pattern.rpartition("/")
+            if pdir == directory and fnmatch.fnmatchcase(name, pname) and not name.startswith("."):
+                return True
+        return False
+
+
 @dataclass
 class ParsedConfig:
-    """Every effective line in file order, with the Match block it belongs to."""
+    """Every effective line in file order, with the Match block it belongs to.
+
+    ``texts`` keeps each file's lines as read (a fix edits a line and must quote it exactly) and
+    ``includes`` every Include line, so a fix can tell where a new drop-in would be read.
+    """
 
     lines: list[_Line] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    includes: list[IncludeLine] = field(default_factory=list)
+
+    def raw(self, line: _Line) -> str:
+        """The exact text of a parsed line."""
+        return self.texts[line.path][line.number - 1]
 
 
 def _split(line: str) -> list[str]:
@@ -132,6 +162,7 @@ def parse_files(host: Host, path: str, *, _depth: int = 0, _match: tuple[tuple[s
         return out
     text = host.read_text(path)
     out.files.append(path)
+    out.texts.setdefault(path, tuple(text.splitlines()))
     match = _match
     for number, raw in enumerate(text.splitlines(), 1):
         words = _split(raw.strip())
@@ -144,8 +175,9 @@ def parse_files(host: Host, path: str, *, _depth: int = 0, _match: tuple[tuple[s
             match = (*(_match or ()), crit) if crit else _match
             continue
         if keyword == "include":
-            for pattern in args:
-                full = pattern if pattern.startswith("/") else f"/etc/ssh/{pattern}"
+            fulls = tuple(p if p.startswith("/") else f"/etc/ssh/{p}" for p in args)
+            out.includes.append(IncludeLine(path, number, fulls, match, len(out.lines)))
+            for full in fulls:
                 for inc in _glob(host, full):
                     try:
                         parse_files(host, inc, _depth=_depth + 1, _match=match, _out=out)
@@ -193,6 +225,11 @@ def _addr_match(addr: str, patterns: str) -> bool:
                 return False
             positive = True
     return positive
+
+
+def addr_match(addr: str, patterns: str) -> bool:
+    """sshd's address pattern list (CIDR, wildcards, ``!`` negates and wins), as ``from=`` and Match use it."""
+    return _addr_match(addr, patterns)
 
 
 def match_applies(criteria: tuple[str, ...], spec: ConnSpec | None) -> bool:
@@ -265,7 +302,7 @@ def evaluate(parsed: ParsedConfig, spec: ConnSpec | None) -> SshdView:
         if key in multi:
             target.setdefault(key, []).extend(line.args)
         elif key not in target:
-            value = " ".join(line.args) if key == "authorizedkeysfile" else line.args[0]
+            value = " ".join(line.args) if key in ("authorizedkeysfile", "authenticationmethods") else line.args[0]
             target[key] = [value]
     settings: dict[str, tuple[str, ...]] = {}
     for key, values in data["defaults"].items():
@@ -283,6 +320,36 @@ def evaluate(parsed: ParsedConfig, spec: ConnSpec | None) -> SshdView:
     if "port" in glob_vals and "listenaddress" not in glob_vals:
         settings["listenaddress"] = tuple(f"{a}:{p}" for p in settings["port"] for a in ("[::]", "0.0.0.0"))
     return SshdView(spec, settings)
+
+
+def canonical_keyword(keyword: str) -> str:
+    """The name ``sshd -T`` prints for a keyword as written (lowercase, old spellings mapped)."""
+    aliases: dict[str, str] = load_toml("ssh/sshd-defaults.toml")["aliases"]
+    return aliases.get(keyword.lower(), keyword.lower())
+
+
+def occurrences(parsed: ParsedConfig, keyword: str) -> list[tuple[int, _Line]]:
+    """Every line that sets ``keyword`` (any spelling, in or out of Match blocks), with its read position."""
+    key = canonical_keyword(keyword)
+    return [(i, line) for i, line in enumerate(parsed.lines)
+            if line.args and canonical_keyword(line.keyword) == key]
+
+
+def setting_line(parsed: ParsedConfig, keyword: str, spec: ConnSpec | None) -> _Line | None:
+    """The line whose value is in force for ``spec`` (global when None), None for sshd's built-in default.
+
+    Mirrors :func:`evaluate`: for a connection the first line of a Match block that applies wins, then the
+    first global line.
+    """
+    found = occurrences(parsed, keyword)
+    if spec is not None:
+        for _, line in found:
+            if line.match is not None and all(match_applies(c, spec) for c in line.match):
+                return line
+    for _, line in found:
+        if line.match is None:
+            return line
+    return None
 
 
 # -- sshd -T -----------------------------------------------------------------------------------------
