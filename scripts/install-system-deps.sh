@@ -8,7 +8,7 @@ if [ "$mode" = test ]; then
   # Real services and tools the tests drive: sshd -T, nft in namespaces, iptables-nft/legacy, ip netns,
   # ufw-init, visudo (sudo) and chpasswd/util-linux unshare for validating fixes.
   # (Installing ufw does not enable it: ENABLED=no until `ufw enable`.)
-  pkgs+=(openssh-server nftables iptables iproute2 ufw sudo passwd util-linux)
+  pkgs+=(openssh-server nftables iptables iproute2 ufw sudo passwd util-linux libpwquality-tools libpam-pwquality cracklib-runtime)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -56,8 +56,28 @@ def test_steps_hold_no_placeholders_and_commands_are_argv(tmp_path: Path, check_
     found, _ = run_one(check_id, RootHost(str(tree)))
     for finding in found:
         rem = finding.remediation
+        assert rem.steps or rem.manual, f"{finding.id}: a fix is steps, or manual with the reason"
+        assert rem.summary, f"{finding.id}: a fix needs a summary"
         assert rem.placeholders() == [], f"{finding.id}: a value only the owner knows belongs in params"
         for step in rem.steps:
             if isinstance(step, Command):
                 assert step.argv and all(isinstance(a, str) and a for a in step.argv)
                 assert not any(a in ("&&", "||", ";", "|") for a in step.argv), "one command per step, no shell"
+
+
+def test_every_finding_on_this_live_host_is_fixable_data(tmp_path: Path) -> None:
+    """The live-only checks (ports, firewall) too: whatever this machine shows, each fix is data."""
+    from hostguard.engine.runner import run_scan
+    from hostguard.host.base import LiveHost
+    from hostguard.store.state import StateStore
+    from tests.conftest import make_config
+
+    state = StateStore(str(tmp_path / "state"))
+    try:
+        outcome = run_scan(LiveHost(), make_config(), state,
+                           only=[f for f in default_registry().families if f != "weak_passwords"])
+    finally:
+        state.close()
+    for finding in outcome.report.findings:
+        rem = finding.remediation
+        assert (rem.steps or rem.manual) and rem.summary and rem.placeholders() == [], finding.id

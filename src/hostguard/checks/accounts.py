@@ -3,6 +3,7 @@ service accounts that can log in, passwordless sudo, planted SSH keys, accounts 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,12 +11,12 @@ from dataclasses import dataclass
 from hostguard.config import setting
 from hostguard.engine.context import Context
 from hostguard.engine.facts import HOST_ID, STATE, Fact
-from hostguard.engine.registry import Family, check
-from hostguard.engine.runner import ScanEnd
+from hostguard.engine.registry import Family, ScanEnd, check
 from hostguard.findings import Finding, HostId
-from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
+from hostguard.host.accounts import ACCOUNTS, SHADOW, SHADOW_IF_READABLE, Accounts, Malformed, Shadow, ShadowEntry, User
 from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES
-from hostguard.host.sudoers import SUDOERS
+from hostguard.host.sudoers import SUDOERS, SudoRule
+from hostguard.remediation import Command, DeleteLine, Edit, Param, Remediation
 from hostguard.store.state import StateStore
 
 
@@ -55,6 +56,25 @@ def _user(name: str) -> dict[str, str]:
     return {"kind": "user", "user": name}
 
 
+NOLOGIN = "/usr/sbin/nologin"
+LOCKED_HASHES = ("*", "!", "!!", "!*")
+
+
+def _cmd(*argv: str, undo: tuple[str, ...] | None = None) -> Command:
+    """A shadow-utils command: it also works on a tree (``usermod -R DIR``, ``passwd -R DIR``), so not live-only."""
+    return Command(tuple(argv), live_only=False, undo=undo, reversible=undo is not None)
+
+
+def _lock(name: str) -> Command:
+    """Lock the password (``!`` before the hash): reversible with ``usermod -U``."""
+    return _cmd("usermod", "-L", name, undo=("usermod", "-U", name))
+
+
+def _password_locked(hash_: str | None) -> bool:
+    """True when the account has no password sudo could ask for (locked, disabled, empty or no shadow line)."""
+    return hash_ is None or hash_ in ("", *LOCKED_HASHES) or hash_.startswith(("!", "*"))
+
+
 @check(id="accounts.extra_uid0", severity="critical", summary="Account other than root has UID 0",
        needs=(ACCOUNTS,), tags=("T1136.001", "T1078.003"))
 def extra_uid0(ctx: Context) -> Iterator[Finding]:
@@ -64,8 +84,19 @@ def extra_uid0(ctx: Context) -> Iterator[Finding]:
         if u.uid == 0 and u.name != "root":
             yield ctx.finding(f"account '{u.name}' has UID 0 (full root rights)", _user(u.name),
                               evidence={"path": "/etc/passwd", "line": u.line, "uid": 0, "shell": u.shell},
-                              remediation=f"If '{u.name}' is not yours: `usermod -L {u.name}` and investigate; "
-                                          f"otherwise give it its own UID (`usermod -u NEWUID {u.name}`).")
+                              remediation=_uid0_fix(u))
+
+
+def _uid0_fix(u: User) -> Remediation:
+    """Contain now (lock the password and expire the account, which also stops key logins), decide after."""
+    return Remediation(
+        f"Disable '{u.name}' now: lock its password and expire it (key logins stop too); both are undone with "
+        f"`usermod -U -e -1 {u.name}`.",
+        (_cmd("usermod", "-L", "-e", "1", u.name, undo=("usermod", "-U", "-e", "-1", u.name)),),
+        manual=f"Then decide: if '{u.name}' is not yours, investigate the break-in and remove it (`userdel {u.name}`;"
+               f" its home {u.home} may be root's own, so never with -r). If it is yours, give it a UID of its own "
+               "with `vipw` (not `usermod -u`: it would re-own the files in its home, root's files when they share "
+               "one).")
 
 
 @check(id="accounts.empty_password", severity="critical",
@@ -78,12 +109,17 @@ def empty_password(ctx: Context) -> Iterator[Finding]:
         if e.hash == "":
             yield ctx.finding(f"account '{e.name}' has no password: anyone can log in as it", _user(e.name),
                               evidence={"path": "/etc/shadow", "line": e.line},
-                              remediation=f"`passwd -l {e.name}` to lock it, or `passwd {e.name}` to set one.")
+                              remediation=Remediation(
+                                  f"Lock '{e.name}' (an empty password cannot be unlocked back: set one with "
+                                  f"`passwd {e.name}` if the account needs password logins).",
+                                  (_cmd("usermod", "-L", e.name),)))
     for u in accounts.users:
         if u.password == "":
             yield ctx.finding(f"account '{u.name}' has an empty password field in /etc/passwd", _user(u.name),
                               evidence={"path": "/etc/passwd", "line": u.line},
-                              remediation=f"`pwconv` to move hashes to /etc/shadow, then `passwd -l {u.name}`.")
+                              remediation=Remediation(
+                                  f"Move the password field to /etc/shadow (`pwconv`), then lock '{u.name}'.",
+                                  (_cmd("pwconv"), _cmd("usermod", "-L", u.name))))
 
 
 @check(id="accounts.shadow_only", severity="high",
@@ -97,7 +133,10 @@ def shadow_only(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding(f"'{e.name}' has a password hash in /etc/shadow but no /etc/passwd entry",
                               _user(e.name), evidence={"path": "/etc/shadow", "line": e.line,
                                                        "has_hash": e.hash not in ("", "*", "!", "!!", "!*")},
-                              remediation="Run `pwck` and remove the stray line with `vipw -s` once investigated.")
+                              remediation=Remediation(
+                                  f"Remove the stray /etc/shadow line of '{e.name}' (no account uses it: logins "
+                                  "need a passwd entry); keep a copy of the line as evidence first.",
+                                  (DeleteLine("/etc/shadow", e.line, e.raw),)))
 
 
 @check(id="accounts.passwd_only", severity="medium",
@@ -110,7 +149,10 @@ def passwd_only(ctx: Context) -> Iterator[Finding]:
         if u.name not in shadow:
             yield ctx.finding(f"'{u.name}' is in /etc/passwd but not in /etc/shadow", _user(u.name),
                               evidence={"path": "/etc/passwd", "line": u.line, "password_field": u.password},
-                              remediation="Run `pwck` and `pwconv`; find out who added the account.")
+                              remediation=Remediation(
+                                  f"Create the missing shadow entry with `pwconv`, lock '{u.name}' until you know "
+                                  "who added it (`usermod -U` undoes the lock).",
+                                  (_cmd("pwconv"), _lock(u.name))))
 
 
 @check(id="accounts.duplicate", severity="high", summary="Duplicate account name or UID",
@@ -128,13 +170,35 @@ def duplicate(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding(f"account name '{name}' appears {len(lines)} times in /etc/passwd",
                               {"kind": "user", "user": name, "problem": "name"},
                               evidence={"path": "/etc/passwd", "lines": lines},
-                              remediation="Remove or rename the extra lines with `vipw`.")
+                              remediation=Remediation.by_hand(
+                                  f"Keep one '{name}' line in /etc/passwd (`vipw`) and remove or rename the others "
+                                  f"(lines {', '.join(map(str, lines))}).",
+                                  "Which line is the real account is only known to you: logins use the first, "
+                                  "lookups by UID may find another."))
+    taken: set[int] = set()
     for uid, names in by_uid.items():
         if len(names) > 1 and uid != 0:
             yield ctx.finding(f"UID {uid} is shared by {', '.join(names)}",
                               {"kind": "user", "user": ",".join(sorted(names)), "problem": "uid", "uid": uid},
                               evidence={"uid": uid, "accounts": names},
-                              remediation="Give each account its own UID (`usermod -u NEWUID NAME`).")
+                              remediation=_renumber(accounts, names, uid, taken))
+
+
+def _renumber(accounts: Accounts, names: list[str], uid: int, taken: set[int]) -> Remediation:
+    """Keep the UID for the first account and give each other one the lowest free UID from UID_MIN."""
+    steps = []
+    for name in names[1:]:
+        free = accounts.free_uid(frozenset(taken))
+        if free is None:
+            return Remediation.by_hand(
+                f"Give each of {', '.join(names)} its own UID (`usermod -u`).",
+                f"No UID from UID_MIN {accounts.uid_min} to UID_MAX {accounts.uid_max} is free.",
+                Param("uid", "an unused UID for the account", str(accounts.uid_min)))
+        taken.add(free)
+        steps.append(_cmd("usermod", "-u", str(free), name, undo=("usermod", "-o", "-u", str(uid), name)))
+    return Remediation(f"'{names[0]}' keeps UID {uid}; the others get the lowest free UIDs (usermod also re-owns "
+                       "the files in their home directories; files elsewhere keep the old UID: find them with "
+                       f"`find / -xdev -uid {uid}`).", tuple(steps))
 
 
 @check(id="accounts.service_shell", severity="medium",
@@ -155,17 +219,23 @@ def service_shell(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding(f"service account '{u.name}' (UID {u.uid}) has shell {u.shell} and a password",
                               _user(u.name), evidence={"uid": u.uid, "shell": u.shell, "path": "/etc/passwd",
                                                        "line": u.line},
-                              remediation=f"`usermod -s /usr/sbin/nologin {u.name}` and `passwd -l {u.name}`.")
+                              remediation=Remediation(
+                                  f"Give '{u.name}' no login shell and lock its password.",
+                                  (_cmd("usermod", "-s", NOLOGIN, u.name, undo=("usermod", "-s", u.shell, u.name)),
+                                   _lock(u.name))))
 
 
 @check(id="accounts.sudo_nopasswd", severity="high",
-       summary="Passwordless root through sudo for a non-admin account", needs=(ACCOUNTS, SUDOERS), tags=("T1548.003",),
+       summary="Passwordless root through sudo for a non-admin account", needs=(ACCOUNTS, SUDOERS, SHADOW_IF_READABLE),
+       tags=("T1548.003",),
        references=("https://www.sudo.ws/docs/man/sudoers.man/",))
 def sudo_nopasswd(ctx: Context) -> Iterator[Finding]:
     """NOPASSWD: ALL as root turns any compromise of that account into root without a password."""
     accounts: Accounts = ctx.fact(ACCOUNTS)
     admin = set(ctx.config[AccountsConfig].admin_groups)
     users = accounts.by_name()
+    readable = ctx.fact(SHADOW_IF_READABLE)
+    shadow = readable.by_name() if readable is not None else None
     for rule in ctx.fact(SUDOERS):
         if not rule.nopasswd or "ALL" not in rule.commands or not ({"root", "ALL"} & set(rule.runas)):
             continue
@@ -179,8 +249,46 @@ def sudo_nopasswd(ctx: Context) -> Iterator[Finding]:
                     continue
             yield ctx.finding(f"'{who}' may run anything as root without a password", _user(who),
                               evidence={"path": rule.path, "line": rule.line, "rule": rule.text},
-                              remediation=f"Remove NOPASSWD from {rule.path} line {rule.line} (edit with "
-                                          f"`visudo -f {rule.path}`), or limit it to the commands needed.")
+                              remediation=_nopasswd_fix(rule, who, accounts, shadow))
+
+
+def _members(who: str, accounts: Accounts) -> list[str]:
+    """Account names a sudoers user entry stands for (a %group: its members and primary-group users)."""
+    if who.startswith("%"):
+        gids = {g.gid for g in accounts.groups if g.name == who[1:]}
+        members = {m for g in accounts.groups if g.name == who[1:] for m in g.members}
+        return sorted(members | {u.name for u in accounts.users if u.gid in gids})
+    return [who]
+
+
+def _nopasswd_fix(rule: SudoRule, who: str, accounts: Accounts,
+                  shadow: dict[str, ShadowEntry] | None) -> Remediation:
+    """Drop NOPASSWD from the rule's line, unless someone it covers has no password sudo could ask for."""
+    if shadow is None:
+        return Remediation.by_hand(
+            f"Remove NOPASSWD from {rule.path} line {rule.line} (`visudo -f {rule.path}`) once everyone it covers "
+            "has a password.", "/etc/shadow is readable by root only: whether the accounts it covers have a "
+            "password (without one, removing NOPASSWD loses root) is not known; scan as root for the exact edit.")
+    covered = sorted({name for w in rule.who if not w.startswith(("+", "ALL")) for name in _members(w, accounts)})
+    stuck = [n for n in covered if _password_locked(shadow[n].hash if n in shadow else None)]
+    if stuck or any(w == "ALL" or w.startswith("+") for w in rule.who):
+        return Remediation.by_hand(
+            f"Remove NOPASSWD from {rule.path} line {rule.line} once everyone it covers has a password.",
+            (f"{', '.join(stuck)} {'has' if len(stuck) == 1 else 'have'} no usable password (locked or empty): "
+             "without NOPASSWD sudo would ask for one that does not exist, and root would be lost. Set one first "
+             f"(`passwd {stuck[0]}`), then remove NOPASSWD (`visudo -f {rule.path}`), or limit the rule to the "
+             "commands needed.") if stuck else
+            "The rule covers ALL users or a netgroup: who would lose root is not known from this host's files.")
+    steps = []
+    for offset, raw in enumerate(rule.raw):
+        if "NOPASSWD" in raw:
+            steps.append(Edit(rule.path, rule.line + offset, raw, re.sub(r"\bNOPASSWD\s*:\s*", "", raw)))
+    if not steps:
+        return Remediation.by_hand(f"Remove NOPASSWD from {rule.path} line {rule.line} (`visudo -f {rule.path}`).",
+                                   "NOPASSWD comes from an alias or Defaults: the line to change is not this one.")
+    others = [n for n in covered if n != who]
+    return Remediation(f"Make sudo ask for the password on {rule.path} line {rule.line}"
+                       + (f" (this also applies to {', '.join(others)})" if others else "") + ".", tuple(steps))
 
 
 @check(id="accounts.ssh_key_unusual", severity="medium",
@@ -210,8 +318,11 @@ def ssh_key_unusual(ctx: Context) -> Iterator[Finding]:
                                     "key_tail": k.fingerprint_source, "options": list(k.options),
                                     "comment": k.comment, "authorized_keys_file": list(keys.patterns)},
                           severity=severity,
-                          remediation=f"Check that you know this key; if not, remove line {k.line} of {k.path}. "
-                                      "Give known keys a comment naming their owner.")
+                          remediation=Remediation.by_hand(
+                              f"If you do not know this key, delete line {k.line} of {k.path}; give keys you know "
+                              "a comment naming their owner.",
+                              "Only you know whether this key is yours: deleting it unasked could lock you out, "
+                              "keeping a planted one leaves the door open."))
 
 
 @check(id="accounts.new_since_last_scan", severity="medium",
@@ -225,8 +336,11 @@ def new_since_last_scan(ctx: Context) -> Iterator[Finding]:
         if u.name not in known:
             yield ctx.finding(f"account '{u.name}' (UID {u.uid}) is new since the previous scan", _user(u.name),
                               evidence={"uid": u.uid, "shell": u.shell, "home": u.home, "line": u.line},
-                              remediation=f"Confirm who created '{u.name}' (`journalctl -g useradd`, "
-                                          "/var/log/auth.log); lock it with `usermod -L` if unknown.")
+                              remediation=Remediation.by_hand(
+                                  f"Confirm who created '{u.name}' (`journalctl -g useradd`, /var/log/auth.log); if "
+                                  f"nobody did, disable it: `usermod -L -e 1 {u.name}`.",
+                                  "Only you know whether a new account was expected: locking a colleague's new "
+                                  "account unasked is as wrong as leaving an intruder's open."))
 
 
 @check(id="accounts.malformed_line", severity="medium",
@@ -238,5 +352,11 @@ def malformed_line(ctx: Context) -> Iterator[Finding]:
         yield ctx.finding(f"{bad.path} line {bad.line} is malformed ({bad.reason})",
                           {"kind": "path", "path": bad.path, "line": bad.line},
                           evidence={"path": bad.path, "line": bad.line, "reason": bad.reason},
-                          remediation=f"Inspect line {bad.line} of {bad.path} (`vipw`/`vigr`, `pwck -r`, `grpck -r`) "
-                                      "and repair or remove it.")
+                          remediation=_malformed_fix(bad))
+
+
+def _malformed_fix(bad: Malformed) -> Remediation:
+    """Delete the line: the account tools and getent already ignore it, so nothing that works changes."""
+    return Remediation(f"Delete line {bad.line} of {bad.path} (keep it as evidence first): getent and the login "
+                       "tools already ignore it; if it was meant to be an account, add it again with useradd.",
+                       (DeleteLine(bad.path, bad.line, bad.raw),))

@@ -31,6 +31,10 @@ class FirewallConfig:
 
 
 FAMILY = Family("firewall", __doc__ or "", FirewallConfig)
+_INVENTORY = Remediation.by_hand("Nothing to do if this is who should reach the port.",
+                                 "An inventory entry: only you know who should reach this port. If it is too many, "
+                                 "the port's own finding (firewall.port_reachable, firewall.service_reachable) "
+                                 "carries the fix.")
 
 
 def _evidence(pr: PortReach, facts: FirewallFacts) -> dict[str, object]:
@@ -114,7 +118,7 @@ def reachability_inventory(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     version and input interface. Every base chain on the path counts: a drop in any of them wins."""
     what = pr.process or (f"published to {pr.dnat}" if pr.dnat else "unknown process")
     yield ctx.finding(f"{pr.port}/{pr.proto} on {pr.address} ({what}): {pr.summary()}", pr.key(),
-                      evidence=_evidence(pr, ctx.fact(FIREWALL)), remediation="Nothing to do if this is what you intend.")
+                      evidence=_evidence(pr, ctx.fact(FIREWALL)), remediation=_INVENTORY)
 
 
 @check(id="firewall.service_reachable", severity="high",

@@ -18,6 +18,7 @@ from hostguard.host.identity import HOSTNAME
 from hostguard.passwords.cracker import Target, crack
 from hostguard.passwords.guesses import plan
 from hostguard.passwords.verifiers import VerifierUnavailable, crypt_verifier
+from hostguard.remediation import Param, Remediation
 
 LOCKED = ("", "*", "!", "!!", "x")
 MAX_WORDLIST = 64 * 1024 * 1024
@@ -109,8 +110,15 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
                 severity="critical" if privileged else "high",
                 evidence={"scheme": verifier.scheme(t.hashed), "matched": t.found.source,
                           "length": len(t.found.text), "tried": f"tried {t.tried} of {t.planned}"},
-                remediation=f"`passwd {t.account}` now (12+ characters, not a dictionary word or a name); "
-                            f"if the account needs no password login, `passwd -l {t.account}`.")
+                remediation=Remediation.by_hand(
+                    f"Give '{t.account}' a new password now: `passwd {t.account}` (12+ characters, not a dictionary "
+                    f"word or a name); if nobody logs in to it with a password, lock it instead: `passwd -l "
+                    f"{t.account}`.",
+                    "Only you can choose the new password, and only you know whether the account needs password "
+                    "logins: locking it unasked could take away a user's sudo (which asks for that password) or "
+                    "the only way in to the console.",
+                    Param("password", f"the new password of '{t.account}', typed at passwd's prompt (never on "
+                                      "the command line)", "four or more random words, 20+ characters")))
         elif t.budget_ran_out:
             ctx.skip(SkipReason.BUDGET, f"account '{t.account}': tried {t.tried} of {t.planned} guesses, "
                                         "none matched (raise weak_passwords.budget_seconds to try more)")

@@ -19,8 +19,7 @@ from hostguard.config import Config
 from hostguard.engine import suppress
 from hostguard.engine.context import Context, ProgressFn
 from hostguard.engine.facts import HOST_ID, STATE, Facts
-from hostguard.engine.registry import CheckSpec, Registry, default_registry
-from hostguard.engine.registry import ScanEnd as ScanEnd  # where hooks used to find it
+from hostguard.engine.registry import CheckSpec, Registry, ScanEnd, default_registry
 from hostguard.findings import Finding, HostId, Report, Skipped, SkipReason
 from hostguard.host.base import Host, Unavailable
 from hostguard.store.state import StateStore

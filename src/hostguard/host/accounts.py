@@ -7,7 +7,7 @@ exactly until findings.py writes it out.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hostguard.engine.facts import Fact
 from hostguard.findings import SkipReason
@@ -27,6 +27,7 @@ class User:
     home: str
     shell: str
     line: int
+    raw: str = field(default="", compare=False)  # the line as written (what a fix edits)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class ShadowEntry:
     max_days: int | None
     warn_days: int | None
     line: int
+    raw: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Malformed:
     path: str
     line: int
     reason: str
+    raw: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ class Accounts:
     groups: tuple[Group, ...]
     uid_min: int
     malformed: tuple[Malformed, ...]
+    uid_max: int = 60000
+
+    def free_uid(self, taken: frozenset[int] = frozenset()) -> int | None:
+        """The lowest UID from UID_MIN to UID_MAX that no passwd entry (nor ``taken``) uses."""
+        used = {u.uid for u in self.users} | taken
+        return next((uid for uid in range(self.uid_min, self.uid_max + 1) if uid not in used), None)
 
     def by_name(self) -> dict[str, User]:
         """First passwd entry per name."""
@@ -102,24 +111,25 @@ def _int_or_none(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, colon-separated fields) of a passwd-style file; blanks, comments and NIS +/- skipped."""
+def _records(text: str) -> Iterator[tuple[int, list[str], str]]:
+    """(line number, colon-separated fields, the line) of a passwd-style file; blanks, comments and NIS +/-
+    skipped."""
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.startswith("#") and line[0] not in "+-":
-            yield number, line.split(":")
+            yield number, line.split(":"), line
 
 
 def parse_passwd(text: str, path: str = "/etc/passwd") -> tuple[list[User], list[Malformed]]:
     """Users and malformed lines of a passwd file."""
     users: list[User] = []
     bad: list[Malformed] = []
-    for number, f in _records(text):
+    for number, f, raw in _records(text):
         if len(f) != 7:
-            bad.append(Malformed(path, number, f"{len(f)} fields instead of 7"))
+            bad.append(Malformed(path, number, f"{len(f)} fields instead of 7", raw))
         elif not (f[2].isdigit() and f[3].isdigit()) or not f[0]:
-            bad.append(Malformed(path, number, "empty name or non-numeric UID/GID"))
+            bad.append(Malformed(path, number, "empty name or non-numeric UID/GID", raw))
         else:
-            users.append(User(f[0], f[1], int(f[2]), int(f[3]), f[4], f[5], f[6], number))
+            users.append(User(f[0], f[1], int(f[2]), int(f[3]), f[4], f[5], f[6], number, raw))
     return users, bad
 
 
@@ -127,13 +137,13 @@ def parse_shadow(text: str, path: str = "/etc/shadow") -> tuple[list[ShadowEntry
     """Entries and malformed lines of a shadow file."""
     entries: list[ShadowEntry] = []
     bad: list[Malformed] = []
-    for number, f in _records(text):
+    for number, f, raw in _records(text):
         if len(f) < 2 or not f[0]:
-            bad.append(Malformed(path, number, "fewer than 2 fields"))
+            bad.append(Malformed(path, number, "fewer than 2 fields", raw))
             continue
         f += [""] * (9 - len(f))
         entries.append(ShadowEntry(f[0], f[1], _int_or_none(f[2]), _int_or_none(f[3]), _int_or_none(f[4]),
-                                   _int_or_none(f[5]), number))
+                                   _int_or_none(f[5]), number, raw))
     return entries, bad
 
 
@@ -141,9 +151,9 @@ def parse_group(text: str, path: str = "/etc/group") -> tuple[list[Group], list[
     """Groups and malformed lines of a group file."""
     groups: list[Group] = []
     bad: list[Malformed] = []
-    for number, f in _records(text):
+    for number, f, raw in _records(text):
         if len(f) != 4 or not f[2].isdigit():
-            bad.append(Malformed(path, number, "not name:password:GID:members"))
+            bad.append(Malformed(path, number, "not name:password:GID:members", raw))
         else:
             groups.append(Group(f[0], int(f[2]), tuple(m for m in f[3].split(",") if m)))
     return groups, bad
@@ -159,7 +169,9 @@ def collect_accounts(host: Host, login_defs: LoginDefs | None) -> Accounts:
     groups, bad_groups = parse_group(host.read_optional("/etc/group") or "")
     uid_min_setting = login_defs.get("UID_MIN") if login_defs else None
     uid_min = int(uid_min_setting.value) if uid_min_setting and uid_min_setting.value.isdigit() else 1000
-    return Accounts(tuple(users), tuple(groups), uid_min, tuple(bad + bad_groups))
+    uid_max_setting = login_defs.get("UID_MAX") if login_defs else None
+    uid_max = int(uid_max_setting.value) if uid_max_setting and uid_max_setting.value.isdigit() else 60000
+    return Accounts(tuple(users), tuple(groups), uid_min, tuple(bad + bad_groups), uid_max)
 
 
 ACCOUNTS: Fact[Accounts] = Fact("accounts", collect_accounts, inputs=(LOGIN_DEFS.optional,))
@@ -180,3 +192,13 @@ def collect_shadow(host: Host) -> Shadow:
 
 
 SHADOW: Fact[Shadow] = Fact("shadow", collect_shadow)
+
+
+def collect_shadow_if_readable(host: Host, shadow: Shadow | None) -> Shadow | None:
+    """/etc/shadow when it can be read here, None otherwise (a check that only refines its advice with it
+    still runs as a normal user)."""
+    return shadow
+
+
+SHADOW_IF_READABLE: Fact[Shadow | None] = Fact("shadow_if_readable", collect_shadow_if_readable,
+                                               inputs=(SHADOW.optional,))

@@ -5,7 +5,7 @@ Each value keeps the file and line it came from, so a finding can say exactly wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hostguard.engine.facts import Fact
 from hostguard.host.base import Host
@@ -25,6 +25,7 @@ class Setting:
     value: str
     path: str | None
     line: int | None
+    raw: str | None = field(default=None, compare=False)  # the whole line as written (what a fix edits)
 
     def where(self) -> str:
         """``path:line`` or "built-in default"."""
@@ -49,7 +50,7 @@ def parse_login_defs(text: str, path: str = "/etc/login.defs") -> dict[str, Sett
     for number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if len(parts) >= 2 and not parts[0].startswith("#"):
-            out[parts[0]] = Setting(parts[1], path, number)
+            out[parts[0]] = Setting(parts[1], path, number, line)
     return out
 
 
@@ -71,6 +72,7 @@ class PamLine:
     control: str
     module: str
     args: tuple[str, ...]
+    raw: str = field(default="", compare=False)  # the line as written (what a fix edits)
 
     def arg(self, name: str) -> str | None:
         """Value of ``name=value`` (or ``""`` for a bare flag), None when absent."""
@@ -136,7 +138,7 @@ def parse_pam_stack(host: Host, path: str, depth: int = 0) -> list[PamLine]:
         if words[1] in ("include", "substack"):
             lines += parse_pam_stack(host, f"/etc/pam.d/{words[2]}", depth + 1)
             continue
-        lines.append(PamLine(path, number, words[1], words[2], tuple(words[3:])))
+        lines.append(PamLine(path, number, words[1], words[2], tuple(words[3:]), raw))
     return lines
 
 
@@ -154,9 +156,9 @@ def collect_pam(host: Host) -> PamPolicy:
             line = raw.split("#", 1)[0].strip()
             key, eq, value = line.partition("=")
             if eq:
-                pwq[key.strip()] = Setting(value.strip(), path, number)
+                pwq[key.strip()] = Setting(value.strip(), path, number, raw)
             elif line:
-                pwq[line] = Setting("", path, number)
+                pwq[line] = Setting("", path, number, raw)
     return PamPolicy(stack, tuple(lines), pwq)
 
 
@@ -199,7 +201,7 @@ def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
         line = pam.module(quality)
         assert line is not None
         spec = line.arg("min") or "disabled,24,11,8,7"
-        at = Setting(spec, line.path, line.line)
+        at = Setting(spec, line.path, line.line, line.raw)
         # N0 one class, N1 two, N2 passphrase (not counted here), N3 three classes, N4 four classes.
         options = [(c, int(v)) for c, v in zip((1, 2, None, 3, 4), spec.split(","), strict=False)
                    if c is not None and v.isdigit()]
@@ -214,7 +216,7 @@ def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
         def value(key: str, dflt: int) -> tuple[int, Setting]:
             arg = line.arg(key)
             if arg is not None:
-                return _num(arg, dflt), Setting(arg, line.path, line.line)
+                return _num(arg, dflt), Setting(arg, line.path, line.line, line.raw)
             if not cracklib and key in pam.pwquality:
                 s = pam.pwquality[key]
                 return _num(s.value, dflt), s
@@ -231,8 +233,8 @@ def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
         effective_len = max(minlen - positive, 6)
         return EffectivePolicy(quality, effective_len, minlen_at, classes, classes_at, *_method(unix, defs))
     unix_minlen = unix.arg("minlen") if unix else None
-    at = Setting(unix_minlen, unix.path, unix.line) if unix and unix_minlen else (
-        Setting("6", unix.path, unix.line) if unix else default)
+    at = Setting(unix_minlen, unix.path, unix.line, unix.raw) if unix and unix_minlen else (
+        Setting("6", unix.path, unix.line, unix.raw) if unix else default)
     return EffectivePolicy(None, _num(unix_minlen, 6), at, 0, at, *_method(unix, defs))
 
 
@@ -242,7 +244,7 @@ def _method(unix: PamLine | None, defs: LoginDefs) -> tuple[str, Setting, int | 
     if unix is not None:
         for opt, name in HASH_OPTIONS.items():
             if unix.arg(opt) is not None:
-                method, at = name, Setting(opt, unix.path, unix.line)
+                method, at = name, Setting(opt, unix.path, unix.line, unix.raw)
                 break
     if method is None:
         enc = defs.get("ENCRYPT_METHOD")
@@ -253,8 +255,24 @@ def _method(unix: PamLine | None, defs: LoginDefs) -> tuple[str, Setting, int | 
     rounds: int | None = None
     rounds_at: Setting | None = None
     if unix is not None and unix.arg("rounds"):
-        rounds, rounds_at = _num(unix.arg("rounds"), 0), Setting(unix.arg("rounds") or "", unix.path, unix.line)
+        rounds = _num(unix.arg("rounds"), 0)
+        rounds_at = Setting(unix.arg("rounds") or "", unix.path, unix.line, unix.raw)
     elif method in ("sha512", "sha256"):
-        min_rounds = defs.get("SHA_CRYPT_MIN_ROUNDS")
-        rounds, rounds_at = (_num(min_rounds.value, 5000), min_rounds) if min_rounds else (5000, None)
+        rounds, rounds_at = _login_defs_rounds(defs, unix is not None)
     return method, at, rounds, rounds_at
+
+
+def _login_defs_rounds(defs: LoginDefs, pam_unix: bool) -> tuple[int, Setting | None]:
+    """The fewest SHA-crypt rounds login.defs lets a new hash have, and the line that decides it.
+
+    shadow's own tools (chpasswd -c, newusers) pick between SHA_CRYPT_MIN_ROUNDS and SHA_CRYPT_MAX_ROUNDS
+    (one alone sets both; neither: 5000), but pam_unix reads SHA_CRYPT_MAX_ROUNDS only (chpasswd -R shows
+    ``SHA_CRYPT_MIN_ROUNDS 7000`` alone still yields 5000-round hashes through PAM): the weaker path counts.
+    """
+    low, high = defs.get("SHA_CRYPT_MIN_ROUNDS"), defs.get("SHA_CRYPT_MAX_ROUNDS")
+    shadow_side = low or high
+    candidates: list[tuple[int, Setting | None]] = [(_num(shadow_side.value, 5000), shadow_side) if shadow_side
+                                                     else (5000, None)]
+    if pam_unix:
+        candidates.append((_num(high.value, 5000), high) if high else (5000, None))
+    return min(candidates, key=lambda c: c[0])

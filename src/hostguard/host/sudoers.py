@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from hostguard.engine.facts import Fact
 from hostguard.host.base import Host
 
 MAX_DEPTH = 8
+TAG = re.compile(r"^(NOPASSWD|PASSWD|NOEXEC|EXEC|SETENV|NOSETENV|LOG_INPUT|NOLOG_INPUT|LOG_OUTPUT|NOLOG_OUTPUT|MAIL|"
+                 r"NOMAIL|FOLLOW|NOFOLLOW|INTERCEPT|NOINTERCEPT)\s*:\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -22,22 +24,27 @@ class SudoRule:
     commands: tuple[str, ...]
     nopasswd: bool
     text: str
+    raw: tuple[str, ...] = field(default=(), compare=False)  # the physical lines from ``line`` on, as written
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
+def _logical_lines(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(first line number, the joined logical line, its physical lines) with backslash continuations."""
+    out: list[tuple[int, str, tuple[str, ...]]] = []
     buf = ""
     start = 0
+    physical: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
         if not buf:
             start = number
+            physical = []
+        physical.append(raw)
         if raw.rstrip().endswith("\\"):
             buf += raw.rstrip()[:-1] + " "
             continue
-        out.append((start, buf + raw))
+        out.append((start, buf + raw, tuple(physical)))
         buf = ""
     if buf:
-        out.append((start, buf))
+        out.append((start, buf, tuple(physical)))
     return out
 
 
@@ -48,7 +55,7 @@ def parse_sudoers(host: Host, path: str, depth: int = 0, aliases: dict[str, list
     if text is None or depth > MAX_DEPTH:
         return []
     rules: list[SudoRule] = []
-    for number, line in _logical_lines(text):
+    for number, line, physical in _logical_lines(text):
         stripped = line.strip()
         inc = re.match(r"^[#@](include|includedir)\s+(\S+)", stripped)
         if inc:
@@ -71,7 +78,7 @@ def parse_sudoers(host: Host, path: str, depth: int = 0, aliases: dict[str, list
             continue
         rule = _parse_spec(stripped, aliases, path, number)
         if rule:
-            rules.append(rule)
+            rules.append(replace(rule, raw=physical))
     return rules
 
 
@@ -89,20 +96,23 @@ def _parse_spec(line: str, aliases: dict[str, list[str]], path: str, number: int
         users = rm.group(1).split(":")[0].strip()
         runas = tuple(u.strip() for u in users.split(",") if u.strip()) or ("root",)
         rest = rm.group(2)
-    nopasswd = False
-    while True:
-        tag = re.match(r"^(NOPASSWD|PASSWD|NOEXEC|EXEC|SETENV|NOSETENV|LOG_INPUT|NOLOG_INPUT|LOG_OUTPUT|"
-                       r"NOLOG_OUTPUT|MAIL|NOMAIL|FOLLOW|NOFOLLOW|INTERCEPT|NOINTERCEPT)\s*:\s*(.*)$", rest)
-        if not tag:
-            break
-        if tag.group(1) == "NOPASSWD":
-            nopasswd = True
-        elif tag.group(1) == "PASSWD":
-            nopasswd = False
-        rest = tag.group(2)
+    state = False
+    without_password: list[bool] = []
     commands: list[str] = []
-    for c in (x.strip() for x in rest.split(",")):
-        commands.extend(aliases.get(c, [c]))
+    for item in (x.strip() for x in rest.split(",")):
+        # tags (NOPASSWD:, PASSWD:, ...) may precede any command and carry over to the ones after it
+        while tag := TAG.match(item):
+            if tag.group(1) == "NOPASSWD":
+                state = True
+            elif tag.group(1) == "PASSWD":
+                state = False
+            item = tag.group(2)
+        expanded = aliases.get(item, [item])
+        commands.extend(expanded)
+        without_password.extend([state] * len(expanded))
+    # the ALL command's own tag when there is one (NOPASSWD on a narrow command beside a PASSWD: ALL is not root)
+    at_all = [flag for command, flag in zip(commands, without_password, strict=True) if command == "ALL"]
+    nopasswd = any(at_all) if at_all else any(without_password)
     return SudoRule(path, number, tuple(who), runas, tuple(commands), nopasswd, line)
 
 

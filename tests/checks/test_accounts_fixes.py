@@ -1,0 +1,172 @@
+"""Accounts fixes, proven by the tools that read them: sudoers edits by `visudo -c -f`, account commands by
+running them (`usermod -R COPY`, `pwconv -R COPY`) on a copy of the hit tree, then `pwck -r -R` and a
+re-scan. Fixes that need the owner's word (is this key, this account yours?) are manual, with the reason."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hostguard.host.base import RootHost
+from hostguard.remediation import Command, DeleteLine, Edit, Remediation
+from hostguard.respond.apply import apply
+from tests.conftest import HITS, HOSTS, build_tree, need_root, need_tool, run_one
+from tests.fix_validation import findings, in_tree, run_steps, usable_root
+
+FIXES = HOSTS / "fixes" / "accounts"
+
+
+def _fixes(tree: Path, check_id: str) -> dict[str, Remediation]:
+    return {f.title: f.remediation for f in run_one(check_id, RootHost(str(tree)))[0]}
+
+
+def _one(tree: Path, check_id: str) -> Remediation:
+    [fix] = _fixes(tree, check_id).values()
+    return fix
+
+
+def _cmd(*argv: str, undo: tuple[str, ...] | None = None) -> Command:
+    return Command(argv, live_only=False, undo=undo, reversible=undo is not None)
+
+
+def _visudo(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["visudo", "-c", "-f", str(path)], capture_output=True, text=True, check=False)
+
+
+def _shadow(tree: Path, user: str) -> list[str]:
+    return next(line.split(":") for line in (tree / "etc/shadow").read_text().splitlines()
+                if line.startswith(f"{user}:"))
+
+
+def _pwck(tree: Path) -> str:
+    """`pwck -r -R tree` (read-only) output: what the shadow tools think of the tree's passwd and shadow."""
+    done = in_tree(usable_root(tree), ["pwck", "-r", "-R", str(tree)])
+    return done.stdout + done.stderr
+
+
+def test_locked_account_keeps_nopasswd_and_is_told_to_set_a_password_first(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", HITS / "accounts.sudo_nopasswd")
+    fix = _one(tree, "accounts.sudo_nopasswd")
+    assert fix.steps == ()
+    assert fix.manual is not None and "deploy has no usable password" in fix.manual and "`passwd deploy`" in fix.manual
+
+
+@pytest.mark.parametrize(("fixture", "edits"), [
+    ("sudo_with_password", [(2, "DEPLOYERS ALL=(ALL) NOPASSWD: ALL", "DEPLOYERS ALL=(ALL) ALL")]),
+    ("sudo_continued", [(2, "deploy ALL=(root) NOPASSWD: DEPLOY, \\", "deploy ALL=(root) DEPLOY, \\"),
+                        (3, "    NOPASSWD: ALL", "    ALL")]),
+])
+def test_nopasswd_is_removed_from_its_line_and_visudo_accepts_it(tmp_path: Path, fixture: str,
+                                                                 edits: list[tuple[int, str, str]]) -> None:
+    need_tool("visudo")
+    tree = build_tree(tmp_path / "host", FIXES / fixture)
+    fix = _one(tree, "accounts.sudo_nopasswd")
+    assert fix.steps == tuple(Edit("/etc/sudoers.d/deploy", line, old, new) for line, old, new in edits)
+    assert _visudo(tree / "etc/sudoers.d/deploy").returncode == 0
+    apply(fix.steps, str(tree))
+    checked = _visudo(tree / "etc/sudoers.d/deploy")
+    assert checked.returncode == 0 and "parsed OK" in checked.stdout, checked.stdout + checked.stderr
+    assert "NOPASSWD" not in (tree / "etc/sudoers.d/deploy").read_text()
+    assert findings(tree, "accounts.sudo_nopasswd") == []
+
+
+def test_a_group_rule_is_manual_when_a_member_has_no_password(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", FIXES / "sudo_with_password")
+    (tree / "etc/sudoers.d/deploy").write_text("%ops ALL=(ALL) NOPASSWD: ALL\n")
+    with (tree / "etc/group").open("a") as fh:
+        fh.write("ops:x:1500:deploy,sshd\n")
+    fix = _one(tree, "accounts.sudo_nopasswd")
+    assert fix.steps == () and fix.manual is not None and fix.manual.startswith("sshd has no usable password")
+
+
+@pytest.mark.parametrize(("check_id", "steps"), [
+    ("accounts.empty_password", (_cmd("usermod", "-L", "guest"),)),
+    ("accounts.passwd_only", (_cmd("pwconv"), _cmd("usermod", "-L", "bob", undo=("usermod", "-U", "bob")))),
+    ("accounts.service_shell", (_cmd("usermod", "-s", "/usr/sbin/nologin", "www-data",
+                                     undo=("usermod", "-s", "/bin/sh", "www-data")),
+                                _cmd("usermod", "-L", "www-data", undo=("usermod", "-U", "www-data")))),
+    ("accounts.duplicate", (_cmd("usermod", "-u", "1001", "backup", undo=("usermod", "-o", "-u", "1000", "backup")),)),
+])
+def test_commands_run_on_a_copy_remove_the_finding(tmp_path: Path, check_id: str, steps: tuple[Command, ...]) -> None:
+    need_root("usermod -R and unshare --mount")
+    need_tool("usermod", "pwconv", "pwck", "unshare")
+    tree = build_tree(tmp_path / "host", HITS / check_id)
+    fix = _one(tree, check_id)
+    assert fix.steps == steps
+    run_steps(fix, tree)
+    assert findings(tree, check_id) == []
+    report = _pwck(tree)
+    assert "invalid" not in report and "no matching password file entry" not in report, report
+
+
+def test_free_uid_skips_used_ones(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", HITS / "accounts.duplicate")
+    with (tree / "etc/passwd").open("a") as fh:
+        fh.write("carl:x:1001:1001::/home/carl:/bin/bash\ndan:x:1002:1002::/home/dan:/bin/bash\n"
+                 "mia:x:1000:1000::/home/mia:/bin/bash\n")
+    fix = _one(tree, "accounts.duplicate")
+    assert [s.argv for s in fix.steps if isinstance(s, Command)] == [("usermod", "-u", "1003", "backup"),
+                                                                     ("usermod", "-u", "1004", "mia")]
+
+
+def test_extra_uid0_is_locked_and_expired_then_left_to_the_owner(tmp_path: Path) -> None:
+    need_root("usermod -R")
+    need_tool("usermod", "unshare")
+    tree = build_tree(tmp_path / "host", HITS / "accounts.extra_uid0")
+    fix = _one(tree, "accounts.extra_uid0")
+    assert fix.steps == (_cmd("usermod", "-L", "-e", "1", "toor", undo=("usermod", "-U", "-e", "-1", "toor")),)
+    assert fix.manual is not None and "never with -r" in fix.manual
+    run_steps(fix, tree)
+    entry = _shadow(tree, "toor")
+    assert entry[1].startswith("!") and entry[7] == "1"  # no password login, and expired: no key login either
+    assert _shadow(tree, "root")[1] == _shadow(build_tree(tmp_path / "orig"), "root")[1]  # root untouched
+    undo = in_tree(tree, ["usermod", "-R", str(tree), *fix.steps[0].undo[1:]])  # type: ignore[union-attr,index]
+    assert undo.returncode == 0 and _shadow(tree, "toor")[1:8:6] == ["*", ""]
+
+
+@pytest.mark.parametrize(("check_id", "path", "line", "old"), [
+    ("accounts.shadow_only", "/etc/shadow", 10, "ghost:$6$abcdefgh$0123456789:20000:0:99999:7:::"),
+    ("accounts.malformed_line", "/etc/passwd", 10, "backdoor:x:0:0:/root:/bin/bash"),
+])
+def test_stray_lines_are_deleted_and_pwck_agrees(tmp_path: Path, check_id: str, path: str, line: int,
+                                                 old: str) -> None:
+    need_root("pwck -R and unshare --mount")
+    need_tool("pwck", "unshare")
+    tree = build_tree(tmp_path / "host", HITS / check_id)
+    fix = _one(tree, check_id)
+    assert fix.steps == (DeleteLine(path, line, old),)
+    name = old.split(":", 1)[0]
+    assert name in _pwck(tree)
+    apply(fix.steps, str(tree))
+    assert name not in _pwck(tree)
+    assert findings(tree, check_id) == []
+
+
+@pytest.mark.parametrize("check_id", ["accounts.ssh_key_unusual"])
+def test_keys_are_the_owners_call(tmp_path: Path, check_id: str) -> None:
+    tree = build_tree(tmp_path / "host", HITS / check_id)
+    fixes = _fixes(tree, check_id)
+    assert len(fixes) == 2
+    for fix in fixes.values():
+        assert fix.steps == () and fix.manual is not None and "Only you know whether this key is yours" in fix.manual
+
+
+def test_duplicate_names_are_the_owners_call(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host")
+    with (tree / "etc/passwd").open("a") as fh:
+        fh.write("alice:x:0:0::/root:/bin/bash\n")
+    fixes = {t: f for t, f in _fixes(tree, "accounts.duplicate").items() if "appears" in t}
+    [fix] = fixes.values()
+    assert fix.steps == () and fix.manual is not None and "(lines 9, 10)" in fix.summary
+
+
+def test_a_guessable_password_is_changed_by_its_owner(tmp_path: Path) -> None:
+    """weak_passwords.system: only the owner can choose the new password or know that nobody logs in with it."""
+    tree = build_tree(tmp_path / "host", HITS / "weak_passwords.system")
+    fixes = {f.target["user"]: f.remediation for f in run_one("weak_passwords.system", RootHost(str(tree)))[0]}
+    fix = fixes["ftpuser"]
+    assert fix.steps == () and fix.manual is not None and "take away a user's sudo" in fix.manual
+    assert "`passwd ftpuser`" in fix.summary and "`passwd -l ftpuser`" in fix.summary
+    assert [p.name for p in fix.params] == ["password"]

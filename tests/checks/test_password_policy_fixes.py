@@ -1,0 +1,176 @@
+"""Password policy fixes, proven by the tools that read them: chpasswd -R (through the tree's own PAM stack
+and login.defs) for the hash scheme and rounds, libpwquality's pwscore (chrooted into the tree) and
+pam_pwquality's verdict in chpasswd for the quality policy. Never by re-running our own check alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hostguard.host.base import RootHost
+from hostguard.remediation import Command, Edit, Remediation, Write
+from hostguard.respond.apply import apply
+from tests.conftest import HITS, HOSTS, build_tree, need_root, need_tool, run_one
+from tests.fix_validation import findings, pwscore, set_password
+
+FIXES = HOSTS / "fixes" / "password_policy"
+UNIX = "password        [success=1 default=ignore]      pam_unix.so obscure use_authtok try_first_pass"
+QUALITY = "password        requisite                       "
+PASSWORD = "qX7#vLm2$pRt9w"  # 14 characters, four classes, no dictionary word
+
+
+def _fix(tree: Path, check_id: str) -> Remediation:
+    [finding] = run_one(check_id, RootHost(str(tree)))[0]
+    return finding.remediation
+
+
+def _tools() -> None:
+    need_root("chpasswd -R and unshare --mount")
+    need_tool("chpasswd", "unshare", "pwscore")
+
+
+def test_hash_method_on_pam_unix_becomes_yescrypt_and_chpasswd_hashes_so(tmp_path: Path) -> None:
+    _tools()
+    tree = build_tree(tmp_path / "host", HITS / "password_policy.hash_method")
+    fix = _fix(tree, "password_policy.hash_method")
+    assert fix.steps == (Edit("/etc/pam.d/common-password", 3, f"{UNIX} md5", f"{UNIX} yescrypt"),)
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$1$")  # the fixture really hashes with MD5
+    apply(fix.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$y$")
+    assert findings(tree, "password_policy.hash_method") == []
+
+
+def test_hash_method_in_login_defs_is_fixed_there(tmp_path: Path) -> None:
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "login_defs_md5")
+    fix = _fix(tree, "password_policy.hash_method")
+    assert fix.steps == (Edit("/etc/login.defs", 8, "ENCRYPT_METHOD MD5", "ENCRYPT_METHOD YESCRYPT"),)
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$1$")  # pam_unix follows login.defs
+    apply(fix.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$y$")
+    assert findings(tree, "password_policy.hash_method") == []
+
+
+def test_sha_rounds_on_pam_unix(tmp_path: Path) -> None:
+    _tools()
+    tree = build_tree(tmp_path / "host", HITS / "password_policy.sha_rounds")
+    fix = _fix(tree, "password_policy.sha_rounds")
+    assert fix.steps == (Edit("/etc/pam.d/common-password", 3, f"{UNIX} sha512 rounds=1000",
+                              f"{UNIX} sha512 rounds=65536"),)
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$6$rounds=1000$")
+    apply(fix.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$6$rounds=65536$")
+    assert findings(tree, "password_policy.sha_rounds") == []
+
+
+def test_sha_rounds_in_login_defs_sets_min_and_max(tmp_path: Path) -> None:
+    """pam_unix reads SHA_CRYPT_MAX_ROUNDS only (shadow's tools both): with MIN alone, chpasswd through PAM
+    hashes with the 5000-round default; after the fix, with 65536."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "login_defs_rounds")
+    fix = _fix(tree, "password_policy.sha_rounds")
+    assert fix.steps == (Edit("/etc/login.defs", 9, "SHA_CRYPT_MIN_ROUNDS 1000",
+                              "SHA_CRYPT_MIN_ROUNDS 65536\nSHA_CRYPT_MAX_ROUNDS 65536"),)
+    before = set_password(tree, "alice", PASSWORD)[0]
+    assert before.startswith("$6$") and "rounds=" not in before
+    apply(fix.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$6$rounds=65536$")
+    assert findings(tree, "password_policy.sha_rounds") == []
+
+
+def test_min_length_credits_are_zeroed_and_pwscore_refuses_short_passwords(tmp_path: Path) -> None:
+    _tools()
+    tree = build_tree(tmp_path / "host", HITS / "password_policy.min_length")
+    fix = _fix(tree, "password_policy.min_length")
+    conf = "/etc/security/pwquality.conf"
+    assert fix.steps == (Edit(conf, 3, "dcredit = 1", "dcredit = 0"), Edit(conf, 4, "ucredit = 1", "ucredit = 0"))
+    assert pwscore(tree, "Ab1!xyZ")[0] == 0  # 7 characters pass today: credits lower minlen 9
+    apply(fix.steps, str(tree))
+    code, said = pwscore(tree, "Ab1!xyZ")
+    assert code != 0 and "shorter than 9 characters" in said
+    assert pwscore(tree, PASSWORD)[0] == 0
+    assert findings(tree, "password_policy.min_length") == []
+
+
+def test_char_classes_edit_the_minclass_line(tmp_path: Path) -> None:
+    _tools()
+    tree = build_tree(tmp_path / "host", HITS / "password_policy.char_classes")
+    fix = _fix(tree, "password_policy.char_classes")
+    assert fix.steps == (Edit("/etc/security/pwquality.conf", 2, "minclass = 2", "minclass = 4"),)
+    assert pwscore(tree, "vlmqrtxz73925")[0] == 0  # two classes pass today
+    apply(fix.steps, str(tree))
+    code, said = pwscore(tree, "vlmqrtxz73925")
+    assert code != 0 and "less than 4 character classes" in said
+    assert pwscore(tree, PASSWORD)[0] == 0
+
+
+def test_minlen_on_the_pam_line_is_edited_there_and_pam_pwquality_says_so(tmp_path: Path) -> None:
+    """An option on the pam_pwquality line overrides pwquality.conf: the fix edits the PAM line, and
+    pam_pwquality's verdict (printed by chpasswd, run as root so it only warns) changes."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "pam_minlen")
+    fix = _fix(tree, "password_policy.min_length")
+    line = f"{QUALITY}pam_pwquality.so retry=3 minlen={{}} # short on purpose"
+    assert fix.steps == (Edit("/etc/pam.d/common-password", 2, line.format(6), line.format(8)),)
+    assert "BAD PASSWORD" not in set_password(tree, "alice", "Ab1!xyZ")[1]
+    apply(fix.steps, str(tree))
+    assert "BAD PASSWORD: The password is shorter than 8 characters" in set_password(tree, "alice", "Ab1!xyZ")[1]
+    assert "BAD PASSWORD" not in set_password(tree, "alice", PASSWORD)[1]
+    assert findings(tree, "password_policy.min_length") == []
+
+
+def test_without_a_quality_module_install_it_and_write_winning_drop_ins(tmp_path: Path) -> None:
+    """No pam_pwquality.so and no pwquality.conf: apt-get (live only) and one drop-in per key, which win
+    because no other file sets the key; pwscore (libpwquality, which reads pwquality.conf.d) agrees."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "no_quality_module")
+    install = Command(("apt-get", "install", "-y", "libpam-pwquality"), live_only=True,
+                      undo=("apt-get", "remove", "-y", "libpam-pwquality"), reversible=True)
+    length = _fix(tree, "password_policy.min_length")
+    classes = _fix(tree, "password_policy.char_classes")
+    drop_in = "/etc/security/pwquality.conf.d/00-hostguard-{}.conf"
+    assert length.steps == (install, Write(drop_in.format("minlen"), "# written by hostguard: minlen for new "
+                                                                    "passwords\nminlen = 8\n"))
+    assert classes.steps == (install, Write(drop_in.format("minclass"), "# written by hostguard: minclass for "
+                                                                        "new passwords\nminclass = 4\n"))
+    apply([*length.steps, *classes.steps], str(tree))
+    assert "shorter than 8" in pwscore(tree, "Ab1!xyZ")[1]
+    assert "less than 4 character classes" in pwscore(tree, "vlmqrtxz73925")[1]
+    assert pwscore(tree, PASSWORD)[0] == 0
+
+
+def test_a_stricter_value_is_never_lowered_only_the_module_installed(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", FIXES / "no_quality_module")
+    (tree / "etc/security").mkdir(exist_ok=True)
+    (tree / "etc/security/pwquality.conf").write_text("minlen = 12\nminclass = 4\n")
+    fix = _fix(tree, "password_policy.min_length")
+    assert [s.kind for s in fix.steps] == ["command"]
+
+
+def test_cracklib_options_are_set_on_its_line(tmp_path: Path) -> None:
+    """pam_cracklib reads only its PAM options (credits default to 1): minlen and zero credits go there."""
+    tree = build_tree(tmp_path / "host", FIXES / "cracklib")
+    old = f"{QUALITY}pam_cracklib.so retry=3 minlen=6"
+    assert _fix(tree, "password_policy.min_length").steps == (
+        Edit("/etc/pam.d/common-password", 2, old,
+             f"{QUALITY}pam_cracklib.so retry=3 minlen=8 dcredit=0 ucredit=0 lcredit=0 ocredit=0"),)
+    assert _fix(tree, "password_policy.char_classes").steps == (
+        Edit("/etc/pam.d/common-password", 2, old, f"{old} minclass=4"),)
+    apply(_fix(tree, "password_policy.min_length").steps, str(tree))
+    assert findings(tree, "password_policy.min_length") == []
+
+
+def test_ageing_edits_the_line_that_sets_it(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", HITS / "password_policy.ageing")
+    assert _fix(tree, "password_policy.ageing").steps == (
+        Edit("/etc/login.defs", 3, "PASS_MAX_DAYS   99999", "PASS_MAX_DAYS 365"),)
+
+
+def test_unset_ageing_is_added_after_the_last_setting(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host")
+    defs = tree / "etc/login.defs"
+    defs.write_text(defs.read_text().replace("PASS_WARN_AGE   7\n", ""))
+    fix = _fix(tree, "password_policy.ageing")
+    assert fix.steps == (Edit("/etc/login.defs", 7, "ENCRYPT_METHOD YESCRYPT",
+                              "ENCRYPT_METHOD YESCRYPT\nPASS_WARN_AGE 7"),)
+    apply(fix.steps, str(tree))
+    assert findings(tree, "password_policy.ageing") == []
