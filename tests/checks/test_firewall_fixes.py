@@ -5,6 +5,7 @@ fixture trees and re-scanned; each front end's exact steps."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -12,11 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from hostguard.engine.facts import Facts
 from hostguard.host.base import RootHost
+from hostguard.host.firewall import FIREWALL
+from hostguard.host.netns import private_netns
+from hostguard.netfilter.evaluate import Query, reachability
 from hostguard.netfilter.fixes import KeepOpen, nft_default_deny
+from hostguard.netfilter.reach import OTHER
 from hostguard.remediation import Command, Edit, Write
 from hostguard.respond.apply import apply
-from tests.conftest import HITS, HOSTS, build_tree, need_root, need_tool, run_one
+from tests.conftest import HITS, HOSTS, build_tree, make_config, need_root, need_tool, run_one
 from tests.netns import CLIENT_V4, SERVER_V4, SERVER_V6, netns_pair
 from tests.ufw_helpers import write_ufw_config
 
@@ -204,3 +210,32 @@ def test_saved_rules_fix_loads_and_keeps_ssh_open(tmp_path: Path) -> None:
             pair.run(ns, ["ip", "neigh", "flush", "all"])
         assert {(a, p): pair.connects(a, p) for a in (SERVER_V4, SERVER_V6) for p in (2222, 8080)} == {
             (SERVER_V4, 2222): True, (SERVER_V4, 8080): False, (SERVER_V6, 2222): True, (SERVER_V6, 8080): False}
+
+
+def test_ufw_commands_run_by_ufw_itself_close_the_tree_and_keep_ssh(tmp_path: Path) -> None:
+    """The ufw steps, run by the real ufw on a copy of the tree (--rootdir/--datadir, inside a throwaway network
+    namespace so nothing reaches this machine's firewall), then the tree re-scanned: ufw's own ufw-init loads
+    the result; the default is deny, and the SSH port and the allowed ports are still open to anyone."""
+    need_root("ufw in a private namespace")
+    need_tool("ufw")
+    tree = build_tree(tmp_path / "host", FIXES / "ufw")
+    tree.chmod(0o755)
+    tmp_path.chmod(0o755)
+    write_ufw_config(tree / "etc", [], [], input_policy="ACCEPT")
+    [finding] = _default_allow(tree)
+    (tree / "etc/ufw/applications.d").mkdir(exist_ok=True)
+    shutil.copytree("/lib/ufw", tree / "lib/ufw")  # ufw wants its ufw-init under --datadir
+    conf = tree / "etc/ufw/ufw.conf"
+    conf.write_text(conf.read_text().replace("ENABLED=yes", "ENABLED=no"))  # edit the files, load nothing
+    with private_netns("hgufwfix", "running ufw on a tree copy") as ns:
+        for step in finding.remediation.steps:
+            assert isinstance(step, Command) and step.argv[0] == "ufw"
+            argv = ["ufw", f"--rootdir={tree}", f"--datadir={tree}", *step.argv[1:]]
+            result = ns.run(argv)
+            assert result.returncode == 0, (argv, result.stderr)
+    conf.write_text(conf.read_text().replace("ENABLED=no", "ENABLED=yes"))
+    assert _default_allow(tree) == []
+    ruleset = Facts(RootHost(str(tree)), make_config()).get(FIREWALL).ruleset
+    for version in (4, 6):
+        for port, state in ((2222, "anyone"), (80, "anyone"), (443, "anyone"), (8080, "nobody")):
+            assert reachability(ruleset, Query(version, "tcp", port, OTHER))[0].state == state, (version, port)
