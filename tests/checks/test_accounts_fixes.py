@@ -54,9 +54,9 @@ def test_locked_account_keeps_nopasswd_and_is_told_to_set_a_password_first(tmp_p
 
 
 @pytest.mark.parametrize(("fixture", "edits"), [
-    ("sudo_with_password", [(2, "DEPLOYERS ALL=(ALL) NOPASSWD: ALL", "DEPLOYERS ALL=(ALL) ALL")]),
-    ("sudo_continued", [(2, "deploy ALL=(root) NOPASSWD: DEPLOY, \\", "deploy ALL=(root) DEPLOY, \\"),
-                        (3, "    NOPASSWD: ALL", "    ALL")]),
+    ("sudo_with_password", [(2, "DEPLOYERS ALL=(ALL) NOPASSWD: ALL", "DEPLOYERS ALL=(ALL) PASSWD: ALL")]),
+    # the narrow NOPASSWD command (a deploy script) keeps working; only ALL asks for the password
+    ("sudo_continued", [(3, "    NOPASSWD: ALL", "    PASSWD: ALL")]),
 ])
 def test_nopasswd_is_removed_from_its_line_and_visudo_accepts_it(tmp_path: Path, fixture: str,
                                                                  edits: list[tuple[int, str, str]]) -> None:
@@ -68,7 +68,25 @@ def test_nopasswd_is_removed_from_its_line_and_visudo_accepts_it(tmp_path: Path,
     apply(fix.steps, str(tree))
     checked = _visudo(tree / "etc/sudoers.d/deploy")
     assert checked.returncode == 0 and "parsed OK" in checked.stdout, checked.stdout + checked.stderr
-    assert "NOPASSWD" not in (tree / "etc/sudoers.d/deploy").read_text()
+    assert "PASSWD: ALL" in (tree / "etc/sudoers.d/deploy").read_text()
+    assert findings(tree, "accounts.sudo_nopasswd") == []
+
+
+def test_defaults_not_authenticate_is_found_and_removed(tmp_path: Path) -> None:
+    """`Defaults:deploy !authenticate` makes every rule of deploy passwordless, NOPASSWD or not."""
+    need_tool("visudo")
+    tree = build_tree(tmp_path / "host", FIXES / "sudo_with_password")
+    rules = tree / "etc/sudoers.d/deploy"
+    rules.write_text("Defaults:deploy !authenticate\ndeploy ALL=(ALL:ALL) ALL\n")
+    fix = _one(tree, "accounts.sudo_nopasswd")
+    assert fix.steps == (Edit("/etc/sudoers.d/deploy", 2, "deploy ALL=(ALL:ALL) ALL", "deploy ALL=(ALL:ALL) PASSWD: ALL"),
+                         DeleteLine("/etc/sudoers.d/deploy", 1, "Defaults:deploy !authenticate"))
+    apply(fix.steps, str(tree))
+    checked = _visudo(rules)
+    assert checked.returncode == 0 and "parsed OK" in checked.stdout, checked.stdout + checked.stderr
+    assert rules.read_text() == "deploy ALL=(ALL:ALL) PASSWD: ALL\n"
+    assert findings(tree, "accounts.sudo_nopasswd") == []
+    rules.write_text("Defaults:backup !authenticate\ndeploy ALL=(ALL:ALL) ALL\n")  # near miss: another user
     assert findings(tree, "accounts.sudo_nopasswd") == []
 
 

@@ -239,3 +239,19 @@ def test_ufw_commands_run_by_ufw_itself_close_the_tree_and_keep_ssh(tmp_path: Pa
     for version in (4, 6):
         for port, state in ((2222, "anyone"), (80, "anyone"), (443, "anyone"), (8080, "nobody")):
             assert reachability(ruleset, Query(version, "tcp", port, OTHER))[0].state == state, (version, port)
+
+
+def test_default_deny_keeps_the_port_of_ssh_socket(tmp_path: Path) -> None:
+    """Ubuntu's way to move SSH: ssh.socket's ListenStream. The drop-in resets the list; 2200 must stay open."""
+    tree = build_tree(tmp_path / "host", FIXES / "nft_accept")
+    wants = tree / "etc/systemd/system/sockets.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "ssh.socket").write_text("")
+    (tree / "etc/systemd/system/ssh.socket.d").mkdir(parents=True)
+    (tree / "etc/systemd/system/ssh.socket.d/listen.conf").write_text("[Socket]\nListenStream=\nListenStream=2200\n")
+    [finding] = _default_allow(tree)
+    [nft] = [s for s in finding.remediation.steps if isinstance(s, Write) and s.path.endswith("hostguard.nft")]
+    assert "\t\ttcp dport { 80, 443, 2200, 2222 } accept" in nft.content.splitlines()
+    (tree / "etc/systemd/system/ssh.socket.d/listen.conf").write_text("[Socket]\nListenStream=\nListenStream=sshd\n")
+    [finding] = _default_allow(tree)
+    assert finding.remediation.steps == () and "ssh.socket listens on sshd" in (finding.remediation.manual or "")

@@ -38,7 +38,7 @@ from tests.sshd_fix_helpers import (
 
 CONF = "/etc/ssh/sshd_config"
 DROPINS = "/etc/ssh/sshd_config.d"
-RELOAD: tuple[Step, ...] = (Command(("sshd", "-t")), Command(("systemctl", "reload", "ssh")))
+RELOAD: tuple[Step, ...] = (Command(("sshd", "-t")), Command(("systemctl", "reload", "sshd")))
 
 
 def _line(case: str, path: str, number: int) -> str:
@@ -246,6 +246,22 @@ def _key_at(path: str) -> Callable[[Path], None]:
     return setup
 
 
+def _lock_alice(tree: Path) -> None:
+    shadow = tree / "etc/shadow"
+    shadow.write_text(shadow.read_text().replace("alice:$y$", "alice:!$y$"))
+
+
+def _alice_in_wheel_only(tree: Path) -> None:
+    group = tree / "etc/group"
+    group.write_text(group.read_text().replace("sudo:x:27:alice", "sudo:x:27:") + "wheel:x:10:alice\n")
+
+
+def _sudo_rule(rule: str) -> Callable[[Path], None]:
+    def setup(tree: Path) -> None:
+        (tree / "etc/sudoers.d/zz-test").write_text(rule + "\n")
+    return setup
+
+
 KEY = (ALICE_KEYS, 1)
 ACCOUNT = ("", 0)
 # reason: (setup that refuses alice's key, where the verdict is, the exact reason, near-miss setup)
@@ -294,6 +310,12 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], tuple[str, int], str, Callable
                               _both(_keyline(DSA_KEY), _conf("PubkeyAcceptedAlgorithms +ssh-dss\n"))),
     "no_login_shell": (_shell("/usr/sbin/nologin"), ACCOUNT, "alice has no login shell (/usr/sbin/nologin)",
                        _shell("/bin/sh")),
+    # an admin group is not root: sudo must give the account ALL, and must be able to ask for its password
+    "password_locked_for_sudo": (_lock_alice, ACCOUNT,
+                                 "the account's password is locked or empty, so sudo cannot ask for it",
+                                 _both(_lock_alice, _sudo_rule("alice ALL=(ALL) NOPASSWD: ALL"))),
+    "group_without_sudo_rule": (_alice_in_wheel_only, ACCOUNT, "no sudo rule gives the account every command as root",
+                                _both(_alice_in_wheel_only, _sudo_rule("%wheel ALL=(ALL:ALL) ALL"))),
 }
 
 
@@ -382,3 +404,15 @@ def test_dropin_only_where_the_include_reads_it_before_every_other_line(tmp_path
         (ssh / "sshd_config.d" / file).write_text(text)
     parsed = parse_files(RootHost(str(tmp_path)), CONF)
     assert dropin_read_first(parsed, CONF, "MaxAuthTries") is expected
+
+
+def test_a_value_set_in_match_all_is_edited_there(tmp_path: Path) -> None:
+    """`Match all` applies to the global settings too: a drop-in would change nothing (sshd -T still says 10)."""
+    tree = build_tree(tmp_path / "host")
+    cfg = tree / "etc/ssh/sshd_config"
+    cfg.write_text(cfg.read_text() + "Match all\n    MaxAuthTries 10\n")
+    number = len(cfg.read_text().splitlines())
+    [finding] = run_one("ssh.max_auth_tries", RootHost(str(tree)))[0]
+    assert finding.remediation.steps[0] == Edit("/etc/ssh/sshd_config", number, "    MaxAuthTries 10", "    MaxAuthTries 4")
+    apply(finding.remediation.steps, str(tree))
+    assert run_one("ssh.max_auth_tries", RootHost(str(tree)))[0] == []

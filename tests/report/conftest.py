@@ -31,7 +31,7 @@ ROOT_LOGIN = Finding(
     evidence={"setting": "PermitRootLogin", "value": "yes", "line": 42},
     remediation=Remediation("Set PermitRootLogin prohibit-password and reload sshd.", (
         Edit("/etc/ssh/sshd_config", 42, "PermitRootLogin yes", "PermitRootLogin prohibit-password"),
-        Command(("sshd", "-t")), Command(("systemctl", "reload", "ssh")))))
+        Command(("sshd", "-t")), Command(("systemctl", "reload", "sshd")))))
 
 EXTRA_UID0 = Finding(
     id="accounts.extra_uid0", category="accounts", severity=Severity.CRITICAL,

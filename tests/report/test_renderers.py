@@ -420,7 +420,7 @@ def test_json_remediation_is_data(report: Report) -> None:
         "steps": [{"kind": "edit", "path": "/etc/ssh/sshd_config", "line": 42, "old": "PermitRootLogin yes",
                    "new": "PermitRootLogin prohibit-password"},
                   {"kind": "command", "argv": ["sshd", "-t"], "live_only": True, "undo": None, "reversible": False},
-                  {"kind": "command", "argv": ["systemctl", "reload", "ssh"], "live_only": True, "undo": None,
+                  {"kind": "command", "argv": ["systemctl", "reload", "sshd"], "live_only": True, "undo": None,
                    "reversible": False}],
         "manual": None, "params": []}
     assert findings["accounts.extra_uid0"]["remediation"] == {
@@ -433,7 +433,7 @@ def test_table_shows_steps_and_what_is_left_by_hand(report: Report) -> None:
     lines = render_table(report, width=240).splitlines()
     fixes = " ".join(column(section(lines, "HIGH (2)"), 2))
     assert "1. edit /etc/ssh/sshd_config line 42: `PermitRootLogin yes` -> `PermitRootLogin prohibit-password`" in fixes
-    assert "3. run `systemctl reload ssh`" in fixes
+    assert "3. run `systemctl reload sshd`" in fixes
     manual = " ".join(column(section(lines, "CRITICAL (1)"), 2))
     assert "By hand: Only you know whether toor is yours." in manual
     assert "NEW_UID: a free UID for the account (e.g. 1005)" in manual

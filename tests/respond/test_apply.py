@@ -30,15 +30,15 @@ def test_edit_delete_and_write(tree: Path) -> None:
                   DeleteLine("/etc/ssh/sshd_config", 3, "PasswordAuthentication yes"),
                   Write("/etc/ssh/sshd_config.d/00-hostguard-x11forwarding.conf", "X11Forwarding no\n", "0600",
                         "sshd:nogroup"),
-                  Command(("systemctl", "reload", "ssh"))], str(tree))
+                  Command(("systemctl", "reload", "sshd"))], str(tree))
     assert cfg.read_text() == "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin prohibit-password\n"
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600  # mode kept
     dropin = tree / "etc/ssh/sshd_config.d/00-hostguard-x11forwarding.conf"
     assert dropin.read_text() == "X11Forwarding no\n"
     st = dropin.stat()
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, 105, 65534)  # owner from the tree's files
-    assert [s.kind for s in done.written] == ["edit", "delete_line", "write"]
-    assert done.not_run == [Command(("systemctl", "reload", "ssh"))]
+    assert [s.kind for s in done.written] == ["write", "edit", "delete_line"]  # drop-ins before what names them
+    assert done.not_run == [Command(("systemctl", "reload", "sshd"))]
     assert [p.name for p in (tree / "etc/ssh").iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
@@ -100,3 +100,24 @@ def test_remediation_json_and_placeholders() -> None:
     bad = Remediation("x", (Write("/etc/nftables.d/x.nft", "ip saddr TRUSTED_NET accept\\n"),
                             Command(("usermod", "-u", "NEWUID", "bob"))))
     assert bad.placeholders() == ["TRUSTED_NET", "NEWUID"]
+
+
+@pytest.mark.parametrize("trap", ["directory", "symlink", "unknown owner"])
+def test_nothing_is_written_when_any_write_would_fail(tree: Path, tmp_path: Path, trap: str) -> None:
+    """An include line must never land when the drop-in it names cannot be written."""
+    cfg = tree / "etc/ssh/sshd_config"
+    before = cfg.read_text()
+    target = tree / "etc/ssh/sshd_config.d/00-hostguard-x.conf"
+    owner = "root:root"
+    if trap == "directory":
+        target.mkdir()
+    elif trap == "symlink":
+        target.symlink_to(tmp_path / "elsewhere")
+    else:
+        owner = "nobody:nogroup"
+    with pytest.raises(ApplyError):
+        apply([Edit("/etc/ssh/sshd_config", 1, "Include /etc/ssh/sshd_config.d/*.conf",
+                    "Include /etc/ssh/sshd_config.d/*.conf\nInclude /etc/ssh/extra.conf"),
+               Write("/etc/ssh/sshd_config.d/00-hostguard-x.conf", "X11Forwarding no\n", "0644", owner)], str(tree))
+    assert cfg.read_text() == before
+    assert not (tmp_path / "elsewhere").exists()

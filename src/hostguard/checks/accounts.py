@@ -16,7 +16,7 @@ from hostguard.findings import Finding, HostId
 from hostguard.host.accounts import ACCOUNTS, SHADOW, SHADOW_IF_READABLE, Accounts, Malformed, Shadow, ShadowEntry, User
 from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES
 from hostguard.host.sudoers import SUDOERS, SudoRule
-from hostguard.remediation import Command, DeleteLine, Edit, Param, Remediation
+from hostguard.remediation import Command, DeleteLine, Edit, Param, Remediation, Step
 from hostguard.store.state import StateStore
 
 
@@ -261,6 +261,26 @@ def _members(who: str, accounts: Accounts) -> list[str]:
     return [who]
 
 
+def _ask_for_all(raw: str, first: bool) -> str:
+    """The line with the ``ALL`` command tagged ``PASSWD:`` (a ``NOPASSWD:`` right before it dropped), so sudo
+    asks for the password for everything while narrow NOPASSWD commands (service restarts) keep working.
+    On the rule's first line only the commands part (after ``=`` and the run-as list) is touched."""
+    head, body = "", raw
+    if first:
+        m = re.match(r"^(.*?=\s*(?:\([^)]*\)\s*)?)(.*)$", raw)
+        if m is None:
+            return raw
+        head, body = m.groups()
+    items = body.split(",")
+    for i, item in enumerate(items):
+        tags = re.match(r"^(\s*)((?:[A-Z_]+\s*:\s*)*)(ALL)(\s*\\?\s*)$", item)
+        if tags is None:
+            continue
+        kept = re.sub(r"\b(NOPASSWD|PASSWD)\s*:\s*", "", tags.group(2))
+        items[i] = f"{tags.group(1)}{kept}PASSWD: ALL{tags.group(4)}"
+    return head + ",".join(items)
+
+
 def _nopasswd_fix(rule: SudoRule, who: str, accounts: Accounts,
                   shadow: dict[str, ShadowEntry] | None) -> Remediation:
     """Drop NOPASSWD from the rule's line, unless someone it covers has no password sudo could ask for."""
@@ -279,10 +299,16 @@ def _nopasswd_fix(rule: SudoRule, who: str, accounts: Accounts,
              f"(`passwd {stuck[0]}`), then remove NOPASSWD (`visudo -f {rule.path}`), or limit the rule to the "
              "commands needed.") if stuck else
             "The rule covers ALL users or a netgroup: who would lose root is not known from this host's files.")
-    steps = []
+    steps: list[Step] = []
     for offset, raw in enumerate(rule.raw):
-        if "NOPASSWD" in raw:
-            steps.append(Edit(rule.path, rule.line + offset, raw, re.sub(r"\bNOPASSWD\s*:\s*", "", raw)))
+        new = _ask_for_all(raw, first=offset == 0)
+        if new != raw:
+            steps.append(Edit(rule.path, rule.line + offset, raw, new))
+    for line in rule.noauth:  # `Defaults:deploy !authenticate` turns the password off for every rule of deploy
+        rest = re.sub(r"\s*,?\s*!\s*authenticate\b", "", line.text.split(None, 1)[1] if " " in line.text else "")
+        rest = rest.strip().strip(",").strip()
+        steps.append(Edit(line.path, line.line, line.text, line.text.split(None, 1)[0] + " " + rest) if rest
+                     else DeleteLine(line.path, line.line, line.text))
     if not steps:
         return Remediation.by_hand(f"Remove NOPASSWD from {rule.path} line {rule.line} (`visudo -f {rule.path}`).",
                                    "NOPASSWD comes from an alias or Defaults: the line to change is not this one.")

@@ -15,6 +15,7 @@ from hostguard.host.base import Host, ProcessInfo
 from hostguard.host.firewall import FIREWALL, REACH, FirewallFacts
 from hostguard.host.processes import PROCESSES
 from hostguard.host.sockets import LISTENERS, Listener
+from hostguard.host.ssh_socket import SSH_SOCKET, SshSocket
 from hostguard.host.sshd import SSHD, SshdFacts
 from hostguard.netfilter.evaluate import Query, reachability
 from hostguard.netfilter.fixes import KeepOpen, default_deny, drop_port
@@ -60,13 +61,19 @@ def ssh_ports(sshd: SshdFacts) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
-def collect_keep_open(host: Host, sshd: SshdFacts | None, listeners: tuple[Listener, ...] | None,
-                      processes: tuple[ProcessInfo, ...] | None, ports: PortsConfig) -> KeepFacts:
-    """The SSH port(s) (always), the allowed ports that listen (all allowed ports when the listeners are not
-    known, as under --root), and DHCPv6 when a DHCP client runs (or when that cannot be known)."""
+def collect_keep_open(host: Host, sshd: SshdFacts | None, socket: SshSocket | None,
+                      listeners: tuple[Listener, ...] | None, processes: tuple[ProcessInfo, ...] | None,
+                      ports: PortsConfig) -> KeepFacts:
+    """The SSH port(s) (always: sshd's own and ssh.socket's), the allowed ports that listen (all allowed ports
+    when the listeners are not known, as under --root), and DHCPv6 when a DHCP client runs (or when that
+    cannot be known)."""
     if sshd is None:
         return KeepFacts(None, "sshd's configuration could not be read")
-    ssh = ssh_ports(sshd)
+    if socket is None:
+        return KeepFacts(None, "whether sshd is started by ssh.socket (and on which port) could not be read")
+    if socket.unknown:
+        return KeepFacts(None, f"ssh.socket listens on {', '.join(socket.unknown)}, which names no port")
+    ssh = tuple(sorted(set(ssh_ports(sshd)) | set(socket.ports)))
     if not ssh:
         return KeepFacts(None, "sshd's configuration names no port")
     allowed = {int(p) for p in ports.allowed if isinstance(p, int) or p.isdigit()}
@@ -82,8 +89,8 @@ def collect_keep_open(host: Host, sshd: SshdFacts | None, listeners: tuple[Liste
 
 
 KEEP_OPEN: Fact[KeepFacts] = Fact("firewall_keep_open", collect_keep_open,
-                                  inputs=(SSHD.best_effort, LISTENERS.best_effort, PROCESSES.best_effort,
-                                          config_input("ports")))
+                                  inputs=(SSHD.best_effort, SSH_SOCKET.best_effort, LISTENERS.best_effort,
+                                          PROCESSES.best_effort, config_input("ports")))
 
 
 def _open_deciders(pr: PortReach) -> dict[int, list[str]]:

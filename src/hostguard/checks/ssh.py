@@ -104,9 +104,10 @@ def dropin_read_first(parsed: ParsedConfig, config_file: str, keyword: str) -> b
 
 
 def reload_steps(config_file: str) -> tuple[Command, ...]:
-    """Check the files with sshd itself, then reload (existing sessions stay); Debian's unit is ssh.service."""
+    """Check the files with sshd itself, then reload (existing sessions stay). ``sshd`` names the unit on
+    Debian (an alias of ssh.service) and on RHEL, where there is no ``ssh``."""
     test = ("sshd", "-t") if config_file == DEFAULT_CONFIG else ("sshd", "-t", "-f", config_file)
-    return Command(test), Command(("systemctl", "reload", "ssh"))
+    return Command(test), Command(("systemctl", "reload", "sshd"))
 
 
 def fix_steps(parsed: ParsedConfig, config_file: str, wants: Iterable[Want]) -> tuple[Step, ...]:
@@ -209,7 +210,7 @@ def default_port(ctx: Context) -> Iterator[Finding]:
                               "Move sshd off port 22 to a port you choose",
                               "only you know which port is free and open in your firewall and your cloud provider's "
                               f"security group: allow SSH_PORT there first, then {where}, run `sshd -t` and "
-                              "`systemctl reload ssh` (with ssh.socket, `systemctl daemon-reload` and "
+                              "`systemctl reload sshd` (with ssh.socket, `systemctl daemon-reload` and "
                               "`systemctl restart ssh.socket`), and log in on the new port in a new session before "
                               "closing this one",
                               Param("SSH_PORT", "the port sshd should listen on instead of 22 (unused, allowed in the "

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostguard.engine.facts import Fact, config_input
-from hostguard.host.accounts import ACCOUNTS, Accounts, User
+from hostguard.host.accounts import ACCOUNTS, SHADOW_IF_READABLE, Accounts, Shadow, User
 from hostguard.host.authorized_keys import expand_key_file_pattern, parse_authorized_keys
 from hostguard.host.base import Host, HostError
 from hostguard.host.sshd import SSHD, SshdFacts, SshdView, addr_match
+from hostguard.host.sudoers import SUDOERS, SudoRule
 
 if TYPE_CHECKING:
     from hostguard.checks.accounts import AccountsConfig
@@ -187,9 +188,35 @@ def _verdicts_for(host: Host, view: SshdView, user: User, groups: set[str], nolo
     return out
 
 
-def collect_admin_keys(host: Host, sshd: SshdFacts, accounts: Accounts | None,
-                       accounts_config: AccountsConfig) -> AdminKeys:
-    """The verdict on every key of every root-capable account, for every probe address."""
+def root_way(user: User, accounts: Accounts, sudoers: tuple[SudoRule, ...] | None, shadow: Shadow | None) -> str:
+    """Why ``user`` could NOT become root after logging in with a key ("" when it can).
+
+    Being in an admin group is not enough: a sudo rule must give the account (or one of its groups) every
+    command as root, and sudo must be able to ask for a password the account has, unless NOPASSWD.
+    """
+    if user.name == "root" or user.uid == 0:
+        return ""
+    if sudoers is None:
+        return "sudoers cannot be read, so it is unknown whether the account can become root"
+    groups = accounts.groups_of(user)
+    rules = [r for r in sudoers if "ALL" in r.commands and ({"root", "ALL"} & set(r.runas))
+             and any(w == user.name or (w.startswith("%") and w[1:] in groups) for w in r.who)]
+    if not rules:
+        return "no sudo rule gives the account every command as root"
+    if any(r.nopasswd for r in rules):
+        return ""
+    entry = shadow.by_name().get(user.name) if shadow is not None else None
+    if shadow is None:
+        return "shadow cannot be read, so it is unknown whether sudo can ask for the account's password"
+    if entry is None or entry.hash in ("", "*", "x") or entry.hash.startswith(("!", "*")):
+        return "the account's password is locked or empty, so sudo cannot ask for it"
+    return ""
+
+
+def collect_admin_keys(host: Host, sshd: SshdFacts, accounts: Accounts | None, sudoers: tuple[SudoRule, ...] | None,
+                       shadow: Shadow | None, accounts_config: AccountsConfig) -> AdminKeys:
+    """The verdict on every key of every root-capable account, for every probe address. A key counts only
+    when its account can become root once logged in (root itself, or sudo for ALL with a password it has)."""
     if accounts is None:
         return AdminKeys((KeyVerdict("root", "", 0, False, "the accounts cannot be read"),))
     by_name = accounts.by_name()
@@ -199,6 +226,10 @@ def collect_admin_keys(host: Host, sshd: SshdFacts, accounts: Accounts | None,
         if view.spec is None or view.spec.user not in by_name:
             continue
         user = by_name[view.spec.user]
+        no_root = root_way(user, accounts, sudoers, shadow)
+        if no_root:
+            per_user.setdefault(user.name, []).append([KeyVerdict(user.name, "", 0, False, no_root)])
+            continue
         per_user.setdefault(user.name, []).append(
             _verdicts_for(host, view, user, accounts.groups_of(user), accounts_config.nologin_shells, cache))
     verdicts: list[KeyVerdict] = []
@@ -225,4 +256,5 @@ def collect_admin_keys(host: Host, sshd: SshdFacts, accounts: Accounts | None,
 
 
 USABLE_ADMIN_KEYS: Fact[AdminKeys] = Fact("usable_admin_keys", collect_admin_keys,
-                                          inputs=(SSHD, ACCOUNTS.best_effort, config_input("accounts")))
+                                          inputs=(SSHD, ACCOUNTS.best_effort, SUDOERS.best_effort,
+                                                  SHADOW_IF_READABLE.best_effort, config_input("accounts")))

@@ -338,14 +338,13 @@ def occurrences(parsed: ParsedConfig, keyword: str) -> list[tuple[int, _Line]]:
 def setting_line(parsed: ParsedConfig, keyword: str, spec: ConnSpec | None) -> _Line | None:
     """The line whose value is in force for ``spec`` (global when None), None for sshd's built-in default.
 
-    Mirrors :func:`evaluate`: for a connection the first line of a Match block that applies wins, then the
-    first global line.
+    Mirrors :func:`evaluate`: the first line of a Match block that applies wins (for the global view only
+    ``Match all`` applies), then the first global line.
     """
     found = occurrences(parsed, keyword)
-    if spec is not None:
-        for _, line in found:
-            if line.match is not None and all(match_applies(c, spec) for c in line.match):
-                return line
+    for _, line in found:
+        if line.match is not None and all(match_applies(c, spec) for c in line.match):
+            return line
     for _, line in found:
         if line.match is None:
             return line

@@ -25,6 +25,18 @@ class SudoRule:
     nopasswd: bool
     text: str
     raw: tuple[str, ...] = field(default=(), compare=False)  # the physical lines from ``line`` on, as written
+    noauth: tuple[NoAuth, ...] = field(default=(), compare=False)  # Defaults lines that turn authentication off
+
+
+@dataclass(frozen=True)
+class NoAuth:
+    """A ``Defaults[:who] !authenticate`` line: sudo asks nobody it covers for a password (global when
+    ``scope`` is empty)."""
+
+    path: str
+    line: int
+    scope: tuple[str, ...]
+    text: str
 
 
 def _logical_lines(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
@@ -48,9 +60,15 @@ def _logical_lines(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
     return out
 
 
-def parse_sudoers(host: Host, path: str, depth: int = 0, aliases: dict[str, list[str]] | None = None) -> list[SudoRule]:
-    """Rules of one file, following #include/#includedir/@include/@includedir."""
+NOAUTH = re.compile(r"^Defaults(?::(\S+))?\s+(.*)$")
+
+
+def parse_sudoers(host: Host, path: str, depth: int = 0, aliases: dict[str, list[str]] | None = None,
+                  noauth: list[NoAuth] | None = None) -> list[SudoRule]:
+    """Rules of one file, following #include/#includedir/@include/@includedir; ``Defaults !authenticate``
+    lines are gathered into ``noauth``."""
     aliases = {} if aliases is None else aliases
+    noauth = [] if noauth is None else noauth
     text = host.read_optional(path)
     if text is None or depth > MAX_DEPTH:
         return []
@@ -61,13 +79,17 @@ def parse_sudoers(host: Host, path: str, depth: int = 0, aliases: dict[str, list
         if inc:
             target = inc.group(2)
             if inc.group(1) == "include":
-                rules += parse_sudoers(host, target, depth + 1, aliases)
+                rules += parse_sudoers(host, target, depth + 1, aliases, noauth)
             else:
                 for name in host.listdir(target):
                     if "." not in name and not name.endswith("~"):
-                        rules += parse_sudoers(host, f"{target}/{name}", depth + 1, aliases)
+                        rules += parse_sudoers(host, f"{target}/{name}", depth + 1, aliases, noauth)
             continue
         stripped = stripped.split("#", 1)[0].strip()
+        defaults = NOAUTH.match(stripped)
+        if defaults and re.search(r"(^|,)\s*!\s*authenticate\s*(,|$)", defaults.group(2)):
+            scope = tuple(w.strip() for w in (defaults.group(1) or "").split(",") if w.strip())
+            noauth.append(NoAuth(path, number, tuple(x for w in scope for x in aliases.get(w, [w])), physical[0]))
         if not stripped or stripped.startswith("Defaults"):
             continue
         alias = re.match(r"^(User|Runas|Host|Cmnd)_Alias\s+(.*)$", stripped)
@@ -117,8 +139,15 @@ def _parse_spec(line: str, aliases: dict[str, list[str]], path: str, number: int
 
 
 def collect_sudoers(host: Host) -> tuple[SudoRule, ...]:
-    """Every user specification of the host's sudo configuration."""
-    return tuple(parse_sudoers(host, "/etc/sudoers"))
+    """Every user specification of the host's sudo configuration; a rule covered by a ``Defaults
+    !authenticate`` line asks for no password, exactly as with NOPASSWD, and carries that line."""
+    noauth: list[NoAuth] = []
+    rules = parse_sudoers(host, "/etc/sudoers", noauth=noauth)
+    out = []
+    for rule in rules:
+        covering = tuple(n for n in noauth if not n.scope or set(n.scope) & set(rule.who))
+        out.append(replace(rule, nopasswd=True, noauth=covering) if covering else rule)
+    return tuple(out)
 
 
 SUDOERS: Fact[tuple[SudoRule, ...]] = Fact("sudoers", collect_sudoers)

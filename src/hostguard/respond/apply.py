@@ -165,31 +165,63 @@ def apply(steps: Iterable[Step], root: str = "/") -> Applied:
             result.not_run.append(step)
     root_fd = os.open(root, DIR_FLAGS)
     try:
+        # Check everything before writing anything: a half-applied fix (an include line naming a drop-in that
+        # could not be written) can be worse than none.
         planned: list[tuple[str, bytes, os.stat_result]] = []
-        for path, group in line_steps.items():  # check every line step before writing anything
+        for path, group in line_steps.items():
             parts, name = _split(path)
             with _open_dir(root_fd, parts, create=False) as fd:
                 data, st = _read(fd, name)
             planned.append((path, _edited(data, path, group), st))
+        writes: list[tuple[Write, int, int]] = []
+        for step in steps:
+            if isinstance(step, Write):
+                _check_write_target(root_fd, step.path)
+                writes.append((step, *_owner_ids(root_fd, step.owner)))
+        # Drop-ins first, then the edits that may refer to them.
+        for step, uid, gid in writes:
+            parts, name = _split(step.path)
+            with _open_dir(root_fd, parts, create=True) as fd:
+                current = _regular_or_none(fd, name, step.path)
+                _replace(fd, name, step.content.encode("utf-8", "surrogateescape"), int(step.mode, 8), uid, gid,
+                         current)
+            result.written.append(step)
         for path, data, st in planned:
             parts, name = _split(path)
             with _open_dir(root_fd, parts, create=False) as fd:
                 _replace(fd, name, data, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st)
         result.written += [s for group in line_steps.values() for s in group]
-        for step in steps:
-            if isinstance(step, Write):
-                parts, name = _split(step.path)
-                uid, gid = _owner_ids(root_fd, step.owner)
-                with _open_dir(root_fd, parts, create=True) as fd:
-                    try:
-                        current = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        current = None
-                    if current is not None and not stat.S_ISREG(current.st_mode):
-                        raise ApplyError(f"{step.path}: exists and is not a regular file")
-                    _replace(fd, name, step.content.encode("utf-8", "surrogateescape"), int(step.mode, 8), uid, gid,
-                             current)
-                result.written.append(step)
     finally:
         os.close(root_fd)
     return result
+
+
+def _regular_or_none(dir_fd: int, name: str, path: str) -> os.stat_result | None:
+    """The stat of an existing regular file, None when absent; anything else (a symlink, a directory) refused."""
+    try:
+        current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(current.st_mode):
+        raise ApplyError(f"{path}: exists and is not a regular file")
+    return current
+
+
+def _check_write_target(root_fd: int, path: str) -> None:
+    """A Write can be done: every existing directory on the way is a plain directory, the target is absent or
+    a regular file. (Missing directories are created when writing.)"""
+    parts, name = _split(path)
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            try:
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise ApplyError(f"{path}: {part} is not a plain directory ({exc.strerror})") from exc
+            os.close(fd)
+            fd = nxt
+        _regular_or_none(fd, name, path)
+    finally:
+        os.close(fd)
