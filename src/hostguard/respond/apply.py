@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Literal
 
 from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
 
@@ -41,13 +42,25 @@ class Applied:
 @contextlib.contextmanager
 def _open_dir(root_fd: int, parts: tuple[str, ...], create: bool) -> Iterator[int]:
     """A descriptor of directory ``parts`` below ``root_fd``, every component opened without following links."""
+    with _walk(root_fd, parts, "create" if create else "refuse") as fd:
+        assert fd is not None
+        yield fd
+
+
+@contextlib.contextmanager
+def _walk(root_fd: int, parts: tuple[str, ...], missing: Literal["create", "refuse", "stop"]) -> Iterator[int | None]:
+    """Open ``parts`` one directory at a time with ``O_NOFOLLOW``; a missing one is created (``create``), an
+    error (``refuse``) or ends the walk with None (``stop``: nothing below it exists yet)."""
     fd = os.dup(root_fd)
     try:
         for part in parts:
             try:
                 nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
-                if not create:
+                if missing == "stop":
+                    yield None
+                    return
+                if missing == "refuse":
                     raise ApplyError(f"directory {part} is missing") from None
                 os.mkdir(part, 0o755, dir_fd=fd)
                 nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
@@ -211,17 +224,6 @@ def _check_write_target(root_fd: int, path: str) -> None:
     """A Write can be done: every existing directory on the way is a plain directory, the target is absent or
     a regular file. (Missing directories are created when writing.)"""
     parts, name = _split(path)
-    fd = os.dup(root_fd)
-    try:
-        for part in parts:
-            try:
-                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                raise ApplyError(f"{path}: {part} is not a plain directory ({exc.strerror})") from exc
-            os.close(fd)
-            fd = nxt
-        _regular_or_none(fd, name, path)
-    finally:
-        os.close(fd)
+    with _walk(root_fd, parts, "stop") as fd:
+        if fd is not None:
+            _regular_or_none(fd, name, path)
