@@ -68,7 +68,7 @@ def test_not_root_is_a_skip_reason_not_an_error(monkeypatch: pytest.MonkeyPatch)
 
 def test_missing_ip_is_tool_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(netns_mod, "_which", lambda name: None)
+    monkeypatch.setattr(netns_mod, "system_which", lambda name: None)
     with pytest.raises(Unavailable) as info, private_netns("hgtest", "testing"):
         pytest.fail("the block must not run")
     assert info.value.reason == SkipReason.TOOL_MISSING

@@ -161,31 +161,7 @@ class Host:
 
     def read_bytes(self, path: str, limit: int = MAX_READ) -> bytes:
         """Contents of a regular file; :class:`FileMissing` or :class:`HostError` otherwise."""
-        real = self.resolve(path)
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError as exc:
-            raise FileMissing(f"{path}: no such file") from exc
-        except OSError as exc:
-            raise HostError(f"{path}: {exc.strerror or exc}") from exc
-        try:
-            st = os.fstat(fd)
-            if not stat_mod.S_ISREG(st.st_mode):
-                raise HostError(f"{path}: not a regular file")
-            if st.st_size > limit:
-                raise HostError(f"{path}: larger than {limit} bytes")
-            chunks = []
-            total = 0
-            while chunk := os.read(fd, 1 << 20):
-                total += len(chunk)
-                if total > limit:
-                    raise HostError(f"{path}: larger than {limit} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
-        except OSError as exc:
-            raise HostError(f"{path}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(fd)
+        return read_regular(self.resolve(path), path, limit)[0]
 
     def read_text(self, path: str) -> str:
         """Contents decoded as UTF-8 with ``surrogateescape`` (exact bytes recoverable)."""
@@ -275,6 +251,46 @@ class Host:
 
 
 
+def read_regular(name: str, label: str, limit: int = MAX_READ, dir_fd: int | None = None) -> tuple[bytes, os.stat_result]:
+    """A regular file's bytes and stat, opened with ``O_NOFOLLOW`` (relative to ``dir_fd`` when given).
+
+    The one way hostguard reads a file it may act on: :class:`FileMissing` when absent, :class:`HostError`
+    (naming ``label``) for a symlink, a non-regular file, one larger than ``limit``, or a read error.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError as exc:
+        raise FileMissing(f"{label}: no such file") from exc
+    except OSError as exc:
+        raise HostError(f"{label}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise HostError(f"{label}: not a regular file")
+        if st.st_size > limit:
+            raise HostError(f"{label}: larger than {limit} bytes")
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise HostError(f"{label}: larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks), st
+    except OSError as exc:
+        raise HostError(f"{label}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def system_which(name: str) -> str | None:
+    """Where a system tool is installed on this machine, also looking in /usr/sbin and /sbin (a non-login
+    PATH lacks them, and ``ip``, ``nft``, ``sshd`` live there); an absolute path is taken as it is."""
+    if name.startswith("/"):
+        return name if os.access(name, os.X_OK) else None
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
 class RootHost(Host):
     """A host tree that is not running: a mounted image or a fixture."""
 
@@ -297,8 +313,8 @@ class LiveHost(Host):
         return os.uname().nodename
 
     def which(self, name: str) -> str | None:
-        """The installed path of ``name``, also looking in /usr/sbin and /sbin (a non-login PATH lacks them)."""
-        return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        """The installed path of ``name`` (see :func:`system_which`)."""
+        return system_which(name)
 
     def run(self, argv: list[str], timeout: float = 20, input_bytes: bytes | None = None) -> CommandResult:
         """Run a command; :class:`Unavailable` (tool_missing) when it is not installed."""

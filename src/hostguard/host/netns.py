@@ -11,27 +11,19 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from hostguard.findings import SkipReason
-from hostguard.host.base import HostError, Unavailable
+from hostguard.host.base import HostError, Unavailable, system_which
 
 TIMEOUT = 60.0  # loading a large ruleset takes well under a second; a hung tool must not hang the scan
 
 
 class NetnsError(HostError):
     """A command in the private namespace (or creating it) failed; the message says which and why."""
-
-
-def _which(name: str) -> str | None:
-    """A system tool's path; /usr/sbin and /sbin are searched too, since ``ip`` and ``nft`` live there."""
-    if name.startswith("/"):
-        return name if os.access(name, os.X_OK) else None
-    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ class Netns:
         (tool_missing) rather than as a failure of ``ip netns exec``. Output is text, undecodable bytes
         replaced, in the C locale so messages are stable.
         """
-        exe = _which(argv[0])
+        exe = system_which(argv[0])
         if exe is None:
             raise Unavailable(SkipReason.TOOL_MISSING, f"`{argv[0]}` is not installed")
         try:
@@ -79,7 +71,7 @@ def private_netns(prefix: str, purpose: str) -> Iterator[Netns]:
         raise ValueError(f"netns prefix {prefix!r}: use up to 8 lowercase letters and digits")
     if os.geteuid() != 0:
         raise Unavailable(SkipReason.NOT_ROOT, f"{purpose} needs root")
-    ip = _which("ip")
+    ip = system_which("ip")
     if ip is None:
         raise Unavailable(SkipReason.TOOL_MISSING, "`ip` is not installed (iproute2)")
     name = f"{prefix}{secrets.token_hex(4)}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
+from hostguard.host.base import FileMissing, HostError, read_regular
 from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -82,21 +83,11 @@ def _split(path: str) -> tuple[tuple[str, ...], str]:
 
 def _read(dir_fd: int, name: str) -> tuple[bytes, os.stat_result]:
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
-    except FileNotFoundError:
+        return read_regular(name, name, dir_fd=dir_fd)
+    except FileMissing:
         raise ApplyError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise ApplyError(f"{name}: {exc.strerror} (a symlink is never followed)") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ApplyError(f"{name}: not a regular file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks), st
-    finally:
-        os.close(fd)
+    except HostError as exc:
+        raise ApplyError(f"{exc} (a symlink is never followed)") from exc
 
 
 def _replace(dir_fd: int, name: str, data: bytes, mode: int, uid: int, gid: int,
