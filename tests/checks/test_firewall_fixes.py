@@ -243,6 +243,7 @@ def test_ufw_commands_run_by_ufw_itself_close_the_tree_and_keep_ssh(tmp_path: Pa
 
 def test_default_deny_keeps_the_port_of_ssh_socket(tmp_path: Path) -> None:
     """Ubuntu's way to move SSH: ssh.socket's ListenStream. The drop-in resets the list; 2200 must stay open."""
+    need_tool("nft")
     tree = build_tree(tmp_path / "host", FIXES / "nft_accept")
     wants = tree / "etc/systemd/system/sockets.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
@@ -252,6 +253,13 @@ def test_default_deny_keeps_the_port_of_ssh_socket(tmp_path: Path) -> None:
     [finding] = _default_allow(tree)
     [nft] = [s for s in finding.remediation.steps if isinstance(s, Write) and s.path.endswith("hostguard.nft")]
     assert "\t\ttcp dport { 80, 443, 2200, 2222 } accept" in nft.content.splitlines()
+    path = tmp_path / "hostguard.nft"  # loaded for real: ssh.socket's port still connects, others do not
+    path.write_text(nft.content)
+    with netns_pair() as pair:
+        assert pair.run(pair.server, ["nft", "-f", str(path)]).returncode == 0
+        pair.listen("tcp:[::]:2200", "tcp:[::]:8080")
+        assert {(a, p): pair.connects(a, p) for a in (SERVER_V4, SERVER_V6) for p in (2200, 8080)} == {
+            (SERVER_V4, 2200): True, (SERVER_V4, 8080): False, (SERVER_V6, 2200): True, (SERVER_V6, 8080): False}
     (tree / "etc/systemd/system/ssh.socket.d/listen.conf").write_text("[Socket]\nListenStream=\nListenStream=sshd\n")
     [finding] = _default_allow(tree)
     assert finding.remediation.steps == () and "ssh.socket listens on sshd" in (finding.remediation.manual or "")

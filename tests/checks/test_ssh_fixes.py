@@ -70,8 +70,6 @@ CASES: dict[str, dict[str, tuple[Step, ...]]] = {
     "match_block": {
         "ssh.root_password_login[PermitRootLogin]": (
             Edit(CONF, 15, "    PermitRootLogin yes", "    PermitRootLogin prohibit-password"),),
-        "ssh.password_auth[root]": (
-            Edit(CONF, 16, "    KbdInteractiveAuthentication yes", "    KbdInteractiveAuthentication no"),),
         "ssh.password_auth[alice]": (
             Edit(CONF, 12, "\tPasswordAuthentication yes", "\tPasswordAuthentication no"),
             Edit(CONF, 16, "    KbdInteractiveAuthentication yes", "    KbdInteractiveAuthentication no")),

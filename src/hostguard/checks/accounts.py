@@ -27,9 +27,14 @@ class AccountsConfig:
     admin_groups: tuple[str, ...] = setting(
         ("sudo", "wheel", "admin", "root"),
         "Groups whose members may be root-capable admins (sudo without password is expected of them).")
+    root_groups: tuple[str, ...] = setting(
+        ("docker", "lxd", "disk"),
+        "Groups whose members can become root without sudo (a container with the host's / mounted, the raw disk): "
+        "they count as root-capable for the SSH checks.")
     nologin_shells: tuple[str, ...] = setting(
-        ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync", "/usr/bin/nologin", ""),
-        'Shells that mean "cannot log in".')
+        ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync", "/usr/bin/nologin",
+         "/sbin/shutdown", "/usr/sbin/shutdown", "/sbin/halt", "/usr/sbin/halt", ""),
+        'Shells that mean "cannot log in" (sync, shutdown and halt run one command and exit).')
     shell_allowed: tuple[str, ...] = setting(("root", "sync"), "Service accounts that legitimately have a login shell.")
 
 

@@ -13,6 +13,7 @@ from hostguard.data import load_toml
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
+from hostguard.host.root_capable import ROOT_CAPABLE, RootCapable
 from hostguard.host.ssh_keys import USABLE_ADMIN_KEYS, AdminKeys
 from hostguard.host.sshd import (
     SSHD,
@@ -217,37 +218,57 @@ def default_port(ctx: Context) -> Iterator[Finding]:
                                     "firewall)", "22022")))
 
 
+def _is_uid0(capable: RootCapable, user: str) -> bool:
+    """sshd applies PermitRootLogin to every UID 0 account, whatever its name."""
+    account = capable.by_name().get(user)
+    return account.is_root if account is not None else user == "root"
+
+
+def _types_password(capable: RootCapable, user: str) -> bool:
+    """Whether a password typed for ``user`` could be accepted: it has one (or shadow is unreadable) and a
+    login shell. A locked (``!``) or empty password cannot be typed in (empty ones are ssh.empty_passwords)."""
+    account = capable.by_name().get(user)
+    return account is None or (account.password in ("set", "unknown") and account.login_shell)
+
+
 @check(id="ssh.root_password_login", severity="high", summary="root can log in with a password",
-       needs=(SSHD, SSHD_FILES, USABLE_ADMIN_KEYS), tags=("T1110.001", "T1021.004"),
+       needs=(SSHD, SSHD_FILES, USABLE_ADMIN_KEYS, ROOT_CAPABLE), tags=("T1110.001", "T1021.004"),
        references=("https://man.openbsd.org/sshd_config#PermitRootLogin",))
 def root_password_login(ctx: Context) -> Iterator[Finding]:
     """PermitRootLogin yes with password or PAM keyboard-interactive auth lets the internet guess root's
-    password; Match blocks are evaluated for root from an outside address."""
+    password; Match blocks are evaluated for root from an outside address. Every UID 0 account is root to
+    sshd (PermitRootLogin applies to it); an account whose password is locked cannot be guessed."""
     facts: SshdFacts = ctx.fact(SSHD)
-    bad = [view for view in facts.views if view.spec is not None and view.spec.user == "root"
-           and view.get("permitrootlogin") == "yes" and password_paths(view)]
+    capable = ctx.fact(ROOT_CAPABLE)
+    bad = [view for view in facts.views if view.spec is not None and _is_uid0(capable, view.spec.user)
+           and _types_password(capable, view.spec.user) and view.get("permitrootlogin") == "yes"
+           and password_paths(view)]
     if bad:
         keys = ctx.fact(USABLE_ADMIN_KEYS)
+        users = list(dict.fromkeys(v.spec.user for v in bad if v.spec is not None))
+        who = "root" if users == ["root"] else f"{', '.join(users)} (UID 0)"
         want = Want("PermitRootLogin", "prohibit-password", tuple(v.spec for v in bad))
-        yield ctx.finding("root can log in over SSH with a password", _target(facts, "PermitRootLogin"),
+        yield ctx.finding(f"{who} can log in over SSH with a password", _target(facts, "PermitRootLogin"),
                           evidence=_evidence(facts, bad[0], permitrootlogin="yes", via=password_paths(bad[0]),
-                                             **_key_evidence(keys)),
+                                             accounts=users, **_key_evidence(keys)),
                           remediation=_guarded_fix(facts, ctx.fact(SSHD_FILES), keys, want))
 
 
 @check(id="ssh.password_auth", severity="medium",
        summary="Password authentication enabled for root-capable accounts",
-       needs=(SSHD, SSHD_FILES, USABLE_ADMIN_KEYS), tags=("T1110.001", "T1021.004"),
+       needs=(SSHD, SSHD_FILES, USABLE_ADMIN_KEYS, ROOT_CAPABLE), tags=("T1110.001", "T1021.004"),
        references=("https://man.openbsd.org/sshd_config#PasswordAuthentication",))
 def password_auth(ctx: Context) -> Iterator[Finding]:
     """Passwords can be guessed; keys cannot. Keyboard-interactive through PAM asks for the same password
-    even with ``PasswordAuthentication no``."""
+    even with ``PasswordAuthentication no``. Root-capable accounts are the admin groups, sudo ALL, the
+    docker/lxd/disk groups; UID 0 accounts are left to ssh.root_password_login, and an account whose
+    password is locked or that has no login shell cannot log in with a password."""
     facts: SshdFacts = ctx.fact(SSHD)
+    capable = ctx.fact(ROOT_CAPABLE)
+    accounts = capable.by_name()
     by_user: dict[str, list[SshdView]] = {}
     for view in facts.views:
-        if view.spec is None:
-            continue
-        if view.spec.user == "root" and view.get("permitrootlogin") not in ("yes",):
+        if view.spec is None or _is_uid0(capable, view.spec.user) or not _types_password(capable, view.spec.user):
             continue
         if password_paths(view):
             by_user.setdefault(view.spec.user, []).append(view)
@@ -261,9 +282,10 @@ def password_auth(ctx: Context) -> Iterator[Finding]:
             wants.append(Want("PasswordAuthentication", "no", password))
         if keyboard:
             wants.append(Want("KbdInteractiveAuthentication", "no", keyboard))
+        why = list(accounts[user].why) if user in accounts else []
         yield ctx.finding(f"'{user}' can log in over SSH with a password ({', '.join(paths)})",
                           {**_target(facts, "PasswordAuthentication"), "user": user},
-                          evidence=_evidence(facts, views[0], via=paths, **_key_evidence(keys)),
+                          evidence=_evidence(facts, views[0], via=paths, root_capable_by=why, **_key_evidence(keys)),
                           remediation=_guarded_fix(facts, ctx.fact(SSHD_FILES), keys, *wants))
 
 

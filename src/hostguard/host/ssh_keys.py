@@ -99,8 +99,9 @@ def _account_rule(view: SshdView, user: User, groups: set[str], addr: str, nolog
     """Why sshd refuses every key of this account from ``addr`` ("" when keys are looked at)."""
     if user.shell in nologin:
         return f"{user.name} has no login shell ({user.shell or 'empty'})"
-    if user.name == "root" and (view.get("permitrootlogin") or "without-password") not in ROOT_KEY_LOGIN:
-        return f"PermitRootLogin {view.get('permitrootlogin')} refuses root's keys"
+    if user.uid == 0 and (view.get("permitrootlogin") or "without-password") not in ROOT_KEY_LOGIN:
+        who = "root's" if user.name == "root" else f"{user.name}'s (UID 0)"
+        return f"PermitRootLogin {view.get('permitrootlogin')} refuses {who} keys"
     rule = _user_rule(view, user.name, groups, addr)
     if rule:
         return rule

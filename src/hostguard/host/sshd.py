@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 from hostguard.data import load_toml
 from hostguard.engine.facts import Fact, config_input
 from hostguard.findings import SkipReason
-from hostguard.host.accounts import ACCOUNTS, Accounts
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
 from hostguard.host.processes import PROCESSES
+from hostguard.host.root_capable import ROOT_CAPABLE, RootCapable
 
 if TYPE_CHECKING:
-    from hostguard.checks.accounts import AccountsConfig
     from hostguard.checks.ssh import SshConfig
     from hostguard.host.base import ProcessInfo
 
@@ -363,15 +362,11 @@ def parse_dump(text: str, spec: ConnSpec | None) -> SshdView:
     return SshdView(spec, {k: tuple(v) for k, v in settings.items()})
 
 
-def connection_specs(accounts: Accounts | None, ssh: SshConfig, admin_groups: tuple[str, ...]) -> list[ConnSpec]:
-    """Root and every root-capable account (admin groups, UID 0), from each probe address."""
-    users: list[tuple[str, tuple[str, ...]]] = [("root", ("root",))]
-    if accounts is not None:
-        admin = set(admin_groups)
-        for user in accounts.users:
-            groups = tuple(sorted(accounts.groups_of(user)))
-            if user.name != "root" and (admin & set(groups) or user.uid == 0):
-                users.append((user.name, groups))
+def connection_specs(capable: RootCapable | None, ssh: SshConfig) -> list[ConnSpec]:
+    """Root and every root-capable account, from each probe address (root alone when accounts are unknown)."""
+    users = [(a.name, a.groups) for a in capable.accounts] if capable is not None else []
+    if not any(name == "root" for name, _ in users):
+        users.insert(0, ("root", ("root",)))
     return [ConnSpec(name, addr, groups=groups) for name, groups in users for addr in ssh.probe_addresses]
 
 
@@ -387,10 +382,9 @@ def collect_sshd_files(host: Host, ssh: SshConfig) -> ParsedConfig:
 SSHD_FILES: Fact[ParsedConfig] = Fact("sshd_files", collect_sshd_files, inputs=(config_input("ssh"),))
 
 
-def collect_sshd(host: Host, parsed: ParsedConfig, accounts: Accounts | None, ssh: SshConfig,
-                 accounts_config: AccountsConfig) -> SshdFacts:
+def collect_sshd(host: Host, parsed: ParsedConfig, capable: RootCapable | None, ssh: SshConfig) -> SshdFacts:
     """The effective configuration, from ``sshd -T`` on a live host, else from the files."""
-    specs = connection_specs(accounts, ssh, accounts_config.admin_groups)
+    specs = connection_specs(capable, ssh)
     note = ""
     if host.live:
         try:
@@ -401,8 +395,7 @@ def collect_sshd(host: Host, parsed: ParsedConfig, accounts: Accounts | None, ss
     return SshdFacts("config files", ssh.config_file, tuple(parsed.files), tuple(views), note)
 
 
-SSHD: Fact[SshdFacts] = Fact("sshd", collect_sshd, inputs=(SSHD_FILES, ACCOUNTS.best_effort, config_input("ssh"),
-                                                         config_input("accounts")))
+SSHD: Fact[SshdFacts] = Fact("sshd", collect_sshd, inputs=(SSHD_FILES, ROOT_CAPABLE.best_effort, config_input("ssh")))
 
 
 def _collect_live(host: Host, ssh: SshConfig, parsed: ParsedConfig, specs: list[ConnSpec]) -> SshdFacts:
