@@ -4,11 +4,15 @@ pam_pwquality's verdict in chpasswd for the quality policy. Never by re-running 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
+from hostguard.findings import Finding
 from hostguard.host.base import RootHost
 from hostguard.remediation import Command, Edit, Remediation, Write
-from hostguard.respond.apply import apply
+from hostguard.respond.apply import ApplyError, apply
 from tests.conftest import HITS, HOSTS, build_tree, need_root, need_tool, run_one
 from tests.fix_validation import findings, pwscore, set_password
 
@@ -174,3 +178,123 @@ def test_unset_ageing_is_added_after_the_last_setting(tmp_path: Path) -> None:
                               "ENCRYPT_METHOD YESCRYPT\nPASS_WARN_AGE 7"),)
     apply(fix.steps, str(tree))
     assert findings(tree, "password_policy.ageing") == []
+
+
+# RHEL shapes: system-auth (local logins, su, passwd) and password-auth (sshd), with and without authselect.
+RHEL_UNIX = "password    sufficient                                   pam_unix.so {} shadow nullok use_authtok"
+POLICY_CHECKS = ("min_length", "char_classes", "hash_method", "sha_rounds")
+
+
+def _through(tree: Path, stack: str) -> Path:
+    """Make chpasswd's own PAM service use ``stack``, so chpasswd -R exercises that stack (RHEL's sshd does
+    the same with password-auth)."""
+    (tree / "etc/pam.d/chpasswd").write_text(f"password include {stack}\n")
+    return tree
+
+
+def _found(tree: Path, check_id: str) -> list[Finding]:
+    return run_one(check_id, RootHost(str(tree)))[0]
+
+
+def test_rhel_weak_password_auth_beside_a_good_system_auth(tmp_path: Path) -> None:
+    """`yescrypt ... md5` in password-auth: pam_unix keeps the last option, so sshd's stack hashes with MD5
+    while system-auth is fine; one finding, on password-auth's line, fixed there."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_password_auth_md5")
+    [finding] = _found(tree, "password_policy.hash_method")
+    assert finding.target == {"kind": "config", "path": "/etc/pam.d/password-auth", "setting": "hash_method"}
+    assert finding.evidence["stacks"] == ["/etc/pam.d/password-auth"]
+    assert finding.remediation.steps == (Edit("/etc/pam.d/password-auth", 11, f"{RHEL_UNIX.format('yescrypt')} md5",
+                                              RHEL_UNIX.format("yescrypt")),)
+    assert set_password(_through(tree, "system-auth"), "alice", PASSWORD)[0].startswith("$y$")
+    assert set_password(_through(tree, "password-auth"), "alice", PASSWORD)[0].startswith("$1$")
+    apply(finding.remediation.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$y$")
+    assert findings(tree, "password_policy.hash_method") == []
+
+
+@pytest.mark.parametrize("check", POLICY_CHECKS)
+def test_rhel_near_miss_both_stacks_good(tmp_path: Path, check: str) -> None:
+    """The same two stacks, both with pwquality above pam_unix and yescrypt last: nothing to say."""
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_good")
+    assert findings(tree, f"password_policy.{check}") == []
+
+
+def test_rhel_without_a_quality_module_gets_pwquality_above_pam_unix(tmp_path: Path) -> None:
+    """Neither stack checks quality: one finding per stack, each fix inserts pam_pwquality above that
+    stack's pam_unix (which then takes the checked password); chpasswd through the fixed stack refuses a
+    short password and still hashes the given one with yescrypt, the other stack stays reported."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_no_quality")
+    found = _found(tree, "password_policy.min_length")
+    assert [f.target["path"] for f in found] == ["/etc/pam.d/system-auth", "/etc/pam.d/password-auth"]
+    unix = "password    sufficient                                   pam_unix.so yescrypt shadow nullok"
+    quality = "password    requisite                                    pam_pwquality.so local_users_only"
+    assert found[0].remediation.steps == (Edit("/etc/pam.d/system-auth", 10, unix,
+                                               f"{quality}\n{unix} use_authtok"),)
+    assert "BAD PASSWORD" not in set_password(tree, "alice", "Ab1!xyZ")[1]
+    apply(found[0].remediation.steps, str(tree))
+    hashed, said = set_password(tree, "alice", "Ab1!xyZ")
+    assert "BAD PASSWORD: The password is shorter than" in said and hashed.startswith("$y$")
+    for check in ("min_length", "char_classes"):
+        assert [f.target["path"] for f in _found(tree, f"password_policy.{check}")] == ["/etc/pam.d/password-auth"]
+
+
+def test_authselect_pwquality_conf_is_an_edit_and_one_finding_for_both_stacks(tmp_path: Path) -> None:
+    """Both authselect stacks take minlen from pwquality.conf: one finding there, an exact Edit (outside the
+    generated PAM files), proven by pwscore and by pam_pwquality through the linked system-auth."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_authselect")
+    [finding] = _found(tree, "password_policy.min_length")
+    assert finding.target == {"kind": "config", "path": "/etc/security/pwquality.conf", "setting": "minlen"}
+    assert finding.evidence["stacks"] == ["/etc/pam.d/system-auth", "/etc/pam.d/password-auth"]
+    assert finding.remediation.steps == (Edit("/etc/security/pwquality.conf", 2, "minlen = 6", "minlen = 8"),)
+    assert finding.remediation.manual is None
+    assert pwscore(tree, "Ab1!xyZ")[0] == 0
+    apply(finding.remediation.steps, str(tree))
+    assert "shorter than 8" in pwscore(tree, "Ab1!xyZ")[1]
+    assert "BAD PASSWORD: The password is shorter than 8" in set_password(tree, "alice", "Ab1!xyZ")[1]
+    assert findings(tree, "password_policy.min_length") == []
+
+
+def test_authselect_pam_line_change_is_by_hand_through_a_custom_profile(tmp_path: Path) -> None:
+    """md5 on password-auth's pam_unix line, which authselect generates: no step (an Edit through the link
+    is refused by apply.py, and one into /etc/authselect would be regenerated away); the fix names the
+    custom-profile commands with this host's profile and features."""
+    _tools()
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_authselect")
+    assert set_password(_through(tree, "password-auth"), "alice", PASSWORD)[0].startswith("$1$")  # PAM follows links
+    [finding] = _found(tree, "password_policy.hash_method")
+    assert finding.target == {"kind": "config", "path": "/etc/pam.d/password-auth", "setting": "hash_method"}
+    fix = finding.remediation
+    assert fix.steps == () and fix.manual is not None
+    assert "`authselect create-profile hostguard -b sssd --symlink-meta`" in fix.manual
+    assert "`authselect select custom/hostguard with-faillock with-silent-lastlog`" in fix.manual
+    want = "must read `password sufficient pam_unix.so yescrypt shadow nullok use_authtok`"
+    assert "/etc/authselect/custom/hostguard/password-auth" in fix.manual and want in fix.manual
+    raw = RHEL_UNIX.format("md5")
+    with pytest.raises(ApplyError):
+        apply((Edit("/etc/pam.d/password-auth", 11, raw, RHEL_UNIX.format("yescrypt")),), str(tree))
+    authselect_conf = tree / "etc/authselect/authselect.conf"
+    authselect_conf.write_text("custom/hardened\nwith-faillock\n")
+    [finding] = _found(tree, "password_policy.hash_method")
+    assert finding.remediation.manual is not None
+    assert "/etc/authselect/custom/hardened/password-auth" in finding.remediation.manual
+    assert "`authselect apply-changes`" in finding.remediation.manual
+
+
+def test_bcrypt_in_login_defs_is_des_for_pam_unix(tmp_path: Path) -> None:
+    """shadow's tools know ENCRYPT_METHOD BCRYPT, pam_unix does not and falls back to DES: passwords set
+    through PAM are DES hashes; the fix makes login.defs say YESCRYPT."""
+    _tools()
+    tree = build_tree(tmp_path / "host")
+    pam_file = tree / "etc/pam.d/common-password"
+    pam_file.write_text(pam_file.read_text().replace(" yescrypt\n", "\n"))
+    defs = tree / "etc/login.defs"
+    defs.write_text(defs.read_text().replace("ENCRYPT_METHOD YESCRYPT", "ENCRYPT_METHOD BCRYPT"))
+    [finding] = _found(tree, "password_policy.hash_method")
+    assert (finding.severity.value, finding.target["path"]) == ("critical", "/etc/login.defs")
+    assert finding.remediation.steps == (Edit("/etc/login.defs", 8, "ENCRYPT_METHOD BCRYPT", "ENCRYPT_METHOD YESCRYPT"),)
+    assert re.fullmatch(r"[./0-9A-Za-z]{13}", set_password(tree, "alice", PASSWORD)[0])  # DES
+    apply(finding.remediation.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$y$")

@@ -1,19 +1,39 @@
-"""Password policy as the host enforces it: /etc/login.defs, the PAM password stack and pwquality.
+"""Password policy as the host enforces it: /etc/login.defs, the PAM password stacks and pwquality.
 
 Each value keeps the file and line it came from, so a finding can say exactly where to change it.
+
+A host may have several password stacks: Debian (and SUSE) one, ``common-password``, which every service
+includes; RHEL, Fedora and their rebuilds two, ``system-auth`` (local logins, su, passwd) and
+``password-auth`` (sshd and other remote services), each with its own pam_unix and quality lines. Every
+stack the host has is read, so a weak line in one is not hidden by a good one in the other. On RHEL 8+
+both files are usually authselect's symlinks into ``/etc/authselect/``: a line keeps the path services
+name it by and also where the link leads, so a fix can tell a file it may edit from one it must not.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from hostguard.engine.facts import Fact
-from hostguard.host.base import Host
+from hostguard.host.base import Host, HostError
 
-PAM_STACKS = ("/etc/pam.d/common-password", "/etc/pam.d/system-auth", "/etc/pam.d/password-auth",
-              "/etc/pam.d/passwd")
-HASH_OPTIONS = {"yescrypt": "yescrypt", "gost_yescrypt": "gost-yescrypt", "sha512": "sha512",
-                "sha256": "sha256", "blowfish": "bcrypt", "md5": "md5", "bigcrypt": "des", "des": "des"}
+# The shared password stacks, in the order a report names them; `passwd` only when none of them exists.
+PAM_STACKS = ("/etc/pam.d/common-password", "/etc/pam.d/system-auth", "/etc/pam.d/password-auth")
+FALLBACK_STACK = "/etc/pam.d/passwd"
+AUTHSELECT_DIR = "/etc/authselect"
+AUTHSELECT_CONF = "/etc/authselect/authselect.conf"
+
+# pam_unix's hash options, each with the method it selects. pam_unix matches an option by prefix
+# (``sha512foo`` selects sha512) and every hash option clears the others, so the LAST one on the line wins
+# (``yescrypt md5`` hashes with md5); ENCRYPT_METHOD in login.defs is matched the same way but
+# case-insensitively, and a value it does not know (``BCRYPT``, which shadow's own tools accept) leaves
+# pam_unix on its DES default. Checked with chpasswd -R on Debian 12's pam_unix (tests/host/test_pam.py).
+PAM_UNIX_HASHES = (("md5", "md5"), ("bigcrypt", "des"), ("sha256", "sha256"), ("sha512", "sha512"),
+                   ("blowfish", "bcrypt"), ("gost_yescrypt", "gost-yescrypt"), ("yescrypt", "yescrypt"),
+                   ("des", "des"))
+# shadow's own tools (chpasswd -c, newusers) read ENCRYPT_METHOD by exact name, BCRYPT included.
 LOGIN_DEFS_METHODS = {"YESCRYPT": "yescrypt", "GOST_YESCRYPT": "gost-yescrypt", "SHA512": "sha512",
                       "SHA256": "sha256", "BCRYPT": "bcrypt", "MD5": "md5", "DES": "des"}
 
@@ -67,12 +87,13 @@ LOGIN_DEFS: Fact[LoginDefs] = Fact("login_defs", collect_login_defs)
 class PamLine:
     """One ``password`` line of a PAM stack, after includes are followed."""
 
-    path: str
+    path: str                   # the file as PAM opens it (/etc/pam.d/system-auth)
     line: int
     control: str
     module: str
     args: tuple[str, ...]
     raw: str = field(default="", compare=False)  # the line as written (what a fix edits)
+    link: str | None = None     # where ``path`` leads when it is a symlink (/etc/authselect/system-auth)
 
     def arg(self, name: str) -> str | None:
         """Value of ``name=value`` (or ``""`` for a bare flag), None when absent."""
@@ -82,21 +103,69 @@ class PamLine:
                 return value if eq else ""
         return None
 
+    def is_module(self, name: str) -> bool:
+        """True when this line runs module ``name`` (``pam_unix.so``), named bare or by full path."""
+        return self.module.rsplit("/", 1)[-1] == name
+
+
+def unix_hash_option(line: PamLine) -> tuple[str, str] | None:
+    """The hash option pam_unix acts on (the last one, matched by prefix) and the method it selects."""
+    found = None
+    for arg in line.args:
+        for token, method in PAM_UNIX_HASHES:
+            if arg.startswith(token):
+                found = (arg, method)
+                break
+    return found
+
+
+def unix_login_defs_method(value: str) -> str | None:
+    """The method pam_unix takes from ``ENCRYPT_METHOD value``; None when it does not know the value."""
+    for token, method in PAM_UNIX_HASHES:
+        if value.lower().startswith(token):
+            return method
+    return None
+
 
 @dataclass(frozen=True)
-class PamPolicy:
-    """The password stack plus pwquality.conf, and the policy they add up to."""
+class PamStack:
+    """One password stack a service uses (its ``password`` lines, includes followed)."""
 
-    stack_path: str | None
+    path: str
     lines: tuple[PamLine, ...]
-    pwquality: dict[str, Setting]
 
     def module(self, name: str) -> PamLine | None:
         """First line using module ``name`` (e.g. ``pam_unix.so``)."""
-        for line in self.lines:
-            if line.module.rsplit("/", 1)[-1] == name:
-                return line
-        return None
+        return next((line for line in self.lines if line.is_module(name)), None)
+
+
+@dataclass(frozen=True)
+class Authselect:
+    """authselect's state: the profile and features from authselect.conf (RHEL 8+, Fedora)."""
+
+    profile: str                # "local", "sssd", "custom/NAME"; "" when authselect.conf is missing
+    features: tuple[str, ...]
+    conf_present: bool
+
+
+@dataclass(frozen=True)
+class PamPolicy:
+    """Every password stack plus pwquality.conf, and authselect when it manages the PAM files."""
+
+    stacks: tuple[PamStack, ...]
+    pwquality: dict[str, Setting]
+    authselect: Authselect | None = None
+
+    def stack(self, path: str | None = None) -> PamStack:
+        """The stack at ``path`` (the first one when None; an empty one when the host has none)."""
+        for stack in self.stacks:
+            if path is None or stack.path == path:
+                return stack
+        return PamStack(path or PAM_STACKS[0], ())
+
+    def managed(self, line: PamLine) -> bool:
+        """True when authselect generates the file of ``line`` (a link into /etc/authselect/)."""
+        return line.link is not None and line.link.startswith(AUTHSELECT_DIR + "/")
 
 
 def _pam_words(line: str) -> list[str]:
@@ -119,11 +188,30 @@ def _pam_words(line: str) -> list[str]:
     return words
 
 
+def link_target(host: Host, path: str) -> str | None:
+    """Where ``path`` leads inside the host when its last component is a symlink, else None."""
+    parent, name = os.path.split(path)
+    try:
+        real = host.resolve(path)
+        real_parent = host.resolve(parent)
+    except HostError:
+        return None
+    if real == os.path.join(real_parent, name):
+        return None
+    rel = os.path.relpath(real, host.root)
+    return str(PurePosixPath("/", rel))
+
+
+def _include_path(name: str) -> str:
+    return name if name.startswith("/") else f"/etc/pam.d/{name}"
+
+
 def parse_pam_stack(host: Host, path: str, depth: int = 0) -> list[PamLine]:
     """``password`` lines of one PAM file, following @include, include and substack."""
     text = host.read_optional(path)
     if text is None or depth > 8:
         return []
+    link = link_target(host, path)
     lines: list[PamLine] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -131,21 +219,29 @@ def parse_pam_stack(host: Host, path: str, depth: int = 0) -> list[PamLine]:
             continue
         words = _pam_words(line)
         if words[0] == "@include" and len(words) > 1:
-            lines += parse_pam_stack(host, f"/etc/pam.d/{words[1]}", depth + 1)
+            lines += parse_pam_stack(host, _include_path(words[1]), depth + 1)
             continue
         if words[0].lstrip("-") != "password" or len(words) < 3:
             continue
         if words[1] in ("include", "substack"):
-            lines += parse_pam_stack(host, f"/etc/pam.d/{words[2]}", depth + 1)
+            lines += parse_pam_stack(host, _include_path(words[2]), depth + 1)
             continue
-        lines.append(PamLine(path, number, words[1], words[2], tuple(words[3:]), raw))
+        lines.append(PamLine(path, number, words[1], words[2], tuple(words[3:]), raw, link))
     return lines
 
 
-def collect_pam(host: Host) -> PamPolicy:
-    """The first password stack found, and pwquality.conf (plus its .d directory)."""
-    stack = next((p for p in PAM_STACKS if host.exists(p)), None)
-    lines = parse_pam_stack(host, stack) if stack else []
+def _authselect(host: Host, links: list[str | None]) -> Authselect | None:
+    """authselect's profile and features when it is in charge: authselect.conf, or PAM files linked into
+    /etc/authselect/ (a host that ran ``authselect opt-out`` has regular files and is edited by hand)."""
+    text = host.read_optional(AUTHSELECT_CONF)
+    linked = any(link and link.startswith(AUTHSELECT_DIR + "/") for link in links)
+    if not linked:
+        return None
+    words = [w for w in (line.split("#", 1)[0].strip() for line in (text or "").splitlines()) if w]
+    return Authselect(words[0] if words else "", tuple(words[1:]), text is not None)
+
+
+def _pwquality(host: Host) -> dict[str, Setting]:
     pwq: dict[str, Setting] = {}
     # libpwquality reads pwquality.conf.d/*.conf (sorted) first and pwquality.conf last: the main file wins
     files = [f"/etc/security/pwquality.conf.d/{n}" for n in host.listdir("/etc/security/pwquality.conf.d")
@@ -159,7 +255,16 @@ def collect_pam(host: Host) -> PamPolicy:
                 pwq[key.strip()] = Setting(value.strip(), path, number, raw)
             elif line:
                 pwq[line] = Setting("", path, number, raw)
-    return PamPolicy(stack, tuple(lines), pwq)
+    return pwq
+
+
+def collect_pam(host: Host) -> PamPolicy:
+    """Every shared password stack the host has (``passwd`` alone when it has none), pwquality.conf (plus
+    its .d directory) and authselect."""
+    roots = [p for p in PAM_STACKS if host.exists(p)] or ([FALLBACK_STACK] if host.exists(FALLBACK_STACK) else [])
+    stacks = tuple(PamStack(p, tuple(parse_pam_stack(host, p))) for p in roots)
+    authselect = _authselect(host, [link_target(host, p) for p in roots])
+    return PamPolicy(stacks, _pwquality(host), authselect)
 
 
 PAM: Fact[PamPolicy] = Fact("pam", collect_pam)
@@ -167,7 +272,7 @@ PAM: Fact[PamPolicy] = Fact("pam", collect_pam)
 
 @dataclass(frozen=True)
 class EffectivePolicy:
-    """What a new password must satisfy, with where each part is decided."""
+    """What a new password must satisfy through one stack, with where each part is decided."""
 
     module: str | None          # pam_pwquality.so, pam_cracklib.so, pam_passwdqc.so or None
     min_length: int             # fewest characters a password can have and pass
@@ -178,6 +283,10 @@ class EffectivePolicy:
     method_at: Setting
     rounds: int | None
     rounds_at: Setting | None
+    stack: str | None = None    # the stack this is the policy of
+
+
+QUALITY_MODULES = ("pam_pwquality.so", "pam_cracklib.so", "pam_passwdqc.so")
 
 
 def _num(value: str | None, default: int) -> int:
@@ -187,18 +296,25 @@ def _num(value: str | None, default: int) -> int:
         return default
 
 
-def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
-    """Combine PAM and login.defs into the policy in force.
+def quality_module(stack: PamStack) -> str | None:
+    """The password quality module the stack runs, if any."""
+    return next((m for m in QUALITY_MODULES if stack.module(m)), None)
+
+
+def effective_policy(pam: PamPolicy, defs: LoginDefs, stack: PamStack | None = None) -> EffectivePolicy:
+    """Combine one stack (the first when None), pwquality.conf and login.defs into the policy in force.
 
     pwquality/cracklib: a positive credit lowers the length needed (a password with that class may be
-    shorter); a negative credit requires that class; ``minclass`` requires classes. The hash method comes
-    from pam_unix's options before login.defs' ENCRYPT_METHOD.
+    shorter); a negative credit requires that class; ``minclass`` requires classes. The hash method is
+    pam_unix's last hash option, else ENCRYPT_METHOD in login.defs as pam_unix reads it.
     """
-    quality = next((m for m in ("pam_pwquality.so", "pam_cracklib.so", "pam_passwdqc.so") if pam.module(m)), None)
-    unix = pam.module("pam_unix.so")
+    stack = stack if stack is not None else pam.stack()
+    quality = quality_module(stack)
+    unix = stack.module("pam_unix.so")
     default = Setting("", None, None)
+    method = (*_method(unix, defs), stack.path)
     if quality == "pam_passwdqc.so":
-        line = pam.module(quality)
+        line = stack.module(quality)
         assert line is not None
         spec = line.arg("min") or "disabled,24,11,8,7"
         at = Setting(spec, line.path, line.line, line.raw)
@@ -207,9 +323,9 @@ def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
                    if c is not None and v.isdigit()]
         min_len = min((length for _, length in options), default=0)
         classes = min((c for c, _ in options), default=4)
-        return EffectivePolicy(quality, min_len, at, classes, at, *_method(unix, defs))
+        return EffectivePolicy(quality, min_len, at, classes, at, *method)
     if quality in ("pam_pwquality.so", "pam_cracklib.so"):
-        line = pam.module(quality)
+        line = stack.module(quality)
         assert line is not None
         cracklib = quality == "pam_cracklib.so"
 
@@ -231,27 +347,27 @@ def effective_policy(pam: PamPolicy, defs: LoginDefs) -> EffectivePolicy:
         classes = max(minclass, required)
         classes_at = minclass_at if minclass >= required else next(s for v, s in credits.values() if v < 0)
         effective_len = max(minlen - positive, 6)
-        return EffectivePolicy(quality, effective_len, minlen_at, classes, classes_at, *_method(unix, defs))
+        return EffectivePolicy(quality, effective_len, minlen_at, classes, classes_at, *method)
     unix_minlen = unix.arg("minlen") if unix else None
     at = Setting(unix_minlen, unix.path, unix.line, unix.raw) if unix and unix_minlen else (
         Setting("6", unix.path, unix.line, unix.raw) if unix else default)
-    return EffectivePolicy(None, _num(unix_minlen, 6), at, 0, at, *_method(unix, defs))
+    return EffectivePolicy(None, _num(unix_minlen, 6), at, 0, at, *method)
 
 
 def _method(unix: PamLine | None, defs: LoginDefs) -> tuple[str, Setting, int | None, Setting | None]:
     method = None
     at = Setting("", None, None)
+    enc = defs.get("ENCRYPT_METHOD")
     if unix is not None:
-        for opt, name in HASH_OPTIONS.items():
-            if unix.arg(opt) is not None:
-                method, at = name, Setting(opt, unix.path, unix.line, unix.raw)
-                break
+        option = unix_hash_option(unix)
+        if option is not None:
+            method, at = option[1], Setting(option[0], unix.path, unix.line, unix.raw)
+        elif enc is not None:  # pam_unix's reading of it: a value it does not know leaves DES
+            method, at = unix_login_defs_method(enc.value) or "des", enc
+    elif enc is not None:
+        method, at = LOGIN_DEFS_METHODS.get(enc.value.upper(), enc.value.lower()), enc
     if method is None:
-        enc = defs.get("ENCRYPT_METHOD")
-        if enc is not None:
-            method, at = LOGIN_DEFS_METHODS.get(enc.value.upper(), enc.value.lower()), enc
-        else:
-            method, at = "des", Setting("DES (no ENCRYPT_METHOD, no pam_unix option)", None, None)
+        method, at = "des", Setting("DES (no ENCRYPT_METHOD, no pam_unix option)", None, None)
     rounds: int | None = None
     rounds_at: Setting | None = None
     if unix is not None and unix.arg("rounds"):
