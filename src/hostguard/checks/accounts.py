@@ -7,14 +7,17 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
 from hostguard.config import setting
+from hostguard.data import load_toml
 from hostguard.engine.context import Context
 from hostguard.engine.facts import HOST_ID, STATE, Fact
 from hostguard.engine.registry import Family, ScanEnd, check
 from hostguard.findings import Finding, HostId
 from hostguard.host.accounts import ACCOUNTS, SHADOW, SHADOW_IF_READABLE, Accounts, Malformed, Shadow, ShadowEntry, User
-from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES
+from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES, AuthorizedKey
+from hostguard.host.root_capable import password_state
 from hostguard.host.sudoers import SUDOERS, SudoRule
 from hostguard.remediation import Command, DeleteLine, Edit, Param, Remediation, Step
 from hostguard.store.state import StateStore
@@ -207,27 +210,38 @@ def _renumber(accounts: Accounts, names: list[str], uid: int, taken: set[int]) -
 
 
 @check(id="accounts.service_shell", severity="medium",
-       summary="Service account with a login shell and a usable password", needs=(ACCOUNTS, SHADOW), tags=("T1078.003",))
+       summary="Service account with a login shell", needs=(ACCOUNTS, SHADOW, AUTHORIZED_KEYS), tags=("T1078.003",))
 def service_shell(ctx: Context) -> Iterator[Finding]:
-    """System accounts (UID below UID_MIN) should not log in; one with a shell and a password is a door."""
+    """System accounts (UID below UID_MIN) should not have a shell: one with a password or an SSH key is a
+    door (medium); one with a locked password still gives a shell to ``su``, cron and a webshell that writes
+    its ``~/.ssh/authorized_keys`` (low). nologin, false, sync, shutdown and halt are quiet."""
     accounts: Accounts = ctx.fact(ACCOUNTS)
     shadow = ctx.fact(SHADOW).by_name()
+    keys = ctx.fact(AUTHORIZED_KEYS).keys
     cfg = ctx.config[AccountsConfig]
     for u in accounts.users:
-        if u.uid == 0 or u.uid >= accounts.uid_min or u.name in cfg.shell_allowed:
-            continue
-        if u.shell in cfg.nologin_shells:
+        if u.uid == 0 or u.uid >= accounts.uid_min or u.name in cfg.shell_allowed or u.shell in cfg.nologin_shells:
             continue
         entry = shadow.get(u.name)
-        usable = entry is not None and entry.hash not in ("*", "!", "!!", "!*") and not entry.hash.startswith("!")
-        if usable:
-            yield ctx.finding(f"service account '{u.name}' (UID {u.uid}) has shell {u.shell} and a password",
-                              _user(u.name), evidence={"uid": u.uid, "shell": u.shell, "path": "/etc/passwd",
-                                                       "line": u.line},
-                              remediation=Remediation(
-                                  f"Give '{u.name}' no login shell and lock its password.",
-                                  (_cmd("usermod", "-s", NOLOGIN, u.name, undo=("usermod", "-s", u.shell, u.name)),
-                                   _lock(u.name))))
+        state = password_state(entry.hash if entry is not None else "!")
+        mine = [f"{k.path}:{k.line}" for k in keys if k.user == u.name]
+        doors = (["a password"] if state in ("set", "empty") else []) + (["SSH keys"] if mine else [])
+        steps: list[Step] = [_cmd("usermod", "-s", NOLOGIN, u.name, undo=("usermod", "-s", u.shell, u.name))]
+        if state in ("set", "empty"):
+            steps.append(_lock(u.name))
+        title = (f"service account '{u.name}' (UID {u.uid}) has shell {u.shell} and {' and '.join(doors)}" if doors
+                 else f"service account '{u.name}' (UID {u.uid}) has shell {u.shell} (password locked)")
+        keep = (f" Its keys ({', '.join(mine)}) stop working with the shell: remove them if they are not yours."
+                if mine else "")
+        yield ctx.finding(title, _user(u.name),
+                          evidence={"uid": u.uid, "shell": u.shell, "path": "/etc/passwd", "line": u.line,
+                                    "password": state, "authorized_keys": mine},
+                          severity="medium" if doors else "low",
+                          remediation=Remediation(
+                              f"Give '{u.name}' no login shell" + (" and lock its password." if len(steps) > 1
+                                                                   else ".") + keep
+                              + f" (`sudo -u {u.name} CMD` still works; `usermod -s {u.shell} {u.name}` undoes it.)",
+                              tuple(steps)))
 
 
 @check(id="accounts.sudo_nopasswd", severity="high",
@@ -322,13 +336,42 @@ def _nopasswd_fix(rule: SudoRule, who: str, accounts: Accounts,
                        + (f" (this also applies to {', '.join(others)})" if others else "") + ".", tuple(steps))
 
 
+@cache
+def _backdoor_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """data/accounts/forced-commands.toml: what a forced command does that only a backdoor needs."""
+    return tuple((p["what"], re.compile(p["regex"], re.IGNORECASE))
+                 for p in load_toml("accounts/forced-commands.toml")["pattern"])
+
+
+def _option(key: AuthorizedKey, name: str) -> str | None:
+    """The value of ``name="..."`` on the key line (quotes removed), None when absent."""
+    for option in key.options:
+        k, eq, value = option.partition("=")
+        if eq and k.lower() == name:
+            return value.strip('"')
+    return None
+
+
+def forced_command_threat(command: str) -> list[str]:
+    """What a forced command does that only a backdoor needs (empty for an ordinary one)."""
+    return [what for what, regex in _backdoor_patterns() if regex.search(command)]
+
+
+def _from_everyone(value: str) -> bool:
+    """``from="*"`` (or a list with a bare ``*`` and no negation) lets every address in."""
+    patterns = [p.strip() for p in value.split(",")]
+    return "*" in patterns and not any(p.startswith("!") for p in patterns)
+
+
 @check(id="accounts.ssh_key_unusual", severity="medium",
-       summary="SSH authorized key with no comment, forced command/source options, or in an unusual file",
+       summary="SSH authorized key with no comment, a suspicious forced command or source option, or in an "
+               "unusual file",
        needs=(AUTHORIZED_KEYS,), tags=("T1098.004",),
        references=("https://man.openbsd.org/sshd#AUTHORIZED_KEYS_FILE_FORMAT",))
 def ssh_key_unusual(ctx: Context) -> Iterator[Finding]:
-    """Planted keys tend to lack a comment or sit in files only a modified AuthorizedKeysFile reads;
-    command= and from= options can hide a backdoor or a restriction worth knowing about."""
+    """Planted keys tend to lack a comment or sit in files only a modified AuthorizedKeysFile reads. A forced
+    ``command=`` that downloads or runs code (curl | sh, /dev/tcp, base64 -d, nc) is a backdoor that runs at
+    every logon with the key (high); ``from="*"`` looks like a restriction and restricts nothing."""
     keys = ctx.fact(AUTHORIZED_KEYS)
     unusual_files = {path for _, path, pattern in keys.files if pattern not in DEFAULT_KEY_FILES}
     for k in keys.keys:
@@ -336,24 +379,39 @@ def ssh_key_unusual(ctx: Context) -> Iterator[Finding]:
         reasons = []
         if not k.comment:
             reasons.append("no comment")
-        opts = [o for o in k.options if o.split("=", 1)[0].lower() in ("command", "from")]
-        if opts:
-            reasons.append("options " + ",".join(opts))
+        command, source = _option(k, "command"), _option(k, "from")
+        threat = forced_command_threat(command) if command is not None else []
+        if threat:
+            reasons.append(f"forced command that {'; '.join(threat)}: {command}")
+        elif command is not None:
+            reasons.append(f'forced command "{command}"')
+        if source is not None:
+            reasons.append(f'from="{source}" allows every address (restricts nothing)' if _from_everyone(source)
+                           else f'from="{source}"')
         if k.path in unusual_files:
             reasons.append("file named only by a non-default AuthorizedKeysFile")
         if not reasons:
             continue
-        severity = "medium" if (k.path in unusual_files or not k.comment) else "info"
+        severity = "high" if threat else "medium" if (k.path in unusual_files or not k.comment) else "info"
         yield ctx.finding(f"{k.key_type} key of '{k.user}' in {k.path}: {'; '.join(reasons)}", target,
                           evidence={"path": k.path, "line": k.line, "key_type": k.key_type,
                                     "key_tail": k.fingerprint_source, "options": list(k.options),
-                                    "comment": k.comment, "authorized_keys_file": list(keys.patterns)},
-                          severity=severity,
-                          remediation=Remediation.by_hand(
-                              f"If you do not know this key, delete line {k.line} of {k.path}; give keys you know "
-                              "a comment naming their owner.",
-                              "Only you know whether this key is yours: deleting it unasked could lock you out, "
-                              "keeping a planted one leaves the door open."))
+                                    "comment": k.comment, "authorized_keys_file": list(keys.patterns),
+                                    "forced_command_does": threat},
+                          severity=severity, remediation=_key_fix(k, bool(threat)))
+
+
+def _key_fix(k: AuthorizedKey, backdoor: bool) -> Remediation:
+    if backdoor:
+        return Remediation(
+            f"Delete line {k.line} of {k.path}: its forced command fetches or runs code at every logon with the key, "
+            "which only a backdoor does. Then look for what it ran (`last`, the auth log, the URL it fetches) and "
+            "for other planted keys.", (DeleteLine(k.path, k.line, k.raw),))
+    return Remediation.by_hand(
+        f"If you do not know this key, delete line {k.line} of {k.path}; give keys you know a comment naming "
+        "their owner.",
+        "Only you know whether this key is yours: deleting it unasked could lock you out, keeping a planted one "
+        "leaves the door open.")
 
 
 @check(id="accounts.new_since_last_scan", severity="medium",

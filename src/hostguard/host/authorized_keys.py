@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hostguard.engine.facts import Fact
 from hostguard.host.accounts import ACCOUNTS, Accounts
@@ -26,6 +26,7 @@ class AuthorizedKey:
     options: tuple[str, ...]
     comment: str
     fingerprint_source: str  # the base64 blob's tail, enough to tell keys apart in evidence
+    raw: str = field(default="", compare=False)  # the line as written (what a fix deletes)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def parse_authorized_keys(text: str, user: str, path: str) -> list[AuthorizedKey
             continue
         comment = words[2].strip() if len(words) > 2 else ""
         keys.append(AuthorizedKey(user, path, number, words[0], tuple(o for o in options if o), comment,
-                                  words[1][-12:]))
+                                  words[1][-12:], raw))
     return keys
 
 
