@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from hostguard.netfilter.model import Chain, Ruleset
+from hostguard.netfilter.evaluate import Query, match_holds
+from hostguard.netfilter.model import Chain, Rule, Ruleset
 from hostguard.remediation import Command, Edit, Param, Remediation, Step, Write
 
 NFT_FILE = "/etc/nftables.d/hostguard.nft"
@@ -154,11 +155,21 @@ def _saved_steps(versions: Iterable[int], keep: KeepOpen, files: Mapping[str, st
     return tuple(steps)
 
 
+# firewalld's own nft chains of a zone (a running host): filter_IN_<zone> and its _pre/_log/_deny/_allow/_post.
+LIVE_ZONE_CHAIN = re.compile(r"^\S+ \S+ \w+?_IN_([\w-]+?)(?:_(?:pre|log|deny|allow|post))?: ")
+
+
+def _live_zone(decider: str) -> str | None:
+    m = LIVE_ZONE_CHAIN.match(decider)
+    return m.group(1) if m else None
+
+
 def _firewalld_zone(deciders: Sequence[str]) -> str | None:
     for decider in deciders:
-        m = re.search(r"zone ([\w-]+): target", decider) or re.search(r"_IN_([\w-]+)\b", decider)
-        if m:
-            return m.group(1)
+        m = re.search(r"zone ([\w-]+): target", decider)
+        zone = m.group(1) if m else _live_zone(decider)
+        if zone:
+            return zone
     return None
 
 
@@ -251,6 +262,136 @@ def _iptables_drop(tool: str, chain: Chain, proto: str, port: int) -> Command:
                          str(port), "-j", "DROP"), reversible=True)
 
 
+FIREWALLD_PORT = re.compile(r"zone ([^\s:]+): port (\d+(?:-\d+)?)/(\w+)")
+FIREWALLD_SERVICE = re.compile(r"zone ([^\s:]+): service (\S+) \((.*)\)")
+FIREWALLD_OTHER = re.compile(r"zone ([^\s:]+): ")
+
+
+@dataclass(frozen=True)
+class _Removal:
+    """One entry of a zone that lets the port in: ``--remove-port=P/PROTO`` or ``--remove-service=NAME``."""
+
+    zone: str
+    kind: str   # "port" or "service"
+    value: str
+
+    def step(self) -> Command:
+        base = ("firewall-cmd", "--permanent", f"--zone={self.zone}")
+        return Command((*base, f"--remove-{self.kind}={self.value}"), undo=(*base, f"--add-{self.kind}={self.value}"),
+                       reversible=True)
+
+
+def _rule_text(decider: str) -> str:
+    """The rule text of a decider (``CHAIN: `TEXT```)."""
+    _, _, rest = decider.partition(": `")
+    return rest[:-1] if rest.endswith("`") else rest
+
+
+def _zone_entries(ruleset: Ruleset, zone: str, proto: str, port: int) -> list[Rule]:
+    """The accepting rules of a zone (as host/firewalld.py models it) whose protocol and port take ``port``."""
+    chain = ruleset.chains.get(("inet", "firewalld", f"zone_{zone}"))
+    if chain is None:
+        return []
+    query = Query(4, proto, port, "")
+    return [r for r in chain.rules if r.verdict == "accept" and all(
+        match_holds(m, query) is not False for m in r.matches if m.field in ("l4proto", "dport"))]
+
+
+def firewalld_drop(ruleset: Ruleset, proto: str, port: int, open_deciders: Mapping[int, Sequence[str]]) -> Remediation:
+    """firewalld: remove the zone's port entry, or a service that opens only this port, from each zone that lets
+    anyone in, then reload; by hand where firewalld lets it in some other way.
+
+    A service that also opens other ports is not removed: which of those are still needed only the owner knows,
+    so the fix says which they are and how to keep them. A port range, a rich rule or an accepting target is
+    left to the owner too: removing them would change more than this port.
+    """
+    deciders = list(dict.fromkeys(d for _, ds in sorted(open_deciders.items()) for d in ds))
+    texts = [_rule_text(d) for d in deciders]
+    rich = (f'`firewall-cmd --permanent --zone=ZONE --add-rich-rule=\'rule family="ipv4" source address="TRUSTED_NET" '
+            f'port port="{port}" protocol="{proto}" accept\'` (family "ipv6" for an IPv6 network)')
+    removals: list[_Removal] = []
+    problems: list[str] = []
+    zones = list(dict.fromkeys(m.group(1) for t in texts if (m := FIREWALLD_OTHER.match(t))))
+    if not zones:
+        live = [z for d in deciders if (z := _live_zone(d))]
+        where = f"zone {live[0]}" if live else "the zone that accepts it (`firewall-cmd --get-active-zones`)"
+        return Remediation.by_hand(
+            f"firewalld: remove {port}/{proto} from {where}, or allow it only from your network.",
+            "The running rules do not say whether a port entry, a service or a rich rule of the zone lets it in: "
+            f"see `firewall-cmd --zone=ZONE --list-all`, then remove that entry with `--permanent` and run "
+            f"`firewall-cmd --reload`, or accept only your network with {rich}: decided by "
+            f"{'; '.join(deciders[:2])}.", TRUSTED, Param("ZONE", "the firewalld zone that accepts the port",
+                                                          live[0] if live else "public"))
+    for zone in zones:
+        for rule in _zone_entries(ruleset, zone, proto, port):
+            text = rule.text
+            if m := FIREWALLD_PORT.fullmatch(text):
+                if m.group(2) == str(port):
+                    removals.append(_Removal(zone, "port", f"{port}/{m.group(3)}"))
+                else:
+                    problems.append(f"zone {zone} opens the range {m.group(2)}/{m.group(3)}: removing it would close "
+                                    "the other ports of the range too; split it around this port")
+            elif m := FIREWALLD_SERVICE.fullmatch(text):
+                name = m.group(2)
+                prefix = f"zone {zone}: service {name} ("
+                chain = ruleset.chains[("inet", "firewalld", f"zone_{zone}")]
+                opens = sorted({r.text[len(prefix):-1] for r in chain.rules if r.text.startswith(prefix)})
+                others = [o for o in opens if o != f"{port}/{proto}"]
+                if others:
+                    problems.append(f"zone {zone} allows it through service {name}, which also opens "
+                                    f"{', '.join(others)}: removing the service would close those too. If they "
+                                    "are still needed, add them as ports first (`firewall-cmd --permanent "
+                                    f"--zone={zone} --add-port=...`), then `--remove-service={name}`")
+                else:
+                    removals.append(_Removal(zone, "service", name))
+            elif text.startswith(f"zone {zone}: rich rule") and any(
+                    mm.field == "saddr" and not mm.negate for mm in rule.matches):
+                continue  # a rich rule for chosen sources: not "anyone", and the owner's choice
+            elif text.startswith(f"zone {zone}: target"):
+                problems.append(f"zone {zone} accepts everything ({text.partition(': ')[2]}): apply the fix of "
+                                "firewall.default_allow first (it gives the zone the target default)")
+            else:
+                problems.append(f"zone {zone} lets it in through `{text}`: change or remove that entry by hand")
+    removals = list(dict.fromkeys(removals))
+    if problems or not removals:
+        one = len(zones) == 1
+        return Remediation.by_hand(
+            f"firewalld: close {port}/{proto} in zone {', '.join(zones)}, or allow it only from your network.",
+            "; ".join(problems or [f"nothing of zone {', '.join(zones)} that hostguard can remove lets it in"])
+            + ". Then run `firewall-cmd --reload`. To let only a trusted network in, add "
+            + (rich.replace("ZONE", zones[0]) if one else rich) + ".",
+            TRUSTED, *(() if one else (Param("ZONE", "the firewalld zone that accepts the port", zones[0]),)))
+    steps: list[Step] = [r.step() for r in removals]
+    steps.append(Command(("firewall-cmd", "--reload")))
+    what = "; ".join(f"zone {r.zone}: {'port ' if r.kind == 'port' else 'service '}{r.value}" for r in removals)
+    how = "To let a trusted network in, run after the steps: " + rich.replace("ZONE", removals[0].zone) + \
+        ", then `firewall-cmd --reload`."
+    return Remediation(f"firewalld: remove what lets anyone reach {port}/{proto} ({what}) from the permanent "
+                       "configuration and reload. Only you know which network may reach it.", tuple(steps), how,
+                       (TRUSTED,))
+
+
+def _ufw_decides(ruleset: Ruleset, deciders: Sequence[str]) -> bool:
+    """Whether a rule of one of ufw's chains lets the port in (live, the base chain is iptables' INPUT, which
+    jumps to ufw's chains): then the fix belongs in ufw, which saves it and would undo a bare iptables insert."""
+    ufw = [c.label for c in ruleset.chains.values() if c.name.startswith(("ufw-", "ufw6-")) or c.source == "ufw"]
+    return any(d.startswith(label + ": ") for d in deciders for label in ufw)
+
+
+def _ufw_deny(deciders: Sequence[str], proto: str, port: int) -> Command:
+    """``ufw deny P/proto`` where ufw's own rule for exactly that port lets it in (ufw changes that rule's action
+    in place: a new rule with the same match would be skipped as "existing"), else ``ufw prepend deny`` (first
+    of all rules; `insert 1` fails when ufw has no rule yet)."""
+    spec = f"{port}/{proto}"
+    exact = re.compile(rf"ufw6?-user-input: `-A ufw6?-user-input -p {proto} (?:-m {proto} )?--dport {port} "
+                       r"(?:-m conntrack --ctstate NEW -m recent --(?:set|update)\b.*"
+                       r"|-j (?:ACCEPT|ufw6?-user-limit-accept))`$")
+    if any(exact.search(d) for d in deciders):
+        action = "limit" if any("limit" in d for d in deciders if exact.search(d)) else "allow"
+        return Command(("ufw", "deny", spec), undo=("ufw", action, spec), reversible=True)
+    return Command(("ufw", "prepend", "deny", spec), undo=("ufw", "delete", "deny", spec), reversible=True)
+
+
 def drop_port(ruleset: Ruleset, proto: str, port: int, open_deciders: Mapping[int, Sequence[str]],
               ssh_ports: Sequence[int], files: Mapping[str, str]) -> Remediation:
     """Drop ``port`` for every address but loopback, in the back end that accepts it, for each open version.
@@ -280,19 +421,13 @@ def drop_port(ruleset: Ruleset, proto: str, port: int, open_deciders: Mapping[in
         seen.add(chain.label)
         where.append(chain.label)
         saddr = "ip6 saddr" if version == 6 else "ip saddr"
-        if chain.source == "ufw" or chain.name.startswith(("ufw-", "ufw6-")):
+        if _ufw_decides(ruleset, deciders) or chain.source == "ufw" or chain.name.startswith(("ufw-", "ufw6-")):
             if "ufw" not in seen:
                 seen.add("ufw")
-                steps.append(Command(("ufw", "insert", "1", "deny", f"{port}/{proto}"),
-                                     undo=("ufw", "delete", "deny", f"{port}/{proto}"), reversible=True))
-                manual.append(f"`ufw insert 1 allow from TRUSTED_NET to any port {port} proto {proto}`")
-        elif chain.source == "firewalld":
-            return Remediation.by_hand(
-                f"firewalld: remove {port}/{proto} from the zone that allows it, or allow it only from your network.",
-                "firewalld accepts it through a zone's port, service or target; change that zone "
-                f"(`firewall-cmd --permanent --zone=ZONE --remove-port={port}/{proto}` then `firewall-cmd --reload`), "
-                f"or add a rich rule accepting only your network: decided by {'; '.join(deciders[:2])}.",
-                TRUSTED, Param("ZONE", "the firewalld zone that accepts the port", "public"))
+                steps.append(_ufw_deny(deciders, proto, port))
+                manual.append(f"`ufw prepend allow from TRUSTED_NET to any port {port} proto {proto}`")
+        elif chain.source == "firewalld" or chain.table.split(":")[-1] == "firewalld":
+            return firewalld_drop(ruleset, proto, port, open_deciders)
         elif chain.source in ("iptables-nft", "iptables-legacy") or chain.source in SAVED.values():
             flavour = "legacy" if chain.source == "iptables-legacy" else "nft"
             tool = f"{'ip6' if chain.family == 'ip6' else 'ip'}tables-{flavour}"
