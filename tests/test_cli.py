@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,8 +142,8 @@ def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
     lines = r.stdout.splitlines()
     assert f"max_auth_tries = 6  # from {cfg}" in lines
     assert "report_default_port = true  # default" in lines
-    assert 'extra_services = [{ name = "Gitea", fix = "bind it", processes = [], ports = [3000] }]' \
-           f"  # from {cfg}" in lines
+    assert ('extra_services = [{ name = "Gitea", fix = "bind it", processes = [], executables = [], packages = [], '
+            f'scripts = [], ports = [3000] }}]  # from {cfg}') in lines
     r = with_config(tmp_path, text, "config", "show", "--format", "json")
     settings = json.loads(r.stdout)["settings"]
     assert {k: v for k, v in settings["ssh.max_auth_tries"].items() if k != "help"} == {"value": 6, "origin": str(cfg)}
@@ -185,3 +186,53 @@ def test_a_broken_family_module_is_one_line(monkeypatch, capsys) -> None:
     assert main(["checks"]) == 2
     err = capsys.readouterr().err
     assert err == "hostguard: error: cannot load family module hostguard.checks.demo: SyntaxError: invalid syntax\n"
+
+
+def test_only_made_of_separators_is_a_usage_error(tmp_path: Path, clean_tree: Path) -> None:
+    """Issue 7: ``--only ''`` ran every family; separators alone name no family either."""
+    for only in ("", ",", " , ", ",,"):
+        r = hostguard("scan", "--root", str(clean_tree), "--only", only, "--format", "json", state=tmp_path / "s")
+        assert (r.returncode, r.stdout, r.stderr) == (
+            2, "", "hostguard: error: --only needs at least one family or check id (see hostguard checks)\n"), only
+    r = hostguard("scan", "--root", str(clean_tree), "--only", ",ssh,", "--format", "json", state=tmp_path / "s")
+    assert r.returncode == 0 and {s["family"] for s in json.loads(r.stdout)["skipped"]} == {"ssh"}
+
+
+def test_root_through_symlinks_says_what_it_found(tmp_path: Path) -> None:
+    """Issue 7: ``--root FILE`` said "no such directory"; a link to a file is not a directory either."""
+    image = tmp_path / "image.img"
+    image.write_bytes(b"\0" * 16)
+    (tmp_path / "to-file").symlink_to(image)
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    r = hostguard("scan", "--root", str(tmp_path / "to-file"), state=tmp_path / "s")
+    assert (r.returncode, r.stderr) == (2, f"hostguard: error: --root {tmp_path / 'to-file'}: not a directory\n")
+    r = hostguard("scan", "--root", str(tmp_path / "dangling"), state=tmp_path / "s")
+    assert (r.returncode, r.stderr) == (2, f"hostguard: error: --root {tmp_path / 'dangling'}: no such directory\n")
+
+
+def test_checks_on_a_pipe_is_plain_text_without_markup(tmp_path: Path) -> None:
+    """Issue 7: `hostguard checks` showed the docstrings' RST. Every ``literal`` of every check's doc is
+    shown in quotes, one piece even where the docstring broke its line inside it."""
+    r = hostguard("checks", state=tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    assert "`" not in r.stdout and "\x1b[" not in r.stdout and "\u2502" not in r.stdout
+    docs = [c["doc"] for c in json.loads(hostguard("checks", "--format", "json", state=tmp_path / "s").stdout)]
+    literals = {" ".join(m.split()) for doc in docs for m in re.findall(r"``(.+?)``", doc, re.S)}
+    assert literals  # the check docs do use them
+    text = " ".join(r.stdout.split())
+    assert [lit for lit in sorted(literals) if f"'{lit}'" not in text] == []
+
+
+def test_readme_links_stay_in_the_repository_and_names_every_family() -> None:
+    """Issue 7: the README linked outside the repository; its family table must match the registry."""
+    from hostguard.engine.registry import default_registry
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)]+)\)", readme):
+        if not target.startswith(("https://", "http://", "#")):
+            path = (root / target.split("#")[0]).resolve()
+            assert path.is_relative_to(root) and path.exists(), target
+    assert "../" not in readme
+    table = set(re.findall(r"^\s*\| `(\w+)` \|", readme, re.M))
+    assert table == set(default_registry().families)

@@ -10,6 +10,7 @@ import pytest
 from hostguard.engine.facts import Facts
 from hostguard.host.base import RootHost
 from hostguard.host.root_capable import ROOT_CAPABLE, password_state
+from hostguard.host.sockets import LISTENERS, Listener
 from tests.conftest import build_tree, make_config, run_one
 
 HASH = "$y$j9T$BMtPgx.5stORcnMfQ47uy.$FR0rG1SBwnJzzqTq3e0k9d8mXYdDUqFhJ3d1lc0tS9A"
@@ -93,3 +94,33 @@ def test_root_capable_says_why(tmp_path: Path) -> None:
                                               (f"!{HASH}", "locked"), (HASH, "set"), (None, "unknown")])
 def test_password_state(hash_: str | None, state: str) -> None:
     assert password_state(hash_) == state
+
+
+def _listener(port: int, process: str) -> Listener:
+    return Listener("tcp", "0.0.0.0", port, (4,), 1, process, None, "root")
+
+
+@pytest.mark.parametrize(("sshd_config", "listeners", "title"), [
+    ("Port 22\n", None, "sshd is configured to listen on port 22"),
+    ("Port 22\n", (_listener(22, "sshd"),), "sshd listens on port 22"),
+    ("Port 22\n", (_listener(2200, "sshd"),), "sshd is configured for port 22 (it listens on 2200 until it is reloaded)"),
+    ("Port 22\n", (_listener(22, "nginx"),), "sshd is configured for port 22 (it is not running now)"),
+    ("ListenAddress 127.0.0.1\n", None, "sshd is configured to listen on port 22"),  # no Port: sshd's default
+    ("Port 2222\nListenAddress 0.0.0.0:22\n", None, "sshd is configured to listen on port 22"),
+])
+def test_default_port_says_configured_or_listening(tmp_path: Path, sshd_config: str,
+                                                   listeners: tuple[Listener, ...] | None, title: str) -> None:
+    tree = _tree(tmp_path)
+    (tree / "etc/ssh/sshd_config").write_text(sshd_config)
+    found, skipped = run_one("ssh.default_port", RootHost(str(tree)), given={} if listeners is None else
+                             {LISTENERS: listeners})
+    assert skipped == [] and [f.title for f in found] == [title]
+
+
+@pytest.mark.parametrize("sshd_config", ["Port 2222\n", "ListenAddress 0.0.0.0:2222\n",
+                                         "Port 22\nListenAddress 0.0.0.0:2222\nListenAddress [::]:2222\n"])
+def test_default_port_near_miss_listenaddress_names_its_own_port(tmp_path: Path, sshd_config: str) -> None:
+    """sshd -T prints `port 22` for `ListenAddress 0.0.0.0:2222`, yet sshd binds 2222 only."""
+    tree = _tree(tmp_path)
+    (tree / "etc/ssh/sshd_config").write_text(sshd_config)
+    assert run_one("ssh.default_port", RootHost(str(tree)))[0] == []

@@ -88,3 +88,12 @@ def test_config_not_reloaded_hit_and_miss(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_config_not_reloaded_is_not_checked_without_sshd_config(tmp_path: Path) -> None:
+    """No sshd_config: "not looked" (skipped), never a silent "nothing found"."""
+    config = make_config(ssh={"config_file": str(tmp_path / "sshd_config")})
+    found, skipped = run_one("ssh.config_not_reloaded", LiveHost(), config)
+    assert found == []
+    assert [(s.reason, s.detail) for s in skipped] == [
+        ("unsupported", f"{tmp_path / 'sshd_config'} does not exist (OpenSSH server not installed)")]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hostguard.findings import Skipped
 from hostguard.host.base import RootHost
 from hostguard.passwords import verifiers
 from hostguard.passwords.guesses import common_passwords
@@ -81,3 +82,28 @@ def test_locked_accounts_are_not_tried(tmp_path: Path) -> None:
     tree = _shadow_tree(tmp_path, [f"alice:!{_sha512('123456')}:20000:0:99999:7:::"])
     found, skipped = _run(tree)
     assert found == [] and skipped == []
+
+
+def _hash(password: str, setting: str) -> str:
+    hashed = verifiers.crypt_verifier().crypt(password.encode(), setting)
+    assert hashed is not None
+    return hashed
+
+
+def _tried(skipped: list[Skipped], account: str, scheme: str) -> int:
+    [skip] = [s for s in skipped if f"account '{account}'" in s.detail]
+    assert skip.reason == "budget" and skip.detail.startswith(f"account '{account}' ({scheme}): tried ")
+    return int(skip.detail.split("tried ")[1].split()[0])
+
+
+def test_budget_is_shared_by_time_not_by_count(tmp_path: Path) -> None:
+    """An MD5-crypt hash (~0.13 ms a guess here) and a bcrypt cost-6 one (~4.6 ms), neither guessable, in one
+    1.5 s budget: the cheap one gets many times the guesses (about 25 times with both cores free, still
+    over 10 on a loaded machine, whose slowness hits both alike). Round-robin gave them about the same.
+    Exact shares, found-early and the floor are counted with a controlled clock in tests/passwords."""
+    secret = "x7-never-in-any-list-Q"
+    tree = _shadow_tree(tmp_path, [f"alice:{_hash(secret, '$2b$06$hostguardtestsaltsalt00')}:20000:0:99999:7:::",
+                                   f"bob:{_hash(secret, '$1$hgtest$')}:20000:0:99999:7:::"])
+    found, skipped = _run(tree, budget_seconds=1.5)
+    assert found == []
+    assert _tried(skipped, "bob", "md5") >= 5 * _tried(skipped, "alice", "bcrypt")

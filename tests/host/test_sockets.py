@@ -79,17 +79,25 @@ SOCKETS = [
 def test_listeners_from_canned_sockets_and_processes(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, SOCKETS, [KTHREAD, NGINX, MYSQL])
     listeners = collect_listeners(host, host.sockets(), host.processes())
+    title, mysqld = ("nginx: master process",), ("/usr/sbin/mysqld",)
     assert listeners == (
         Listener("udp", "0.0.0.0", 53, (4,), 300, None, None, None),
-        Listener("tcp", "::", 80, (4, 6), 100, "nginx", "/usr/sbin/nginx", "root"),
-        Listener("tcp", "::", 81, (6,), 100, "nginx", "/usr/sbin/nginx", "root"),
-        Listener("tcp", "127.0.0.1", 3306, (4,), 200, "mysqld", "/usr/sbin/mysqld", "mysql"),
-        Listener("tcp", "0.0.0.0", 8080, (4,), 100, "nginx", "/usr/sbin/nginx", "root"),
+        Listener("tcp", "::", 80, (4, 6), 100, "nginx", "/usr/sbin/nginx", "root", title),
+        Listener("tcp", "::", 81, (6,), 100, "nginx", "/usr/sbin/nginx", "root", title),
+        Listener("tcp", "127.0.0.1", 3306, (4,), 200, "mysqld", "/usr/sbin/mysqld", "mysql", mysqld),
+        Listener("tcp", "0.0.0.0", 8080, (4,), 100, "nginx", "/usr/sbin/nginx", "root", title),
         Listener("tcp", "::ffff:127.0.0.1", 8125, (4,), None, None, None, None),
     )
+    # the command line names what an interpreter runs, but is never evidence (it may carry a password)
+    assert "master process" not in str(by_port_describe(listeners, 80))
     by_port = {x.port: x for x in listeners}
     assert by_port[3306].loopback_only and not by_port[80].loopback_only
     assert host.process_listings == 1  # one listing, joined by pid
+
+
+def by_port_describe(listeners: tuple[Listener, ...], port: int) -> dict[str, object]:
+    """The evidence of the listener on ``port``."""
+    return next(x for x in listeners if x.port == port).describe()
 
 
 def test_without_ss_every_wildcard_v6_listener_counts_as_dual_stack(tmp_path: Path) -> None:
@@ -119,6 +127,7 @@ def test_live_host_records_show_this_process_and_its_listener() -> None:
         assert me.cmdline and me.create_time > 0
         [listener] = [x for x in collect_listeners(host, host.sockets(), host.processes()) if x.port == port]
         assert (listener.pid, listener.process, listener.families) == (os.getpid(), me.name, (4,))
+        assert listener.cmdline == tuple(Path("/proc/self/cmdline").read_bytes().decode().split("\0")[:-1])
 
 
 @pytest.mark.parametrize("address, loopback", [

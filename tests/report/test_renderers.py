@@ -340,16 +340,21 @@ def test_checks_listing_json() -> None:
     assert (data[1]["tags"], data[1]["references"], data[1]["aliases"]) == ([], [], [])
 
 
-def test_checks_listing_table() -> None:
-    out = io.StringIO()
+def test_checks_listing_plain_on_a_pipe() -> None:
+    out = io.StringIO()  # not a terminal: plain text
     checks_listing.render_table(RULES, out, width=200)
     text = out.getvalue()
-    assert "ATT&CK: T1110.001, T1078.003" in text
-    assert "See: https://man.openbsd.org/sshd_config#PermitRootLogin" in text
-    assert "Also known as: ssh.permit_root_login" in text
+    blocks = text.split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [f"{r.id}  [{r.severity}]  {r.summary}" for r in RULES]
+    login = blocks[0].splitlines()
+    assert login[1:] == [
+        "    A password login for root lets anyone on the internet guess the most powerful account.",
+        "    Looks at: sshd",
+        "    ATT&CK: T1110.001, T1078.003",
+        "    See: https://man.openbsd.org/sshd_config#PermitRootLogin",
+        "    Also known as: ssh.permit_root_login"]
     assert text.count("ATT&CK:") == 1
-    ids = [c for c in column(text.splitlines(), 0) if c]
-    assert ids == [r.id for r in RULES]
+    assert "\x1b[" not in text and "\u2502" not in text  # no colour codes, no table rules
 
 
 # -- config show -----------------------------------------------------------------------------------------

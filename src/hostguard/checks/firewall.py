@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from hostguard.checks.ports import ALLOWED_PORTS, PortsConfig, exposed_service
+from hostguard.checks.ports import ALLOWED_PORTS, LISTENER_SERVICES, PortsConfig, unknown_service
 from hostguard.config import setting
 from hostguard.engine.context import Context
 from hostguard.engine.facts import Fact, config_input
@@ -55,10 +55,7 @@ DHCP_CLIENTS = ("dhclient", "dhcpcd", "systemd-networkd", "NetworkManager", "udh
 
 def ssh_ports(sshd: SshdFacts) -> tuple[int, ...]:
     """sshd's ports: its ``port`` values and the ports of its ``listenaddress`` values."""
-    view = sshd.global_view
-    ports = {int(p) for p in view.all("port") if p.isdigit()}
-    ports |= {int(a.rpartition(":")[2]) for a in view.all("listenaddress") if a.rpartition(":")[2].isdigit()}
-    return tuple(sorted(ports))
+    return sshd.global_view.listen_ports()
 
 
 def collect_keep_open(host: Host, sshd: SshdFacts | None, socket: SshSocket | None,
@@ -129,32 +126,34 @@ def reachability_inventory(pr: PortReach, ctx: Context) -> Iterator[Finding]:
 
 
 @check(id="firewall.service_reachable", severity="high",
-       summary="Database, cache or FTP port reachable from any address", needs=(FIREWALL, KEEP_OPEN), each=REACH,
-       tags=("T1190",))
+       summary="Database, cache or FTP port reachable from any address",
+       needs=(FIREWALL, KEEP_OPEN, LISTENER_SERVICES, ALLOWED_PORTS), each=REACH, tags=("T1190",))
 def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """The checklist: databases and FTP only from chosen sources. A MySQL, PostgreSQL, Redis, MongoDB,
-    Memcached, Elasticsearch or FTP port that the firewall lets anyone reach is attacked within minutes."""
+    Memcached, Elasticsearch or FTP port that the firewall lets anyone reach is attacked within minutes. The
+    service is named from its process (executable, package, script); a program only sitting on a database's
+    usual port is "an unknown service on Redis's port", with a fix that fits any program."""
     facts = ctx.fact(FIREWALL)
-    svc = exposed_service(pr.process, pr.port, pr.proto, ctx.config[PortsConfig].extra_services)
-    if svc is None or pr.worst() != "anyone":
+    match = ctx.fact(LISTENER_SERVICES).at(pr.proto, pr.address, pr.port, pr.process)
+    if match is None or pr.worst() != "anyone" or (not match.confirmed and pr.port in ctx.fact(ALLOWED_PORTS)):
         return
     fix = restrict_rule(pr, facts, ctx.fact(KEEP_OPEN))
-    fix = replace(fix, manual=f"{fix.manual} Better still: {svc.fix}")
-    yield ctx.finding(_reach_finding_title(pr, svc.name), pr.key(),
-                      evidence={**_evidence(pr, facts), "service": svc.name}, remediation=fix)
+    fix = replace(fix, manual=f"{fix.manual} Better still: {match.fix}")
+    name = match.service.name if match.confirmed else f"{unknown_service(match.program)} on {match.service.name}'s port"
+    yield ctx.finding(_reach_finding_title(pr, name[0].upper() + name[1:]), pr.key(),
+                      evidence={**_evidence(pr, facts), **match.evidence()},
+                      severity=None if match.confirmed else "medium", remediation=fix)
 
 
 @check(id="firewall.port_reachable", severity="medium",
-       summary="Port outside the allowed list reachable from any address", needs=(FIREWALL, ALLOWED_PORTS, KEEP_OPEN),
-       each=REACH,
-       tags=("T1190",))
+       summary="Port outside the allowed list reachable from any address",
+       needs=(FIREWALL, ALLOWED_PORTS, KEEP_OPEN, LISTENER_SERVICES), each=REACH, tags=("T1190",))
 def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """Only the needed ports should be open to everyone (``ports.allowed``); any other port the firewall
     lets anyone reach is one more way in."""
     facts = ctx.fact(FIREWALL)
-    extra = ctx.config[PortsConfig].extra_services
-    if pr.port in ctx.fact(ALLOWED_PORTS) or exposed_service(pr.process, pr.port, pr.proto, extra) or \
-            pr.worst() != "anyone":
+    if pr.port in ctx.fact(ALLOWED_PORTS) or pr.worst() != "anyone" or \
+            ctx.fact(LISTENER_SERVICES).at(pr.proto, pr.address, pr.port, pr.process) is not None:
         return
     yield ctx.finding(_reach_finding_title(pr, pr.process or "port"), pr.key(),
                       evidence=_evidence(pr, facts), remediation=restrict_rule(pr, facts, ctx.fact(KEEP_OPEN)))

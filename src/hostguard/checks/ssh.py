@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from hostguard.config import setting
 from hostguard.data import load_toml
 from hostguard.engine.context import Context
+from hostguard.engine.facts import Fact
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
 from hostguard.host.root_capable import ROOT_CAPABLE, RootCapable
+from hostguard.host.sockets import LISTENERS, Listener
 from hostguard.host.ssh_keys import USABLE_ADMIN_KEYS, AdminKeys
+from hostguard.host.ssh_socket import SSH_SOCKET, SshSocket
 from hostguard.host.sshd import (
     SSHD,
     SSHD_FILES,
@@ -189,33 +192,61 @@ def password_paths(view: SshdView) -> list[str]:
     return paths
 
 
+def collect_sshd_listening(host: object, listeners: tuple[Listener, ...] | None,
+                           socket: SshSocket | None) -> tuple[int, ...] | None:
+    """The TCP ports sshd accepts connections on now: sshd's own listeners, and systemd's on the ports of an
+    enabled ssh.socket (empty: no sshd runs; None: not known, as under --root)."""
+    if listeners is None:
+        return None
+    activated = set(socket.ports) if socket is not None and socket.enabled else set()
+    return tuple(sorted({x.port for x in listeners if x.proto == "tcp" and (
+        x.process == "sshd" or (x.process == "systemd" and x.port in activated))}))
+
+
+SSHD_LISTENING: Fact[tuple[int, ...] | None] = Fact("sshd_listening", collect_sshd_listening,
+                                                    inputs=(LISTENERS.best_effort, SSH_SOCKET.best_effort))
+
+
 @check(id="ssh.default_port", severity="low", summary="sshd listens on the default port 22",
-       needs=(SSHD, SSHD_FILES), tags=("T1021.004",),
+       needs=(SSHD, SSHD_FILES, SSHD_LISTENING), tags=("T1021.004",),
        references=("https://man.openbsd.org/sshd_config#Port",))
 def default_port(ctx: Context) -> Iterator[Finding]:
     """The checklist moves remote logon off port 22: it cuts the noise of internet-wide scanners (it does
-    not stop a targeted attacker, so it is low severity)."""
+    not stop a targeted attacker, so it is low severity). The configured ports are those sshd would bind
+    (a ``ListenAddress host:port`` overrides ``Port``); where sshd runs, its live listener is said too."""
     facts: SshdFacts = ctx.fact(SSHD)
     if not ctx.config[SshConfig].report_default_port:
         return
     view = facts.global_view
-    if "22" in view.all("port"):
-        parsed = ctx.fact(SSHD_FILES)
-        line = setting_line(parsed, "Port", None)
-        where = (f"change `{parsed.raw(line).strip()}` at {line.path} line {line.number} to `Port SSH_PORT`"
-                 if line is not None else
-                 f"add `Port SSH_PORT` as the first line of {facts.config_file} (22 is sshd's built-in default)")
-        yield ctx.finding("sshd listens on port 22", _target(facts, "Port"),
-                          evidence=_evidence(facts, view, ports=list(view.all("port"))),
-                          remediation=Remediation.by_hand(
-                              "Move sshd off port 22 to a port you choose",
-                              "only you know which port is free and open in your firewall and your cloud provider's "
-                              f"security group: allow SSH_PORT there first, then {where}, run `sshd -t` and "
-                              "`systemctl reload sshd` (with ssh.socket, `systemctl daemon-reload` and "
-                              "`systemctl restart ssh.socket`), and log in on the new port in a new session before "
-                              "closing this one",
-                              Param("SSH_PORT", "the port sshd should listen on instead of 22 (unused, allowed in the "
-                                    "firewall)", "22022")))
+    configured = view.listen_ports()
+    if 22 not in configured:
+        return
+    live = ctx.fact(SSHD_LISTENING)
+    if live is None:
+        title = "sshd is configured to listen on port 22"
+    elif 22 in live:
+        title = "sshd listens on port 22"
+    elif live:
+        title = f"sshd is configured for port 22 (it listens on {', '.join(map(str, live))} until it is reloaded)"
+    else:
+        title = "sshd is configured for port 22 (it is not running now)"
+    parsed = ctx.fact(SSHD_FILES)
+    line = setting_line(parsed, "Port", None)
+    where = (f"change `{parsed.raw(line).strip()}` at {line.path} line {line.number} to `Port SSH_PORT`"
+             if line is not None else
+             f"add `Port SSH_PORT` as the first line of {facts.config_file} (22 is sshd's built-in default)")
+    yield ctx.finding(title, _target(facts, "Port"),
+                      evidence=_evidence(facts, view, ports=list(configured),
+                                         **({} if live is None else {"listening": list(live)})),
+                      remediation=Remediation.by_hand(
+                          "Move sshd off port 22 to a port you choose",
+                          "only you know which port is free and open in your firewall and your cloud provider's "
+                          f"security group: allow SSH_PORT there first, then {where}, run `sshd -t` and "
+                          "`systemctl reload sshd` (with ssh.socket, `systemctl daemon-reload` and "
+                          "`systemctl restart ssh.socket`), and log in on the new port in a new session before "
+                          "closing this one",
+                          Param("SSH_PORT", "the port sshd should listen on instead of 22 (unused, allowed in the "
+                                "firewall)", "22022")))
 
 
 def _is_uid0(capable: RootCapable, user: str) -> bool:
@@ -339,7 +370,7 @@ def max_auth_tries(ctx: Context) -> Iterator[Finding]:
 
 
 @check(id="ssh.config_not_reloaded", severity="low",
-       summary="sshd config changed after sshd started (not reloaded)", needs=(SSHD_FRESHNESS,))
+       summary="sshd config changed after sshd started (not reloaded)", needs=(SSHD_FILES, SSHD_FRESHNESS))
 def config_not_reloaded(ctx: Context) -> Iterator[Finding]:
     """The running sshd still uses the old settings: what the files say is not what is in force."""
     fresh = ctx.fact(SSHD_FRESHNESS)

@@ -28,8 +28,9 @@ MAX_WORDLIST = 64 * 1024 * 1024
 class WeakPasswordsConfig:
     """[weak_passwords]: how hard to try."""
 
-    budget_seconds: float = setting(30.0, "Seconds to spend trying guesses beyond the guaranteed floor (all accounts "
-                                          "together).", min=0)
+    budget_seconds: float = setting(30.0, "Seconds to spend guessing, all accounts together, shared between them by "
+                                          "time (a cheap hash gets more guesses than a slow one); the guaranteed floor "
+                                          "is tried even past it.", min=0)
     floor: int = setting(100, "Most-common passwords always tried for every account, whatever the budget.", min=0)
     extra_words: tuple[str, ...] = setting((), "Extra words to try first (site names, company names).")
     wordlist: str = setting("", "A file of extra guesses, one per line, tried after the common ones (a path on the "
@@ -63,10 +64,13 @@ def _budget(config: Config) -> float:
 def system_accounts(ctx: Context) -> Iterator[Finding]:
     """Tries each password hash in /etc/shadow against the most common passwords and guesses made from the
     account and host names (always), then more common passwords by rank within the time budget, on every
-    core. Every crypt(3) scheme Linux uses is supported through libxcrypt; a scheme this machine cannot
-    compute (its known-answer self-test fails) leaves the account unchecked, never "strong". Locked
-    accounts (``!``/``*``) cannot log in with a password and are not tried. A found password is never
-    shown: the finding names the account and the kind of guess that matched."""
+    core. The budget is shared between accounts by time, not by count: a fast hash (SHA-512, MD5) gets
+    many more guesses than a slow one (yescrypt, bcrypt) in its share, and an account whose password is
+    found leaves its time to the others. Every crypt(3) scheme Linux uses is supported through
+    libxcrypt; a scheme this machine cannot compute (its known-answer self-test fails) leaves the account
+    unchecked, never "strong". Locked accounts (``!``/``*``) cannot log in with a password and are not
+    tried. A found password is never shown: the finding names the account and the kind of guess that
+    matched."""
     accounts: Accounts = ctx.fact(ACCOUNTS)
     shadow: Shadow = ctx.fact(SHADOW)
     cfg = ctx.config[WeakPasswordsConfig]
@@ -79,6 +83,7 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
     users = accounts.by_name()
     admin = set(ctx.config[AccountsConfig].admin_groups)
     targets: list[Target] = []
+    lines: list[int] = []  # each target's /etc/shadow line
     for entry in shadow.entries:
         if entry.hash in LOCKED or entry.hash.startswith("!") or entry.hash.startswith("*"):
             continue
@@ -94,13 +99,14 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
         first, rest = plan(entry.name, user.gecos if user else "", ctx.fact(HOSTNAME), cfg.extra_words,
                            cfg.floor, ctx.fact(WORDLIST))
         targets.append(Target(entry.name, entry.hash, first, rest))
+        lines.append(entry.line)
     if not targets:
         return
     workers = cfg.workers or os.cpu_count() or 1
     deadline = ctx.start_budget()  # the budget is for guessing: planning (a long word list) does not count
     assert deadline is not None  # the check declares a budget
     crack(targets, verifier, deadline=deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
-    for t in targets:
+    for t, line in zip(targets, lines, strict=True):
         user = users.get(t.account)
         privileged = t.account == "root" or (user is not None and (user.uid == 0 or admin & accounts.groups_of(user)))
         if t.found is not None:
@@ -108,8 +114,9 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
                 f"account '{t.account}' has a guessable password ({t.found.source})",
                 {"kind": "user", "user": t.account},
                 severity="critical" if privileged else "high",
-                evidence={"scheme": verifier.scheme(t.hashed), "matched": t.found.source,
-                          "length": len(t.found.text), "tried": f"tried {t.tried} of {t.planned}"},
+                evidence={"path": "/etc/shadow", "line": line, "scheme": verifier.scheme(t.hashed),
+                          "matched": t.found.source, "length": len(t.found.text),
+                          "tried": f"tried {t.tried} of {t.planned}"},
                 remediation=Remediation.by_hand(
                     f"Give '{t.account}' a new password now: `passwd {t.account}` (12+ characters, not a dictionary "
                     f"word or a name); if nobody logs in to it with a password, lock it instead: `passwd -l "
@@ -120,5 +127,6 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
                     Param("password", f"the new password of '{t.account}', typed at passwd's prompt (never on "
                                       "the command line)", "four or more random words, 20+ characters")))
         elif t.budget_ran_out:
-            ctx.skip(SkipReason.BUDGET, f"account '{t.account}': tried {t.tried} of {t.planned} guesses, "
-                                        "none matched (raise weak_passwords.budget_seconds to try more)")
+            ctx.skip(SkipReason.BUDGET, f"account '{t.account}' ({verifier.scheme(t.hashed)}): tried {t.tried} of "
+                                        f"{t.planned} guesses, none matched (raise weak_passwords.budget_seconds to "
+                                        "try more)")

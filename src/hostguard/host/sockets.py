@@ -30,6 +30,7 @@ class Listener:
     process: str | None
     exe: str | None
     user: str | None
+    cmdline: tuple[str, ...] = ()  # to name what an interpreter runs; never put in evidence (it may hold secrets)
 
     @property
     def loopback_only(self) -> bool:
@@ -102,7 +103,8 @@ def collect_listeners(host: Host, sockets: tuple[SocketInfo, ...],
         name, exe, user = (process.name, process.exe, process.user) if process else (None, None, None)
         key = (s.proto, address, port)
         if key not in seen or (seen[key].pid is None and s.pid):
-            seen[key] = Listener(s.proto, address, port, families, s.pid, name, exe, user)
+            seen[key] = Listener(s.proto, address, port, families, s.pid, name, exe, user,
+                                 process.cmdline if process else ())
     return tuple(sorted(seen.values(), key=lambda x: (x.port, x.proto, x.address)))
 
 

@@ -13,6 +13,7 @@ import fnmatch
 import glob
 import ipaddress
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,23 @@ class SshdView:
     def all(self, key: str) -> tuple[str, ...]:
         """Every value of a multi-valued keyword."""
         return tuple(self.settings.get(key, ()))
+
+    def listen_ports(self) -> tuple[int, ...]:
+        """The TCP ports sshd listens on: a ``ListenAddress host:port`` uses its own port, one without a port
+        uses every ``Port`` (22 when none is set). ``sshd -T`` prints ``port 22`` even when every
+        ListenAddress names another port, so ``port`` alone is not the answer."""
+        ports = tuple(int(p) for p in self.all("port") if p.isdigit()) or (22,)
+        addresses = [a.split()[0] for a in self.all("listenaddress") if a.split()]
+        if not addresses:
+            return tuple(sorted(set(ports)))
+        out: set[int] = set()
+        for address in addresses:
+            m = re.fullmatch(r"\[[^\]]*\]:(\d+)|[^:\[\]]*:(\d+)", address)
+            if m:
+                out.add(int(m.group(1) or m.group(2)))
+            else:
+                out |= set(ports)
+        return tuple(sorted(out))
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,24 @@
-"""Trying guesses against many hashes on every core, within a time budget.
+"""Trying guesses against many hashes on every core, sharing a time budget between accounts by time.
 
 Every account first gets its guaranteed guesses (the most common passwords and those derived from its
-names) whatever the budget; then the remaining guesses by rank, round-robin across accounts, until the
-deadline. Hashing runs in threads: libxcrypt releases the GIL, so both cores work.
+names) whatever the budget. The time left until the deadline is then shared by *time*, not by count:
+the next batch of guesses always goes to the account that has spent the least hashing time beyond its
+floor. A SHA-512 hash (about 1.5 ms a guess here) thus gets some fifteen times the guesses of a
+yescrypt one (about 25 ms), where round-robin gave both the same few; an account whose password is
+found, or whose guesses run out, stops spending, so the time it leaves goes to the others.
+
+Batches are sized from an account's measured cost per guess to take about :data:`SLICE` seconds: cheap
+hashes do not pay a thread hand-off every few guesses, and the shares stay even to within one batch.
+A worker checks the deadline before each guess, so the budget is overrun by one guess at most.
+Hashing runs in threads: libxcrypt releases the GIL, so every core works. The clock is a parameter so
+tests can give guesses a cost they control.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -16,7 +26,12 @@ from dataclasses import dataclass, field
 from hostguard.passwords.guesses import Guess
 from hostguard.passwords.verifiers import Verifier
 
-CHUNK = 16
+CHUNK = 16  # guesses per batch of the guaranteed floor (tried whatever the time, so size is only overhead)
+SLICE = 0.05  # seconds of hashing per batch beyond the floor: the grain of the fair share
+FIRST_BATCH = 4  # guesses in a batch while an account's cost per guess is still unknown
+MAX_BATCH = 4096
+
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -30,6 +45,8 @@ class Target:
     tried: int = 0
     found: Guess | None = None
     budget_ran_out: bool = False
+    spent: float = 0.0  # seconds of hashing beyond the floor: this account's use of the shared budget
+    hashing: float = 0.0  # seconds of hashing in all, floor included: gives its cost per guess
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -37,27 +54,94 @@ class Target:
         """Every guess this account could get."""
         return len(self.first) + len(self.rest)
 
+    def cost(self) -> float | None:
+        """Measured seconds per guess, None before the first guess."""
+        with self._lock:
+            return self.hashing / self.tried if self.tried else None
 
-def _chunks(target: Target, guesses: Sequence[Guess]) -> list[tuple[Target, Sequence[Guess]]]:
-    return [(target, guesses[i:i + CHUNK]) for i in range(0, len(guesses), CHUNK)]
+
+@dataclass(frozen=True)
+class _Batch:
+    index: int  # which target
+    guesses: Sequence[Guess]
+    floor: bool
+    reserved: float  # the seconds it is expected to take, counted against its target while in flight
+
+
+class _Scheduler:
+    """Hands out batches: the floor of every account in order, then the account with the least time used."""
+
+    def __init__(self, targets: Sequence[Target], deadline: float, clock: Clock, cancel: threading.Event) -> None:
+        self.targets = targets
+        self.deadline = deadline
+        self.clock = clock
+        self.cancel = cancel
+        self.floor: deque[_Batch] = deque(
+            _Batch(i, t.first[k:k + CHUNK], True, 0.0) for i, t in enumerate(targets) for k in range(0, len(t.first), CHUNK))
+        self.next_rest = [0] * len(targets)  # index into each target's ``rest`` of its next guess to hand out
+        self.reserved = [0.0] * len(targets)
+        self.in_flight = [0] * len(targets)
+
+    def take(self) -> _Batch | None:
+        """The next batch to run, or None when there is nothing to start now."""
+        if self.cancel.is_set():
+            return None
+        while self.floor:
+            batch = self.floor.popleft()
+            if self.targets[batch.index].found is None:
+                return self._start(batch)
+        if self.clock() > self.deadline:
+            return None
+        best: tuple[float, int, float | None] | None = None
+        for i, t in enumerate(self.targets):
+            if t.found is not None or self.next_rest[i] >= len(t.rest):
+                continue
+            cost = t.cost()
+            if cost is None and self.in_flight[i]:
+                continue  # its first batch will tell what a guess costs
+            with t._lock:
+                used = t.spent + self.reserved[i]
+            if best is None or used < best[0]:
+                best = (used, i, cost)
+        if best is None:
+            return None
+        _, i, cost = best
+        size = FIRST_BATCH if cost is None else max(1, min(MAX_BATCH, int(SLICE / cost) if cost > 0 else MAX_BATCH))
+        start = self.next_rest[i]
+        guesses = self.targets[i].rest[start:start + size]
+        self.next_rest[i] = start + len(guesses)
+        return self._start(_Batch(i, guesses, False, len(guesses) * (cost or 0.0)))
+
+    def _start(self, batch: _Batch) -> _Batch:
+        self.reserved[batch.index] += batch.reserved
+        self.in_flight[batch.index] += 1
+        return batch
+
+    def finish(self, batch: _Batch) -> None:
+        """A batch is done: its real time is in its target's ``spent`` now, not its reservation."""
+        self.reserved[batch.index] -= batch.reserved
+        self.in_flight[batch.index] -= 1
 
 
 def crack(targets: Sequence[Target], verifier: Verifier, *, deadline: float, workers: int,
-          progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
-    """Fill in ``found``, ``tried`` and ``budget_ran_out`` of every target."""
+          progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+          clock: Clock = time.monotonic) -> None:
+    """Fill in ``found``, ``tried``, ``spent`` and ``budget_ran_out`` of every target.
+
+    ``deadline`` is a reading of ``clock``: no guess beyond an account's floor starts after it.
+    """
     cancel = cancel or threading.Event()
-    guaranteed = [c for t in targets for c in _chunks(t, t.first)]
-    extra_per_target = [_chunks(t, t.rest) for t in targets]
-    extra: list[tuple[Target, Sequence[Guess]]] = []
-    for i in range(max((len(x) for x in extra_per_target), default=0)):  # round-robin by rank
-        extra.extend(x[i] for x in extra_per_target if i < len(x))
+    workers = max(1, workers)
+    scheduler = _Scheduler(targets, deadline, clock, cancel)
     total = sum(t.planned for t in targets)
     done = 0
 
-    def run(target: Target, guesses: Sequence[Guess], must: bool) -> int:
+    def run(batch: _Batch) -> int:
+        target = targets[batch.index]
         count = 0
-        for guess in guesses:
-            if target.found is not None or cancel.is_set() or (not must and time.monotonic() > deadline):
+        start = clock()
+        for guess in batch.guesses:
+            if target.found is not None or cancel.is_set() or (not batch.floor and clock() > deadline):
                 break
             count += 1
             if verifier.verify(guess.text.encode("utf-8"), target.hashed):
@@ -65,24 +149,25 @@ def crack(targets: Sequence[Target], verifier: Verifier, *, deadline: float, wor
                     if target.found is None:
                         target.found = guess
                 break
+        elapsed = clock() - start
         with target._lock:
             target.tried += count
+            target.hashing += elapsed
+            if not batch.floor:
+                target.spent += elapsed
         return count
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="hg-crack") as pool:
-        queue = [(t, g, True) for t, g in guaranteed] + [(t, g, False) for t, g in extra]
-        pending: set[Future[int]] = set()
-        index = 0
-        while index < len(queue) or pending:
-            while index < len(queue) and len(pending) < workers * 2:
-                target, guesses, must = queue[index]
-                index += 1
-                if target.found is None and (must or time.monotonic() <= deadline) and not cancel.is_set():
-                    pending.add(pool.submit(run, target, guesses, must))
+    # As many batches in flight as workers: each choice of account sees the time of every batch before it.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hg-crack") as pool:
+        pending: dict[Future[int], _Batch] = {}
+        while True:
+            while len(pending) < workers and (batch := scheduler.take()) is not None:
+                pending[pool.submit(run, batch)] = batch
             if not pending:
-                continue
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
+                scheduler.finish(pending.pop(fut))
                 done += fut.result()
             if progress is not None:
                 progress(done, total)
