@@ -4,17 +4,23 @@ Each case loads a real ruleset (nft, iptables-nft, iptables-legacy) into a serve
 test, starts listeners there, asks hostguard (running inside that namespace) who can reach each port, and
 compares the answer with a real TCP connection from the client namespace and from the server's loopback.
 Prediction and reality must agree on every port.
+
+A case may name ``via`` ports: a client connecting to port P lands on listener L (``{P: L}``) when a
+REDIRECT (or a DNAT to loopback) says so; hostguard's answer for L must then say who gets through via P.
+``{server_if}`` in a ruleset is the server's veth (an ingress chain needs a device that exists).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FIXTURES, need_tool
-from tests.netns import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Pair, netns_pair
+from tests.netns import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Pair, connects_many, netns_pair
 from tests.ufw_helpers import write_ufw_config
 
 OTHER = "(any other interface)"
@@ -123,7 +129,158 @@ table inet filter {
         "ports": [2222, 3306, 5432, 8080],
         "service_reachable": [5432], "port_reachable": [2222],
     },
+    # A REDIRECT feeds the listener on 22 from port 2222 (and the raw table closes 22 itself): "nobody"
+    # on 22 would hide that anyone gets in via 2222. Near misses: udp 2323 is redirected, tcp 2323 is not;
+    # nat prerouting never applies to this host's own connections (lo -> 2222 lands on nothing), while nat
+    # output does (lo -> 8081 lands on 8443), but not for a destination other than loopback (9000).
+    "nft_redirect_and_loopback_nat": {
+        "nft": """
+table inet raw {
+  chain pre {
+    type filter hook prerouting priority raw; policy accept;
+    tcp dport 22 drop
+  }
 }
+table inet nat {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    tcp dport 2222 redirect to :22
+    udp dport 2323 redirect to :23
+  }
+  chain out {
+    type nat hook output priority -100; policy accept;
+    tcp dport 8081 redirect to :8443
+    ip daddr 192.0.2.50 tcp dport 9000 redirect to :8443
+  }
+}""",
+        "ports": [22, 23, 8443],
+        "via": {2222: 22, 2323: 23, 8081: 8443, 9000: 8443},
+        "answers": {(22, "IPv4", "veth"): {"state": "anyone", "by_port": {"22": {"state": "nobody"},
+                                                                          "2222": {"state": "anyone"}}},
+                    (22, "IPv6", "veth"): {"state": "anyone", "by_port": {"22": {"state": "nobody"},
+                                                                          "2222": {"state": "anyone"}}},
+                    (8443, "IPv4", "lo"): {"by_port": {"8443": {"state": "anyone"}, "8081": {"state": "anyone"}}}},
+    },
+    # The same with iptables-nft: REDIRECT in nat PREROUTING (near miss: only for 192.0.2.0/24), and an
+    # OUTPUT chain with policy DROP that lets this host connect only to 8443 (`-o lo`).
+    "iptables_redirect_and_output_oif": {
+        "iptables": [
+            "-t raw -A PREROUTING -p tcp --dport 22 -j DROP",
+            "-t nat -A PREROUTING -p tcp --dport 2222 -j REDIRECT --to-ports 22",
+            "-t nat -A PREROUTING -s 192.0.2.0/24 -p tcp --dport 2323 -j REDIRECT --to-ports 23",
+            "-P OUTPUT DROP",
+            "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            "-A OUTPUT -o lo -p tcp --dport 8443 -j ACCEPT",
+        ],
+        "ports": [22, 23, 8443],
+        "via": {2222: 22, 2323: 23},
+        "answers": {(22, "IPv4", "veth"): {"by_port": {"22": {"state": "nobody"}, "2222": {"state": "anyone"}}},
+                    (23, "IPv4", "veth"): {"by_port": {"23": {"state": "anyone"},
+                                                       "2323": {"state": "sources", "sources": ["192.0.2.0/24"]}}},
+                    (23, "IPv4", "lo"): {"state": "nobody"}, (8443, "IPv4", "lo"): {"state": "anyone"}},
+    },
+    # Verdict maps everywhere, and netdev ingress chains: one on the server's veth drops the client's
+    # address for 6379 (near miss: other sources), one on lo drops 5432 (near miss: remote clients).
+    "nft_vmap_and_ingress": {
+        "nft": """
+table netdev edge {
+  chain veth_in {
+    type filter hook ingress device "{server_if}" priority 0; policy accept;
+    ip saddr 198.51.100.2 tcp dport 6379 drop
+    ip6 saddr 2001:db8:100::2 tcp dport 6379 drop
+  }
+  chain lo_in {
+    type filter hook ingress device "lo" priority 0; policy accept;
+    tcp dport 5432 drop
+  }
+}
+table inet filter {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    ct state vmap { established : accept, related : accept, invalid : drop }
+    iifname vmap { "lo" : accept }
+    meta l4proto vmap { udp : drop, tcp : jump tcp_in, ipv6-icmp : accept }
+  }
+  chain tcp_in {
+    tcp dport vmap { 80 : accept, 8080 : drop, 3306 : jump db, 6379 : accept, 5432 : accept }
+  }
+  chain db {
+    ip saddr vmap { 198.51.100.0/28 : accept }
+    ip6 saddr vmap { 2001:db8:100::/64 : drop }
+  }
+}""",
+        "ports": [22, 80, 8080, 3306, 6379, 5432],
+        "answers": {(6379, "IPv4", "veth"): {"state": "sources"}, (6379, "IPv4", OTHER): {"state": "anyone"},
+                    (5432, "IPv4", "lo"): {"state": "nobody"}, (5432, "IPv4", "veth"): {"state": "anyone"},
+                    (3306, "IPv4", "veth"): {"state": "sources", "sources": ["198.51.100.0/28"]},
+                    (3306, "IPv6", "veth"): {"state": "nobody"}, (22, "IPv4", "veth"): {"state": "nobody"}},
+    },
+    # ufw's own rules, written by the real ufw command: `ufw limit` is a rate-limited accept (reachable).
+    "ufw_cli_limit": {
+        "ufw_cli": ["limit 2222/tcp", "allow 80/tcp", "allow from 198.51.100.0/28 to any port 3306 proto tcp",
+                    "deny 8080/tcp"],
+        "ports": [2222, 80, 3306, 8080, 5432],
+        "answers": {(2222, "IPv4", "veth"): {"state": "anyone", "rate_limited": True},
+                    (2222, "IPv6", "veth"): {"state": "anyone", "rate_limited": True},
+                    (80, "IPv4", "veth"): {"state": "anyone"},
+                    (3306, "IPv4", "veth"): {"state": "sources", "sources": ["198.51.100.0/28"]},
+                    (5432, "IPv6", "veth"): {"state": "nobody"}},
+    },
+    # Debian's stock /etc/nftables.conf (the package's conffile, unmodified): no filtering.
+    "debian_nftables_conf": {
+        "nft": lambda: _debian_conffile(),
+        "ports": [22, 8080],
+        "answers": {(8080, "IPv4", "veth"): {"state": "anyone"}, (8080, "IPv6", "veth"): {"state": "anyone"}},
+    },
+    # The nftables package's own examples: workstation.nft (only loopback and established) and the
+    # netdev ingress example (a chain on lo).
+    "debian_examples_workstation": {
+        "nft": lambda: _example("workstation.nft") + _example("netdev-ingress.nft"),
+        "ports": [22, 8080],
+        "answers": {(22, "IPv4", "veth"): {"state": "nobody"}, (22, "IPv6", "veth"): {"state": "nobody"},
+                    (22, "IPv4", "lo"): {"state": "anyone"}},
+    },
+}
+
+EXAMPLES = Path("/usr/share/doc/nftables/examples")
+
+
+def _example(name: str) -> str:
+    """A ruleset from the installed nftables package's examples (read at test time, never copied here)."""
+    path = EXAMPLES / name
+    if not path.is_file():
+        pytest.skip(reason=f"{path} is missing (the nftables package ships it)")
+    return path.read_text() + "\n"
+
+
+def _debian_conffile() -> str:
+    """/etc/nftables.conf as the nftables package installed it (its md5 checked against dpkg's record)."""
+    import hashlib
+    import subprocess
+
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Conffiles}", "nftables"], capture_output=True, text=True)
+    recorded = dict(line.split()[:2][::-1] for line in out.stdout.splitlines() if line.strip())
+    text = Path("/etc/nftables.conf").read_bytes()
+    want = {v: k for k, v in recorded.items()}.get("/etc/nftables.conf")
+    assert want == hashlib.md5(text).hexdigest(), "/etc/nftables.conf differs from the package's conffile"
+    return text.decode()
+
+
+def _ufw_cli(pair: Pair, case: dict, tmp_path: Path) -> Path:
+    """Rules written by the real ufw command (on a copy of its package templates), loaded by ufw-init."""
+    data = tmp_path / "ufw-cli"
+    write_ufw_config(data / "etc", [], [])
+    shutil.copytree("/lib/ufw", data / "lib/ufw")
+    (data / "etc/ufw/applications.d").mkdir(exist_ok=True)
+    for d in (tmp_path, data):
+        d.chmod(0o755)
+    conf = data / "etc/ufw/ufw.conf"
+    conf.write_text(conf.read_text().replace("ENABLED=yes", "ENABLED=no"))  # edit the files, load nothing
+    for command in case["ufw_cli"]:
+        r = pair.run(pair.server, ["ufw", f"--rootdir={data}", f"--datadir={data}", *command.split()])
+        assert r.returncode == 0, (command, r.stderr)
+    conf.write_text(conf.read_text().replace("ENABLED=no", "ENABLED=yes"))
+    return data
 
 
 def _load(pair: Pair, case: dict, tmp_path: Path) -> None:
@@ -132,8 +289,15 @@ def _load(pair: Pair, case: dict, tmp_path: Path) -> None:
         write_ufw_config(data / "etc", case["ufw"], case["ufw6"])
         r = pair.run(pair.server, ["/lib/ufw/ufw-init", "--datadir", str(data), "start"])
         assert r.returncode == 0, r.stderr
-    if "nft" in case:
-        r = pair.run(pair.server, ["nft", "-f", "-"], input=case["nft"])
+    if "ufw_cli" in case:
+        data = _ufw_cli(pair, case, tmp_path)
+        r = pair.run(pair.server, ["/lib/ufw/ufw-init", "--datadir", str(data), "start"])
+        assert r.returncode == 0, r.stderr
+    nft = case.get("nft")
+    if callable(nft):
+        nft = nft()
+    if nft:
+        r = pair.run(pair.server, ["nft", "-f", "-"], input=nft.replace("{server_if}", pair.server_if))
         assert r.returncode == 0, r.stderr
     for line in case.get("iptables", []):
         r = pair.run(pair.server, ["iptables-nft", *line.split()])
@@ -143,12 +307,16 @@ def _load(pair: Pair, case: dict, tmp_path: Path) -> None:
         assert r.returncode == 0, (line, r.stderr)
 
 
-def _predicted(entry: dict[str, dict], iface: str, source: str) -> bool:
+def _predicted(entry: dict[str, dict], iface: str, source: str, listener: int | None = None,
+               port: int | None = None) -> bool:
+    """Whether hostguard says ``source`` reaches the listener (on ``listener``) by connecting to ``port``."""
     answer = entry.get(iface) or entry[OTHER]
+    if "by_port" in answer:
+        answer = answer["by_port"].get(str(port if port is not None else listener), {"state": "nobody"})
+    elif port is not None and port != listener:
+        return False  # nothing redirects that port to the listener
     assert answer["state"] != "unknown", answer
     if answer["state"] == "sources":
-        import ipaddress
-
         return any(ipaddress.ip_address(source) in ipaddress.ip_network(n) for n in answer["sources"])
     return answer["state"] == "anyone"
 
@@ -162,28 +330,43 @@ def _scan(pair: Pair, tmp_path: Path) -> dict:
     return report
 
 
+def check_case(pair: Pair, case: dict, tmp_path: Path, name: str) -> dict[int, dict]:
+    """Load, listen, scan, connect: every prediction must match a real connection. Returns the answers."""
+    _load(pair, case, tmp_path)
+    pair.listen(*(f"tcp:[::]:{p}" for p in case["ports"]))
+    report = _scan(pair, tmp_path)
+    reach = {f["target"]["port"]: f["evidence"]["reach"] for f in report["findings"]
+             if f["id"] == "firewall.reachability"}
+    assert sorted(reach) == sorted(case["ports"])
+    for check in ("service_reachable", "port_reachable"):
+        if check in case:
+            hits = sorted(f["target"]["port"] for f in report["findings"] if f["id"] == f"firewall.{check}")
+            assert hits == case[check], check
+    probes = [(p, p) for p in case["ports"]] + sorted(case.get("via", {}).items())
+    clients = [("IPv4", pair.server_if, CLIENT_V4, SERVER_V4, pair.client),
+               ("IPv6", pair.server_if, CLIENT_V6, SERVER_V6, pair.client),
+               ("IPv4", "lo", "127.0.0.1", "127.0.0.1", pair.server)]
+    for ns in (pair.client, pair.server):
+        real = connects_many(pair, ns, [(dest, port) for _, _, _, dest, n in clients if n == ns for port, _ in probes])
+        for version, iface, source, dest, n in clients:
+            if n != ns:
+                continue
+            for port, listener in probes:
+                predicted = _predicted(reach[listener][version], iface, source, listener, port)
+                assert predicted == real[(dest, port)], (
+                    f"{name}: port {port} (listener {listener}) {version} from {source}: predicted {predicted}, "
+                    f"real {real[(dest, port)]}: {reach[listener][version]}")
+    return reach
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_prediction_matches_real_connections(tmp_path: Path, name: str) -> None:
     need_tool("nft", "iptables-nft", "iptables-legacy")
-    case = CASES[name]
     with netns_pair() as pair:
-        _load(pair, case, tmp_path)
-        pair.listen(*(f"tcp:[::]:{p}" for p in case["ports"]))
-        report = _scan(pair, tmp_path)
-        reach = {f["target"]["port"]: f["evidence"]["reach"] for f in report["findings"]
-                 if f["id"] == "firewall.reachability"}
-        assert sorted(reach) == sorted(case["ports"])
-        for check in ("service_reachable", "port_reachable"):
-            hits = sorted(f["target"]["port"] for f in report["findings"] if f["id"] == f"firewall.{check}")
-            assert hits == case[check], check
-        for port in case["ports"]:
-            checks = [("IPv4", pair.server_if, CLIENT_V4, SERVER_V4, pair.client),
-                      ("IPv6", pair.server_if, CLIENT_V6, SERVER_V6, pair.client),
-                      ("IPv4", "lo", "127.0.0.1", "127.0.0.1", pair.server)]
-            for version, iface, source, dest, ns in checks:
-                predicted = _predicted(reach[port][version], iface, source)
-                real = pair.connects(dest, port, ns=ns)
-                assert predicted == real, f"{name}: port {port} {version} from {source}: predicted {predicted}, real {real}"
+        reach = check_case(pair, CASES[name], tmp_path, name)
+        for (port, version, iface), want in CASES[name].get("answers", {}).items():
+            entry = reach[port][version].get(iface.replace("veth", pair.server_if)) or reach[port][version][OTHER]
+            assert {k: entry[k] for k in want} == want, (port, version, iface, entry)
 
 
 def test_dnat_published_port_follows_forward_chain(tmp_path: Path) -> None:

@@ -63,3 +63,55 @@ def test_ufw_enabled_tree_is_evaluated_with_ufws_own_loader(capsys, tmp_path: Pa
     [finding] = [f for f in report["findings"] if f["id"] == "firewall.default_allow"]
     assert "/etc/ufw (ufw)" in finding["target"]["path"]
     assert not Path("/tmp/hostguard-must-not-run").exists()
+
+
+DROP_ALL = "table inet tree_guard {\n  chain input {\n    type filter hook input priority 10; policy drop;\n  }\n}\n"
+EMPTY = "table inet elsewhere {\n}\n"
+
+
+def _open_conf(tree: Path, include: str) -> None:
+    conf = tree / "etc/nftables.conf"
+    conf.write_text(conf.read_text().replace("policy drop;", "policy accept;") + f'include "{include}"\n')
+
+
+def _default_allow(capsys, tmp_path: Path, tree: Path) -> list[dict]:
+    report = _scan(capsys, tmp_path, tree)
+    assert [s for s in report["skipped"] if s["reason"] != "live_only"] == []
+    return [f for f in report["findings"] if f["id"] == "firewall.default_allow"]
+
+
+def test_include_symlink_out_of_the_tree_is_followed_inside_it(capsys, tmp_path: Path, clean_tree: Path) -> None:
+    """A tree's /etc/nftables.d/guard.nft links to an absolute path. The real nft would open that path on
+    this machine (here: a harmless empty table); resolved inside the tree, it is the tree's drop-all table."""
+    need_tool("nft", "ip")
+    need_root("loading nftables.conf into a private namespace")
+    outside = tmp_path / "outside" / "guard.nft"     # on this machine, outside the tree
+    outside.parent.mkdir()
+    outside.write_text(EMPTY)
+    inside = clean_tree / str(outside).lstrip("/")    # the same path inside the tree
+    inside.parent.mkdir(parents=True)
+    inside.write_text(DROP_ALL)
+    (clean_tree / "etc/nftables.d").mkdir()
+    (clean_tree / "etc/nftables.d/guard.nft").symlink_to(outside)
+    _open_conf(clean_tree, "/etc/nftables.d/*.nft")
+    assert _default_allow(capsys, tmp_path, clean_tree) == []  # the tree's own file: drop by default
+    inside.write_text(EMPTY)                          # near miss: the tree's file opens nothing either
+    [finding] = _default_allow(capsys, tmp_path, clean_tree)
+    assert "inet filter input: policy accept" in finding["evidence"]["decided_by"]
+
+
+def test_relative_include_and_nested_include_resolve_in_the_tree(capsys, tmp_path: Path, clean_tree: Path) -> None:
+    """"./x" starts at nftables.service's working directory (/), a bare name at nft's include path (/etc);
+    a directory symlink with ``..`` stays inside the root; an include loop is an error, not a hang."""
+    need_tool("nft", "ip")
+    need_root("loading nftables.conf into a private namespace")
+    (clean_tree / "srv/fw").mkdir(parents=True)
+    (clean_tree / "srv/fw/guard.nft").write_text(DROP_ALL)
+    (clean_tree / "etc/fw.d").symlink_to("../../../../../../../srv/fw")  # .. stops at the tree's root
+    (clean_tree / "etc/outer.nft").write_text('include "./etc/fw.d/guard.nft"\n')
+    _open_conf(clean_tree, "outer.nft")
+    assert _default_allow(capsys, tmp_path, clean_tree) == []
+    (clean_tree / "srv/fw/guard.nft").write_text('include "/etc/outer.nft"\n')
+    report = _scan(capsys, tmp_path, clean_tree)
+    errors = {s["detail"] for s in report["skipped"] if s["reason"] == "error"}
+    assert len(errors) == 1 and "includes nested deeper than" in errors.pop()

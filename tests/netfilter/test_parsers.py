@@ -72,7 +72,7 @@ def test_iptables_save_model() -> None:
                     "ip", "iptables-nft")
     chain = rs.chains[("ip", "filter", "INPUT")]
     assert chain.hook == "input" and chain.policy == "drop"
-    assert chain.rules[1].opaque == "match -m recent"
+    assert chain.rules[1].opaque == "match -m recent on earlier connections"  # a port knock: history
     a, _ = reachability(rs, Query(4, "tcp", 8005, "eth0"))
     assert a.state == "sources" and a.reach.cidrs() == ["192.0.2.0/24"]
     assert reachability(rs, Query(4, "tcp", 9999, "eth0"))[0].state == "nobody"  # the opaque rule is udp-only
@@ -123,3 +123,91 @@ def test_addrset_algebra(a: list, b: list) -> None:
     assert x.union(y).minus(y).union(x.intersect(y)) == x
     assert x.intersect(x.complement()) == AddrSet(4)
     assert x.union(x.complement()).is_full()
+
+
+def _vmap(key: dict, data) -> dict:
+    return {"vmap": {"key": key, "data": data}}
+
+
+CT_STATE = {"ct": {"key": "state"}}
+
+
+def test_verdict_maps_become_one_rule_per_element() -> None:
+    ct = _vmap(CT_STATE, {"set": [["established", {"accept": None}], ["invalid", {"drop": None}]]})
+    ports = _vmap({"payload": {"protocol": "tcp", "field": "dport"}},
+                  {"set": [[22, {"accept": None}], [{"range": [80, 90]}, {"drop": None}],
+                           [3306, {"jump": {"target": "db"}}]]})
+    db = {"chain": {"family": "inet", "table": "t", "name": "db", "handle": 9}}
+    src = {"rule": {"family": "inet", "table": "t", "chain": "db", "handle": 10, "expr": [
+        _vmap({"payload": {"protocol": "ip", "field": "saddr"}},
+              {"set": [[{"prefix": {"addr": "192.0.2.0", "len": 24}}, {"accept": None}]]})]}}
+    rs = parse_ruleset(_doc(CHAIN, db, _rule(ct, handle=2), _rule(ports, handle=3), src))
+    assert [(r.verdict, r.handle) for r in rs.chains[("inet", "t", "input")].rules] == [
+        ("accept", 2), ("drop", 2), ("accept", 3), ("drop", 3), ("jump", 3)]
+    assert reachability(rs, Query(4, "tcp", 22, "eth0"))[0].state == "anyone"
+    assert reachability(rs, Query(4, "tcp", 85, "eth0"))[0].state == "nobody"
+    db_answer = reachability(rs, Query(4, "tcp", 3306, "eth0"))[0]
+    assert db_answer.state == "sources" and db_answer.reach.cidrs() == ["192.0.2.0/24"]
+    assert reachability(rs, Query(4, "tcp", 23, "eth0"))[0].state == "nobody"  # in no map: the policy
+
+
+def test_named_verdict_map_and_what_stays_opaque() -> None:
+    named = {"map": {"family": "inet", "table": "t", "name": "ifs", "type": "ifname", "map": "verdict",
+                     "elem": [["eth1", {"accept": None}]]}}
+    rs = parse_ruleset(_doc(CHAIN, named, _rule(_vmap({"meta": {"key": "iifname"}}, "@ifs"))))
+    assert reachability(rs, Query(4, "tcp", 1, "eth1"))[0].state == "anyone"
+    assert reachability(rs, Query(4, "tcp", 1, "eth0"))[0].state == "nobody"
+    concat = _vmap({"concat": [{"meta": {"key": "iifname"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]},
+                   {"set": [[{"concat": ["eth0", 22]}, {"accept": None}]]})
+    a = reachability(parse_ruleset(_doc(CHAIN, _rule(concat))), Query(4, "tcp", 22, "eth0"))[0]
+    assert a.state == "unknown" and "concatenated" in a.unknown[0]
+
+
+def test_ingress_devices_come_from_the_listing() -> None:
+    chain = {"chain": {"family": "netdev", "table": "e", "name": "in", "handle": 1, "type": "filter",
+                       "hook": "ingress", "prio": 0, "policy": "accept"}}
+    rule = {"rule": {"family": "netdev", "table": "e", "chain": "in", "handle": 2, "expr": [
+        {"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": "ip"}}, _dport(22), {"drop": None}]}}
+    listing = ('table netdev e { # handle 1\n\tchain in { # handle 1\n\t\ttype filter hook ingress device "eth1" '
+               'priority filter; policy accept;\n\t\tmeta protocol ip tcp dport 22 drop # handle 2\n\t}\n}\n')
+    rs = parse_ruleset(_doc(chain, rule), listing)
+    assert rs.chains[("netdev", "e", "in")].devices == ("eth1",)
+    assert reachability(rs, Query(4, "tcp", 22, "eth1"))[0].state == "nobody"
+    assert reachability(rs, Query(4, "tcp", 22, "eth0"))[0].state == "anyone"  # another interface
+    assert reachability(rs, Query(6, "tcp", 22, "eth1"))[0].state == "anyone"  # meta protocol ip only
+    unknown_dev = parse_ruleset(_doc(chain, rule))  # no listing: the device is not known
+    assert reachability(unknown_dev, Query(4, "tcp", 22, "eth0"))[0].state == "unknown"
+
+
+def test_rate_limits_admit_a_new_connection() -> None:
+    over = _rule({"limit": {"rate": 10, "per": "second", "inv": True}}, {"drop": None}, handle=2)
+    accept = _rule(_dport(22), {"accept": None}, handle=3)
+    a = reachability(parse_ruleset(_doc(CHAIN, over, accept)), Query(4, "tcp", 22, "eth0"))[0]
+    assert a.state == "anyone" and a.limits and a.describe() == "anyone (rate-limited)"
+    under = _rule({"limit": {"rate": 10, "per": "second"}}, {"drop": None}, handle=2)  # near miss: drops
+    assert reachability(parse_ruleset(_doc(CHAIN, under, accept)), Query(4, "tcp", 22, "eth0"))[0].state == "nobody"
+
+
+# ufw's shape of `ufw limit 22/tcp` (as iptables-save prints it), a port knock, and an -o match
+UFW_LIMIT = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:lim - [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m recent --set --name DEFAULT --mask 255.255.255.255 --rsource
+-A INPUT -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 \
+--name DEFAULT --mask 255.255.255.255 --rsource -j lim
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 23 -m recent --rcheck --seconds 30 --name knock --rsource -j ACCEPT
+-A lim -j REJECT
+-A FORWARD -o eth1 -p tcp --dport 80 -j ACCEPT
+COMMIT
+"""
+
+
+def test_iptables_recent_limits_output_interface_and_knocks() -> None:
+    rs = parse_save(UFW_LIMIT, "ip", "t")  # (the backslash-newline above joins the line in the string)
+    a = reachability(rs, Query(4, "tcp", 22, "eth0"))[0]
+    assert a.state == "anyone" and a.limits == (f"ip filter INPUT: `{UFW_LIMIT.splitlines()[5]}`",)
+    knock = reachability(rs, Query(4, "tcp", 23, "eth0"))[0]  # a port knock depends on earlier packets
+    assert knock.state == "unknown" and "earlier connections" in knock.unknown[0]
+    assert rs.chains[("ip", "filter", "FORWARD")].rules[0].matches[0].field == "oif"

@@ -13,7 +13,8 @@ there). Tables where nft shows iptables-nft rules only as opaque ``xt`` objects 
 
 Under --root: the static configuration that would be loaded at boot — /etc/nftables.conf (when the
 nftables service is enabled; loaded by the real ``nft`` into a private network namespace, so its syntax is
-understood exactly), /etc/iptables/rules.v4|v6, ufw (when enabled: ufw's own ufw-init loads sanitised
+understood exactly, its includes resolved inside the tree and given to nft as copies),
+/etc/iptables/rules.v4|v6, ufw (when enabled: ufw's own ufw-init loads sanitised
 copies of the tree's rule files into a private namespace) and firewalld (its zone and service XML, see
 host/firewalld.py). Nothing from the tree is ever executed or sourced.
 """
@@ -21,7 +22,9 @@ host/firewalld.py). Nothing from the tree is ever executed or sourced.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
+import posixpath
 import re
 import tempfile
 from abc import ABC, abstractmethod
@@ -219,10 +222,96 @@ LIVE_SOURCES: tuple[RulesetSource, ...] = (
 # -- boot-time sources (under --root) ---------------------------------------------------------------
 
 
+INCLUDE_LINE = re.compile(r'^([ \t]*)include[ \t]+"([^"\n]*)"[ \t]*;?[ \t]*(?:#[^\n]*)?$', re.M)
+MAX_INCLUDE_DEPTH = 16
+MAX_INCLUDED_FILES = 512
+NFT_INCLUDE_DIR = "/etc"        # nft's default include path for a relative name (``nft -h``)
+NFT_SERVICE_CWD = "/"           # nftables.service runs ``nft -f`` from /: where "./x" and "../x" start
+
+
+def _strip_strings_and_comments(text: str) -> str:
+    """nft text without quoted strings and ``#`` comments, to spot an ``include`` we did not rewrite."""
+    return re.sub(r'"[^"\n]*"|#[^\n]*', " ", text)
+
+
+def _glob_in_tree(host: Host, pattern: str) -> list[str]:
+    """Host paths matching an absolute glob, every component resolved inside the tree, sorted like nft's."""
+    parts = [p for p in pattern.split("/") if p]
+    found = ["/"]
+    for part in parts:
+        step: list[str] = []
+        for base in found:
+            prefix = base.rstrip("/")
+            if any(c in part for c in "*?["):
+                step += [f"{prefix}/{n}" for n in host.listdir(base) if fnmatch.fnmatchcase(n, part)]
+            else:
+                step.append(f"{prefix}/{part}")
+        found = step
+    return sorted(p for p in found if host.exists(p) and not host.stat(p).is_dir)
+
+
+class _Includes:
+    """Copies of a tree's nft files with every ``include`` pointing at a copy: nft reads only these.
+
+    The real ``nft`` would follow a symlink inside the tree (``/etc/nftables.d/x.nft -> /etc/secret``) out of
+    it, onto this machine's files; here every include is resolved and read through the tree's
+    :class:`Host` (links followed inside the root), globs expanded by us, and the copies written to a
+    private directory.
+    """
+
+    def __init__(self, host: Host, workdir: str) -> None:
+        self.host = host
+        self.workdir = workdir
+        self.names: dict[str, str] = {}  # copy -> tree path, to name the tree's file in nft's messages
+
+    def copy(self, path: str, text: str, depth: int = 0) -> str:
+        """Write ``text`` (the tree's ``path``) with its includes rewritten; return the copy's path."""
+        if depth > MAX_INCLUDE_DEPTH:
+            raise RulesetSourceError(f"{path}: includes nested deeper than {MAX_INCLUDE_DEPTH} (a loop?)")
+
+        def rewrite(m: re.Match[str]) -> str:
+            return "\n".join(f'{m.group(1)}include "{self.copy(target, self.host.read_text(target), depth + 1)}"'
+                             for target in self._targets(path, m.group(2)))
+
+        text = INCLUDE_LINE.sub(rewrite, text)
+        if re.search(r"\binclude\b", _strip_strings_and_comments(INCLUDE_LINE.sub("", text))):
+            raise RulesetSourceError(f"{path}: an include hostguard cannot resolve inside the tree "
+                                     "(not alone on its line)")
+        if len(self.names) >= MAX_INCLUDED_FILES:
+            raise RulesetSourceError(f"{path}: more than {MAX_INCLUDED_FILES} included files")
+        name = os.path.join(self.workdir, f"{len(self.names):04d}.nft")
+        self.names[name] = path
+        with open(name, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
+        return name
+
+    def _targets(self, parent: str, target: str) -> list[str]:
+        """Tree paths an ``include "target"`` names: absolute, "./"/"../" from nftables.service's working
+        directory, other relative names from nft's default include directory; globs expanded."""
+        if target.startswith("/"):
+            absolute = target
+        elif target.startswith(("./", "../")):
+            absolute = posixpath.normpath(posixpath.join(NFT_SERVICE_CWD, target))
+        else:
+            absolute = posixpath.join(NFT_INCLUDE_DIR, target)
+        if any(c in absolute for c in "*?["):
+            return _glob_in_tree(self.host, absolute)
+        if not self.host.exists(absolute):
+            raise RulesetSourceError(f'{parent}: include "{target}": no such file in the tree')
+        return [absolute]
+
+    def message(self, text: str) -> str:
+        """nft's message with the copies named as the tree's files."""
+        for name, path in self.names.items():
+            text = text.replace(name, path)
+        return text
+
+
 class NftablesConfSource(RulesetSource):
     """/etc/nftables.conf of the tree, when nftables.service is enabled, loaded by the real ``nft`` into a
-    private network namespace so its syntax is understood exactly. ``include`` lines with absolute paths
-    are pointed into the tree."""
+    private network namespace so its syntax is understood exactly. Its includes (and theirs) are resolved
+    inside the tree and handed to nft as copies (:class:`_Includes`): nft never opens a file of the tree,
+    so a symlink in the tree cannot lead it to this machine's files."""
 
     name = "/etc/nftables.conf"
 
@@ -233,28 +322,16 @@ class NftablesConfSource(RulesetSource):
     def load(self, host: Host) -> Ruleset:
         """What ``nft -f`` makes of the file in an empty namespace, read back with ``nft -j``."""
         path = self.name
-        with private_netns("hgload", f"loading {path} into a private network namespace") as ns:
-            text = host.read_text(path)
-
-            def into_tree(m: re.Match[str]) -> str:
-                target = m.group(2)
-                return f'{m.group(1)}"{host.root.rstrip("/")}{target}"' if target.startswith("/") else m.group(0)
-
-            text = re.sub(r'^(\s*include\s+)"([^"]+)"', into_tree, text, flags=re.M)
-            with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False, encoding="utf-8",
-                                             errors="surrogateescape") as fh:
-                fh.write(text)
-                tmp = fh.name
-            try:
-                result = ns.run(["nft", "-f", tmp])
-                if result.returncode != 0:
-                    first = (result.stderr.strip().splitlines() or ["nft failed"])[0].replace(tmp, path)
-                    raise RulesetSourceError(f"nft cannot load {path}: {first}")
-                data = ns.check(["nft", "-j", "list", "ruleset"], "nft -j")
-                listing = ns.check(["nft", "-a", "list", "ruleset"], "nft -a")
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        with private_netns("hgload", f"loading {path} into a private network namespace") as ns, \
+                tempfile.TemporaryDirectory(prefix="hostguard-nft-") as workdir:
+            includes = _Includes(host, workdir)
+            main = includes.copy(path, host.read_text(path))
+            result = ns.run(["nft", "-f", main])
+            if result.returncode != 0:
+                first = (result.stderr.strip().splitlines() or ["nft failed"])[0]
+                raise RulesetSourceError(f"nft cannot load {path}: {includes.message(first)}")
+            data = ns.check(["nft", "-j", "list", "ruleset"], "nft -j")
+            listing = ns.check(["nft", "-a", "list", "ruleset"], "nft -a")
         try:
             loaded = parse_ruleset(data, listing, source=path)
         except RulesetError as exc:

@@ -19,6 +19,13 @@ BUILTIN = {
     ("filter", "INPUT"): ("input", 0, "filter"),
     ("security", "INPUT"): ("input", 50, "filter"),
     ("nat", "INPUT"): ("input", 100, "nat"),
+    ("raw", "OUTPUT"): ("output", -300, "filter"),
+    ("mangle", "OUTPUT"): ("output", -150, "filter"),
+    ("nat", "OUTPUT"): ("output", -100, "nat"),
+    ("filter", "OUTPUT"): ("output", 0, "filter"),
+    ("security", "OUTPUT"): ("output", 50, "filter"),
+    ("mangle", "POSTROUTING"): ("postrouting", -150, "filter"),
+    ("nat", "POSTROUTING"): ("postrouting", 100, "nat"),
     ("mangle", "FORWARD"): ("forward", -150, "filter"),
     ("filter", "FORWARD"): ("forward", 0, "filter"),
     ("security", "FORWARD"): ("forward", 50, "filter"),
@@ -26,6 +33,12 @@ BUILTIN = {
 HARMLESS_MATCHES = {"comment", "tcp", "udp", "limit", "hashlimit", "mark", "connmark", "pkttype"}
 # Matches that an ordinary new TCP/UDP connection never satisfies (IPv6 type-0 routing headers).
 NEVER_ON_NEW_CONNECTIONS = {"rt"}
+# -m recent options that take a value; --set/--update/--rcheck/--remove/--rsource/--rdest/--reap do not.
+RECENT_VALUES = {"--name", "--seconds", "--hitcount", "--mask", "--rttl"}
+HASHLIMIT_VALUES = {"--hashlimit-upto", "--hashlimit-above", "--hashlimit-burst", "--hashlimit-mode",
+                    "--hashlimit-srcmask", "--hashlimit-dstmask", "--hashlimit-name", "--hashlimit-htable-size",
+                    "--hashlimit-htable-max", "--hashlimit-htable-expire", "--hashlimit-htable-gcinterval",
+                    "--hashlimit-rate-match", "--hashlimit-rate-interval"}
 
 
 class IptablesSaveError(Exception):
@@ -41,6 +54,7 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
     i = 0
     negate = False
     module = ""
+    recent: dict[str, str] = {}
 
     def value() -> str:
         nonlocal i
@@ -67,7 +81,8 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
             name = value()
             matches.append(Match("iif", (name[:-1] + "*" if name.endswith("+") else name,), negate))
         elif a in ("-o", "--out-interface"):
-            opaque = opaque or f"output interface match -o {value()}"
+            name = value()
+            matches.append(Match("oif", (name[:-1] + "*" if name.endswith("+") else name,), negate))
         elif a in ("--dport", "--destination-port", "--dports", "--destination-ports"):
             ports = tuple(p.replace(":", "-") for p in value().split(","))
             matches.append(Match("dport", ports, negate))
@@ -79,8 +94,15 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
             module = value()
             if module in NEVER_ON_NEW_CONNECTIONS:
                 matches.append(Match("never", (module,)))
-            elif module not in HARMLESS_MATCHES | {"conntrack", "state", "multiport", "addrtype"}:
+            elif module not in HARMLESS_MATCHES | {"conntrack", "state", "multiport", "addrtype", "recent"}:
                 opaque = opaque or f"match -m {module}"
+        elif module == "recent" and a in RECENT_VALUES | {"--set", "--update", "--rcheck", "--remove", "--rsource",
+                                                            "--rdest", "--reap"}:
+            recent[a] = value() if a in RECENT_VALUES else ""
+        elif module == "hashlimit" and a in HASHLIMIT_VALUES:
+            rate = value()
+            if a == "--hashlimit-above":  # holds only for a source above the rate
+                matches.append(Match("rate_over", (rate,)))
         elif a == "--comment":
             value()
         elif a in ("-j", "--jump", "-g", "--goto"):
@@ -114,7 +136,22 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
                 i += 1
         negate = False
         i += 1
+    if recent:
+        matches, opaque = _recent(recent, matches, opaque)
     return chain, Rule(tuple(matches), verdict, target, text, opaque)
+
+
+def _recent(options: dict[str, str], matches: list[Match], opaque: str | None) -> tuple[list[Match], str | None]:
+    """``-m recent``: ``--set`` always holds (it records the source); ``--update``/``--rcheck`` with a
+    ``--hitcount`` of 2 or more holds only for a source seen that often within ``--seconds`` — never for a
+    first connection, so such a rule rate-limits (ufw's ``limit``). Any other use (port knocking: a
+    source seen *once* before) depends on history the ruleset does not show: opaque."""
+    if "--set" in options and not ({"--update", "--rcheck", "--remove"} & options.keys()):
+        return matches, opaque
+    hits = options.get("--hitcount", "")
+    if ({"--update", "--rcheck"} & options.keys()) and hits.isdigit() and int(hits) >= 2:
+        return [*matches, Match("rate_over", (f"{hits} in {options.get('--seconds', '?')}s",))], opaque
+    return matches, opaque or "match -m recent on earlier connections"
 
 
 def parse_save(text: str, family: str, source: str) -> Ruleset:

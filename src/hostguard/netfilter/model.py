@@ -124,9 +124,12 @@ class Match:
 
     ``field``: ``l4proto`` (values: protocol names), ``dport`` (values: "N" or "N-M"), ``saddr``/``daddr``
     (values: CIDRs or ranges), ``iif`` (interface names, ``*`` wildcard suffix allowed), ``ct_state``,
-    ``nfproto`` ("ipv4"/"ipv6"), ``dst_type`` (addrtype/fib destination
+    ``oif`` (output interface), ``nfproto`` ("ipv4"/"ipv6"), ``dst_type`` (addrtype/fib destination
     type: "local" for delivery to this host, "unicast" after DNAT), ``never``
-    (a condition ordinary new connections never meet, such as an IPv6 type-0 routing header).
+    (a condition ordinary new connections never meet, such as an IPv6 type-0 routing header),
+    ``rate_over`` (holds only once a source opens connections faster than a limit: ``limit rate over``,
+    ``-m recent --update --hitcount``; a single new connection never meets it, so the rule that carries it
+    rate-limits the port rather than closing it).
     """
 
     field: str
@@ -159,6 +162,7 @@ class Chain:
     policy: str = "accept"
     type: str = "filter"
     source: str = "nftables"  # nftables, iptables-nft, iptables-legacy, static file
+    devices: tuple[str, ...] | None = None  # ingress chains: the interfaces they hook (None: not known)
 
     @property
     def label(self) -> str:

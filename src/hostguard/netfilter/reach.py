@@ -3,6 +3,10 @@
 The evaluator (``evaluate.py``) answers one query; this module asks it the questions an owner has: for
 every socket listening beyond loopback, per IP version it accepts and per input interface (any other,
 ``lo``, each one the rules name), and for every DNAT-published port through prerouting and forward.
+
+A listener that a REDIRECT (or a DNAT to a loopback address) feeds is also asked about the ports
+redirected to it: its answer then says, per port a client connects to, who gets through ("port 22:
+nobody, port 2222: anyone"), and who reaches it at all is the union.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hostguard.netfilter.evaluate import (
+    LOOPBACK,
     Answer,
+    Path,
     Query,
     forward_reachability,
     interfaces,
+    landing_answer,
     reachability,
+    redirect_ports,
     split_dnat_target,
+    trace,
 )
 from hostguard.netfilter.model import AddrSet, Ruleset
 
@@ -79,12 +88,16 @@ class PortReach:
         return " | ".join(parts)
 
     def structured(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """{"IPv4": {interface: {"state", "sources"}}} for tools and tests."""
+        """{"IPv4": {interface: {"state", "sources", "rate_limited", "by_port"}}} for tools and tests.
+
+        ``sources`` only when the state is "sources"; ``rate_limited`` only when true; ``by_port`` (port a
+        client connects to -> the same shape) only when a redirect feeds the listener from other ports.
+        """
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for (version, iface), a in sorted(self.answers.items()):
-            entry: dict[str, Any] = {"state": a.state}
-            if a.state == "sources":
-                entry["sources"] = a.reach.cidrs()
+            entry = _entry(a)
+            if a.by_port:
+                entry["by_port"] = {str(p): _entry(sub) for p, sub in a.by_port}
             out.setdefault(f"IPv{version}", {})[iface] = entry
         return out
 
@@ -119,20 +132,80 @@ class PortReach:
         return ev
 
 
+def _entry(a: Answer) -> dict[str, Any]:
+    entry: dict[str, Any] = {"state": a.state}
+    if a.state == "sources":
+        entry["sources"] = a.reach.cidrs()
+    if a.limits and a.reach:
+        entry["rate_limited"] = True
+    return entry
+
+
 def _ifaces(ruleset: Ruleset) -> list[str]:
     """Interfaces to evaluate: any other, loopback (connections from this host), and each one rules name."""
     return [OTHER, "lo", *interfaces(ruleset)]
 
 
-def evaluate_listener(ruleset: Ruleset, listener: Listening) -> PortReach:
+class _Tracer:
+    """Traces new connections once per (version, protocol, port, interface, destination) for every
+    listener, and knows which ports a redirect can feed a listener from."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.paths: dict[Query, Path] = {}
+        self.redirects: dict[str, tuple[set[int], list[tuple[int, str]]]] = {}
+
+    def path(self, q: Query) -> Path:
+        if q not in self.paths:
+            self.paths[q] = trace(self.ruleset, q)
+        return self.paths[q]
+
+    def feeders(self, proto: str) -> tuple[set[int], list[tuple[int, str]]]:
+        """Ports a local redirect names, and (target port, text) of the rules that redirect ports they do
+        not list."""
+        if proto not in self.redirects:
+            ports, unlisted = redirect_ports(self.ruleset, proto)
+            self.redirects[proto] = (ports, [(split_dnat_target(r.target or "", 0)[1],
+                                              f"`{r.text}` (redirects ports it does not list)") for r in unlisted])
+        return self.redirects[proto]
+
+    def answer(self, q: Query) -> Answer:
+        """Who reaches a listener on ``q.port``: directly, and through every port redirected to it."""
+        direct = landing_answer(self.ruleset, q, self.path(q), q.port)
+        ports, unlisted = self.feeders(q.proto)
+        via: list[tuple[int, Answer]] = []
+        for port in sorted(ports - {q.port}):
+            aq = Query(q.version, q.proto, port, q.iif, q.daddr)
+            path = self.path(aq)
+            if q.port in path.landing or any(p == q.port for p, _ in path.unknown):
+                via.append((port, landing_answer(self.ruleset, aq, path, q.port)))
+        unknown = [*direct.unknown, *(u for _, a in via for u in a.unknown)]
+        unknown += [text for port, text in unlisted if port == q.port]
+        if not via:
+            return Answer(direct.reach, tuple(dict.fromkeys(unknown)), direct.deciders, direct.limits)
+        reach = direct.reach
+        for _, a in via:
+            reach = reach.union(a.reach)
+        return Answer(reach, tuple(dict.fromkeys(unknown)),
+                      tuple(dict.fromkeys([*direct.deciders, *(d for _, a in via for d in a.deciders)])),
+                      tuple(dict.fromkeys([*direct.limits, *(x for _, a in via for x in a.limits)])),
+                      ((q.port, direct), *via))
+
+
+LOOPBACK_ADDRESS = {4: "127.0.0.1", 6: "::1"}
+
+
+def evaluate_listener(ruleset: Ruleset, listener: Listening, tracer: _Tracer | None = None) -> PortReach:
     """Who reaches the listener, per IP version it accepts and per input interface."""
+    tracer = tracer or _Tracer(ruleset)
     answers: dict[tuple[int, str], Answer] = {}
     daddr = None if listener.address in WILDCARDS else listener.address.split("%")[0]
     ifaces = _ifaces(ruleset)
     for version in listener.families:
         for iface in ifaces:
-            q = Query(version, listener.proto, listener.port, iface, daddr)
-            answers[(version, iface)] = reachability(ruleset, q)[0]
+            # from this host, a connection to a wildcard listener goes to the loopback address
+            to = daddr or (LOOPBACK_ADDRESS[version] if iface == LOOPBACK else None)
+            answers[(version, iface)] = tracer.answer(Query(version, listener.proto, listener.port, iface, to))
     return PortReach(listener.proto, listener.port, listener.address, answers, listener.process)
 
 
@@ -188,5 +261,6 @@ def evaluate_published(ruleset: Ruleset, routes: Mapping[str, str]) -> list[Port
 
 def reach_of(ruleset: Ruleset, routes: Mapping[str, str], listeners: Iterable[Listening]) -> tuple[PortReach, ...]:
     """Every non-loopback listener and every published port, evaluated once."""
-    result = [evaluate_listener(ruleset, x) for x in listeners if not x.loopback_only]
+    tracer = _Tracer(ruleset)
+    result = [evaluate_listener(ruleset, x, tracer) for x in listeners if not x.loopback_only]
     return tuple(result + evaluate_published(ruleset, routes))
