@@ -112,6 +112,26 @@ def test_only_accepts_check_ids_as_well_as_families() -> None:
                                                               if s.family == "password_policy"}
 
 
+def test_a_retired_id_says_why_and_a_suppress_rule_for_it_stays_valid(tmp_path: Path) -> None:
+    """firewall.reachability was released and then folded into the per-port findings' evidence: --only names
+    the replacement; a [[suppress.rules]] written for it neither breaks the config nor hides another check."""
+    from hostguard.engine.suppress import SuppressRule, resolve
+
+    with pytest.raises(RegistryError, match="firewall.reachability was retired: who reaches each port"):
+        REGISTRY.select(["firewall.reachability"])
+    [rule] = resolve([SuppressRule("firewall.reachability")], REGISTRY.canonical, REGISTRY.families)
+    assert rule.id == "firewall.reachability" and REGISTRY.canonical("firewall.port_reachable") != rule.id
+    assert "firewall.reachability" not in {s.id for s in REGISTRY.checks}
+
+
+def test_a_retired_id_cannot_be_a_live_check_or_another_familys() -> None:
+    bad = Family("demo", "demo", retired={"other.gone": "moved"})
+    module = ModuleType("hostguard_demo_retired")
+    module.FAMILY = bad  # type: ignore[attr-defined]
+    with pytest.raises(RegistryError, match="retired id other.gone: not a free id of family demo"):
+        Registry.from_modules([module])
+
+
 # -- a family made here, in a temporary module: what adding a family takes --------------------------------
 
 FAMILY_SOURCE = '''

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,8 @@ import pytest
 from tests.conftest import FIXTURES, need_tool
 from tests.netns import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Pair, connects_many, netns_pair
 from tests.ufw_helpers import write_ufw_config
+
+REACH_DUMP = Path(__file__).parent.parent / "reach_dump.py"
 
 OTHER = "(any other interface)"
 
@@ -74,7 +79,8 @@ table ip filter {
 }""",
         "ports": [11211, 9200, 27017, 8080],
         # 9200: everyone but one address; 11211 and 27017: an ip-family table leaves IPv6 unfiltered
-        "service_reachable": [9200, 11211, 27017], "port_reachable": [8080],
+        # 8080: open only because nothing denies by default, so it is firewall.default_allow's, not its own finding
+        "service_reachable": [9200, 11211, 27017], "port_reachable": [], "default_allow_open": [8080],
     },
     "two_tables_on_input": {
         "nft": """
@@ -109,7 +115,8 @@ table ip raw {
             "-A SERVICES -s 192.0.2.0/24 -p tcp --dport 6379 -j ACCEPT",
         ],
         "ports": [80, 8080, 3306, 5432, 6379, 2222],
-        "service_reachable": [3306, 5432, 6379], "port_reachable": [2222, 8080],
+        # 2222: IPv6 is not filtered at all (default); 8080: a rule accepts it
+        "service_reachable": [3306, 5432, 6379], "port_reachable": [8080], "default_allow_open": [2222],
     },
     "iptables_legacy_beside_nft": {
         "nft": """
@@ -118,7 +125,7 @@ table inet filter {
 }""",
         "legacy": ["-A INPUT -p tcp --dport 8081 -j DROP", "-A INPUT -p tcp ! -s 198.51.100.0/24 --dport 3306 -j DROP"],
         "ports": [8081, 3306, 80],
-        "service_reachable": [3306], "port_reachable": [8081],
+        "service_reachable": [3306], "port_reachable": [], "default_allow_open": [8081],
     },
     "ufw_front_end": {
         "ufw": ["-A ufw-user-input -p tcp --dport 2222 -j ACCEPT",
@@ -330,17 +337,28 @@ def _scan(pair: Pair, tmp_path: Path) -> dict:
     return report
 
 
+def _reach(pair: Pair) -> dict[int, dict]:
+    """hostguard's answer for every port of the server namespace (the evidence its findings carry)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(["ip", "netns", "exec", pair.server, sys.executable, str(REACH_DUMP),
+                        str(FIXTURES / "fast.toml")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return {entry["port"]: entry for entry in json.loads(r.stdout)}
+
+
 def check_case(pair: Pair, case: dict, tmp_path: Path, name: str) -> dict[int, dict]:
     """Load, listen, scan, connect: every prediction must match a real connection. Returns the answers."""
     _load(pair, case, tmp_path)
     pair.listen(*(f"tcp:[::]:{p}" for p in case["ports"]))
     report = _scan(pair, tmp_path)
-    reach = {f["target"]["port"]: f["evidence"]["reach"] for f in report["findings"]
-             if f["id"] == "firewall.reachability"}
+    reach = {port: entry["reach"] for port, entry in _reach(pair).items()}
     assert sorted(reach) == sorted(case["ports"])
-    for check in ("service_reachable", "port_reachable"):
+    for check in ("service_reachable", "port_reachable", "default_allow_open"):
         if check in case:
-            hits = sorted(f["target"]["port"] for f in report["findings"] if f["id"] == f"firewall.{check}")
+            hits = sorted(f["target"]["port"] for f in report["findings"] if f["id"] == f"firewall.{check}") \
+                if check != "default_allow_open" else \
+                sorted(p["port"] for f in report["findings"] if f["id"] == "firewall.default_allow"
+                       for p in f["evidence"]["open_now"])
             assert hits == case[check], check
     probes = [(p, p) for p in case["ports"]] + sorted(case.get("via", {}).items())
     clients = [("IPv4", pair.server_if, CLIENT_V4, SERVER_V4, pair.client),
@@ -397,10 +415,10 @@ table inet filter {
         r = pair.run(pair.server, ["nft", "-f", "-"], input=ruleset)
         assert r.returncode == 0, r.stderr
         report = _scan(pair, tmp_path)
-        published = {f["target"]["port"]: f for f in report["findings"] if f["id"] == "firewall.reachability"}
+        published = _reach(pair)
         assert sorted(published) == [8080, 8443]  # no host listener: found through the DNAT rules
         for port in (8080, 8443):
-            assert published[port]["evidence"]["dnat_to"] == f"192.0.2.2:{port - 8000}"
-            predicted = _predicted(published[port]["evidence"]["reach"]["IPv4"], pair.server_if, CLIENT_V4)
+            assert published[port]["dnat_to"] == f"192.0.2.2:{port - 8000}"
+            predicted = _predicted(published[port]["reach"]["IPv4"], pair.server_if, CLIENT_V4)
             assert predicted == pair.connects(SERVER_V4, port), port
         assert [f["target"]["port"] for f in report["findings"] if f["id"] == "firewall.port_reachable"] == [8080]

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from hostguard.cli import main
-from tests.conftest import need_root, need_tool
+from hostguard.host.base import RootHost
+from tests.conftest import need_root, need_tool, run_one
 from tests.ufw_helpers import write_ufw_config
 
 
@@ -115,3 +116,16 @@ def test_relative_include_and_nested_include_resolve_in_the_tree(capsys, tmp_pat
     report = _scan(capsys, tmp_path, clean_tree)
     errors = {s["detail"] for s in report["skipped"] if s["reason"] == "error"}
     assert len(errors) == 1 and "includes nested deeper than" in errors.pop()
+
+
+def test_a_tree_that_is_no_os_is_not_looked_at(tmp_path: Path) -> None:
+    """An empty directory or a source checkout has no boot-time firewall: skipped, not "no default deny".
+    Near miss: the same tree with /etc/os-release is an OS without a firewall, which is a finding."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/main.py").write_text("print('hello')\n")
+    found, skipped = run_one("firewall.default_allow", RootHost(str(tmp_path)))
+    assert found == [] and [(s.reason, s.detail.split(":")[0]) for s in skipped] == [("unsupported", "not an OS tree")]
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
+    found, skipped = run_one("firewall.default_allow", RootHost(str(tmp_path)))
+    assert skipped == [] and [f.id for f in found] == ["firewall.default_allow"]

@@ -1,20 +1,25 @@
 """Password policy fixes, proven by the tools that read them: chpasswd -R (through the tree's own PAM stack
 and login.defs) for the hash scheme and rounds, libpwquality's pwscore (chrooted into the tree) and
-pam_pwquality's verdict in chpasswd for the quality policy. Never by re-running our own check alone."""
+pam_pwquality's verdict in chpasswd for the quality policy, libpam's pam_authenticate for nullok. Never by
+re-running our own check alone. Missing OS files are skipped with their reason, never judged on defaults."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
+from hostguard.cli import main
 from hostguard.findings import Finding
 from hostguard.host.base import RootHost
 from hostguard.remediation import Command, Edit, Remediation, Write
 from hostguard.respond.apply import ApplyError, apply
-from tests.conftest import HITS, HOSTS, build_tree, need_root, need_tool, run_one
+from tests.conftest import HITS, HOSTS, MISSES, build_tree, need_root, need_tool, run_one
 from tests.fix_validation import findings, pwscore, set_password
+from tests.host.test_pam import PAM_SUCCESS, authenticate, empty_password
 
 FIXES = HOSTS / "fixes" / "password_policy"
 UNIX = "password        [success=1 default=ignore]      pam_unix.so obscure use_authtok try_first_pass"
@@ -298,3 +303,154 @@ def test_bcrypt_in_login_defs_is_des_for_pam_unix(tmp_path: Path) -> None:
     assert re.fullmatch(r"[./0-9A-Za-z]{13}", set_password(tree, "alice", PASSWORD)[0])  # DES
     apply(finding.remediation.steps, str(tree))
     assert set_password(tree, "alice", PASSWORD)[0].startswith("$y$")
+
+
+# pam_nullok: the fix drops nullok, proven by libpam itself (pam_authenticate chrooted into the tree).
+NULLOK_HIT = HITS / "password_policy.pam_nullok"
+COMMON_AUTH = "auth    [success=1 default=ignore]      pam_unix.so"
+
+
+def test_nullok_removed_and_pam_then_refuses_the_empty_password_not_a_real_one(tmp_path: Path) -> None:
+    """The hit tree: Debian's common-auth and an FTP service with its own nullok_secure line. One Edit per line;
+    before, alice with an empty password logs in through both services with nothing typed; after, neither lets
+    her in without a password, and a real password still works (nobody is shut out who has one)."""
+    need_tool("chpasswd")
+    tree = build_tree(tmp_path / "host", NULLOK_HIT)
+    found = {f.target["path"]: f for f in _found(tree, "password_policy.pam_nullok")}
+    vsftpd = "auth    required        pam_unix.so {}"
+    assert {p: f.remediation.steps for p, f in found.items()} == {
+        "/etc/pam.d/common-auth": (Edit("/etc/pam.d/common-auth", 2, f"{COMMON_AUTH} nullok", COMMON_AUTH),),
+        "/etc/pam.d/vsftpd": (Edit("/etc/pam.d/vsftpd", 3, vsftpd.format("nullok_secure"), vsftpd.format("")[:-1]),)}
+    assert {k: found["/etc/pam.d/vsftpd"].evidence[k] for k in ("set_at", "lines", "options", "services")} == {
+        "set_at": "/etc/pam.d/vsftpd:3", "lines": [3], "options": ["nullok_secure"], "services": ["vsftpd"]}
+    assert found["/etc/pam.d/common-auth"].evidence["services"] == ["sshd"]
+    summary = found["/etc/pam.d/common-auth"].remediation.summary
+    assert "pam-auth-update does not silently undo a local edit of common-auth" in summary
+    empty_password(tree, "alice")
+    assert [authenticate(tree, "alice", "", s) for s in ("hostguard-probe", "vsftpd")] == [PAM_SUCCESS] * 2
+    apply([s for f in found.values() for s in f.remediation.steps], str(tree))
+    assert PAM_SUCCESS not in [authenticate(tree, "alice", "", s) for s in ("hostguard-probe", "vsftpd")]
+    set_password(tree, "alice", PASSWORD)
+    assert [authenticate(tree, "alice", PASSWORD, s) for s in ("hostguard-probe", "vsftpd")] == [PAM_SUCCESS] * 2
+    assert findings(tree, "password_policy.pam_nullok") == []
+
+
+def test_nullok_near_miss_refuses_the_empty_password(tmp_path: Path) -> None:
+    """The near-miss tree says nothing, and PAM agrees: its nullok words (a comment, the password line) let
+    no empty password in."""
+    tree = build_tree(tmp_path / "host", MISSES / "password_policy.pam_nullok")
+    assert findings(tree, "password_policy.pam_nullok") == []
+    empty_password(tree, "alice")
+    assert authenticate(tree, "alice", "") != PAM_SUCCESS
+
+
+def test_nullok_with_an_account_that_uses_it_is_by_hand(tmp_path: Path) -> None:
+    """Removing nullok would shut out an account that logs in with an empty password today: the fix says to
+    give it a password or lock it first, and has no step."""
+    tree = build_tree(tmp_path / "host", NULLOK_HIT)
+    empty_password(tree, "alice")
+    for finding in _found(tree, "password_policy.pam_nullok"):
+        assert finding.remediation.steps == () and finding.remediation.manual is not None
+        assert finding.remediation.manual.startswith("'alice' has an empty password and can log in today only "
+                                                     "because of nullok")
+        assert finding.evidence["empty_password_accounts"] == ["alice"]
+
+
+def test_nullok_under_authselect_is_the_without_nullok_feature(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_authselect")
+    found = _found(tree, "password_policy.pam_nullok")
+    assert [f.target["path"] for f in found] == ["/etc/pam.d/system-auth", "/etc/pam.d/password-auth"]
+    for finding in found:
+        assert finding.remediation.steps == () and finding.remediation.manual is not None
+        assert "`authselect enable-feature without-nullok`" in finding.remediation.manual
+    (tree / "etc/authselect/authselect.conf").write_text("custom/hardened\n")
+    [first, _] = _found(tree, "password_policy.pam_nullok")
+    assert first.remediation.manual is not None
+    assert "/etc/authselect/custom/hardened/system-auth writes nullok" in first.remediation.manual
+
+
+# Missing OS files: skipped with the reason, never a default reported as a fact.
+CHECKS = ("min_length", "char_classes", "hash_method", "sha_rounds", "ageing", "pam_nullok")
+
+
+def _skips(tree: Path, check: str) -> tuple[list[Finding], list[tuple[str, str, str]]]:
+    found, skipped = run_one(f"password_policy.{check}", RootHost(str(tree)))
+    return found, [(s.reason.value, s.detail, s.item) for s in skipped]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_no_os_tree_every_check_is_unsupported(tmp_path: Path, check: str) -> None:
+    root = tmp_path / "checkout"
+    (root / "src").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    found, skipped = _skips(root, check)
+    assert found == []
+    assert [(r, i) for r, _, i in skipped] == [("unsupported", "")]
+    assert skipped[0][1].startswith("not an OS tree: none of /etc/passwd, /etc/login.defs, /etc/pam.d exists")
+
+
+def test_no_login_defs_ageing_is_skipped_and_des_is_pam_units_default(tmp_path: Path) -> None:
+    """An OS tree without login.defs: ageing says it did not look; a pam_unix line with no hash option hashes
+    with DES (chpasswd -R shows it), reported as pam_unix's default and fixed on that line."""
+    _tools()
+    tree = build_tree(tmp_path / "host")
+    pam_file = tree / "etc/pam.d/common-password"
+    pam_file.write_text(pam_file.read_text().replace(" yescrypt\n", "\n"))
+    (tree / "etc/login.defs").unlink()
+    found, skipped = _skips(tree, "ageing")
+    assert found == [] and skipped == [("unsupported", "/etc/login.defs does not exist: no ageing defaults are set "
+                                                       "where hostguard can read them", "")]
+    [finding] = _found(tree, "password_policy.hash_method")
+    assert finding.title == ("new passwords are hashed with des (pam_unix's built-in default: no hash option on its "
+                             "line, no ENCRYPT_METHOD in /etc/login.defs)")
+    assert (finding.severity.value, finding.evidence["value"], finding.evidence["set_at"]) == (
+        "critical", "des", "built-in default")
+    assert finding.remediation.steps == (Edit("/etc/pam.d/common-password", 3, UNIX, f"{UNIX} yescrypt"),)
+    assert re.fullmatch(r"[./0-9A-Za-z]{13}", set_password(tree, "alice", PASSWORD)[0])
+    apply(finding.remediation.steps, str(tree))
+    assert set_password(tree, "alice", PASSWORD)[0].startswith("$y$")
+
+
+def test_no_pam_quality_is_skipped_and_the_method_comes_from_login_defs(tmp_path: Path) -> None:
+    """passwd and login.defs but no /etc/pam.d (a host without PAM): length and classes are not looked at;
+    the method is ENCRYPT_METHOD as shadow's own tools read it."""
+    tree = build_tree(tmp_path / "host")
+    shutil.rmtree(tree / "etc/pam.d")
+    for check in ("min_length", "char_classes"):
+        found, skipped = _skips(tree, check)
+        assert found == []
+        assert [(r, d.split(":")[0]) for r, d, _ in skipped] == [("unsupported", "no /etc/pam.d in this tree")]
+    assert _skips(tree, "hash_method") == ([], [])  # YESCRYPT in login.defs
+    assert _skips(tree, "pam_nullok")[1][0][:2] == ("unsupported", "no /etc/pam.d in this tree: PAM is not installed, so "
+                                                                    "no service authenticates through pam_unix")
+    defs = tree / "etc/login.defs"
+    defs.write_text(defs.read_text().replace("ENCRYPT_METHOD YESCRYPT\n", ""))
+    found, skipped = _skips(tree, "hash_method")
+    assert found == [] and skipped[0][0] == "unsupported"
+    assert "/etc/login.defs sets no ENCRYPT_METHOD" in skipped[0][1]
+
+
+def test_a_stack_without_anything_that_checks_passwords_is_skipped_by_name(tmp_path: Path) -> None:
+    """RHEL's two stacks, password-auth handing passwords to sssd only: that stack is skipped (by its path) for
+    quality, system-auth still judged."""
+    tree = build_tree(tmp_path / "host", FIXES / "rhel_no_quality")
+    (tree / "etc/pam.d/password-auth").write_text("password sufficient pam_sss.so use_authtok\n"
+                                                  "password required pam_deny.so\n")
+    found, skipped = _skips(tree, "min_length")
+    assert [f.target["path"] for f in found] == ["/etc/pam.d/system-auth"]
+    assert [(r, i) for r, _, i in skipped] == [("unsupported", "/etc/pam.d/password-auth")]
+
+
+def test_binary_login_defs_is_one_error_line_in_the_scan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """End to end: a login.defs that is binary makes the checks reading it `skipped: error` with one clear
+    detail (the scan goes on, the report is incomplete), never a finding made of defaults."""
+    tree = build_tree(tmp_path / "host")
+    (tree / "etc/login.defs").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    code = main(["--state", str(tmp_path / "state"), "scan", "--root", str(tree), "--only", "password_policy",
+                 "--format", "json"])
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert (code, out.err, report["complete"], report["findings"]) == (0, "", False, [])
+    errors = {s["check"]: s["detail"] for s in report["skipped"] if s["reason"] == "error"}
+    want = "/etc/login.defs is not a text file (byte 0x02 at offset 4): no setting is read from it"
+    assert errors == {f"password_policy.{c}": want for c in CHECKS if c != "pam_nullok"}

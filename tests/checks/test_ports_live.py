@@ -106,7 +106,11 @@ def test_ports_hit_and_miss(tmp_path: Path) -> None:
     assert known["skipped"] == []
     assert [f for f in known["findings"] if f["id"].startswith("ports.")] == []
     assert _targets(known, "firewall.service_reachable") >= {(6379, "tcp", "0.0.0.0"), (7000, "tcp", "0.0.0.0")}
-    assert (8081, "tcp", "0.0.0.0") in _targets(known, "firewall.port_reachable")
+    # 8081 is open only because nothing denies by default: firewall.default_allow names it (its fix closes it)
+    [default] = [f for f in known["findings"] if f["id"] == "firewall.default_allow"]
+    assert (8081, "tcp", "0.0.0.0") in {(p["port"], p["proto"], p["address"]) for p in default["evidence"]["open_now"]}
+    assert "8081/tcp (python" in default["title"]
+    assert _targets(known, "firewall.port_reachable") == set()
     assert _finding(known, "firewall.service_reachable", 7000)["title"].startswith("Redis 7000/tcp is reachable")
     assert _finding(known, "firewall.service_reachable", 6379)["title"].startswith(
         "An unknown service (python3 -m http.server) on Redis's port 6379/tcp is reachable")

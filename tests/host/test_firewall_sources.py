@@ -193,8 +193,15 @@ def test_only_rules_v6_is_not_prefixed(tmp_path: Path) -> None:
 
 
 def test_a_tree_without_boot_firewall_says_so(tmp_path: Path) -> None:
-    facts = collect_static(_tree(tmp_path, {"etc/hostname": "x\n", "etc/nftables.conf": "flush ruleset\n"}))
+    facts = collect_static(_tree(tmp_path, {"etc/hostname": "x\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n",
+                                            "etc/nftables.conf": "flush ruleset\n"}))
     assert facts.sources == () and facts.notes == ("no firewall configuration is loaded at boot",)
+
+
+def test_a_tree_that_is_no_os_and_has_no_firewall_is_not_looked_at(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable) as info:
+        collect_static(_tree(tmp_path / "checkout", {"README.md": "hello\n", "src/main.py": "print(1)\n"}))
+    assert info.value.reason == SkipReason.UNSUPPORTED and info.value.detail.startswith("not an OS tree")
 
 
 def test_broken_saved_rules_are_an_error_naming_the_file(tmp_path: Path) -> None:

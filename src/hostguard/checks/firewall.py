@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from hostguard.checks.ports import ALLOWED_PORTS, LISTENER_SERVICES, PortsConfig, unknown_service
+from hostguard.checks.ports import ALLOWED_PORTS, LISTENER_SERVICES, ListenerServices, PortsConfig, unknown_service
 from hostguard.config import setting
 from hostguard.engine.context import Context
 from hostguard.engine.facts import Fact, config_input
@@ -31,12 +31,9 @@ class FirewallConfig:
                                  "deny.", min=1, max=65535)
 
 
-FAMILY = Family("firewall", __doc__ or "", FirewallConfig)
-_INVENTORY = Remediation.by_hand("Nothing to do if this is who should reach the port.",
-                                 "An inventory entry: only you know who should reach this port. If it is too many, "
-                                 "the port's own finding (firewall.port_reachable, firewall.service_reachable) "
-                                 "carries the fix.")
-
+FAMILY = Family("firewall", __doc__ or "", FirewallConfig, retired={
+    "firewall.reachability": "who reaches each port is now evidence of that port's own finding "
+                             "(firewall.port_reachable, firewall.service_reachable, firewall.default_allow)"})
 
 def _evidence(pr: PortReach, facts: FirewallFacts) -> dict[str, object]:
     return pr.evidence(facts.sources, facts.notes)
@@ -90,6 +87,52 @@ KEEP_OPEN: Fact[KeepFacts] = Fact("firewall_keep_open", collect_keep_open,
                                           PROCESSES.best_effort, config_input("ports")))
 
 
+def is_default(decider: str) -> bool:
+    """A decider that is the ruleset's default, not a rule naming the port: a chain's ``policy accept``, or no
+    chain filtering that IP version at all."""
+    return decider.endswith(": policy accept") or decider.startswith("no firewall chain")
+
+
+@dataclass(frozen=True)
+class DefaultOpen:
+    """The IP versions on which a port no rule names is open to anyone, and the listening ports that nothing
+    but that default lets anyone reach (they are the default-deny finding's, not findings of their own)."""
+
+    versions: tuple[int, ...]
+    deciders: tuple[str, ...]
+    ports: tuple[PortReach, ...] = ()
+
+    def covers(self, pr: PortReach) -> bool:
+        """Whether the default alone opens ``pr`` to anyone (so the default deny closes it)."""
+        return any(p is pr or p.key() == pr.key() for p in self.ports)
+
+
+def collect_default_open(host: Host, facts: FirewallFacts, reach: tuple[PortReach, ...] | None,
+                         services: ListenerServices | None, cfg: FirewallConfig) -> DefaultOpen:
+    """Probe a port no rule should name, over IPv4 and IPv6; then find the listening ports only it explains
+    (a database, cache or FTP port keeps its own, more severe finding: firewall.service_reachable)."""
+    versions: list[int] = []
+    deciders: list[str] = []
+    for version in (4, 6):
+        answer, _ = reachability(facts.ruleset, Query(version, "tcp", cfg.probe_port, OTHER))
+        if answer.state == "anyone":
+            versions.append(version)
+            deciders += answer.deciders
+    ports = []
+    for pr in reach or ():
+        if services is not None and services.at(pr.proto, pr.address, pr.port, pr.process) is not None:
+            continue
+        wide = {v: a for (v, iface), a in pr.answers.items() if iface != "lo" and a.state == "anyone"}
+        if wide and set(wide) <= set(versions) and all(is_default(d) for a in wide.values() for d in a.deciders):
+            ports.append(pr)
+    return DefaultOpen(tuple(versions), tuple(dict.fromkeys(deciders)), tuple(ports))
+
+
+DEFAULT_OPEN: Fact[DefaultOpen] = Fact("firewall_default_open", collect_default_open,
+                                       inputs=(FIREWALL, REACH.best_effort, LISTENER_SERVICES.best_effort,
+                                               config_input("firewall")))
+
+
 def _open_deciders(pr: PortReach) -> dict[int, list[str]]:
     """IP version -> the rules and policies that let anyone in, for each version the port is open on."""
     out: dict[int, list[str]] = {}
@@ -114,17 +157,6 @@ def _reach_finding_title(pr: PortReach, name: str) -> str:
     return f"{name} {where} is reachable from any address{why}"
 
 
-@check(id="firewall.reachability", severity="info",
-       summary="Who can reach each listening port", needs=(FIREWALL,), each=REACH)
-def reachability_inventory(pr: PortReach, ctx: Context) -> Iterator[Finding]:
-    """For every port open beyond loopback (and every port published by DNAT), the answer the ruleset gives:
-    anyone, these source networks, nobody, or unknown (with the rule that could not be evaluated), per IP
-    version and input interface. Every base chain on the path counts: a drop in any of them wins."""
-    what = pr.process or (f"published to {pr.dnat}" if pr.dnat else "unknown process")
-    yield ctx.finding(f"{pr.port}/{pr.proto} on {pr.address} ({what}): {pr.summary()}", pr.key(),
-                      evidence=_evidence(pr, ctx.fact(FIREWALL)), remediation=_INVENTORY)
-
-
 @check(id="firewall.service_reachable", severity="high",
        summary="Database, cache or FTP port reachable from any address",
        needs=(FIREWALL, KEEP_OPEN, LISTENER_SERVICES, ALLOWED_PORTS), each=REACH, tags=("T1190",))
@@ -147,12 +179,13 @@ def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
 
 @check(id="firewall.port_reachable", severity="medium",
        summary="Port outside the allowed list reachable from any address",
-       needs=(FIREWALL, ALLOWED_PORTS, KEEP_OPEN, LISTENER_SERVICES), each=REACH, tags=("T1190",))
+       needs=(FIREWALL, ALLOWED_PORTS, KEEP_OPEN, LISTENER_SERVICES, DEFAULT_OPEN), each=REACH, tags=("T1190",))
 def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     """Only the needed ports should be open to everyone (``ports.allowed``); any other port the firewall
-    lets anyone reach is one more way in."""
+    lets anyone reach is one more way in. A port that nothing but the missing default deny opens is listed
+    by firewall.default_allow (whose fix closes it) instead of a finding of its own."""
     facts = ctx.fact(FIREWALL)
-    if pr.port in ctx.fact(ALLOWED_PORTS) or pr.worst() != "anyone" or \
+    if pr.port in ctx.fact(ALLOWED_PORTS) or pr.worst() != "anyone" or ctx.fact(DEFAULT_OPEN).covers(pr) or \
             ctx.fact(LISTENER_SERVICES).at(pr.proto, pr.address, pr.port, pr.process) is not None:
         return
     yield ctx.finding(_reach_finding_title(pr, pr.process or "port"), pr.key(),
@@ -160,26 +193,32 @@ def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
 
 
 @check(id="firewall.default_allow", severity="medium",
-       summary="Firewall lets anyone reach ports no rule names (no default deny)", needs=(FIREWALL, KEEP_OPEN),
+       summary="Firewall lets anyone reach ports no rule names (no default deny)", needs=(FIREWALL, KEEP_OPEN, DEFAULT_OPEN),
        tags=("T1190",))
 def default_allow(ctx: Context) -> Iterator[Finding]:
     """Firewall everything but the needed ports: with no default deny, every service that starts listening
     later (a miner's proxy, a forgotten debug server) is reachable at once. Tested with a port no rule
-    names, over IPv4 and IPv6; works on the live ruleset and on a tree's boot-time configuration."""
+    names, over IPv4 and IPv6; works on the live ruleset and on a tree's boot-time configuration. Listening
+    ports outside the allowed list that only this default opens are named here, not in findings of their
+    own: the default deny closes them."""
     facts = ctx.fact(FIREWALL)
-    probe_port = ctx.config[FirewallConfig].probe_port
+    default = ctx.fact(DEFAULT_OPEN)
     keep = ctx.fact(KEEP_OPEN)
-    open_to: list[str] = []
-    deciders: list[str] = []
-    for version in (4, 6):
-        answer, _ = reachability(facts.ruleset, Query(version, "tcp", probe_port, OTHER))
-        if answer.state == "anyone":
-            open_to.append(f"IPv{version}")
-            deciders += answer.deciders
-    if open_to:
-        yield ctx.finding(f"any new listening port would be reachable from anyone over {' and '.join(open_to)}",
-                          {"kind": "config", "config": "firewall", "path": ", ".join(facts.sources) or "(none)"},
-                          evidence={"probe_port": probe_port, "decided_by": list(dict.fromkeys(deciders))[:4],
-                                    "ruleset_sources": list(facts.sources), "notes": list(facts.notes)},
-                          remediation=default_deny(facts.ruleset, [int(v[3:]) for v in open_to], deciders,
-                                                   keep.keep, dict(facts.files), keep.why_unknown, facts.live))
+    if not default.versions:
+        return
+    open_to = [f"IPv{v}" for v in default.versions]
+    allowed = set(keep.keep.tcp_ports if keep.keep else ()) | set(keep.keep.udp if keep.keep else ())
+    now = [pr for pr in default.ports if pr.port not in allowed]
+    names = [f"{pr.port}/{pr.proto}" + (f" ({pr.process})" if pr.process else "") for pr in now]
+    title = f"any new listening port would be reachable from anyone over {' and '.join(open_to)}"
+    if names:
+        title += f"; open now: {', '.join(names[:5])}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    yield ctx.finding(title,
+                      {"kind": "config", "config": "firewall", "path": ", ".join(facts.sources) or "(none)"},
+                      evidence={"probe_port": ctx.config[FirewallConfig].probe_port,
+                                "decided_by": list(default.deciders)[:4], "ruleset_sources": list(facts.sources),
+                                "notes": list(facts.notes),
+                                "open_now": [{**pr.key(), "process": pr.process,
+                                              **_evidence(pr, facts)} for pr in now]},
+                      remediation=default_deny(facts.ruleset, list(default.versions), list(default.deciders),
+                                               keep.keep, dict(facts.files), keep.why_unknown, facts.live))

@@ -6,6 +6,11 @@ pwquality.conf line, one login.defs line) share one finding; a problem on a stac
 stack's finding, so a Debian host's targets are what they always were. Where authselect generates the
 PAM files (links into /etc/authselect/), changes to PAM lines are given by hand the authselect way, while
 changes to pwquality.conf and login.defs stay exact steps.
+
+Only what the host has is judged: on a tree that is not an OS (no passwd, login.defs or pam.d) every check
+is skipped as unsupported; a stack with nothing that checks passwords, or no pam_unix and no ENCRYPT_METHOD,
+is skipped for that part; pam_unix's own defaults count only where pam_unix is on the stack. The auth
+stacks are read for pam_unix's ``nullok`` (empty passwords accepted).
 """
 
 from __future__ import annotations
@@ -17,21 +22,28 @@ from dataclasses import dataclass
 
 from hostguard.config import setting
 from hostguard.engine.context import Context
+from hostguard.engine.facts import Fact
 from hostguard.engine.registry import Family, check
-from hostguard.findings import Finding
+from hostguard.findings import Finding, SkipReason
+from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
+from hostguard.host.base import Host
 from hostguard.host.pam import (
     LOGIN_DEFS,
     PAM,
+    PAM_AUTH,
     PAM_UNIX_HASHES,
     EffectivePolicy,
     LoginDefs,
+    PamAuth,
     PamLine,
     PamPolicy,
     PamStack,
     Setting,
     effective_policy,
+    is_nullok,
     quality_module,
     unix_hash_option,
+    unix_nullok,
 )
 from hostguard.remediation import Command, Edit, Param, Remediation, Step, Write
 
@@ -65,12 +77,21 @@ CUSTOM_PROFILE = "hostguard"
 Member = tuple[PamStack, EffectivePolicy]
 
 
-def _members(ctx: Context) -> tuple[PamPolicy, LoginDefs, list[Member]]:
-    """Each password stack with the policy it enforces (one empty stack when the host has none)."""
+def _members(ctx: Context, part: str) -> tuple[PamPolicy, LoginDefs, list[Member]]:
+    """Each password stack with the policy it enforces, where ``part`` ("quality" or "method") can be known;
+    a stack (or the host without one) where it cannot is recorded as skipped with the reason, never judged
+    on a default."""
     pam: PamPolicy = ctx.fact(PAM)
     defs: LoginDefs = ctx.fact(LOGIN_DEFS)
-    stacks = pam.stacks or (pam.stack(),)
-    return pam, defs, [(s, effective_policy(pam, defs, s)) for s in stacks]
+    members: list[Member] = []
+    for stack in pam.stacks or (pam.stack(),):
+        policy = effective_policy(pam, defs, stack)
+        why = policy.quality_unknown if part == "quality" else policy.method_unknown
+        if why:
+            ctx.skip(SkipReason.UNSUPPORTED, why, stack.path if pam.stacks else "")
+        else:
+            members.append((stack, policy))
+    return pam, defs, members
 
 
 def _grouped(members: list[Member], at: Callable[[EffectivePolicy], Setting]) -> list[tuple[str, list[Member]]]:
@@ -321,7 +342,7 @@ def min_length(ctx: Context) -> Iterator[Finding]:
     """New passwords shorter than 8 characters fall to online guessing; positive pwquality/cracklib credits
     lower the real minimum below ``minlen``, so the effective figure is what counts. Every password stack
     is checked (RHEL's password-auth serves sshd, system-auth local logins)."""
-    pam, _, members = _members(ctx)
+    pam, _, members = _members(ctx, "quality")
     want = ctx.config[PasswordPolicyConfig].min_length
     bad = [(s, p) for s, p in members if p.min_length < want]
     for path, group in _grouped(bad, lambda p: p.min_length_at):
@@ -340,7 +361,7 @@ def min_length(ctx: Context) -> Iterator[Finding]:
 def char_classes(ctx: Context) -> Iterator[Finding]:
     """The checklist asks for upper, lower, digits and symbols; only ``minclass`` or negative credits
     enforce classes. Every password stack is checked."""
-    pam, _, members = _members(ctx)
+    pam, _, members = _members(ctx, "quality")
     want = ctx.config[PasswordPolicyConfig].min_classes
     bad = [(s, p) for s, p in members if p.classes < want]
     for path, group in _grouped(bad, lambda p: p.classes_at):
@@ -360,13 +381,15 @@ def hash_method(ctx: Context) -> Iterator[Finding]:
     """DES and MD5 hashes are cracked in hours. The method in force is pam_unix's last hash option (it
     keeps only the last), else ENCRYPT_METHOD in login.defs as pam_unix reads it (a value pam_unix does
     not know, such as BCRYPT, leaves it on DES); every password stack is checked."""
-    pam, defs, members = _members(ctx)
+    pam, defs, members = _members(ctx, "method")
     good = ctx.config[PasswordPolicyConfig].good_methods
     bad = [(s, p) for s, p in members if p.method not in good]
     for path, group in _grouped(bad, lambda p: p.method_at):
         policy = min((p for _, p in group),
                      key=lambda p: SEVERITY_ORDER.index(WEAK_METHODS.get(p.method, "medium")))
-        yield ctx.finding(f"new passwords are hashed with {policy.method}{_via(pam, group)}",
+        default = (" (pam_unix's built-in default: no hash option on its line, no ENCRYPT_METHOD in "
+                   "/etc/login.defs)") if policy.method_at.path is None else ""
+        yield ctx.finding(f"new passwords are hashed with {policy.method}{default}{_via(pam, group)}",
                           {"kind": "config", "path": path, "setting": "hash_method"},
                           severity=WEAK_METHODS.get(policy.method, "medium"),
                           evidence={"method": policy.method, "set_at": policy.method_at.where(),
@@ -391,10 +414,9 @@ def _method_fix(stack: PamStack, defs: LoginDefs, edits: _Edits) -> str | Remedi
         edits.pam_arg(unix, "yescrypt", None)
         return (f"Hash new passwords with yescrypt: add `yescrypt` to pam_unix.so on {unix.path} line "
                 f"{unix.line}{after}")
-    return Remediation.by_hand(
+    return Remediation.by_hand(  # a method is known only from pam_unix or a login.defs line: not reached
         "Hash new passwords with yescrypt (ENCRYPT_METHOD YESCRYPT in /etc/login.defs).",
-        "Neither a pam_unix password line nor /etc/login.defs exists here to edit: this host's password "
-        "tools are set up in a way hostguard does not know; add ENCRYPT_METHOD YESCRYPT where they read it.")
+        f"{stack.path} has no pam_unix.so line and /etc/login.defs no ENCRYPT_METHOD line to change.")
 
 
 @check(id="password_policy.sha_rounds", severity="low",
@@ -402,7 +424,7 @@ def _method_fix(stack: PamStack, defs: LoginDefs, edits: _Edits) -> str | Remedi
        references=("https://man7.org/linux/man-pages/man5/login.defs.5.html",))
 def sha_rounds(ctx: Context) -> Iterator[Finding]:
     """SHA-crypt with few rounds is fast to brute-force offline; every password stack is checked."""
-    pam, defs, members = _members(ctx)
+    pam, defs, members = _members(ctx, "method")
     floor = ctx.config[PasswordPolicyConfig].min_sha_rounds
     bad = [(s, p) for s, p in members
            if p.method in ("sha512", "sha256") and p.rounds is not None and p.rounds < floor]
@@ -449,8 +471,13 @@ def _rounds_fix(stack: PamStack, defs: LoginDefs, rounds: int, edits: _Edits) ->
        summary="Password ageing defaults outside the policy", needs=(LOGIN_DEFS,),
        references=("https://man7.org/linux/man-pages/man5/login.defs.5.html",))
 def ageing(ctx: Context) -> Iterator[Finding]:
-    """PASS_MAX_DAYS, PASS_MIN_DAYS and PASS_WARN_AGE in login.defs apply to accounts created from now on."""
+    """PASS_MAX_DAYS, PASS_MIN_DAYS and PASS_WARN_AGE in login.defs apply to accounts created from now on.
+    Without a login.defs there is nothing to judge: the tool that creates accounts uses its own defaults."""
     defs: LoginDefs = ctx.fact(LOGIN_DEFS)
+    if not defs.present:
+        ctx.skip(SkipReason.UNSUPPORTED, "/etc/login.defs does not exist: no ageing defaults are set where "
+                                         "hostguard can read them")
+        return
     cfg = ctx.config[PasswordPolicyConfig]
     rules = (("PASS_MAX_DAYS", cfg.max_days, "at most"), ("PASS_MIN_DAYS", cfg.min_days, "at least"),
              ("PASS_WARN_AGE", cfg.warn_age, "at least"))
@@ -477,8 +504,97 @@ def _ageing_fix(defs: LoginDefs, key: str, want: int, setting: Setting | None) -
     if last is not None and last.path and last.line and last.raw is not None:
         return Remediation(f"Add {key} {want} to {last.path}{note}",
                            (Edit(last.path, last.line, last.raw, f"{last.raw}\n{key} {want}"),))
-    if not defs.present:
-        return Remediation(f"Create /etc/login.defs with {key} {want}{note}", (Write("/etc/login.defs", f"{key} {want}\n"),))
     return Remediation.by_hand(f"Add {key} {want} to /etc/login.defs{note}",
                                "/etc/login.defs sets nothing: there is no line to add it after without guessing "
                                "the file's layout.")
+
+
+def collect_empty_passwords(host: Host, accounts: Accounts | None, shadow: Shadow | None) -> tuple[str, ...] | None:
+    """Accounts whose password field is empty (in /etc/shadow, or in /etc/passwd itself): today they log in
+    through nullok without a password, so removing nullok shuts them out. None when /etc/shadow cannot be
+    read here (not root): then nobody can say who would be shut out."""
+    if shadow is None:
+        return None
+    names = [e.name for e in shadow.entries if e.hash == ""]
+    names += [u.name for u in (accounts.users if accounts else ()) if u.password == "" and u.name not in names]
+    return tuple(names)
+
+
+EMPTY_PASSWORDS: Fact[tuple[str, ...] | None] = Fact("empty_password_accounts", collect_empty_passwords,
+                                                     inputs=(ACCOUNTS.best_effort, SHADOW.best_effort))
+
+
+@check(id="password_policy.pam_nullok", severity="low",
+       summary="pam_unix accepts empty passwords (nullok)", needs=(PAM_AUTH, EMPTY_PASSWORDS),
+       tags=("T1078.003",), references=("https://man7.org/linux/man-pages/man8/pam_unix.8.html",))
+def pam_nullok(ctx: Context) -> Iterator[Finding]:
+    """``nullok`` on pam_unix's auth line lets an account whose password field is empty log in without typing
+    anything; without it pam_unix refuses an empty password. Alone it opens nothing, but one ``passwd -d`` by
+    mistake, or an account an intruder planted with no password, is then a login without a secret (Debian
+    ships it in common-auth, RHEL's authselect profiles unless ``without-nullok`` is on). The auth lines of
+    every service in /etc/pam.d are read, includes followed; pam_unix matches options by prefix, so
+    ``nullok_secure`` counts as ``nullok``, and ``nullresetok`` lets an empty password in whenever the password
+    must be changed (checked against libpam itself). One finding per file."""
+    auth: PamAuth = ctx.fact(PAM_AUTH)
+    empty: tuple[str, ...] | None = ctx.fact(EMPTY_PASSWORDS)
+    by_file: dict[str, list[PamLine]] = {}
+    for line in auth.nullok_lines():
+        by_file.setdefault(line.path, []).append(line)
+    for path, lines in by_file.items():
+        yield ctx.finding(f"{path} lets an account with an empty password log in without one (pam_unix nullok)",
+                          {"kind": "config", "path": path, "setting": "nullok"},
+                          evidence={"set_at": f"{path}:{lines[0].line}", "lines": [ln.line for ln in lines],
+                                    "options": sorted({o for ln in lines for o in unix_nullok(ln)}),
+                                    "services": list(auth.used_by.get(path, ())),
+                                    "empty_password_accounts": list(empty) if empty is not None else None},
+                          remediation=_nullok_fix(auth, lines, empty))
+
+
+def _without_nullok(line: PamLine) -> str:
+    """The line as written, pam_unix's nullok options dropped (control, spacing and comment kept)."""
+    body, hash_, comment = line.raw.partition("#")
+    at = body.index(line.module) + len(line.module)
+    args = [a for a in body[at:].split() if not is_nullok(a)]
+    return body[:at] + "".join(f" {a}" for a in args) + (f" #{comment}" if hash_ else "")
+
+
+def _nullok_fix(auth: PamAuth, lines: list[PamLine], empty: tuple[str, ...] | None) -> Remediation:
+    """Drop nullok from each line: an Edit, unless that shuts out an account that logs in with an empty
+    password today (then set one or lock it first, by hand) or the file is a link (authselect's feature)."""
+    path = lines[0].path
+    options = " and ".join(f"`{o}`" for o in sorted({o for ln in lines for o in unix_nullok(ln)}))
+    summary = (f"Remove {options} from pam_unix.so on {path} line{'s' if len(lines) > 1 else ''} "
+               f"{', '.join(str(ln.line) for ln in lines)}: an empty password then never logs in.")
+    if empty:
+        names = ", ".join(f"'{n}'" for n in empty)
+        return Remediation.by_hand(
+            summary, f"{names} {'has' if len(empty) == 1 else 'have'} an empty password and can log in today only "
+            "because of nullok: removing it now would shut them out, and one may be how the owner gets in. Give "
+            "each a password (`passwd NAME`) or lock it (`usermod -L NAME`) first (accounts.empty_password "
+            "lists them), then remove nullok.")
+    line = lines[0]
+    if line.link is not None:
+        return Remediation.by_hand(summary, _nullok_by_hand(auth, line))
+    note = (" Debian's pam-auth-update does not silently undo a local edit of common-auth: it keeps the change or "
+            "asks before overwriting it (`--force` overwrites)." if path.endswith("/common-auth") else "")
+    unknown = ("" if empty is not None else " /etc/shadow could not be read here: check first that no account "
+               "you log in with has an empty password.")
+    return Remediation(summary + note + unknown, tuple(Edit(ln.path, ln.line, ln.raw, _without_nullok(ln))
+                                                       for ln in lines))
+
+
+def _nullok_by_hand(auth: PamAuth, line: PamLine) -> str:
+    """How to drop nullok from a file hostguard must not write: authselect's feature, or the link's target."""
+    if not auth.managed(line) or auth.authselect is None:
+        return (f"{line.path} -> {line.link}: the PAM file is a symlink and hostguard never writes through one. "
+                f"Remove `nullok` from pam_unix.so in the file the link leads to (line {line.line}).")
+    profile = auth.authselect.profile
+    fix = ("run `authselect enable-feature without-nullok` (authselect then writes pam_unix without nullok "
+           "everywhere), then `authselect check`")
+    if profile.startswith("custom/"):
+        template = f"/etc/authselect/{profile}/{os.path.basename(line.path)}"
+        return (f"{line.path} is generated by authselect (profile {profile}), and hostguard never writes through "
+                f"a link: {fix}. If {template} writes nullok without the `without-nullok` condition, remove it "
+                "there and run `authselect apply-changes`.")
+    return (f"{line.path} is generated by authselect (a link into /etc/authselect/), and hostguard never writes "
+            f"through a link: {fix}.")

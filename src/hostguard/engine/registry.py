@@ -74,6 +74,7 @@ class Family:
     doc: str
     config: type | None = None
     after_scan: Callable[[ScanEnd], None] | None = None
+    retired: Mapping[str, str] = field(default_factory=dict)  # check id -> why it is gone and what replaces it
 
 
 Budget = float | Callable[["Config"], float]
@@ -148,6 +149,7 @@ class Registry:
     families: Mapping[str, Family]
     checks: tuple[CheckSpec, ...]
     _by_key: Mapping[str, CheckSpec] = field(repr=False, default_factory=dict)
+    retired: Mapping[str, str] = field(default_factory=dict)  # a released id no check has any more, and why
 
     @classmethod
     def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
@@ -174,7 +176,13 @@ class Registry:
                         raise RegistryError(f"check id {key} is declared twice")
                     by_key[key] = spec
                 specs.append(spec)
-        registry = cls(families, tuple(specs), by_key)
+        retired: dict[str, str] = {}
+        for family in families.values():
+            for key, why in family.retired.items():
+                if key in by_key or not key.startswith(family.name + ".") or not CHECK_ID.fullmatch(key):
+                    raise RegistryError(f"retired id {key}: not a free id of family {family.name}")
+                retired[key] = why
+        registry = cls(families, tuple(specs), by_key, retired)
         registry._validate()
         return registry
 
@@ -214,8 +222,11 @@ class Registry:
         return out
 
     def canonical(self, key: str) -> str | None:
-        """The check id ``key`` names (itself or through an alias); None when it names no check."""
+        """The check id ``key`` names (itself or through an alias); None when it names no check. A retired id
+        names itself: a suppress rule written for it stays valid and matches nothing."""
         spec = self._by_key.get(key)
+        if spec is None and key in self.retired:
+            return key
         return spec.id if spec else None
 
     def select(self, only: Iterable[str] | None) -> tuple[CheckSpec, ...]:
@@ -225,6 +236,8 @@ class Registry:
         families: set[str] = set()
         ids: set[str] = set()
         for name in only:
+            if name in self.retired:
+                raise RegistryError(f"check {name} was retired: {self.retired[name]}")
             family = name[:-2] if name.endswith(".*") else name
             if family in self.families:
                 families.add(family)
