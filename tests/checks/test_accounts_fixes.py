@@ -261,3 +261,17 @@ def test_a_guessable_password_is_changed_by_its_owner(tmp_path: Path) -> None:
     assert fix.steps == () and fix.manual is not None and "take away a user's sudo" in fix.manual
     assert "`passwd ftpuser`" in fix.summary and "`passwd -l ftpuser`" in fix.summary
     assert [p.name for p in fix.params] == ["password"]
+
+
+def test_empty_password_fix_names_the_nullok_that_lets_it_in(tmp_path: Path) -> None:
+    """With `nullok` on pam_unix's auth line the empty password logs in with nothing typed: the fix says where.
+    Near miss: the clean tree's common-auth has no nullok, and the fix does not mention it."""
+    tree = build_tree(tmp_path / "host", HITS / "accounts.empty_password")
+    [plain] = [f for f in run_one("accounts.empty_password", RootHost(str(tree)))[0] if f.target["user"] == "guest"]
+    assert "nullok" not in plain.remediation.summary and plain.evidence["nullok"] == []
+    auth = tree / "etc/pam.d/common-auth"
+    auth.write_text(auth.read_text().replace("pam_unix.so try_first_pass", "pam_unix.so nullok try_first_pass"))
+    [found] = [f for f in run_one("accounts.empty_password", RootHost(str(tree)))[0] if f.target["user"] == "guest"]
+    assert "through pam_unix's `nullok` (/etc/pam.d/common-auth line 2: password_policy.pam_nullok)" in \
+        found.remediation.summary
+    assert found.evidence["nullok"] == ["/etc/pam.d/common-auth:2"]

@@ -1,10 +1,19 @@
-"""Suppression is a layer over findings: by id, alias, family or fingerprint; a rule naming nothing is an error."""
+"""Suppression is a layer over findings: by id, alias, family or fingerprint; a rule naming nothing is an error.
+Accepted fingerprints leave the findings the same way; a fingerprint given by hand must name exactly one."""
 
 from __future__ import annotations
 
 import pytest
 
-from hostguard.engine.suppress import SuppressError, SuppressRule, apply, resolve
+from hostguard.engine.suppress import (
+    FingerprintError,
+    SuppressError,
+    SuppressRule,
+    apply,
+    apply_accepted,
+    resolve,
+    resolve_fingerprints,
+)
 from hostguard.findings import Finding
 
 A1 = Finding("ssh.default_port", "ssh", "low", "port 22", {"kind": "config", "path": "/etc/ssh/sshd_config"})
@@ -38,3 +47,37 @@ def test_a_rule_naming_nothing_is_an_error(rule_id: str) -> None:
 
 def test_no_rules_keep_everything() -> None:
     assert apply([A1, B1], []) == ([A1, B1], 0)
+
+
+def test_accepted_fingerprints_leave_the_findings_and_are_returned() -> None:
+    kept, hidden = apply_accepted([A1, B1, B2], {B2.fingerprint, "f" * 32})
+    assert (kept, hidden) == ([A1, B1], [B2])
+    assert apply_accepted([A1], set()) == ([A1], [])
+
+
+KNOWN = ["0123456789abcdef0123456789abcdef", "01234567ffffffffffffffffffffffff", "fedcba9876543210fedcba9876543210"]
+
+
+@pytest.mark.parametrize("given, full", [
+    (["0123456789abcdef0123456789abcdef"], ["0123456789abcdef0123456789abcdef"]),
+    (["FEDCBA98"], ["fedcba9876543210fedcba9876543210"]),                       # a prefix, any case
+    (["012345678", " fedcba98 ", "0123456789"], ["0123456789abcdef0123456789abcdef",  # once each, in order
+                                                 "fedcba9876543210fedcba9876543210"]),
+])
+def test_fingerprints_whole_or_by_unambiguous_prefix(given: list[str], full: list[str]) -> None:
+    assert resolve_fingerprints(given, KNOWN, "here") == full
+
+
+@pytest.mark.parametrize("given, message", [
+    ("01234567", "fingerprint prefix 01234567 matches 2 findings (0123456789abcdef0123456789abcdef, "
+                 "01234567ffffffffffffffffffffffff): give more digits"),
+    ("0123456", "'0123456' is not a fingerprint (8 to 32 hex digits, as a report shows them)"),
+    ("ssh.default_port", "'ssh.default_port' is not a fingerprint (8 to 32 hex digits, as a report shows them)"),
+    ("0" * 33, f"'{'0' * 33}' is not a fingerprint (8 to 32 hex digits, as a report shows them)"),
+    ("abcdef01", "no finding with fingerprint abcdef01 in this test"),
+    ("ab\ncdef01", "'ab\\ncdef01' is not a fingerprint (8 to 32 hex digits, as a report shows them)"),
+])
+def test_a_fingerprint_that_names_no_single_finding_is_an_error(given: str, message: str) -> None:
+    with pytest.raises(FingerprintError) as raised:
+        resolve_fingerprints(["fedcba98", given], KNOWN, "in this test")
+    assert str(raised.value) == message and "\n" not in str(raised.value)

@@ -1,4 +1,5 @@
-"""state.db: migrations from every older schema, the cache directory, WAL, and account history."""
+"""state.db: migrations from every older schema, the cache directory, WAL, account history, accepted findings,
+the findings of each scan and the audit log."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ from typing import Any
 import pytest
 
 from hostguard import __version__
-from hostguard.store.state import MIGRATIONS, StateError, StateStore
+from hostguard.findings import Finding
+from hostguard.store.state import (
+    ACCEPTED,
+    MIGRATIONS,
+    REPORTED,
+    SUPPRESSED,
+    Accepted,
+    AccountSeen,
+    SeenFinding,
+    StateError,
+    StateStore,
+)
 
 HOST_KEY = "0123456789abcdef0123456789abcdef:6f1c7a52-4c2e-4f7e-9a59-0d7f0a1b2c3d"
 CAFE = b"caf\xe9".decode("utf-8", "surrogateescape")  # an account name that is not UTF-8
@@ -20,7 +32,24 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
     "meta": {"key": "state_uuid", "value": "6f1c7a52-4c2e-4f7e-9a59-0d7f0a1b2c3d"},
     "scans": {"host_key": HOST_KEY, "started": "2024-05-01T12:00:00Z", "root": None, "complete": 0, "findings": 7},
     "accounts_seen": {"host_key": HOST_KEY, "name": b"caf\xe9", "uid": 1001, "first_seen": "2024-04-01T08:00:00Z"},
+    "accepted": {"host_key": HOST_KEY, "fingerprint": "0f" * 16, "check_id": "ssh.default_port",
+                 "title": "sshd listens on port 22", "reason": "behind a VPN", "accepted_at": "2024-05-02T09:00:00Z"},
+    "scan_findings": {"scan_id": 1, "fingerprint": "0f" * 16, "check_id": "ssh.default_port", "severity": "low",
+                      "title": "sshd listens on port 22", "target": '{"kind":"config"}', "disposition": "reported"},
+    "audit": {"time": "2024-05-02T09:00:00Z", "host_key": HOST_KEY, "action": "accept", "subject": "0f" * 16,
+              "reason": "behind a VPN", "detail": "ssh.default_port"},
 }
+
+# Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old
+# migration would otherwise upgrade a database no released hostguard ever made.
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE scans (id INTEGER PRIMARY KEY, host_key TEXT NOT NULL, started TEXT NOT NULL,
+                    root TEXT, complete INTEGER NOT NULL, findings INTEGER NOT NULL);
+CREATE TABLE accounts_seen (host_key TEXT NOT NULL, name BLOB NOT NULL, uid INTEGER,
+                            first_seen TEXT NOT NULL, PRIMARY KEY (host_key, name));
+PRAGMA user_version=1;
+"""
 
 
 def migrate_by_hand(db: sqlite3.Connection, upto: int) -> None:
@@ -94,14 +123,53 @@ def test_upgrade_from_older_version(tmp_path: Path, version: int) -> None:
 def test_upgraded_data_is_used(tmp_path: Path) -> None:
     """Rows written before the store opened are what its methods return."""
     directory, db = old_database(tmp_path, len(MIGRATIONS))
-    for table in ("meta", "accounts_seen"):
+    for table in ("meta", "accounts_seen", "scans", "scan_findings", "accepted"):
         row = SAMPLE_ROWS[table]
         db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
     db.close()
     store = StateStore(str(directory))
     try:
         assert store.state_uuid() == "6f1c7a52-4c2e-4f7e-9a59-0d7f0a1b2c3d"
-        assert store.known_accounts(HOST_KEY) == {CAFE: "2024-04-01T08:00:00Z"}
+        assert store.known_accounts(HOST_KEY) == {CAFE: AccountSeen(1001, "2024-04-01T08:00:00Z", False)}
+        assert store.accepted(HOST_KEY) == [Accepted("0f" * 16, "ssh.default_port", "sshd listens on port 22",
+                                                     "behind a VPN", "2024-05-02T09:00:00Z")]
+        assert store.findings_seen(HOST_KEY) == {
+            "0f" * 16: SeenFinding("0f" * 16, "ssh.default_port", "low", "sshd listens on port 22")}
+    finally:
+        store.close()
+
+
+def test_schema_1_database_keeps_its_accounts_and_the_baseline_is_its_first_scan(tmp_path: Path) -> None:
+    """Issue 7: a state.db of schema 1 (accounts recorded by scans that ran the new-account check) upgrades with
+    every row kept; each host's earliest sighting is its baseline, accounts first seen later are still new."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "state.db", isolation_level=None)
+    db.executescript(SCHEMA_1)
+    other = "ffffffffffffffffffffffffffffffff:0b0e3f6c-1d2a-4c5e-8f90-a1b2c3d4e5f6"
+    accounts = [(HOST_KEY, b"root", 0, "2024-04-01T08:00:00+00:00"), (HOST_KEY, b"alice", 1000, "2024-04-01T08:00:00+00:00"),
+                (HOST_KEY, b"caf\xe9", 1001, "2024-04-20T08:00:00+00:00"), (other, b"root", 0, "2024-04-25T10:00:00+00:00")]
+    db.executemany("INSERT INTO accounts_seen VALUES (?,?,?,?)", accounts)
+    db.execute("INSERT INTO scans(host_key, started, root, complete, findings) VALUES (?,?,?,?,?)",
+               (HOST_KEY, "2024-04-01T08:00:00+00:00", None, 1, 3))
+    db.execute("INSERT INTO meta VALUES ('state_uuid', '6f1c7a52-4c2e-4f7e-9a59-0d7f0a1b2c3d')")
+    db.close()
+
+    store = StateStore(str(directory))
+    try:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert schema(store.db) == fresh_schema(tmp_path)
+        assert store.db.execute("SELECT host_key, name, uid, first_seen FROM accounts_seen ORDER BY rowid").fetchall() \
+            == accounts
+        assert store.known_accounts(HOST_KEY) == {
+            "root": AccountSeen(0, "2024-04-01T08:00:00+00:00", True),
+            "alice": AccountSeen(1000, "2024-04-01T08:00:00+00:00", True),
+            CAFE: AccountSeen(1001, "2024-04-20T08:00:00+00:00", False)}
+        assert store.known_accounts(other) == {"root": AccountSeen(0, "2024-04-25T10:00:00+00:00", True)}
+        assert rows_of(store.db, "scans", ["host_key", "started", "findings"]) == [
+            (HOST_KEY, "2024-04-01T08:00:00+00:00", 3)]
+        assert store.state_uuid() == "6f1c7a52-4c2e-4f7e-9a59-0d7f0a1b2c3d"
+        assert store.accepted(HOST_KEY) == [] and store.audit_log() == []
     finally:
         store.close()
 
@@ -137,7 +205,7 @@ def test_cache_dropped_on_version_change_state_kept(tmp_path: Path) -> None:
         assert sorted(p.name for p in cache.iterdir()) == ["VERSION"]
         assert (cache / "VERSION").read_text() == __version__ + "\n"
         assert store.state_uuid() == uuid
-        assert store.known_accounts(HOST_KEY) == {"alice": "2024-04-01T08:00:00Z"}
+        assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True)}
     finally:
         store.close()
 
@@ -188,7 +256,8 @@ def test_known_accounts_round_trips_non_utf8_names(tmp_path: Path) -> None:
         assert store.known_accounts(HOST_KEY) is None  # before the first scan
         store.remember_accounts(HOST_KEY, [(CAFE, 1001), ("alice", 1000)], "2024-04-01T08:00:00Z")
         known = store.known_accounts(HOST_KEY)
-        assert known == {CAFE: "2024-04-01T08:00:00Z", "alice": "2024-04-01T08:00:00Z"}
+        assert known == {CAFE: AccountSeen(1001, "2024-04-01T08:00:00Z", True),
+                         "alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True)}
         assert known is not None
         assert {name.encode("utf-8", "surrogateescape") for name in known} == {b"caf\xe9", b"alice"}
         stored = store.db.execute("SELECT name, uid FROM accounts_seen ORDER BY uid").fetchall()
@@ -198,29 +267,100 @@ def test_known_accounts_round_trips_non_utf8_names(tmp_path: Path) -> None:
         store.close()
 
 
-def test_remember_accounts_keeps_first_sighting(tmp_path: Path) -> None:
+def test_remember_accounts_keeps_first_sighting_and_the_baseline(tmp_path: Path) -> None:
     store = StateStore(str(tmp_path / "state"))
     try:
-        store.remember_accounts(HOST_KEY, [("alice", 1000)], "2024-04-01T08:00:00Z")
-        store.remember_accounts(HOST_KEY, [("alice", 1000), ("bob", 1002)], "2024-05-01T08:00:00Z")
-        assert store.known_accounts(HOST_KEY) == {"alice": "2024-04-01T08:00:00Z", "bob": "2024-05-01T08:00:00Z"}
+        assert store.remember_accounts(HOST_KEY, [("alice", 1000)], "2024-04-01T08:00:00Z") == []
+        assert store.remember_accounts(HOST_KEY, [("alice", 1000), ("bob", 1002)], "2024-05-01T08:00:00Z") == []
+        store.remember_accounts(HOST_KEY, [("alice", 1000), ("bob", 1002)], "2024-05-02T08:00:00Z")
+        expected = {"alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True),
+                    "bob": AccountSeen(1002, "2024-05-01T08:00:00Z", False)}
+        assert store.known_accounts(HOST_KEY) == expected
     finally:
         store.close()
     store = StateStore(str(tmp_path / "state"))
     try:
-        assert store.known_accounts(HOST_KEY) == {"alice": "2024-04-01T08:00:00Z", "bob": "2024-05-01T08:00:00Z"}
+        assert store.known_accounts(HOST_KEY) == expected
     finally:
         store.close()
 
 
-def test_record_scan(tmp_path: Path) -> None:
+def test_an_account_gone_and_back_is_new_again(tmp_path: Path) -> None:
     store = StateStore(str(tmp_path / "state"))
     try:
-        store.record_scan(HOST_KEY, "2024-05-01T12:00:00Z", "/mnt/image", False, 6)
-        store.record_scan(HOST_KEY, "2024-05-02T12:00:00Z", None, True, 0)
+        store.remember_accounts(HOST_KEY, [("alice", 1000), (CAFE, 1001)], "2024-04-01T08:00:00Z")
+        assert store.remember_accounts(HOST_KEY, [("alice", 1000)], "2024-04-02T08:00:00Z") == [CAFE]
+        assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True)}
+        assert store.remember_accounts(HOST_KEY, [("alice", 1000)], "2024-04-03T08:00:00Z") == []  # gone once
+        store.remember_accounts(HOST_KEY, [("alice", 1000), (CAFE, 1003)], "2024-04-09T08:00:00Z")
+        assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True),
+                                                  CAFE: AccountSeen(1003, "2024-04-09T08:00:00Z", False)}
+        # every account gone is still a host with a history: not a new baseline
+        assert store.remember_accounts(HOST_KEY, [], "2024-04-10T08:00:00Z") == ["alice", CAFE]
+        assert store.known_accounts(HOST_KEY) == {}
+        store.remember_accounts(HOST_KEY, [("alice", 1000)], "2024-04-11T08:00:00Z")
+        assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-04-11T08:00:00Z", False)}
+    finally:
+        store.close()
+
+
+def _finding(user: str, title: str = "", severity: str = "high") -> Finding:
+    return Finding("accounts.duplicate", "accounts", severity, title or f"{user} is duplicated",
+                   {"kind": "user", "user": user})
+
+
+def test_record_scan_keeps_every_finding_and_what_became_of_it(tmp_path: Path) -> None:
+    bob, eve, cafe = _finding("bob"), _finding("eve"), _finding(CAFE, title=f"{CAFE} is duplicated")
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        assert store.record_scan(HOST_KEY, "2024-05-01T12:00:00Z", "/mnt/image", False, 1,
+                                 [(bob, REPORTED), (eve, SUPPRESSED), (cafe, ACCEPTED)]) == 1
+        assert store.record_scan(HOST_KEY, "2024-05-02T12:00:00Z", None, True, 0) == 2
+        assert store.record_scan("another-host", "2024-05-03T12:00:00Z", None, True, 1,
+                                 [(_finding("bob", title="bob, later", severity="low"), REPORTED)]) == 3
         assert store.db.execute("SELECT id, host_key, started, root, complete, findings FROM scans").fetchall() == [
-            (1, HOST_KEY, "2024-05-01T12:00:00Z", "/mnt/image", 0, 6),
-            (2, HOST_KEY, "2024-05-02T12:00:00Z", None, 1, 0)]
+            (1, HOST_KEY, "2024-05-01T12:00:00Z", "/mnt/image", 0, 1),
+            (2, HOST_KEY, "2024-05-02T12:00:00Z", None, 1, 0),
+            (3, "another-host", "2024-05-03T12:00:00Z", None, 1, 1)]
+        assert store.db.execute("SELECT scan_id, fingerprint, disposition, target FROM scan_findings "
+                                "WHERE scan_id=1 ORDER BY disposition").fetchall() == [
+            (1, cafe.fingerprint, ACCEPTED, '{"kind": "user", "user": {"base64": "Y2Fm6Q==", "text": "caf\\\\xe9"}}'),
+            (1, bob.fingerprint, REPORTED, '{"kind": "user", "user": "bob"}'),
+            (1, eve.fingerprint, SUPPRESSED, '{"kind": "user", "user": "eve"}')]
+        seen = store.findings_seen(HOST_KEY)
+        assert seen == {f.fingerprint: SeenFinding(f.fingerprint, "accounts.duplicate", "high", t) for f, t in
+                        ((bob, "bob is duplicated"), (eve, "eve is duplicated"), (cafe, "caf\\xe9 is duplicated"))}
+        assert store.findings_seen("another-host")[bob.fingerprint].title == "bob, later"
+    finally:
+        store.close()
+
+
+def test_accept_unaccept_and_the_audit_log(tmp_path: Path) -> None:
+    seen = SeenFinding("ab" * 16, "ssh.default_port", "low", "sshd listens on port 22")
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        store.accept(HOST_KEY, [seen, "cd" * 16], "behind a VPN", "2024-05-01T12:00:00Z")
+        assert store.accepted(HOST_KEY) == [
+            Accepted("ab" * 16, "ssh.default_port", "sshd listens on port 22", "behind a VPN", "2024-05-01T12:00:00Z"),
+            Accepted("cd" * 16, None, None, "behind a VPN", "2024-05-01T12:00:00Z")]
+        assert store.accepted_fingerprints(HOST_KEY) == {"ab" * 16, "cd" * 16}
+        assert store.accepted_fingerprints("another-host") == frozenset()
+        store.accept(HOST_KEY, [seen], "lab machine", "2024-05-02T12:00:00Z")  # again: the new reason and time
+        assert store.accepted(HOST_KEY)[-1] == Accepted("ab" * 16, "ssh.default_port", "sshd listens on port 22",
+                                                        "lab machine", "2024-05-02T12:00:00Z")
+        assert store.unaccept(HOST_KEY, ["cd" * 16, "ef" * 16], "", "2024-05-03T12:00:00Z") == ["cd" * 16]
+        assert store.accepted_fingerprints(HOST_KEY) == {"ab" * 16}
+        assert [(e.time, e.action, e.subject, e.reason, e.detail) for e in store.audit_log(HOST_KEY)] == [
+            ("2024-05-01T12:00:00Z", "accept", "ab" * 16, "behind a VPN", "ssh.default_port"),
+            ("2024-05-01T12:00:00Z", "accept", "cd" * 16, "behind a VPN", ""),
+            ("2024-05-02T12:00:00Z", "accept", "ab" * 16, "lab machine", "ssh.default_port"),
+            ("2024-05-03T12:00:00Z", "unaccept", "cd" * 16, "", "")]
+        assert store.audit_log("another-host") == []
+    finally:
+        store.close()
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        assert store.accepted_fingerprints(HOST_KEY) == {"ab" * 16} and len(store.audit_log()) == 4
     finally:
         store.close()
 

@@ -7,20 +7,22 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache
 
 from hostguard.config import setting
 from hostguard.data import load_toml
 from hostguard.engine.context import Context
-from hostguard.engine.facts import HOST_ID, STATE, Fact
+from hostguard.engine.facts import HOST_ID, SCAN_TIME, STATE, Fact
 from hostguard.engine.registry import Family, ScanEnd, check
-from hostguard.findings import Finding, HostId
+from hostguard.findings import Finding, HostId, fingerprint
 from hostguard.host.accounts import ACCOUNTS, SHADOW, SHADOW_IF_READABLE, Accounts, Malformed, Shadow, ShadowEntry, User
 from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES, AuthorizedKey
+from hostguard.host.pam import PAM_NULLOK
 from hostguard.host.root_capable import password_state
 from hostguard.host.sudoers import SUDOERS, SudoRule
 from hostguard.remediation import Command, DeleteLine, Edit, Param, Remediation, Step
-from hostguard.store.state import StateStore
+from hostguard.store.state import KnownAccounts, StateStore
 
 
 @dataclass(frozen=True)
@@ -39,22 +41,36 @@ class AccountsConfig:
          "/sbin/shutdown", "/usr/sbin/shutdown", "/sbin/halt", "/usr/sbin/halt", ""),
         'Shells that mean "cannot log in" (sync, shutdown and halt run one command and exit).')
     shell_allowed: tuple[str, ...] = setting(("root", "sync"), "Service accounts that legitimately have a login shell.")
+    new_account_days: int = setting(
+        7, "Days a new account stays reported after it was first seen, unless accepted earlier "
+           "(`hostguard accept FINGERPRINT`); 0: reported until accepted.", min=0)
 
 
-def _known_accounts(host: object, state: StateStore, host_id: HostId) -> dict[str, str] | None:
-    """Account names earlier scans of this host saw (None before the first scan)."""
-    return state.known_accounts(host_id.id)
+def _known_accounts(host: object, state: StateStore, host_id: HostId, now: datetime) -> KnownAccounts | None:
+    """Accounts earlier scans of this host saw, with when each was first seen (None before the first scan)."""
+    accounts = state.known_accounts(host_id.id)
+    return None if accounts is None else KnownAccounts(now, accounts)
 
 
-KNOWN_ACCOUNTS: Fact[dict[str, str] | None] = Fact("known_accounts", _known_accounts, inputs=(STATE, HOST_ID))
+KNOWN_ACCOUNTS: Fact[KnownAccounts | None] = Fact("known_accounts", _known_accounts,
+                                                  inputs=(STATE, HOST_ID, SCAN_TIME))
 
 
 def remember_accounts(end: ScanEnd) -> None:
-    """After a scan that looked for new accounts, record the accounts present, so the next scan can say which
-    are new. A scan that did not run that check records nothing: it never reported what it would baseline."""
-    if "accounts.new_since_last_scan" in end.ran and end.facts.loaded(ACCOUNTS):
-        accounts = end.facts.get(ACCOUNTS)
-        end.state.remember_accounts(end.host.id, [(u.name, u.uid) for u in accounts.users], end.started)
+    """After any scan that read the accounts (an ``--only ssh`` scan reads them too), record their first
+    sighting: how long an account has been new is measured from it, so no scan "uses up" a new account.
+
+    The first scan that reads a host's accounts is its baseline. An account that is gone is forgotten as
+    new: if it comes back it is reported again, and an earlier accept of its finding lapses (recorded in
+    the audit log), since a re-created account is not the one the owner accepted.
+    """
+    if not end.facts.loaded(ACCOUNTS):
+        return
+    accounts = end.facts.get(ACCOUNTS)
+    gone = end.state.remember_accounts(end.host.id, [(u.name, u.uid) for u in accounts.users], end.started)
+    if gone:
+        end.state.unaccept(end.host.id, [fingerprint("accounts.new_since_last_scan", _user(name)) for name in gone],
+                           "the account is gone: if it comes back it is a new account", end.started, action="lapse")
 
 
 FAMILY = Family("accounts", __doc__ or "", AccountsConfig, after_scan=remember_accounts)
@@ -108,18 +124,24 @@ def _uid0_fix(u: User) -> Remediation:
 
 
 @check(id="accounts.empty_password", severity="critical",
-       summary="Account with an empty password field", needs=(ACCOUNTS, SHADOW), tags=("T1078.003",))
+       summary="Account with an empty password field", needs=(ACCOUNTS, SHADOW, PAM_NULLOK), tags=("T1078.003",))
 def empty_password(ctx: Context) -> Iterator[Finding]:
-    """An empty password field lets anyone log in as that account without a password."""
+    """An empty password field lets anyone log in as that account without a password (through PAM's
+    ``nullok``, which names the doors it opens: password_policy.pam_nullok)."""
     accounts: Accounts = ctx.fact(ACCOUNTS)
     shadow: Shadow = ctx.fact(SHADOW)
+    nullok = ctx.fact(PAM_NULLOK)
+    doors = "; ".join(f"{ln.path} line {ln.line}" for ln in nullok[:3])
+    via = (f" It logs in with nothing typed through pam_unix's `nullok` ({doors}: password_policy.pam_nullok); "
+           "once no account has an empty password, remove `nullok` there too." if nullok else "")
     for e in shadow.entries:
         if e.hash == "":
             yield ctx.finding(f"account '{e.name}' has no password: anyone can log in as it", _user(e.name),
-                              evidence={"path": "/etc/shadow", "line": e.line},
+                              evidence={"path": "/etc/shadow", "line": e.line,
+                                        "nullok": [f"{ln.path}:{ln.line}" for ln in nullok]},
                               remediation=Remediation(
                                   f"Lock '{e.name}' (an empty password cannot be unlocked back: set one with "
-                                  f"`passwd {e.name}` if the account needs password logins).",
+                                  f"`passwd {e.name}` if the account needs password logins).{via}",
                                   (_cmd("usermod", "-L", e.name),)))
     for u in accounts.users:
         if u.password == "":
@@ -415,21 +437,38 @@ def _key_fix(k: AuthorizedKey, backdoor: bool) -> Remediation:
 
 
 @check(id="accounts.new_since_last_scan", severity="medium",
-       summary="Account created since the previous scan", needs=(ACCOUNTS, KNOWN_ACCOUNTS), tags=("T1136.001",))
+       summary="Account new since the first scan, not yet accepted", needs=(ACCOUNTS, KNOWN_ACCOUNTS),
+       tags=("T1136.001",))
 def new_since_last_scan(ctx: Context) -> Iterator[Finding]:
-    """A new account nobody announced is a classic sign of a break-in. The first scan records the baseline."""
+    """A new account nobody announced is a classic sign of a break-in. The first scan that reads a host's
+    accounts is the baseline; an account first seen after it is reported on every scan until the owner
+    accepts its finding (``hostguard accept FINGERPRINT``) or ``[accounts] new_account_days`` have passed
+    since it was first seen (0: until accepted). An account that is deleted and comes back is new again."""
     known = ctx.fact(KNOWN_ACCOUNTS)
     if known is None:
         return
+    days = ctx.config[AccountsConfig].new_account_days
     for u in ctx.fact(ACCOUNTS).users:
-        if u.name not in known:
-            yield ctx.finding(f"account '{u.name}' (UID {u.uid}) is new since the previous scan", _user(u.name),
-                              evidence={"uid": u.uid, "shell": u.shell, "home": u.home, "line": u.line},
-                              remediation=Remediation.by_hand(
-                                  f"Confirm who created '{u.name}' (`journalctl -g useradd`, /var/log/auth.log); if "
-                                  f"nobody did, disable it: `usermod -L -e 1 {u.name}`.",
-                                  "Only you know whether a new account was expected: locking a colleague's new "
-                                  "account unasked is as wrong as leaving an intruder's open."))
+        seen = known.accounts.get(u.name)
+        if seen is not None and seen.baseline:
+            continue
+        first = known.now if seen is None else datetime.fromisoformat(seen.first_seen)
+        until = first + timedelta(days=days) if days else None
+        if until is not None and known.now >= until:
+            continue
+        target = _user(u.name)
+        evidence: dict[str, object] = {"uid": u.uid, "shell": u.shell, "home": u.home, "line": u.line,
+                                       "first_seen": first.isoformat(timespec="seconds")}
+        if until is not None:
+            evidence["reported_until"] = until.isoformat(timespec="seconds")
+        yield ctx.finding(f"account '{u.name}' (UID {u.uid}) is new: first seen {first.date().isoformat()}", target,
+                          evidence=evidence,
+                          remediation=Remediation.by_hand(
+                              f"Confirm who created '{u.name}' (`journalctl -g useradd`, /var/log/auth.log); if "
+                              f"nobody did, disable it: `usermod -L -e 1 {u.name}`. If it is expected, accept it: "
+                              f"`hostguard accept {fingerprint(ctx.spec.id, target)}`.",
+                              "Only you know whether a new account was expected: locking a colleague's new "
+                              "account unasked is as wrong as leaving an intruder's open."))
 
 
 @check(id="accounts.malformed_line", severity="medium",

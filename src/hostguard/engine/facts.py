@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from hostguard.findings import HostId, SkipReason
@@ -90,6 +91,9 @@ Input = Fact[Any] | OptionalInput[Any] | ConfigInput
 # Given facts: the runner provides them; a collector lists them as inputs like any other fact.
 STATE: Fact[StateStore] = Fact("state", None)  # the state store (state.db) of this scan
 HOST_ID: Fact[HostId] = Fact("host_id", None)  # who the scanned host is (machine-id, state UUID, hostname)
+# when this scan started (with its offset): facts that measure time since something the store remembers ("new
+# for 7 days") read it, never the wall clock, so a test can run scans days apart
+SCAN_TIME: Fact[datetime] = Fact("scan_time", None)
 
 
 def input_facts(fact: Fact[Any]) -> Iterator[Fact[Any]]:

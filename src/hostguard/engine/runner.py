@@ -4,6 +4,10 @@ The engine owns the loops and the budgets: a per-item check (``each=``) is calle
 item that raises is recorded in ``skipped`` with its name while the other items' findings are kept,
 and a check's ``budget`` becomes ``ctx.deadline``, past which the loop stops and says how many items
 were left. A check that fails half-way keeps the findings it yielded before failing.
+
+After the checks, the layer over findings: ``[[suppress.rules]]`` from the config, then the findings
+accepted on this host (state.db). Every finding of the scan is recorded with what became of it, so
+``hostguard accept`` can name a fingerprint's check later and "what changed" can compare scans.
 """
 
 from __future__ import annotations
@@ -18,27 +22,33 @@ from typing import Any
 from hostguard.config import Config
 from hostguard.engine import suppress
 from hostguard.engine.context import Context, ProgressFn
-from hostguard.engine.facts import HOST_ID, STATE, Facts
+from hostguard.engine.facts import HOST_ID, SCAN_TIME, STATE, Facts, closure
 from hostguard.engine.registry import CheckSpec, Registry, ScanEnd, default_registry
 from hostguard.findings import Finding, HostId, Report, Skipped, SkipReason
 from hostguard.host.base import Host, Unavailable
-from hostguard.store.state import StateStore
+from hostguard.store.state import ACCEPTED, REPORTED, SUPPRESSED, StateStore
 
 MAX_ITEM_LABEL = 200
 
 
 @dataclass
 class ScanOutcome:
-    """A report plus what the report does not carry (timings, suppressed count)."""
+    """A report plus what the report does not carry (timings, how many findings were hidden and why)."""
 
     report: Report
     family_seconds: dict[str, float] = field(default_factory=dict)
     suppressed: int = 0
+    accepted: int = 0
+
+
+def now() -> datetime:
+    """Current local time with its offset, seconds precision."""
+    return datetime.now(UTC).astimezone().replace(microsecond=0)
 
 
 def now_iso() -> str:
     """Current time with its offset, seconds precision."""
-    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+    return now().isoformat(timespec="seconds")
 
 
 def item_label(item: Any) -> str:
@@ -88,14 +98,16 @@ def _run_items(spec: CheckSpec, ctx: Context, items: list[Any], found: list[Find
 
 def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[str] | None = None,
              progress: ProgressFn | None = None, root_label: str | None = None,
-             registry: Registry | None = None) -> ScanOutcome:
-    """Scan ``host`` with the selected checks, apply suppression, run the families' post-scan hooks."""
+             registry: Registry | None = None, started: datetime | None = None) -> ScanOutcome:
+    """Scan ``host`` with the selected checks, apply suppression and acceptance, run the post-scan hooks,
+    record the scan. ``started`` (default: now) is the scan's time, as the report and the store see it."""
     registry = registry or default_registry()
     specs = registry.select(only)
     rules = suppress.resolve(config[suppress.SuppressConfig].rules, registry.canonical, registry.families)
-    started = now_iso()
+    when = (started or now()).astimezone().replace(microsecond=0)  # aware: compared with stored times
+    started_iso = when.isoformat(timespec="seconds")
     host_id = HostId(host.machine_id(), state.state_uuid(), host.hostname())
-    facts = Facts(host, config, given={STATE: state, HOST_ID: host_id})
+    facts = Facts(host, config, given={STATE: state, HOST_ID: host_id, SCAN_TIME: when})
     findings: list[Finding] = []
     skipped: list[Skipped] = []
     seconds: dict[str, float] = {}
@@ -105,9 +117,10 @@ def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[st
         seconds[spec.family] = seconds.get(spec.family, 0.0) + time.perf_counter() - t0
         findings.extend(found)
         skipped.extend(skips)
-    kept, suppressed = suppress.apply(findings, rules)
-    end = ScanEnd(facts, state, host_id, started, frozenset(s.id for s in specs))
-    for name in dict.fromkeys(s.family for s in specs):
+    unsuppressed, suppressed = suppress.apply(findings, rules)
+    kept, accepted = suppress.apply_accepted(unsuppressed, state.accepted_fingerprints(host_id.id))
+    end = ScanEnd(facts, state, host_id, started_iso, frozenset(s.id for s in specs))
+    for name in _hook_families(registry, specs, facts):
         hook = registry.families[name].after_scan
         if hook is None:
             continue
@@ -115,6 +128,26 @@ def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[st
             hook(end)
         except Exception as exc:  # recorded, never a traceback: the scan's findings still stand
             skipped.append(Skipped(name, f"{name} (after scan)", SkipReason.ERROR, f"{type(exc).__name__}: {exc}"))
-    report = Report(host_id, started, tuple(kept), tuple(dict.fromkeys(skipped)), root_label, registry.rules(specs))
-    state.record_scan(host_id.id, started, root_label, report.complete, len(kept))
-    return ScanOutcome(report, seconds, suppressed)
+    report = Report(host_id, started_iso, tuple(kept), tuple(dict.fromkeys(skipped)), root_label, registry.rules(specs))
+    hidden = {f.fingerprint for f in accepted}
+    shown = {f.fingerprint for f in kept}
+    seen = [(f, REPORTED if f.fingerprint in shown else ACCEPTED if f.fingerprint in hidden else SUPPRESSED)
+            for f in findings]
+    state.record_scan(host_id.id, started_iso, root_label, report.complete, len(kept), seen)
+    return ScanOutcome(report, seconds, suppressed, len(accepted))
+
+
+def _hook_families(registry: Registry, specs: Iterable[CheckSpec], facts: Facts) -> list[str]:
+    """Families whose post-scan hook runs: the selected ones, and any other whose checks read a host fact this
+    scan read (``--only ssh`` reads /etc/passwd too: the accounts family records the accounts it saw).
+
+    Given facts (the store, the host id, the time) do not count: every scan has them.
+    """
+    names = list(dict.fromkeys(s.family for s in specs))
+    for name in registry.families:
+        if name in names:
+            continue
+        needs = [f for s in registry.checks if s.family == name for f in s.needs]
+        if any(f.collect is not None and facts.loaded(f) for f in closure(needs)):
+            names.append(name)
+    return names

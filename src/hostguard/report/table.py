@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import IO
 
 from rich.console import Console
@@ -10,7 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from hostguard.findings import Finding, Report, Severity, readable
+from hostguard.store.state import Accepted
 
+SHORT_FINGERPRINT = 12  # enough to name one finding: `hostguard accept` takes any unambiguous 8+ digits
 STYLES = {Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red", Severity.MEDIUM: "yellow",
           Severity.LOW: "cyan", Severity.INFO: "dim"}
 
@@ -41,8 +44,16 @@ def _evidence(f: Finding) -> str:
     return "\n".join(parts)
 
 
-def render(report: Report, out: IO[str], *, color: bool | None = None, width: int | None = 120) -> None:
-    """Write the report for people."""
+def _hidden(suppressed: int, accepted: int) -> str:
+    """The line that says findings were left out, and where to see why: never a silent "No findings"."""
+    parts = ([f"{suppressed} suppressed by [[suppress.rules]]"] if suppressed else []) + (
+        [f"{accepted} accepted (`hostguard accepted` lists them)"] if accepted else [])
+    return f"Not shown: {', '.join(parts)}." if parts else ""
+
+
+def render(report: Report, out: IO[str], *, color: bool | None = None, width: int | None = 120,
+           suppressed: int = 0, accepted: int = 0) -> None:
+    """Write the report for people; ``suppressed`` and ``accepted`` count the findings left out."""
     console = Console(file=out, force_terminal=color, no_color=color is False, width=width,
                       highlight=False, soft_wrap=False)
     host = report.host
@@ -61,8 +72,9 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
     else:
         console.print("Coverage: every selected check ran.")
     findings = report.sorted_findings()
+    hidden = _hidden(suppressed, accepted)
     if not findings:
-        console.print("[green]No findings.[/green]")
+        console.print("[green]No findings.[/green]" + (f" {escape(hidden)}" if hidden else ""))
         return
     for sev in Severity:
         group = [f for f in findings if f.severity == sev]
@@ -74,10 +86,30 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
         table.add_column("evidence", ratio=3, overflow="fold")
         table.add_column("fix", ratio=3, overflow="fold")
         for f in group:
-            table.add_row(f"[{STYLES[sev]}]{escape(f.id)}[/]\n{escape(readable(f.title))}\n[dim]{escape(_target(f))}[/]",
+            table.add_row(f"[{STYLES[sev]}]{escape(f.id)}[/]\n{escape(readable(f.title))}\n[dim]{escape(_target(f))}\n"
+                          f"fingerprint {f.fingerprint[:SHORT_FINGERPRINT]}[/]",
                           escape(_evidence(f)), escape(readable("\n".join(f.remediation.lines()))))
         console.print(table)
     counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s.value}" for s in Severity
                        if any(f.severity == s for f in findings))
     coverage = "Complete." if report.complete else "INCOMPLETE: see Not checked."
-    console.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}: {counts}. {coverage}")
+    console.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}: {counts}. {coverage}"
+                  + (f" {escape(hidden)}" if hidden else ""))
+
+
+def render_accepted(host: str, entries: Sequence[Accepted], out: IO[str], *, width: int | None = 120) -> None:
+    """``hostguard accepted``: each accepted finding with its check, title, reason and when."""
+    console = Console(file=out, no_color=True, width=width, highlight=False, soft_wrap=False)
+    if not entries:
+        console.print(f"No accepted findings for host {escape(host)}.")
+        return
+    table = Table(title=f"Accepted findings of host {escape(host)} ({len(entries)})", title_justify="left",
+                  show_lines=False, expand=True)
+    table.add_column("fingerprint", no_wrap=True)
+    table.add_column("check / title", ratio=3, overflow="fold")
+    table.add_column("reason", ratio=2, overflow="fold")
+    table.add_column("accepted at", no_wrap=True)
+    for e in entries:
+        what = escape(e.check_id or "(not seen in a recorded scan)") + (f"\n{escape(e.title)}" if e.title else "")
+        table.add_row(e.fingerprint, what, escape(e.reason), e.accepted_at)
+    console.print(table)

@@ -1,19 +1,26 @@
-"""state.db: what hostguard must not lose (identity, account history, later blocks, baselines, ledger).
+"""state.db: what hostguard must not lose (identity, account history, accepted findings, the findings of
+every scan, the audit log; later blocks, baselines, ledger).
 
 The one place that opens it. WAL mode with a busy timeout, so the agent and a manual scan can share it;
-schema changes are numbered migrations recorded in ``PRAGMA user_version``.
+schema changes are numbered migrations recorded in ``PRAGMA user_version``: a migration is appended,
+never edited, and keeps the rows it finds (tests/store/test_state.py upgrades a database of every older
+schema holding a row in every table).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from hostguard import __version__
+from hostguard.findings import Finding, portable, readable
 
 
 class StateError(Exception):
@@ -28,7 +35,87 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE accounts_seen (host_key TEXT NOT NULL, name BLOB NOT NULL, uid INTEGER,
                                 first_seen TEXT NOT NULL, PRIMARY KEY (host_key, name));
     """,
+    # 2: accounts carry whether they were there at the baseline (the first scan that read them), when last
+    # seen and since when they are gone; the baseline of an existing database is each host's earliest
+    # first_seen. Accepted findings, the findings of every scan (issue 8's "what changed" reads them too)
+    # and an audit log of every accept and undo.
+    """
+    ALTER TABLE accounts_seen ADD COLUMN baseline INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts_seen ADD COLUMN last_seen TEXT;
+    ALTER TABLE accounts_seen ADD COLUMN gone_since TEXT;
+    UPDATE accounts_seen SET baseline = 1, last_seen = first_seen
+        WHERE first_seen = (SELECT MIN(a.first_seen) FROM accounts_seen AS a WHERE a.host_key = accounts_seen.host_key);
+    UPDATE accounts_seen SET last_seen = first_seen WHERE last_seen IS NULL;
+    CREATE TABLE accepted (host_key TEXT NOT NULL, fingerprint TEXT NOT NULL, check_id TEXT, title TEXT,
+                           reason TEXT NOT NULL, accepted_at TEXT NOT NULL, PRIMARY KEY (host_key, fingerprint));
+    CREATE TABLE scan_findings (scan_id INTEGER NOT NULL REFERENCES scans(id), fingerprint TEXT NOT NULL,
+                                check_id TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL,
+                                target TEXT NOT NULL, disposition TEXT NOT NULL, PRIMARY KEY (scan_id, fingerprint));
+    CREATE INDEX scan_findings_by_fingerprint ON scan_findings(fingerprint);
+    CREATE TABLE audit (id INTEGER PRIMARY KEY, time TEXT NOT NULL, host_key TEXT NOT NULL, action TEXT NOT NULL,
+                        subject TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
+    """,
 )
+
+# What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.
+REPORTED, SUPPRESSED, ACCEPTED = "reported", "suppressed", "accepted"
+
+
+@dataclass(frozen=True)
+class AccountSeen:
+    """One account in a host's history: its UID, when first seen (since its latest return, if it had gone),
+    and whether it was there at the baseline (the first scan that read this host's accounts)."""
+
+    uid: int | None
+    first_seen: str
+    baseline: bool
+
+
+@dataclass(frozen=True)
+class KnownAccounts:
+    """The accounts earlier scans of a host saw (those present at their last sighting), and the time of
+    the scan asking: what "new for N days" is measured against."""
+
+    now: datetime
+    accounts: Mapping[str, AccountSeen]
+
+
+@dataclass(frozen=True)
+class SeenFinding:
+    """A finding as a recorded scan saw it: enough to name an accepted fingerprint later."""
+
+    fingerprint: str
+    check_id: str
+    severity: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One accepted finding of one host."""
+
+    fingerprint: str
+    check_id: str | None
+    title: str | None
+    reason: str
+    accepted_at: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The JSON form ``hostguard accepted --format json`` lists."""
+        return {"fingerprint": self.fingerprint, "check": self.check_id, "title": self.title, "reason": self.reason,
+                "accepted_at": self.accepted_at}
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One recorded action: who was accepted, taken back or lapsed, when and why."""
+
+    time: str
+    host_key: str
+    action: str
+    subject: str
+    reason: str
+    detail: str
 
 
 def default_state_dir() -> str:
@@ -90,28 +177,140 @@ class StateStore:
         self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('state_uuid', ?)", (value,))
         return str(self.db.execute("SELECT value FROM meta WHERE key='state_uuid'").fetchone()[0])
 
-    def known_accounts(self, host_key: str) -> dict[str, str] | None:
-        """Account names seen on earlier scans with when first seen; None before the first scan.
+    def known_accounts(self, host_key: str) -> dict[str, AccountSeen] | None:
+        """Accounts present at their last sighting, by name; None before the first scan that read them.
 
         Names are kept as their exact bytes and returned decoded with ``surrogateescape``.
         """
-        rows = self.db.execute("SELECT name, first_seen FROM accounts_seen WHERE host_key=?", (host_key,)).fetchall()
-        if not rows:
+        if not self._has_account_history(host_key):
             return None
-        return {bytes(name).decode("utf-8", "surrogateescape"): first for name, first in rows}
+        rows = self.db.execute("SELECT name, uid, first_seen, baseline FROM accounts_seen "
+                               "WHERE host_key=? AND gone_since IS NULL", (host_key,)).fetchall()
+        return {bytes(name).decode("utf-8", "surrogateescape"): AccountSeen(uid, first, bool(baseline))
+                for name, uid, first, baseline in rows}
 
-    def remember_accounts(self, host_key: str, accounts: Iterable[tuple[str, int]], now: str) -> None:
-        """Record the accounts present now (first sighting kept)."""
-        rows = [(host_key, name.encode("utf-8", "surrogateescape"), uid, now) for name, uid in accounts]
-        self.db.execute("BEGIN")
-        self.db.executemany(
-            "INSERT OR IGNORE INTO accounts_seen(host_key, name, uid, first_seen) VALUES (?, ?, ?, ?)", rows)
-        self.db.execute("COMMIT")
+    def _has_account_history(self, host_key: str) -> bool:
+        return self.db.execute("SELECT 1 FROM accounts_seen WHERE host_key=? LIMIT 1", (host_key,)).fetchone() is not None
 
-    def record_scan(self, host_key: str, started: str, root: str | None, complete: bool, findings: int) -> None:
-        """Append one scan to the history."""
-        self.db.execute("INSERT INTO scans(host_key, started, root, complete, findings) VALUES (?,?,?,?,?)",
-                        (host_key, started, root, int(complete), findings))
+    def remember_accounts(self, host_key: str, accounts: Iterable[tuple[str, int]], now: str) -> list[str]:
+        """Record the accounts present now, the whole list read in one scan; return the names gone since.
+
+        The first call for a host is its baseline. An account first seen later keeps its first sighting
+        while it stays; one that is gone is marked so, and if it comes back it is a new account again
+        (deleted and re-created is a new account, whoever did it), first seen on its return.
+        """
+        present = {name.encode("utf-8", "surrogateescape"): uid for name, uid in accounts}
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            baseline = int(not self._has_account_history(host_key))
+            rows = {bytes(name): gone for name, gone in self.db.execute(
+                "SELECT name, gone_since FROM accounts_seen WHERE host_key=?", (host_key,))}
+            for name, uid in present.items():
+                if name not in rows:
+                    self.db.execute("INSERT INTO accounts_seen(host_key, name, uid, first_seen, baseline, last_seen) "
+                                    "VALUES (?, ?, ?, ?, ?, ?)", (host_key, name, uid, now, baseline, now))
+                elif rows[name] is not None:  # back after being gone: new again
+                    self.db.execute("UPDATE accounts_seen SET uid=?, first_seen=?, baseline=0, last_seen=?, "
+                                    "gone_since=NULL WHERE host_key=? AND name=?", (uid, now, now, host_key, name))
+                else:
+                    self.db.execute("UPDATE accounts_seen SET uid=?, last_seen=? WHERE host_key=? AND name=?",
+                                    (uid, now, host_key, name))
+            gone = [name for name, since in rows.items() if since is None and name not in present]
+            self.db.executemany("UPDATE accounts_seen SET gone_since=? WHERE host_key=? AND name=?",
+                                [(now, host_key, name) for name in gone])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return [name.decode("utf-8", "surrogateescape") for name in gone]
+
+    def record_scan(self, host_key: str, started: str, root: str | None, complete: bool, findings: int,
+                    seen: Iterable[tuple[Finding, str]] = ()) -> int:
+        """Append one scan to the history with every finding it made and what became of it (``REPORTED``,
+        ``SUPPRESSED`` or ``ACCEPTED``); return the scan's id."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self.db.execute(
+                "INSERT INTO scans(host_key, started, root, complete, findings) VALUES (?,?,?,?,?)",
+                (host_key, started, root, int(complete), findings))
+            scan_id = int(cursor.lastrowid or 0)
+            self.db.executemany(
+                "INSERT OR IGNORE INTO scan_findings(scan_id, fingerprint, check_id, severity, title, target, "
+                "disposition) VALUES (?,?,?,?,?,?,?)",
+                [(scan_id, f.fingerprint, f.id, str(f.severity), readable(f.title),
+                  json.dumps(portable(dict(f.target)), sort_keys=True), disposition) for f, disposition in seen])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return scan_id
+
+    def findings_seen(self, host_key: str) -> dict[str, SeenFinding]:
+        """Every fingerprint the recorded scans of this host found (reported or hidden), with the check id,
+        severity and title of its latest sighting."""
+        rows = self.db.execute(
+            "SELECT f.fingerprint, f.check_id, f.severity, f.title FROM scan_findings AS f "
+            "JOIN scans AS s ON s.id = f.scan_id WHERE s.host_key=? ORDER BY f.scan_id", (host_key,)).fetchall()
+        return {fp: SeenFinding(fp, check, severity, title) for fp, check, severity, title in rows}
+
+    def accept(self, host_key: str, findings: Iterable[SeenFinding | str], reason: str, now: str) -> None:
+        """Accept these findings (a :class:`SeenFinding`, or a bare fingerprint) for this host, recording each
+        in the audit log; accepting again replaces the reason and the time."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for item in findings:
+                fp, check, title = ((item.fingerprint, item.check_id, item.title) if isinstance(item, SeenFinding)
+                                    else (item, None, None))
+                self.db.execute("INSERT OR REPLACE INTO accepted(host_key, fingerprint, check_id, title, reason, "
+                                "accepted_at) VALUES (?,?,?,?,?,?)", (host_key, fp, check, title, reason, now))
+                self._audit(host_key, "accept", fp, reason, now, check or "")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def unaccept(self, host_key: str, fingerprints: Iterable[str], reason: str, now: str,
+                 action: str = "unaccept") -> list[str]:
+        """Take acceptances back (``action`` names why in the audit log: ``unaccept`` by the owner,
+        ``lapse`` when what was accepted is gone); return the fingerprints that were accepted."""
+        taken: list[str] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for fp in fingerprints:
+                row = self.db.execute("SELECT check_id FROM accepted WHERE host_key=? AND fingerprint=?",
+                                      (host_key, fp)).fetchone()
+                if row is None:
+                    continue
+                self.db.execute("DELETE FROM accepted WHERE host_key=? AND fingerprint=?", (host_key, fp))
+                self._audit(host_key, action, fp, reason, now, row[0] or "")
+                taken.append(fp)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return taken
+
+    def accepted(self, host_key: str) -> list[Accepted]:
+        """This host's accepted findings, oldest first."""
+        rows = self.db.execute("SELECT fingerprint, check_id, title, reason, accepted_at FROM accepted "
+                               "WHERE host_key=? ORDER BY accepted_at, fingerprint", (host_key,)).fetchall()
+        return [Accepted(*row) for row in rows]
+
+    def accepted_fingerprints(self, host_key: str) -> frozenset[str]:
+        """The fingerprints a scan of this host leaves out of its findings."""
+        return frozenset(r[0] for r in self.db.execute("SELECT fingerprint FROM accepted WHERE host_key=?",
+                                                       (host_key,)))
+
+    def audit_log(self, host_key: str | None = None) -> list[AuditEntry]:
+        """Recorded actions in order (of one host, or all)."""
+        query = "SELECT time, host_key, action, subject, reason, detail FROM audit"
+        rows = (self.db.execute(query + " WHERE host_key=? ORDER BY id", (host_key,)) if host_key is not None
+                else self.db.execute(query + " ORDER BY id"))
+        return [AuditEntry(*row) for row in rows.fetchall()]
+
+    def _audit(self, host_key: str, action: str, subject: str, reason: str, now: str, detail: str) -> None:
+        self.db.execute("INSERT INTO audit(time, host_key, action, subject, reason, detail) VALUES (?,?,?,?,?,?)",
+                        (now, host_key, action, subject, reason, detail))
 
     def close(self) -> None:
         """Close the database."""
