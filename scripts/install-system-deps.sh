@@ -17,27 +17,16 @@ if [ "$mode" = test ]; then
   # ping: the namespace pair waits until its veth answers
   pkgs+=(iputils-ping)
 fi
-# Where the firewalld and python3-firewall .debs are unpacked for the tests (tests/firewalld_helpers.py).
-fw_cache=/var/cache/hostguard-tests/firewalld
-fw_debs=(firewalld python3-firewall)
-
-extract_firewalld() {
-  # Never `apt-get install firewalld`: its service would own this machine's firewall at the next boot.
-  # The packages are only downloaded and unpacked into $fw_cache; nothing is configured or enabled.
-  [ -x "$fw_cache/usr/bin/firewall-offline-cmd" ] && return 0
-  local tmp
-  tmp=$(mktemp -d)
-  chown _apt "$tmp" 2>/dev/null || true   # apt downloads as _apt when it can
-  if ! (cd "$tmp" && apt-get download -q "${fw_debs[@]}" >/dev/null 2>&1); then
-    apt-get update -q >/dev/null || apt-get update
-    (cd "$tmp" && apt-get download -q "${fw_debs[@]}" >/dev/null)
-  fi
-  rm -rf "$fw_cache.new"
-  mkdir -p "$fw_cache.new"
-  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$fw_cache.new"; done
-  rm -rf "$tmp" "$fw_cache"
-  mv "$fw_cache.new" "$fw_cache"
-  echo "hostguard setup: extracted ${fw_debs[*]} into $fw_cache (not installed)"
+# Tools the tests run from unpacked .debs, never installed (their services would own this machine's
+# firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
+# with a static busybox for its image (tests/docker_helpers.py).
+tests_cache=/var/cache/hostguard-tests
+unpack_test_tools() {
+  local here
+  here=$(dirname "$0")
+  bash "$here/unpack-debs.sh" "$tests_cache/firewalld" usr/bin/firewall-offline-cmd firewalld python3-firewall
+  bash "$here/unpack-debs.sh" "${HOSTGUARD_DOCKER_CACHE:-$tests_cache/docker}" usr/sbin/dockerd \
+    docker.io containerd runc tini busybox-static
 }
 
 missing=()
@@ -45,8 +34,9 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "$(id -u)" -ne 0 ]; then
-  if [ "$mode" = test ] && [ ! -x "$fw_cache/usr/bin/firewall-offline-cmd" ]; then
-    echo "hostguard setup: firewalld's offline tool is not unpacked in $fw_cache" >&2
+  if [ "$mode" = test ] && { [ ! -x "$tests_cache/firewalld/usr/bin/firewall-offline-cmd" ] ||
+                             [ ! -x "$tests_cache/docker/usr/sbin/dockerd" ]; }; then
+    echo "hostguard setup: firewalld's offline tool or dockerd is not unpacked in $tests_cache" >&2
     echo "run as root: scripts/install-system-deps.sh test" >&2
   fi
   [ ${#missing[@]} -eq 0 ] && exit 0
@@ -56,7 +46,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 if [ ${#missing[@]} -eq 0 ]; then
-  [ "$mode" = test ] && extract_firewalld
+  [ "$mode" = test ] && unpack_test_tools
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -75,5 +65,5 @@ for p in "${missing[@]}"; do
       rm -f /etc/systemd/system/multi-user.target.wants/redis-server.service
   fi
 done
-[ "$mode" = test ] && extract_firewalld
+[ "$mode" = test ] && unpack_test_tools
 exit 0

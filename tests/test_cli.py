@@ -236,3 +236,96 @@ def test_readme_links_stay_in_the_repository_and_names_every_family() -> None:
     assert "../" not in readme
     table = set(re.findall(r"^\s*\| `(\w+)` \|", readme, re.M))
     assert table == set(default_registry().families)
+
+
+def _findings(r: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    return {f["fingerprint"]: f for f in json.loads(r.stdout)["findings"]}
+
+
+def test_accepted_finding_leaves_the_report_and_the_exit_code_until_taken_back(tmp_path: Path) -> None:
+    """Issue 7: ``accept`` by a fingerprint prefix, ``accepted`` lists it, scans leave it out and say so, ``--undo``."""
+    tree = build_tree(tmp_path / "h", HITS / "accounts.extra_uid0")
+    state = tmp_path / "s"
+    scan = ("scan", "--root", str(tree), "--only", "accounts")
+    r = hostguard(*scan, "--format", "json", state=state)
+    assert r.returncode == 1
+    host_id = json.loads(r.stdout)["host"]["id"]
+    [(fp, toor)] = [(fp, f) for fp, f in _findings(r).items() if f["id"] == "accounts.extra_uid0"]
+    assert toor["target"] == {"kind": "user", "user": "toor"}
+
+    shown = re.findall(r"fingerprint ([0-9a-f]+)", hostguard(*scan, state=state).stdout)
+    assert shown == [fp[:12]]  # the table names each finding by the digits accept takes
+    r = hostguard("accept", shown[0].upper(), "--root", str(tree), "--reason", "rescue account, locked", state=state)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == f"accepted: {fp} accounts.extra_uid0: {toor['title']}\n"
+    listed = json.loads(hostguard("accepted", "--root", str(tree), "--format", "json", state=state).stdout)
+    assert [{k: v for k, v in e.items() if k != "accepted_at"} for e in listed["accepted"]] == [
+        {"fingerprint": fp, "check": "accounts.extra_uid0", "title": toor["title"], "reason": "rescue account, locked"}]
+    assert listed["host"] == host_id
+    assert "rescue account, locked" in hostguard("accepted", "--root", str(tree), state=state).stdout
+
+    r = hostguard(*scan, "--format", "json", state=state)
+    assert r.returncode == 0 and fp not in _findings(r)
+    assert json.loads(r.stdout)["stats"]["accepted"] == 1
+    r = hostguard(*scan, state=state)
+    assert r.returncode == 0 and "Not shown: 1 accepted (`hostguard accepted` lists them)." in r.stdout
+    # another host (this one, without --root) has accepted nothing
+    assert json.loads(hostguard("accepted", "--format", "json", state=state).stdout)["accepted"] == []
+
+    r = hostguard("accept", "--undo", fp, "--root", str(tree), "--reason", "decided to remove it", state=state)
+    assert (r.returncode, r.stdout) == (0, f"taken back: {fp} (reported again from the next scan)\n")
+    r = hostguard(*scan, "--format", "json", state=state)
+    assert r.returncode == 1 and fp in _findings(r) and json.loads(r.stdout)["stats"]["accepted"] == 0
+    assert "No accepted findings" in hostguard("accepted", "--root", str(tree), state=state).stdout
+    from hostguard.store.state import StateStore
+
+    store = StateStore(str(state))
+    try:
+        assert [(e.action, e.subject, e.reason, e.detail) for e in store.audit_log(host_id)] == [
+            ("accept", fp, "rescue account, locked", "accounts.extra_uid0"),
+            ("unaccept", fp, "decided to remove it", "accounts.extra_uid0")]
+    finally:
+        store.close()
+
+
+def test_accept_bad_input_is_one_line_and_accepts_nothing(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "h", HITS / "accounts.extra_uid0")
+    state = tmp_path / "s"
+    r = hostguard("scan", "--root", str(tree), "--only", "accounts", "--format", "json", state=state)
+    [fp] = [fp for fp, f in _findings(r).items() if f["id"] == "accounts.extra_uid0"]
+    cases = [
+        (("accept", fp, "not-hex", "--root", str(tree)),
+         "'not-hex' is not a fingerprint (8 to 32 hex digits, as a report shows them)"),
+        (("accept", fp, "0123abcd", "--root", str(tree)),
+         f"no finding with fingerprint 0123abcd in the recorded scans of this host (tree {tree})"),
+        (("accept", fp),  # the finding is the tree's, not this host's
+         f"no finding with fingerprint {fp} in the recorded scans of this host (a tree's findings need --root DIR)"),
+        (("accept", "--undo", fp, "--root", str(tree)),
+         f"no finding with fingerprint {fp} is accepted for this host (see hostguard accepted)"),
+        (("accept", "--root", str(tree)), "the following arguments are required: FINGERPRINT"),
+        (("accept", fp, "--root", str(tmp_path / "nope")), f"--root {tmp_path / 'nope'}: no such directory"),
+        (("accepted", "--format", "xml"), "argument --format: invalid choice: 'xml' (choose from 'table', 'json')"),
+    ]
+    for args, message in cases:
+        r = hostguard(*args, state=state)
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"hostguard: error: {message}\n"), args
+    assert json.loads(hostguard("accepted", "--root", str(tree), "--format", "json", state=state).stdout)["accepted"] == []
+
+
+def test_firewall_needs_a_subcommand(tmp_path: Path) -> None:
+    r = hostguard("firewall", state=tmp_path / "s")
+    assert (r.returncode, r.stderr) == (2, "hostguard: error: firewall needs a subcommand: reach\n")
+
+
+def test_firewall_reach_lists_every_port_with_its_answer(tmp_path: Path) -> None:
+    """Inside a namespace with one listener and no firewall: anyone, decided by nothing filtering input."""
+    from tests.netns import netns_pair
+
+    with netns_pair() as pair:
+        pair.listen("tcp:0.0.0.0:8080", "tcp:127.0.0.1:8081")
+        r = pair.hostguard("--state", str(tmp_path / "s"), "firewall", "reach", "--format", "json")
+        assert r.returncode == 0, r.stderr
+        [entry] = json.loads(r.stdout)["ports"]  # 8081 is loopback only: nobody else can reach it
+        assert (entry["port"], entry["reachable_from"]) == (8080, "IPv4: anyone")
+        table = pair.hostguard("--state", str(tmp_path / "s"), "firewall", "reach")
+        assert table.returncode == 0 and "8080/tcp" in table.stdout and "IPv4: anyone" in table.stdout

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +22,6 @@ import pytest
 from tests.conftest import FIXTURES, need_tool
 from tests.netns import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Pair, connects_many, netns_pair
 from tests.ufw_helpers import write_ufw_config
-
-REACH_DUMP = Path(__file__).parent.parent / "reach_dump.py"
 
 OTHER = "(any other interface)"
 
@@ -338,12 +333,11 @@ def _scan(pair: Pair, tmp_path: Path) -> dict:
 
 
 def _reach(pair: Pair) -> dict[int, dict]:
-    """hostguard's answer for every port of the server namespace (the evidence its findings carry)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(["ip", "netns", "exec", pair.server, sys.executable, str(REACH_DUMP),
-                        str(FIXTURES / "fast.toml")], capture_output=True, text=True, env=env)
+    """hostguard's answer for every port of the server namespace (`hostguard firewall reach`: the evidence its
+    findings carry, for every port)."""
+    r = pair.hostguard("--config", str(FIXTURES / "fast.toml"), "firewall", "reach", "--format", "json")
     assert r.returncode == 0, r.stderr
-    return {entry["port"]: entry for entry in json.loads(r.stdout)}
+    return {entry["port"]: entry for entry in json.loads(r.stdout)["ports"]}
 
 
 def check_case(pair: Pair, case: dict, tmp_path: Path, name: str) -> dict[int, dict]:
@@ -422,3 +416,32 @@ table inet filter {
             predicted = _predicted(published[port]["reach"]["IPv4"], pair.server_if, CLIENT_V4)
             assert predicted == pair.connects(SERVER_V4, port), port
         assert [f["target"]["port"] for f in report["findings"] if f["id"] == "firewall.port_reachable"] == [8080]
+
+
+def test_a_port_behind_a_rule_hostguard_cannot_read_is_not_looked_at(tmp_path: Path) -> None:
+    """8080 is accepted only for packets with a mark another tool sets: hostguard cannot say who that is, so
+    the port is "not looked" (skipped, scan incomplete), never "nobody". Near miss: 8081, which that rule does
+    not name, is "nobody" and skips nothing."""
+    need_tool("nft")
+    ruleset = """
+table inet filter {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    ct state established,related accept
+    iif lo accept
+    meta mark 0x10 tcp dport 8080 accept
+  }
+}"""
+    with netns_pair() as pair:
+        r = pair.run(pair.server, ["nft", "-f", "-"], input=ruleset)
+        assert r.returncode == 0, r.stderr
+        pair.listen("tcp:[::]:8080", "tcp:[::]:8081")
+        r = pair.hostguard("--config", str(FIXTURES / "fast.toml"), "--state", str(tmp_path / "state"),
+                           "scan", "--only", "firewall", "--format", "json")
+        report = json.loads(r.stdout)
+        assert report["complete"] is False and report["findings"] == []
+        assert [(s["check"], s["reason"], s["detail"].split(":")[0]) for s in report["skipped"]] == [
+            ("firewall.port_reachable", "unsupported",
+             "who can reach 8080/tcp depends on rules hostguard cannot evaluate")]
+        assert _reach(pair)[8081]["reach"]["IPv4"][OTHER]["state"] == "nobody"
+        assert not pair.connects(SERVER_V4, 8081)

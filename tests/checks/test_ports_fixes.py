@@ -67,14 +67,12 @@ def test_drop_port_closes_it_for_both_versions_and_keeps_ssh(tmp_path: Path, nam
         assert pair.connects("127.0.0.1", 3306, ns=pair.server)
 
 
-def test_ufw_drop_port_run_by_ufw_closes_it_and_keeps_ssh(tmp_path: Path) -> None:
-    """ufw's per-port fix, run by the real ufw: the ufw ruleset is loaded into a server namespace by ufw-init,
-    hostguard scans it there, the printed `ufw deny` runs through ufw (on a copy of the config in
-    that namespace: --rootdir/--datadir), and real connections show the port closed over IPv4 and IPv6 while
-    SSH and loopback stay open; the undo re-opens it."""
+def _ufw_tree(tmp_path: Path, input_policy: str) -> tuple[Path, Path, list[str]]:
+    """A ufw configuration from the installed package's templates (no user rule yet), hostguard's config with
+    SSH on 2222, and the ufw command line that works on that copy (--rootdir/--datadir)."""
     need_tool("ufw", "iptables-nft")
     tree = tmp_path / "ufw"
-    write_ufw_config(tree / "etc", [], [])
+    write_ufw_config(tree / "etc", [], [], input_policy=input_policy)
     (tree / "etc/ufw/applications.d").mkdir()
     shutil.copytree("/lib/ufw", tree / "lib/ufw")
     for path in (tmp_path, tree):
@@ -83,7 +81,15 @@ def test_ufw_drop_port_run_by_ufw_closes_it_and_keeps_ssh(tmp_path: Path) -> Non
     sshd.write_text("Port 2222\n")
     cfg = tmp_path / "hostguard.toml"
     cfg.write_text(f'[ssh]\nconfig_file = "{sshd}"\n[weak_passwords]\nbudget_seconds = 0\nfloor = 20\n')
-    ufw = ["ufw", f"--rootdir={tree}", f"--datadir={tree}"]
+    return tree, cfg, ["ufw", f"--rootdir={tree}", f"--datadir={tree}"]
+
+
+def test_ufw_drop_port_run_by_ufw_closes_it_and_keeps_ssh(tmp_path: Path) -> None:
+    """ufw's per-port fix, run by the real ufw: the ufw ruleset is loaded into a server namespace by ufw-init,
+    hostguard scans it there, the printed `ufw deny` runs through ufw (on a copy of the config in
+    that namespace: --rootdir/--datadir), and real connections show the port closed over IPv4 and IPv6 while
+    SSH and loopback stay open; the undo re-opens it."""
+    tree, cfg, ufw = _ufw_tree(tmp_path, "DROP")
     with netns_pair() as pair:
         r = pair.run(pair.server, ["/lib/ufw/ufw-init", "--datadir", str(tree), "start"])
         assert r.returncode == 0, r.stderr
@@ -121,18 +127,7 @@ def test_ufw_drop_port_run_by_ufw_closes_it_and_keeps_ssh(tmp_path: Path) -> Non
 def test_ufw_default_allow_drop_port_is_prepended_and_closes_it(tmp_path: Path) -> None:
     """Where no ufw rule names the port (ufw's default incoming policy lets it in), the fix is `ufw prepend
     deny`, which works on an empty rule list (`insert 1` would fail) and lands above any broader allow."""
-    need_tool("ufw", "iptables-nft")
-    tree = tmp_path / "ufw"
-    write_ufw_config(tree / "etc", [], [], input_policy="ACCEPT")
-    (tree / "etc/ufw/applications.d").mkdir()
-    shutil.copytree("/lib/ufw", tree / "lib/ufw")
-    for path in (tmp_path, tree):
-        path.chmod(0o755)
-    sshd = tmp_path / "sshd_config"
-    sshd.write_text("Port 2222\n")
-    cfg = tmp_path / "hostguard.toml"
-    cfg.write_text(f'[ssh]\nconfig_file = "{sshd}"\n[weak_passwords]\nbudget_seconds = 0\nfloor = 20\n')
-    ufw = ["ufw", f"--rootdir={tree}", f"--datadir={tree}"]
+    tree, cfg, ufw = _ufw_tree(tmp_path, "ACCEPT")
     with netns_pair() as pair:
         r = pair.run(pair.server, ["/lib/ufw/ufw-init", "--datadir", str(tree), "start"])
         assert r.returncode == 0, r.stderr

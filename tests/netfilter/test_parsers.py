@@ -211,3 +211,107 @@ def test_iptables_recent_limits_output_interface_and_knocks() -> None:
     knock = reachability(rs, Query(4, "tcp", 23, "eth0"))[0]  # a port knock depends on earlier packets
     assert knock.state == "unknown" and "earlier connections" in knock.unknown[0]
     assert rs.chains[("ip", "filter", "FORWARD")].rules[0].matches[0].field == "oif"
+
+
+# Docker's documented way to restrict one published port in DOCKER-USER: conntrack's original destination
+# port, since the forward chain sees the container's port. Two host ports publish the same container port.
+PUBLISHED = """*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.0.2.2:80
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 9090 -j DNAT --to-destination 192.0.2.2:80
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -d 192.0.2.2/32 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -s 198.51.100.2/32 -p tcp -m conntrack --ctorigdstport 9090 --ctdir ORIGINAL -j DROP
+-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 7000:7999 --ctdir REPLY -j DROP
+-A DOCKER-USER -j RETURN
+COMMIT
+"""
+
+
+def _published(rs) -> dict[int, AddrSet]:
+    from hostguard.netfilter.reach import evaluate_published
+
+    out = {}
+    for p in evaluate_published(rs, {"192.0.2.2": "docker0"}):
+        answer = p.answers[(4, "(any other interface)")]
+        assert answer.unknown == (), answer.unknown
+        out[p.port] = answer.reach
+    return out
+
+
+def test_conntrack_original_port_tells_published_ports_apart() -> None:
+    rs = parse_save(PUBLISHED, "ip", "iptables-nft")
+    user = rs.chains[("ip", "filter", "DOCKER-USER")].rules
+    assert [m.field for m in user[0].matches] == ["saddr", "l4proto", "orig_dport"] and user[0].opaque is None
+    assert [m.field for m in user[1].matches] == ["l4proto", "orig_dport", "never"]  # replies only
+    # 9090 is closed to the one source, 8080 (same container port) is not; REPLY never sees a new connection
+    reach = _published(rs)
+    assert reach[8080].is_full()
+    assert not reach[9090].contains("198.51.100.2") and reach[9090].contains("198.51.100.3")
+    # without a DNAT the original port is the port itself
+    direct = parse_save("*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m conntrack --ctorigdstport 22 -j ACCEPT\nCOMMIT\n",
+                        "ip", "t")
+    assert reachability(direct, Query(4, "tcp", 22, "eth0"))[0].state == "anyone"
+    assert reachability(direct, Query(4, "tcp", 23, "eth0"))[0].state == "nobody"
+
+
+def test_nft_conntrack_original_port_and_direction() -> None:
+    ct_port = {"match": {"op": "==", "left": {"ct": {"key": "proto-dst", "dir": "original"}}, "right": 2222}}
+    original = {"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "original"}}
+    reply = {"match": {"op": "==", "left": {"ct": {"key": "direction"}}, "right": "reply"}}
+    rs = parse_ruleset(_doc(CHAIN, _rule(reply, _dport(22), {"accept": None}, handle=2),
+                            _rule(original, ct_port, {"accept": None}, handle=3)))
+    assert reachability(rs, Query(4, "tcp", 2222, "eth0"))[0].state == "anyone"
+    assert reachability(rs, Query(4, "tcp", 22, "eth0"))[0].state == "nobody"  # a reply-direction rule
+
+
+# Docker with --userland-proxy=false: this host's own connections are DNATed in nat OUTPUT, and a
+# MASQUERADE rule carries a match hostguard does not read (--src-type). Near miss: a LOG-less rule with an
+# unknown target might decide, so it stays unknown.
+NO_PROXY = """*nat
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -o docker0 -m addrtype --src-type LOCAL -j MASQUERADE
+-A DOCKER -d 127.0.0.1/32 -p tcp -m tcp --dport 8081 -j DNAT --to-destination 192.0.2.2:80
+-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.0.2.2:80
+COMMIT
+*filter
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -d 192.0.2.2/32 -p tcp -m tcp --dport 80 -m owner --uid-owner 33 -j REJECT
+COMMIT
+"""
+
+
+def test_verdictless_rules_with_unread_matches_decide_nothing() -> None:
+    masq = parse_save(NO_PROXY, "ip", "t").chains[("ip", "nat", "POSTROUTING")].rules[0]
+    assert masq.opaque is None and masq.verdict is None
+    owner = parse_save(NO_PROXY, "ip", "t").chains[("ip", "filter", "OUTPUT")].rules[0]
+    assert owner.opaque == "match -m owner" and owner.verdict == "reject"  # near miss: it decides
+    weird = {"match": {"op": "==", "left": {"osf": {"key": "name"}}, "right": "Linux"}}
+    counted = parse_ruleset(_doc(CHAIN, _rule(weird, {"counter": None}, {"masquerade": None})))
+    assert counted.chains[("inet", "t", "input")].rules[0].opaque is None
+    queued = parse_ruleset(_doc(CHAIN, _rule(weird, {"queue": {"num": 1}})))  # an unknown statement might decide
+    assert queued.chains[("inet", "t", "input")].rules[0].opaque
+
+
+def test_loopback_connections_dnated_in_nat_output_reach_the_published_port() -> None:
+    from hostguard.netfilter.reach import evaluate_published
+
+    rs = parse_save(NO_PROXY.replace("-m owner --uid-owner 33 ", ""), "ip", "t")
+    local = {p.port: p.answers.get((4, "lo")) for p in evaluate_published(rs, {})}
+    # the filter OUTPUT rule after the DNAT sees the container's address and port: this host is refused
+    assert local[8080] is not None and local[8080].state == "nobody"
+    assert any("filter OUTPUT" in d for d in local[8080].deciders)
+    plain = parse_save(NO_PROXY.replace("-A OUTPUT -d 192.0.2.2/32", "#"), "ip", "t")
+    published = {p.port: p.answers for p in evaluate_published(plain, {})}
+    assert published[8080][(4, "lo")].state == "anyone" and published[8081][(4, "lo")].state == "anyone"
+    # 8081 names 127.0.0.1: only this host's own connections get there
+    assert list(published[8081]) == [(4, "lo")]

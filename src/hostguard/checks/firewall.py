@@ -10,7 +10,7 @@ from hostguard.config import setting
 from hostguard.engine.context import Context
 from hostguard.engine.facts import Fact, config_input
 from hostguard.engine.registry import Family, check
-from hostguard.findings import Finding
+from hostguard.findings import Finding, SkipReason
 from hostguard.host.base import Host, ProcessInfo
 from hostguard.host.firewall import FIREWALL, REACH, FirewallFacts
 from hostguard.host.processes import PROCESSES
@@ -33,7 +33,8 @@ class FirewallConfig:
 
 FAMILY = Family("firewall", __doc__ or "", FirewallConfig, retired={
     "firewall.reachability": "who reaches each port is now evidence of that port's own finding "
-                             "(firewall.port_reachable, firewall.service_reachable, firewall.default_allow)"})
+                             "(firewall.port_reachable, firewall.service_reachable, firewall.default_allow); "
+                             "`hostguard firewall reach` lists every port"})
 
 def _evidence(pr: PortReach, facts: FirewallFacts) -> dict[str, object]:
     return pr.evidence(facts.sources, facts.notes)
@@ -150,6 +151,14 @@ def restrict_rule(pr: PortReach, facts: FirewallFacts, keep: KeepFacts) -> Remed
     return drop_port(facts.ruleset, pr.proto, pr.port, _open_deciders(pr), ssh, dict(facts.files))
 
 
+def _not_known(pr: PortReach, ctx: Context) -> None:
+    """A port whose answer hangs on a rule the evaluator cannot read is "not looked", never "nobody": it goes
+    to the report's skipped list with the rule, so the scan is not complete."""
+    rules = sorted({u for a in pr.answers.values() for u in a.unknown})
+    ctx.skip(SkipReason.UNSUPPORTED, f"who can reach {pr.port}/{pr.proto} depends on rules hostguard cannot "
+                                     f"evaluate: {'; '.join(rules[:3]) or 'unknown'}", item=pr.label())
+
+
 def _reach_finding_title(pr: PortReach, name: str) -> str:
     deciders = pr.deciders()
     why = f" ({deciders[0].replace('`', '')})" if deciders else ""
@@ -167,7 +176,11 @@ def service_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     usual port is "an unknown service on Redis's port", with a fix that fits any program."""
     facts = ctx.fact(FIREWALL)
     match = ctx.fact(LISTENER_SERVICES).at(pr.proto, pr.address, pr.port, pr.process)
-    if match is None or pr.worst() != "anyone" or (not match.confirmed and pr.port in ctx.fact(ALLOWED_PORTS)):
+    if match is None or (not match.confirmed and pr.port in ctx.fact(ALLOWED_PORTS)):
+        return
+    if pr.worst() == "unknown":
+        _not_known(pr, ctx)
+    if pr.worst() != "anyone":
         return
     fix = restrict_rule(pr, facts, ctx.fact(KEEP_OPEN))
     fix = replace(fix, manual=f"{fix.manual} Better still: {match.fix}")
@@ -185,8 +198,12 @@ def port_reachable(pr: PortReach, ctx: Context) -> Iterator[Finding]:
     lets anyone reach is one more way in. A port that nothing but the missing default deny opens is listed
     by firewall.default_allow (whose fix closes it) instead of a finding of its own."""
     facts = ctx.fact(FIREWALL)
-    if pr.port in ctx.fact(ALLOWED_PORTS) or pr.worst() != "anyone" or ctx.fact(DEFAULT_OPEN).covers(pr) or \
-            ctx.fact(LISTENER_SERVICES).at(pr.proto, pr.address, pr.port, pr.process) is not None:
+    if pr.port in ctx.fact(ALLOWED_PORTS) or ctx.fact(LISTENER_SERVICES).at(pr.proto, pr.address, pr.port,
+                                                                             pr.process) is not None:
+        return
+    if pr.worst() == "unknown":
+        _not_known(pr, ctx)
+    if pr.worst() != "anyone" or ctx.fact(DEFAULT_OPEN).covers(pr):
         return
     yield ctx.finding(_reach_finding_title(pr, pr.process or "port"), pr.key(),
                       evidence=_evidence(pr, facts), remediation=restrict_rule(pr, facts, ctx.fact(KEEP_OPEN)))

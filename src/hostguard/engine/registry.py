@@ -66,8 +66,9 @@ class ScanEnd:
 class Family:
     """A family of checks: its name (the module's), its config section and an optional post-scan hook.
 
-    ``after_scan`` runs once after the family's checks, only when the family was selected (so a
-    ``--only ssh`` scan never records state the accounts family would compare against).
+    ``after_scan`` runs once after the scan when the family was selected, or when the scan read a host fact
+    the family's checks read (``--only ssh`` reads /etc/passwd, and the accounts family records the accounts
+    it saw); the hook decides what to record from ``end.facts.loaded(...)`` and ``end.ran``.
     """
 
     name: str

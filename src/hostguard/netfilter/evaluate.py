@@ -6,7 +6,8 @@ A new packet crosses every base chain on its path, in priority order, in every t
   ``prerouting`` (raw, mangle, nat), then ``input`` — or ``forward`` after a DNAT to another host;
 * from this host (loopback): ``output`` (raw, mangle, nat, filter), ``postrouting``, then, arriving on ``lo``,
   the ingress chains of ``lo``, the ``prerouting`` chains other than nat ones (a connection is NATed once, on
-  its first hook) and ``input``.
+  its first hook) and ``input``. A nat ``output`` DNAT to another host sends it out instead: it crosses the
+  remaining output and postrouting chains, never forward (Docker without its userland proxy).
 
 An ``accept`` ends only the chain it is in; a ``drop``/``reject`` anywhere is final. So the sources that get
 through are the intersection over base chains of what each accepts. Each chain is walked with the *set* of
@@ -49,6 +50,7 @@ class Query:
     oif: str | None = None     # output interface on the forward path (after DNAT) or the output path
     forward: bool = False      # routed through (after DNAT) rather than delivered to this host
     local_out: bool = False    # on the output path of a connection this host makes
+    orig_port: int | None = None  # the port the client connected to, when a DNAT changed it (else ``port``)
 
 
 @dataclass
@@ -130,6 +132,8 @@ def match_holds(m: Match, q: Query) -> bool | None:
         hit: bool | None = q.proto in m.values or PROTO_NUMBERS.get(q.proto) in m.values
     elif m.field == "dport":
         hit = _port_in(m.values, q.port)
+    elif m.field == "orig_dport":
+        hit = _port_in(m.values, q.port if q.orig_port is None else q.orig_port)
     elif m.field == "iif":
         hit = _iface_in(m.values, q.iif)
     elif m.field == "oif":
@@ -304,6 +308,9 @@ class Path:
     deciders: list[tuple[int, str]] = field(default_factory=list)
     limits: list[tuple[int, str]] = field(default_factory=list)
     dnats: list[tuple[AddrSet, str, str]] = field(default_factory=list)  # to another host (forward path)
+    # this host's own connections a nat output chain sends to another host (Docker without its
+    # userland proxy): the sources the later output chains let out, the target, the rule
+    local_dnats: list[tuple[AddrSet, str, str]] = field(default_factory=list)
     redirected: set[int] = field(default_factory=set)  # arriving ports whose sources moved to another port
 
 
@@ -351,9 +358,28 @@ def _run(ruleset: Ruleset, path_stages: list[Stage], start: int, q: Query, sourc
             else:  # this host's own connection sent to another host
                 passed = passed.minus(hit)
                 path.deciders.append((port, f"{text} (sent to another host)"))
+                sent = _leave(ruleset, [s for s in path_stages[i + 1:] if s.outbound],
+                              replace(q, port=new_port, daddr=addr), hit, path, port)
+                path.local_dnats.append((sent, f"{addr}:{new_port}", text))
         sources = passed
     if sources:
         path.landing[port] = path.landing.get(port, AddrSet(q.version)).union(sources)
+
+
+def _leave(ruleset: Ruleset, rest: list[Stage], q: Query, sources: AddrSet, path: Path, port: int) -> AddrSet:
+    """The sources of this host's own connection, DNATed on its output path to another host, that the
+    remaining output and postrouting chains let out. It never crosses forward or input: it leaves by the
+    route to the new address. Unknowns and deciders are told to the arriving ``port``."""
+    for stage in rest:
+        if not sources:
+            break
+        if stage.chain.type == "nat" and stage.hook == "output":
+            continue  # NATed once already
+        out = base_chain(ruleset, stage.chain, replace(q, iif="", oif=None, local_out=True), sources)
+        path.unknown += [(port, u) for u in out.unknown]
+        path.deciders += [(port, d) for d in out.deciders]
+        sources = sources.intersect(out.accepted)
+    return sources
 
 
 def trace(ruleset: Ruleset, q: Query) -> Path:
@@ -429,7 +455,7 @@ def split_dnat_target(target: str, default_port: int) -> tuple[str, int]:
 def forward_reachability(ruleset: Ruleset, q: Query, sources: AddrSet, daddr: str, port: int,
                          oif: str | None) -> Answer:
     """Sources (already DNATed to ``daddr:port``) that the forward chains let through."""
-    fq = Query(q.version, q.proto, port, q.iif, daddr, oif or None, forward=True)
+    fq = Query(q.version, q.proto, port, q.iif, daddr, oif or None, forward=True, orig_port=q.port)
     allowed = sources
     unknown: list[str] = []
     deciders: list[str] = []

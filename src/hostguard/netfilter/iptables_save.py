@@ -88,6 +88,11 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
             matches.append(Match("dport", ports, negate))
         elif a in ("--ctstate", "--state"):
             matches.append(Match("ct_state", tuple(s.lower() for s in value().split(",")), negate))
+        elif a == "--ctorigdstport" and module == "conntrack":
+            matches.append(Match("orig_dport", (value().replace(":", "-"),), negate))
+        elif a == "--ctdir" and module == "conntrack":
+            if (value().upper() == "ORIGINAL") == negate:  # a new connection's packet is in the original direction
+                matches.append(Match("never", ("--ctdir REPLY",)))
         elif a == "--dst-type" and module == "addrtype":
             matches.append(Match("dst_type", tuple(k.lower() for k in value().split(",")), negate))
         elif a == "-m":
@@ -138,6 +143,10 @@ def _rule(args: list[str], text: str) -> tuple[str, Rule]:
         i += 1
     if recent:
         matches, opaque = _recent(recent, matches, opaque)
+    if verdict is None and target is None and (opaque or "").startswith(("match ", "option ")):
+        # no verdict (MASQUERADE, LOG, ... or none): whatever its matches say, it decides nothing about
+        # who gets in (Docker's `-o docker0 -m addrtype --src-type LOCAL -j MASQUERADE`)
+        opaque = None
     return chain, Rule(tuple(matches), verdict, target, text, opaque)
 
 

@@ -127,6 +127,8 @@ class Match:
     ``oif`` (output interface), ``nfproto`` ("ipv4"/"ipv6"), ``dst_type`` (addrtype/fib destination
     type: "local" for delivery to this host, "unicast" after DNAT), ``never``
     (a condition ordinary new connections never meet, such as an IPv6 type-0 routing header),
+    ``orig_dport`` (conntrack's original destination port: the port the client connected to, before a
+    DNAT changed it; Docker's documentation matches published ports in DOCKER-USER this way),
     ``rate_over`` (holds only once a source opens connections faster than a limit: ``limit rate over``,
     ``-m recent --update --hitcount``; a single new connection never meets it, so the rule that carries it
     rate-limits the port rather than closing it).

@@ -104,6 +104,11 @@ def _plain_match(op: str, left: dict[str, Any], right: Any, sets: dict[str, tupl
         raise ValueError(f"meta {key}")
     if "ct" in left and left["ct"].get("key") == "state":
         return [Match("ct_state", values, negate)]
+    if "ct" in left and left["ct"].get("key") == "direction":
+        # a new connection's first packet is in the original direction
+        return [] if ("original" in values) != negate else [Match("never", ("ct direction reply",))]
+    if "ct" in left and left["ct"].get("key") == "proto-dst" and left["ct"].get("dir") == "original":
+        return [Match("orig_dport", values, negate)]
     if "fib" in left and left["fib"].get("result") == "type" and "daddr" in left["fib"].get("flags", []):
         return [Match("dst_type", values, negate)]
     raise ValueError(f"match on {next(iter(left), '?')}")
@@ -156,8 +161,10 @@ def parse_rules(exprs: list[dict[str, Any]], sets: dict[str, tuple[str, ...]], t
     target: str | None = None
     opaque: str | None = None
     branches: list[tuple[list[Match], str | None, str | None]] | None = None
+    statement_unknown = False  # a statement (not a match) could not be read: it might decide
     for expr in exprs:
         (kind, body), = expr.items()
+        statement = kind != "match" and not (kind == "xt" and isinstance(body, dict) and body.get("type") == "match")
         try:
             if kind == "match":
                 matches.extend(_match(body, sets))
@@ -188,6 +195,11 @@ def parse_rules(exprs: list[dict[str, Any]], sets: dict[str, tuple[str, ...]], t
             opaque = opaque or str(exc)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             opaque = opaque or str(exc)
+            statement_unknown = statement_unknown or statement
+    if verdict is None and branches is None and not statement_unknown:
+        # only counts, logs or rewrites the source (Docker's `masquerade` on `fib saddr type local`): whatever
+        # its matches say, it decides nothing about who gets in
+        opaque = None
     if branches is None or opaque:
         return [Rule(tuple(matches), verdict, target, text, opaque, handle)]
     return [Rule((*matches, *extra), v, t, text, None, handle) for extra, v, t in branches]

@@ -227,6 +227,22 @@ def _dnat_ports(ruleset: Ruleset) -> set[tuple[str, int]]:
     return out
 
 
+def _published_from_here(ruleset: Ruleset, q: Query) -> tuple[Answer, str] | None:
+    """This host's own connection to the published port on its loopback address, when a nat output chain
+    sends it to the DNAT target (Docker with ``--userland-proxy=false``; with the proxy, Docker's output
+    rule leaves 127.0.0.0/8 alone and docker-proxy's listener answers instead). None: no such DNAT."""
+    path = trace(ruleset, q)
+    if not path.local_dnats:
+        return None
+    reach = AddrSet(q.version)
+    for sent, _, _ in path.local_dnats:
+        reach = reach.union(sent)
+    unknown = tuple(dict.fromkeys(u for p, u in path.unknown if p == q.port))
+    deciders = tuple(dict.fromkeys([*(text for _, _, text in path.local_dnats),
+                                    *(d for p, d in path.deciders if p == q.port)]))
+    return Answer(reach, unknown, deciders), path.local_dnats[-1][1]
+
+
 def evaluate_published(ruleset: Ruleset, routes: Mapping[str, str]) -> list[PortReach]:
     """Ports published by DNAT (containers): reachability through prerouting and forward.
 
@@ -239,6 +255,11 @@ def evaluate_published(ruleset: Ruleset, routes: Mapping[str, str]) -> list[Port
         target_text = None
         for version in (4, 6):
             for iface in ifaces:
+                if iface == LOOPBACK:
+                    local = _published_from_here(ruleset, Query(version, proto, port, iface, LOOPBACK_ADDRESS[version]))
+                    if local is not None:
+                        answers[(version, iface)], target_text = local
+                    continue
                 q = Query(version, proto, port, iface)
                 _, dnats = reachability(ruleset, q)
                 if not dnats:
