@@ -308,6 +308,11 @@ class StateStore:
                 else self.db.execute(query + " ORDER BY id"))
         return [AuditEntry(*row) for row in rows.fetchall()]
 
+    def audit(self, host_key: str, action: str, subject: str, reason: str, now: str, detail: str = "") -> None:
+        """Record one action (a fix, an undo, a block…) in the audit log, committed at once."""
+        with self.db:
+            self._audit(host_key, action, subject, reason, now, detail)
+
     def _audit(self, host_key: str, action: str, subject: str, reason: str, now: str, detail: str) -> None:
         self.db.execute("INSERT INTO audit(time, host_key, action, subject, reason, detail) VALUES (?,?,?,?,?,?)",
                         (now, host_key, action, subject, reason, detail))
