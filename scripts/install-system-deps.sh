@@ -16,6 +16,8 @@ if [ "$mode" = test ]; then
   pkgs+=(redis-server)
   # ping: the namespace pair waits until its veth answers
   pkgs+=(iputils-ping)
+  # A real browser for the HTML report test (headless: DOM dump and screenshot)
+  pkgs+=(chromium)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

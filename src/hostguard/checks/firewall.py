@@ -235,7 +235,8 @@ def default_allow(ctx: Context) -> Iterator[Finding]:
                       evidence={"probe_port": ctx.config[FirewallConfig].probe_port,
                                 "decided_by": list(default.deciders)[:4], "ruleset_sources": list(facts.sources),
                                 "notes": list(facts.notes),
-                                "open_now": [{**pr.key(), "process": pr.process,
-                                              **_evidence(pr, facts)} for pr in now]},
+                                "open_now": [{"port": pr.port, "proto": pr.proto, "address": pr.address,
+                                              "process": pr.process, "reachable_from": pr.summary()}
+                                             for pr in now]},
                       remediation=default_deny(facts.ruleset, list(default.versions), list(default.deciders),
                                                keep.keep, dict(facts.files), keep.why_unknown, facts.live))
