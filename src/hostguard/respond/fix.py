@@ -1,0 +1,436 @@
+"""``hostguard fix``: apply findings' remediation steps, safely, with backups, validation, rollback and undo.
+
+Owners want a finding fixed without pasting, but a fix is a change to a live server made by a tool running
+as root, so it goes in small, checked moves, one finding at a time:
+
+1. scan, pick the findings (by fingerprint, or ``--all`` at or above ``--severity``); findings without
+   steps (or with steps that cannot run here) are listed as by-hand and skipped;
+2. show every file change as a unified diff and every command, and ask (``--dry-run`` stops here);
+3. per finding: scan its family again and re-plan (an earlier fix may have moved its line; ``apply``
+   refuses a stale line anyway), back up every file it touches into ``<state>/fixes/<ID>/``, apply the
+   file steps through ``respond/apply.py``, run the commands that change files (shadow tools; under
+   ``--root`` with ``-R ROOT``), validate with the service's own tool, then reload (live only), re-scan
+   the family and roll back by itself when validation, a command or the re-scan fails (the finding is
+   still there, or a new finding at medium or above appeared);
+4. a live SSH or firewall fix arms a timed rollback the owner cancels from a new session
+   (``--confirm ID``): a re-scan cannot see that the remote owner was locked out.
+
+Every fix, rollback, undo and confirm is recorded in the audit log. Nothing here prints: ``out`` is given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hostguard.config import Config
+from hostguard.engine.runner import now, now_iso, run_scan
+from hostguard.engine.suppress import FingerprintError, resolve_fingerprints
+from hostguard.findings import Finding, Severity
+from hostguard.host.base import Host
+from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
+from hostguard.respond import records, timer
+from hostguard.respond.apply import ApplyError, apply
+from hostguard.respond.records import FixRecord, RecordError
+from hostguard.respond.validate import services, validate
+from hostguard.store.state import StateStore
+
+# Tools that act on a tree with ``-R ROOT`` (they chroot into it) and the files they may rewrite.
+ROOTED_TOOLS = frozenset({"usermod", "pwconv", "chage", "passwd"})
+# (with the backup copies and the lock file they leave: an undo removes them when they were not there)
+ACCOUNT_FILES = tuple(f"/etc/{name}{end}" for name in ("passwd", "shadow", "group", "gshadow", "subuid", "subgid")
+                      for end in ("", "-")) + ("/etc/.pwd.lock",)
+# Live fixes of these services arm a timed rollback: a mistake there cuts the remote owner off.
+GUARDED_SERVICES = frozenset({"sshd", "nftables", "iptables"})
+GUARDED_PREFIXES = ("/etc/ufw/", "/etc/firewalld/")
+DEFAULT_ROLLBACK_SECONDS = 120
+COMMAND_TIMEOUT = 300
+
+Out = Callable[[str], None]
+Ask = Callable[[str], bool]
+
+
+class FixError(Exception):
+    """The fix cannot be done as asked (unknown fingerprint or id, a changed file, a refused confirm): exit 2."""
+
+
+@dataclass(frozen=True)
+class FixSettings:
+    """How ``fix`` runs: on this host (``root`` None) or a tree, asking or not, and the rollback timer."""
+
+    state_dir: str
+    root: str | None = None
+    dry_run: bool = False
+    yes: bool = False
+    rollback_after: int | None = None   # seconds; on a tree a timer is armed only when this is given
+    config_path: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether the fix changes the running system (and may reload services)."""
+        return self.root is None
+
+    @property
+    def where(self) -> str:
+        """The root the steps apply under."""
+        return os.path.abspath(self.root) if self.root else "/"
+
+
+@dataclass
+class Plan:
+    """One finding's fix as it can be done here: file steps, commands to run (as they will run), what is
+    skipped and why, or why it cannot be done here at all (``blocked``: the owner does it by hand)."""
+
+    finding: Finding
+    file_steps: list[Step] = field(default_factory=list)
+    before: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) first
+    after: list[list[str]] = field(default_factory=list)   # live reloads, after validation
+    skipped: list[str] = field(default_factory=list)
+    blocked: str | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file the fix may change (the account files when a shadow tool runs)."""
+        paths = [s.path for s in self.file_steps if isinstance(s, Edit | DeleteLine | Write)]
+        if any(argv[0] in ROOTED_TOOLS for argv, _ in self.before):
+            paths += ACCOUNT_FILES
+        return list(dict.fromkeys(paths))
+
+
+def make_plan(finding: Finding, settings: FixSettings) -> Plan:
+    """What fixing ``finding`` means here; under ``--root`` a shadow tool gets ``-R ROOT`` and a command that
+    needs the running system is skipped (and said so)."""
+    plan = Plan(finding)
+    steps = finding.remediation.steps
+    if not steps:
+        plan.blocked = finding.remediation.manual or "no steps: the fix needs the owner's judgement"
+        return plan
+    for step in steps:
+        if isinstance(step, Action):
+            plan.blocked = f"`{step.describe()}` is an action of its own, not run by fix"
+        elif isinstance(step, Command):
+            _plan_command(plan, step, settings)
+        else:
+            plan.file_steps.append(step)
+    if finding.remediation.manual and plan.blocked is None and not plan.file_steps and not plan.before:
+        plan.blocked = finding.remediation.manual
+    return plan
+
+
+def _plan_command(plan: Plan, step: Command, settings: FixSettings) -> None:
+    if settings.live:
+        if step.live_only:
+            plan.after.append(list(step.argv))
+        else:
+            plan.before.append((list(step.argv), list(step.undo) if step.undo else None))
+        return
+    if step.live_only:
+        plan.skipped.append(f"`{' '.join(step.argv)}` needs the running system: not run under --root")
+    elif step.argv[0] in ROOTED_TOOLS:
+        def rooted(argv: Iterable[str]) -> list[str]:
+            argv = list(argv)
+            return [argv[0], "-R", settings.where, *argv[1:]]
+        plan.before.append((rooted(step.argv), rooted(step.undo) if step.undo else None))
+    else:
+        plan.blocked = f"`{' '.join(step.argv)}` cannot be run on a tree: run it inside the system"
+
+
+def preview(plan: Plan, root: str) -> list[str]:
+    """The plan for people: a unified diff per file, then the commands and what is skipped."""
+    lines: list[str] = []
+    by_path: dict[str, list[Step]] = {}
+    for step in plan.file_steps:
+        assert isinstance(step, Edit | DeleteLine | Write)
+        by_path.setdefault(step.path, []).append(step)
+    for path, steps in by_path.items():
+        found = records.read_file(root, path)
+        before = found[0] if found else b""
+        after, problem = _edited(before, steps)
+        if problem:
+            lines.append(f"  {path}: {problem}")
+            continue
+        old = before.decode("utf-8", "replace").splitlines(keepends=True)
+        new = after.decode("utf-8", "replace").splitlines(keepends=True)
+        diff = difflib.unified_diff(old, new, f"a{path}" if found else "/dev/null", f"b{path}")
+        lines += ["  " + d.rstrip("\n") for d in diff]
+    lines += [f"  run: {' '.join(argv)}" for argv, _ in plan.before]
+    lines += [f"  after validation, run: {' '.join(argv)}" for argv in plan.after]
+    lines += [f"  skipped: {s}" for s in plan.skipped]
+    return lines
+
+
+def _edited(data: bytes, steps: list[Step]) -> tuple[bytes, str | None]:
+    """The file after the steps, for the diff (``apply`` checks the same again when it writes)."""
+    for step in steps:
+        if isinstance(step, Write):
+            data = step.content.encode("utf-8", "surrogateescape")
+    lines = data.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    line_steps = sorted((s for s in steps if isinstance(s, Edit | DeleteLine)), key=lambda s: s.line, reverse=True)
+    for step in line_steps:
+        if not 1 <= step.line <= len(lines) or lines[step.line - 1].rstrip("\r\n") != step.old:
+            return data, f"line {step.line} no longer reads `{step.old}` (changed since the scan)"
+        ending = lines[step.line - 1][len(lines[step.line - 1].rstrip("\r\n")):] or "\n"
+        if isinstance(step, Edit):
+            lines[step.line - 1] = "".join(part + ending for part in step.new.split("\n"))
+        else:
+            del lines[step.line - 1]
+    return "".join(lines).encode("utf-8", "surrogateescape"), None
+
+
+def _run(argv: list[str]) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    except FileNotFoundError:
+        return False, f"{argv[0]}: not installed"
+    except subprocess.TimeoutExpired:
+        return False, f"{argv[0]}: no answer within {COMMAND_TIMEOUT} s"
+    return done.returncode == 0, " ".join((done.stderr + done.stdout).split())[:500]
+
+
+def guarded(paths: Iterable[str]) -> bool:
+    """Whether a change to ``paths`` could cut a remote owner off (SSH or the firewall)."""
+    paths = list(paths)
+    return bool(GUARDED_SERVICES & services(paths).keys()) or any(p.startswith(GUARDED_PREFIXES) for p in paths)
+
+
+class Fixer:
+    """One ``hostguard fix`` run: scan, choose, show, ask, then fix one finding at a time."""
+
+    def __init__(self, host: Host, config: Config, state: StateStore, key: str, settings: FixSettings,
+                 out: Out, ask: Ask) -> None:
+        self.host, self.config, self.state, self.key = host, config, state, key
+        self.settings, self.out, self.ask = settings, out, ask
+        self.label = self.settings.where if self.settings.root else None
+        self.fresh: dict[str, dict[str, Finding]] = {}   # per family, findings since the last change
+
+    def _scan(self, only: list[str] | None = None) -> list[Finding]:
+        report = run_scan(self.host, self.config, self.state, only=only, root_label=self.label).report
+        return list(report.findings)
+
+    def _family_now(self, family: str) -> dict[str, Finding]:
+        if family not in self.fresh:
+            self.fresh[family] = {f.fingerprint: f for f in self._scan([family])}
+        return self.fresh[family]
+
+    def run(self, fingerprints: list[str], everything: bool, severity: Severity, only: list[str] | None = None) -> int:
+        """Fix the chosen findings (of the families or checks ``only`` names, default all); 0 when every fix
+        held, 1 when one was refused or rolled back."""
+        found = self._scan(only)
+        for f in found:
+            self.fresh.setdefault(f.id.split(".", 1)[0], {})[f.fingerprint] = f
+        if everything:
+            chosen = [f for f in sorted(found, key=lambda f: (-f.severity.rank, f.id, f.fingerprint))
+                      if f.severity.rank >= severity.rank]
+        else:
+            try:
+                wanted = resolve_fingerprints(fingerprints, {f.fingerprint for f in found},
+                                              "in a scan of this host now (fixed, accepted or suppressed?)")
+            except FingerprintError as exc:
+                raise FixError(str(exc)) from exc
+            by_fp = {f.fingerprint: f for f in found}
+            chosen = [by_fp[fp] for fp in wanted]
+        plans = [make_plan(f, self.settings) for f in chosen]
+        todo = [p for p in plans if p.blocked is None]
+        for p in plans:
+            if p.blocked is not None:
+                self.out(f"by hand: [{p.finding.severity}] {p.finding.id} {p.finding.fingerprint[:12]} "
+                         f"{p.finding.title}\n  {p.finding.remediation.summary}\n  why: {p.blocked}")
+        if not todo:
+            self.out("nothing to fix with steps" + (" at or above " + severity if everything else ""))
+            return 0
+        for p in todo:
+            self.out(f"fix: [{p.finding.severity}] {p.finding.id} {p.finding.fingerprint[:12]} {p.finding.title}")
+            for line in preview(p, self.settings.where):
+                self.out(line)
+        if self.settings.dry_run:
+            self.out(f"dry run: {len(todo)} fix(es) shown, nothing changed")
+            return 0
+        if not self.settings.yes and not self.ask(f"apply {len(todo)} fix(es) to {self.settings.where}? [y/N] "):
+            self.out("nothing changed")
+            return 0
+        failed = 0
+        for p in todo:
+            if not self._fix_one(p.finding.fingerprint, p.finding.id.split(".", 1)[0]):
+                failed += 1
+        return 1 if failed else 0
+
+    def _fix_one(self, fp: str, family: str) -> bool:
+        before = dict(self._family_now(family))
+        finding = before.get(fp)
+        if finding is None:
+            self.out(f"{fp[:12]}: no longer found (an earlier fix took care of it)")
+            return True
+        plan = make_plan(finding, self.settings)
+        if plan.blocked is not None:
+            self.out(f"{fp[:12]}: now needs doing by hand: {plan.blocked}")
+            return False
+        when = now()
+        fix_id, directory = records.new_record_dir(Path(self.settings.state_dir), datetime.now(UTC))
+        record = FixRecord(fix_id, self.settings.where, self.key, fp, finding.id, finding.title,
+                           when.isoformat(timespec="seconds"), session=os.getsid(0))
+        self.fresh.clear()
+        try:
+            records.back_up(record, directory, record.root, plan.paths)
+        except RecordError as exc:
+            return self._end(record, directory, records.FAILED, f"no backup possible: {exc}")
+        try:
+            apply(plan.file_steps, record.root)
+        except ApplyError as exc:
+            return self._rollback(record, directory, f"refused: {exc}", status=records.FAILED)
+        for argv, undo in plan.before:
+            ok, text = _run(argv)
+            record.commands.append(argv)
+            if undo:
+                record.undo.append(undo)
+            if not ok:
+                return self._rollback(record, directory, f"`{' '.join(argv)}` failed: {text}")
+        records.record_after(record, directory, record.root)
+        for verdict in validate(plan.paths, record.root):
+            self.out(f"  {verdict.service}: {verdict.detail}")
+            record.notes.append(f"{verdict.service}: {verdict.detail}")
+            if verdict.ok is False:
+                return self._rollback(record, directory, f"validation failed: {verdict.detail}")
+        for argv in plan.after:
+            ok, text = _run(argv)
+            record.commands.append(argv)
+            record.reload.append(argv)
+            if not ok:
+                return self._rollback(record, directory, f"`{' '.join(argv)}` failed: {text}")
+        after = {f.fingerprint: f for f in self._scan([family])}
+        self.fresh = {family: after}
+        if fp in after:
+            return self._rollback(record, directory, "the re-scan still finds it")
+        new = [f for f_fp, f in after.items() if f_fp not in before and f.severity.rank >= Severity.MEDIUM.rank]
+        if new:
+            return self._rollback(record, directory, "the re-scan finds a new problem: " +
+                                  "; ".join(f"[{f.severity}] {f.id}: {f.title}" for f in new))
+        try:
+            self._arm(record, plan)
+        except OSError as exc:  # a live SSH or firewall fix without its safety net is not kept
+            return self._rollback(record, directory, f"the timed rollback could not be armed: {exc}")
+        return self._end(record, directory, records.APPLIED, "fixed")
+
+    def _arm(self, record: FixRecord, plan: Plan) -> None:
+        wanted = self.settings.rollback_after
+        if not ((self.settings.live and guarded(plan.paths)) or (wanted is not None and not self.settings.live)):
+            return
+        seconds = wanted if wanted is not None else DEFAULT_ROLLBACK_SECONDS
+        use_systemd = self.settings.live and timer.systemd_runs()
+        record.timer = timer.arm(os.path.abspath(self.settings.state_dir), record.id, seconds,
+                                 self.settings.config_path, use_systemd)
+        self.out(f"  rolled back in {seconds} s unless you confirm from a NEW session: hostguard fix --confirm "
+                 f"{record.id}")
+
+    def _rollback(self, record: FixRecord, directory: Path, reason: str, status: str = records.ROLLED_BACK) -> bool:
+        self.fresh.clear()
+        notes = undo_changes(record, directory)
+        if status == records.ROLLED_BACK:
+            self.state.audit(self.key, "rollback", record.id, reason, now_iso(), _detail(record, notes))
+        return self._end(record, directory, status, reason, audit=status != records.ROLLED_BACK)
+
+    def _end(self, record: FixRecord, directory: Path, status: str, reason: str, audit: bool = True) -> bool:
+        record.status = status
+        record.notes.append(reason)
+        record.save(directory)
+        if audit:
+            self.state.audit(self.key, "fix", record.id, reason, now_iso(), _detail(record))
+        word = {records.APPLIED: "fixed", records.ROLLED_BACK: "rolled back", records.FAILED: "not fixed"}[status]
+        self.out(f"{word}: {record.check} {record.fingerprint[:12]} (fix {record.id}): {reason}")
+        if status == records.APPLIED:
+            self.out(f"  undo with: hostguard fix --undo {record.id}")
+        return status == records.APPLIED
+
+
+def _detail(record: FixRecord, notes: list[str] | None = None) -> str:
+    return json.dumps({"fingerprint": record.fingerprint, "check": record.check, "root": record.root,
+                       "files": [f.path for f in record.files if f.sha_before != f.sha_after or f.sha_after is None],
+                       "commands": record.commands, **({"notes": notes} if notes else {})}, sort_keys=True)
+
+
+def undo_changes(record: FixRecord, directory: Path) -> list[str]:
+    """Undo what a fix did: its commands' undo (reverse order), then the files from their backups, then the
+    reloads again (the service reads the old config). Returns what went wrong on the way."""
+    notes = []
+    for argv in reversed(record.undo):
+        ok, text = _run(argv)
+        if not ok:
+            notes.append(f"`{' '.join(argv)}` failed: {text}")
+    try:
+        records.restore(record, directory)
+    except RecordError as exc:
+        notes.append(str(exc))
+    for argv in record.reload:
+        ok, text = _run(argv)
+        if not ok:
+            notes.append(f"`{' '.join(argv)}` failed: {text}")
+    return notes
+
+
+def undo(state: StateStore, state_dir: str, fix_id: str, out: Out, by_timer: bool = False) -> int:
+    """``fix --undo ID``: restore a fix's backups, refusing (nothing changed) when a file changed since."""
+    try:
+        record, directory = records.load(Path(state_dir), fix_id)
+    except RecordError as exc:
+        raise FixError(str(exc)) from exc
+    action = "rollback" if by_timer else "undo"
+    if record.status not in (records.APPLIED, records.CONFIRMED):
+        raise FixError(f"fix {fix_id} is {record.status}: nothing to undo")
+    changed = records.changed_since(record)
+    if changed:
+        reason = f"refused: {', '.join(changed)} changed since the fix (sha256 differs); nothing was restored"
+        state.audit(record.host_key, action, fix_id, reason, now_iso(), _detail(record))
+        raise FixError(f"fix {fix_id}: {reason}")
+    if not by_timer and timer.pending(record.timer, fix_id):
+        out(timer.cancel(record.timer, fix_id))
+    notes = undo_changes(record, directory)
+    record.status = records.ROLLED_BACK if by_timer else records.UNDONE
+    record.notes += notes or [f"{action} done"]
+    # audited before the record says so: whoever sees the new status finds the audit row already there
+    state.audit(record.host_key, action, fix_id, "timed rollback: not confirmed" if by_timer else "undone by the owner",
+                now_iso(), _detail(record, notes))
+    record.save(directory)
+    for note in notes:
+        out(f"warning: {note}")
+    out(f"{'rolled back' if by_timer else 'undone'}: fix {fix_id} ({record.check} {record.fingerprint[:12]})")
+    return 1 if notes else 0
+
+
+def confirm(state: StateStore, state_dir: str, fix_id: str, out: Out) -> int:
+    """``fix --confirm ID``: keep a live fix, cancelling its timed rollback; only from a new session."""
+    try:
+        record, directory = records.load(Path(state_dir), fix_id)
+    except RecordError as exc:
+        raise FixError(str(exc)) from exc
+    if record.status != records.APPLIED or not record.timer:
+        raise FixError(f"fix {fix_id} is {record.status}" + ("" if record.timer else " and has no rollback armed")
+                       + ": nothing to confirm")
+    if os.getsid(0) == record.session:
+        raise FixError(f"confirm fix {fix_id} from a new session (log in again, e.g. a new SSH connection): "
+                       "that you can still log in is what the confirmation proves")
+    if not timer.pending(record.timer, fix_id):
+        raise FixError(f"fix {fix_id}: its rollback is no longer waiting (it may be running now)")
+    said = timer.cancel(record.timer, fix_id)
+    record.status = records.CONFIRMED
+    record.notes.append(f"confirmed: {said}")
+    record.save(directory)
+    state.audit(record.host_key, "confirm", fix_id, "confirmed from a new session", now_iso(), _detail(record))
+    out(f"confirmed: fix {fix_id} stays ({said})")
+    return 0
+
+
+def listing(state_dir: str) -> list[str]:
+    """``fix --list``: every fix with its status, oldest first."""
+    lines = []
+    for r in records.all_records(Path(state_dir)):
+        status = r.status
+        if status == records.APPLIED and r.timer:
+            status += ", rollback armed" if timer.pending(r.timer, r.id) else ", rollback ended"
+        where = "" if r.root == "/" else f" (tree {r.root})"
+        lines.append(f"{r.id}  {status:<24} {r.check} {r.fingerprint[:12]} {r.title}{where}")
+    return lines or ["no fixes recorded"]

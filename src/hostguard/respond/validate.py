@@ -1,0 +1,132 @@
+"""Validating a fix with the service's own tool before anything reloads it.
+
+A config the service rejects must never reach a reload: sshd that fails to start again locks the owner
+out. So the tool that reads the file judges it: ``sshd -t`` for /etc/ssh, ``visudo -c -f`` for sudoers,
+``nft -c -f`` for nftables files and ``iptables-restore --test`` for iptables-persistent rules. None of them
+touches this machine: nft and iptables check inside a fresh user and network namespace; under ``--root``,
+sshd reads absolute paths (Include, drop-ins), so it runs in a private mount namespace where the tree's
+/etc/ssh is bind-mounted over /etc/ssh, with a throw-away host key (a tree rarely carries one) and a
+private /run. A tool that is not installed here cannot judge: that is said, never taken as a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+TIMEOUT = 60
+SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The verdict of one service's tool: ``ok`` True (accepted), False (rejected) or None (not validated)."""
+
+    service: str
+    ok: bool | None
+    detail: str
+
+
+def services(paths: Iterable[str]) -> dict[str, list[str]]:
+    """The services whose configuration ``paths`` belong to, with the paths of each."""
+    out: dict[str, list[str]] = {}
+    for path in paths:
+        if path.startswith("/etc/ssh/sshd_config"):
+            out.setdefault("sshd", []).append(path)
+        elif path == "/etc/sudoers" or path.startswith("/etc/sudoers.d/"):
+            out.setdefault("sudoers", []).append(path)
+        elif path == "/etc/nftables.conf" or path.endswith(".nft"):
+            out.setdefault("nftables", []).append(path)
+        elif path.startswith("/etc/iptables/rules.v"):
+            out.setdefault("iptables", []).append(path)
+    return out
+
+
+def validate(paths: Iterable[str], root: str) -> list[Validation]:
+    """Ask each affected service's own tool about the files as they are now."""
+    results = []
+    for service, files in services(paths).items():
+        if service == "sshd":
+            results.append(_sshd(root))
+        else:
+            results += [_one_file(service, root, path) for path in files]
+    return results
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name, path=SBIN_PATH)
+
+
+def _inside(root: str, path: str) -> str | None:
+    """``path`` of the tree as a real path, None when it leaves the tree through a symlink or is absent."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, path.lstrip("/")))
+    inside = real == real_root or real.startswith(real_root.rstrip("/") + "/")
+    return real if inside and os.path.exists(real) else None
+
+
+def _run(argv: list[str]) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return False, f"{argv[0]} did not answer within {TIMEOUT} s"
+    text = " ".join((done.stderr + done.stdout).split())
+    return done.returncode == 0, text[:500]
+
+
+def _unshare(*flags: str) -> list[str]:
+    """A private namespace: as root a plain one, otherwise inside a user namespace (mapped to root)."""
+    return ["unshare", *flags] if os.geteuid() == 0 else ["unshare", "-r", *flags]
+
+
+def _one_file(service: str, root: str, path: str) -> Validation:
+    real = _inside(root, path)
+    if real is None:
+        return Validation(service, False, f"{path} is missing or leaves the tree")
+    if service == "sudoers":
+        tool = _tool("visudo")
+        argv = [tool, "-c", "-f", real] if tool else []
+        name = "visudo"
+    elif service == "nftables":
+        tool = _tool("nft")
+        argv = [*_unshare("-n"), tool, "-c", "-f", real] if tool and _tool("unshare") else []
+        name = "nft"
+    else:
+        name = "ip6tables-restore" if path.endswith(".v6") else "iptables-restore"
+        tool = _tool(name)
+        argv = [*_unshare("-n"), tool, "--test", real] if tool and _tool("unshare") else []
+    if not argv:
+        return Validation(service, None, f"{path}: not validated ({name} is not installed here)")
+    ok, text = _run(argv)
+    return Validation(service, ok, f"{path}: {name} " + ("accepts it" if ok else f"rejects it: {text}"))
+
+
+SSHD_SCRIPT = ('mount --bind "$1" /etc/ssh && mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd '
+               '&& shift && exec "$@"')
+
+
+def _sshd(root: str) -> Validation:
+    sshd = _tool("sshd")
+    if sshd is None:
+        return Validation("sshd", None, "not validated (sshd is not installed here)")
+    if os.path.realpath(root) == "/":
+        ok, text = _run([sshd, "-t"])
+        return Validation("sshd", ok, "sshd -t " + ("accepts the config" if ok else f"rejects it: {text}"))
+    etc_ssh = _inside(root, "/etc/ssh")
+    if etc_ssh is None or _tool("unshare") is None or _tool("ssh-keygen") is None:
+        why = "/etc/ssh is missing or leaves the tree" if etc_ssh is None else "unshare or ssh-keygen is missing"
+        return Validation("sshd", None, f"not validated ({why})")
+    with tempfile.TemporaryDirectory(prefix="hostguard-sshd-") as tmp:
+        key = os.path.join(tmp, "host_key")
+        made = subprocess.run([_tool("ssh-keygen") or "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key],
+                              capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            return Validation("sshd", None, f"not validated (ssh-keygen failed: {made.stderr.strip()})")
+        ok, text = _run([*_unshare("--mount", "--propagation", "private"), "sh", "-c", SSHD_SCRIPT, "sh", etc_ssh,
+                         sshd, "-t", "-h", key])
+    return Validation("sshd", ok, "sshd -t (the tree's /etc/ssh) " + ("accepts the config" if ok else
+                                                                      f"rejects it: {text}"))
