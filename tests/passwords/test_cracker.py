@@ -140,3 +140,71 @@ def test_several_workers_share_time_too() -> None:
     for t in (fast, slow):
         assert per_target[t.hashed] == [f"w{i}" for i in range(t.tried)]  # by rank, none twice, none skipped
     assert fast.tried > 8 * slow.tried
+
+
+def resumed(name: str, password: str, earlier: int, first: int = 30, rest: int = 5000) -> Target:
+    """The target a re-scan builds: the same list (``first`` guaranteed + ``rest``), ``earlier`` already tried."""
+    return Target.resuming(name, f"sha512:{password}", words(first, "f"), words(rest), earlier)
+
+
+def test_resume_starts_after_the_earlier_guesses_and_keeps_the_guaranteed_count() -> None:
+    """The floor is a minimum per run: on a resume it is the next 30 untried guesses, not the first 30 again."""
+    first_run = resumed("ftp", "never", 0)
+    verifier = run([first_run], budget=0.0)
+    assert [c for _, c in verifier.calls] == [f"f{i}" for i in range(30)] and first_run.reached == 30
+    second_run = resumed("ftp", "never", first_run.reached)
+    verifier = run([second_run], budget=0.0)
+    assert [c for _, c in verifier.calls] == [f"w{i}" for i in range(30)]  # the next 30 of the list, none again
+    assert (second_run.tried, second_run.earlier, second_run.tried_in_all, second_run.reached) == (30, 30, 60, 60)
+    assert second_run.list_size == 5030 and second_run.budget_ran_out
+
+
+def test_each_run_reaches_further_with_the_same_budget() -> None:
+    reached = 0
+    for _ in range(3):
+        t = resumed("alice", "never", reached, first=0)
+        verifier = run([t], budget=0.5, costs={"sha512": DEAR})
+        tried = [c for _, c in verifier.calls]
+        assert tried == [f"w{i}" for i in range(reached, reached + len(tried))]  # from where it stopped, none twice
+        assert t.reached == reached + len(tried) and len(tried) >= 29  # 0.5 s of 17 ms guesses
+        reached = t.reached
+    assert reached >= 3 * 29
+
+
+def test_found_password_is_never_a_resume_point() -> None:
+    """Hit: the password at w40 is found on the resumed run; its position stays at where the run began, so
+    the cache never points at the password and the next run finds it again."""
+    t = resumed("ftp", "w40", 30)
+    run([t], budget=10.0)
+    assert t.found == Guess("w40", "common password (rank 41)")
+    assert (t.tried, t.tried_in_all, t.reached) == (41, 71, 30)
+    again = resumed("ftp", "w40", t.reached)
+    run([again], budget=10.0)
+    assert again.found == Guess("w40", "common password (rank 41)")
+
+
+def test_a_password_before_the_resume_point_is_not_tried_again() -> None:
+    """Near miss of resuming: guesses an earlier run tried against this very hash are skipped (a changed hash is
+    a new target with earlier=0, decided by the caller's cache)."""
+    t = resumed("ftp", "f3", 30)
+    verifier = run([t], budget=10.0)
+    assert t.found is None and "f3" not in {c for _, c in verifier.calls} and not t.budget_ran_out
+
+
+def test_exhausted_list_tries_nothing_and_is_not_unfinished() -> None:
+    t = resumed("ftp", "never", 10_000, rest=50)
+    verifier = run([t], budget=10.0)
+    assert verifier.calls == [] and t.earlier == 80 and t.planned == 0
+    assert not t.budget_ran_out and t.reached == 80
+
+
+def test_reached_stops_at_the_first_hole_with_two_workers() -> None:
+    """Two workers: a batch cut by the deadline may leave untried guesses before a later batch's; ``reached``
+    is where the tried guesses stop being contiguous, so the next run tries the hole again."""
+    fast = target("ftp", "sha512", "never")
+    clock = Clock()
+    verifier = CostedVerifier(clock, {"sha512": CHEAP})
+    crack([fast], verifier, deadline=0.5, workers=2, clock=clock)
+    tried = sorted(int(c[1:]) for _, c in verifier.calls)
+    hole = next((i for i, n in enumerate(tried) if n != i), len(tried))
+    assert fast.reached == hole and fast.reached <= fast.tried

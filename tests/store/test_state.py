@@ -18,6 +18,7 @@ from hostguard.store.state import (
     SUPPRESSED,
     Accepted,
     AccountSeen,
+    PastFinding,
     SeenFinding,
     StateError,
     StateStore,
@@ -38,6 +39,7 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
                       "title": "sshd listens on port 22", "target": '{"kind":"config"}', "disposition": "reported"},
     "audit": {"time": "2024-05-02T09:00:00Z", "host_key": HOST_KEY, "action": "accept", "subject": "0f" * 16,
               "reason": "behind a VPN", "detail": "ssh.default_port"},
+    "scan_checks": {"scan_id": 1, "check_id": "ssh.default_port", "completed": 1},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old
@@ -375,3 +377,104 @@ def test_unusable_directory_is_a_state_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StateError, match=r"^state directory .*/file/state: "):
         StateStore(str(tmp_path / "file" / "state"))
+
+
+# Schema 2 as hostguard wrote it before issue 8 kept each scan's coverage, spelled out (see SCHEMA_1).
+SCHEMA_2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE scans (id INTEGER PRIMARY KEY, host_key TEXT NOT NULL, started TEXT NOT NULL,
+                    root TEXT, complete INTEGER NOT NULL, findings INTEGER NOT NULL);
+CREATE TABLE accounts_seen (host_key TEXT NOT NULL, name BLOB NOT NULL, uid INTEGER, first_seen TEXT NOT NULL,
+                            baseline INTEGER NOT NULL DEFAULT 0, last_seen TEXT, gone_since TEXT,
+                            PRIMARY KEY (host_key, name));
+CREATE TABLE accepted (host_key TEXT NOT NULL, fingerprint TEXT NOT NULL, check_id TEXT, title TEXT,
+                       reason TEXT NOT NULL, accepted_at TEXT NOT NULL, PRIMARY KEY (host_key, fingerprint));
+CREATE TABLE scan_findings (scan_id INTEGER NOT NULL REFERENCES scans(id), fingerprint TEXT NOT NULL,
+                            check_id TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL,
+                            target TEXT NOT NULL, disposition TEXT NOT NULL, PRIMARY KEY (scan_id, fingerprint));
+CREATE INDEX scan_findings_by_fingerprint ON scan_findings(fingerprint);
+CREATE TABLE audit (id INTEGER PRIMARY KEY, time TEXT NOT NULL, host_key TEXT NOT NULL, action TEXT NOT NULL,
+                    subject TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
+PRAGMA user_version=2;
+"""
+
+
+def test_schema_2_scans_are_kept_but_never_compared(tmp_path: Path) -> None:
+    """Issue 8: scans recorded before coverage was kept upgrade with their findings; their coverage is unknown,
+    so a new scan is not compared with them (a check that never ran there would look like a fix)."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "state.db", isolation_level=None)
+    db.executescript(SCHEMA_2)
+    db.execute("INSERT INTO scans(host_key, started, root, complete, findings) VALUES (?,?,?,?,?)",
+               (HOST_KEY, "2024-05-01T12:00:00+00:00", None, 1, 1))
+    db.execute("INSERT INTO scan_findings VALUES (1, ?, 'accounts.duplicate', 'high', 'bob is duplicated', "
+               "'{\"kind\": \"user\", \"user\": \"bob\"}', 'reported')", (_finding("bob").fingerprint,))
+    db.close()
+    store = StateStore(str(directory))
+    try:
+        assert schema(store.db) == fresh_schema(tmp_path)
+        old = store.scan(1)
+        assert old is not None and old.checks is None and old.families == []
+        assert old.findings == {_finding("bob").fingerprint: PastFinding(
+            _finding("bob").fingerprint, "accounts.duplicate", "high", "bob is duplicated",
+            {"kind": "user", "user": "bob"}, REPORTED)}
+        new = store.record_scan(HOST_KEY, "2024-05-02T12:00:00+00:00", None, True, 0, [],
+                                checks={"accounts.duplicate": True})
+        assert store.previous_comparable(new) is None
+    finally:
+        store.close()
+
+
+def test_record_scan_keeps_coverage_and_the_comparable_scan_is_the_closest_selection(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    full = {"accounts.duplicate": True, "ssh.root_login": True, "weak_passwords.system": False}
+    try:
+        a = store.record_scan(HOST_KEY, "2024-05-01T12:00:00+00:00", None, False, 1, [(_finding("bob"), REPORTED)],
+                              checks=full)
+        b = store.record_scan(HOST_KEY, "2024-05-02T12:00:00+00:00", None, True, 0, [], checks={"ssh.root_login": True})
+        tree = store.record_scan(HOST_KEY, "2024-05-03T12:00:00+00:00", "/mnt/image", False, 0, [], checks=full)
+        other = store.record_scan("another-host", "2024-05-03T12:00:00+00:00", None, False, 0, [], checks=full)
+        c = store.record_scan(HOST_KEY, "2024-05-04T12:00:00+00:00", None, False, 0, [], checks=full)
+        d = store.record_scan(HOST_KEY, "2024-05-05T12:00:00+00:00", None, True, 0, [], checks={"ssh.root_login": True})
+        recorded = store.scan(a)
+        assert recorded is not None and recorded.checks == full and recorded.started == "2024-05-01T12:00:00+00:00"
+        assert recorded.families == ["accounts", "ssh", "weak_passwords"] and recorded.reported == 1
+        assert [f.check_id for f in recorded.findings.values()] == ["accounts.duplicate"]
+
+        def against(scan_id: int) -> int | None:
+            found = store.previous_comparable(scan_id)
+            return found.id if found else None
+
+        assert against(a) is None  # the first of this host
+        assert against(b) == a  # the only earlier scan sharing ssh.root_login
+        assert against(tree) is None and against(other) is None  # another root, another host
+        assert against(c) == a  # the latest full scan, not the --only ssh scan b in between
+        assert against(d) == c  # both share one check with d: the latest
+        assert store.scan(999) is None
+    finally:
+        store.close()
+
+
+def test_pruning_keeps_the_latest_scans_of_a_host_and_never_accepted_or_audit(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        store.accept(HOST_KEY, ["ab" * 16], "fine", "2024-05-01T00:00:00+00:00")
+        store.remember_accounts(HOST_KEY, [("alice", 1000)], "2024-05-01T00:00:00+00:00")
+        ids = [store.record_scan(HOST_KEY, f"2024-05-0{n}T12:00:00+00:00", None, True, 1,
+                                 [(_finding("bob"), REPORTED)], checks={"accounts.duplicate": True}) for n in (1, 2, 3)]
+        other = store.record_scan("another-host", "2024-05-04T12:00:00+00:00", None, True, 0, [],
+                                  checks={"accounts.duplicate": True})
+        assert store.pruned_through(HOST_KEY) == 0
+        assert store.prune_scans(HOST_KEY, 2) == 1
+        assert store.scan_ids(HOST_KEY) == ids[1:] and store.scan_ids("another-host") == [other]
+        assert store.pruned_through(HOST_KEY) == ids[0] and store.pruned_through("another-host") == 0
+        for table in ("scan_findings", "scan_checks"):
+            assert store.db.execute(f"SELECT DISTINCT scan_id FROM {table} ORDER BY scan_id").fetchall() == [
+                (ids[1],), (ids[2],)] + ([] if table == "scan_findings" else [(other,)])
+        assert store.prune_scans(HOST_KEY, 2) == 0
+        assert [a.fingerprint for a in store.accepted(HOST_KEY)] == ["ab" * 16]
+        assert [e.action for e in store.audit_log(HOST_KEY)] == ["accept"]
+        assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-05-01T00:00:00+00:00", True)}
+    finally:
+        store.close()

@@ -1,4 +1,8 @@
-"""Weak passwords of system accounts: /etc/shadow hashes tried against common and derived guesses."""
+"""Weak passwords of system accounts: /etc/shadow hashes tried against common and derived guesses.
+
+How far down its list each hash got is remembered in the state directory's cache (``cache/passwords.db``,
+digests and counts only): a re-scan of the same hash with the same list continues where the last one
+stopped, so repeated scans reach ever further down the list; a new password, scheme or list starts over."""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from dataclasses import dataclass
 from hostguard.checks.accounts import AccountsConfig
 from hostguard.config import Config, setting
 from hostguard.engine.context import Context
-from hostguard.engine.facts import Fact, config_input
-from hostguard.engine.registry import Family, check
-from hostguard.findings import Finding, SkipReason
+from hostguard.engine.facts import HOST_ID, STATE, Fact, config_input
+from hostguard.engine.registry import Family, ScanEnd, check
+from hostguard.findings import Finding, HostId, SkipReason
 from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
 from hostguard.host.base import Host, Unavailable
 from hostguard.host.identity import HOSTNAME
@@ -19,6 +23,8 @@ from hostguard.passwords.cracker import Target, crack
 from hostguard.passwords.guesses import plan
 from hostguard.passwords.verifiers import VerifierUnavailable, crypt_verifier
 from hostguard.remediation import Param, Remediation
+from hostguard.store.cache import GuessProgress, list_digest
+from hostguard.store.state import StateStore
 
 LOCKED = ("", "*", "!", "!!", "x")
 MAX_WORDLIST = 64 * 1024 * 1024
@@ -31,7 +37,9 @@ class WeakPasswordsConfig:
     budget_seconds: float = setting(30.0, "Seconds to spend guessing, all accounts together, shared between them by "
                                           "time (a cheap hash gets more guesses than a slow one); the guaranteed floor "
                                           "is tried even past it.", min=0)
-    floor: int = setting(100, "Most-common passwords always tried for every account, whatever the budget.", min=0)
+    floor: int = setting(100, "Most-common passwords always tried for every account, whatever the budget (with the "
+                              "guesses made from its names); a re-scan of an unchanged hash tries that many further "
+                              "guesses instead, continuing where the last scan stopped.", min=0)
     extra_words: tuple[str, ...] = setting((), "Extra words to try first (site names, company names).")
     wordlist: str = setting("", "A file of extra guesses, one per line, tried after the common ones (a path on the "
                                 "scanning machine).")
@@ -52,7 +60,28 @@ def collect_wordlist(host: Host, cfg: WeakPasswordsConfig) -> tuple[str, ...]:
 
 
 WORDLIST: Fact[tuple[str, ...]] = Fact("wordlist", collect_wordlist, inputs=(config_input("weak_passwords"),))
-FAMILY = Family("weak_passwords", __doc__ or "", WeakPasswordsConfig)
+
+
+def _guess_progress(host: object, state: StateStore | None, host_id: HostId | None) -> GuessProgress | None:
+    """How far earlier scans of this host got down each account's guess list (None: no state store given)."""
+    if state is None or host_id is None:
+        return None
+    return GuessProgress.open(state.cache_dir, host_id.id)
+
+
+GUESS_PROGRESS: Fact[GuessProgress | None] = Fact("guess_progress", _guess_progress,
+                                                  inputs=(STATE.best_effort, HOST_ID.best_effort))
+
+
+def remember_progress(end: ScanEnd) -> None:
+    """After a scan that guessed, record how far each account got (the check collected it in the fact)."""
+    if end.facts.loaded(GUESS_PROGRESS):
+        progress = end.facts.get(GUESS_PROGRESS)
+        if progress is not None:
+            progress.save()
+
+
+FAMILY = Family("weak_passwords", __doc__ or "", WeakPasswordsConfig, after_scan=remember_progress)
 
 
 def _budget(config: Config) -> float:
@@ -60,7 +89,7 @@ def _budget(config: Config) -> float:
 
 
 @check(id="weak_passwords.system", severity="high", summary="System account with a guessable password",
-       needs=(ACCOUNTS, SHADOW, HOSTNAME, WORDLIST), budget=_budget, tags=("T1110.001", "T1110.002"))
+       needs=(ACCOUNTS, SHADOW, HOSTNAME, WORDLIST, GUESS_PROGRESS), budget=_budget, tags=("T1110.001", "T1110.002"))
 def system_accounts(ctx: Context) -> Iterator[Finding]:
     """Tries each password hash in /etc/shadow against the most common passwords and guesses made from the
     account and host names (always), then more common passwords by rank within the time budget, on every
@@ -70,7 +99,9 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
     libxcrypt; a scheme this machine cannot compute (its known-answer self-test fails) leaves the account
     unchecked, never "strong". Locked accounts (``!``/``*``) cannot log in with a password and are not
     tried. A found password is never shown: the finding names the account and the kind of guess that
-    matched."""
+    matched. A re-scan of an unchanged hash with an unchanged list resumes where the last scan stopped
+    (the guaranteed guesses are then the next untried ones), and the evidence counts every guess tried
+    against that hash, earlier scans' included."""
     accounts: Accounts = ctx.fact(ACCOUNTS)
     shadow: Shadow = ctx.fact(SHADOW)
     cfg = ctx.config[WeakPasswordsConfig]
@@ -82,8 +113,10 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
     working = verifier.working_schemes()
     users = accounts.by_name()
     admin = set(ctx.config[AccountsConfig].admin_groups)
+    progress = ctx.fact(GUESS_PROGRESS)
     targets: list[Target] = []
     lines: list[int] = []  # each target's /etc/shadow line
+    lists: list[str] = []  # each target's list digest, for the progress cache
     for entry in shadow.entries:
         if entry.hash in LOCKED or entry.hash.startswith("!") or entry.hash.startswith("*"):
             continue
@@ -98,14 +131,22 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
         user = users.get(entry.name)
         first, rest = plan(entry.name, user.gecos if user else "", ctx.fact(HOSTNAME), cfg.extra_words,
                            cfg.floor, ctx.fact(WORDLIST))
-        targets.append(Target(entry.name, entry.hash, first, rest))
+        digest = list_digest(g.text for g in (*first, *rest))
+        earlier = progress.tried(entry.name, entry.hash, digest) if progress is not None else 0
+        targets.append(Target.resuming(entry.name, entry.hash, first, rest, earlier))
         lines.append(entry.line)
+        lists.append(digest)
     if not targets:
         return
     workers = cfg.workers or os.cpu_count() or 1
     deadline = ctx.start_budget()  # the budget is for guessing: planning (a long word list) does not count
     assert deadline is not None  # the check declares a budget
     crack(targets, verifier, deadline=deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
+    note = f"; {progress.note}" if progress is not None and progress.note else ""
+    carry_on = "the next scan continues from there; " if progress is not None and progress.writable else ""
+    for t, digest in zip(targets, lists, strict=True):
+        if progress is not None and t.found is None:
+            progress.remember(t.account, t.hashed, digest, t.reached)
     for t, line in zip(targets, lines, strict=True):
         user = users.get(t.account)
         privileged = t.account == "root" or (user is not None and (user.uid == 0 or admin & accounts.groups_of(user)))
@@ -116,7 +157,8 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
                 severity="critical" if privileged else "high",
                 evidence={"path": "/etc/shadow", "line": line, "scheme": verifier.scheme(t.hashed),
                           "matched": t.found.source, "length": len(t.found.text),
-                          "tried": f"tried {t.tried} of {t.planned}"},
+                          "tried": t.tried_in_all, "tried_in_earlier_scans": t.earlier, "list_size": t.list_size,
+                          **({"note": progress.note} if progress is not None and progress.note else {})},
                 remediation=Remediation.by_hand(
                     f"Give '{t.account}' a new password now: `passwd {t.account}` (12+ characters, not a dictionary "
                     f"word or a name); if nobody logs in to it with a password, lock it instead: `passwd -l "
@@ -127,6 +169,7 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
                     Param("password", f"the new password of '{t.account}', typed at passwd's prompt (never on "
                                       "the command line)", "four or more random words, 20+ characters")))
         elif t.budget_ran_out:
-            ctx.skip(SkipReason.BUDGET, f"account '{t.account}' ({verifier.scheme(t.hashed)}): tried {t.tried} of "
-                                        f"{t.planned} guesses, none matched (raise weak_passwords.budget_seconds to "
-                                        "try more)")
+            resumed = f", {t.earlier} of them in earlier scans" if t.earlier else ""
+            ctx.skip(SkipReason.BUDGET, f"account '{t.account}' ({verifier.scheme(t.hashed)}): tried {t.tried_in_all} "
+                                        f"of {t.list_size} guesses{resumed}, none matched ({carry_on}raise "
+                                        f"weak_passwords.budget_seconds to try more per scan){note}")

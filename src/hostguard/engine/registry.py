@@ -46,6 +46,9 @@ class ScanConfig:
 
     fail_on: Severity = setting(Severity.HIGH, "Exit 1 when a finding at or above this severity exists (critical, "
                                                "high, medium, low, info).")
+    history_keep: int = setting(100, "Scans kept per host in state.db for `scan --diff` and `hostguard history` (with "
+                                     "their findings and coverage); older ones are pruned after each scan. Accepted "
+                                     "findings and the audit log are never pruned.", min=2)
 
 
 ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig}

@@ -6,8 +6,10 @@ and a check's ``budget`` becomes ``ctx.deadline``, past which the loop stops and
 were left. A check that fails half-way keeps the findings it yielded before failing.
 
 After the checks, the layer over findings: ``[[suppress.rules]]`` from the config, then the findings
-accepted on this host (state.db). Every finding of the scan is recorded with what became of it, so
-``hostguard accept`` can name a fingerprint's check later and "what changed" can compare scans.
+accepted on this host (state.db). Every finding of the scan is recorded with what became of it, and every
+selected check with whether it ran to completion, so ``hostguard accept`` can name a fingerprint's check
+later and ``scan --diff`` can tell a fix from a check that ran out of budget; the history is then pruned
+to ``[scan] history_keep`` scans of this host.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hostguard.config import Config
 from hostguard.engine import suppress
 from hostguard.engine.context import Context, ProgressFn
 from hostguard.engine.facts import HOST_ID, SCAN_TIME, STATE, Facts, closure
-from hostguard.engine.registry import CheckSpec, Registry, ScanEnd, default_registry
+from hostguard.engine.registry import CheckSpec, Registry, ScanConfig, ScanEnd, default_registry
 from hostguard.findings import Finding, HostId, Report, Skipped, SkipReason
 from hostguard.host.base import Host, Unavailable
 from hostguard.store.state import ACCEPTED, REPORTED, SUPPRESSED, StateStore
@@ -39,6 +41,7 @@ class ScanOutcome:
     family_seconds: dict[str, float] = field(default_factory=dict)
     suppressed: int = 0
     accepted: int = 0
+    scan_id: int = 0  # its id in state.db's history (``StateStore.scan``, ``scan --diff``)
 
 
 def now() -> datetime:
@@ -133,8 +136,11 @@ def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[st
     shown = {f.fingerprint for f in kept}
     seen = [(f, REPORTED if f.fingerprint in shown else ACCEPTED if f.fingerprint in hidden else SUPPRESSED)
             for f in findings]
-    state.record_scan(host_id.id, started_iso, root_label, report.complete, len(kept), seen)
-    return ScanOutcome(report, seconds, suppressed, len(accepted))
+    incomplete = {s.check for s in report.skipped}
+    scan_id = state.record_scan(host_id.id, started_iso, root_label, report.complete, len(kept), seen,
+                                checks={s.id: s.id not in incomplete for s in specs})
+    state.prune_scans(host_id.id, config[ScanConfig].history_keep)
+    return ScanOutcome(report, seconds, suppressed, len(accepted), scan_id)
 
 
 def _hook_families(registry: Registry, specs: Iterable[CheckSpec], facts: Facts) -> list[str]:

@@ -10,6 +10,11 @@ found, or whose guesses run out, stops spending, so the time it leaves goes to t
 Batches are sized from an account's measured cost per guess to take about :data:`SLICE` seconds: cheap
 hashes do not pay a thread hand-off every few guesses, and the shares stay even to within one batch.
 A worker checks the deadline before each guess, so the budget is overrun by one guess at most.
+
+A target may resume a list an earlier scan began (``earlier`` guesses already failed): its ``first`` and
+``rest`` are then what is left of the list, and :attr:`Target.reached` says how far down the whole list
+this scan got without a gap, which is what the next scan may skip. With several workers a batch stopped
+by the deadline can leave a hole before a later batch's guesses: those are tried again next time.
 Hashing runs in threads: libxcrypt releases the GIL, so every core works. The clock is a parameter so
 tests can give guesses a cost they control.
 """
@@ -42,17 +47,58 @@ class Target:
     hashed: str
     first: Sequence[Guess]
     rest: Sequence[Guess]
-    tried: int = 0
+    earlier: int = 0  # guesses of the list tried by earlier scans (before ``first``), not tried again
+    tried: int = 0  # guesses tried in this run
     found: Guess | None = None
     budget_ran_out: bool = False
     spent: float = 0.0  # seconds of hashing beyond the floor: this account's use of the shared budget
     hashing: float = 0.0  # seconds of hashing in all, floor included: gives its cost per guess
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ranges: list[tuple[int, int]] = field(default_factory=list, repr=False)  # (offset, count) tried here
 
     @property
     def planned(self) -> int:
-        """Every guess this account could get."""
+        """Every guess this account could get in this run."""
         return len(self.first) + len(self.rest)
+
+    @property
+    def list_size(self) -> int:
+        """The whole list, earlier scans' part included."""
+        return self.earlier + self.planned
+
+    @property
+    def tried_in_all(self) -> int:
+        """Guesses tried against this hash, this run and earlier ones together."""
+        return self.earlier + self.tried
+
+    @property
+    def reached(self) -> int:
+        """How far down the whole list every guess has been tried without a match: where the next run may
+        resume. A found password stops it at ``earlier``, so no position ever points at the password."""
+        if self.found is not None:
+            return self.earlier
+        with self._lock:
+            ranges = sorted(self._ranges)
+        done = 0
+        for offset, count in ranges:
+            if offset > done:
+                break
+            done = max(done, offset + count)
+        return self.earlier + done
+
+    @classmethod
+    def resuming(cls, account: str, hashed: str, first: Sequence[Guess], rest: Sequence[Guess],
+                 earlier: int) -> Target:
+        """The target for a list (``first`` + ``rest``) whose first ``earlier`` guesses failed in earlier runs.
+
+        The guaranteed part is a minimum per run: the next ``len(first)`` guesses not yet tried are tried
+        whatever the budget, so every scan moves an account on by at least that many, and a re-scan costs
+        what the first scan did instead of trying the same most-common passwords against the same hash.
+        """
+        whole = [*first, *rest]
+        earlier = max(0, min(earlier, len(whole)))
+        guaranteed = earlier + len(first)
+        return cls(account, hashed, whole[earlier:guaranteed], whole[guaranteed:], earlier)
 
     def cost(self) -> float | None:
         """Measured seconds per guess, None before the first guess."""
@@ -63,6 +109,7 @@ class Target:
 @dataclass(frozen=True)
 class _Batch:
     index: int  # which target
+    offset: int  # where its first guess is in the target's ``first`` + ``rest``
     guesses: Sequence[Guess]
     floor: bool
     reserved: float  # the seconds it is expected to take, counted against its target while in flight
@@ -76,8 +123,8 @@ class _Scheduler:
         self.deadline = deadline
         self.clock = clock
         self.cancel = cancel
-        self.floor: deque[_Batch] = deque(
-            _Batch(i, t.first[k:k + CHUNK], True, 0.0) for i, t in enumerate(targets) for k in range(0, len(t.first), CHUNK))
+        self.floor: deque[_Batch] = deque(_Batch(i, k, t.first[k:k + CHUNK], True, 0.0)
+                                          for i, t in enumerate(targets) for k in range(0, len(t.first), CHUNK))
         self.next_rest = [0] * len(targets)  # index into each target's ``rest`` of its next guess to hand out
         self.reserved = [0.0] * len(targets)
         self.in_flight = [0] * len(targets)
@@ -110,7 +157,7 @@ class _Scheduler:
         start = self.next_rest[i]
         guesses = self.targets[i].rest[start:start + size]
         self.next_rest[i] = start + len(guesses)
-        return self._start(_Batch(i, guesses, False, len(guesses) * (cost or 0.0)))
+        return self._start(_Batch(i, len(self.targets[i].first) + start, guesses, False, len(guesses) * (cost or 0.0)))
 
     def _start(self, batch: _Batch) -> _Batch:
         self.reserved[batch.index] += batch.reserved
@@ -153,6 +200,7 @@ def crack(targets: Sequence[Target], verifier: Verifier, *, deadline: float, wor
         with target._lock:
             target.tried += count
             target.hashing += elapsed
+            target._ranges.append((batch.offset, count))
             if not batch.floor:
                 target.spent += elapsed
         return count

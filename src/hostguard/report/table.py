@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from hostguard.findings import Finding, Report, Severity, readable
-from hostguard.store.state import Accepted
+from hostguard.store.state import Accepted, PastFinding
+
+if TYPE_CHECKING:
+    from hostguard.report.diff import HistoryEntry, ScanDiff
 
 SHORT_FINGERPRINT = 12  # enough to name one finding: `hostguard accept` takes any unambiguous 8+ digits
 STYLES = {Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red", Severity.MEDIUM: "yellow",
@@ -52,8 +55,9 @@ def _hidden(suppressed: int, accepted: int) -> str:
 
 
 def render(report: Report, out: IO[str], *, color: bool | None = None, width: int | None = 120,
-           suppressed: int = 0, accepted: int = 0) -> None:
-    """Write the report for people; ``suppressed`` and ``accepted`` count the findings left out."""
+           suppressed: int = 0, accepted: int = 0, diff: ScanDiff | None = None) -> None:
+    """Write the report for people; ``suppressed`` and ``accepted`` count the findings left out. With ``diff``
+    the findings are shown as New (in full), Resolved, Still open and Not checked now."""
     console = Console(file=out, force_terminal=color, no_color=color is False, width=width,
                       highlight=False, soft_wrap=False)
     host = report.host
@@ -73,15 +77,28 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
         console.print("Coverage: every selected check ran.")
     findings = report.sorted_findings()
     hidden = _hidden(suppressed, accepted)
+    if diff is not None:
+        _render_diff(console, findings, diff, hidden, report.complete)
+        return
     if not findings:
         console.print("[green]No findings.[/green]" + (f" {escape(hidden)}" if hidden else ""))
         return
+    _severity_tables(console, findings)
+    counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s.value}" for s in Severity
+                       if any(f.severity == s for f in findings))
+    coverage = "Complete." if report.complete else "INCOMPLETE: see Not checked."
+    console.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}: {counts}. {coverage}"
+                  + (f" {escape(hidden)}" if hidden else ""))
+
+
+def _severity_tables(console: Console, findings: Sequence[Finding], prefix: str = "") -> None:
+    """One table per severity: each finding with its evidence and its fix."""
     for sev in Severity:
         group = [f for f in findings if f.severity == sev]
         if not group:
             continue
-        table = Table(title=f"{sev.value.upper()} ({len(group)})", title_justify="left", title_style=STYLES[sev],
-                      show_lines=True, expand=True)
+        table = Table(title=f"{prefix}{sev.value.upper()} ({len(group)})", title_justify="left",
+                      title_style=STYLES[sev], show_lines=True, expand=True)
         table.add_column("finding", ratio=3, overflow="fold")
         table.add_column("evidence", ratio=3, overflow="fold")
         table.add_column("fix", ratio=3, overflow="fold")
@@ -90,10 +107,44 @@ def render(report: Report, out: IO[str], *, color: bool | None = None, width: in
                           f"fingerprint {f.fingerprint[:SHORT_FINGERPRINT]}[/]",
                           escape(_evidence(f)), escape(readable("\n".join(f.remediation.lines()))))
         console.print(table)
-    counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s.value}" for s in Severity
-                       if any(f.severity == s for f in findings))
-    coverage = "Complete." if report.complete else "INCOMPLETE: see Not checked."
-    console.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}: {counts}. {coverage}"
+
+
+def _past_table(console: Console, title: str, entries: Sequence[PastFinding]) -> None:
+    """A short table of recorded findings (no evidence: a resolved finding has none now)."""
+    table = Table(title=f"{title} ({len(entries)})", title_justify="left", show_lines=False, expand=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("finding", ratio=3, overflow="fold")
+    table.add_column("fingerprint", no_wrap=True)
+    for e in entries:
+        target = " ".join(f"{k}={readable(v['text'] if _is_exact_bytes(v) else v)}" for k, v in e.target.items())
+        table.add_row(e.severity, f"{escape(e.check_id)}: {escape(e.title)}\n[dim]{escape(target)}[/]",
+                      e.fingerprint[:SHORT_FINGERPRINT])
+    console.print(table)
+
+
+def _render_diff(console: Console, findings: Sequence[Finding], diff: ScanDiff, hidden: str, complete: bool) -> None:
+    """``scan --diff``: what changed first (new findings in full), then what went and what stays."""
+    if diff.against is None:
+        console.print("What changed: no earlier comparable scan (same host and root), so every finding is new.")
+    else:
+        console.print(f"What changed since scan {diff.against.id} of {diff.against.started} "
+                      f"(compared on the {len(diff.compared)} checks both scans selected):")
+    new = {f.fingerprint for f in diff.new}
+    fresh = [f for f in findings if f.fingerprint in new]
+    if fresh:
+        _severity_tables(console, fresh, prefix="NEW ")
+    else:
+        console.print("[green]New: none.[/green]")
+    if diff.resolved:
+        _past_table(console, "RESOLVED", diff.resolved)
+    if diff.open:
+        _past_table(console, "STILL OPEN", diff.open)
+    if diff.not_checked:
+        _past_table(console, "NOT CHECKED NOW (found before; their check did not complete, so not resolved)",
+                    diff.not_checked)
+    coverage = "Complete." if complete else "INCOMPLETE: see Not checked."
+    console.print(f"{len(diff.new)} new, {len(diff.resolved)} resolved, {len(diff.open)} still open"
+                  + (f", {len(diff.not_checked)} not checked now" if diff.not_checked else "") + f". {coverage}"
                   + (f" {escape(hidden)}" if hidden else ""))
 
 
@@ -112,4 +163,31 @@ def render_accepted(host: str, entries: Sequence[Accepted], out: IO[str], *, wid
     for e in entries:
         what = escape(e.check_id or "(not seen in a recorded scan)") + (f"\n{escape(e.title)}" if e.title else "")
         table.add_row(e.fingerprint, what, escape(e.reason), e.accepted_at)
+    console.print(table)
+
+
+def render_history(host: str, entries: Sequence[HistoryEntry], out: IO[str], *, width: int | None = 120) -> None:
+    """``hostguard history``: each kept scan, newest first, with what it found new and resolved."""
+    console = Console(file=out, no_color=True, width=width, highlight=False, soft_wrap=False)
+    if not entries:
+        console.print(f"No recorded scans for host {escape(host)}.")
+        return
+    table = Table(title=f"Scans of host {escape(host)} ({len(entries)} kept)", title_justify="left", expand=True)
+    table.add_column("scan", no_wrap=True, justify="right")
+    table.add_column("started", no_wrap=True)
+    table.add_column("root", overflow="fold")
+    table.add_column("families", ratio=2, overflow="fold")
+    table.add_column("complete", no_wrap=True)
+    table.add_column("findings", justify="right")
+    table.add_column("new / resolved", no_wrap=True)
+    for e in entries:
+        s, d = e.scan, e.diff
+        if d is None:
+            change = "? (no coverage recorded)" if s.checks is None else "? (earlier scans pruned)"
+        elif d.against is None:
+            change = f"{len(d.new)} new (first)"
+        else:
+            change = f"{len(d.new)} / {len(d.resolved)} vs {d.against.id}"
+        table.add_row(str(s.id), s.started, escape(s.root or "(this host)"), escape(", ".join(s.families) or "?"),
+                      "yes" if s.complete else "no", str(s.reported), change)
     console.print(table)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hostguard import __version__
 from hostguard.findings import Finding, portable, readable
@@ -55,6 +56,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE audit (id INTEGER PRIMARY KEY, time TEXT NOT NULL, host_key TEXT NOT NULL, action TEXT NOT NULL,
                         subject TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
     """,
+    # 3: what each scan looked at (issue 8, "what changed"): every selected check and whether it ran to
+    # completion. Without it a check that ran out of budget would look like a fix. Scans recorded before
+    # have no rows here: their coverage is unknown, so no later scan is compared with them.
+    """
+    CREATE TABLE scan_checks (scan_id INTEGER NOT NULL REFERENCES scans(id), check_id TEXT NOT NULL,
+                              completed INTEGER NOT NULL, PRIMARY KEY (scan_id, check_id));
+    CREATE INDEX scans_by_host ON scans(host_key, id);
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.
@@ -88,6 +97,46 @@ class SeenFinding:
     check_id: str
     severity: str
     title: str
+
+
+@dataclass(frozen=True)
+class PastFinding:
+    """A finding as a recorded scan stored it (the report's readable forms) and what became of it."""
+
+    fingerprint: str
+    check_id: str
+    severity: str
+    title: str
+    target: Mapping[str, Any]
+    disposition: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The short JSON form ``scan --diff`` lists (the full finding, when current, is in ``findings``)."""
+        return {"fingerprint": self.fingerprint, "id": self.check_id, "severity": self.severity, "title": self.title,
+                "target": dict(self.target)}
+
+
+@dataclass(frozen=True)
+class RecordedScan:
+    """One scan of the history: when, of which tree, what it looked at and what it found.
+
+    ``checks`` maps every selected check id to whether it ran to completion (no entry in ``skipped``); it is
+    None for a scan recorded before hostguard kept coverage (schema 2), which nothing is compared with.
+    """
+
+    id: int
+    host_key: str
+    started: str
+    root: str | None
+    complete: bool
+    reported: int
+    checks: Mapping[str, bool] | None
+    findings: Mapping[str, PastFinding]
+
+    @property
+    def families(self) -> list[str]:
+        """The families of the selected checks, in name order (empty when unknown)."""
+        return sorted({c.split(".", 1)[0] for c in self.checks or ()})
 
 
 @dataclass(frozen=True)
@@ -225,15 +274,18 @@ class StateStore:
         return [name.decode("utf-8", "surrogateescape") for name in gone]
 
     def record_scan(self, host_key: str, started: str, root: str | None, complete: bool, findings: int,
-                    seen: Iterable[tuple[Finding, str]] = ()) -> int:
+                    seen: Iterable[tuple[Finding, str]] = (), checks: Mapping[str, bool] | None = None) -> int:
         """Append one scan to the history with every finding it made and what became of it (``REPORTED``,
-        ``SUPPRESSED`` or ``ACCEPTED``); return the scan's id."""
+        ``SUPPRESSED`` or ``ACCEPTED``) and, in ``checks``, every selected check id with whether it ran to
+        completion; return the scan's id."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             cursor = self.db.execute(
                 "INSERT INTO scans(host_key, started, root, complete, findings) VALUES (?,?,?,?,?)",
                 (host_key, started, root, int(complete), findings))
             scan_id = int(cursor.lastrowid or 0)
+            self.db.executemany("INSERT INTO scan_checks(scan_id, check_id, completed) VALUES (?,?,?)",
+                                [(scan_id, check, int(done)) for check, done in (checks or {}).items()])
             self.db.executemany(
                 "INSERT OR IGNORE INTO scan_findings(scan_id, fingerprint, check_id, severity, title, target, "
                 "disposition) VALUES (?,?,?,?,?,?,?)",
@@ -244,6 +296,64 @@ class StateStore:
             self.db.execute("ROLLBACK")
             raise
         return scan_id
+
+    def scan(self, scan_id: int) -> RecordedScan | None:
+        """One recorded scan with its coverage and findings (None when there is no such scan, or it was pruned)."""
+        row = self.db.execute("SELECT id, host_key, started, root, complete, findings FROM scans WHERE id=?",
+                              (scan_id,)).fetchone()
+        if row is None:
+            return None
+        checks = {c: bool(done) for c, done in self.db.execute(
+            "SELECT check_id, completed FROM scan_checks WHERE scan_id=? ORDER BY check_id", (scan_id,))}
+        findings = {fp: PastFinding(fp, check, severity, title, json.loads(target), disposition)
+                    for fp, check, severity, title, target, disposition in self.db.execute(
+                        "SELECT fingerprint, check_id, severity, title, target, disposition FROM scan_findings "
+                        "WHERE scan_id=? ORDER BY check_id, fingerprint", (scan_id,))}
+        return RecordedScan(row[0], row[1], row[2], row[3], bool(row[4]), row[5], checks or None, findings)
+
+    def previous_comparable(self, scan_id: int) -> RecordedScan | None:
+        """The scan ``scan_id`` is compared with: an earlier scan of the same host and the same root (the same
+        tree, or both of the live system) that looked at the most of the checks this one selected, the latest
+        of those. So a daily full scan is compared with the last full scan even when ``--only ssh`` scans ran
+        in between, and an ``--only ssh`` scan with the latest scan that ran the ssh checks. None when no
+        earlier scan of this host and root shares a check with it (or its coverage was not recorded)."""
+        row = self.db.execute(
+            "SELECT p.scan_id FROM scan_checks AS p "
+            "JOIN scan_checks AS c ON c.check_id = p.check_id AND c.scan_id = ? "
+            "JOIN scans AS s ON s.id = p.scan_id "
+            "JOIN scans AS cur ON cur.id = c.scan_id "
+            "WHERE s.host_key = cur.host_key AND s.root IS cur.root AND p.scan_id < c.scan_id "
+            "GROUP BY p.scan_id ORDER BY COUNT(*) DESC, p.scan_id DESC LIMIT 1", (scan_id,)).fetchone()
+        return self.scan(row[0]) if row else None
+
+    def scan_ids(self, host_key: str) -> list[int]:
+        """The recorded scans of a host, oldest first."""
+        return [r[0] for r in self.db.execute("SELECT id FROM scans WHERE host_key=? ORDER BY id", (host_key,))]
+
+    def prune_scans(self, host_key: str, keep: int) -> int:
+        """Keep the latest ``keep`` scans of this host (with their findings and coverage); return how many went.
+
+        Accepted findings, the audit log and the account history are never touched: they are not scans.
+        """
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            old = [(r[0],) for r in self.db.execute(
+                "SELECT id FROM scans WHERE host_key=? ORDER BY id DESC LIMIT -1 OFFSET ?", (host_key, max(keep, 0)))]
+            for table, column in (("scan_findings", "scan_id"), ("scan_checks", "scan_id"), ("scans", "id")):
+                self.db.executemany(f"DELETE FROM {table} WHERE {column}=?", old)
+            if old:  # remembered so history does not call the oldest kept scan a first scan
+                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                (f"pruned_through:{host_key}", str(max(r[0] for r in old))))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return len(old)
+
+    def pruned_through(self, host_key: str) -> int:
+        """The id of the latest scan of this host that was pruned (0 when none was)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"pruned_through:{host_key}",)).fetchone()
+        return int(row[0]) if row else 0
 
     def findings_seen(self, host_key: str) -> dict[str, SeenFinding]:
         """Every fingerprint the recorded scans of this host found (reported or hidden), with the check id,
