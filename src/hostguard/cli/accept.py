@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from hostguard.cli.common import EXIT_OK, UsageError, host_key, open_host_and_state
+from hostguard.cli.common import EXIT_OK, UsageError, host_key, open_host_and_state, render_listing
 
 
 def add_parser(sub: Any) -> None:
@@ -59,14 +58,11 @@ def run_accepted(args: argparse.Namespace) -> int:
         entries = state.accepted(key)
     finally:
         state.close()
-    if args.format == "json":
-        from hostguard.report.json_report import render_accepted as render_json
+    from hostguard.report.json_report import render_accepted as render_json
+    from hostguard.report.table import render_accepted as render_table
 
-        sys.stdout.write(render_json(key, entries))
-    else:
-        from hostguard.report.table import render_accepted as render_table
-
-        render_table(key, entries, sys.stdout, width=None if sys.stdout.isatty() else 140)
+    render_listing(args.format, lambda: render_json(key, entries),
+                   lambda out, width: render_table(key, entries, out, width=width))
     return EXIT_OK
 
 

@@ -6,8 +6,8 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from hostguard.config import Config
@@ -27,6 +27,24 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def parse_only(text: str | None) -> list[str] | None:
+    """``--only a,b``: the families or check ids named (None: all); an empty list is a usage error."""
+    if text is None:
+        return None
+    only = [f.strip() for f in text.split(",") if f.strip()]
+    if not only:
+        raise UsageError("--only needs at least one family or check id (see hostguard checks)")
+    return only
+
+
+def render_listing(fmt: str, json_text: Callable[[], str], table: Callable[[IO[str], int | None], None]) -> None:
+    """A listing command's output: JSON as is, or the table (a terminal's own width, 140 columns on a pipe)."""
+    if fmt == "json":
+        sys.stdout.write(json_text())
+    else:
+        table(sys.stdout, None if sys.stdout.isatty() else 140)
 
 
 def load_config(path: str | None) -> Config:

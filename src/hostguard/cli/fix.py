@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from hostguard.cli.common import SEVERITIES, UsageError, host_key, load_config, open_host_and_state
+from hostguard.cli.common import SEVERITIES, UsageError, host_key, load_config, open_host_and_state, parse_only
 
 
 def add_parser(sub: Any) -> None:
@@ -70,11 +70,7 @@ def _fix(args: argparse.Namespace) -> int:
     if not (args.yes or args.dry_run or sys.stdin.isatty()):
         raise UsageError("fix asks before changing anything: pass --yes (or --dry-run to only look) "
                          "when not on a terminal")
-    only = None
-    if args.only is not None:
-        only = [f.strip() for f in args.only.split(",") if f.strip()]
-        if not only:
-            raise UsageError("--only needs at least one family or check id (see hostguard checks)")
+    only = parse_only(args.only)
     config = load_config(args.config)
     host, state = open_host_and_state(args)
     try:

@@ -22,6 +22,7 @@ from hostguard.cli.common import (
     UsageError,
     load_config,
     open_host_and_state,
+    parse_only,
     progress_bar,
 )
 
@@ -55,11 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     fail_on = Severity(args.fail_on or config[ScanConfig].fail_on)
-    only = None
-    if args.only is not None:
-        only = [f.strip() for f in args.only.split(",") if f.strip()]
-        if not only:
-            raise UsageError("--only needs at least one family or check id (see hostguard checks)")
+    only = parse_only(args.only)
     output = _check_output(args.output)
     host, state = open_host_and_state(args)
     diff: ScanDiff | None = None
