@@ -258,3 +258,17 @@ def test_html_format_is_wired(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert code == 0 and out == ""
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "ssh.max_auth_tries" in page
+
+
+def test_a_scan_not_recorded_stays_out_of_the_history(state: StateStore, tmp_path: Path) -> None:
+    """The re-scans `hostguard fix` makes to verify a fix (record=False) are not looks at the host: the next
+    --diff compares with the owner's last scan, and history does not list them. Near miss: a recorded scan is
+    listed."""
+    tree = build_tree(tmp_path / "h", HITS / "ssh.max_auth_tries")
+    first = scan(state, tree, T0)
+    check = run_scan(RootHost(str(tree)), make_config(**FAST), state, only=["ssh"], root_label=str(tree),
+                     started=T0 + DAY, record=False)
+    assert check.scan_id == 0 and [f.id for f in check.report.findings] == ["ssh.max_auth_tries"]
+    assert state.scan_ids(first.report.host.id) == [first.scan_id]
+    second = scan(state, tree, T0 + 2 * DAY)
+    assert state.scan_ids(first.report.host.id) == [first.scan_id, second.scan_id]

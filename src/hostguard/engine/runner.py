@@ -41,7 +41,7 @@ class ScanOutcome:
     family_seconds: dict[str, float] = field(default_factory=dict)
     suppressed: int = 0
     accepted: int = 0
-    scan_id: int = 0  # its id in state.db's history (``StateStore.scan``, ``scan --diff``)
+    scan_id: int = 0  # its id in state.db's history (``StateStore.scan``, ``scan --diff``); 0 when not recorded
 
 
 def now() -> datetime:
@@ -101,9 +101,11 @@ def _run_items(spec: CheckSpec, ctx: Context, items: list[Any], found: list[Find
 
 def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[str] | None = None,
              progress: ProgressFn | None = None, root_label: str | None = None,
-             registry: Registry | None = None, started: datetime | None = None) -> ScanOutcome:
+             registry: Registry | None = None, started: datetime | None = None, record: bool = True) -> ScanOutcome:
     """Scan ``host`` with the selected checks, apply suppression and acceptance, run the post-scan hooks,
-    record the scan. ``started`` (default: now) is the scan's time, as the report and the store see it."""
+    record the scan. ``started`` (default: now) is the scan's time, as the report and the store see it.
+    ``record=False`` (the re-scans ``hostguard fix`` makes to verify a fix) keeps the scan out of the history
+    and "what changed": it is a check of one change, not a look at the host the owner asked for."""
     registry = registry or default_registry()
     specs = registry.select(only)
     rules = suppress.resolve(config[suppress.SuppressConfig].rules, registry.canonical, registry.families)
@@ -136,6 +138,8 @@ def run_scan(host: Host, config: Config, state: StateStore, *, only: Iterable[st
     shown = {f.fingerprint for f in kept}
     seen = [(f, REPORTED if f.fingerprint in shown else ACCEPTED if f.fingerprint in hidden else SUPPRESSED)
             for f in findings]
+    if not record:
+        return ScanOutcome(report, seconds, suppressed, len(accepted), 0)  # 0: not in the history
     incomplete = {s.check for s in report.skipped}
     scan_id = state.record_scan(host_id.id, started_iso, root_label, report.complete, len(kept), seen,
                                 checks={s.id: s.id not in incomplete for s in specs})
