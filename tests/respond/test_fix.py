@@ -283,3 +283,18 @@ def test_confirm_from_a_new_session_keeps_the_fix(tmp_path: Path, capsys: pytest
     assert snapshot(tree) == fixed
     assert manifests(state)[0]["status"] == "confirmed"
     assert [a for a, _, _ in audit(state)] == ["fix", "confirm"]
+
+
+def test_the_scans_a_fix_makes_are_not_in_the_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """fix scans to plan and re-scans to verify: checks of one change, not looks at the host. history and the
+    next --diff see only the owner's own scans (near miss: the owner's scan afterwards is listed)."""
+    tree = build_tree(tmp_path / "host", HITS / "ssh.max_auth_tries")
+    state = tmp_path / "state"
+    assert hg(state, "fix", "--all", "--root", str(tree), "--only", "ssh", "--yes") == 0
+    capsys.readouterr()
+    assert hg(state, "history", "--root", str(tree), "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["scans"] == []
+    assert hg(state, "scan", "--root", str(tree), "--only", "ssh", "--format", "json") == 0
+    capsys.readouterr()
+    assert hg(state, "history", "--root", str(tree), "--format", "json") == 0
+    assert len(json.loads(capsys.readouterr().out)["scans"]) == 1

@@ -90,7 +90,7 @@ class Plan:
     finding: Finding
     file_steps: list[Step] = field(default_factory=list)
     before: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) first
-    after: list[list[str]] = field(default_factory=list)   # live reloads, after validation
+    after: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) live, validated
     skipped: list[str] = field(default_factory=list)
     blocked: str | None = None
 
@@ -126,7 +126,7 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
 def _plan_command(plan: Plan, step: Command, settings: FixSettings) -> None:
     if settings.live:
         if step.live_only:
-            plan.after.append(list(step.argv))
+            plan.after.append((list(step.argv), list(step.undo) if step.undo else None))
         else:
             plan.before.append((list(step.argv), list(step.undo) if step.undo else None))
         return
@@ -160,7 +160,7 @@ def preview(plan: Plan, root: str) -> list[str]:
         diff = difflib.unified_diff(old, new, f"a{path}" if found else "/dev/null", f"b{path}")
         lines += ["  " + d.rstrip("\n") for d in diff]
     lines += [f"  run: {' '.join(argv)}" for argv, _ in plan.before]
-    lines += [f"  after validation, run: {' '.join(argv)}" for argv in plan.after]
+    lines += [f"  after validation, run: {' '.join(argv)}" for argv, _ in plan.after]
     lines += [f"  skipped: {s}" for s in plan.skipped]
     return lines
 
@@ -210,7 +210,7 @@ class Fixer:
         self.fresh: dict[str, dict[str, Finding]] = {}   # per family, findings since the last change
 
     def _scan(self, only: list[str] | None = None) -> list[Finding]:
-        report = run_scan(self.host, self.config, self.state, only=only, root_label=self.label).report
+        report = run_scan(self.host, self.config, self.state, only=only, root_label=self.label, record=False).report
         return list(report.findings)
 
     def _family_now(self, family: str) -> dict[str, Finding]:
@@ -296,10 +296,16 @@ class Fixer:
             record.notes.append(f"{verdict.service}: {verdict.detail}")
             if verdict.ok is False:
                 return self._rollback(record, directory, f"validation failed: {verdict.detail}")
-        for argv in plan.after:
+        for argv, undo in plan.after:
             ok, text = _run(argv)
             record.commands.append(argv)
-            record.reload.append(argv)
+            # A command with an undo changed the running system (``nft -f`` loaded a table, atomically: a
+            # failed load left nothing): restoring the files does not unload it, its undo must run. One
+            # without is a reload: run again after a restore, so the service reads the old config.
+            if undo is None:
+                record.reload.append(argv)
+            elif ok:
+                record.undo.append(undo)
             if not ok:
                 return self._rollback(record, directory, f"`{' '.join(argv)}` failed: {text}")
         after = {f.fingerprint: f for f in self._scan([family])}
