@@ -31,6 +31,7 @@ test: setup-test
 
 bench: setup
 	$(BIN)/python benchmarks/scan.py
+	$(BIN)/python benchmarks/integrity.py --base --cold
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,14 +1,32 @@
-"""Which package owns a file: dpkg's file lists in a tree, and on this machine checked against dpkg-query."""
+"""Which package owns a file: dpkg's file lists in a tree, and on this machine checked against dpkg-query; the
+dpkg status, diversions, path filters and md5sums readers the integrity family verifies packaged files with."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hostguard.engine.facts import Facts
-from hostguard.host.base import LiveHost, RootHost
-from hostguard.host.packages import EXE_OWNERS, FileOwners, dpkg_owners, usr_aliases
+from hostguard.host.base import HostError, LiveHost, RootHost
+from hostguard.host.packages import (
+    DPKG_VERIFY,
+    EXE_OWNERS,
+    DpkgDatabase,
+    FileOwners,
+    dpkg_owners,
+    parse_diversions,
+    parse_filters,
+    parse_md5sums,
+    parse_status,
+    usr_aliases,
+)
 from tests.conftest import make_config, need_tool
 
 
@@ -73,3 +91,107 @@ def test_live_owners_match_dpkg_query(tmp_path: Path) -> None:
     assert owners.owner(sleep) == _dpkg_query(sleep) is not None
     assert owners.owner(str(unowned)) is None and _dpkg_query(str(unowned)) is None
     assert dpkg_owners(LiveHost(), ["/usr/bin/dpkg"]).owner("/usr/bin/dpkg") == _dpkg_query("/usr/bin/dpkg") == "dpkg"
+
+
+# -- the dpkg database and verification (integrity family) -------------------------------------------------
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def test_status_conffiles_and_states() -> None:
+    packages = parse_status("Package: a\nStatus: install ok installed\nArchitecture: amd64\nMulti-Arch: same\n"
+                            "Version: 1:2.0-1\nConffiles:\n /etc/a.conf 0123456789abcdef0123456789abcdef\n"
+                            " /etc/old.conf 0123456789abcdef0123456789abcdef obsolete\nDescription: x\n y\n\n\n"
+                            "Package: b\nStatus: deinstall ok config-files\nVersion: 1\n")
+    assert [(p.label(), p.version, p.state, p.multi_arch) for p in packages] == [
+        ("a:amd64", "1:2.0-1", "installed", "same"), ("b", "1", "config-files", "")]
+    assert [c[0] for c in packages[0].conffiles] == ["/etc/a.conf", "/etc/old.conf"]
+    assert [p.name for p in DpkgDatabase(packages).installed()] == ["a"]
+
+
+@pytest.mark.parametrize("text", ["Package: a\nnot a field\n", " continuation first\n", "Version: 1\n"])
+def test_broken_status_is_a_host_error_naming_the_line(text: str) -> None:
+    with pytest.raises(HostError, match=r"status line \d+"):
+        parse_status(text)
+
+
+def test_path_filters_last_match_wins() -> None:
+    db = DpkgDatabase((), {}, tuple(parse_filters("path-exclude=/usr/share/doc/*\n"
+                                                  "path-include /usr/share/doc/*/copyright\n# path-exclude=/x*\n")))
+    assert db.excluded("/usr/share/doc/bash/README")
+    assert not db.excluded("/usr/share/doc/bash/copyright")
+    assert not db.excluded("/x/y") and not db.excluded("/usr/bin/bash")
+
+
+def test_diversions_move_other_packages_files_only() -> None:
+    diversions = parse_diversions("/usr/bin/a\n/usr/bin/a.distrib\nwrapper\n/usr/bin/b\n/usr/bin/b.real\n:\n")
+    db = DpkgDatabase((), diversions)
+    assert db.location("/usr/bin/a", "coreutils") == "/usr/bin/a.distrib"
+    assert db.location("/usr/bin/a", "wrapper") == "/usr/bin/a"  # the diverting package keeps the path
+    assert db.location("/usr/bin/b", "coreutils") == "/usr/bin/b.real"  # a local diversion
+    assert db.location("/usr/bin/c", "coreutils") == "/usr/bin/c"
+    with pytest.raises(HostError, match="three-line"):
+        parse_diversions("/usr/bin/a\n/usr/bin/a.distrib\n")
+
+
+def test_merged_usr_is_resolved_inside_the_tree_never_on_this_machine(tmp_path: Path) -> None:
+    """The tree's /bin links to usr/bin, so /bin/hgx is read at <tree>/usr/bin/hgx; a tree whose /bin is a
+    real directory is read there, whatever this machine's own /bin is."""
+    for merged in (True, False):
+        root = tmp_path / ("merged" if merged else "split")
+        info = root / "var/lib/dpkg/info"
+        info.mkdir(parents=True)
+        (info.parent / "status").write_text("Package: hgx\nStatus: install ok installed\nArchitecture: all\n")
+        (info / "hgx.md5sums").write_text(f"{_md5(b'good')}  bin/hgx\n")
+        where = root / ("usr/bin" if merged else "bin")
+        where.mkdir(parents=True)
+        if merged:
+            (root / "bin").symlink_to("/usr/bin")  # absolute: must still point into the tree
+        (where / "hgx").write_bytes(b"bad")
+        facts = Facts(RootHost(str(root)), make_config())
+        [changed] = facts.get(DPKG_VERIFY).changed
+        assert (changed.path, changed.listed) == (("/usr/bin/hgx" if merged else "/bin/hgx"), "/bin/hgx")
+
+
+def test_a_file_replaced_by_a_link_is_followed_inside_the_tree(tmp_path: Path) -> None:
+    info = tmp_path / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    (info.parent / "status").write_text("Package: hgx\nStatus: install ok installed\n")
+    (info / "hgx.md5sums").write_text(f"{_md5(b'good')}  usr/bin/hgx\n")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp/evil").write_bytes(b"\x7fELF evil")
+    (tmp_path / "usr/bin/hgx").symlink_to("/tmp/evil")
+    [changed] = Facts(RootHost(str(tmp_path)), make_config()).get(DPKG_VERIFY).changed
+    assert changed.path == "/tmp/evil" and changed.listed == "/usr/bin/hgx" and changed.elf
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_status_parser_garbage_is_a_host_error_or_packages(text: str) -> None:
+    try:
+        packages = parse_status(text)
+    except HostError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(p.name for p in packages)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary())
+def test_md5sums_parser_garbage_is_a_host_error_or_absolute_paths(data: bytes) -> None:
+    try:
+        entries = list(parse_md5sums(data, "x.md5sums"))
+    except HostError as exc:
+        assert str(exc).startswith("x.md5sums line ")
+        return
+    assert all(path.startswith("/") and len(md5) == 32 for path, md5 in entries)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.text())
+def test_diversions_and_filters_garbage(diversions: str, cfg: str) -> None:
+    with contextlib.suppress(HostError):
+        assert all(d.path.startswith("/") for d in parse_diversions(diversions).values())
+    DpkgDatabase((), {}, tuple(parse_filters(cfg))).excluded("/usr/bin/x")

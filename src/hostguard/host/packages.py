@@ -7,16 +7,28 @@ for 700 packages); rpm and apk come with the vulnerability inventory that needs 
 
 Paths are compared as bytes (a list is not always UTF-8), and both spellings of a merged-/usr path are
 tried: a running ``/usr/bin/bash`` is listed by dpkg as ``/bin/bash`` on a Debian 12 that merged /usr.
+
+The dpkg database is also read whole for the integrity family (issue 9) and the inventory (issue 11):
+:data:`DPKG` is the status file (installed packages, versions, conffiles with their md5), the diversions
+and the ``path-exclude``/``path-include`` filters; :data:`DPKG_VERIFY` compares every installed package's
+``md5sums`` with the files in the tree, one file at a time, keeping only the files that differ.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
-from collections.abc import Iterable, Mapping
+import re
+import stat as stat_mod
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from hostguard.engine.facts import Fact
-from hostguard.host.base import FileMissing, Host, ProcessInfo
+from hostguard.findings import SkipReason
+from hostguard.host.base import FileMissing, Host, HostError, ProcessInfo, Unavailable
 from hostguard.host.processes import PROCESSES
 
 DPKG_INFO = "/var/lib/dpkg/info"
@@ -82,3 +94,334 @@ def collect_exe_owners(host: Host, processes: tuple[ProcessInfo, ...]) -> FileOw
 
 
 EXE_OWNERS: Fact[FileOwners] = Fact("executable_packages", collect_exe_owners, inputs=(PROCESSES,))
+
+
+# -- the dpkg database: status, diversions, path filters ---------------------------------------------------
+
+DPKG_STATUS = "/var/lib/dpkg/status"
+DPKG_DIVERSIONS = "/var/lib/dpkg/diversions"
+DPKG_CFG = "/etc/dpkg/dpkg.cfg"
+DPKG_CFG_DIR = "/etc/dpkg/dpkg.cfg.d"
+CFG_NAME = re.compile(r"[A-Za-z0-9_-]+")   # dpkg reads only these names in dpkg.cfg.d (no .dpkg-old, no ~)
+MD5 = re.compile(rb"[0-9a-f]{32}")
+FIELD = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):[ \t]*(.*)")
+
+
+@dataclass(frozen=True)
+class DpkgPackage:
+    """One package of dpkg's status file."""
+
+    name: str
+    arch: str
+    version: str
+    state: str                                   # the Status field's last word: "installed", "config-files", ...
+    multi_arch: str = ""                         # "same" packages keep "<name>:<arch>.md5sums"
+    conffiles: tuple[tuple[str, str], ...] = ()  # (path, md5) as the status file lists them
+    priority: str = ""                           # "required" and "important" make debootstrap's base system
+
+    def label(self) -> str:
+        """``name:arch`` (what apt and dpkg accept for a Multi-Arch package)."""
+        return f"{self.name}:{self.arch}" if self.arch else self.name
+
+
+@dataclass(frozen=True)
+class Diversion:
+    """``dpkg-divert``: other packages' ``path`` is installed at ``divert_to``; ``package`` keeps ``path``."""
+
+    path: str
+    divert_to: str
+    package: str | None  # None: a local diversion (``:``), made by the administrator
+
+
+@dataclass(frozen=True)
+class DpkgDatabase:
+    """dpkg's view of a host: its packages, diversions and the path filters files were installed through."""
+
+    packages: tuple[DpkgPackage, ...]
+    diversions: Mapping[str, Diversion] = field(default_factory=dict)
+    filters: tuple[tuple[bool, str], ...] = ()  # (include?, glob) in the order dpkg applies them
+
+    def installed(self) -> Iterator[DpkgPackage]:
+        """Packages whose files are all on disk (not half-installed, unpacked or config-files only)."""
+        return (p for p in self.packages if p.state == "installed")
+
+    def conffiles(self) -> frozenset[str]:
+        """Every conffile path: administrators are expected to edit them."""
+        return frozenset(path for p in self.packages for path, _ in p.conffiles)
+
+    def excluded(self, path: str) -> bool:
+        """True when ``path-exclude`` kept dpkg from installing ``path`` (the last matching filter wins)."""
+        skip = False
+        for include, pattern in self.filters:
+            if fnmatchcase(path, pattern):
+                skip = not include
+        return skip
+
+    def location(self, path: str, package: str) -> str:
+        """Where ``package``'s file ``path`` is on disk: the diverted place unless the package diverts it."""
+        diversion = self.diversions.get(path)
+        if diversion is None or diversion.package == package:
+            return path
+        return diversion.divert_to
+
+
+def parse_status(text: str, where: str = DPKG_STATUS) -> tuple[DpkgPackage, ...]:
+    """dpkg's status file (deb822 stanzas). A stanza without Package or a line that is no field is a
+    :class:`HostError` naming the line: dpkg itself refuses such a file, so nothing in it can be trusted."""
+    packages: list[DpkgPackage] = []
+    fields: dict[str, str] = {}
+    last = ""
+    start = 1
+    for number, line in enumerate([*text.split("\n"), ""], 1):
+        if not line.strip():
+            if fields:
+                packages.append(_package(fields, where, start))
+            fields, last, start = {}, "", number + 1
+            continue
+        if line[0] in " \t":
+            if not last:
+                raise HostError(f"{where} line {number}: a continuation line outside a field")
+            fields[last] += "\n" + line.strip()
+            continue
+        match = FIELD.fullmatch(line)
+        if match is None:
+            raise HostError(f"{where} line {number}: not a 'Field: value' line")
+        last = match.group(1).lower()
+        fields[last] = match.group(2).strip()
+    return tuple(packages)
+
+
+def _package(fields: dict[str, str], where: str, line: int) -> DpkgPackage:
+    name = fields.get("package", "")
+    if not name:
+        raise HostError(f"{where} line {line}: a stanza without a Package field")
+    conffiles = []
+    for entry in fields.get("conffiles", "").split("\n"):
+        words = entry.split()
+        if len(words) >= 2:
+            conffiles.append((words[0], words[1]))
+    status = fields.get("status", "").split()
+    return DpkgPackage(name, fields.get("architecture", ""), fields.get("version", ""),
+                       status[-1] if status else "", fields.get("multi-arch", ""), tuple(conffiles),
+                       fields.get("priority", ""))
+
+
+def parse_diversions(text: str, where: str = DPKG_DIVERSIONS) -> dict[str, Diversion]:
+    """dpkg's diversions file: three lines per diversion (path, new place, diverting package or ``:``)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) % 3:
+        raise HostError(f"{where}: {len(lines)} lines, not a whole number of three-line diversions")
+    out: dict[str, Diversion] = {}
+    for i in range(0, len(lines), 3):
+        path, divert_to, package = lines[i:i + 3]
+        if not path.startswith("/") or not divert_to.startswith("/"):
+            raise HostError(f"{where} line {i + 1}: a diversion names a path that is not absolute")
+        out[path] = Diversion(path, divert_to, None if package == ":" else package)
+    return out
+
+
+def parse_filters(text: str) -> list[tuple[bool, str]]:
+    """``path-exclude=GLOB`` and ``path-include=GLOB`` lines of a dpkg configuration file, in order."""
+    out = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=") if "=" in line else line.strip().partition(" ")
+        key = key.strip()
+        if key in ("path-exclude", "path-include") and value.strip():
+            out.append((key == "path-include", value.strip()))
+    return out
+
+
+def collect_dpkg(host: Host) -> DpkgDatabase:
+    """The dpkg database of the host (``Unavailable`` when the host keeps none)."""
+    status = host.read_optional(DPKG_STATUS)
+    if status is None:
+        raise Unavailable(SkipReason.UNSUPPORTED, f"no dpkg database ({DPKG_STATUS}): only dpkg is read so far")
+    diversions = parse_diversions(host.read_optional(DPKG_DIVERSIONS) or "")
+    filters: list[tuple[bool, str]] = []
+    for name in host.listdir(DPKG_CFG_DIR):  # dpkg reads the directory first, sorted, then dpkg.cfg
+        if CFG_NAME.fullmatch(name):
+            filters += parse_filters(host.read_optional(f"{DPKG_CFG_DIR}/{name}") or "")
+    filters += parse_filters(host.read_optional(DPKG_CFG) or "")
+    return DpkgDatabase(parse_status(status), diversions, tuple(filters))
+
+
+DPKG: Fact[DpkgDatabase] = Fact("dpkg", collect_dpkg)
+
+
+# -- verifying installed files against md5sums --------------------------------------------------------------
+
+ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    """A packaged file whose content differs from the package's md5sums.
+
+    ``path`` is where the file really is, canonicalised through the host's own links (``/bin/ls`` of a
+    merged-/usr tree is ``/usr/bin/ls``); ``listed`` is the path as the package lists it.
+    """
+
+    path: str
+    listed: str
+    package: str
+    expected: str
+    actual: str
+    mode: int
+    head: bytes  # the first bytes: ELF magic, ``#!``
+
+    @property
+    def elf(self) -> bool:
+        """An ELF executable or library."""
+        return self.head.startswith(ELF_MAGIC)
+
+    @property
+    def script(self) -> bool:
+        """A script started through its ``#!`` line."""
+        return self.head.startswith(b"#!")
+
+    @property
+    def setid(self) -> bool:
+        """Setuid or setgid."""
+        return bool(self.mode & (stat_mod.S_ISUID | stat_mod.S_ISGID))
+
+    def label(self) -> str:
+        """The path, for "not checked" lines."""
+        return self.path
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What comparing every installed package's md5sums with the tree found.
+
+    Files that are missing, path-excluded or conffiles are not changes; ``problems`` are (what, why) pairs
+    for packages or files that could not be compared (unreadable, a broken md5sums file).
+    """
+
+    changed: tuple[ChangedFile, ...]
+    problems: tuple[tuple[str, str], ...]
+    checked: int
+    missing: int
+
+
+def parse_md5sums(data: bytes, where: str) -> Iterator[tuple[str, str]]:
+    """``(path, md5)`` pairs of one md5sums file (``MD5  relative/path``); a bad line is a HostError."""
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line:
+            continue
+        digest, sep, rel = line.partition(b"  ")
+        if not sep or not MD5.fullmatch(digest) or not rel or b"\0" in rel:
+            raise HostError(f"{where} line {number}: not 'MD5  path'")
+        yield "/" + os.fsdecode(rel.lstrip(b"/")), digest.decode()
+
+
+class _Tree:
+    """Opens packaged files of one host, resolving each directory once (inside the root)."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.dirs: dict[str, str | None] = {}
+        self.prefix = host.root.rstrip("/")
+
+    def open(self, path: str) -> tuple[int, str] | None:
+        """A read-only descriptor on the file and its canonical host path; None when missing."""
+        parent, _, base = path.rpartition("/")
+        if parent not in self.dirs:
+            try:
+                self.dirs[parent] = self.host.resolve(parent or "/")
+            except FileMissing:
+                self.dirs[parent] = None
+        real_dir = self.dirs[parent]
+        if real_dir is None:
+            return None
+        real = os.path.join(real_dir, base)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise HostError(f"{path}: {exc.strerror}") from exc
+            try:  # the file is a link now: follow it inside the root
+                real = self.host.resolve(path)
+            except FileMissing:
+                return None
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        return fd, "/" + real[len(self.prefix):].lstrip("/")
+
+
+def _digest(fd: int) -> tuple[str, int, bytes] | None:
+    """md5, mode and first bytes of an open regular file (None for anything else); closes ``fd``."""
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return None
+        head = f.read(4)
+        f.seek(0)
+        digest = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        return digest, st.st_mode, head
+
+
+def md5sums_name(host: Host, package: DpkgPackage) -> str | None:
+    """The md5sums file of ``package`` (``name:arch.md5sums`` for Multi-Arch: same), if it has one."""
+    for name in (f"{package.name}:{package.arch}.md5sums", f"{package.name}.md5sums"):
+        if host.exists(f"{DPKG_INFO}/{name}"):
+            return f"{DPKG_INFO}/{name}"
+    return None
+
+
+WORKERS = 4  # hashing releases the GIL and reading waits on the disk: a few threads overlap both
+
+
+def _verify_package(host: Host, db: DpkgDatabase, conffiles: frozenset[str], tree: _Tree,
+                    package: DpkgPackage) -> tuple[list[ChangedFile], list[tuple[str, str]], int, int]:
+    """Changed files, problems, checked and missing counts of one package."""
+    changed: list[ChangedFile] = []
+    problems: list[tuple[str, str]] = []
+    checked = missing = 0
+    where = md5sums_name(host, package)
+    if where is None:
+        return changed, problems, 0, 0  # metapackages and packages built without md5sums: nothing to compare
+    try:
+        entries = list(parse_md5sums(host.read_bytes(where), where))
+    except HostError as exc:
+        return changed, [(package.label(), str(exc))], 0, 0
+    for listed, expected in entries:
+        if listed in conffiles or db.excluded(listed):
+            continue
+        try:
+            opened = tree.open(db.location(listed, package.name))
+            found = None if opened is None else _digest(opened[0])
+        except (HostError, OSError) as exc:
+            problems.append((listed, str(exc)))
+            continue
+        if opened is None or found is None:
+            missing += 1
+            continue
+        checked += 1
+        actual, mode, head = found
+        if actual != expected:
+            changed.append(ChangedFile(opened[1], listed, package.label(), expected, actual, mode, head))
+    return changed, problems, checked, missing
+
+
+def verify_dpkg(host: Host, db: DpkgDatabase) -> Verification:
+    """Hash every file of every installed package and keep those that differ (streaming: one file at a time
+    per worker, so memory grows with the changes, not the tree), in the status file's package order."""
+    conffiles = db.conffiles()
+    tree = _Tree(host)
+    changed: list[ChangedFile] = []
+    problems: list[tuple[str, str]] = []
+    checked = missing = 0
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="dpkg-verify") as pool:
+        for c, p, n, m in pool.map(lambda pkg: _verify_package(host, db, conffiles, tree, pkg), db.installed()):
+            changed += c
+            problems += p
+            checked += n
+            missing += m
+    return Verification(tuple(changed), tuple(problems), checked, missing)
+
+
+DPKG_VERIFY: Fact[Verification] = Fact("dpkg_verify", verify_dpkg, inputs=(DPKG,))
+
