@@ -104,6 +104,18 @@ class ProcessInfo:
     user: str | None            # user name (the uid as text when it has no name); None when unreadable
     create_time: float          # seconds since the epoch
     cmdline: tuple[str, ...]    # empty for kernel threads, zombies, or when unreadable
+    # What the process checks read (defaults: nothing seen). ``exe_link`` is /proc/PID/exe as the kernel
+    # shows it, " (deleted)" and "/memfd:" included (psutil strips the former).
+    exe_link: str | None = None
+    stdio: tuple[str, ...] = ()         # /proc/PID/fd/0, 1, 2 link targets ("" when closed or unreadable)
+    stdio_inet: tuple[int, ...] = ()    # which of fds 0-2 are TCP/UDP sockets (not unix sockets)
+    cpu_seconds: float = 0.0            # user + system CPU time since start
+    user_maps: bool = False             # has a user-space memory map (kernel threads have none)
+    exe_replaced: bool = False          # the exe was deleted but a file now exists at its path (an upgrade)
+
+    def label(self) -> str:
+        """How a skipped entry names the process."""
+        return f"pid {self.pid} ({self.name})"
 
 
 class Host:
@@ -360,19 +372,60 @@ class LiveHost(Host):
         """
         import psutil
 
-        attrs = ["pid", "ppid", "name", "exe", "uids", "create_time", "cmdline"]
+        attrs = ["pid", "ppid", "name", "exe", "uids", "create_time", "cmdline", "cpu_times"]
         users: dict[int, str] = {}  # one passwd lookup per uid, not per process
         out = []
         try:
             for p in psutil.process_iter(attrs):
                 info = p.info
                 uid = info["uids"].real if info["uids"] else None
+                cpu = info["cpu_times"]
+                link, stdio, inet, maps, replaced = _proc_extras(info["pid"])
                 out.append(ProcessInfo(info["pid"], info["ppid"] or 0, info["name"] or "", info["exe"] or None,
                                        _user_name(uid, users), info["create_time"] or 0.0,
-                                       tuple(info["cmdline"] or ())))
+                                       tuple(info["cmdline"] or ()), link, stdio, inet,
+                                       cpu.user + cpu.system if cpu else 0.0, maps, replaced))
         except psutil.AccessDenied as exc:
             raise Unavailable(SkipReason.NOT_ROOT, "listing processes needs root") from exc
         return tuple(out)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _proc_extras(pid: int) -> tuple[str | None, tuple[str, ...], tuple[int, ...], bool, bool]:
+    """What psutil does not say of a live process: its raw exe link, its stdio, whether it maps user memory,
+    and whether a deleted exe's path holds a new file (a package upgrade while it ran).
+
+    Only a stdio fd that is a socket costs more: the socket's inode is looked up in the process's own
+    network namespace (/proc/PID/net/{tcp,udp}{,6}) to tell a network socket from a unix one.
+    """
+    base = f"/proc/{pid}"
+    link = _readlink(f"{base}/exe") or None
+    stdio = tuple(_readlink(f"{base}/fd/{fd}") for fd in range(3))
+    inet: tuple[int, ...] = ()
+    inodes = {fd: t[8:-1] for fd, t in enumerate(stdio) if t.startswith("socket:[")}
+    if inodes:
+        known: set[str] = set()
+        for table in ("tcp", "tcp6", "udp", "udp6"):
+            try:
+                with open(f"{base}/net/{table}", encoding="ascii", errors="replace") as fh:
+                    next(fh, None)
+                    known.update(f[9] for f in (line.split() for line in fh) if len(f) > 9)
+            except OSError:
+                continue
+        inet = tuple(fd for fd, inode in inodes.items() if inode in known)
+    try:
+        with open(f"{base}/maps", "rb") as fh:
+            maps = bool(fh.read(64))
+    except OSError:
+        maps = False
+    replaced = bool(link and link.endswith(" (deleted)") and os.path.isfile(link[:-10]))
+    return link, stdio, inet, maps, replaced
 
 
 def _user_name(uid: int | None, cache: dict[int, str]) -> str | None:

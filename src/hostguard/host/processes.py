@@ -119,3 +119,44 @@ def program_of(name: str | None, exe: str | None, cmdline: tuple[str, ...],
             continue
         return Program(names, exe, arg) if arg != "-" else Program(names, exe)
     return Program(names, exe)
+
+
+def collect_process_table(host: Host, processes: tuple[ProcessInfo, ...]) -> dict[int, ProcessInfo]:
+    """The same snapshot keyed by pid, so a check can walk a process's parents without a second listing."""
+    return {p.pid: p for p in processes}
+
+
+PROCESS_TABLE: Fact[dict[int, ProcessInfo]] = Fact("process_table", collect_process_table, inputs=(PROCESSES,))
+
+
+def parents(proc: ProcessInfo, table: dict[int, ProcessInfo], limit: int = 8) -> list[ProcessInfo]:
+    """The process's ancestors, nearest first, up to ``limit`` (a pid seen twice ends the walk)."""
+    out: list[ProcessInfo] = []
+    seen = {proc.pid}
+    pid = proc.ppid
+    while pid and pid not in seen and len(out) < limit:
+        parent = table.get(pid)
+        if parent is None:
+            break
+        out.append(parent)
+        seen.add(pid)
+        pid = parent.ppid
+    return out
+
+
+DELETED = " (deleted)"
+
+
+def exe_path(proc: ProcessInfo) -> str | None:
+    """The executable's path as the kernel names it, without the " (deleted)" mark."""
+    link = proc.exe_link or proc.exe
+    if link and link.endswith(DELETED):
+        return link[: -len(DELETED)]
+    return link
+
+
+def names_of(proc: ProcessInfo) -> tuple[str, ...]:
+    """Every name a process goes by: the kernel's, argv[0]'s base name and the executable's base name."""
+    exe = exe_path(proc)
+    return tuple(dict.fromkeys(n for n in (proc.name, _argv0_name(proc.cmdline),
+                                           os.path.basename(exe) if exe else "") if n))
