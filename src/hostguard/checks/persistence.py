@@ -1,0 +1,243 @@
+"""Persistence: what starts again by itself (cron, at, systemd units, rc.local, init.d, shell start-up files,
+motd scripts, APT hooks, pam_exec, sshd's AuthorizedKeysCommand, Python .pth files, ld.so.preload, udev
+RUN rules), and whether what it runs is packaged, recently changed, or swappable by someone else."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hostguard.config import setting
+from hostguard.engine.context import Context
+from hostguard.engine.registry import Family, check
+from hostguard.findings import Finding, Severity
+from hostguard.host.persistence import PERSISTENCE, Entry, rules
+from hostguard.remediation import Action, Command, DeleteLine, Remediation, Step
+
+
+@dataclass(frozen=True)
+class PersistenceConfig:
+    """[persistence]: how the persistence family judges entries."""
+
+    recent_days: int = setting(7, "An entry file changed within this many days of the scan is marked "
+                                  "`recent` in the evidence.", min=0)
+
+
+FAMILY = Family("persistence", __doc__ or "", PersistenceConfig)
+
+SEVERITIES = {"high": Severity.HIGH, "medium": Severity.MEDIUM, "low": Severity.LOW, "info": Severity.INFO}
+_BLOCK_OPENERS = re.compile(r"^\s*(?:if|while|until|for|case|function)\b|(?:\\|\{|\bthen|\bdo|\bin)\s*$")
+
+
+def judge(entry: Entry) -> tuple[Severity | None, list[str]]:
+    """How bad an entry is and why; ``None`` when it is what a stock system has.
+
+    High: it runs something from a temporary or hidden directory or one another user can write, matches a
+    download-and-run, decoding, /dev/tcp or LD_PRELOAD pattern, or preloads a library system-wide. Else, when
+    the package database is known and the entry's own file is not packaged: the kind's severity from
+    ``data/persistence/rules.toml`` when a program it runs (an existing file) no package owns.
+    """
+    r = rules()
+    reasons = [why for pattern, why in (r.suspicious_python if entry.python else r.suspicious)
+               if pattern.search(entry.command)]
+    if entry.kind == "ld_preload":
+        reasons.append("preloads a library into every program started on the host")
+    reasons += [f"runs {program}, {why}" for program, why in entry.writable]
+    if reasons:
+        return Severity.HIGH, list(dict.fromkeys(reasons))
+    level = r.unpackaged.get(entry.kind, "quiet")
+    if entry.database is None or entry.entry_owner is not None or level == "quiet":
+        return None, []
+    if entry.line == 0 or entry.python:
+        unowned = [entry.path]  # the file itself runs, and no package installed it
+    else:
+        unowned = [p for p in entry.programs if p not in entry.missing and entry.owner_of(p) is None]
+    if not unowned:
+        return None, []
+    return SEVERITIES[level], [f"{p} belongs to no installed package" for p in unowned]
+
+
+def _fix(entry: Entry) -> Remediation:
+    """Remove the entry: delete its line, or disable and remove a unit, or quarantine a whole script."""
+    if entry.kind == "ssh_keys_command":
+        return Remediation.by_hand(
+            f"Remove the AuthorizedKeysCommand line {entry.line} of {entry.path} if you did not set it up",
+            "sshd may depend on it for key logons (LDAP, a cloud agent): only you know whether it is yours. "
+            "Check that a key in authorized_keys still logs you in, then delete the line, run `sshd -t` and "
+            "reload ssh.")
+    if entry.kind == "systemd":
+        return _unit_fix(entry)
+    if entry.line == 0:
+        steps: list[Step] = []
+        name = entry.path.rsplit("/", 1)[-1]
+        if entry.kind == "init_script":
+            steps.append(Command(("update-rc.d", "-f", name, "remove"), live_only=True))
+        steps.append(Action("quarantine", (("path", entry.path),)))
+        return Remediation(f"Quarantine {entry.path} (it can be restored) after reading what it does", tuple(steps))
+    if entry.kind == "apt_hook" and (entry.raw.count('"') > 2 or entry.raw.count("{") != entry.raw.count("}")):
+        return Remediation.by_hand(
+            f"Remove the hook string on line {entry.line} of {entry.path}",
+            "the line holds more than this one hook or opens a block closed elsewhere: deleting the whole line "
+            "would break APT's configuration. Remove the string and its `;`, then run `apt-config dump`.")
+    if entry.kind in ("shell_startup", "rc_local") and _BLOCK_OPENERS.search(entry.raw):
+        return Remediation.by_hand(
+            f"Remove the command on line {entry.line} of {entry.path}",
+            "the line opens a block (if, while, a continued line) that ends further down: delete the whole "
+            "block, then check the file with `sh -n`.")
+    return Remediation(f"Delete line {entry.line} of {entry.path}", (DeleteLine(entry.path, entry.line, entry.raw),))
+
+
+def _unit_fix(entry: Entry) -> Remediation:
+    unit = entry.unit or entry.path.rsplit("/", 1)[-1]
+    scope: tuple[str, ...] = ()
+    if entry.user_unit:
+        scope = (f"--machine={entry.user}@", "--user") if entry.user else ("--global",)
+    reload = Command(("systemctl", *(scope if scope != ("--global",) else ()), "daemon-reload"), live_only=True)
+    if entry.dropin and "LD_PRELOAD" in entry.command and not entry.command.lstrip().lower().startswith("exec"):
+        return Remediation(f"Delete the LD_PRELOAD line of {entry.path}, then reload systemd and restart {unit}",
+                           (DeleteLine(entry.path, entry.line, entry.raw), reload,
+                            Command(("systemctl", *(scope if scope != ("--global",) else ()), "try-restart", unit),
+                                    live_only=True)))
+    if entry.dropin:
+        return Remediation(f"Remove the drop-in {entry.path} and reload systemd",
+                           (Command(("rm", "--", entry.path), live_only=False), reload))
+    return Remediation(f"Stop and disable {unit}, remove {entry.path} and reload systemd",
+                       (Command(("systemctl", *scope, "disable", *(() if scope == ("--global",) else ("--now",)),
+                                 unit), live_only=True),
+                        Command(("rm", "--", entry.path), live_only=False), reload))
+
+
+def _report(entry: Entry, ctx: Context, kinds: tuple[str, ...], what: str) -> Iterator[Finding]:
+    """The finding for one entry of ``kinds`` that :func:`judge` does not find stock."""
+    if entry.kind not in kinds:
+        return
+    severity, reasons = judge(entry)
+    if severity is None:
+        return
+    whole = entry.line == 0
+    runs = entry.path if whole else entry.command
+    target = {"kind": "path", "path": entry.path} if whole else {"kind": "path", "path": entry.path, "runs": runs[:500]}
+    evidence: dict[str, object] = {
+        "file": entry.path, "line": entry.line or None, "text": None if whole else entry.raw, "runs": runs[:500],
+        "why": reasons, "user": entry.user,
+        "programs": [{"path": p, "package": entry.owner_of(p), "exists": p not in entry.missing,
+                      "writable": dict(entry.writable).get(p)} for p in entry.programs],
+        "file_package": entry.entry_owner, "package_database": entry.database, "recent": entry.recent,
+        "modified": None if entry.mtime is None else datetime.fromtimestamp(entry.mtime, UTC).isoformat(),
+    }
+    if whole:
+        patterns = [p for p, _ in (rules().suspicious)]
+        evidence["lines"] = [line for line in entry.command.splitlines() if any(p.search(line) for p in patterns)][:20]
+    if entry.unit:
+        evidence["unit"] = entry.unit
+    title = f"{what} {entry.path}: {reasons[0]}" if whole else f"{what} {entry.path}:{entry.line} runs {runs[:120]}"
+    yield ctx.finding(title, target, evidence=evidence, remediation=_fix(entry),
+                      severity=severity)
+
+
+ATTACK_REFS = ("https://attack.mitre.org/tactics/TA0003/",)
+
+
+@check(id="persistence.cron", severity="high", summary="Cron line running something unusual", each=PERSISTENCE,
+       tags=("T1053.003",), references=("https://manpages.debian.org/bookworm/cron/crontab.5.en.html", *ATTACK_REFS))
+def cron(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Lines of /etc/crontab, /etc/cron.d and users' crontabs (/var/spool/cron/crontabs). High when the
+    command downloads and runs, decodes base64, opens /dev/tcp, or runs a program from /tmp, /dev/shm, a
+    hidden directory or another user's home; low when it runs a program no package owns. Lines of a file a
+    package installed (/etc/cron.d/e2scrub_all) and files cron ignores (names with a dot) are not reported."""
+    yield from _report(entry, ctx, ("cron",), "Cron job")
+
+
+@check(id="persistence.scheduled_script", severity="high", summary="Periodic script or at job running something "
+       "unusual", each=PERSISTENCE, tags=("T1053.003", "T1053.002"), references=ATTACK_REFS)
+def scheduled_script(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Scripts in /etc/cron.{hourly,daily,weekly,monthly} and pending at jobs (/var/spool/cron/atjobs): high
+    when a line matches a download-and-run, decoding or /dev/tcp pattern or runs something from a temporary
+    or hidden directory; low when no package installed the script. The fix quarantines it (restorable)."""
+    yield from _report(entry, ctx, ("scheduled_script",), "Scheduled script")
+
+
+@check(id="persistence.systemd_unit", severity="high", summary="systemd unit running something unusual",
+       each=PERSISTENCE, tags=("T1543.002", "T1574.006"),
+       references=("https://www.freedesktop.org/software/systemd/man/latest/systemd.service.html", *ATTACK_REFS))
+def systemd_unit(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """``Exec*=`` lines and ``Environment=LD_PRELOAD`` of units and drop-ins an admin (or an intruder) wrote:
+    /etc/systemd/system, /etc/systemd/user and users' ~/.config/systemd/user. Packaged units under
+    /usr/lib/systemd are the integrity family's. High for LD_PRELOAD and programs in temporary, hidden or
+    other users' directories; low for an unpackaged program."""
+    yield from _report(entry, ctx, ("systemd",), "systemd unit")
+
+
+@check(id="persistence.boot_script", severity="high", summary="rc.local line or init.d script not from a package",
+       each=PERSISTENCE, tags=("T1037.004",), references=ATTACK_REFS)
+def boot_script(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Commands in /etc/rc.local (absent on a stock Debian) and /etc/init.d scripts no package installed
+    (medium: an init script is a root service started at boot). High for the suspicious patterns."""
+    yield from _report(entry, ctx, ("rc_local", "init_script"), "Boot script")
+
+
+@check(id="persistence.login_script", severity="high", summary="Shell start-up or motd script running something "
+       "suspicious", each=PERSISTENCE, tags=("T1546.004",), references=ATTACK_REFS)
+def login_script(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Lines of /etc/profile, /etc/bash.bashrc, /etc/profile.d and root's and users' .bashrc/.profile, and
+    /etc/update-motd.d scripts (run as root at every SSH logon). Shell files are full of the owner's own
+    commands, so only the suspicious patterns are reported there; an unpackaged motd script is low."""
+    yield from _report(entry, ctx, ("shell_startup", "motd"), "Login script")
+
+
+@check(id="persistence.apt_hook", severity="high", summary="APT hook running a program no package owns",
+       each=PERSISTENCE, tags=("T1546",),
+       references=("https://manpages.debian.org/bookworm/apt/apt.conf.5.en.html", *ATTACK_REFS))
+def apt_hook(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Commands under ``APT::Update::Pre-Invoke``, ``DPkg::Post-Invoke`` and the other hooks in
+    /etc/apt/apt.conf(.d): run as root at every `apt update` or install. Medium when a program no package
+    owns runs; high for the suspicious patterns. Debian's own hooks (dpkg-preconfigure) stay quiet."""
+    yield from _report(entry, ctx, ("apt_hook",), "APT hook")
+
+
+@check(id="persistence.pam_exec", severity="high", summary="pam_exec.so running a program no package owns",
+       each=PERSISTENCE, tags=("T1556.003",),
+       references=("https://manpages.debian.org/bookworm/libpam-modules/pam_exec.8.en.html", *ATTACK_REFS))
+def pam_exec(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """``pam_exec.so`` lines in /etc/pam.d: the program runs at every logon, and with ``expose_authtok``
+    it receives the password. Medium for an unpackaged program, high for the suspicious patterns."""
+    yield from _report(entry, ctx, ("pam_exec",), "pam_exec line")
+
+
+@check(id="persistence.ssh_keys_command", severity="high", summary="sshd AuthorizedKeysCommand not from a package",
+       each=PERSISTENCE, tags=("T1098.004",),
+       references=("https://man.openbsd.org/sshd_config#AuthorizedKeysCommand", *ATTACK_REFS))
+def ssh_keys_command(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """sshd's ``AuthorizedKeysCommand`` decides which keys log in, as a program sshd runs: one no package
+    owns is medium (it may hand out keys to anyone), in a writable place high. The fix is by hand: logons
+    may depend on it."""
+    yield from _report(entry, ctx, ("ssh_keys_command",), "sshd AuthorizedKeysCommand")
+
+
+@check(id="persistence.python_pth", severity="high", summary="Python .pth start-up file running code",
+       each=PERSISTENCE, tags=("T1546.018",),
+       references=("https://docs.python.org/3/library/site.html", *ATTACK_REFS))
+def python_pth(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """``import`` lines of .pth files in the system's site/dist-packages run in every Python start-up.
+    High when the line execs, decodes or opens sockets/processes; low when no package installed the file."""
+    yield from _report(entry, ctx, ("python_pth",), "Python start-up file")
+
+
+@check(id="persistence.ld_preload", severity="high", summary="Library preloaded into every program",
+       each=PERSISTENCE, tags=("T1574.006",),
+       references=("https://manpages.debian.org/bookworm/manpages/ld.so.8.en.html", *ATTACK_REFS))
+def ld_preload(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Every library named in /etc/ld.so.preload is loaded into every program (the classic user-space
+    rootkit hook); a stock system has no such file. Always high."""
+    yield from _report(entry, ctx, ("ld_preload",), "ld.so.preload entry")
+
+
+@check(id="persistence.udev_run", severity="high", summary="udev rule running a program no package owns",
+       each=PERSISTENCE, tags=("T1546",), references=("https://manpages.debian.org/bookworm/udev/udev.7.en.html",
+                                                       *ATTACK_REFS))
+def udev_run(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """``RUN+=`` programs of rules in /etc/udev/rules.d run as root whenever a device event matches (at boot,
+    on every network interface). Medium for an unpackaged program, high for the suspicious patterns."""
+    yield from _report(entry, ctx, ("udev",), "udev rule")
