@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 from hostguard.cli.common import SEVERITIES, UsageError, host_key, load_config, open_host_and_state, parse_only
@@ -22,6 +23,10 @@ def add_parser(sub: Any) -> None:
     fix.add_argument("--only", metavar="FAMILY,...", help="scan (and fix) only these families or check ids")
     fix.add_argument("--dry-run", action="store_true", help="show the diffs and commands, change nothing")
     fix.add_argument("--yes", action="store_true", help="do not ask before applying")
+    fix.add_argument("--kill", action="store_true",
+                     help="also carry out the findings' kill actions (live only; pid, start time and exe "
+                          "re-checked through a pidfd; audited; not reversible)")
+    fix.add_argument("--kill-grace", type=float, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
     fix.add_argument("--undo", metavar="ID", help="restore the files a fix changed (refused if changed since)")
     fix.add_argument("--confirm", metavar="ID", help="keep a live SSH/firewall fix: cancel its timed rollback "
                                                       "(run it from a new session)")
@@ -41,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("fix needs exactly one of: FINGERPRINT..., --all, --undo ID, --confirm ID, --list")
     if args.fingerprints and args.all:
         raise UsageError("give fingerprints or --all, not both")
+    if args.kill and not modes[0]:
+        raise UsageError("--kill goes with FINGERPRINT... or --all")
+    if args.kill and args.root is not None:
+        raise UsageError("--kill stops running processes: live only, not with --root")
+    if args.kill_grace is not None and not 0 <= args.kill_grace <= 300:
+        raise UsageError("--kill-grace must be between 0 and 300 seconds")
     if args.rollback_after is not None and not 1 <= args.rollback_after <= 86400:
         raise UsageError("--rollback-after must be between 1 and 86400 seconds")
     try:
@@ -75,7 +86,9 @@ def _fix(args: argparse.Namespace) -> int:
     host, state = open_host_and_state(args)
     try:
         settings = FixSettings(str(state.directory), args.root, args.dry_run, args.yes, args.rollback_after,
-                               args.config)
+                               args.config, kill=args.kill)
+        if args.kill_grace is not None:
+            settings = replace(settings, kill_grace=args.kill_grace)
         fixer = Fixer(host, config, state, host_key(host, state), settings, _say, _ask)
         return fixer.run(args.fingerprints, args.all, Severity(args.severity), only)
     except RegistryError as exc:

@@ -13,7 +13,10 @@ as root, so it goes in small, checked moves, one finding at a time:
    the family and roll back by itself when validation, a command or the re-scan fails (the finding is
    still there, or a new finding at medium or above appeared);
 4. a live SSH or firewall fix arms a timed rollback the owner cancels from a new session
-   (``--confirm ID``): a re-scan cannot see that the remote owner was locked out.
+   (``--confirm ID``): a re-scan cannot see that the remote owner was locked out;
+5. ``Action("kill")`` steps (processes, connections) run only with ``--kill`` and only live, through
+   ``respond/kill.py`` (pidfd, start time and exe re-checked); a kill is not reversible, so it is audited on
+   its own and neither a rollback nor ``--undo`` claims to bring the process back.
 
 Every fix, rollback, undo and confirm is recorded in the audit log. Nothing here prints: ``out`` is given.
 """
@@ -37,6 +40,7 @@ from hostguard.host.base import Host
 from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
 from hostguard.respond import records, timer
 from hostguard.respond.apply import ApplyError, apply
+from hostguard.respond.kill import DEFAULT_GRACE, GONE, kill_process
 from hostguard.respond.records import FixRecord, RecordError
 from hostguard.respond.validate import services, validate
 from hostguard.store.state import StateStore
@@ -51,6 +55,7 @@ GUARDED_SERVICES = frozenset({"sshd", "nftables", "iptables"})
 GUARDED_PREFIXES = ("/etc/ufw/", "/etc/firewalld/")
 DEFAULT_ROLLBACK_SECONDS = 120
 COMMAND_TIMEOUT = 300
+KILL_NOTE = "kill (not reversible): "   # a record's note per kill; --undo cannot bring a process back
 
 Out = Callable[[str], None]
 Ask = Callable[[str], bool]
@@ -70,6 +75,8 @@ class FixSettings:
     yes: bool = False
     rollback_after: int | None = None   # seconds; on a tree a timer is armed only when this is given
     config_path: str | None = None
+    kill: bool = False                  # carry out Action("kill") steps (live only)
+    kill_grace: float = DEFAULT_GRACE
 
     @property
     def live(self) -> bool:
@@ -92,6 +99,7 @@ class Plan:
     before: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) first
     after: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) live, validated
     skipped: list[str] = field(default_factory=list)
+    kills: list[Action] = field(default_factory=list)   # Action("kill") steps, run with --kill only
     blocked: str | None = None
 
     @property
@@ -112,15 +120,35 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
         plan.blocked = finding.remediation.manual or "no steps: the fix needs the owner's judgement"
         return plan
     for step in steps:
-        if isinstance(step, Action):
+        if isinstance(step, Action) and step.action == "kill":
+            _plan_kill(plan, step, settings)
+        elif isinstance(step, Action):
             plan.blocked = f"`{step.describe()}` is an action of its own, not run by fix"
         elif isinstance(step, Command):
             _plan_command(plan, step, settings)
         else:
             plan.file_steps.append(step)
-    if finding.remediation.manual and plan.blocked is None and not plan.file_steps and not plan.before:
+    if (finding.remediation.manual and plan.blocked is None and not plan.file_steps and not plan.before
+            and not plan.kills):
         plan.blocked = finding.remediation.manual
     return plan
+
+
+def _plan_kill(plan: Plan, step: Action, settings: FixSettings) -> None:
+    if not settings.live:
+        plan.blocked = f"`{step.describe()}` stops a running process: live only, never under --root"
+    elif not settings.kill:
+        plan.blocked = f"`{step.describe()}`: `hostguard fix --kill` would do it (not reversible)"
+    elif plan.blocked is None:
+        plan.kills.append(step)
+
+
+def kill_args(step: Action) -> tuple[int, str, str | None]:
+    """pid, start time and exe of a kill step; ValueError when the step does not name them."""
+    args = dict(step.args)
+    if "pid" not in args or "start_time" not in args:
+        raise ValueError(f"`{step.describe()}` names no pid or start time")
+    return int(args["pid"]), args["start_time"], args.get("exe") or None
 
 
 def _plan_command(plan: Plan, step: Command, settings: FixSettings) -> None:
@@ -162,6 +190,10 @@ def preview(plan: Plan, root: str) -> list[str]:
     lines += [f"  run: {' '.join(argv)}" for argv, _ in plan.before]
     lines += [f"  after validation, run: {' '.join(argv)}" for argv, _ in plan.after]
     lines += [f"  skipped: {s}" for s in plan.skipped]
+    lines += [f"  kill (SIGTERM, then SIGKILL; not reversible): {s.describe().removeprefix('hostguard kill ')}"
+              for s in plan.kills]
+    if plan.kills and plan.finding.remediation.manual:
+        lines.append(f"  by hand: {plan.finding.remediation.manual}")
     return lines
 
 
@@ -308,12 +340,17 @@ class Fixer:
                 record.undo.append(undo)
             if not ok:
                 return self._rollback(record, directory, f"`{' '.join(argv)}` failed: {text}")
+        for step in plan.kills:
+            problem = self._kill(record, step)
+            if problem:
+                return self._rollback(record, directory, problem)
         after = {f.fingerprint: f for f in self._scan([family])}
         self.fresh = {family: after}
         if fp in after:
             return self._rollback(record, directory, "the re-scan still finds it")
         new = [f for f_fp, f in after.items() if f_fp not in before and f.severity.rank >= Severity.MEDIUM.rank]
-        if new:
+        # a kill changes no file: what appears meanwhile is not its doing, and restoring files would not undo it
+        if new and (plan.file_steps or plan.before or plan.after):
             return self._rollback(record, directory, "the re-scan finds a new problem: " +
                                   "; ".join(f"[{f.severity}] {f.id}: {f.title}" for f in new))
         try:
@@ -321,6 +358,24 @@ class Fixer:
         except OSError as exc:  # a live SSH or firewall fix without its safety net is not kept
             return self._rollback(record, directory, f"the timed rollback could not be armed: {exc}")
         return self._end(record, directory, records.APPLIED, "fixed")
+
+    def _kill(self, record: FixRecord, step: Action) -> str | None:
+        """Carry out one kill step, audit it and note it in the record; why it failed, or None."""
+        try:
+            pid, start, exe = kill_args(step)
+        except ValueError as exc:
+            return str(exc)
+        result = kill_process(pid, start, exe, grace=self.settings.kill_grace)
+        record.notes.append(f"{KILL_NOTE}pid {pid} start_time {start} exe {exe or '-'}: {result.outcome}, "
+                            f"{result.detail}")
+        detail = json.dumps({"pid": pid, "start_time": start, "exe": exe, "signals": list(result.signals),
+                             "outcome": result.outcome, "fix": record.id, "fingerprint": record.fingerprint,
+                             "check": record.check}, sort_keys=True)
+        self.state.audit(self.key, "kill", str(pid), f"{result.outcome}: {result.detail}", now_iso(), detail)
+        self.out(f"  kill pid {pid}: {result.outcome} ({result.detail})")
+        if result.stopped or result.outcome == GONE:   # gone is what was wanted; the re-scan has the last word
+            return None
+        return f"kill of pid {pid} {result.outcome}: {result.detail}"
 
     def _arm(self, record: FixRecord, plan: Plan) -> None:
         wanted = self.settings.rollback_after
@@ -348,9 +403,18 @@ class Fixer:
             self.state.audit(self.key, "fix", record.id, reason, now_iso(), _detail(record))
         word = {records.APPLIED: "fixed", records.ROLLED_BACK: "rolled back", records.FAILED: "not fixed"}[status]
         self.out(f"{word}: {record.check} {record.fingerprint[:12]} (fix {record.id}): {reason}")
-        if status == records.APPLIED:
+        kills = [n for n in record.notes if n.startswith(KILL_NOTE)]
+        if kills:
+            self.out("  a kill is not reversible: the process is not brought back by a rollback or --undo")
+        if status == records.APPLIED and _reversible(record):
             self.out(f"  undo with: hostguard fix --undo {record.id}")
         return status == records.APPLIED
+
+
+def _reversible(record: FixRecord) -> bool:
+    """Whether ``--undo`` has anything to bring back (a fix that only killed a process has not)."""
+    return bool(record.files or record.undo or record.commands) or not any(
+        n.startswith(KILL_NOTE) for n in record.notes)
 
 
 def _detail(record: FixRecord, notes: list[str] | None = None) -> str:
@@ -387,6 +451,8 @@ def undo(state: StateStore, state_dir: str, fix_id: str, out: Out, by_timer: boo
     action = "rollback" if by_timer else "undo"
     if record.status not in (records.APPLIED, records.CONFIRMED):
         raise FixError(f"fix {fix_id} is {record.status}: nothing to undo")
+    if not _reversible(record):
+        raise FixError(f"fix {fix_id} killed a process: not reversible, nothing to undo")
     changed = records.changed_since(record)
     if changed:
         reason = f"refused: {', '.join(changed)} changed since the fix (sha256 differs); nothing was restored"
