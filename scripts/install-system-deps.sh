@@ -18,6 +18,8 @@ if [ "$mode" = test ]; then
   pkgs+=(iputils-ping)
   # A real browser for the HTML report test (headless: DOM dump and screenshot)
   pkgs+=(chromium)
+  # setcap/getcap: file capabilities in the persistence tests
+  pkgs+=(libcap2-bin)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from hostguard.config import setting
+from hostguard.config import Config, setting
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
-from hostguard.findings import Finding, Severity
-from hostguard.host.persistence import PERSISTENCE, Entry, rules
+from hostguard.findings import Finding, Severity, SkipReason
+from hostguard.host.persistence import PERSISTENCE, SETID_WALK, Entry, SetidFile, SetidWalk, rules
 from hostguard.remediation import Action, Command, DeleteLine, Remediation, Step
 
 
@@ -23,6 +23,9 @@ class PersistenceConfig:
 
     recent_days: int = setting(7, "An entry file changed within this many days of the scan is marked "
                                   "`recent` in the evidence.", min=0)
+    setid_walk_seconds: float = setting(60.0, "Seconds the walk of program directories for setuid/setgid files and "
+                                              "file capabilities may take; what is left is reported as not checked.",
+                                        min=1)
 
 
 FAMILY = Family("persistence", __doc__ or "", PersistenceConfig)
@@ -241,3 +244,71 @@ def udev_run(entry: Entry, ctx: Context) -> Iterator[Finding]:
     """``RUN+=`` programs of rules in /etc/udev/rules.d run as root whenever a device event matches (at boot,
     on every network interface). Medium for an unpackaged program, high for the suspicious patterns."""
     yield from _report(entry, ctx, ("udev",), "udev rule")
+
+
+def _setid_budget(config: Config) -> float:
+    return config[PersistenceConfig].setid_walk_seconds
+
+
+def _setid_fix(item: SetidFile) -> Remediation:
+    """Drop the bits and capabilities (reversible), after the owner has seen what the program is."""
+    steps: list[Step] = []
+    for bit, flag in ((item.setuid, "u"), (item.setgid, "g")):
+        if bit:
+            steps.append(Command(("chmod", f"{flag}-s", item.path), live_only=True,
+                                 undo=("chmod", f"{flag}+s", item.path), reversible=True))
+    if item.caps is not None:
+        undo = None
+        if item.caps.decoded and item.caps.permitted and not item.caps.inheritable:
+            undo = ("setcap", item.caps.text(), item.path)
+        steps.append(Command(("setcap", "-r", item.path), live_only=True, undo=undo, reversible=undo is not None))
+    return Remediation(f"Find out who put {item.path} there; if nobody you trust did, take its privilege away "
+                       "(and read it, or quarantine it, before anyone runs it again)", tuple(steps),
+                       manual="Under --root these commands would act on this machine's own path: run them on the "
+                              "file inside the mounted tree instead.")
+
+
+@check(id="persistence.suid_unpackaged", severity="high", summary="Setuid, setgid or capability-bearing program no "
+       "package installed", needs=(SETID_WALK,), budget=_setid_budget, tags=("T1548.001",),
+       references=("https://manpages.debian.org/bookworm/manpages/capabilities.7.en.html",
+                   "https://attack.mitre.org/techniques/T1548/001/"))
+def suid_unpackaged(ctx: Context) -> Iterator[Finding]:
+    """Executables under /usr, /bin, /sbin, /lib*, /opt, /home, /root, /tmp, /var/tmp, /dev/shm, /srv and
+    /var/www that are setuid, setgid or carry file capabilities (``security.capability``: cap_setuid,
+    cap_net_raw...) and that no installed package owns: a copied shell made setuid-root is a way back to root.
+    High for setuid-root, medium for setgid, setuid to another user or capabilities. Files dpkg installed
+    are quiet; a packaged file someone made setuid later is not told apart (dpkg does not record modes).
+    The walk never follows symlinks nor enters another mount, and stops at its time budget
+    ([persistence] setid_walk_seconds)."""
+    walk: SetidWalk = ctx.fact(SETID_WALK)
+    found = list(walk.files(ctx.deadline, ctx.cancel))
+    if walk.stopped_in is not None:
+        ctx.skip(SkipReason.BUDGET, f"the walk stopped in {walk.stopped_in} after "
+                                    f"{_setid_budget(ctx.config):g}s (raise persistence.setid_walk_seconds)")
+    for directory in walk.unreadable[:20]:
+        ctx.skip(SkipReason.ERROR, f"{directory}: cannot be listed", directory)
+    if not found:
+        return
+    owners = walk.owners(sorted({f.path for f in found}))
+    if owners.database is None:
+        ctx.skip(SkipReason.UNSUPPORTED, f"{len(found)} setuid/setgid/capability files not judged: no package "
+                                         "database hostguard reads (dpkg) says which are stock")
+        return
+    for item in found:
+        if owners.owner(item.path) is not None:
+            continue
+        kinds = [k for k, on in (("setuid", item.setuid), ("setgid", item.setgid)) if on]
+        if item.caps is not None:
+            kinds.append(f"capabilities {item.caps.text()}")
+        severity = Severity.HIGH if item.setuid and item.uid == 0 else Severity.MEDIUM
+        yield ctx.finding(
+            f"{item.path} is {' and '.join(kinds)} ({'root' if item.uid == 0 else f'uid {item.uid}'}) and no package "
+            "installed it", {"kind": "path", "path": item.path}, severity=severity,
+            evidence={"path": item.path, "mode": f"{item.mode & 0o7777:04o}", "uid": item.uid, "gid": item.gid,
+                      "setuid": item.setuid, "setgid": item.setgid, "size": item.size,
+                      "capabilities": None if item.caps is None else {
+                          "permitted": list(item.caps.permitted), "inheritable": list(item.caps.inheritable),
+                          "effective": item.caps.effective, "decoded": item.caps.decoded},
+                      "modified": datetime.fromtimestamp(item.mtime, UTC).isoformat(),
+                      "package_database": owners.database},
+            remediation=_setid_fix(item))

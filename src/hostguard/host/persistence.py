@@ -15,9 +15,12 @@ be read is a :class:`HostError` of the fact, so the checks say "not checked" rat
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import stat as stat_mod
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,7 +32,7 @@ from hostguard.engine.facts import SCAN_TIME, Fact, config_input
 from hostguard.findings import SkipReason
 from hostguard.host.accounts import ACCOUNTS, Accounts
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
-from hostguard.host.packages import dpkg_owners
+from hostguard.host.packages import FileOwners, dpkg_owners
 from hostguard.host.sshd import SSHD_FILES, ParsedConfig, canonical_keyword
 
 if TYPE_CHECKING:
@@ -601,3 +604,202 @@ def collect_entries(host: Host, accounts: Accounts | None, sshd: ParsedConfig | 
 PERSISTENCE: Fact[tuple[Entry, ...]] = Fact("persistence_entries", collect_entries,
                                             inputs=(ACCOUNTS.best_effort, SSHD_FILES.best_effort,
                                                     SCAN_TIME.best_effort, config_input("persistence")))
+
+
+# -- setuid/setgid files and file capabilities ---------------------------------------------------------------
+#
+# A copied shell made setuid-root, or a binary given cap_setuid, is a way back to root that no start-up file
+# shows. dpkg installs a few dozen such files; anything else is someone's doing. Walking /usr takes seconds,
+# so the fact is only a handle on the host: the check walks through it within its own time budget, and the
+# walk yields files as it finds them rather than listing trees first.
+
+XATTR_CAPS = "security.capability"
+_CAP_REVISIONS = {0x01000000: 1, 0x02000000: 2, 0x03000000: 2}  # vfs_cap_data revision -> 32-bit words
+_CAP_EFFECTIVE = 0x000001
+_SETID = stat_mod.S_ISUID | stat_mod.S_ISGID
+_EXEC = 0o111
+
+
+@cache
+def _setid_data() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    data: dict[str, Any] = load_toml("persistence/rules.toml")
+    return tuple(data["setid_dirs"]), tuple(data["capabilities"])
+
+
+@dataclass(frozen=True)
+class FileCaps:
+    """A decoded ``security.capability`` attribute: the capabilities the program gets when run."""
+
+    permitted: tuple[str, ...]
+    inheritable: tuple[str, ...]
+    effective: bool              # raised at exec (``+ep``), not only permitted
+    decoded: bool = True         # False: the attribute is malformed (the names are then empty)
+
+    def text(self) -> str:
+        """The set as ``getcap`` writes it (``cap_net_raw=ep``)."""
+        if not self.decoded:
+            return "undecodable security.capability attribute"
+        parts = []
+        if self.permitted:
+            parts.append(",".join(self.permitted) + ("=ep" if self.effective else "=p"))
+        if self.inheritable:
+            parts.append(",".join(self.inheritable) + "+i")
+        return " ".join(parts) or "empty capability set"
+
+
+def _cap_names(mask: int) -> tuple[str, ...]:
+    names = _setid_data()[1]
+    return tuple(names[bit] if bit < len(names) else f"cap_{bit}" for bit in range(64) if mask >> bit & 1)
+
+
+def decode_capabilities(raw: bytes) -> FileCaps:
+    """The capability sets of a ``security.capability`` value (``struct vfs_cap_data``, little-endian).
+
+    A 4-byte magic (revision in the top byte, bit 0 the effective flag), then per 32-bit word a permitted
+    and an inheritable mask; revision 3 appends the namespace's root uid. Garbage decodes as ``decoded=False``.
+    """
+    if len(raw) < 4:
+        return FileCaps((), (), False, decoded=False)
+    magic = int.from_bytes(raw[:4], "little")
+    words = _CAP_REVISIONS.get(magic & 0xFF000000)
+    if words is None or len(raw) < 4 + 8 * words:
+        return FileCaps((), (), False, decoded=False)
+    permitted = inheritable = 0
+    for i in range(words):
+        base = 4 + 8 * i
+        permitted |= int.from_bytes(raw[base:base + 4], "little") << (32 * i)
+        inheritable |= int.from_bytes(raw[base + 4:base + 8], "little") << (32 * i)
+    return FileCaps(_cap_names(permitted), _cap_names(inheritable), bool(magic & _CAP_EFFECTIVE))
+
+
+@dataclass(frozen=True)
+class SetidFile:
+    """An executable regular file that runs with more privilege than its caller (setuid, setgid, capabilities)."""
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: float
+    caps: FileCaps | None = None
+
+    @property
+    def setuid(self) -> bool:
+        """Runs as its owner."""
+        return bool(self.mode & stat_mod.S_ISUID)
+
+    @property
+    def setgid(self) -> bool:
+        """Runs with its group."""
+        return bool(self.mode & stat_mod.S_ISGID)
+
+    def label(self) -> str:
+        """The path, for "not checked" lines."""
+        return self.path
+
+
+@dataclass
+class SetidWalk:
+    """A bounded walk of the host's program directories for :class:`SetidFile` records.
+
+    Never follows a symlink (a link to a setuid file elsewhere is not a file of these directories), never
+    leaves the file system of the top directory it started from (so /proc, /sys and other mounts are not
+    entered on a live host), and under ``--root`` stays inside the tree: each top directory's parent is
+    resolved inside the root and a top that is itself a link is skipped (what it points to is walked
+    under its own name). ``stopped_in`` names the directory where the deadline stopped the walk;
+    ``unreadable`` the directories it could not list.
+    """
+
+    host: Host
+    only: tuple[str, ...] = ()       # walk these top directories instead of the data file's (a benchmark)
+    stopped_in: str | None = None
+    directories: int = 0             # directories listed so far
+    unreadable: list[str] = field(default_factory=list)
+    walked: list[str] = field(default_factory=list)
+
+    def tops(self) -> list[str]:
+        """The top directories of the host to walk, ``/lib*`` expanded."""
+        out: list[str] = []
+        for top in self.only or _setid_data()[0]:
+            if top.endswith("*"):
+                stem = top[1:-1]
+                out += [f"/{name}" for name in self.host.listdir("/") if name.startswith(stem)]
+            else:
+                out.append(top)
+        return list(dict.fromkeys(out))
+
+    def _real_top(self, top: str) -> tuple[str, os.stat_result] | None:
+        parent, _, name = top.rpartition("/")
+        try:
+            real = os.path.join(self.host.resolve(parent or "/"), name)
+            st = os.lstat(real)
+        except (HostError, OSError):
+            return None
+        return (real, st) if stat_mod.S_ISDIR(st.st_mode) else None
+
+    def files(self, deadline: float | None = None, cancel: threading.Event | None = None) -> Iterator[SetidFile]:
+        """Every setuid/setgid executable and executable with file capabilities, as they are found."""
+        seen: set[tuple[int, int]] = set()
+        for top in self.tops():
+            found = self._real_top(top)
+            if found is None:
+                continue
+            real, st = found
+            if (st.st_dev, st.st_ino) in seen:
+                continue  # /usr/local when /usr was walked
+            self.walked.append(top)
+            stack = [(real, top)]
+            seen.add((st.st_dev, st.st_ino))
+            while stack:
+                if (deadline is not None and time.monotonic() > deadline) or (cancel is not None and cancel.is_set()):
+                    self.stopped_in = stack[-1][1]
+                    return
+                real_dir, host_dir = stack.pop()
+                yield from self._directory(real_dir, host_dir, st.st_dev, seen, stack)
+
+    def _directory(self, real_dir: str, host_dir: str, dev: int, seen: set[tuple[int, int]],
+                   stack: list[tuple[str, str]]) -> Iterator[SetidFile]:
+        try:
+            entries = list(os.scandir(real_dir))
+        except OSError:
+            self.unreadable.append(host_dir)
+            return
+        self.directories += 1
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            host_path = f"{host_dir.rstrip('/')}/{entry.name}"
+            if stat_mod.S_ISDIR(st.st_mode):
+                if st.st_dev == dev and (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    stack.append((entry.path, host_path))
+                continue
+            if not stat_mod.S_ISREG(st.st_mode) or not st.st_mode & _EXEC:
+                continue  # only an executable gains anything from these bits
+            caps = _caps_of(entry.path)
+            if st.st_mode & _SETID or caps is not None:
+                yield SetidFile(host_path, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime, caps)
+
+    def owners(self, paths: Iterable[str]) -> FileOwners:
+        """Which package owns each path (one read of dpkg's file lists)."""
+        return dpkg_owners(self.host, paths)
+
+
+def _caps_of(real: str) -> FileCaps | None:
+    """The file capabilities of a file (None: it has none, or the file system keeps no such attribute)."""
+    try:
+        raw = os.getxattr(real, XATTR_CAPS, follow_symlinks=False)
+    except OSError:  # ENODATA (none), ENOTSUP (no xattrs here), a file that vanished
+        return None
+    return decode_capabilities(raw)
+
+
+def collect_setid_walk(host: Host) -> SetidWalk:
+    """A handle for the walk; the check runs it within its budget."""
+    return SetidWalk(host)
+
+
+SETID_WALK: Fact[SetidWalk] = Fact("setid_walk", collect_setid_walk)
