@@ -18,7 +18,6 @@ from hostguard.checks.ports import (
     ServiceSpec,
     catalogue,
     collect_listener_services,
-    exposed_service,
     identify,
 )
 from hostguard.config import ConfigError
@@ -91,17 +90,6 @@ def test_a_port_only_match_carries_no_service_fix() -> None:
                                 "usual_port_of": "Redis"}
     # UDP ports never match by number (the service list names TCP ports)
     assert identify(program, None, 6379, "udp", catalogue().services) is None
-
-
-def test_the_name_only_function_keeps_its_callers_honest() -> None:
-    """exposed_service(process, port, proto) — what the firewall family calls — names Redis by its process,
-    and a program only on Redis's port as an unknown service with the generic fix."""
-    redis = exposed_service("redis-server", 7000, "tcp")
-    assert redis is not None and redis.name == "Redis" and "/etc/redis/redis.conf" in redis.fix
-    other = exposed_service("python3", 6379, "tcp")
-    assert other is not None and other.name == "An unknown service (python3) on Redis's port"
-    assert "redis" not in other.fix.lower()
-    assert exposed_service("python3", 8080, "tcp") is None
 
 
 def test_extra_services_from_the_config_name_by_script(tmp_path: Path) -> None:

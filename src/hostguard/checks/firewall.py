@@ -51,11 +51,6 @@ class KeepFacts:
 DHCP_CLIENTS = ("dhclient", "dhcpcd", "systemd-networkd", "NetworkManager", "udhcpc")
 
 
-def ssh_ports(sshd: SshdFacts) -> tuple[int, ...]:
-    """sshd's ports: its ``port`` values and the ports of its ``listenaddress`` values."""
-    return sshd.global_view.listen_ports()
-
-
 def collect_keep_open(host: Host, sshd: SshdFacts | None, socket: SshSocket | None,
                       listeners: tuple[Listener, ...] | None, processes: tuple[ProcessInfo, ...] | None,
                       ports: PortsConfig) -> KeepFacts:
@@ -68,7 +63,7 @@ def collect_keep_open(host: Host, sshd: SshdFacts | None, socket: SshSocket | No
         return KeepFacts(None, "whether sshd is started by ssh.socket (and on which port) could not be read")
     if socket.unknown:
         return KeepFacts(None, f"ssh.socket listens on {', '.join(socket.unknown)}, which names no port")
-    ssh = tuple(sorted(set(ssh_ports(sshd)) | set(socket.ports)))
+    ssh = tuple(sorted(set(sshd.global_view.listen_ports()) | set(socket.ports)))
     if not ssh:
         return KeepFacts(None, "sshd's configuration names no port")
     allowed = {int(p) for p in ports.allowed if isinstance(p, int) or p.isdigit()}

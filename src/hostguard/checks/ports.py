@@ -211,23 +211,6 @@ LISTENER_SERVICES: Fact[ListenerServices] = Fact(
     inputs=(LISTENERS, EXE_OWNERS.best_effort, config_input("ports")))
 
 
-def exposed_service(process: str | None, port: int, proto: str,
-                    extra: Iterable[ServiceSpec] = ()) -> ServiceSpec | None:
-    """The service a socket belongs to, named from its process name alone (kept for callers that have
-    only the name; :data:`LISTENER_SERVICES` also reads the executable, package and command line).
-
-    A program matched only by its port comes back as a service named "an unknown service (python3) on
-    Redis's port" with the generic fix, so a caller's title and fix never claim Redis.
-    """
-    program = program_of(process, None, (), catalogue().interpreters)
-    match = identify(program, None, port, proto, (*known_services(), *extra))
-    if match is None or match.confirmed:
-        return match.service if match else None
-    name = unknown_service(match.program)
-    return ServiceSpec(f"{name[0].upper()}{name[1:]} on {match.service.name}'s port", match.fix,
-                       ports=match.service.ports)
-
-
 def allowed_ports(listeners: Iterable[Listener], allowed: Iterable[int | str]) -> set[int]:
     """The configured allowed list with "ssh" replaced by the ports sshd listens on."""
     allowed = tuple(allowed)

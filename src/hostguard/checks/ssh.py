@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from hostguard.config import setting
@@ -14,7 +14,7 @@ from hostguard.engine.context import Context
 from hostguard.engine.facts import Fact
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding
-from hostguard.host.root_capable import ROOT_CAPABLE, RootCapable
+from hostguard.host.root_capable import ROOT_CAPABLE, Capable
 from hostguard.host.sockets import LISTENERS, Listener
 from hostguard.host.ssh_keys import USABLE_ADMIN_KEYS, AdminKeys
 from hostguard.host.ssh_socket import SSH_SOCKET, SshSocket
@@ -249,16 +249,16 @@ def default_port(ctx: Context) -> Iterator[Finding]:
                                 "firewall)", "22022")))
 
 
-def _is_uid0(capable: RootCapable, user: str) -> bool:
+def _is_uid0(capable: Mapping[str, Capable], user: str) -> bool:
     """sshd applies PermitRootLogin to every UID 0 account, whatever its name."""
-    account = capable.by_name().get(user)
+    account = capable.get(user)
     return account.is_root if account is not None else user == "root"
 
 
-def _types_password(capable: RootCapable, user: str) -> bool:
+def _types_password(capable: Mapping[str, Capable], user: str) -> bool:
     """Whether a password typed for ``user`` could be accepted: it has one (or shadow is unreadable) and a
     login shell. A locked (``!``) or empty password cannot be typed in (empty ones are ssh.empty_passwords)."""
-    account = capable.by_name().get(user)
+    account = capable.get(user)
     return account is None or (account.password in ("set", "unknown") and account.login_shell)
 
 
@@ -270,7 +270,7 @@ def root_password_login(ctx: Context) -> Iterator[Finding]:
     password; Match blocks are evaluated for root from an outside address. Every UID 0 account is root to
     sshd (PermitRootLogin applies to it); an account whose password is locked cannot be guessed."""
     facts: SshdFacts = ctx.fact(SSHD)
-    capable = ctx.fact(ROOT_CAPABLE)
+    capable = ctx.fact(ROOT_CAPABLE).by_name()
     bad = [view for view in facts.views if view.spec is not None and _is_uid0(capable, view.spec.user)
            and _types_password(capable, view.spec.user) and view.get("permitrootlogin") == "yes"
            and password_paths(view)]
@@ -295,8 +295,7 @@ def password_auth(ctx: Context) -> Iterator[Finding]:
     docker/lxd/disk groups; UID 0 accounts are left to ssh.root_password_login, and an account whose
     password is locked or that has no login shell cannot log in with a password."""
     facts: SshdFacts = ctx.fact(SSHD)
-    capable = ctx.fact(ROOT_CAPABLE)
-    accounts = capable.by_name()
+    capable = ctx.fact(ROOT_CAPABLE).by_name()
     by_user: dict[str, list[SshdView]] = {}
     for view in facts.views:
         if view.spec is None or _is_uid0(capable, view.spec.user) or not _types_password(capable, view.spec.user):
@@ -313,7 +312,7 @@ def password_auth(ctx: Context) -> Iterator[Finding]:
             wants.append(Want("PasswordAuthentication", "no", password))
         if keyboard:
             wants.append(Want("KbdInteractiveAuthentication", "no", keyboard))
-        why = list(accounts[user].why) if user in accounts else []
+        why = list(capable[user].why) if user in capable else []
         yield ctx.finding(f"'{user}' can log in over SSH with a password ({', '.join(paths)})",
                           {**_target(facts, "PasswordAuthentication"), "user": user},
                           evidence=_evidence(facts, views[0], via=paths, root_capable_by=why, **_key_evidence(keys)),

@@ -26,6 +26,7 @@ from hostguard.engine.facts import Fact, config_input
 from hostguard.host.accounts import ACCOUNTS, SHADOW_IF_READABLE, Accounts, Shadow, User
 from hostguard.host.authorized_keys import expand_key_file_pattern, parse_authorized_keys
 from hostguard.host.base import Host, HostError
+from hostguard.host.root_capable import password_state
 from hostguard.host.sshd import SSHD, SshdFacts, SshdView, addr_match
 from hostguard.host.sudoers import SUDOERS, SudoRule
 
@@ -209,7 +210,7 @@ def root_way(user: User, accounts: Accounts, sudoers: tuple[SudoRule, ...] | Non
     entry = shadow.by_name().get(user.name) if shadow is not None else None
     if shadow is None:
         return "shadow cannot be read, so it is unknown whether sudo can ask for the account's password"
-    if entry is None or entry.hash in ("", "*", "x") or entry.hash.startswith(("!", "*")):
+    if entry is None or password_state(entry.hash) != "set":
         return "the account's password is locked or empty, so sudo cannot ask for it"
     return ""
 
