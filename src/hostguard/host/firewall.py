@@ -35,6 +35,7 @@ from enum import Enum
 from hostguard.engine.facts import Fact
 from hostguard.findings import SkipReason
 from hostguard.host.base import Host, HostError, Unavailable
+from hostguard.host.identity import not_an_os_tree
 from hostguard.host.netns import private_netns
 from hostguard.host.sockets import LISTENERS, Listener
 from hostguard.netfilter.iptables_save import IptablesSaveError, parse_save
@@ -526,17 +527,14 @@ def collect_live(host: Host) -> FirewallFacts:
     return FirewallFacts(ruleset, ruleset.sources, True, ruleset.notes, routes, _fix_files(host))
 
 
-OS_MARKERS = ("/etc/passwd", "/etc/os-release", "/usr/lib/os-release")
-
-
 def collect_static(host: Host) -> FirewallFacts:
     """The ruleset a tree would load at boot. A tree with no firewall configuration that is no OS either (an
     empty directory, a source checkout) has no boot-time firewall to judge: "not looked", never "no
     firewall"."""
     ruleset = _collect(host, STATIC_SOURCES)
-    if not ruleset.sources and not any(host.exists(p) for p in OS_MARKERS):
-        raise Unavailable(SkipReason.UNSUPPORTED, f"not an OS tree: no firewall configuration and none of "
-                                                  f"{', '.join(OS_MARKERS)}, so there is no boot-time firewall to read")
+    why = None if ruleset.sources else not_an_os_tree(host, "boot-time firewall")
+    if why is not None:
+        raise Unavailable(SkipReason.UNSUPPORTED, why)
     if not ruleset.sources:
         ruleset = replace(ruleset, notes=(*ruleset.notes, "no firewall configuration is loaded at boot"))
     return FirewallFacts(ruleset, ruleset.sources, False, ruleset.notes, (), _fix_files(host))

@@ -27,6 +27,7 @@ from pathlib import PurePosixPath
 from hostguard.engine.facts import Fact
 from hostguard.findings import SkipReason
 from hostguard.host.base import Host, HostError, Unavailable
+from hostguard.host.identity import not_an_os_tree
 
 # The shared password stacks, in the order a report names them; `passwd` only when none of them exists.
 PAM_STACKS = ("/etc/pam.d/common-password", "/etc/pam.d/system-auth", "/etc/pam.d/password-auth")
@@ -52,18 +53,6 @@ LOGIN_DEFS_METHODS = {"YESCRYPT": "yescrypt", "GOST_YESCRYPT": "gost-yescrypt", 
 NULLOK_OPTIONS = ("nullok", "nullresetok")
 # Text that is not a config file: NUL and the C0 controls no editor writes (tab, LF, VT, FF, CR are fine).
 BINARY = {chr(c) for c in range(32) if chr(c) not in "\t\n\v\f\r"}
-OS_MARKERS = ("/etc/passwd", "/etc/login.defs", "/etc/pam.d")
-
-
-def not_an_os_tree(host: Host) -> str | None:
-    """Why this is not an OS tree (none of passwd, login.defs, pam.d: an empty directory, a source checkout),
-    or None. Nothing about its password policy can be known there, and nothing is assumed."""
-    if any(host.exists(p) for p in OS_MARKERS):
-        return None
-    return (f"not an OS tree: none of {', '.join(OS_MARKERS)} exists in {host.root}, so there is no password "
-            "policy to read")
-
-
 def read_config(host: Host, path: str) -> str | None:
     """A config file's text, None when it does not exist; :class:`Unavailable` (error) when it is not text.
 
@@ -117,7 +106,7 @@ def parse_login_defs(text: str, path: str = "/etc/login.defs") -> dict[str, Sett
 
 def collect_login_defs(host: Host) -> LoginDefs:
     """The host's login.defs (``present`` False and no settings when an OS tree has none)."""
-    why = not_an_os_tree(host)
+    why = not_an_os_tree(host, "password policy")
     if why:
         raise Unavailable(SkipReason.UNSUPPORTED, why)
     text = read_config(host, "/etc/login.defs")
@@ -306,7 +295,7 @@ def _pwquality(host: Host) -> dict[str, Setting]:
 def collect_pam(host: Host) -> PamPolicy:
     """Every shared password stack the host has (``passwd`` alone when it has none), pwquality.conf (plus
     its .d directory) and authselect."""
-    why = not_an_os_tree(host)
+    why = not_an_os_tree(host, "password policy")
     if why:
         raise Unavailable(SkipReason.UNSUPPORTED, why)
     roots = [p for p in PAM_STACKS if host.exists(p)] or ([FALLBACK_STACK] if host.exists(FALLBACK_STACK) else [])
@@ -359,7 +348,7 @@ def _service_names(host: Host) -> list[str]:
 def collect_pam_auth(host: Host) -> PamAuth:
     """The auth lines of every service in /etc/pam.d (the shared stacks first: common-auth, system-auth,
     password-auth), each written line once however many services include it."""
-    why = not_an_os_tree(host)
+    why = not_an_os_tree(host, "password policy")
     if why:
         raise Unavailable(SkipReason.UNSUPPORTED, why)
     if not host.exists("/etc/pam.d"):
