@@ -386,7 +386,8 @@ def test_no_os_tree_every_check_is_unsupported(tmp_path: Path, check: str) -> No
     found, skipped = _skips(root, check)
     assert found == []
     assert [(r, i) for r, _, i in skipped] == [("unsupported", "")]
-    assert skipped[0][1].startswith("not an OS tree: none of /etc/passwd, /etc/os-release, /usr/lib/os-release, /etc/login.defs, /etc/pam.d exists")
+    assert skipped[0][1].startswith("not an OS tree: none of /etc/passwd, /etc/os-release, /usr/lib/os-release, "
+                                    "/etc/login.defs, /etc/pam.d exists")
 
 
 def test_no_login_defs_ageing_is_skipped_and_des_is_pam_units_default(tmp_path: Path) -> None:

@@ -229,7 +229,8 @@ def test_a_tree_that_is_no_os_is_unsupported_never_defaults(tmp_path: Path, shap
         with pytest.raises(Unavailable) as caught:
             collect(host)
         assert caught.value.reason == SkipReason.UNSUPPORTED
-        assert "not an OS tree: none of /etc/passwd, /etc/os-release, /usr/lib/os-release, /etc/login.defs, /etc/pam.d exists" in caught.value.detail
+        assert ("not an OS tree: none of /etc/passwd, /etc/os-release, /usr/lib/os-release, /etc/login.defs, /etc/pam.d "
+                "exists") in caught.value.detail
     assert _facts(root).get(PAM_NULLOK) == ()  # what other checks see: no nullok line, and they still run
 
 
