@@ -20,6 +20,9 @@ if [ "$mode" = test ]; then
   pkgs+=(chromium)
   # setcap/getcap: file capabilities in the persistence tests
   pkgs+=(libcap2-bin)
+  # A real nginx whose worker connects out in the connections live test (started by the test in its own
+  # namespace with its own config)
+  pkgs+=(nginx-light)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
@@ -64,10 +67,11 @@ apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 echo "hostguard setup: installed ${missing[*]}"
 for p in "${missing[@]}"; do
   # a service package installed for the tests must not start at the next boot either
-  if [ "$p" = redis-server ]; then
-    systemctl disable redis-server.service >/dev/null 2>&1 ||
-      rm -f /etc/systemd/system/multi-user.target.wants/redis-server.service
-  fi
+  case "$p" in
+    redis-server|nginx-light)
+      unit=${p%-light}.service
+      systemctl disable "$unit" >/dev/null 2>&1 || rm -f "/etc/systemd/system/multi-user.target.wants/$unit" ;;
+  esac
 done
 [ "$mode" = test ] && unpack_test_tools
 exit 0

@@ -142,3 +142,26 @@ def test_under_root_the_live_checks_say_live_only() -> None:
     for check_id in ("connections.ioc_address", "connections.raw_socket"):
         found, skipped = run_one(check_id, RootHost(str(CLEAN)), given=NOW)
         assert found == [] and [s.reason for s in skipped] == ["live_only"]
+
+
+def test_an_inbound_connection_is_keyed_by_the_service_port_not_the_peers_ephemeral_one(tmp_path: Path) -> None:
+    """Two connections of a listed peer to this host's port 22, from different ephemeral ports (two logins,
+    fed through the real direction code) are one problem with one fingerprint; the same peer reached from
+    this host (outbound) is another problem, keyed by the remote port."""
+    def inbound(peer_port: int) -> tuple[object, ...]:
+        socks = (SocketInfo("tcp", 4, "0.0.0.0", 22, None, None, "LISTEN", 4242),
+                 SocketInfo("tcp", 4, "198.51.100.1", 22, "192.0.2.7", peer_port, "ESTABLISHED", 4242))
+        procs = (ProcessInfo(4242, 1, "sshd", "/usr/sbin/sshd", "root", 1.0, ("sshd",)),)
+        return collect_connections(RootHost(str(CLEAN)), socks, procs)
+
+    cfg = _ioc_config(tmp_path, 22, "192.0.2.7")
+    first, _ = run_one("connections.ioc_address", LiveHost(), cfg, given={**NOW, CONNECTIONS: inbound(50001)})  # type: ignore[arg-type]
+    again, _ = run_one("connections.ioc_address", LiveHost(), cfg, given={**NOW, CONNECTIONS: inbound(50002)})  # type: ignore[arg-type]
+    assert [f.target for f in first] == [{"kind": "ip", "address": "192.0.2.7", "port": 22, "proto": "tcp",
+                                          "program": "/usr/sbin/sshd", "direction": "inbound"}]
+    assert [f.fingerprint for f in again] == [first[0].fingerprint]
+    assert first[0].evidence["remote_port"] == 50001   # the ephemeral port stays in the evidence
+    out = _canned("192.0.2.7", 22, "ssh", "ssh")
+    outbound, _ = run_one("connections.ioc_address", LiveHost(), cfg, given={**NOW, CONNECTIONS: out})  # type: ignore[arg-type]
+    assert [f.target for f in outbound] == [{"kind": "ip", "address": "192.0.2.7", "port": 22, "proto": "tcp",
+                                             "program": "/usr/sbin/ssh"}]

@@ -88,7 +88,16 @@ def _program(c: Connection | RawSocket) -> str:
 
 
 def _target(c: Connection) -> dict[str, object]:
-    """The problem's key: who talks to which address and port (never the pid or the local port)."""
+    """The problem's key: who talks to which address and port (never the pid or an ephemeral port).
+
+    An outbound connection is keyed by the remote port it was made to (the local one is ephemeral). An
+    inbound one is keyed by this host's service port the peer reached, with ``direction``: the peer's
+    port is ephemeral, so keying on it would give the same problem a new fingerprint on every
+    reconnection (and baselines, suppression and "new since last scan" would never hold).
+    """
+    if c.inbound:
+        return {"kind": "ip", "address": c.remote_address, "port": c.local_port, "proto": c.proto,
+                "program": _program(c), "direction": "inbound"}
     return {"kind": "ip", "address": c.remote_address, "port": c.remote_port, "proto": c.proto,
             "program": _program(c)}
 

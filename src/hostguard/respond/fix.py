@@ -16,7 +16,9 @@ as root, so it goes in small, checked moves, one finding at a time:
    (``--confirm ID``): a re-scan cannot see that the remote owner was locked out;
 5. ``Action("kill")`` steps (processes, connections) run only with ``--kill`` and only live, through
    ``respond/kill.py`` (pidfd, start time and exe re-checked); a kill is not reversible, so it is audited on
-   its own and neither a rollback nor ``--undo`` claims to bring the process back.
+   its own and neither a rollback nor ``--undo`` claims to bring the process back. Before the signal, the
+   process's program is copied into ``<state>/evidence/<sha256>`` (a deleted file or a memfd would
+   otherwise be gone with it): the audit record and the output name the copy, or say why there is none.
 
 Every fix, rollback, undo and confirm is recorded in the audit log. Nothing here prints: ``out`` is given.
 """
@@ -40,7 +42,7 @@ from hostguard.host.base import Host
 from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
 from hostguard.respond import records, timer
 from hostguard.respond.apply import ApplyError, apply
-from hostguard.respond.kill import DEFAULT_GRACE, GONE, kill_process
+from hostguard.respond.kill import DEFAULT_GRACE, GONE, KEEP_LIMIT, kill_process
 from hostguard.respond.records import FixRecord, RecordError
 from hostguard.respond.validate import services, validate
 from hostguard.store.state import StateStore
@@ -56,6 +58,7 @@ GUARDED_PREFIXES = ("/etc/ufw/", "/etc/firewalld/")
 DEFAULT_ROLLBACK_SECONDS = 120
 COMMAND_TIMEOUT = 300
 KILL_NOTE = "kill (not reversible): "   # a record's note per kill; --undo cannot bring a process back
+EVIDENCE_DIR = "evidence"   # <state>/evidence/<sha256>: programs of killed processes, never deleted
 
 Out = Callable[[str], None]
 Ask = Callable[[str], bool]
@@ -77,6 +80,12 @@ class FixSettings:
     config_path: str | None = None
     kill: bool = False                  # carry out Action("kill") steps (live only)
     kill_grace: float = DEFAULT_GRACE
+    keep_limit: int = KEEP_LIMIT        # bytes: a killed process's program bigger than this is not kept
+
+    @property
+    def evidence_dir(self) -> str:
+        """Where the programs of killed processes are kept (content-addressed by SHA-256)."""
+        return os.path.join(self.state_dir, EVIDENCE_DIR)
 
     @property
     def live(self) -> bool:
@@ -365,13 +374,17 @@ class Fixer:
             pid, start, exe = kill_args(step)
         except ValueError as exc:
             return str(exc)
-        result = kill_process(pid, start, exe, grace=self.settings.kill_grace)
+        result = kill_process(pid, start, exe, grace=self.settings.kill_grace,
+                              evidence_dir=self.settings.evidence_dir, keep_limit=self.settings.keep_limit)
+        kept = result.kept
         record.notes.append(f"{KILL_NOTE}pid {pid} start_time {start} exe {exe or '-'}: {result.outcome}, "
-                            f"{result.detail}")
+                            f"{result.detail}" + (f"; {kept.line()}" if kept else ""))
         detail = json.dumps({"pid": pid, "start_time": start, "exe": exe, "signals": list(result.signals),
                              "outcome": result.outcome, "fix": record.id, "fingerprint": record.fingerprint,
-                             "check": record.check}, sort_keys=True)
+                             "check": record.check, "kept": kept.describe() if kept else None}, sort_keys=True)
         self.state.audit(self.key, "kill", str(pid), f"{result.outcome}: {result.detail}", now_iso(), detail)
+        if kept is not None:   # before the kill's line: it was done before the signal
+            self.out(f"  {kept.line()}" if kept.ok else f"  warning: {kept.line()}")
         self.out(f"  kill pid {pid}: {result.outcome} ({result.detail})")
         if result.stopped or result.outcome == GONE:   # gone is what was wanted; the re-scan has the last word
             return None
