@@ -61,10 +61,10 @@ FAST = {"weak_passwords": {"budget_seconds": 0, "floor": 20}}  # the guaranteed 
 def run_one(check_id: str, host: Host, config: Config | None = None,
             given: dict[Fact[Any], Any] | None = None) -> tuple[list[Finding], list[Skipped]]:
     """Run one check on ``host`` as the scan would (no earlier scan in the store unless ``given`` says)."""
-    from hostguard.checks.accounts import KNOWN_ACCOUNTS
+    from hostguard.checks.accounts import KNOWN_ACCOUNTS, KNOWN_KEYS
 
     [spec] = [s for s in default_registry().checks if s.id == check_id]
-    facts = Facts(host, config or make_config(**FAST), given={KNOWN_ACCOUNTS: None, **(given or {})})
+    facts = Facts(host, config or make_config(**FAST), given={KNOWN_ACCOUNTS: None, KNOWN_KEYS: None, **(given or {})})
     return run_check(spec, facts)
 
 

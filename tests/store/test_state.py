@@ -18,7 +18,10 @@ from hostguard.store.state import (
     SUPPRESSED,
     Accepted,
     AccountSeen,
+    GoneKey,
+    KeySeen,
     PastFinding,
+    PresentKey,
     SeenFinding,
     StateError,
     StateStore,
@@ -40,6 +43,12 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
     "audit": {"time": "2024-05-02T09:00:00Z", "host_key": HOST_KEY, "action": "accept", "subject": "0f" * 16,
               "reason": "behind a VPN", "detail": "ssh.default_port"},
     "scan_checks": {"scan_id": 1, "check_id": "ssh.default_port", "completed": 1},
+    "ssh_keys_seen": {"host_key": HOST_KEY, "root": "/", "user": b"caf\xe9",
+                      "fingerprint": "SHA256:b2AZghHx0UP7NBv+ej7MYootCJ6vmG5IEzwg+q7PqE4", "key_type": "ssh-ed25519",
+                      "options": '["from=\\"198.51.100.0/24\\""]', "first_seen": "2024-05-01T12:00:00+00:00",
+                      "baseline": 1, "last_seen": "2024-05-02T12:00:00+00:00"},
+    "ssh_key_owners": {"host_key": HOST_KEY, "root": "/", "user": b"caf\xe9", "complete": 1,
+                       "first_read": "2024-05-01T12:00:00+00:00"},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old
@@ -476,5 +485,101 @@ def test_pruning_keeps_the_latest_scans_of_a_host_and_never_accepted_or_audit(tm
         assert [a.fingerprint for a in store.accepted(HOST_KEY)] == ["ab" * 16]
         assert [e.action for e in store.audit_log(HOST_KEY)] == ["accept"]
         assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-05-01T00:00:00+00:00", True)}
+    finally:
+        store.close()
+
+
+# Schema 3 as hostguard wrote it before issue 9 kept the SSH keys each scan saw, spelled out (see SCHEMA_1).
+SCHEMA_3 = SCHEMA_2.replace("PRAGMA user_version=2;", """
+CREATE TABLE scan_checks (scan_id INTEGER NOT NULL REFERENCES scans(id), check_id TEXT NOT NULL,
+                          completed INTEGER NOT NULL, PRIMARY KEY (scan_id, check_id));
+CREATE INDEX scans_by_host ON scans(host_key, id);
+PRAGMA user_version=3;
+""")
+FP_A = "SHA256:b2AZghHx0UP7NBv+ej7MYootCJ6vmG5IEzwg+q7PqE4"
+FP_B = "SHA256:U1XFdxKvB9dFJPo5hzHr3UnKi/w8oxPY0eyLMMyP9n8"
+
+
+def test_schema_3_with_account_history_upgrades_to_no_key_history(tmp_path: Path) -> None:
+    """Issue 9: a database with accounts but no keys upgrades keeping its accounts; it has no key history, so
+    the first scan after the upgrade is the key baseline (known_keys is None until then)."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "state.db", isolation_level=None)
+    db.executescript(SCHEMA_3)
+    db.execute("INSERT INTO accounts_seen(host_key, name, uid, first_seen, baseline, last_seen) "
+               "VALUES (?, ?, 1000, '2024-04-01T08:00:00Z', 1, '2024-04-01T08:00:00Z')", (HOST_KEY, b"alice"))
+    db.close()
+    store = StateStore(str(directory))
+    try:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert schema(store.db) == fresh_schema(tmp_path)
+        assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True)}
+        assert store.known_keys(HOST_KEY, "/") is None
+        store.remember_keys(HOST_KEY, "/", [PresentKey("alice", FP_A, "ssh-ed25519", ("",))], ["alice"], [],
+                            "2024-05-01T08:00:00Z")
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None
+        assert history.keys == {("alice", FP_A): KeySeen("ssh-ed25519", ("",), "2024-05-01T08:00:00Z", True)}
+    finally:
+        store.close()
+
+
+def test_key_history_baseline_new_gone_back_and_options(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        a = PresentKey(CAFE, FP_A, "ssh-ed25519", ("",))
+        assert store.remember_keys(HOST_KEY, "/", [a], [CAFE, "bob"], [], "2024-05-01T00:00:00Z") == []
+        assert store.known_keys(HOST_KEY, "/mnt/image") is None  # another root: another history
+        b = PresentKey("bob", FP_B, "ecdsa-sha2-nistp256", ('from="198.51.100.0/24"',))
+        store.remember_keys(HOST_KEY, "/", [a, b], [CAFE, "bob"], [], "2024-05-02T00:00:00Z")
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None and history.owners == {CAFE: True, "bob": True}
+        assert history.keys[("bob", FP_B)] == KeySeen("ecdsa-sha2-nistp256", ('from="198.51.100.0/24"',),
+                                                      "2024-05-02T00:00:00Z", False)
+        stored = store.db.execute("SELECT user FROM ssh_keys_seen WHERE fingerprint=?", (FP_A,)).fetchone()
+        assert stored == (b"caf\xe9",)  # the exact bytes
+        # options change: remembered with the time and the options before
+        b2 = PresentKey("bob", FP_B, "ecdsa-sha2-nistp256", ("",))
+        store.remember_keys(HOST_KEY, "/", [a, b2], [CAFE, "bob"], [], "2024-05-03T00:00:00Z")
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None and history.keys[("bob", FP_B)] == KeySeen(
+            "ecdsa-sha2-nistp256", ("",), "2024-05-02T00:00:00Z", False, "2024-05-03T00:00:00Z",
+            ('from="198.51.100.0/24"',))
+        # bob unreadable: his key is neither gone nor changed
+        assert store.remember_keys(HOST_KEY, "/", [a], [CAFE], ["bob"], "2024-05-04T00:00:00Z") == []
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None and ("bob", FP_B) in history.keys and history.owners["bob"] is True
+        # gone when read and absent; back later: new again, first seen on its return
+        assert store.remember_keys(HOST_KEY, "/", [a], [CAFE, "bob"], [], "2024-05-05T00:00:00Z") == [
+            GoneKey("bob", FP_B, ("",))]
+        store.remember_keys(HOST_KEY, "/", [a, b], [CAFE, "bob"], [], "2024-05-09T00:00:00Z")
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None and history.keys[("bob", FP_B)] == KeySeen(
+            "ecdsa-sha2-nistp256", ('from="198.51.100.0/24"',), "2024-05-09T00:00:00Z", False)
+        # an account gone from the accounts: its keys go, and it is forgotten as an owner
+        assert store.remember_keys(HOST_KEY, "/", [a], [CAFE], [], "2024-05-10T00:00:00Z") == [
+            GoneKey("bob", FP_B, ('from="198.51.100.0/24"',))]
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None and history.owners == {CAFE: True}
+    finally:
+        store.close()
+
+
+def test_an_account_unreadable_at_the_baseline_gets_its_first_look_later(tmp_path: Path) -> None:
+    """Keys behind a file the baseline could not read are baseline when first read completely; a new account
+    (never recorded) is not a first look: its keys are new."""
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        store.remember_keys(HOST_KEY, "/", [], ["alice"], ["root"], "2024-05-01T00:00:00Z")
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None and history.owners == {"alice": True, "root": False} and history.keys == {}
+        root_key = PresentKey("root", FP_A, "ssh-ed25519", ("",))
+        mallory_key = PresentKey("mallory", FP_B, "ssh-ed25519", ("",))
+        store.remember_keys(HOST_KEY, "/", [root_key, mallory_key], ["alice", "root", "mallory"], [],
+                            "2024-05-02T00:00:00Z")
+        history = store.known_keys(HOST_KEY, "/")
+        assert history is not None
+        assert {k: v.baseline for k, v in history.keys.items()} == {("root", FP_A): True, ("mallory", FP_B): False}
     finally:
         store.close()

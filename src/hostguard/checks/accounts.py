@@ -1,5 +1,6 @@
 """Hidden or unknown accounts: extra UID 0, empty passwords, shadow/passwd mismatches, duplicates,
-service accounts that can log in, passwordless sudo, planted SSH keys, accounts new since the last scan."""
+service accounts that can log in, passwordless sudo, planted SSH keys, accounts and SSH keys new since the first
+scan."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from hostguard.config import setting
@@ -17,12 +18,20 @@ from hostguard.engine.facts import HOST_ID, SCAN_TIME, STATE, Fact
 from hostguard.engine.registry import Family, ScanEnd, check
 from hostguard.findings import Finding, HostId, fingerprint
 from hostguard.host.accounts import ACCOUNTS, SHADOW, SHADOW_IF_READABLE, Accounts, Malformed, Shadow, ShadowEntry, User
-from hostguard.host.authorized_keys import AUTHORIZED_KEYS, DEFAULT_KEY_FILES, AuthorizedKey
+from hostguard.host.authorized_keys import (
+    AUTHORIZED_KEYS,
+    DEFAULT_KEY_FILES,
+    KEY_TYPES,
+    AuthorizedKey,
+    AuthorizedKeys,
+    split_key_options,
+)
+from hostguard.host.base import Host
 from hostguard.host.pam import PAM_NULLOK
-from hostguard.host.root_capable import password_state
+from hostguard.host.root_capable import ROOT_CAPABLE, Capable, password_state
 from hostguard.host.sudoers import SUDOERS, SudoRule
 from hostguard.remediation import Command, DeleteLine, Edit, Param, Remediation, Step
-from hostguard.store.state import KnownAccounts, StateStore
+from hostguard.store.state import KnownAccounts, KnownKeys, PresentKey, StateStore
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,9 @@ class AccountsConfig:
     new_account_days: int = setting(
         7, "Days a new account stays reported after it was first seen, unless accepted earlier "
            "(`hostguard accept FINGERPRINT`); 0: reported until accepted.", min=0)
+    new_key_days: int = setting(
+        7, "Days a new SSH authorized key, or a known key's changed options, stays reported after it was first "
+           "seen, unless accepted earlier (`hostguard accept FINGERPRINT`); 0: reported until accepted.", min=0)
 
 
 def _known_accounts(host: object, state: StateStore, host_id: HostId, now: datetime) -> KnownAccounts | None:
@@ -56,9 +68,22 @@ KNOWN_ACCOUNTS: Fact[KnownAccounts | None] = Fact("known_accounts", _known_accou
                                                   inputs=(STATE, HOST_ID, SCAN_TIME))
 
 
+def _known_keys(host: Host, state: StateStore, host_id: HostId, now: datetime) -> KnownKeys | None:
+    """SSH keys earlier scans of this host and root saw (None before the first scan that read keys there).
+
+    Keyed by the root as well as the host key: a mounted image of this machine (same machine-id) has keys
+    of its own time, and must neither baseline nor retire the live system's."""
+    history = state.known_keys(host_id.id, host.root)
+    return None if history is None else KnownKeys(now, history)
+
+
+KNOWN_KEYS: Fact[KnownKeys | None] = Fact("known_keys", _known_keys, inputs=(STATE, HOST_ID, SCAN_TIME))
+
+
 def remember_accounts(end: ScanEnd) -> None:
     """After any scan that read the accounts (an ``--only ssh`` scan reads them too), record their first
     sighting: how long an account has been new is measured from it, so no scan "uses up" a new account.
+    The same goes for the SSH keys, when the scan read them (:func:`remember_keys`).
 
     The first scan that reads a host's accounts is its baseline. An account that is gone is forgotten as
     new: if it comes back it is reported again, and an earlier accept of its finding lapses (recorded in
@@ -71,6 +96,28 @@ def remember_accounts(end: ScanEnd) -> None:
     if gone:
         end.state.unaccept(end.host.id, [fingerprint("accounts.new_since_last_scan", _user(name)) for name in gone],
                            "the account is gone: if it comes back it is a new account", end.started, action="lapse")
+    if end.facts.loaded(AUTHORIZED_KEYS):
+        remember_keys(end)
+
+
+def remember_keys(end: ScanEnd) -> None:
+    """Record the SSH keys this scan read, by account and fingerprint (the first scan that reads a host's keys
+    is their baseline; a host upgraded from a state.db without key history gets its key baseline then).
+
+    Keys behind a key file that could not be read are left as they were: an unreadable home must not make
+    its keys gone (and new again once readable). A key that is gone is forgotten, and accepts of its
+    findings lapse: if it comes back it is a new key, not the one the owner accepted.
+    """
+    keys = end.facts.get(AUTHORIZED_KEYS)
+    unread = keys.unread_users
+    read = {u.name for u in end.facts.get(ACCOUNTS).users} - unread
+    present = [PresentKey(user, fp, occ[0].key_type, _key_options(occ)) for (user, fp), occ in _by_key(keys).items()]
+    gone = end.state.remember_keys(end.host.id, end.facts.host.root, present, read, unread, end.started)
+    if gone:
+        end.state.unaccept(end.host.id, [fp for k in gone for fp in (
+            fingerprint(KEY_NEW, _key_target(k.user, k.fingerprint)),
+            fingerprint(KEY_NEW, _key_target(k.user, k.fingerprint, k.options)))],
+            "the key is gone: if it comes back it is a new key", end.started, action="lapse")
 
 
 FAMILY = Family("accounts", __doc__ or "", AccountsConfig, after_scan=remember_accounts)
@@ -469,6 +516,220 @@ def new_since_last_scan(ctx: Context) -> Iterator[Finding]:
                               f"`hostguard accept {fingerprint(ctx.spec.id, target)}`.",
                               "Only you know whether a new account was expected: locking a colleague's new "
                               "account unasked is as wrong as leaving an intruder's open."))
+
+
+KEY_NEW = "accounts.ssh_key_new"
+
+
+def _key_target(user: str, fp: str, options: tuple[str, ...] | None = None) -> dict[str, str]:
+    """A key is its account and fingerprint (never its file or line: moving a line changes nothing); a change
+    of its options is that plus the options it changed to, so accepting one change does not hide the next."""
+    target = {"kind": "user", "user": user, "key": fp}
+    if options is not None:
+        target["options"] = _show_options(options)
+    return target
+
+
+def _by_key(keys: AuthorizedKeys) -> dict[tuple[str, str], list[AuthorizedKey]]:
+    """The lines of each (account, fingerprint), in file order; lines whose blob is no key sshd could use are
+    left out (they let nobody in)."""
+    out: dict[tuple[str, str], list[AuthorizedKey]] = defaultdict(list)
+    for k in keys.keys:
+        if k.fingerprint:
+            out[(k.user, k.fingerprint)].append(k)
+    return dict(out)
+
+
+def _key_options(lines: list[AuthorizedKey]) -> tuple[str, ...]:
+    """The options of a key: one string per distinct line (options sorted within it), sorted; so moving,
+    re-ordering or duplicating lines is no change, and adding or dropping an option is."""
+    return tuple(sorted({",".join(sorted(k.options)) for k in lines}))
+
+
+def _show_options(options: tuple[str, ...]) -> str:
+    return " | ".join(o or "(no options)" for o in options) or "(no options)"
+
+
+def _split_options(options: tuple[str, ...]) -> set[str]:
+    """The single options of a key's option strings (quotes respected: a comma inside command="..." stays)."""
+    return {o for text in options for o in split_key_options(text)[0] if o}
+
+
+def _option_name(option: str) -> str:
+    return option.partition("=")[0].strip().lower()
+
+
+def _risky_options(options: set[str]) -> list[str]:
+    """What in these options makes a key a backdoor: a forced command that fetches or runs code (it runs at
+    every logon with the key), or ``environment=`` (variables such as LD_PRELOAD set for the logon shell)."""
+    out: list[str] = []
+    for option in sorted(options):
+        name, _, value = option.partition("=")
+        if name.strip().lower() == "command":
+            threat = forced_command_threat(value.strip().strip('"'))
+            if threat:
+                out.append(f"a forced command that {'; '.join(threat)}")
+        elif name.strip().lower() == "environment":
+            out.append(f"sets {value.strip().strip(chr(34))} at every logon (environment=)")
+    return out
+
+
+def _account_risk(user: str, accounts: Accounts, capable: dict[str, Capable]) -> list[str]:
+    """Why a key of this account matters more: it can become root, or it is a system account people do not
+    log in as (a webshell plants keys in the web user's home)."""
+    cap = capable.get(user)
+    if cap is not None:
+        return [f"'{user}' can become root ({', '.join(cap.why)})"]
+    u = accounts.by_name().get(user)
+    if u is not None and u.uid < accounts.uid_min:
+        return [f"'{user}' is a system account (UID {u.uid} below UID_MIN {accounts.uid_min})"]
+    return []
+
+
+def _period(first: datetime, days: int, now: datetime) -> tuple[bool, datetime | None]:
+    """Whether something first seen at ``first`` is still reported, and until when (None: until accepted)."""
+    if not days:
+        return True, None
+    until = first + timedelta(days=days)
+    return now < until, until
+
+
+def _mtime(keys: AuthorizedKeys, path: str) -> str | None:
+    m = keys.mtimes.get(path)
+    return datetime.fromtimestamp(m, UTC).isoformat(timespec="seconds") if m is not None else None
+
+
+def _lockout(user: str, fp: str, keys: AuthorizedKeys, capable: dict[str, Capable]) -> str | None:
+    """Why removing or restricting this key could lock the owner out (None when it cannot): the account can
+    become root, has no password it could log in with, and this is its only key without a forced command."""
+    cap = capable.get(user)
+    if cap is None or cap.password == "set":
+        return None
+    others = {k.fingerprint for k in keys.keys
+              if k.user == user and k.fingerprint and k.fingerprint != fp and _option(k, "command") is None}
+    if others:
+        return None
+    password = "its password is unknown (/etc/shadow unreadable)" if cap.password == "unknown" else \
+        f"its password is {cap.password}"
+    return (f"'{user}' can become root ({', '.join(cap.why)}), {password}, and this is its only key without a "
+            "forced command: if it is the owner's, changing it unasked would leave no way to log in as "
+            f"'{user}'. Add a key you control (or set a password with `passwd {user}`) first.")
+
+
+def _restored_line(k: AuthorizedKey, options: str) -> str:
+    """The key line with its options replaced by ``options`` (key type, blob and comment as written)."""
+    line = k.raw.strip()
+    rest = line if line.split()[0] in KEY_TYPES else split_key_options(line)[1]
+    return f"{options} {rest}" if options else rest
+
+
+@check(id=KEY_NEW, severity="medium",
+       summary="SSH authorized key new since the first scan, or a known key's options changed, not yet accepted",
+       needs=(AUTHORIZED_KEYS, KNOWN_KEYS, ACCOUNTS, ROOT_CAPABLE), tags=("T1098.004",),
+       references=("https://man.openbsd.org/sshd#AUTHORIZED_KEYS_FILE_FORMAT",))
+def ssh_key_new(ctx: Context) -> Iterator[Finding]:
+    """A key added to an authorized_keys file is how intruders keep a way back in (ATT&CK T1098.004). The
+    first scan that reads a host's keys is the baseline; a key (an account and the key's SHA256 fingerprint,
+    as ``ssh-keygen -l`` prints it) first seen after it is reported on every scan until its finding is
+    accepted (``hostguard accept FINGERPRINT``) or ``[accounts] new_key_days`` have passed (0: until
+    accepted). Moving a line is no change; a key removed and added again is new again. A known key whose
+    options change (``command=`` added, ``from=`` dropped) is reported too, as a change with its own
+    fingerprint (accepting it does not hide the next change); putting the options back ends it.
+
+    High instead of medium when the key lets in an account that can become root or a system account, or
+    carries a forced command that fetches or runs code or ``environment=``. An account whose key files could
+    not all be read is judged on what was read; its first complete read is a first look, not news."""
+    known = ctx.fact(KNOWN_KEYS)
+    if known is None:
+        return
+    keys = ctx.fact(AUTHORIZED_KEYS)
+    accounts = ctx.fact(ACCOUNTS)
+    capable = ctx.fact(ROOT_CAPABLE).by_name()
+    days = ctx.config[AccountsConfig].new_key_days
+    partial = keys.unread_users
+    for (user, fp), lines in _by_key(keys).items():
+        seen = known.history.keys.get((user, fp))
+        options = _key_options(lines)
+        if seen is None:
+            if known.history.owners.get(user) is False and user not in partial:
+                continue  # the first complete read of this account's keys: its baseline
+            first: datetime | None = known.now
+        else:
+            first = None if seen.baseline else datetime.fromisoformat(seen.first_seen)
+        if first is not None and (period := _period(first, days, known.now))[0]:
+            yield _new_key(ctx, user, fp, lines, keys, first, period[1], accounts, capable)
+        if seen is None:
+            continue
+        if options != seen.options and options == seen.previous_options:
+            continue  # the change was undone (the fix put the options back)
+        if options != seen.options:
+            since, before = known.now, seen.options
+        elif seen.options_since is not None:
+            since, before = datetime.fromisoformat(seen.options_since), seen.previous_options or ("",)
+        else:
+            continue
+        if (period := _period(since, days, known.now))[0]:
+            yield _changed_key(ctx, user, fp, lines, keys, since, period[1], before, options, accounts, capable)
+
+
+def _key_evidence(user: str, fp: str, lines: list[AuthorizedKey], keys: AuthorizedKeys, since: datetime,
+                  until: datetime | None, why: list[str]) -> dict[str, object]:
+    k = lines[0]
+    evidence: dict[str, object] = {
+        "user": user, "fingerprint": fp, "key_type": k.key_type, "bits": k.bits, "comment": k.comment,
+        "lines": [{"path": x.path, "line": x.line, "mtime": _mtime(keys, x.path), "options": list(x.options)}
+                  for x in lines],
+        "first_seen": since.isoformat(timespec="seconds"), "why_high": why}
+    if until is not None:
+        evidence["reported_until"] = until.isoformat(timespec="seconds")
+    return evidence
+
+
+def _new_key(ctx: Context, user: str, fp: str, lines: list[AuthorizedKey], keys: AuthorizedKeys, first: datetime,
+             until: datetime | None, accounts: Accounts, capable: dict[str, Capable]) -> Finding:
+    k = lines[0]
+    why = _account_risk(user, accounts, capable) + _risky_options(_split_options(_key_options(lines)))
+    target = _key_target(user, fp)
+    where = ", ".join(f"{x.path} line {x.line}" for x in lines)
+    accept = f"If it is yours, accept it: `hostguard accept {fingerprint(ctx.spec.id, target)}`."
+    lockout = _lockout(user, fp, keys, capable)
+    remove = (f"If you do not know this key, remove it ({where}), then find how it got there (the auth log and "
+              f"`last` around the file's mtime, and who else can write {k.path.rsplit('/', 1)[0]}). ")
+    remediation = (Remediation.by_hand(remove + accept, lockout) if lockout is not None else
+                   Remediation(remove + accept, tuple(DeleteLine(x.path, x.line, x.raw) for x in lines)))
+    return ctx.finding(
+        f"new SSH key for '{user}': {k.key_type} {fp} ({k.comment or 'no comment'}) in {k.path}, "
+        f"first seen {first.date().isoformat()}", target,
+        evidence=_key_evidence(user, fp, lines, keys, first, until, why),
+        severity="high" if why else "medium", remediation=remediation)
+
+
+def _changed_key(ctx: Context, user: str, fp: str, lines: list[AuthorizedKey], keys: AuthorizedKeys, since: datetime,
+                 until: datetime | None, before: tuple[str, ...], after: tuple[str, ...], accounts: Accounts,
+                 capable: dict[str, Capable]) -> Finding:
+    k = lines[0]
+    old, new = _split_options(before), _split_options(after)
+    added, removed = sorted(new - old), sorted(old - new)
+    why = _risky_options(new - old) + (_account_risk(user, accounts, capable) if removed else [])
+    target = _key_target(user, fp, after)
+    accept = f"If you changed them, accept the change: `hostguard accept {fingerprint(ctx.spec.id, target)}`."
+    summary = (f"If you did not change the options of this key, put back the ones it had "
+               f"({_show_options(before)}) and find who changed {k.path}. " + accept)
+    lockout = _lockout(user, fp, keys, capable)
+    if lockout is not None:
+        remediation = Remediation.by_hand(summary, lockout)
+    elif len(lines) == 1 and len(before) == 1:
+        remediation = Remediation(summary, (Edit(k.path, k.line, k.raw, _restored_line(k, before[0])),))
+    else:
+        remediation = Remediation.by_hand(summary, "The key is on several lines now or was before: which line "
+                                                   "should carry which options is yours to say.")
+    evidence = _key_evidence(user, fp, lines, keys, since, until, why)
+    evidence.pop("first_seen")
+    evidence.update({"changed": since.isoformat(timespec="seconds"), "options_before": list(before),
+                     "options_after": list(after), "added": added, "removed": removed})
+    return ctx.finding(
+        f"options of {user}'s {k.key_type} key {fp} changed: {_show_options(before)} -> {_show_options(after)}",
+        target, evidence=evidence, severity="high" if why else "medium", remediation=remediation)
 
 
 @check(id="accounts.malformed_line", severity="medium",

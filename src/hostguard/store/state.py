@@ -64,6 +64,22 @@ MIGRATIONS: tuple[str, ...] = (
                               completed INTEGER NOT NULL, PRIMARY KEY (scan_id, check_id));
     CREATE INDEX scans_by_host ON scans(host_key, id);
     """,
+    # 4: the SSH keys earlier scans saw (issue 9, "authorized_keys changes since the previous scan"), per host
+    # and root, keyed by account and SHA256 fingerprint (never by file or line: moving a line is no change);
+    # ``options`` as last seen (a JSON list, one entry per line the key is on), and since when they differ
+    # from the ones before. ``ssh_key_owners`` holds the accounts whose key files were read, and whether all
+    # of them were (``complete``): keys behind a file that could not be read are neither gone nor new. A
+    # database upgraded from 3 has no rows here, so its first scan after the upgrade is the key baseline.
+    """
+    CREATE TABLE ssh_keys_seen (host_key TEXT NOT NULL, root TEXT NOT NULL, user BLOB NOT NULL,
+                                fingerprint TEXT NOT NULL, key_type TEXT NOT NULL, options TEXT NOT NULL,
+                                first_seen TEXT NOT NULL, baseline INTEGER NOT NULL, last_seen TEXT NOT NULL,
+                                gone_since TEXT, options_since TEXT, previous_options TEXT,
+                                PRIMARY KEY (host_key, root, user, fingerprint));
+    CREATE TABLE ssh_key_owners (host_key TEXT NOT NULL, root TEXT NOT NULL, user BLOB NOT NULL,
+                                 complete INTEGER NOT NULL, first_read TEXT NOT NULL,
+                                 PRIMARY KEY (host_key, root, user));
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.
@@ -87,6 +103,57 @@ class KnownAccounts:
 
     now: datetime
     accounts: Mapping[str, AccountSeen]
+
+
+@dataclass(frozen=True)
+class KeySeen:
+    """One SSH key in a host's history: when first seen (since its latest return, if it had gone), whether it
+    was there at the baseline, its options as last seen (one canonical string per line it is on) and, when
+    they changed after its first sighting, since when and what they were before."""
+
+    key_type: str
+    options: tuple[str, ...]
+    first_seen: str
+    baseline: bool
+    options_since: str | None = None
+    previous_options: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class KeyHistory:
+    """The keys earlier scans of a host (and root) saw, by (account, fingerprint), present at their last
+    sighting; and per account whether its key files were ever all read (False: only partly, so keys found
+    later are its first look, not new ones)."""
+
+    keys: Mapping[tuple[str, str], KeySeen]
+    owners: Mapping[str, bool]
+
+
+@dataclass(frozen=True)
+class KnownKeys:
+    """A :class:`KeyHistory` and the time of the scan asking: what "new for N days" is measured against."""
+
+    now: datetime
+    history: KeyHistory
+
+
+@dataclass(frozen=True)
+class PresentKey:
+    """One key as a scan found it: its account, fingerprint, type and options (one string per line)."""
+
+    user: str
+    fingerprint: str
+    key_type: str
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GoneKey:
+    """A key that was present and is gone now, with the options it had."""
+
+    user: str
+    fingerprint: str
+    options: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -272,6 +339,95 @@ class StateStore:
             self.db.execute("ROLLBACK")
             raise
         return [name.decode("utf-8", "surrogateescape") for name in gone]
+
+    def known_keys(self, host_key: str, root: str) -> KeyHistory | None:
+        """The SSH keys earlier scans of this host and root saw (present at their last sighting); None before
+        the first scan that read keys there (a database with account history but no key history included)."""
+        owners = {bytes(user).decode("utf-8", "surrogateescape"): bool(complete) for user, complete in self.db.execute(
+            "SELECT user, complete FROM ssh_key_owners WHERE host_key=? AND root=?", (host_key, root))}
+        if not owners and not self._has_key_history(host_key, root):
+            return None
+        keys = {(bytes(user).decode("utf-8", "surrogateescape"), fp): KeySeen(
+                    key_type, tuple(json.loads(options)), first, bool(baseline), since,
+                    tuple(json.loads(previous)) if previous is not None else None)
+                for user, fp, key_type, options, first, baseline, since, previous in self.db.execute(
+                    "SELECT user, fingerprint, key_type, options, first_seen, baseline, options_since, "
+                    "previous_options FROM ssh_keys_seen WHERE host_key=? AND root=? AND gone_since IS NULL",
+                    (host_key, root))}
+        return KeyHistory(keys, owners)
+
+    def _has_key_history(self, host_key: str, root: str) -> bool:
+        return self.db.execute("SELECT 1 FROM ssh_keys_seen WHERE host_key=? AND root=? LIMIT 1",
+                               (host_key, root)).fetchone() is not None
+
+    def remember_keys(self, host_key: str, root: str, keys: Iterable[PresentKey], read: Iterable[str],
+                      unread: Iterable[str], now: str) -> list[GoneKey]:
+        """Record the keys one scan found; return the keys gone since.
+
+        ``read`` names the accounts whose key files were all read, ``unread`` those with a key file that could
+        not be read (their keys found are recorded, none is taken for gone). The first call for a host and
+        root is its baseline; an account first read completely after being unreadable is a first look, its
+        keys baseline too (while some of its files stay unreadable, a key found in the others is new). A key
+        first seen later keeps its first sighting while it stays; a key that is gone is marked so, and if it
+        comes back it is new again, first seen on its return. A change of options is remembered with its
+        time and the options before; going back to those options undoes it. An account gone from the
+        accounts is forgotten here, so keys of a re-created account are new.
+        """
+        read_set = {u.encode("utf-8", "surrogateescape") for u in read}
+        unread_set = {u.encode("utf-8", "surrogateescape") for u in unread} - read_set
+        present = {(k.user.encode("utf-8", "surrogateescape"), k.fingerprint): k for k in keys}
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            owners = {bytes(user): bool(complete) for user, complete in self.db.execute(
+                "SELECT user, complete FROM ssh_key_owners WHERE host_key=? AND root=?", (host_key, root))}
+            baseline_host = not owners and not self._has_key_history(host_key, root)
+            # a first look: the baseline, or an account whose files are all read now after some were not before
+            first_look = {u for u in read_set | unread_set
+                          if baseline_host or (u in read_set and owners.get(u) is False)}
+            for user in read_set | unread_set:
+                complete = int(user in read_set or owners.get(user, False))
+                self.db.execute("INSERT INTO ssh_key_owners(host_key, root, user, complete, first_read) "
+                                "VALUES (?,?,?,?,?) ON CONFLICT(host_key, root, user) DO UPDATE SET "
+                                "complete=excluded.complete", (host_key, root, user, complete, now))
+            self.db.executemany("DELETE FROM ssh_key_owners WHERE host_key=? AND root=? AND user=?",
+                                [(host_key, root, u) for u in owners if u not in read_set | unread_set])
+            rows: dict[tuple[bytes, str], tuple[str | None, tuple[str, ...], tuple[str, ...] | None]] = {
+                (bytes(user), fp): (gone, tuple(json.loads(options)), tuple(json.loads(previous)) if previous else None)
+                for user, fp, gone, options, previous in self.db.execute(
+                    "SELECT user, fingerprint, gone_since, options, previous_options FROM ssh_keys_seen "
+                    "WHERE host_key=? AND root=?", (host_key, root))}
+            where = "WHERE host_key=? AND root=? AND user=? AND fingerprint=?"
+            for (user, fp), key in present.items():
+                options = json.dumps(list(key.options))
+                row = (host_key, root, user, fp)
+                if (user, fp) not in rows:
+                    self.db.execute(
+                        "INSERT INTO ssh_keys_seen(host_key, root, user, fingerprint, key_type, options, first_seen, "
+                        "baseline, last_seen) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (*row, key.key_type, options, now, int(user in first_look), now))
+                    continue
+                gone_since, known, previous = rows[(user, fp)]
+                if gone_since is not None:  # back after being gone: new again
+                    self.db.execute("UPDATE ssh_keys_seen SET key_type=?, options=?, first_seen=?, baseline=0, "
+                                    "last_seen=?, gone_since=NULL, options_since=NULL, previous_options=NULL " + where,
+                                    (key.key_type, options, now, now, *row))
+                elif previous is not None and previous == key.options:  # the change undone (its fix applied)
+                    self.db.execute("UPDATE ssh_keys_seen SET options=?, options_since=NULL, previous_options=NULL, "
+                                    "last_seen=? " + where, (options, now, *row))
+                elif known != key.options:
+                    self.db.execute("UPDATE ssh_keys_seen SET previous_options=options, options=?, options_since=?, "
+                                    "last_seen=? " + where, (options, now, now, *row))
+                else:
+                    self.db.execute("UPDATE ssh_keys_seen SET last_seen=? " + where, (now, *row))
+            gone = [(user, fp, options) for (user, fp), (since, options, _) in rows.items()
+                    if since is None and (user, fp) not in present and user not in unread_set]
+            self.db.executemany("UPDATE ssh_keys_seen SET gone_since=? WHERE host_key=? AND root=? AND user=? "
+                                "AND fingerprint=?", [(now, host_key, root, user, fp) for user, fp, _ in gone])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return [GoneKey(user.decode("utf-8", "surrogateescape"), fp, options) for user, fp, options in gone]
 
     def record_scan(self, host_key: str, started: str, root: str | None, complete: bool, findings: int,
                     seen: Iterable[tuple[Finding, str]] = (), checks: Mapping[str, bool] | None = None) -> int:
