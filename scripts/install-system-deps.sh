@@ -23,6 +23,9 @@ if [ "$mode" = test ]; then
   # A real nginx whose worker connects out in the connections live test (started by the test in its own
   # namespace with its own config)
   pkgs+=(nginx-light)
+  # rpm databases written by the real rpm (sqlite) and Berkeley DB files written by the real db5.3_load,
+  # read by hostguard's own readers in the integrity tests (rpm only builds and installs into temp roots)
+  pkgs+=(rpm db5.3-util)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

@@ -1,5 +1,6 @@
 """Which package owns a file: dpkg's file lists in a tree, and on this machine checked against dpkg-query; the
-dpkg status, diversions, path filters and md5sums readers the integrity family verifies packaged files with."""
+rpm and apk databases when the tree has no dpkg; the dpkg status, diversions, path filters and md5sums readers
+the integrity family verifies packaged files with, and the verifier's bounded read-ahead."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +16,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostguard.engine.facts import Facts
-from hostguard.host.base import HostError, LiveHost, RootHost
+from hostguard.host import packages
+from hostguard.host.base import HostError, LiveHost, ProcessInfo, RootHost
 from hostguard.host.packages import (
     DPKG_VERIFY,
     EXE_OWNERS,
+    PACKAGE_VERIFY,
     DpkgDatabase,
     FileOwners,
     dpkg_owners,
+    package_owners,
     parse_diversions,
     parse_filters,
     parse_md5sums,
     parse_status,
     usr_aliases,
 )
-from tests.conftest import make_config, need_tool
+from hostguard.host.processes import PROCESSES
+from tests.conftest import make_config, need_root, need_tool
+from tests.host.test_apkdb import write_apk_tree
+from tests.host.test_rpmdb import build_rpm, install_tree
 
 
 def _lists(root: Path, lists: dict[str, str]) -> RootHost:
@@ -195,3 +203,76 @@ def test_diversions_and_filters_garbage(diversions: str, cfg: str) -> None:
     with contextlib.suppress(HostError):
         assert all(d.path.startswith("/") for d in parse_diversions(diversions).values())
     DpkgDatabase((), {}, tuple(parse_filters(cfg))).excluded("/usr/bin/x")
+
+
+# -- the database-neutral layer --------------------------------------------------------------------------
+
+
+def _process(pid: int, exe: str) -> ProcessInfo:
+    return ProcessInfo(pid, 1, exe.rpartition("/")[2], exe, "root", 0.0, (exe,))
+
+
+def test_executable_owners_come_from_rpm_when_the_tree_has_no_dpkg(tmp_path: Path) -> None:
+    """An rpm installed by rpm into a tree: EXE_OWNERS names it for a process running its binary (given as
+    the live process list would give it), and nothing for a binary in /tmp."""
+    need_tool("rpm", "rpmbuild")
+    need_root("rpm --root")
+    rpm = build_rpm(tmp_path / "build", "hgsrv", "1.0", "1", install="mkdir -p %{buildroot}/usr/sbin\n"
+                    "cp /usr/bin/true %{buildroot}/usr/sbin/hgsrv\n", files="/usr/sbin/hgsrv\n")
+    root = install_tree(tmp_path / "root", [rpm])
+    (root / "sbin").symlink_to("usr/sbin")
+    given = {PROCESSES: (_process(10, "/usr/sbin/hgsrv"), _process(11, "/sbin/hgsrv"), _process(12, "/tmp/hgsrv"))}
+    owners = Facts(RootHost(str(root)), make_config(), given=given).get(EXE_OWNERS)
+    assert owners == FileOwners({"/usr/sbin/hgsrv": "hgsrv", "/sbin/hgsrv": "hgsrv"}, "rpm")
+
+
+def test_executable_owners_come_from_apk_when_the_tree_has_neither(tmp_path: Path) -> None:
+    root = write_apk_tree(tmp_path)
+    given = {PROCESSES: (_process(10, "/bin/hgbox"), _process(11, "/usr/local/bin/hgbox"))}
+    owners = Facts(RootHost(str(root)), make_config(), given=given).get(EXE_OWNERS)
+    assert owners == FileOwners({"/bin/hgbox": "hgbox"}, "apk")
+
+
+def test_dpkg_wins_over_other_databases_in_the_same_tree(tmp_path: Path) -> None:
+    """A Debian tree that also carries an apk database (a container build stage left behind): dpkg is the
+    host's package manager, and it alone answers and is verified."""
+    root = write_apk_tree(tmp_path)
+    info = root / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    (info.parent / "status").write_text("Package: hgbox\nStatus: install ok installed\nArchitecture: all\n")
+    (info / "hgbox.list").write_text("/bin/hgbox\n")
+    (info / "hgbox.md5sums").write_text(f"{_md5(b'other')}  bin/hgbox\n")
+    assert package_owners(RootHost(str(root)), ["/bin/hgbox"]) == FileOwners({"/bin/hgbox": "hgbox"}, "dpkg")
+    verification = Facts(RootHost(str(root)), make_config()).get(PACKAGE_VERIFY)
+    assert verification.database == "dpkg"
+    assert [(c.path, c.database, c.algorithm) for c in verification.changed] == [("/bin/hgbox", "dpkg", "md5")]
+    assert PACKAGE_VERIFY is DPKG_VERIFY
+
+
+def test_no_database_at_all_is_unsupported_not_clean(tmp_path: Path) -> None:
+    from hostguard.host.base import Unavailable
+
+    with pytest.raises(Unavailable, match="no package database hostguard reads") as info:
+        Facts(RootHost(str(tmp_path)), make_config()).get(PACKAGE_VERIFY)
+    assert info.value.reason == "unsupported"
+    assert package_owners(RootHost(str(tmp_path)), ["/bin/sh"]) == FileOwners({}, None)
+
+
+def test_the_verifier_reads_only_a_window_of_packages_ahead() -> None:
+    """Memory stays bounded: while the first result is handed out, at most WINDOW packages have been read
+    (``Executor.map`` would have read all ten thousand first)."""
+    taken = 0
+
+    def items() -> Iterator[int]:
+        nonlocal taken
+        for i in range(10_000):
+            taken += 1
+            yield i
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = packages._bounded_map(pool, lambda i: i * 2, items())
+        assert next(results) == 0
+        assert taken <= packages.WINDOW
+        assert list(results) == [i * 2 for i in range(1, 10_000)]

@@ -1,9 +1,12 @@
 """Trojaned system binaries: packaged files compared with the package manager's own digests.
 
 A signature list of "known rootkit strings" flags /bin/diff after every update; the package manager's
-md5sums do not: a file differs from what its package installed, or it does not. Conffiles are meant to be
-edited and are never findings; files dpkg was told not to install (``path-exclude``) and missing files are
-not either (removing docs is common and runs nothing). What changed decides the severity: code that runs
+digests do not: a file differs from what its package installed, or it does not. dpkg's md5sums, the rpm
+database's file digests (sha256 on current distributions, md5 on old ones) and apk's SHA-1 checksums are
+read by hostguard itself, also under ``--root``. Configuration (dpkg conffiles, rpm ``%config``, files under
+apk's protected paths) is meant to be edited and is never a finding; files dpkg was told not to install
+(``path-exclude``), rpm ``%ghost`` files and missing files are not either (removing docs is common and runs
+nothing). What changed decides the severity: code that runs
 on its own or inside other programs is high, anything else low with its package named. /etc/ld.so.preload
 is the persistence family's (``persistence.ld_preload``): one problem, one finding.
 """
@@ -15,12 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
+from typing import Any
 
 from hostguard.data import load_toml
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
-from hostguard.host.packages import DPKG_VERIFY, ChangedFile
+from hostguard.host.packages import PACKAGE_VERIFY, ChangedFile, Verification
 from hostguard.remediation import Command, Remediation
 
 FAMILY = Family("integrity", __doc__ or "")
@@ -73,23 +77,42 @@ def language_tree(item: ChangedFile) -> tuple[str, str] | None:
     return None
 
 
-def _reinstall(package: str, what: str) -> Remediation:
+@cache
+def databases() -> dict[str, dict[str, Any]]:
+    """data/integrity/databases.toml: how each database's digest is named, and each front end's reinstall."""
+    return load_toml("integrity/databases.toml")
+
+
+def digest_name(item: ChangedFile) -> str:
+    """Which digest was compared: "dpkg md5sums", "rpm sha256", "apk sha1"."""
+    return str(databases()["digests"][item.database]).format(algorithm=item.algorithm)
+
+
+def _reinstall(verification: Verification, package: str, what: str) -> Remediation:
+    argv = (*databases()["reinstall"][verification.front_end], package)
     return Remediation(f"Keep a copy of {what} for investigation (it may be a trojan), then reinstall {package}, "
                        f"which writes the packaged files back; if it was not you, treat the host as compromised.",
-                       steps=(Command(("apt-get", "install", "--reinstall", package)),))
+                       steps=(Command(tuple(argv)),))
 
 
-@check(id="integrity.changed_file", severity="high", summary="A packaged file differs from its package's md5sums",
-       needs=(DPKG_VERIFY,), tags=("T1554", "T1036.005"),
-       references=("https://manpages.debian.org/bookworm/dpkg/dpkg.1.en.html#V,",))
+@check(id="integrity.changed_file", severity="high",
+       summary="A packaged file differs from the digest its package manager recorded",
+       needs=(PACKAGE_VERIFY,), tags=("T1554", "T1036.005"),
+       references=("https://manpages.debian.org/bookworm/dpkg/dpkg.1.en.html#V,",
+                   "https://rpm-software-management.github.io/rpm/man/rpm.8.html",
+                   "https://wiki.alpinelinux.org/wiki/Alpine_Package_Keeper"))
 def changed_file(ctx: Context) -> Iterator[Finding]:
-    """Every file of every installed dpkg package is hashed and compared with the package's ``md5sums``
-    (``<pkg>:<arch>.md5sums`` for Multi-Arch packages), at the place it really is: through the tree's own
-    merged-/usr links and at its diverted place for ``dpkg-divert``. Conffiles, ``path-exclude``d and missing
-    files are not findings. A changed ELF, shared library, PAM module, setuid file or script in a PATH
-    directory is high; any other changed file low with its package named; files a language package manager
-    rewrites inside a distro tree (npm over nodejs's npm) are one low finding per tree that says so."""
-    verification = ctx.fact(DPKG_VERIFY)
+    """Every file of every installed package is hashed and compared with the digest the host's package
+    manager recorded: dpkg's ``md5sums`` (``<pkg>:<arch>.md5sums`` for Multi-Arch packages), the rpm
+    database's file digests (its sqlite or Berkeley DB form, sha256 or md5 as the package says) or apk's
+    ``Z:`` checksums, at the place the file really is: through the tree's own merged-/usr links and at its
+    diverted place for ``dpkg-divert``. Configuration (conffiles, ``%config``, apk protected paths),
+    ``path-exclude``d, ``%ghost`` and missing files are not findings. A changed ELF, shared library, PAM module,
+    setuid file or script in a PATH directory is high; any other changed file low with its package named;
+    files a language package manager rewrites inside a distro tree (npm over nodejs's npm) are one low finding
+    per tree that says so. The fix reinstalls the package with the host's own tool (apt-get, dnf or yum,
+    apk fix)."""
+    verification = ctx.fact(PACKAGE_VERIFY)
     for what, why in verification.problems:
         ctx.skip(SkipReason.ERROR, why, what)
     trees: dict[tuple[str, str, str], list[ChangedFile]] = defaultdict(list)
@@ -104,16 +127,18 @@ def changed_file(ctx: Context) -> Iterator[Finding]:
             trees[(tree[0], tree[1], item.package)].append(item)
             continue
         kind = high or "a packaged file"
-        evidence = {"package": item.package, "listed_as": item.listed, "expected_md5": item.expected,
-                    "actual_md5": item.actual, "mode": f"{item.mode & 0o7777:04o}", "why": kind}
-        yield ctx.finding(f"{item.path} ({kind} of {item.package}) differs from what the package installed",
+        evidence = {"package": item.package, "listed_as": item.listed, "digest": digest_name(item),
+                    "expected": item.expected, "actual": item.actual, "mode": f"{item.mode & 0o7777:04o}",
+                    "why": kind}
+        yield ctx.finding(f"{item.path} ({kind} of {item.package}) differs from its {digest_name(item)}",
                           {"kind": "path", "path": item.path}, evidence=evidence,
-                          remediation=_reinstall(item.package, item.path), severity="high" if high else "low")
+                          remediation=_reinstall(verification, item.package, item.path),
+                          severity="high" if high else "low")
     for (tree_path, manager, package), items in sorted(trees.items()):
         yield ctx.finding(f"{len(items)} files of {package} under {tree_path} differ: probably updated in place by "
                           f"{manager}, not by the package",
                           {"kind": "path", "path": tree_path}, severity="low",
                           evidence={"package": package, "manager": manager, "files": len(items),
-                                    "paths": [i.path for i in items[:SHOWN]]},
-                          remediation=_reinstall(package, tree_path))
+                                    "digest": digest_name(items[0]), "paths": [i.path for i in items[:SHOWN]]},
+                          remediation=_reinstall(verification, package, tree_path))
 

@@ -1,17 +1,20 @@
-"""Which installed package owns a file, from the package database.
+"""Which installed package owns a file, and whether packaged files still match their digests.
 
 Naming a listening service by the package that installed its executable (``redis-tools`` owns the binary
-Debian starts as ``redis-server``) is stronger than its process name, which any program can set. Only
-dpkg's file lists are read for now (``/var/lib/dpkg/info/*.list``, each read once per scan, about 0.1 s
-for 700 packages); rpm and apk come with the vulnerability inventory that needs them too.
+Debian starts as ``redis-server``) is stronger than its process name, which any program can set.
+:func:`package_owners` asks dpkg's file lists (``/var/lib/dpkg/info/*.list``, each read once per scan,
+about 0.1 s for 700 packages), else the rpm database (:mod:`hostguard.host.rpmdb`), else apk's
+(:mod:`hostguard.host.apkdb`): a host has one package manager, and the first database found is it.
 
 Paths are compared as bytes (a list is not always UTF-8), and both spellings of a merged-/usr path are
 tried: a running ``/usr/bin/bash`` is listed by dpkg as ``/bin/bash`` on a Debian 12 that merged /usr.
 
 The dpkg database is also read whole for the integrity family (issue 9) and the inventory (issue 11):
 :data:`DPKG` is the status file (installed packages, versions, conffiles with their md5), the diversions
-and the ``path-exclude``/``path-include`` filters; :data:`DPKG_VERIFY` compares every installed package's
-``md5sums`` with the files in the tree, one file at a time, keeping only the files that differ.
+and the ``path-exclude``/``path-include`` filters. :data:`PACKAGE_VERIFY` (also known as
+:data:`DPKG_VERIFY`, its first name) compares every packaged file with the digest its package manager
+recorded (dpkg ``md5sums``, the rpm header's file digests, apk's ``Z:`` checksums), one file at a time,
+keeping only the files that differ.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import hashlib
 import os
 import re
 import stat as stat_mod
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
 from hostguard.engine.facts import Fact
 from hostguard.findings import SkipReason
+from hostguard.host import apkdb, rpmdb
 from hostguard.host.base import FileMissing, Host, HostError, ProcessInfo, Unavailable
 from hostguard.host.processes import PROCESSES
 
@@ -39,8 +45,8 @@ MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 class FileOwners:
     """The owning package of each path asked about (paths no package owns are absent).
 
-    ``database`` names the database that was read (``"dpkg"``), or is None when the host has none that
-    hostguard reads: then "no owner" means "not known", not "unpackaged".
+    ``database`` names the database that was read (``"dpkg"``, ``"rpm"``, ``"apk"``), or is None when the
+    host has none that hostguard reads: then "no owner" means "not known", not "unpackaged".
     """
 
     owners: Mapping[str, str] = field(default_factory=dict)
@@ -88,9 +94,69 @@ def dpkg_owners(host: Host, paths: Iterable[str]) -> FileOwners:
     return FileOwners(owners, "dpkg")
 
 
+def _wanted(paths: Iterable[str]) -> dict[str, list[str]]:
+    """Every spelling of each asked path (merged-/usr aliases), mapped to the paths asked that way."""
+    wanted: dict[str, list[str]] = {}
+    for path in paths:
+        for alias in usr_aliases(path):
+            wanted.setdefault(alias, []).append(path)
+    return wanted
+
+
+def rpm_owners(host: Host, location: rpmdb.RpmDbLocation, paths: Iterable[str]) -> FileOwners:
+    """The rpm package (by name) owning each of ``paths``: every header's file list is read once."""
+    wanted = _wanted(paths)
+    owners: dict[str, str] = {}
+    for hnum, blob in rpmdb.blobs(host, location):
+        if not wanted:
+            break
+        where = f"{location.path} header {hnum}"
+        tags = rpmdb.parse_header(blob, where, rpmdb.PATH_TAGS)
+        hits = wanted.keys() & set(rpmdb.file_paths(tags, where))
+        if hits:
+            name = rpmdb.name_of(tags, where)
+            for hit in hits:
+                for asked in wanted[hit]:
+                    owners.setdefault(asked, name)
+    return FileOwners(owners, "rpm")
+
+
+def apk_owners(host: Host, text: str, paths: Iterable[str]) -> FileOwners:
+    """The apk package owning each of ``paths``."""
+    wanted = _wanted(paths)
+    owners: dict[str, str] = {}
+    for package in apkdb.parse_installed(text):
+        for hit in wanted.keys() & {f.path for f in package.files}:
+            for asked in wanted[hit]:
+                owners.setdefault(asked, package.name)
+    return FileOwners(owners, "apk")
+
+
+def package_owners(host: Host, paths: Iterable[str]) -> FileOwners:
+    """The package owning each of ``paths`` in the host's package database: dpkg, else rpm, else apk.
+
+    ``database`` says which was read; None when the host has none hostguard reads (an rpm database in the
+    ndb form included), so callers never take "not known" for "unpackaged".
+    """
+    paths = list(paths)
+    owners = dpkg_owners(host, paths)
+    if owners.database is not None:
+        return owners
+    try:
+        location = rpmdb.locate(host)
+    except Unavailable:
+        return FileOwners({}, None)
+    if location is not None:
+        return rpm_owners(host, location, paths)
+    text = host.read_optional(apkdb.APK_INSTALLED)
+    if text is not None:
+        return apk_owners(host, text, paths)
+    return FileOwners({}, None)
+
+
 def collect_exe_owners(host: Host, processes: tuple[ProcessInfo, ...]) -> FileOwners:
     """The package owning each running process's executable (live only: it needs the process list)."""
-    return dpkg_owners(host, sorted({p.exe for p in processes if p.exe}))
+    return package_owners(host, sorted({p.exe for p in processes if p.exe}))
 
 
 EXE_OWNERS: Fact[FileOwners] = Fact("executable_packages", collect_exe_owners, inputs=(PROCESSES,))
@@ -237,7 +303,7 @@ def collect_dpkg(host: Host) -> DpkgDatabase:
     """The dpkg database of the host (``Unavailable`` when the host keeps none)."""
     status = host.read_optional(DPKG_STATUS)
     if status is None:
-        raise Unavailable(SkipReason.UNSUPPORTED, f"no dpkg database ({DPKG_STATUS}): only dpkg is read so far")
+        raise Unavailable(SkipReason.UNSUPPORTED, f"no dpkg database ({DPKG_STATUS})")
     diversions = parse_diversions(host.read_optional(DPKG_DIVERSIONS) or "")
     filters: list[tuple[bool, str]] = []
     for name in host.listdir(DPKG_CFG_DIR):  # dpkg reads the directory first, sorted, then dpkg.cfg
@@ -250,17 +316,18 @@ def collect_dpkg(host: Host) -> DpkgDatabase:
 DPKG: Fact[DpkgDatabase] = Fact("dpkg", collect_dpkg)
 
 
-# -- verifying installed files against md5sums --------------------------------------------------------------
+# -- verifying installed files against their package manager's digests --------------------------------------
 
 ELF_MAGIC = b"\x7fELF"
 
 
 @dataclass(frozen=True)
 class ChangedFile:
-    """A packaged file whose content differs from the package's md5sums.
+    """A packaged file whose content differs from the digest its package manager recorded.
 
     ``path`` is where the file really is, canonicalised through the host's own links (``/bin/ls`` of a
-    merged-/usr tree is ``/usr/bin/ls``); ``listed`` is the path as the package lists it.
+    merged-/usr tree is ``/usr/bin/ls``); ``listed`` is the path as the package lists it. ``database``
+    (dpkg, rpm, apk) and ``algorithm`` (md5, sha256, sha1...) say which digest was compared.
     """
 
     path: str
@@ -270,6 +337,8 @@ class ChangedFile:
     actual: str
     mode: int
     head: bytes  # the first bytes: ELF magic, ``#!``
+    database: str = "dpkg"
+    algorithm: str = "md5"
 
     @property
     def elf(self) -> bool:
@@ -293,16 +362,40 @@ class ChangedFile:
 
 @dataclass(frozen=True)
 class Verification:
-    """What comparing every installed package's md5sums with the tree found.
+    """What comparing every installed package's files with their recorded digests found.
 
-    Files that are missing, path-excluded or conffiles are not changes; ``problems`` are (what, why) pairs
-    for packages or files that could not be compared (unreadable, a broken md5sums file).
+    Files that are missing, path-excluded, configuration (dpkg conffiles, rpm ``%config``, apk protected
+    paths) or rpm ghosts are not changes; ``problems`` are (what, why) pairs for packages or files that could
+    not be compared (unreadable, a broken md5sums file or header). ``database`` is the database read and
+    ``front_end`` the tool that reinstalls a package on this host (apt-get, dnf, yum, apk).
     """
 
     changed: tuple[ChangedFile, ...]
     problems: tuple[tuple[str, str], ...]
     checked: int
     missing: int
+    database: str = "dpkg"
+    front_end: str = "apt-get"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One packaged file to compare: where it is listed, where it is on disk, and the recorded digest.
+
+    ``link_digest``: the database records a symlink's digest as that of its target text (apk);
+    ``links_allowed``: a changed symlink there is the administrator's (apk's ``@`` protected paths).
+    """
+
+    listed: str
+    location: str
+    algorithm: str
+    digest: str
+    link_digest: bool = False
+    links_allowed: bool = False
+
+
+# One package's work: a label naming it if reading fails, and a reader giving (package label, entries).
+Job = tuple[str, Callable[[], tuple[str, Iterable[Expected]]]]
 
 
 def parse_md5sums(data: bytes, where: str) -> Iterator[tuple[str, str]]:
@@ -324,8 +417,8 @@ class _Tree:
         self.dirs: dict[str, str | None] = {}
         self.prefix = host.root.rstrip("/")
 
-    def open(self, path: str) -> tuple[int, str] | None:
-        """A read-only descriptor on the file and its canonical host path; None when missing."""
+    def _real(self, path: str) -> str | None:
+        """The path on this machine, its directory resolved inside the root; None when that is missing."""
         parent, _, base = path.rpartition("/")
         if parent not in self.dirs:
             try:
@@ -333,9 +426,23 @@ class _Tree:
             except FileMissing:
                 self.dirs[parent] = None
         real_dir = self.dirs[parent]
-        if real_dir is None:
+        return None if real_dir is None else os.path.join(real_dir, base)
+
+    def readlink(self, path: str) -> bytes | None:
+        """The target of ``path`` when it is a symlink (None when it is not, or is missing)."""
+        real = self._real(path)
+        if real is None:
             return None
-        real = os.path.join(real_dir, base)
+        try:
+            return os.readlink(os.fsencode(real))
+        except OSError:
+            return None
+
+    def open(self, path: str) -> tuple[int, str] | None:
+        """A read-only descriptor on the file and its canonical host path; None when missing."""
+        real = self._real(path)
+        if real is None:
+            return None
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
         except FileNotFoundError:
@@ -351,15 +458,19 @@ class _Tree:
         return fd, "/" + real[len(self.prefix):].lstrip("/")
 
 
-def _digest(fd: int) -> tuple[str, int, bytes] | None:
-    """md5, mode and first bytes of an open regular file (None for anything else); closes ``fd``."""
+def _hasher(algorithm: str) -> hashlib._Hash:
+    return hashlib.new(algorithm, usedforsecurity=False)
+
+
+def _digest(fd: int, algorithm: str = "md5") -> tuple[str, int, bytes] | None:
+    """Digest, mode and first bytes of an open regular file (None for anything else); closes ``fd``."""
     with os.fdopen(fd, "rb", buffering=0) as f:
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
             return None
         head = f.read(4)
         f.seek(0)
-        digest = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        digest = hashlib.file_digest(f, lambda: _hasher(algorithm)).hexdigest()
         return digest, st.st_mode, head
 
 
@@ -372,56 +483,165 @@ def md5sums_name(host: Host, package: DpkgPackage) -> str | None:
 
 
 WORKERS = 4  # hashing releases the GIL and reading waits on the disk: a few threads overlap both
+WINDOW = 4 * WORKERS  # packages read ahead of the slowest worker: bounds memory to a few file lists
+
+Result = tuple[list[ChangedFile], list[tuple[str, str]], int, int]
+J = TypeVar("J")
+R = TypeVar("R")
 
 
-def _verify_package(host: Host, db: DpkgDatabase, conffiles: frozenset[str], tree: _Tree,
-                    package: DpkgPackage) -> tuple[list[ChangedFile], list[tuple[str, str]], int, int]:
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[J], R], items: Iterable[J]) -> Iterator[R]:
+    """``pool.map`` that reads ``items`` only a window ahead (``Executor.map`` would read them all first)."""
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= WINDOW:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _verify_job(tree: _Tree, database: str, job: Job) -> Result:
     """Changed files, problems, checked and missing counts of one package."""
     changed: list[ChangedFile] = []
     problems: list[tuple[str, str]] = []
     checked = missing = 0
-    where = md5sums_name(host, package)
-    if where is None:
-        return changed, problems, 0, 0  # metapackages and packages built without md5sums: nothing to compare
+    fallback, read = job
     try:
-        entries = list(parse_md5sums(host.read_bytes(where), where))
+        label, entries = read()
+        entries = list(entries)
     except HostError as exc:
-        return changed, [(package.label(), str(exc))], 0, 0
-    for listed, expected in entries:
-        if listed in conffiles or db.excluded(listed):
-            continue
+        return changed, [(fallback, str(exc))], 0, 0
+    for entry in entries:
         try:
-            opened = tree.open(db.location(listed, package.name))
-            found = None if opened is None else _digest(opened[0])
+            if entry.link_digest:
+                target = tree.readlink(entry.location)
+                if target is not None:
+                    if _link_digest(entry, target) == entry.digest:
+                        checked += 1
+                        continue
+                    if entry.links_allowed:
+                        continue
+            opened = tree.open(entry.location)
+            found = None if opened is None else _digest(opened[0], entry.algorithm)
         except (HostError, OSError) as exc:
-            problems.append((listed, str(exc)))
+            problems.append((entry.listed, str(exc)))
             continue
         if opened is None or found is None:
             missing += 1
             continue
         checked += 1
         actual, mode, head = found
-        if actual != expected:
-            changed.append(ChangedFile(opened[1], listed, package.label(), expected, actual, mode, head))
+        if actual != entry.digest.lower():
+            changed.append(ChangedFile(opened[1], entry.listed, label, entry.digest, actual, mode, head, database,
+                                       entry.algorithm))
     return changed, problems, checked, missing
 
 
-def verify_dpkg(host: Host, db: DpkgDatabase) -> Verification:
-    """Hash every file of every installed package and keep those that differ (streaming: one file at a time
-    per worker, so memory grows with the changes, not the tree), in the status file's package order."""
-    conffiles = db.conffiles()
+def _link_digest(entry: Expected, target: bytes) -> str:
+    h = _hasher(entry.algorithm)
+    h.update(target)
+    return h.hexdigest()
+
+
+def verify(host: Host, database: str, front_end: str, jobs: Iterable[Job]) -> Verification:
+    """Hash every listed file and keep those that differ (streaming: one file at a time per worker and a
+    window of packages read ahead, so memory grows with the changes, not the tree), in database order."""
     tree = _Tree(host)
     changed: list[ChangedFile] = []
     problems: list[tuple[str, str]] = []
     checked = missing = 0
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix="dpkg-verify") as pool:
-        for c, p, n, m in pool.map(lambda pkg: _verify_package(host, db, conffiles, tree, pkg), db.installed()):
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="package-verify") as pool:
+        for c, p, n, m in _bounded_map(pool, lambda job: _verify_job(tree, database, job), jobs):
             changed += c
             problems += p
             checked += n
             missing += m
-    return Verification(tuple(changed), tuple(problems), checked, missing)
+    return Verification(tuple(changed), tuple(problems), checked, missing, database, front_end)
 
 
-DPKG_VERIFY: Fact[Verification] = Fact("dpkg_verify", verify_dpkg, inputs=(DPKG,))
+def dpkg_jobs(host: Host, db: DpkgDatabase) -> Iterator[Job]:
+    """One job per installed package: its md5sums less conffiles and path-excluded files, at their diverted
+    places. Metapackages and packages built without md5sums have nothing to compare."""
+    conffiles = db.conffiles()
+    for package in db.installed():
+        def read(package: DpkgPackage = package) -> tuple[str, Iterable[Expected]]:
+            where = md5sums_name(host, package)
+            if where is None:
+                return package.label(), ()
+            return package.label(), [
+                Expected(listed, db.location(listed, package.name), "md5", md5)
+                for listed, md5 in parse_md5sums(host.read_bytes(where), where)
+                if listed not in conffiles and not db.excluded(listed)]
+        yield package.label(), read
 
+
+def verify_dpkg(host: Host, db: DpkgDatabase) -> Verification:
+    """Every installed dpkg package's md5sums against the tree."""
+    return verify(host, "dpkg", "apt-get", dpkg_jobs(host, db))
+
+
+def rpm_entries(tags: dict[int, rpmdb.HeaderValue], where: str) -> Iterator[Expected]:
+    """The files of one rpm header worth comparing: regular files with a digest, installed normally
+    (not ``--excludedocs``'d, not a multilib file of the other colour), neither ``%config`` (meant to be
+    edited) nor ``%ghost`` (created by the program, not shipped). rpm lists merged-/usr paths as such."""
+    algorithm = rpmdb.package_of(tags, where).digest_algorithm
+    for f in rpmdb.files_of(tags, where):
+        if (not f.digest or not stat_mod.S_ISREG(f.mode) or f.config or f.ghost
+                or f.state != rpmdb.FILE_STATE_NORMAL):
+            continue
+        yield Expected(f.path, f.path, algorithm, f.digest)
+
+
+def rpm_jobs(host: Host, location: rpmdb.RpmDbLocation) -> Iterator[Job]:
+    """One job per header, parsed in the worker (the main thread only reads the blob)."""
+    for hnum, blob in rpmdb.blobs(host, location):
+        where = f"{location.path} header {hnum}"
+
+        def read(blob: bytes = blob, where: str = where) -> tuple[str, Iterable[Expected]]:
+            tags = rpmdb.parse_header(blob, where, rpmdb.FILE_TAGS)
+            return rpmdb.package_of(tags, where).label(), list(rpm_entries(tags, where))
+        yield where, read
+
+
+def _ready(label: str, entries: list[Expected]) -> Callable[[], tuple[str, Iterable[Expected]]]:
+    """A job reader for entries already parsed."""
+    return lambda: (label, entries)
+
+
+def apk_jobs(host: Host, text: str, protected: apkdb.ProtectedPaths) -> Iterator[Job]:
+    """One job per package of apk's installed database; files under protected paths are configuration
+    (``+``, ``!``) or may be changed symlinks (``@``), as ``apk audit --system`` treats them."""
+    for package in apkdb.parse_installed(text):
+        entries = []
+        for f in package.files:
+            mode = protected.mode(f.path)
+            if mode in ("config", "ignore") or not f.digest:
+                continue
+            entries.append(Expected(f.path, f.path, f.algorithm, f.digest, True, mode == "symlinks"))
+        yield package.label(), _ready(package.label(), entries)
+
+
+def rpm_front_end(host: Host) -> str:
+    """dnf where the tree has it, else yum (EL7, Amazon Linux 2)."""
+    if not host.exists("/usr/bin/dnf") and host.exists("/usr/bin/yum"):
+        return "yum"
+    return "dnf"
+
+
+def collect_package_verify(host: Host, dpkg: DpkgDatabase | None) -> Verification:
+    """The host's one package database verified: dpkg, else rpm, else apk (the order ownership uses)."""
+    if dpkg is not None:
+        return verify_dpkg(host, dpkg)
+    location = rpmdb.locate(host)  # Unavailable for an rpm database in a form not read here
+    if location is not None:
+        return verify(host, "rpm", rpm_front_end(host), rpm_jobs(host, location))
+    text = host.read_optional(apkdb.APK_INSTALLED)
+    if text is not None:
+        return verify(host, "apk", "apk", apk_jobs(host, text, apkdb.read_protected(host)))
+    raise Unavailable(SkipReason.UNSUPPORTED, f"no package database hostguard reads ({DPKG_STATUS}, "
+                                              f"{' or '.join(rpmdb.RPMDB_DIRS)}, {apkdb.APK_INSTALLED})")
+
+
+PACKAGE_VERIFY: Fact[Verification] = Fact("package_verify", collect_package_verify, inputs=(DPKG.optional,))
+DPKG_VERIFY = PACKAGE_VERIFY  # its first name, kept for the modules that import it

@@ -5,8 +5,9 @@ Attackers who got in once make sure they come back: a cron line, a systemd unit,
 ``ld.so.preload`` library. Each place has its own syntax, so each has a small parser here that turns it
 into :class:`Entry` records (file, line, the text as written, what it runs); the persistence family then
 judges all of them the same way. The collector also resolves what each entry runs (a bare ``run-parts``
-through the usual PATH), asks dpkg once which package owns those programs, and looks at where they live
-(a temporary or hidden directory, a user's home, a world-writable directory): checks stay pure.
+through the usual PATH), asks the package database (dpkg, rpm or apk) once which package owns those
+programs, and looks at where they live (a temporary or hidden directory, a user's home, a world-writable
+directory): checks stay pure.
 
 Everything is read through the host layer, so ``--root`` scans an image the same way the live host is
 scanned. Parsers never raise on garbage: a line they cannot read is skipped (and a whole file that cannot
@@ -32,7 +33,7 @@ from hostguard.engine.facts import SCAN_TIME, Fact, config_input
 from hostguard.findings import SkipReason
 from hostguard.host.accounts import ACCOUNTS, Accounts
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
-from hostguard.host.packages import FileOwners, dpkg_owners
+from hostguard.host.packages import FileOwners, package_owners
 from hostguard.host.sshd import SSHD_FILES, ParsedConfig, canonical_keyword
 
 if TYPE_CHECKING:
@@ -581,7 +582,7 @@ def collect_entries(host: Host, accounts: Accounts | None, sshd: ParsedConfig | 
         paths = [p for p in (resolve(host, w, entry.kind) for w in words) if p]
         resolved.append((entry, list(dict.fromkeys(paths))))
     wanted = {p for _, paths in resolved for p in paths} | {e.path for e, _ in resolved}
-    owners = dpkg_owners(host, sorted(wanted))
+    owners = package_owners(host, sorted(wanted))
     out = []
     mtimes: dict[str, float | None] = {}
     for entry, paths in resolved:
@@ -784,8 +785,8 @@ class SetidWalk:
                 yield SetidFile(host_path, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime, caps)
 
     def owners(self, paths: Iterable[str]) -> FileOwners:
-        """Which package owns each path (one read of dpkg's file lists)."""
-        return dpkg_owners(self.host, paths)
+        """Which package owns each path (one read of the package database)."""
+        return package_owners(self.host, paths)
 
 
 def _caps_of(real: str) -> FileCaps | None:
