@@ -195,7 +195,9 @@ def _populate(z: Zoo) -> None:
 def found(check_id: str, **config: dict[str, object]) -> dict[int, Finding]:
     findings, skipped = run_one(check_id, LiveHost(), make_config(**config) if config else None)
     assert not [s for s in skipped if s.reason != "error" or "No such process" not in s.detail], skipped
-    return {int(f.evidence["pid"]): f for f in findings}
+    fingerprints = [f.fingerprint for f in findings]
+    assert len(fingerprints) == len(set(fingerprints)), "one finding per target, never two with one fingerprint"
+    return {int(p["pid"]): f for f in findings for p in f.evidence["processes"]}
 
 
 def test_deleted_exe(zoo: Zoo) -> None:
@@ -329,3 +331,78 @@ def test_hidden_directory(tmp_path: Path) -> None:
     f = hits[pids["/mnt/srv/.cache/updater"]]
     assert f.evidence["location"] == "hidden directory .cache" and f.severity == "medium"
     assert pids["/mnt/home/u/.local/bin/tool"] not in hits
+
+
+def test_processes_of_one_program_make_one_finding(tmp_path: Path) -> None:
+    """Three processes of one deleted binary are one problem: one finding (one fingerprint) listing the three,
+    oldest first, with an audited kill of each; with a cap of two, two are listed and killed, three counted."""
+    sleep = shutil.which("sleep")
+    assert sleep
+    dropped = tmp_path / "drop" / "worker"
+    dropped.parent.mkdir()
+    shutil.copy(sleep, dropped)
+    z = Zoo(tmp_path)
+    try:
+        pids = [z.start(f"w{i}", [str(dropped), "30"]) for i in range(3)]
+        wait_until("the copies run", lambda: all(exe_of(p) == str(dropped) for p in pids))
+        dropped.unlink()
+        [f] = [f for f in run_one("processes.deleted_exe", LiveHost())[0] if f.target["exe"] == str(dropped)]
+        [capped] = [f for f in run_one("processes.deleted_exe", LiveHost(),
+                                       make_config(processes={"processes_per_finding": 2}))[0]
+                    if f.target["exe"] == str(dropped)]
+    finally:
+        z.stop()
+    listed = [p["pid"] for p in f.evidence["processes"]]
+    assert sorted(listed) == sorted(pids) and f.evidence["process_count"] == 3
+    starts = [p["start_time"] for p in f.evidence["processes"]]
+    assert starts == sorted(starts) and f.evidence["pid"] == listed[0]
+    assert all(p["deleted"] is True and p["user"] == f.target["user"] for p in f.evidence["processes"])
+    assert [int(dict(s.args)["pid"]) for s in f.remediation.steps] == listed  # type: ignore[union-attr]
+    assert f.title.endswith("and 2 more processes like it")
+    assert [p["pid"] for p in capped.evidence["processes"]] == listed[:2] and capped.evidence["process_count"] == 3
+    assert len(capped.remediation.steps) == 2 and "1 more processes" in (capped.remediation.manual or "")
+    assert capped.fingerprint == f.fingerprint
+
+
+def test_fix_kill_stops_every_process_of_the_finding(tmp_path: Path) -> None:
+    """The grouped finding's kill steps, carried out by `hostguard fix --kill` (the tool that reads them):
+    all three processes of the deleted program end, each through its own audited kill."""
+    import io
+    import json
+    from contextlib import redirect_stdout
+
+    from hostguard.cli import main
+    from hostguard.store.state import StateStore
+    from tests.conftest import FIXTURES
+
+    sleep = shutil.which("sleep")
+    assert sleep
+    dropped = tmp_path / "drop" / "hg-group"
+    dropped.parent.mkdir()
+    shutil.copy(sleep, dropped)
+    state = tmp_path / "state"
+    z = Zoo(tmp_path)
+
+    def hg(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            rc = main(["--config", str(FIXTURES / "fast.toml"), "--state", str(state), *args])
+        return rc, out.getvalue()
+
+    try:
+        pids = [z.start(f"w{i}", [str(dropped), "30"]) for i in range(3)]
+        wait_until("the copies run", lambda: all(exe_of(p) == str(dropped) for p in pids))
+        dropped.unlink()
+        rc, out = hg("scan", "--only", "processes.deleted_exe", "--format", "json")
+        [fp] = [f["fingerprint"] for f in json.loads(out)["findings"] if f["target"]["exe"] == str(dropped)]
+        rc, out = hg("fix", "--kill", "--yes", "--only", "processes", fp)
+        assert rc == 0, out
+        assert sorted(-z.procs[i].wait(timeout=10) for i in range(3)) == [signal.SIGTERM] * 3
+    finally:
+        z.stop()
+    store = StateStore(str(state))
+    try:
+        killed = sorted(int(e.subject) for e in store.audit_log() if e.action == "kill")
+    finally:
+        store.close()
+    assert killed == sorted(pids)

@@ -112,10 +112,35 @@ class ProcessInfo:
     cpu_seconds: float = 0.0            # user + system CPU time since start
     user_maps: bool = False             # has a user-space memory map (kernel threads have none)
     exe_replaced: bool = False          # the exe was deleted but a file now exists at its path (an upgrade)
+    # The running executable file itself (stat of /proc/PID/exe, which reaches it whatever mount namespace
+    # the process is in): its owner and times, None when unreadable.
+    exe_uid: int | None = None
+    exe_mtime: float | None = None
+    exe_ctime: float | None = None
+    # Whether the process sees this host's / (False in a container or a chroot: its paths name files of
+    # another tree, which this host's package database does not describe).
+    host_root: bool = True
 
     def label(self) -> str:
         """How a skipped entry names the process."""
         return f"pid {self.pid} ({self.name})"
+
+
+@dataclass(frozen=True)
+class ProcessFiles:
+    """A closer look at one live process, taken only for the few processes a check needs it for (listing
+    every process's open files would cost the whole scan its speed).
+
+    ``open_files`` are the process's open file descriptors whose link names a path (`` (deleted)`` kept:
+    bash holds the script it runs on fd 255); ``present`` are those of the names asked about that exist
+    as the process sees them: an absolute name inside its root (a container's own tree), a relative one
+    against its working directory or, when it changed directory since, the ``$PWD`` it was started with.
+    """
+
+    cwd: str | None
+    pwd: str | None
+    open_files: tuple[tuple[int, str], ...]
+    present: frozenset[str]
 
 
 class Host:
@@ -261,6 +286,11 @@ class Host:
         """Every process of the running system. A root tree has no processes to see."""
         raise Unavailable(SkipReason.LIVE_ONLY, "processes are only known on a running system, not under --root")
 
+    def process_files(self, pid: int, names: tuple[str, ...] = ()) -> ProcessFiles | None:
+        """A running process's working directory, open files and which of ``names`` it can see (None when
+        the process is gone). A root tree has no processes to see."""
+        raise Unavailable(SkipReason.LIVE_ONLY, "processes are only known on a running system, not under --root")
+
 
 
 def read_regular(name: str, label: str, limit: int = MAX_READ, dir_fd: int | None = None) -> tuple[bytes, os.stat_result]:
@@ -374,6 +404,7 @@ class LiveHost(Host):
 
         attrs = ["pid", "ppid", "name", "exe", "uids", "create_time", "cmdline", "cpu_times"]
         users: dict[int, str] = {}  # one passwd lookup per uid, not per process
+        own_root = _identity("/")
         out = []
         try:
             for p in psutil.process_iter(attrs):
@@ -381,13 +412,69 @@ class LiveHost(Host):
                 uid = info["uids"].real if info["uids"] else None
                 cpu = info["cpu_times"]
                 link, stdio, inet, maps, replaced = _proc_extras(info["pid"])
+                exe_st = _stat(f"/proc/{info['pid']}/exe") if link else None
+                root = _identity(f"/proc/{info['pid']}/root")
                 out.append(ProcessInfo(info["pid"], info["ppid"] or 0, info["name"] or "", info["exe"] or None,
                                        _user_name(uid, users), info["create_time"] or 0.0,
                                        tuple(info["cmdline"] or ()), link, stdio, inet,
-                                       cpu.user + cpu.system if cpu else 0.0, maps, replaced))
+                                       cpu.user + cpu.system if cpu else 0.0, maps, replaced,
+                                       exe_st.st_uid if exe_st else None, exe_st.st_mtime if exe_st else None,
+                                       exe_st.st_ctime if exe_st else None,
+                                       root is None or own_root is None or root == own_root))
         except psutil.AccessDenied as exc:
             raise Unavailable(SkipReason.NOT_ROOT, "listing processes needs root") from exc
         return tuple(out)
+
+    def process_files(self, pid: int, names: tuple[str, ...] = ()) -> ProcessFiles | None:
+        """See :meth:`Host.process_files`: read from /proc/PID (cwd, environ's PWD, fd/*, root/...)."""
+        base = f"/proc/{pid}"
+        if not os.path.isdir(base):
+            return None
+        cwd = _readlink(f"{base}/cwd") or None
+        pwd = _environ_value(f"{base}/environ", b"PWD")
+        try:
+            fds = sorted(int(fd) for fd in os.listdir(f"{base}/fd") if fd.isdigit())
+        except OSError:
+            fds = []
+        files = tuple((fd, t) for fd in fds if (t := _readlink(f"{base}/fd/{fd}")).startswith("/"))
+        present = frozenset(n for n in names if _visible(base, n, pwd))
+        return ProcessFiles(cwd, pwd, files, present)
+
+
+def _visible(base: str, name: str, pwd: str | None) -> bool:
+    """Whether ``name`` exists as process ``base`` (/proc/PID) sees it (see :class:`ProcessFiles`)."""
+    if name.startswith("/"):
+        return os.path.lexists(f"{base}/root{os.path.normpath(name)}")
+    if os.path.lexists(f"{base}/cwd/{name}"):
+        return True
+    return bool(pwd and pwd.startswith("/") and os.path.lexists(f"{base}/root{pwd}/{name}"))
+
+
+def _environ_value(path: str, key: bytes) -> str | None:
+    """One variable of a process's initial environment (None when unset or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1 << 20)
+    except OSError:
+        return None
+    for entry in data.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name == key:
+            return os.fsdecode(value)
+    return None
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of what ``path`` leads to, to tell one root directory from another."""
+    st = _stat(path)
+    return (st.st_dev, st.st_ino) if st else None
 
 
 def _readlink(path: str) -> str:
