@@ -26,7 +26,7 @@ from hostguard.engine.facts import Facts
 from hostguard.findings import Finding
 from hostguard.host import rpmdb
 from hostguard.host.base import RootHost
-from hostguard.host.packages import DPKG_VERIFY, PACKAGE_VERIFY
+from hostguard.host.packages import DPKG_VERIFY, PACKAGE_VERIFY, dpkg_owners
 from hostguard.remediation import Command
 from tests.conftest import FIXTURES, make_config, need_root, need_tool, run_one
 from tests.host.test_apkdb import write_apk_tree
@@ -334,3 +334,16 @@ def test_cli_scan_of_an_apk_tree_finds_the_tampered_file(tmp_path: Path) -> None
     findings = report["findings"]
     assert isinstance(findings, list)
     assert [(f["target"]["path"], f["evidence"]["digest"]) for f in findings] == [("/bin/hgbox", "apk sha1")]
+
+
+def test_diverted_files_are_owned_where_they_really_are(dpkg_tree: Path) -> None:
+    """Ownership follows the diversion: the package's file moved aside to /usr/bin/hgother.distrib is
+    hgtool's, while /usr/bin/hgother (a local diversion: the administrator's own file goes there) is nobody's,
+    though hgtool's list names that path and ``dpkg-query -S`` answers hgtool for it (and only names the
+    diversion for the .distrib file). Both /usr/bin spellings answer."""
+    asked = ["/usr/bin/hgother.distrib", "/usr/bin/hgother", "/bin/hgtool", "/usr/bin/hgtool"]
+    owners = dpkg_owners(RootHost(str(dpkg_tree)), asked)
+    assert owners.owners == {"/usr/bin/hgother.distrib": "hgtool", "/bin/hgtool": "hgtool", "/usr/bin/hgtool": "hgtool"}
+    query = subprocess.run(["dpkg-query", "--root", str(dpkg_tree), "-S", "/usr/bin/hgother.distrib",
+                            "/usr/bin/hgother"], capture_output=True, text=True).stdout
+    assert "local diversion from: /usr/bin/hgother" in query and "hgtool: /usr/bin/hgother" in query

@@ -70,16 +70,27 @@ def usr_aliases(path: str) -> tuple[str, ...]:
 def dpkg_owners(host: Host, paths: Iterable[str]) -> FileOwners:
     """The dpkg package owning each of ``paths``; every file list is read once, whatever the number of paths.
 
-    A list that vanishes while being read (a package removed meanwhile) is skipped; any other unreadable
-    list is a :class:`HostError` for the caller's fact.
+    Diverted files are owned where they really are (``dpkg -S`` only names the diversion): ``dpkg-divert`` moves other
+    packages' ``/usr/bin/foo`` to ``/usr/bin/foo.distrib`` (owned by the package listing ``/usr/bin/foo``
+    that is not the diverting one), and ``/usr/bin/foo`` itself then belongs to the diverting package only
+    (to none after a local diversion: the administrator put their own file there). Both spellings of a
+    merged-/usr path are answered. A list that vanishes while being read (a package removed meanwhile) is
+    skipped; any other unreadable list is a :class:`HostError` for the caller's fact.
     """
     names = host.listdir(DPKG_INFO)
     if not names:
         return FileOwners({}, None)
-    wanted: dict[bytes, str] = {}
-    for path in paths:
-        for alias in usr_aliases(path):
-            wanted.setdefault(os.fsencode(alias), path)
+    by_path = parse_diversions(host.read_optional(DPKG_DIVERSIONS) or "")
+    by_place = {d.divert_to: d for d in by_path.values()}
+    # listed path -> (asked path, which packages may own it: None any, else (owner wanted?, package))
+    wanted: dict[bytes, list[tuple[str, tuple[bool, str | None] | None]]] = {}
+    for alias, asked in _wanted(paths).items():
+        listed, rule = alias, None
+        if alias in by_place:
+            listed, rule = by_place[alias].path, (False, by_place[alias].package)
+        elif alias in by_path:
+            rule = (True, by_path[alias].package)
+        wanted.setdefault(os.fsencode(listed), []).extend((path, rule) for path in asked)
     owners: dict[str, str] = {}
     for name in names:
         if not name.endswith(".list") or not wanted:
@@ -90,7 +101,9 @@ def dpkg_owners(host: Host, paths: Iterable[str]) -> FileOwners:
             continue
         package = name[:-len(".list")].partition(":")[0]  # libc6:amd64.list -> libc6
         for line in wanted.keys() & set(data.split(b"\n")):
-            owners.setdefault(wanted[line], package)
+            for path, rule in wanted[line]:
+                if rule is None or (package == rule[1]) == rule[0]:
+                    owners.setdefault(path, package)
     return FileOwners(owners, "dpkg")
 
 
