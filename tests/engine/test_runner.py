@@ -19,6 +19,7 @@ from hostguard.engine.registry import CheckSpec, Family, Registry, check
 from hostguard.engine.runner import ScanEnd, run_check, run_scan
 from hostguard.findings import Finding, SkipReason
 from hostguard.host.base import RootHost, Unavailable
+from hostguard.remediation import Action, Remediation
 from hostguard.store.state import StateStore
 
 
@@ -210,3 +211,30 @@ def test_suppression_resolves_aliases_and_families(tmp_path: Path, clean_tree: P
         state.close()
     assert sorted(f.id for f in outcome.report.findings) == kept
     assert outcome.suppressed == 2 - len(kept)
+
+
+WORKERS: Fact[tuple[Item, ...]] = Fact("workers", lambda host: (Item("w1"), Item("w2"), Item("w3"), Item("other")))
+
+
+@check(id="demo.grouped", severity="medium", summary="same target from several items", each=WORKERS)
+def same_target(item: Item, ctx: Context) -> Iterator[Finding]:
+    """Workers of one program share a target (no item id in it); the second worker is worse."""
+    program = "other" if item.name == "other" else "miner"
+    yield ctx.finding(f"{program} runs", {"kind": "process", "exe": program},
+                      severity="high" if item.name == "w2" else None, evidence={"pid": item.name},
+                      remediation=Remediation("kill it", (Action("kill", (("pid", item.name),)),)))
+
+
+def test_findings_of_one_target_are_merged_into_the_first() -> None:
+    """One fingerprint is one finding: the three workers' findings become one, with the worst severity,
+    every worker's evidence and one kill step each; the other program's finding stays on its own."""
+    found, skipped = run_check(_spec(same_target), _facts())
+    assert skipped == []
+    assert [f.target["exe"] for f in found] == ["miner", "other"]
+    miner, other = found
+    assert miner.title == "miner runs (and 2 more like it)" and str(miner.severity) == "high"
+    assert miner.evidence["pid"] == "w1" and miner.evidence["more_count"] == 2
+    assert [e["pid"] for e in miner.evidence["more"]] == ["w2", "w3"]
+    assert [dict(s.args)["pid"] for s in miner.remediation.steps if isinstance(s, Action)] == ["w1", "w2", "w3"]
+    assert len(miner.remediation.steps) == 3
+    assert other.title == "other runs" and "more" not in other.evidence and str(other.severity) == "medium"

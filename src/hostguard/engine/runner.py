@@ -3,7 +3,10 @@
 The engine owns the loops and the budgets: a per-item check (``each=``) is called once per item, an
 item that raises is recorded in ``skipped`` with its name while the other items' findings are kept,
 and a check's ``budget`` becomes ``ctx.deadline``, past which the loop stops and says how many items
-were left. A check that fails half-way keeps the findings it yielded before failing.
+were left. A check that fails half-way keeps the findings it yielded before failing. One fingerprint is
+one finding: findings of one check that share a fingerprint (per-item checks whose target holds no item
+id: four workers of one miner, two connections of one program to one address) are merged into the first
+(:func:`merge_same_target`), so the store, ``fix`` and ``--diff``, which key on fingerprints, see them all.
 
 After the checks, the layer over findings: ``[[suppress.rules]]`` from the config, then the findings
 accepted on this host (state.db). Every finding of the scan is recorded with what became of it, and every
@@ -17,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +34,7 @@ from hostguard.host.base import Host, Unavailable
 from hostguard.store.state import ACCEPTED, REPORTED, SUPPRESSED, StateStore
 
 MAX_ITEM_LABEL = 200
+MAX_MERGED = 20  # evidence of this many more findings is kept in a merged one; the rest are counted
 
 
 @dataclass
@@ -81,7 +85,33 @@ def run_check(spec: CheckSpec, facts: Facts, *, progress: ProgressFn | None = No
         ctx.skip(exc.reason, exc.detail)
     except Exception as exc:  # a bug in one check must not hide the others' results, nor its own so far
         ctx.skip(SkipReason.ERROR, f"{type(exc).__name__}: {exc}")
-    return found, ctx.skipped
+    return merge_same_target(found), ctx.skipped
+
+
+def merge_same_target(found: list[Finding]) -> list[Finding]:
+    """One finding per fingerprint, in first-seen order.
+
+    The later findings of a target go into the first: the highest severity, their evidence under
+    ``evidence["more"]`` (up to :data:`MAX_MERGED`, with ``more_count`` telling how many there were in all),
+    and their remediation steps the first does not already have (a kill step per process). A family that
+    knows better how to group its items (processes) does it itself; then nothing is left to merge here.
+    """
+    groups: dict[str, list[Finding]] = {}
+    for finding in found:
+        groups.setdefault(finding.fingerprint, []).append(finding)
+    return [group[0] if len(group) == 1 else _merged(group) for group in groups.values()]
+
+
+def _merged(group: list[Finding]) -> Finding:
+    first, rest = group[0], group[1:]
+    steps = list(first.remediation.steps)
+    for other in rest:
+        steps += [step for step in other.remediation.steps if step not in steps]
+    evidence = {**first.evidence, "more": [dict(f.evidence) for f in rest[:MAX_MERGED]], "more_count": len(rest)}
+    severity = max((f.severity for f in group), key=lambda sev: sev.rank)
+    title = f"{first.title} (and {len(rest)} more like it)"
+    return replace(first, severity=severity, title=title, evidence=evidence,
+                   remediation=replace(first.remediation, steps=tuple(steps)))
 
 
 def _run_items(spec: CheckSpec, ctx: Context, items: list[Any], found: list[Finding]) -> None:
