@@ -26,6 +26,9 @@ if [ "$mode" = test ]; then
   # rpm databases written by the real rpm (sqlite) and Berkeley DB files written by the real db5.3_load,
   # read by hostguard's own readers in the integrity tests (rpm only builds and installs into temp roots)
   pkgs+=(rpm db5.3-util)
+  # crontab (validating cron fixes in a private mount namespace), pamtester (real PAM stacks on fixed
+  # copies), openssl (a known password's hash for that stack)
+  pkgs+=(cron pamtester openssl)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
@@ -71,7 +74,7 @@ echo "hostguard setup: installed ${missing[*]}"
 for p in "${missing[@]}"; do
   # a service package installed for the tests must not start at the next boot either
   case "$p" in
-    redis-server|nginx-light)
+    redis-server|nginx-light|cron)
       unit=${p%-light}.service
       systemctl disable "$unit" >/dev/null 2>&1 || rm -f "/etc/systemd/system/multi-user.target.wants/$unit" ;;
   esac

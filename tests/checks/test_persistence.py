@@ -255,8 +255,8 @@ def test_unit_fix_names_the_unit_and_removes_its_file(tmp_path: Path) -> None:
     found = {f.target["path"]: f for f in run_one("persistence.systemd_unit", RootHost(str(tree)))[0]}
     unit = found["/etc/systemd/system/dbus-helper.service"].remediation
     assert [s.argv for s in unit.steps if s.kind == "command"] == [  # type: ignore[union-attr]
-        ("systemctl", "disable", "--now", "dbus-helper.service"),
-        ("rm", "--", "/etc/systemd/system/dbus-helper.service"), ("systemctl", "daemon-reload")]
+        ("systemctl", "stop", "dbus-helper.service"), ("systemctl", "disable", "dbus-helper.service"),
+        ("rm", "-f", "--", "/etc/systemd/system/dbus-helper.service"), ("systemctl", "daemon-reload")]
     dropin = found["/etc/systemd/system/ssh.service.d/override.conf"].remediation
     assert [s.kind for s in dropin.steps] == ["delete_line", "command", "command"]
 

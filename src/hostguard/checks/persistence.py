@@ -5,6 +5,8 @@ RUN rules), and whether what it runs is packaged, recently changed, or swappable
 from __future__ import annotations
 
 import re
+import shlex
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +33,54 @@ class PersistenceConfig:
 FAMILY = Family("persistence", __doc__ or "", PersistenceConfig)
 
 SEVERITIES = {"high": Severity.HIGH, "medium": Severity.MEDIUM, "low": Severity.LOW, "info": Severity.INFO}
-_BLOCK_OPENERS = re.compile(r"^\s*(?:if|while|until|for|case|function)\b|(?:\\|\{|\bthen|\bdo|\bin)\s*$")
+_CONTINUED = re.compile(r"(?:\\|&&|\|\||\|)\s*$")
+_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"|\\.")  # quoted strings and escaped characters
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
+_LOOPS = frozenset({"while", "until", "for", "select"})
+_OPENERS = frozenset({"if", "then", "else", "elif", "case", "do", "{", "function", *_LOOPS})
+_CLOSERS = frozenset({"fi", "esac", "done", "}"})
+_NAMING = frozenset({"for", "select", "case", "function"})
+_OPERATOR_CHARS = frozenset(";&|()")
+
+
+def _self_contained(line: str) -> bool:
+    """Whether one shell line can be deleted alone and leave a file ``sh -n`` still accepts.
+
+    A line that opens or closes a compound command (``if``/``fi``, ``case``/``esac``, a loop and its
+    ``do``/``done``, ``{``/``}``, ``(``/``)``, a ``then``/``else`` branch, a ``;;`` case arm) or that continues
+    on the next one (a trailing backslash, ``&&``, ``||`` or ``|``, an open quote, a here-document whose body
+    follows) is part of something larger: deleting it breaks the syntax, glues the next command onto the
+    previous one or turns a here-document's body into commands. Words are counted outside quotes.
+    """
+    bare = _COMMENT.sub("", _QUOTED.sub("_", line))
+    if _CONTINUED.search(bare) or "'" in bare or '"' in bare or "<<" in bare:  # an open quote, a here-document
+        return False
+    lexer = shlex.shlex(bare, posix=True, punctuation_chars="".join(sorted(_OPERATOR_CHARS)))
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    words = list(lexer)
+    # Reserved words and braces count only where a command starts: `echo }` closes nothing, `echo {` opens
+    # nothing, and neither may balance a real one. (A word the shell would take as reserved in another place,
+    # `for x do`, then leaves a count unbalanced: the answer is "no", the safe side.)
+    count: Counter[str] = Counter()
+    at_start = True
+    for word in words:
+        if set(word) <= _OPERATOR_CHARS:
+            count["("] += word.count("(")
+            count[")"] += word.count(")")
+            count[";;"] += ";;" in word
+            at_start = True
+            continue
+        if at_start and (word in _OPENERS or word in _CLOSERS):
+            count[word] += 1
+        at_start = (word in _OPENERS and word not in _NAMING) or word == "!"  # `for NAME`, `case WORD`: no command
+    if count[";;"] or count["function"] and not count["{"]:
+        return False
+    if (count["then"] or count["else"] or count["elif"]) and not count["if"]:
+        return False
+    loops = sum(count[w] for w in _LOOPS)
+    return (count["if"] == count["fi"] and count["case"] == count["esac"] and count["do"] == count["done"]
+            == loops and count["{"] == count["}"] and count["("] == count[")"])
 
 
 def judge(entry: Entry) -> tuple[Severity | None, list[str]]:
@@ -63,7 +112,13 @@ def judge(entry: Entry) -> tuple[Severity | None, list[str]]:
 
 
 def _fix(entry: Entry) -> Remediation:
-    """Remove the entry: delete its line, or disable and remove a unit, or quarantine a whole script."""
+    """Remove the entry: delete its line, or disable and remove a unit, or quarantine a whole script.
+
+    A deleted line must leave a file its reader still accepts (tests/checks/test_persistence_fixes.py runs
+    the readers): a shell line that opens or closes a block (``if``/``fi``, ``{``/``}``, ``case``/``esac``, a
+    continued line) is left to the owner, since deleting it alone breaks the file's syntax. An init script's
+    links are removed by ``update-rc.d -f NAME remove``, which is not live only: with its own root variable
+    (``DPKG_ROOT=TREE``) it removes a tree's ``rc?.d`` links and leaves the running system alone."""
     if entry.kind == "ssh_keys_command":
         return Remediation.by_hand(
             f"Remove the AuthorizedKeysCommand line {entry.line} of {entry.path} if you did not set it up",
@@ -76,7 +131,7 @@ def _fix(entry: Entry) -> Remediation:
         steps: list[Step] = []
         name = entry.path.rsplit("/", 1)[-1]
         if entry.kind == "init_script":
-            steps.append(Command(("update-rc.d", "-f", name, "remove"), live_only=True))
+            steps.append(Command(("update-rc.d", "-f", name, "remove"), live_only=False))
         steps.append(Action("quarantine", (("path", entry.path),)))
         return Remediation(f"Quarantine {entry.path} (it can be restored) after reading what it does", tuple(steps))
     if entry.kind == "apt_hook" and (entry.raw.count('"') > 2 or entry.raw.count("{") != entry.raw.count("}")):
@@ -84,32 +139,53 @@ def _fix(entry: Entry) -> Remediation:
             f"Remove the hook string on line {entry.line} of {entry.path}",
             "the line holds more than this one hook or opens a block closed elsewhere: deleting the whole line "
             "would break APT's configuration. Remove the string and its `;`, then run `apt-config dump`.")
-    if entry.kind in ("shell_startup", "rc_local") and _BLOCK_OPENERS.search(entry.raw):
+    if entry.kind in ("shell_startup", "rc_local") and not _self_contained(entry.raw):
         return Remediation.by_hand(
             f"Remove the command on line {entry.line} of {entry.path}",
-            "the line opens a block (if, while, a continued line) that ends further down: delete the whole "
-            "block, then check the file with `sh -n`.")
+            "the line is part of a larger command (it opens or closes an if, a loop, a case or a { } group, or "
+            "continues on the next line): delete the whole command, then check the file with `sh -n`.")
     return Remediation(f"Delete line {entry.line} of {entry.path}", (DeleteLine(entry.path, entry.line, entry.raw),))
 
 
 def _unit_fix(entry: Entry) -> Remediation:
+    """Disable, stop and remove a unit, or remove a drop-in, as steps that hold live and on a tree.
+
+    Why each step has the shape it has (tests/checks/test_persistence_fixes.py runs them):
+
+    * ``systemctl disable UNIT`` is its own step, without ``--now``, and not live only: it reads nothing but
+      the unit files and the ``*.wants/`` links, so ``systemctl --root=TREE disable UNIT`` does the same on a
+      mounted tree (a ``--now`` refuses to run there). It comes before the ``rm``: disable needs the unit's
+      ``[Install]`` section to find every link (a unit named by ``Alias=`` or ``Also=``), and a removed unit
+      would leave its enablement links dangling. A per-user unit (``~/.config/systemd/user``) is the
+      exception: ``systemctl --user`` has no offline mode (``--root`` refuses it), so it is disabled and
+      stopped through that user's own manager, live only.
+    * ``systemctl stop UNIT`` (live only) stops what runs now; ``hostguard fix`` runs live-only steps after
+      the others, and a unit whose file was removed stays loaded until the reload, so it still stops.
+    * ``rm -f -- PATH``: ``-f`` because disabling a linked unit (``systemctl link``: PATH is a symlink to
+      a file elsewhere) already removed PATH, and the fix must not fail on what is already done.
+    * ``systemctl daemon-reload`` (live only) last, so the manager forgets the unit.
+    """
     unit = entry.unit or entry.path.rsplit("/", 1)[-1]
     scope: tuple[str, ...] = ()
     if entry.user_unit:
         scope = (f"--machine={entry.user}@", "--user") if entry.user else ("--global",)
-    reload = Command(("systemctl", *(scope if scope != ("--global",) else ()), "daemon-reload"), live_only=True)
+    live_scope = scope if scope != ("--global",) else ()
+    reload = Command(("systemctl", *live_scope, "daemon-reload"), live_only=True)
     if entry.dropin and "LD_PRELOAD" in entry.command and not entry.command.lstrip().lower().startswith("exec"):
         return Remediation(f"Delete the LD_PRELOAD line of {entry.path}, then reload systemd and restart {unit}",
                            (DeleteLine(entry.path, entry.line, entry.raw), reload,
-                            Command(("systemctl", *(scope if scope != ("--global",) else ()), "try-restart", unit),
-                                    live_only=True)))
+                            Command(("systemctl", *live_scope, "try-restart", unit), live_only=True)))
+    remove = Command(("rm", "-f", "--", entry.path), live_only=False)
     if entry.dropin:
-        return Remediation(f"Remove the drop-in {entry.path} and reload systemd",
-                           (Command(("rm", "--", entry.path), live_only=False), reload))
-    return Remediation(f"Stop and disable {unit}, remove {entry.path} and reload systemd",
-                       (Command(("systemctl", *scope, "disable", *(() if scope == ("--global",) else ("--now",)),
-                                 unit), live_only=True),
-                        Command(("rm", "--", entry.path), live_only=False), reload))
+        return Remediation(f"Remove the drop-in {entry.path} and reload systemd", (remove, reload))
+    if entry.user_unit and entry.user:
+        return Remediation(f"Stop and disable {unit} in {entry.user}'s systemd, remove {entry.path} and reload it",
+                           (Command(("systemctl", *scope, "disable", "--now", unit), live_only=True), remove, reload))
+    steps: list[Step] = []
+    if not scope:
+        steps.append(Command(("systemctl", "stop", unit), live_only=True))
+    steps += [Command(("systemctl", *scope, "disable", unit), live_only=False), remove, reload]
+    return Remediation(f"Stop and disable {unit}, remove {entry.path} and reload systemd", tuple(steps))
 
 
 def _report(entry: Entry, ctx: Context, kinds: tuple[str, ...], what: str) -> Iterator[Finding]:
