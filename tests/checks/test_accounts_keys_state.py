@@ -418,8 +418,8 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _sshd(tmp_path: Path, keys_file: Path) -> Iterator[int]:
-    """A real sshd on loopback reading ``keys_file`` for every user, in a private mount namespace whose /run
-    and /var/log are empty tmpfs (so the login records of the test's logons never reach this machine's own
+    """A real sshd on loopback reading ``keys_file`` for every user, in a private mount namespace whose /run,
+    /var/log and /root are empty tmpfs (so the login records of the test's logons never reach this machine's own
     files). Every session runs /bin/true and nothing else; only root may log in, with a key."""
     need_root("sshd in a private mount namespace")
     need_tool("sshd", "ssh", "ssh-keygen", "unshare")
@@ -431,7 +431,10 @@ def _sshd(tmp_path: Path, keys_file: Path) -> Iterator[int]:
                       f"AuthorizedKeysFile {keys_file}\nStrictModes no\nPasswordAuthentication no\n"
                       "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
                       "ForceCommand /bin/true\nPrintLastLog no\nPrintMotd no\nAllowUsers root\n")
-    script = ("mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/log && mkdir -p /run/sshd && "
+    # /root is an empty tmpfs too: the session's shell (root's bash -c /bin/true) must not run this machine's
+    # own ~/.bashrc, whatever it holds (a pyenv rehash waiting on a lock hangs every logon)
+    script = ("mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/log && mount -t tmpfs tmpfs /root && "
+              "mkdir -p /run/sshd && "
               f"exec {shutil.which('sshd', path='/usr/sbin:/sbin') or 'sshd'} -D -e -f {config}")
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

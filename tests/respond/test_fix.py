@@ -298,3 +298,54 @@ def test_the_scans_a_fix_makes_are_not_in_the_history(tmp_path: Path, capsys: py
     capsys.readouterr()
     assert hg(state, "history", "--root", str(tree), "--format", "json") == 0
     assert len(json.loads(capsys.readouterr().out)["scans"]) == 1
+
+
+def test_a_unit_fix_runs_on_a_tree_and_undo_brings_the_removed_unit_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A planted, enabled unit in a mounted tree: `fix --root` runs `systemctl --root=TREE disable` (its
+    enablement link goes) and removes the unit file inside the tree (backed up first); live-only steps are
+    said and skipped. The re-scan is clean, and `--undo` puts the unit file back byte for byte (the link is
+    the owner's to re-create with `systemctl enable`, which the fix says nothing against). Nothing outside
+    the tree is touched: the tree's path is in every command that ran."""
+    need_tool("systemctl")
+    tree = build_tree(tmp_path / "host", HITS / "persistence.systemd_unit")
+    unit = tree / "etc/systemd/system/dbus-helper.service"
+    link = tree / "etc/systemd/system/multi-user.target.wants/dbus-helper.service"
+    subprocess.run(["systemctl", f"--root={tree}", "enable", "dbus-helper.service"], check=True, capture_output=True)
+    assert link.is_symlink()
+    original = unit.read_bytes()
+    state = tmp_path / "state"
+    [target] = [f for f in scan(tree, state, "persistence").values()
+                if f.id == "persistence.systemd_unit" and f.target["path"] == "/etc/systemd/system/dbus-helper.service"]
+    assert hg(state, "fix", target.fingerprint[:10], "--root", str(tree), "--only", "persistence", "--yes") == 0
+    out = capsys.readouterr().out
+    assert f"run: systemctl --root={tree} disable dbus-helper.service" in out
+    assert f"run: rm -f -- {tree}/etc/systemd/system/dbus-helper.service" in out
+    assert "`systemctl stop dbus-helper.service` needs the running system: not run under --root" in out
+    assert not unit.exists() and not link.is_symlink()
+    assert target.fingerprint not in scan(tree, state, "persistence")
+    [fix_id] = fix_ids(out)
+    [entry] = [f for f in manifests(state)[0]["files"]  # type: ignore[attr-defined]
+               if f["path"] == "/etc/systemd/system/dbus-helper.service"]
+    assert entry["sha_after"] is None and (state / "fixes" / fix_id / entry["backup"]).read_bytes() == original
+    assert hg(state, "fix", "--undo", fix_id) == 0
+    assert unit.read_bytes() == original
+    assert target.fingerprint in scan(tree, state, "persistence")
+
+
+def test_a_removal_that_would_leave_the_tree_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Near miss of the tree form: when the unit's directory in the tree is a link out of the tree, the rm has
+    no place inside the tree, and the fix is refused rather than run on this machine's own path."""
+    from hostguard.respond.fix import in_tree, on_tree
+
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tree / "etc/systemd").symlink_to(outside)
+    assert in_tree(str(tree), "/etc/systemd/x.service") is None
+    assert on_tree(["rm", "-f", "--", "/etc/systemd/x.service"], str(tree)) is None
+    assert on_tree(["rm", "-f", "--", "/etc/x.conf"], str(tree)) == ["rm", "-f", "--", f"{tree}/etc/x.conf"]
+    assert on_tree(["systemctl", "--machine=alice@", "--user", "disable", "a.service"], str(tree)) is None
+    assert on_tree(["systemctl", "--global", "disable", "a.service"], str(tree)) == [
+        "systemctl", f"--root={tree}", "--global", "disable", "a.service"]

@@ -29,7 +29,7 @@ import difflib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,15 +109,17 @@ class Plan:
     after: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) live, validated
     skipped: list[str] = field(default_factory=list)
     kills: list[Action] = field(default_factory=list)   # Action("kill") steps, run with --kill only
+    removed: list[str] = field(default_factory=list)    # files an ``rm`` step removes (host paths)
     blocked: str | None = None
 
     @property
     def paths(self) -> list[str]:
-        """Every file the fix may change (the account files when a shadow tool runs)."""
+        """Every file the fix may change (the account files when a shadow tool runs, the files an ``rm``
+        removes: backed up like the others, so an undo or a rollback puts them back)."""
         paths = [s.path for s in self.file_steps if isinstance(s, Edit | DeleteLine | Write)]
         if any(argv[0] in ROOTED_TOOLS for argv, _ in self.before):
             paths += ACCOUNT_FILES
-        return list(dict.fromkeys(paths))
+        return list(dict.fromkeys([*paths, *self.removed]))
 
 
 def make_plan(finding: Finding, settings: FixSettings) -> Plan:
@@ -160,7 +162,42 @@ def kill_args(step: Action) -> tuple[int, str, str | None]:
     return int(args["pid"]), args["start_time"], args.get("exe") or None
 
 
+def removed_by(argv: Sequence[str]) -> list[str]:
+    """The files an ``rm`` command removes (its operands), none for any other command."""
+    if not argv or argv[0] != "rm":
+        return []
+    return list(argv[argv.index("--") + 1:]) if "--" in argv else [a for a in argv[1:] if not a.startswith("-")]
+
+
+def in_tree(root: str, path: str) -> str | None:
+    """Where ``path`` of the tree at ``root`` is on this machine: its directory resolved inside the tree (None
+    when a link leads out of it), its last component as it is (``rm`` removes a link, never its target)."""
+    real_root = os.path.realpath(root)
+    parent = os.path.realpath(os.path.join(real_root, os.path.dirname(path).lstrip("/")))
+    if parent != real_root and not parent.startswith(real_root.rstrip("/") + "/"):
+        return None
+    return os.path.join(parent, os.path.basename(path))
+
+
+def on_tree(argv: Sequence[str], root: str) -> list[str] | None:
+    """A command as it runs on the tree at ``root``, through the tool's own way of working on a tree; None when
+    it has none. Shadow tools take ``-R ROOT``; ``systemctl`` (system and ``--global`` scope) ``--root=ROOT``
+    (a user's manager has no offline mode); ``rm`` gets its operands inside the tree."""
+    tool, *rest = argv
+    if tool in ROOTED_TOOLS:
+        return [tool, "-R", root, *rest]
+    if tool == "systemctl" and not any(a == "--user" or a.startswith("--machine") for a in rest):
+        return [tool, f"--root={root}", *rest]
+    if tool == "rm":
+        targets = [in_tree(root, path) for path in removed_by(argv)]
+        if not targets or None in targets:
+            return None
+        return [*argv[:len(argv) - len(targets)], *(t for t in targets if t)]
+    return None
+
+
 def _plan_command(plan: Plan, step: Command, settings: FixSettings) -> None:
+    plan.removed += removed_by(step.argv)
     if settings.live:
         if step.live_only:
             plan.after.append((list(step.argv), list(step.undo) if step.undo else None))
@@ -169,13 +206,13 @@ def _plan_command(plan: Plan, step: Command, settings: FixSettings) -> None:
         return
     if step.live_only:
         plan.skipped.append(f"`{' '.join(step.argv)}` needs the running system: not run under --root")
-    elif step.argv[0] in ROOTED_TOOLS:
-        def rooted(argv: Iterable[str]) -> list[str]:
-            argv = list(argv)
-            return [argv[0], "-R", settings.where, *argv[1:]]
-        plan.before.append((rooted(step.argv), rooted(step.undo) if step.undo else None))
-    else:
+        return
+    argv = on_tree(step.argv, settings.where)
+    undo = on_tree(step.undo, settings.where) if step.undo else None
+    if argv is None or (step.undo and undo is None):
         plan.blocked = f"`{' '.join(step.argv)}` cannot be run on a tree: run it inside the system"
+    else:
+        plan.before.append((argv, undo))
 
 
 def preview(plan: Plan, root: str) -> list[str]:
