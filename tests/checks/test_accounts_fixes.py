@@ -56,6 +56,19 @@ def test_locked_account_keeps_nopasswd_and_is_told_to_set_a_password_first(tmp_p
     assert fix.manual is not None and "deploy has no usable password" in fix.manual and "`passwd deploy`" in fix.manual
 
 
+def test_a_shadow_field_of_x_is_no_password_sudo_could_ask_for(tmp_path: Path) -> None:
+    """Near miss of the fix below: the account's shadow field is ``x`` (no password matches it), so removing
+    NOPASSWD would lose root: the fix is by hand, as for a locked account."""
+    tree = build_tree(tmp_path / "host", FIXES / "sudo_with_password")
+    shadow = tree / "etc/shadow"
+    lines = [":".join([f[0], "x", *f[2:]]) if f[0] == "deploy" else ":".join(f)
+             for f in (line.split(":") for line in shadow.read_text().splitlines())]
+    shadow.write_text("\n".join(lines) + "\n")
+    assert _shadow(tree, "deploy")[1] == "x"
+    fix = _one(tree, "accounts.sudo_nopasswd")
+    assert fix.steps == () and fix.manual is not None and "deploy has no usable password" in fix.manual
+
+
 @pytest.mark.parametrize(("fixture", "edits"), [
     ("sudo_with_password", [(2, "DEPLOYERS ALL=(ALL) NOPASSWD: ALL", "DEPLOYERS ALL=(ALL) PASSWD: ALL")]),
     # the narrow NOPASSWD command (a deploy script) keeps working; only ALL asks for the password

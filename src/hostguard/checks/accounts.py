@@ -128,7 +128,6 @@ def _user(name: str) -> dict[str, str]:
 
 
 NOLOGIN = "/usr/sbin/nologin"
-LOCKED_HASHES = ("*", "!", "!!", "!*")
 
 
 def _cmd(*argv: str, undo: tuple[str, ...] | None = None) -> Command:
@@ -142,8 +141,9 @@ def _lock(name: str) -> Command:
 
 
 def _password_locked(hash_: str | None) -> bool:
-    """True when the account has no password sudo could ask for (locked, disabled, empty or no shadow line)."""
-    return hash_ is None or hash_ in ("", *LOCKED_HASHES) or hash_.startswith(("!", "*"))
+    """True when the account has no password sudo could ask for: no shadow line, or a field
+    :func:`password_state` does not call "set" (locked, disabled, empty, or ``x``, which no password matches)."""
+    return hash_ is None or password_state(hash_) != "set"
 
 
 @check(id="accounts.extra_uid0", severity="critical", summary="Account other than root has UID 0",
