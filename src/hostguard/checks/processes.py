@@ -328,11 +328,13 @@ def _deleted_exe(proc: ProcessInfo, ctx: Context) -> Hit | None:
         if any(fnmatchcase(memfd, g) for g in rules().memfd_allowed):
             return None
         return Hit(f"Process {proc.pid} ({proc.name}) runs from memory ({link})",
-                   f"Copy /proc/{proc.pid}/exe aside before killing it: it is the only copy of the program; then "
-                   "find what started it (parents, cron, units).", {"memfd": True}, "critical")
+                   "It is the only copy of the program: `hostguard fix --kill` keeps it in the state directory's "
+                   f"evidence/ before the signal (killing it another way, copy /proc/{proc.pid}/exe aside first); "
+                   "then find what started it (parents, cron, units).", {"memfd": True}, "critical")
     if link.endswith(DELETED) and not proc.exe_replaced:
         return Hit(f"Process {proc.pid} ({proc.name}) runs a deleted file {exe_path(proc)}",
-                   f"Copy /proc/{proc.pid}/exe aside (the deleted program) and scan it before killing; then find "
+                   "`hostguard fix --kill` keeps the deleted program in the state directory's evidence/ before the "
+                   f"signal (killing it another way, copy /proc/{proc.pid}/exe aside first); scan it, then find "
                    "what started it.", {"deleted": True})
     return None
 
