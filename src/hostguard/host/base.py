@@ -14,6 +14,7 @@ with a fake host and never depend on psutil's types.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import shutil
 import socket
@@ -243,6 +244,23 @@ class Host:
                 return []
             raise HostError(f"{path}: {exc.strerror}") from exc
 
+    def glob(self, pattern: str) -> list[str]:
+        """Host paths matching an absolute glob, as glob(3) finds them: each component matched in its
+        directory (resolved inside the root), ``*``, ``?`` and ``[...]`` never matching a leading dot, results
+        sorted. Configs include with it (nginx and Apache ``include``, sshd ``Include``, nft ``include``)."""
+        found = ["/"]
+        for part in (p for p in pattern.split("/") if p):
+            step: list[str] = []
+            for base in found:
+                prefix = base.rstrip("/")
+                if glob_magic(part):
+                    step += [f"{prefix}/{n}" for n in self.listdir(base)
+                             if not n.startswith(".") and fnmatch.fnmatchcase(n, part)]
+                else:
+                    step.append(f"{prefix}/{part}")
+            found = step
+        return sorted(p for p in found if self.exists(p))
+
     # -- identity ----------------------------------------------------------------------------------
 
     def machine_id(self) -> str:
@@ -291,6 +309,11 @@ class Host:
         the process is gone). A root tree has no processes to see."""
         raise Unavailable(SkipReason.LIVE_ONLY, "processes are only known on a running system, not under --root")
 
+
+
+def glob_magic(part: str) -> bool:
+    """Whether a path component is a pattern (holds ``*``, ``?`` or ``[``)."""
+    return any(c in part for c in "*?[")
 
 
 def read_regular(name: str, label: str, limit: int = MAX_READ, dir_fd: int | None = None) -> tuple[bytes, os.stat_result]:

@@ -22,7 +22,6 @@ host/firewalld.py). Nothing from the tree is ever executed or sourced.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import posixpath
 import re
@@ -236,19 +235,8 @@ def _strip_strings_and_comments(text: str) -> str:
 
 
 def _glob_in_tree(host: Host, pattern: str) -> list[str]:
-    """Host paths matching an absolute glob, every component resolved inside the tree, sorted like nft's."""
-    parts = [p for p in pattern.split("/") if p]
-    found = ["/"]
-    for part in parts:
-        step: list[str] = []
-        for base in found:
-            prefix = base.rstrip("/")
-            if any(c in part for c in "*?["):
-                step += [f"{prefix}/{n}" for n in host.listdir(base) if fnmatch.fnmatchcase(n, part)]
-            else:
-                step.append(f"{prefix}/{part}")
-        found = step
-    return sorted(p for p in found if host.exists(p) and not host.stat(p).is_dir)
+    """Host files matching an absolute glob, every component resolved inside the tree, sorted like nft's."""
+    return [p for p in host.glob(pattern) if not host.stat(p).is_dir]
 
 
 class _Includes:

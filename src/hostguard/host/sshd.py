@@ -209,9 +209,7 @@ def _glob(host: Host, pattern: str) -> list[str]:
     """Host paths matching a glob, sorted (sshd uses glob(3), which sorts)."""
     if not glob.has_magic(pattern):
         return [pattern] if host.exists(pattern) else []
-    directory, _, name = pattern.rpartition("/")
-    return [f"{directory}/{n}" for n in host.listdir(directory or "/") if fnmatch.fnmatchcase(n, name)
-            and not n.startswith(".")]
+    return host.glob(pattern)
 
 
 def _pattern_list_match(value: str, patterns: str) -> bool:
