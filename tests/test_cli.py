@@ -40,7 +40,8 @@ def test_clean_tree_json_contract(tmp_path: Path, clean_tree: Path) -> None:
     assert {s["reason"] for s in data["skipped"]} == {"live_only", "budget", "unsupported"}
     assert {s["check"] for s in data["skipped"] if s["reason"] == "budget"} == {"weak_passwords.system"}
     # the fixture tree has no package database: its files cannot be checked against one
-    assert {s["check"] for s in data["skipped"] if s["reason"] == "unsupported"} == {"integrity.changed_file"}
+    assert {s["check"] for s in data["skipped"] if s["reason"] == "unsupported"} == {"integrity.changed_file",
+                                                                                  "integrity.mode_changed"}
 
 
 def test_host_id_is_stable_across_scans(tmp_path: Path, clean_tree: Path) -> None:

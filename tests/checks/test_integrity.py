@@ -115,6 +115,7 @@ def test_tampering_is_caught_like_dpkg_verify_does(dpkg_tree: Path, tmp_path: Pa
     assert found["/usr/share/hgtool/data.txt"].severity == "low"
     assert found["/usr/share/hgtool/data.txt"].evidence["package"] == "hgtool:amd64"
     assert found["/usr/bin/hgtool"].evidence["digest"] == "dpkg md5sums"
+    assert "recorded_mode" not in found["/usr/bin/hgtool"].evidence  # dpkg records none
     assert found["/usr/bin/hgtool"].evidence["expected"] == _md5(Path("/usr/bin/true").read_bytes())
     assert found["/usr/bin/hgtool"].remediation is not None
     assert found["/usr/bin/hgtool"].remediation.steps == (Command(("apt-get", "install", "--reinstall",
@@ -229,6 +230,7 @@ def test_rpm_tampering_is_caught_like_rpm_verify_does(rpm_tree: Path, tmp_path: 
     assert hgtool.evidence["expected"] == hashlib.sha256(Path("/usr/bin/true").read_bytes()).hexdigest()
     assert (hgold.severity, hgold.evidence["why"], hgold.evidence["digest"]) == (
         "high", "a script in a PATH directory", "rpm md5")
+    assert (hgtool.evidence["mode"], hgtool.evidence["recorded_mode"]) == ("0755", "0755")  # rpm records modes
     assert hgtool.remediation is not None
     assert hgtool.remediation.steps == (Command(("dnf", "reinstall", "hgtool.x86_64")),)
     assert rpm_changed(root) == set(found)

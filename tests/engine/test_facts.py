@@ -67,7 +67,7 @@ def test_a_whole_scan_reads_passwd_and_sshd_config_once(tmp_path: Path, clean_tr
                                                           SkipReason.UNSUPPORTED}
     # unsupported only where the fixture has nothing to read: no package database for integrity
     assert {s.check for s in outcome.report.skipped if s.reason == SkipReason.UNSUPPORTED} == {
-        "integrity.changed_file"}
+        "integrity.changed_file", "integrity.mode_changed"}
     assert host.reads["/etc/passwd"] == 1
     assert host.reads["/etc/shadow"] == 1
     assert host.reads["/etc/ssh/sshd_config"] == 1

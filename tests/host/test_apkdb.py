@@ -96,6 +96,21 @@ def test_packages_with_origin_and_files(tmp_path: Path) -> None:
                                    hashlib.sha256(b"#!/bin/sh\necho new\n").hexdigest(), 0o755),)
 
 
+def test_file_modes_default_xattr_checksums_and_type_bits() -> None:
+    """``a:`` is written only for a mode other than apk's default 0:0:644 (so a file without one was installed
+    0644); a file with extended attributes (file capabilities) carries their checksum as a fourth field, which
+    must not make the whole database unreadable; the mode is permission bits only."""
+    text = (f"P:x\nF:usr/bin\nR:plain\nZ:{q1(b'a')}\nR:ping\na:0:0:755:{q1(b'caps')}\nZ:{q1(b'b')}\n"
+            f"R:su\na:0:0:104755\nZ:{q1(b'c')}\n")
+    [package] = parse_installed(text, "installed")
+    by_name = {f.path: f for f in package.files}
+    assert (by_name["/usr/bin/plain"].mode, by_name["/usr/bin/plain"].recorded_mode) == (None, 0o644)
+    assert by_name["/usr/bin/ping"].recorded_mode == 0o755
+    assert by_name["/usr/bin/su"].recorded_mode == 0o4755
+    with pytest.raises(HostError, match="^installed line 4: 'Qx' is not a checksum"):
+        list(parse_installed("P:x\nF:usr\nR:f\na:0:0:755:Qx\n", "installed"))
+
+
 def test_a_stanza_without_origin_is_its_own_origin() -> None:
     [p] = parse_installed("P:musl\nV:1.2.4-r2\nA:x86_64\n")
     assert (p.name, p.origin) == ("musl", "musl")

@@ -22,13 +22,16 @@ from hostguard.host.packages import (
     DPKG_VERIFY,
     EXE_OWNERS,
     PACKAGE_VERIFY,
+    STAT_OVERRIDES,
     DpkgDatabase,
     FileOwners,
+    StatOverride,
     dpkg_owners,
     package_owners,
     parse_diversions,
     parse_filters,
     parse_md5sums,
+    parse_statoverride,
     parse_status,
     usr_aliases,
 )
@@ -173,6 +176,42 @@ def test_a_file_replaced_by_a_link_is_followed_inside_the_tree(tmp_path: Path) -
     (tmp_path / "usr/bin/hgx").symlink_to("/tmp/evil")
     [changed] = Facts(RootHost(str(tmp_path)), make_config()).get(DPKG_VERIFY).changed
     assert changed.path == "/tmp/evil" and changed.listed == "/usr/bin/hgx" and changed.elf
+
+
+def test_statoverride_entries_and_their_merged_usr_spellings(tmp_path: Path) -> None:
+    """What ``dpkg-statoverride --add`` writes: owner, group (names or #ids), octal mode, then the path, which
+    may hold spaces; looked up under either spelling of a merged-/usr path."""
+    need_tool("dpkg-statoverride")
+    need_root("dpkg-statoverride --root")
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/status").touch()
+    for args in (["root", "crontab", "2755", "/usr/bin/crontab"], ["#4321", "#4321", "4750", "/bin/with space"]):
+        subprocess.run(["dpkg-statoverride", "--root", str(tmp_path), "--add", *args], check=True, capture_output=True)
+    overrides = Facts(RootHost(str(tmp_path)), make_config()).get(STAT_OVERRIDES)
+    assert overrides.entries == {"/usr/bin/crontab": StatOverride("/usr/bin/crontab", "root", "crontab", 0o2755),
+                                 "/bin/with space": StatOverride("/bin/with space", "#4321", "#4321", 0o4750)}
+    assert overrides.get("/tmp/x", "/bin/crontab") == overrides.entries["/usr/bin/crontab"]
+    assert overrides.get("/usr/bin/with space") == overrides.entries["/bin/with space"]
+    assert overrides.get("/usr/bin/other") is None
+    assert Facts(RootHost(str(tmp_path / "var")), make_config()).get(STAT_OVERRIDES).entries == {}
+
+
+@pytest.mark.parametrize("line", ["root root 4755", "root root rwsr /usr/bin/x", "root  4755 /usr/bin/x",
+                                  "root root 4755 usr/bin/x"])
+def test_a_broken_statoverride_line_is_a_host_error_naming_it(line: str) -> None:
+    with pytest.raises(HostError, match=r"^statoverride line 2: not 'owner group mode /path'$"):
+        parse_statoverride(f"root root 0755 /usr/bin/ok\n{line}\n", "statoverride")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_statoverride_parser_garbage_is_a_host_error_or_absolute_paths(text: str) -> None:
+    try:
+        entries = parse_statoverride(text, "statoverride")
+    except HostError as exc:
+        assert str(exc).startswith("statoverride line ") and "\n" not in str(exc)
+        return
+    assert all(path.startswith("/") and e.path == path and 0 <= e.mode <= 0o7777 for path, e in entries.items())
 
 
 @settings(max_examples=300, deadline=None)

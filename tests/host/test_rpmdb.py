@@ -221,6 +221,24 @@ def test_file_lists_match_rpm(rpm_tree: Path) -> None:
     assert len(by_path["/usr/bin/hgtool"].digest) == 64
 
 
+def test_verifier_entries_carry_recorded_modes(rpm_tree: Path) -> None:
+    """Every regular file the verifier takes carries its FILEMODES permission bits (as `rpm -q --qf` prints
+    them); the %config file is taken for its mode only, the %ghost log and the symlink not at all."""
+    from hostguard.host.packages import rpm_entries
+
+    out = rpm_query(rpm_tree, "-q", "--qf", "[%{FILENAMES}|%{FILEMODES:octal}\n]", "hgtool")
+    theirs = {path: int(mode, 8) & 0o7777 for path, mode in (line.split("|") for line in out.splitlines())}
+    for hnum, blob in sqlite_blobs(rpm_tree):
+        tags = rpmdb.parse_header(blob, f"header {hnum}", rpmdb.FILE_TAGS)
+        if rpmdb.name_of(tags, "x") == "hgtool":
+            entries = {e.listed: e for e in rpm_entries(tags, f"header {hnum}")}
+    assert sorted(entries) == ["/etc/hgtool.conf", "/usr/bin/hgtool", "/usr/share/doc/hgtool/README",
+                               "/usr/share/hgtool/data.txt"]
+    assert {path: e.mode for path, e in entries.items()} == {path: theirs[path] for path in entries}
+    assert entries["/usr/bin/hgtool"].mode == 0o755 and entries["/usr/bin/hgtool"].compare_digest
+    assert not entries["/etc/hgtool.conf"].compare_digest and entries["/etc/hgtool.conf"].mode == 0o644
+
+
 @pytest.mark.parametrize(("lorder", "pagesize", "chksum"),
                          [(1234, 4096, False), (4321, 4096, False), (1234, 512, True), (4321, 1024, True)])
 def test_berkeley_db_form_reads_the_same_packages(rpm_tree: Path, tmp_path: Path, lorder: int, pagesize: int,

@@ -9,6 +9,11 @@ apk's protected paths) is meant to be edited and is never a finding; files dpkg 
 nothing). What changed decides the severity: code that runs
 on its own or inside other programs is high, anything else low with its package named. /etc/ld.so.preload
 is the persistence family's (``persistence.ld_preload``): one problem, one finding.
+
+Content is not the only thing a package installs: ``chmod u+s /usr/bin/find`` keeps every digest and gives
+any user root. The rpm database and apk's record each file's mode, so a packaged file that gained a setuid,
+setgid or world-write bit is found too (``integrity.mode_changed``); dpkg records no modes, so on a dpkg host
+that check says it could not look.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from hostguard.data import load_toml
 from hostguard.engine.context import Context
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
-from hostguard.host.packages import PACKAGE_VERIFY, ChangedFile, Verification
-from hostguard.remediation import Command, Remediation
+from hostguard.host.packages import PACKAGE_VERIFY, STAT_OVERRIDES, ChangedFile, ModeChange, StatOverride, Verification
+from hostguard.remediation import Command, Remediation, Step
 
 FAMILY = Family("integrity", __doc__ or "")
 SHOWN = 20  # paths listed in one grouped finding's evidence
@@ -130,6 +135,8 @@ def changed_file(ctx: Context) -> Iterator[Finding]:
         evidence = {"package": item.package, "listed_as": item.listed, "digest": digest_name(item),
                     "expected": item.expected, "actual": item.actual, "mode": f"{item.mode & 0o7777:04o}",
                     "why": kind}
+        if item.recorded_mode is not None:
+            evidence["recorded_mode"] = f"{item.recorded_mode:04o}"
         yield ctx.finding(f"{item.path} ({kind} of {item.package}) differs from its {digest_name(item)}",
                           {"kind": "path", "path": item.path}, evidence=evidence,
                           remediation=_reinstall(verification, item.package, item.path),
@@ -142,3 +149,95 @@ def changed_file(ctx: Context) -> Iterator[Finding]:
                                     "digest": digest_name(items[0]), "paths": [i.path for i in items[:SHOWN]]},
                           remediation=_reinstall(verification, package, tree_path))
 
+
+
+@dataclass(frozen=True)
+class ModeBit:
+    """One entry of data/integrity/modes.toml: a bit a packaged file may not gain, and how to drop it."""
+
+    name: str
+    bit: int
+    drop: str
+    restore: str
+    severity: str
+    data_severity: str
+
+
+@cache
+def mode_bits() -> tuple[ModeBit, ...]:
+    """The watched bits, in the file's order (setuid first: the fix's steps follow it)."""
+    return tuple(ModeBit(b["name"], int(b["bit"]), b["drop"], b["restore"], b["severity"],
+                         b.get("data_severity", b["severity"])) for b in load_toml("integrity/modes.toml")["bits"])
+
+
+SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+
+
+def _declared(item: ModeChange, override: StatOverride | None) -> int:
+    """The gained bits the administrator did not declare: a statoverride entry's mode is their decision."""
+    gained = item.gained
+    return gained & ~override.mode if override is not None else gained
+
+
+def _mode_fix(verification: Verification, item: ModeChange, bits: list[ModeBit]) -> Remediation:
+    steps: list[Step] = [Command(("chmod", b.drop, item.path), live_only=True, undo=("chmod", b.restore, item.path),
+                                 reversible=True) for b in bits]
+    reinstall = " ".join((*databases()["reinstall"][verification.front_end], item.package))
+    return Remediation(f"Find out who changed the mode of {item.path} and why; if nobody you trust did, drop the "
+                       f"bit{'s' if len(bits) > 1 else ''} again (or `{reinstall}`, which writes the package's mode "
+                       "back) and look for what else was changed: whoever could chmod it was root.", tuple(steps),
+                       manual="Under --root these commands would act on this machine's own path: run them on the "
+                              "file inside the mounted tree instead.")
+
+
+@check(id="integrity.mode_changed", severity="high",
+       summary="A packaged file gained a setuid, setgid or world-write bit its package manager did not record",
+       needs=(PACKAGE_VERIFY, STAT_OVERRIDES), tags=("T1548.001", "T1222.002"),
+       references=("https://rpm-software-management.github.io/rpm/man/rpm.8.html",
+                   "https://wiki.alpinelinux.org/wiki/Alpine_Package_Keeper",
+                   "https://manpages.debian.org/bookworm/dpkg/dpkg-statoverride.1.en.html",
+                   "https://attack.mitre.org/techniques/T1548/001/"))
+def mode_changed(ctx: Context) -> Iterator[Finding]:
+    """``chmod u+s /usr/bin/find`` (or python3, vim, bash) is a way back to root that every digest check
+    misses, since the content is still the package's, and that ``persistence.suid_unpackaged`` leaves alone,
+    since a package owns the file. The rpm database (FILEMODES) and apk's installed database (``a:`` lines,
+    apk's default 0644 otherwise) record the mode each file was installed with: a packaged regular file that
+    now holds a setuid, setgid or world-write bit its recorded mode does not is a finding, configuration
+    (``%config``, apk protected paths) included, since nobody edits a configuration file by making it setuid.
+    Bits taken away (0755 to 0750) are not: they grant nothing. An entry of ``dpkg-statoverride`` granting
+    the bit is the administrator's declared mode and stays quiet, on any database. A file whose content
+    differs too is left to ``integrity.changed_file`` (one problem, one finding: its reinstall restores both).
+    dpkg records no modes (only the .deb does): on a dpkg host this check is skipped as unsupported rather
+    than passing for clean. The fix drops each gained bit with chmod (undone by adding it back)."""
+    verification = ctx.fact(PACKAGE_VERIFY)
+    if not verification.records_modes:
+        ctx.skip(SkipReason.UNSUPPORTED, f"the {verification.database} database records no file modes (only the "
+                                         "package files do): a packaged file made setuid cannot be told apart here")
+        return
+    for what, why in verification.problems:
+        ctx.skip(SkipReason.ERROR, why, what)
+    overrides = ctx.fact(STAT_OVERRIDES)
+    seen: set[str] = set()
+    for item in verification.mode_changes:
+        if item.content == "changed" or item.path in seen:
+            continue  # changed content: integrity.changed_file reports the file; seen: one file, two packages
+        seen.add(item.path)
+        override = overrides.get(item.path, item.listed)
+        gained = _declared(item, override)
+        bits = [b for b in mode_bits() if gained & b.bit]
+        if not bits:
+            continue
+        executable = bool(item.actual_mode & 0o111)
+        severity = max((b.severity if executable else b.data_severity for b in bits), key=SEVERITY_ORDER.index)
+        names = [b.name for b in bits]
+        evidence: dict[str, object] = {
+            "package": item.package, "listed_as": item.listed, "database": item.database,
+            "recorded_mode": f"{item.expected_mode:04o}", "mode": f"{item.actual_mode:04o}", "gained": names,
+            "uid": item.uid, "gid": item.gid,
+            "content": "matches the package" if item.content == "same" else "not compared (configuration)"}
+        if override is not None:
+            evidence["statoverride"] = f"{override.owner} {override.group} {override.mode:04o} {override.path}"
+        yield ctx.finding(f"{item.path} of {item.package} is {' and '.join(names)} ({item.actual_mode:04o}); "
+                          f"its package installed it {item.expected_mode:04o}",
+                          {"kind": "path", "path": item.path}, evidence=evidence,
+                          remediation=_mode_fix(verification, item, bits), severity=severity)

@@ -5,7 +5,11 @@ a colon and a value: ``P:`` name, ``V:`` version, ``A:`` arch, ``o:`` origin (th
 Alpine's advisories name), then the file list: ``F:`` a directory (relative to the root), ``M:`` its
 ``uid:gid:mode``, and under it ``R:`` a file name, ``a:`` its ``uid:gid:mode`` and ``Z:`` its checksum
 (``Q1`` + base64 of a SHA-1, ``Q2`` + base64 of a SHA-256, or an md5/sha1 in hex in old databases).
-A symlink's checksum is that of its target text, not of the file it points to.
+A symlink's checksum is that of its target text, not of the file it points to. apk writes ``a:`` only when a
+file's owner or mode differs from its default, ``0:0:644``, so a file without one was installed 0644 by root;
+a file carrying extended attributes (file capabilities) has their checksum as a fourth field,
+``a:0:0:755:Q1...``. The mode is the permission bits alone (``& 07777``): what
+``integrity.mode_changed`` compares the file's current mode with.
 
 apk marks no file as configuration. Instead it *protects* paths (``/etc/apk/protected_paths.d/*.list``,
 after its built-in ``+etc``, ``@etc/init.d``, ``!etc/apk``): a modified file there is kept on upgrade and
@@ -33,7 +37,8 @@ from hostguard.host.base import Host, HostError, Unavailable
 APK_INSTALLED = "/lib/apk/db/installed"
 PROTECTED_DIR = "/etc/apk/protected_paths.d"
 LIST_NAME = re.compile(r"[^/]+\.list")
-OWNER_MODE = re.compile(r"(\d+):(\d+):([0-7]{1,6})")
+OWNER_MODE = re.compile(r"(\d+):(\d+):([0-7]{1,6})(?::(.+))?")  # uid:gid:mode[:xattr checksum]
+DEFAULT_FILE_MODE = 0o644  # what an R: entry without an a: line was installed with (apk's default file acl)
 HEX_DIGESTS = {32: "md5", 40: "sha1"}
 B64_DIGESTS = {"1": ("sha1", 20), "2": ("sha256", 32)}
 PROTECT_MODES = {"+": "config", "!": "ignore", "@": "symlinks", "-": "check"}
@@ -41,12 +46,18 @@ PROTECT_MODES = {"+": "config", "!": "ignore", "@": "symlinks", "-": "check"}
 
 @dataclass(frozen=True)
 class ApkFile:
-    """One ``R:`` entry: its path, checksum (hex, with its algorithm) and mode (None when not recorded)."""
+    """One ``R:`` entry: its path, checksum (hex, with its algorithm) and mode (None when no ``a:`` line
+    was written: see :attr:`recorded_mode`)."""
 
     path: str
     algorithm: str
     digest: str
     mode: int | None = None
+
+    @property
+    def recorded_mode(self) -> int:
+        """The permission bits apk installed the file with: its ``a:`` mode, else apk's default 0644."""
+        return DEFAULT_FILE_MODE if self.mode is None else self.mode
 
 
 @dataclass(frozen=True)
@@ -126,8 +137,10 @@ def parse_installed(text: str, where: str = APK_INSTALLED, files: bool = True) -
                 match = OWNER_MODE.fullmatch(value)
                 if match is None:
                     raise HostError(f"{at}: not 'uid:gid:mode'")
+                if match.group(4) is not None:
+                    decode_digest(match.group(4), at)  # the xattr checksum: validated, not kept
                 last = entries[-1]
-                entries[-1] = ApkFile(last.path, last.algorithm, last.digest, int(match.group(3), 8))
+                entries[-1] = ApkFile(last.path, last.algorithm, last.digest, int(match.group(3), 8) & 0o7777)
         else:
             fields.setdefault(key, value)
 

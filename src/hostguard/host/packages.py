@@ -14,7 +14,11 @@ The dpkg database is also read whole for the integrity family (issue 9) and the 
 and the ``path-exclude``/``path-include`` filters. :data:`PACKAGE_VERIFY` (also known as
 :data:`DPKG_VERIFY`, its first name) compares every packaged file with the digest its package manager
 recorded (dpkg ``md5sums``, the rpm header's file digests, apk's ``Z:`` checksums), one file at a time,
-keeping only the files that differ.
+keeping only the files that differ. Where the database also records each file's mode (rpm's FILEMODES, apk's
+``a:`` lines), the same ``fstat`` that hashing needs tells whether the file gained a setuid, setgid or
+world-write bit since (:class:`ModeChange`): ``chmod u+s /usr/bin/find`` leaves every digest intact.
+dpkg records no modes (only the .deb knows them), so a dpkg host cannot be checked that way;
+:data:`STAT_OVERRIDES` (``dpkg-statoverride --list``) holds the modes an administrator declared, on any host.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cache
 from typing import TypeVar
 
+from hostguard.data import load_toml
 from hostguard.engine.facts import Fact
 from hostguard.findings import SkipReason
 from hostguard.host import apkdb, rpmdb
@@ -329,6 +335,63 @@ def collect_dpkg(host: Host) -> DpkgDatabase:
 DPKG: Fact[DpkgDatabase] = Fact("dpkg", collect_dpkg)
 
 
+DPKG_STATOVERRIDE = "/var/lib/dpkg/statoverride"
+OVERRIDE_MODE = re.compile(r"[0-7]{1,6}")
+
+
+@dataclass(frozen=True)
+class StatOverride:
+    """One ``dpkg-statoverride`` entry: the owner, group and mode the administrator declared for ``path``
+    (owner and group as written: a name, or ``#uid``)."""
+
+    path: str
+    owner: str
+    group: str
+    mode: int
+
+
+def parse_statoverride(text: str, where: str = DPKG_STATOVERRIDE) -> dict[str, StatOverride]:
+    """dpkg's statoverride file: ``owner group mode path`` per line, single spaces, the path the rest of
+    the line (it may hold spaces). A line dpkg would refuse is a :class:`HostError` naming it: an override
+    that cannot be read cannot excuse anything."""
+    out: dict[str, StatOverride] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        parts = line.split(" ", 3)
+        if len(parts) != 4 or not all(parts[:3]) or not OVERRIDE_MODE.fullmatch(parts[2]) \
+                or not parts[3].startswith("/") or "\0" in line:
+            raise HostError(f"{where} line {number}: not 'owner group mode /path'")
+        owner, group, mode, path = parts
+        out[path] = StatOverride(path, owner, group, int(mode, 8) & 0o7777)
+    return out
+
+
+@dataclass(frozen=True)
+class StatOverrides:
+    """Every statoverride entry by path (empty when the host keeps no statoverride file)."""
+
+    entries: Mapping[str, StatOverride] = field(default_factory=dict)
+
+    def get(self, *paths: str) -> StatOverride | None:
+        """The entry for the first of ``paths`` (or their merged-/usr spellings) that has one."""
+        for path in paths:
+            for alias in usr_aliases(path):
+                if alias in self.entries:
+                    return self.entries[alias]
+        return None
+
+
+def collect_statoverride(host: Host) -> StatOverrides:
+    """``/var/lib/dpkg/statoverride`` of the host: read on any database (an rpm host seldom has one, and then
+    its entries are still the administrator's word)."""
+    text = host.read_optional(DPKG_STATOVERRIDE)
+    return StatOverrides(parse_statoverride(text) if text else {})
+
+
+STAT_OVERRIDES: Fact[StatOverrides] = Fact("stat_overrides", collect_statoverride)
+
+
 # -- verifying installed files against their package manager's digests --------------------------------------
 
 ELF_MAGIC = b"\x7fELF"
@@ -352,6 +415,7 @@ class ChangedFile:
     head: bytes  # the first bytes: ELF magic, ``#!``
     database: str = "dpkg"
     algorithm: str = "md5"
+    recorded_mode: int | None = None  # the permission bits the database recorded (None: dpkg records none)
 
     @property
     def elf(self) -> bool:
@@ -374,13 +438,54 @@ class ChangedFile:
 
 
 @dataclass(frozen=True)
+class ModeChange:
+    """A packaged regular file whose current mode holds a watched bit (setuid, setgid, world-write:
+    data/integrity/modes.toml) that the mode its package manager recorded does not.
+
+    ``expected_mode`` and ``actual_mode`` are permission bits (``& 0o7777``); ``uid``/``gid`` the file's
+    current owner. ``content`` says what the digest said: "same", "changed" (then the file is also a
+    :class:`ChangedFile`) or "not compared" (configuration: an edited conffile is fine, a setuid one is not).
+    """
+
+    path: str
+    listed: str
+    package: str
+    database: str
+    expected_mode: int
+    actual_mode: int
+    uid: int
+    gid: int
+    content: str = "same"
+
+    @property
+    def gained(self) -> int:
+        """The watched bits the file has and its package did not give it."""
+        return self.actual_mode & ~self.expected_mode & watched_bits()
+
+    def label(self) -> str:
+        """The path, for "not checked" lines."""
+        return self.path
+
+
+@cache
+def watched_bits() -> int:
+    """The mode bits a packaged file may not gain (data/integrity/modes.toml), as one mask."""
+    mask = 0
+    for bit in load_toml("integrity/modes.toml")["bits"]:
+        mask |= int(bit["bit"])
+    return mask
+
+
+@dataclass(frozen=True)
 class Verification:
-    """What comparing every installed package's files with their recorded digests found.
+    """What comparing every installed package's files with their recorded digests (and modes) found.
 
     Files that are missing, path-excluded, configuration (dpkg conffiles, rpm ``%config``, apk protected
     paths) or rpm ghosts are not changes; ``problems`` are (what, why) pairs for packages or files that could
     not be compared (unreadable, a broken md5sums file or header). ``database`` is the database read and
     ``front_end`` the tool that reinstalls a package on this host (apt-get, dnf, yum, apk).
+    ``mode_changes`` are files that gained a watched mode bit; ``records_modes`` says whether the database
+    records modes at all (dpkg does not: then an empty ``mode_changes`` means "not looked").
     """
 
     changed: tuple[ChangedFile, ...]
@@ -389,6 +494,8 @@ class Verification:
     missing: int
     database: str = "dpkg"
     front_end: str = "apt-get"
+    mode_changes: tuple[ModeChange, ...] = ()
+    records_modes: bool = False
 
 
 @dataclass(frozen=True)
@@ -396,7 +503,10 @@ class Expected:
     """One packaged file to compare: where it is listed, where it is on disk, and the recorded digest.
 
     ``link_digest``: the database records a symlink's digest as that of its target text (apk);
-    ``links_allowed``: a changed symlink there is the administrator's (apk's ``@`` protected paths).
+    ``links_allowed``: a changed symlink there is the administrator's (apk's ``@`` protected paths);
+    ``mode``: the permission bits recorded for a regular file (None: not recorded, as with dpkg);
+    ``compare_digest``: False for configuration, whose content is the administrator's but whose mode is
+    still checked (an edited conffile is normal, a setuid one is not).
     """
 
     listed: str
@@ -405,6 +515,8 @@ class Expected:
     digest: str
     link_digest: bool = False
     links_allowed: bool = False
+    mode: int | None = None
+    compare_digest: bool = True
 
 
 # One package's work: a label naming it if reading fails, and a reader giving (package label, entries).
@@ -451,11 +563,13 @@ class _Tree:
         except OSError:
             return None
 
-    def open(self, path: str) -> tuple[int, str] | None:
-        """A read-only descriptor on the file and its canonical host path; None when missing."""
+    def open(self, path: str) -> tuple[int, str, bool] | None:
+        """A read-only descriptor on the file, its canonical host path, and whether a symlink was followed
+        to reach it (the file is a link now); None when missing."""
         real = self._real(path)
         if real is None:
             return None
+        followed = False
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
         except FileNotFoundError:
@@ -468,15 +582,33 @@ class _Tree:
             except FileMissing:
                 return None
             fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-        return fd, "/" + real[len(self.prefix):].lstrip("/")
+            followed = True
+        return fd, self._canonical(real), followed
+
+    def lstat(self, path: str) -> tuple[os.stat_result, str] | None:
+        """The file's own status (a link is not followed) and its canonical host path; None when missing.
+        For files whose content is not compared: no descriptor, no read."""
+        real = self._real(path)
+        if real is None:
+            return None
+        try:
+            return os.lstat(real), self._canonical(real)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise HostError(f"{path}: {exc.strerror}") from exc
+
+    def _canonical(self, real: str) -> str:
+        return "/" + real[len(self.prefix):].lstrip("/")
 
 
 def _hasher(algorithm: str) -> hashlib._Hash:
     return hashlib.new(algorithm, usedforsecurity=False)
 
 
-def _digest(fd: int, algorithm: str = "md5") -> tuple[str, int, bytes] | None:
-    """Digest, mode and first bytes of an open regular file (None for anything else); closes ``fd``."""
+def _digest(fd: int, algorithm: str = "md5") -> tuple[str, os.stat_result, bytes] | None:
+    """Digest, status and first bytes of an open regular file (None for anything else); closes ``fd``.
+    The status is the one ``fstat`` the read needs anyway: the mode check costs no extra I/O."""
     with os.fdopen(fd, "rb", buffering=0) as f:
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
@@ -484,7 +616,7 @@ def _digest(fd: int, algorithm: str = "md5") -> tuple[str, int, bytes] | None:
         head = f.read(4)
         f.seek(0)
         digest = hashlib.file_digest(f, lambda: _hasher(algorithm)).hexdigest()
-        return digest, st.st_mode, head
+        return digest, st, head
 
 
 def md5sums_name(host: Host, package: DpkgPackage) -> str | None:
@@ -498,7 +630,7 @@ def md5sums_name(host: Host, package: DpkgPackage) -> str | None:
 WORKERS = 4  # hashing releases the GIL and reading waits on the disk: a few threads overlap both
 WINDOW = 4 * WORKERS  # packages read ahead of the slowest worker: bounds memory to a few file lists
 
-Result = tuple[list[ChangedFile], list[tuple[str, str]], int, int]
+Result = tuple[list[ChangedFile], list[tuple[str, str]], int, int, list[ModeChange]]
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -515,17 +647,28 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[J], R], items: Iterable
 
 
 def _verify_job(tree: _Tree, database: str, job: Job) -> Result:
-    """Changed files, problems, checked and missing counts of one package."""
+    """Changed files, problems, checked and missing counts, and mode changes of one package."""
     changed: list[ChangedFile] = []
     problems: list[tuple[str, str]] = []
+    modes: list[ModeChange] = []
     checked = missing = 0
     fallback, read = job
     try:
         label, entries = read()
         entries = list(entries)
     except HostError as exc:
-        return changed, [(fallback, str(exc))], 0, 0
+        return changed, [(fallback, str(exc))], 0, 0, modes
     for entry in entries:
+        if not entry.compare_digest:
+            if entry.mode is not None:
+                try:
+                    seen = tree.lstat(entry.location)
+                except HostError as exc:
+                    problems.append((entry.listed, str(exc)))
+                    continue
+                if seen is not None and stat_mod.S_ISREG(seen[0].st_mode):
+                    _mode_change(modes, entry, label, database, seen[1], seen[0], "not compared")
+            continue
         try:
             if entry.link_digest:
                 target = tree.readlink(entry.location)
@@ -544,11 +687,25 @@ def _verify_job(tree: _Tree, database: str, job: Job) -> Result:
             missing += 1
             continue
         checked += 1
-        actual, mode, head = found
-        if actual != entry.digest.lower():
-            changed.append(ChangedFile(opened[1], entry.listed, label, entry.digest, actual, mode, head, database,
-                                       entry.algorithm))
-    return changed, problems, checked, missing
+        actual, st, head = found
+        differs = actual != entry.digest.lower()
+        if differs:
+            changed.append(ChangedFile(opened[1], entry.listed, label, entry.digest, actual, st.st_mode, head, database,
+                                       entry.algorithm, entry.mode))
+        if not opened[2]:  # a file that is a link now is judged by its digest alone: its target's mode is not its own
+            _mode_change(modes, entry, label, database, opened[1], st, "changed" if differs else "same")
+    return changed, problems, checked, missing, modes
+
+
+def _mode_change(out: list[ModeChange], entry: Expected, package: str, database: str, path: str,
+                 st: os.stat_result, content: str) -> None:
+    """Add a :class:`ModeChange` when the file holds a watched bit its recorded mode lacks."""
+    if entry.mode is None:
+        return
+    actual = stat_mod.S_IMODE(st.st_mode)
+    if actual & ~entry.mode & watched_bits():
+        out.append(ModeChange(path, entry.listed, package, database, entry.mode & 0o7777, actual, st.st_uid,
+                              st.st_gid, content))
 
 
 def _link_digest(entry: Expected, target: bytes) -> str:
@@ -557,20 +714,24 @@ def _link_digest(entry: Expected, target: bytes) -> str:
     return h.hexdigest()
 
 
-def verify(host: Host, database: str, front_end: str, jobs: Iterable[Job]) -> Verification:
-    """Hash every listed file and keep those that differ (streaming: one file at a time per worker and a
-    window of packages read ahead, so memory grows with the changes, not the tree), in database order."""
+def verify(host: Host, database: str, front_end: str, jobs: Iterable[Job], records_modes: bool = False) -> Verification:
+    """Hash every listed file and keep those that differ or gained a watched mode bit (streaming: one file
+    at a time per worker and a window of packages read ahead, so memory grows with the changes, not the
+    tree), in database order."""
     tree = _Tree(host)
     changed: list[ChangedFile] = []
     problems: list[tuple[str, str]] = []
+    modes: list[ModeChange] = []
     checked = missing = 0
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="package-verify") as pool:
-        for c, p, n, m in _bounded_map(pool, lambda job: _verify_job(tree, database, job), jobs):
+        for c, p, n, m, mc in _bounded_map(pool, lambda job: _verify_job(tree, database, job), jobs):
             changed += c
             problems += p
             checked += n
             missing += m
-    return Verification(tuple(changed), tuple(problems), checked, missing, database, front_end)
+            modes += mc
+    return Verification(tuple(changed), tuple(problems), checked, missing, database, front_end, tuple(modes),
+                        records_modes)
 
 
 def dpkg_jobs(host: Host, db: DpkgDatabase) -> Iterator[Job]:
@@ -595,15 +756,17 @@ def verify_dpkg(host: Host, db: DpkgDatabase) -> Verification:
 
 
 def rpm_entries(tags: dict[int, rpmdb.HeaderValue], where: str) -> Iterator[Expected]:
-    """The files of one rpm header worth comparing: regular files with a digest, installed normally
-    (not ``--excludedocs``'d, not a multilib file of the other colour), neither ``%config`` (meant to be
-    edited) nor ``%ghost`` (created by the program, not shipped). rpm lists merged-/usr paths as such."""
+    """The files of one rpm header worth comparing: regular files installed normally (not
+    ``--excludedocs``'d, not a multilib file of the other colour) and not ``%ghost`` (created by the program
+    with whatever mode it likes, not shipped), each with its recorded mode. The digest is compared when
+    there is one and the file is not ``%config`` (meant to be edited); a ``%config`` file's mode still is.
+    rpm lists merged-/usr paths as such."""
     algorithm = rpmdb.package_of(tags, where).digest_algorithm
     for f in rpmdb.files_of(tags, where):
-        if (not f.digest or not stat_mod.S_ISREG(f.mode) or f.config or f.ghost
-                or f.state != rpmdb.FILE_STATE_NORMAL):
+        if not stat_mod.S_ISREG(f.mode) or f.ghost or f.state != rpmdb.FILE_STATE_NORMAL:
             continue
-        yield Expected(f.path, f.path, algorithm, f.digest)
+        yield Expected(f.path, f.path, algorithm, f.digest, mode=stat_mod.S_IMODE(f.mode),
+                       compare_digest=bool(f.digest) and not f.config)
 
 
 def rpm_jobs(host: Host, location: rpmdb.RpmDbLocation) -> Iterator[Job]:
@@ -624,14 +787,14 @@ def _ready(label: str, entries: list[Expected]) -> Callable[[], tuple[str, Itera
 
 def apk_jobs(host: Host, text: str, protected: apkdb.ProtectedPaths) -> Iterator[Job]:
     """One job per package of apk's installed database; files under protected paths are configuration
-    (``+``, ``!``) or may be changed symlinks (``@``), as ``apk audit --system`` treats them."""
+    (``+``, ``!``) or may be changed symlinks (``@``), as ``apk audit --system`` treats them. Every file
+    carries its recorded mode (``a:``, else apk's default 0644); configuration is checked for that alone."""
     for package in apkdb.parse_installed(text):
         entries = []
         for f in package.files:
             mode = protected.mode(f.path)
-            if mode in ("config", "ignore") or not f.digest:
-                continue
-            entries.append(Expected(f.path, f.path, f.algorithm, f.digest, True, mode == "symlinks"))
+            entries.append(Expected(f.path, f.path, f.algorithm, f.digest, True, mode == "symlinks",
+                                    f.recorded_mode, mode not in ("config", "ignore") and bool(f.digest)))
         yield package.label(), _ready(package.label(), entries)
 
 
@@ -648,10 +811,10 @@ def collect_package_verify(host: Host, dpkg: DpkgDatabase | None) -> Verificatio
         return verify_dpkg(host, dpkg)
     location = rpmdb.locate(host)  # Unavailable for an rpm database in a form not read here
     if location is not None:
-        return verify(host, "rpm", rpm_front_end(host), rpm_jobs(host, location))
+        return verify(host, "rpm", rpm_front_end(host), rpm_jobs(host, location), records_modes=True)
     text = host.read_optional(apkdb.APK_INSTALLED)
     if text is not None:
-        return verify(host, "apk", "apk", apk_jobs(host, text, apkdb.read_protected(host)))
+        return verify(host, "apk", "apk", apk_jobs(host, text, apkdb.read_protected(host)), records_modes=True)
     raise Unavailable(SkipReason.UNSUPPORTED, f"no package database hostguard reads ({DPKG_STATUS}, "
                                               f"{' or '.join(rpmdb.RPMDB_DIRS)}, {apkdb.APK_INSTALLED})")
 
