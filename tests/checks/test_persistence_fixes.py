@@ -70,8 +70,8 @@ def _commands(finding: Finding) -> list[Command]:
 
 def _on_tree(step: Command, tree: Path) -> list[str] | None:
     """The step as it runs on a mounted tree, through the tool's own root option; None when it needs the
-    running system. (``hostguard fix --root`` does not run these yet: it refuses them, see
-    test_unit_fix_shapes_live_and_under_root.)"""
+    running system (``hostguard fix --root`` runs systemctl and rm this way: see
+    test_unit_fix_shapes_live_and_under_root)."""
     if step.live_only:
         return None
     tool, *rest = step.argv
@@ -249,8 +249,8 @@ def test_user_unit_fixes_global_offline_and_per_user_live(tmp_path: Path) -> Non
 
 def test_unit_fix_shapes_live_and_under_root(tmp_path: Path) -> None:
     """Live, ``hostguard fix`` runs the steps that are not live only first (disable while the unit file is
-    still there, then rm), and stop and daemon-reload after validation; under --root no step may act on
-    this machine's own path (today fix refuses the plan: it has no tree form for systemctl and rm)."""
+    still there, then rm), and stop and daemon-reload after validation; under --root systemctl gets the tree's
+    --root and rm the path inside the tree: no step may act on this machine's own path."""
     tree = build_tree(tmp_path / "host", HITS / UNIT)
     finding = _found(tree, UNIT)["/etc/systemd/system/dbus-helper.service"]
     assert [s.describe() for s in finding.remediation.steps] == [
@@ -265,12 +265,11 @@ def test_unit_fix_shapes_live_and_under_root(tmp_path: Path) -> None:
     assert [argv for argv, _ in live.after] == [["systemctl", "stop", "dbus-helper.service"],
                                                 ["systemctl", "daemon-reload"]]
     rooted = make_plan(finding, FixSettings(state_dir=str(tmp_path / "state"), root=str(tree)))
-    if rooted.blocked is None:
-        for argv, _ in rooted.before:
-            assert argv[0] != "rm" or argv[-1].startswith(str(tree)), argv
-            assert argv[0] != "systemctl" or any(a.startswith("--root") for a in argv), argv
-    else:
-        assert "cannot be run on a tree" in rooted.blocked
+    assert rooted.blocked is None
+    assert [argv for argv, _ in rooted.before] == [
+        ["systemctl", f"--root={tree}", "disable", "dbus-helper.service"],
+        ["rm", "-f", "--", f"{os.path.realpath(tree)}/etc/systemd/system/dbus-helper.service"]]
+    assert rooted.removed == ["/etc/systemd/system/dbus-helper.service"]   # backed up before the rm
 
 
 # -- 2. cron ---------------------------------------------------------------------------------------------
