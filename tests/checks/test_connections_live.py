@@ -12,7 +12,10 @@ accept and keep every connection on a mining pool port (3333), an allowed port (
 * a listener on 5555 (a pool port) that B connects to *from* source port 7777 (another pool port): an
   accepted connection, whose remote port is a pool port, must not count as mining;
 * an IOC list naming B's address: every connection to or from B is ``ioc_address``; a list naming another
-  address of the same /24 matches nothing.
+  address of the same /24 matches nothing;
+* two real redis-servers (no TCP port of their own, a unix socket in the temp dir), replicas of "primaries"
+  in B: one on odd port 8082 (``database_outbound`` hit, what an attacker's ``REPLICAOF`` looks like) and
+  one on 6379, Redis's own port (its near miss: replication).
 
 Every process is bounded in time (``LIFETIME``) and killed at teardown with the namespaces.
 """
@@ -39,7 +42,8 @@ from tests.netns import CLIENT_V4, SERVER_V4, Pair, netns_pair
 
 LIFETIME = "120"          # seconds any process of the scene lives at most, should teardown never run
 HOSTGUARD = str(Path(sys.executable).parent / "hostguard")
-CHECKS = ("connections.ioc_address", "connections.pool_port", "connections.web_outbound")
+CHECKS = ("connections.ioc_address", "connections.pool_port", "connections.web_outbound",
+          "connections.database_outbound")
 
 # Listens on the given ports of every address and keeps each accepted connection open (never answers),
 # printing "ready PID" once bound and "accepted LOCALPORT PEER PEERPORT" per connection.
@@ -135,6 +139,8 @@ class Scene:
     plain_client: int       # pid in A connected to B:443
     nginx_worker: int       # pid of the nginx worker in A, connected to B:8081 and B:443
     listener_a: int         # pid in A listening on 5555, holding B's connection from port 7777
+    redis_odd: int          # pid of the redis-server in A replicating from B:8082
+    redis_ok: int           # pid of the redis-server in A replicating from B:6379
 
     def scan(self, ioc_address: str) -> list[dict[str, Any]]:
         """``hostguard scan --only connections`` inside A, with an IOC list naming ``ioc_address``."""
@@ -162,7 +168,7 @@ def seen(findings: list[dict[str, Any]], check: str) -> set[tuple[str, int, int,
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     need_root("network namespaces")
-    need_tool("ip", "nginx", "timeout")
+    need_tool("ip", "nginx", "timeout", "redis-server")
     directory = tmp_path_factory.mktemp("conn-live")
     with netns_pair() as pair:
         a, b = pair.client, pair.server
@@ -172,7 +178,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             pair.procs.append(proc)
             return proc
 
-        hold_b = start(b, sys.executable, "-c", HOLD, LIFETIME, "3333", "443", "8081")
+        hold_b = start(b, sys.executable, "-c", HOLD, LIFETIME, "3333", "443", "8081", "8082", "6379")
         hold_a = start(a, sys.executable, "-c", HOLD, LIFETIME, "5555")
         _lines(hold_b, 1)
         [[_, listener_a]] = _lines(hold_a, 1)
@@ -199,11 +205,21 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         for path in ("/odd", "/ok"):
             client(a, "127.0.0.1", 8080, request=f"GET {path} HTTP/1.0\r\nHost: app.test\r\n\r\n")
         client(b, CLIENT_V4, 5555, source=7777)
-        accepted = {(int(w[1]), w[2]) for w in _lines(hold_b, 4)}
-        assert accepted == {(3333, CLIENT_V4), (443, CLIENT_V4), (8081, CLIENT_V4)}
+        redis = {}
+        for port in (8082, 6379):
+            proc = start(a, "timeout", LIFETIME, shutil.which("redis-server") or "redis-server", "--port", "0",
+                         "--unixsocket", str(directory / f"redis-{port}.sock"), "--dir", str(directory),
+                         "--dbfilename", f"dump-{port}.rdb", "--save", "", "--appendonly", "no",
+                         "--replicaof", SERVER_V4, str(port), "--logfile", str(directory / f"redis-{port}.log"))
+            redis[port] = proc
+        accepted = {(int(w[1]), w[2]) for w in _lines(hold_b, 6)}
+        assert accepted == {(3333, CLIENT_V4), (443, CLIENT_V4), (8081, CLIENT_V4), (8082, CLIENT_V4),
+                            (6379, CLIENT_V4)}
         assert [w[1:3] for w in _lines(hold_a, 1)] == [["5555", SERVER_V4]]
         [worker] = master.children()
-        yield Scene(pair, directory, pool_client, plain_client, worker.pid, int(listener_a))
+        servers = {port: psutil.Process(p.pid).children()[0].pid for port, p in redis.items()}  # under timeout
+        yield Scene(pair, directory, pool_client, plain_client, worker.pid, int(listener_a), servers[8082],
+                    servers[6379])
 
 
 def test_pool_port_is_the_client_on_3333_only(scene: Scene) -> None:
@@ -222,6 +238,15 @@ def test_web_outbound_is_the_nginx_worker_to_the_odd_port_only(scene: Scene) -> 
     assert hit["evidence"]["process"] == "nginx" and hit["target"]["program"] == hit["evidence"]["exe"]
 
 
+def test_database_outbound_is_the_replica_of_the_odd_port_only(scene: Scene) -> None:
+    """Hit: a real redis-server replicating from B:8082 (an attacker's REPLICAOF). Near misses: the replica of
+    B:6379 (replication on Redis's own port), nginx's upstream to 8081 (not a database)."""
+    found = scene.scan("192.0.2.1")
+    assert seen(found, "connections.database_outbound") == {(SERVER_V4, 8082, scene.redis_odd, "outbound")}
+    [hit] = [f for f in found if f["id"] == "connections.database_outbound"]
+    assert hit["evidence"]["process"] == "redis-server" and hit["remediation"]["steps"] == []
+
+
 def test_ioc_address_names_every_connection_to_and_from_the_listed_peer(scene: Scene) -> None:
     found = scene.scan(SERVER_V4)
     assert seen(found, "connections.ioc_address") == {
@@ -230,6 +255,8 @@ def test_ioc_address_names_every_connection_to_and_from_the_listed_peer(scene: S
         (SERVER_V4, 8081, scene.nginx_worker, "outbound"),
         (SERVER_V4, 443, scene.nginx_worker, "outbound"),
         (SERVER_V4, 5555, scene.listener_a, "inbound"),   # keyed by A's service port, not B's 7777
+        (SERVER_V4, 8082, scene.redis_odd, "outbound"),
+        (SERVER_V4, 6379, scene.redis_ok, "outbound"),
     }
     assert {f["evidence"]["ioc"]["value"] for f in found if f["id"] == "connections.ioc_address"} == {SERVER_V4}
     [inbound] = [f for f in found if f["evidence"]["direction"] == "inbound"]

@@ -1,9 +1,9 @@
 """Abnormal connections: sockets of running processes that talk to known-bad addresses, look like mining,
-leave a web server for odd ports, or sniff and forge packets (live only).
+leave a web server or a database for odd ports, or sniff and forge packets (live only).
 
 Addresses come from IOC lists (hostguard.iocs: the shipped data/iocs/ lists and the owner's own, named in
-``[connections] ioc_lists``). Pool ports, web server names and the programs known to hold raw sockets
-are data (data/connections/connections.toml). Loopback is this host talking to itself: it is never a
+``[connections] ioc_lists``). Pool ports, web server and database names and the programs known to hold raw
+sockets are data (data/connections/connections.toml). Loopback is this host talking to itself: it is never a
 pool or a web server's escape, but an address the owner listed as an IOC counts wherever it is.
 """
 
@@ -38,13 +38,19 @@ class ConnectionsConfig:
     web_allowed_ports: tuple[int, ...] = setting((80, 443, 53, 25, 587, 3306, 5432, 6379, 11211),
                                                  "Remote ports a web server or PHP worker may connect to on other "
                                                  "machines (web, DNS, mail, databases, caches); add your back ends'.")
+    database_allowed_ports: tuple[int, ...] = setting((53, 3306, 5432, 6379, 26379, 27017),
+                                                      "Remote ports a database or cache server may connect to on other "
+                                                      "machines (DNS, and its primary's port for replication); add "
+                                                      "your cluster's.")
     raw_socket_allowed: tuple[str, ...] = setting((), "Programs (executable base names) allowed to hold packet or "
                                                       "raw sockets, beyond data/connections/connections.toml.")
 
     def __post_init__(self) -> None:
-        for port in self.web_allowed_ports:
-            if not 0 < port < 65536:
-                raise ValueError(f"web_allowed_ports: {port} is not a port number")
+        for name, ports in (("web_allowed_ports", self.web_allowed_ports),
+                            ("database_allowed_ports", self.database_allowed_ports)):
+            for port in ports:
+                if not 0 < port < 65536:
+                    raise ValueError(f"{name}: {port} is not a port number")
         for path in self.ioc_lists:
             if not os.path.isabs(path):
                 raise ValueError(f"ioc_lists: {path!r} is not an absolute path")
@@ -61,6 +67,7 @@ class Catalogue:
     pool_ports: dict[int, str]
     web_servers: tuple[str, ...]
     raw_known: tuple[str, ...]
+    databases: tuple[str, ...]
 
 
 @cache
@@ -69,7 +76,8 @@ def catalogue() -> Catalogue:
     data = load_toml("connections/connections.toml")
     return Catalogue({int(e["port"]): str(e["reason"]) for e in data["pool_port"]},
                      tuple(str(n) for n in data["web_server"]["names"]),
-                     tuple(str(n) for n in data["raw_socket"]["known"]))
+                     tuple(str(n) for n in data["raw_socket"]["known"]),
+                     tuple(str(n) for n in data["database"]["names"]))
 
 
 def collect_iocs(host: Host, scan_time: dt.datetime, cfg: ConnectionsConfig) -> IocSet:
@@ -152,12 +160,18 @@ def pool_port(c: Connection, ctx: Context) -> Iterator[Finding]:
                                             "Killing it stops the mining now."))
 
 
-def is_web_server(c: Connection) -> bool:
-    """True when the process name or argv[0]'s base name is a web server's (nginx workers rename argv[0])."""
+def _named(c: Connection, globs: tuple[str, ...]) -> bool:
+    """True when the process name or argv[0]'s base name matches one of ``globs`` (nginx workers and
+    PostgreSQL back ends rename argv[0]: "nginx: worker process", "postgres: walreceiver")."""
     names = [c.process or ""]
     if c.cmdline and c.cmdline[0].strip():
         names.append(os.path.basename(c.cmdline[0].split()[0]).rstrip(":"))
-    return any(fnmatchcase(n, g) for n in names if n for g in catalogue().web_servers)
+    return any(fnmatchcase(n, g) for n in names if n for g in globs)
+
+
+def is_web_server(c: Connection) -> bool:
+    """True for a web server's or PHP worker's process."""
+    return _named(c, catalogue().web_servers)
 
 
 @check(id="connections.web_outbound", severity="medium",
@@ -180,6 +194,30 @@ def web_outbound(c: Connection, ctx: Context) -> Iterator[Finding]:
                           f"{ctx.config.path or DEFAULT_PATH}.",
                           "Only you know whether this back end is yours; killing a web server worker would only "
                           "make its master start another."))
+
+
+@check(id="connections.database_outbound", severity="medium",
+       summary="Database or cache server connecting to an unusual port on another machine",
+       needs=(CONNECTIONS,), each=CONNECTIONS, tags=("T1190", "T1071"))
+def database_outbound(c: Connection, ctx: Context) -> Iterator[Finding]:
+    """MariaDB, PostgreSQL, Redis, MongoDB and memcached answer their clients; the only connections they
+    make themselves are a replica's to its primary (on the database's own port) and name lookups. A
+    connection to another port on another machine is how an exploited database talks to its operator: a
+    Redis turned into a replica of an attacker's server to load a module, a ``COPY ... PROGRAM`` reverse
+    shell. Allowed remote ports: ``[connections] database_allowed_ports``; loopback is never counted."""
+    cfg = ctx.config[ConnectionsConfig]
+    if c.inbound or c.remote_loopback or c.remote_port in cfg.database_allowed_ports or \
+            not _named(c, catalogue().databases):
+        return
+    yield ctx.finding(f"Database process {_who(c)} connects to {c.remote_address}:{c.remote_port}", _target(c),
+                      evidence=c.describe(), remediation=Remediation.by_hand(
+                          f"Find why {c.process} connects to {c.remote_address}:{c.remote_port}: a replication "
+                          "or federation link you set up (then add the port to `database_allowed_ports` under "
+                          f"[connections] in {ctx.config.path or DEFAULT_PATH}), or an exploited server (Redis: "
+                          "`CONFIG GET replicaof`/`INFO replication` and `MODULE LIST`; PostgreSQL: its log for "
+                          "`COPY ... PROGRAM`). Then close what let it in: a password, a bind to loopback.",
+                          "Restarting or stopping a database is the owner's decision (clients and replicas "
+                          "depend on it), so hostguard does not kill it."))
 
 
 @check(id="connections.raw_socket", severity="medium",
