@@ -142,8 +142,9 @@ def changed_file(ctx: Context) -> Iterator[Finding]:
                           remediation=_reinstall(verification, item.package, item.path),
                           severity="high" if high else "low")
     for (tree_path, manager, package), items in sorted(trees.items()):
-        yield ctx.finding(f"{len(items)} files of {package} under {tree_path} differ: probably updated in place by "
-                          f"{manager}, not by the package",
+        files = f"{len(items)} files of {package} under {tree_path} differ" if len(items) != 1 else \
+            f"1 file of {package} under {tree_path} differs"
+        yield ctx.finding(f"{files}: probably updated in place by {manager}, not by the package",
                           {"kind": "path", "path": tree_path}, severity="low",
                           evidence={"package": package, "manager": manager, "files": len(items),
                                     "digest": digest_name(items[0]), "paths": [i.path for i in items[:SHOWN]]},
