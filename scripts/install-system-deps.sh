@@ -29,6 +29,8 @@ if [ "$mode" = test ]; then
   # crontab (validating cron fixes in a private mount namespace), pamtester (real PAM stacks on fixed
   # copies), openssl (a known password's hash for that stack)
   pkgs+=(cron pamtester openssl)
+  # A real Apache httpd for the Apache reader's reality tests (a private httpd on loopback, its own config)
+  pkgs+=(apache2)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
@@ -74,9 +76,10 @@ echo "hostguard setup: installed ${missing[*]}"
 for p in "${missing[@]}"; do
   # a service package installed for the tests must not start at the next boot either
   case "$p" in
-    redis-server|nginx-light|cron)
-      unit=${p%-light}.service
-      systemctl disable "$unit" >/dev/null 2>&1 || rm -f "/etc/systemd/system/multi-user.target.wants/$unit" ;;
+    redis-server|nginx-light|cron|apache2)
+      for unit in "${p%-light}.service" $([ "$p" = apache2 ] && echo apache-htcacheclean.service); do
+        systemctl disable "$unit" >/dev/null 2>&1 || rm -f "/etc/systemd/system/multi-user.target.wants/$unit"
+      done ;;
   esac
 done
 [ "$mode" = test ] && unpack_test_tools
