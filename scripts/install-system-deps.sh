@@ -31,6 +31,11 @@ if [ "$mode" = test ]; then
   pkgs+=(cron pamtester openssl)
   # A real Apache httpd for the Apache reader's reality tests (a private httpd on loopback, its own config)
   pkgs+=(apache2)
+  # setfacl/chattr: web roots' ACLs and immutable files in the writable-by-web-user tests
+  pkgs+=(acl e2fsprogs)
+  # Real database, cache and FTP servers whose own configuration readers are checked against them
+  # (started by the tests on loopback or unix sockets in temp dirs, never the system's instances)
+  pkgs+=(mariadb-server postgresql memcached vsftpd)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
@@ -76,8 +81,11 @@ echo "hostguard setup: installed ${missing[*]}"
 for p in "${missing[@]}"; do
   # a service package installed for the tests must not start at the next boot either
   case "$p" in
-    redis-server|nginx-light|cron|apache2)
-      for unit in "${p%-light}.service" $([ "$p" = apache2 ] && echo apache-htcacheclean.service); do
+    redis-server|nginx-light|cron|apache2|mariadb-server|postgresql|memcached|vsftpd)
+      unit=${p%-light}
+      unit=${unit%-server}
+      [ "$p" = redis-server ] && unit=redis-server
+      for unit in "$unit.service" $([ "$p" = apache2 ] && echo apache-htcacheclean.service); do
         systemctl disable "$unit" >/dev/null 2>&1 || rm -f "/etc/systemd/system/multi-user.target.wants/$unit"
       done ;;
   esac

@@ -1,0 +1,489 @@
+"""Web servers: back ends and leftovers anyone can open, and what the server tells about itself.
+
+Every site comes from the web servers' own configuration (nginx, Apache: ``host/web``), every document root
+is walked once (no symlinks followed, within the family's time budget), and every path found is asked of
+the server's own access rules, evaluated as the server would (nginx's location precedence, Apache's merged
+sections and .htaccess): a phpMyAdmin that only 192.0.2.7 may open is fine, one anyone may open is the
+finding. Where the rules cannot be evaluated (an ``if`` that returns, a module's access phase) the finding
+says "unknown", never "fine".
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import cache
+from typing import Any
+
+from hostguard.config import Config, setting
+from hostguard.data import load_toml
+from hostguard.engine.context import Context
+from hostguard.engine.registry import Family, check
+from hostguard.findings import Finding, SkipReason
+from hostguard.host.accounts import ACCOUNTS
+from hostguard.host.base import HostError
+from hostguard.host.web.content import WEB_CONTENT, RootIndex, WebContent, calls_phpinfo
+from hostguard.host.web.model import Access, DocRoot, Reach, Site, WebServer, Where
+from hostguard.host.web.servers import WEB_SERVERS, WebServers
+from hostguard.host.web.writable import (
+    Identity,
+    Reason,
+    WritableReport,
+    allow_from_globs,
+    default_allow,
+    identity_for,
+)
+from hostguard.remediation import Param, Remediation
+
+SAMPLES = 10  # paths shown in one grouped finding
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: how long the document roots may be walked, and paths you accept open."""
+
+    walk_seconds: float = setting(60.0, "Seconds the web checks may spend walking the document roots (all roots "
+                                        "of all sites together); what is not reached is reported as not checked.",
+                                  min=0)
+    open_allowed: tuple[str, ...] = setting((), "URL paths (shell globs, e.g. \"/status/*\") you want open to "
+                                                "anyone: never reported as exposed.")
+    writable_allow: tuple[str, ...] = setting((), "Directories the web user may write (globs, relative to the document "
+                                                  "root or absolute), on top of the shipped upload and cache "
+                                                  "directories of common applications (data/web/writable_allow.toml).")
+    writable_samples: int = setting(10, "Example paths kept per reason (owner, group, other, ACL) for each document "
+                                        "root.", min=1)
+
+
+FAMILY = Family("web", __doc__ or "", WebConfig)
+
+
+@dataclass(frozen=True)
+class AdminApp:
+    """An admin application of data/web/admin_paths.toml."""
+
+    name: str
+    where: str
+    depth: int
+    markers: tuple[str, ...]
+    files: tuple[str, ...]
+    urls: tuple[str, ...]
+    severity: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A kind of file that must never be served (data/web/leftovers.toml)."""
+
+    kind: str
+    globs: tuple[str, ...]
+    severity: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The family's data, read once."""
+
+    apps: tuple[AdminApp, ...]
+    leftovers: tuple[Leftover, ...]
+    phpinfo_globs: tuple[str, ...]
+    phpinfo_pattern: re.Pattern[bytes]
+    phpinfo_bytes: int
+    phpinfo_why: str
+
+
+@cache
+def catalogue() -> Catalogue:
+    """data/web/admin_paths.toml and leftovers.toml."""
+    admin = load_toml("web/admin_paths.toml")
+    left = load_toml("web/leftovers.toml")
+    apps = tuple(AdminApp(a["name"], a["where"], int(a.get("depth", 0)), tuple(a.get("markers", ())),
+                          tuple(a.get("files", ())), tuple(a["urls"]), a["severity"], a["why"]) for a in admin["app"])
+    leftovers = tuple(Leftover(x["kind"], tuple(x["globs"]), x["severity"], x["why"]) for x in left["leftover"])
+    info = left["phpinfo"]
+    return Catalogue(apps, leftovers, tuple(info["globs"]), re.compile(info["pattern"].encode()),
+                     int(info["max_bytes"]), info["why"])
+
+
+def url_of(root: DocRoot, rel: str) -> str:
+    """The request path of ``rel`` (a path under ``root``), ``/``-joined onto the root's URL."""
+    base = root.url if root.url.endswith("/") else root.url + "/"
+    return base + rel.lstrip("/")
+
+
+def _budget(config: Config) -> float:
+    return config[WebConfig].walk_seconds
+
+
+def _walked(ctx: Context, content: WebContent, root: DocRoot, site: Site) -> RootIndex | None:
+    """The root's index; an incomplete walk is said in ``skipped`` (the findings so far are kept)."""
+    index = content.index(root.path, ctx.deadline, ctx.cancel)
+    if index.stopped:
+        reason = SkipReason.BUDGET if "budget" in index.stopped else SkipReason.UNSUPPORTED
+        ctx.skip(reason, f"{root.path}: {index.stopped}", site.label())
+    return index if index.files or index.dirs else None
+
+
+def _sites(ctx: Context) -> Iterator[tuple[WebServer, Site]]:
+    """Every site whose access rules can be asked; unreadable configurations said in ``skipped``."""
+    servers: WebServers = ctx.fact(WEB_SERVERS)
+    for kind, why in servers.problems:
+        ctx.skip(SkipReason.ERROR, why, kind)
+    for server, site in servers.sites():
+        if site.policy is not None:
+            yield server, site
+
+
+def _allowed(ctx: Context, url: str) -> bool:
+    return any(fnmatchcase(url, p) for p in ctx.config[WebConfig].open_allowed)
+
+
+def _site_target(site: Site, path: str, url: str, **extra: str) -> dict[str, Any]:
+    return {"kind": "path", "path": path, "url": url, "server": site.server,
+            "site": site.names[0] if site.names else "(default)", **extra}
+
+
+def _access_evidence(site: Site, url: str, access: Access) -> dict[str, Any]:
+    return {"site": site.label(), "url": url, "reach": str(access.reach), "decided_by": access.how,
+            "where": [str(w) for w in access.where]}
+
+
+def _restrict_fix(server: WebServer, site: Site, url: str, what: str) -> Remediation:
+    """How to restrict ``url``: an address allow-list or a password, in the server's own words."""
+    backend = site.php_backends[0] if site.php_backends else None
+    if server.kind == "nginx":
+        php = (f" Keep PHP running there: nest `location ~ \\.php$ {{ include snippets/fastcgi-php.conf; "
+               f"fastcgi_pass {backend}; }}` inside it, or `^~` would serve .php files as text."
+               if backend else "")
+        how = (f"In the server block at {site.where}, add `location ^~ {url} {{ allow ADMIN_ADDRESS; deny all; }}` "
+               f"(or `auth_basic` with a password file) before the other locations.{php} Then `nginx -t` and "
+               "`systemctl reload nginx`.")
+    else:
+        how = (f"In the site at {site.where}, add `<Location \"{url}\"> Require ip ADMIN_ADDRESS </Location>` (or "
+               "AuthType Basic with `Require valid-user`), then `apache2ctl configtest` and `systemctl reload "
+               "apache2`.")
+    return Remediation.by_hand(
+        f"Let only your own addresses (or a password) reach {what}, or move it under a long random path",
+        how + " Removing it, if nobody uses it, is better still.",
+        Param("ADMIN_ADDRESS", "the address (or network) you manage the site from", "192.0.2.7"))
+
+
+@check(id="web.admin_exposed", severity="high", summary="Admin back end anyone can reach",
+       needs=(WEB_SERVERS, WEB_CONTENT), budget=_budget, tags=("T1190", "T1133"),
+       references=("https://nginx.org/en/docs/http/ngx_http_access_module.html",
+                   "https://httpd.apache.org/docs/2.4/howto/access.html"))
+def admin_exposed(ctx: Context) -> Iterator[Finding]:
+    """phpMyAdmin, Adminer, phpPgAdmin, a Tomcat manager, a WordPress or Joomla login, an admin directory:
+    found under a document root (marker files, data/web/admin_paths.toml) and open to anyone by the server's
+    own rules. Restricted (an address list, a password) or refused is quiet; rules hostguard cannot evaluate
+    give an info finding saying so."""
+    apps = catalogue().apps
+    content = ctx.fact(WEB_CONTENT)
+    for server, site in _sites(ctx):
+        assert site.policy is not None
+        for root in site.roots:
+            index = _walked(ctx, content, root, site)
+            if index is None:
+                continue
+            for app, rel_dir, rel_file in _installed(apps, index):
+                for pattern in app.urls:
+                    path = pattern.replace("{file}", rel_file) if rel_file else pattern
+                    url = url_of(root, posixpath.join(rel_dir, path) if rel_dir else path)
+                    access = site.policy.access(url)
+                    if access.reach in (Reach.RESTRICTED, Reach.DENIED) or _allowed(ctx, url):
+                        continue
+                    where = posixpath.join(root.path, rel_dir, rel_file) if rel_file else \
+                        posixpath.join(root.path, rel_dir) if rel_dir else root.path
+                    unknown = access.reach == Reach.UNKNOWN
+                    yield ctx.finding(
+                        f"{app.name} at {url} ({site.label()}) "
+                        + ("may be open: the server's rules cannot be evaluated here" if unknown
+                           else "is open to anyone"),
+                        _site_target(site, where, url, app=app.name),
+                        severity="info" if unknown else app.severity,
+                        evidence={**_access_evidence(site, url, access), "app": app.name, "path": where,
+                                  "why_it_matters": app.why},
+                        remediation=_restrict_fix(server, site, url, app.name))
+                    break   # one finding per installed app: its first open URL
+
+
+def _installed(apps: tuple[AdminApp, ...], index: RootIndex) -> Iterator[tuple[AdminApp, str, str]]:
+    """(app, its directory relative to the root, its file for one-file apps) for every app present."""
+    dirs = [""] + list(index.dirs)
+    for app in apps:
+        limit = 0 if app.where == "root" else app.depth
+        if app.markers:
+            for d in dirs:
+                if (d.count("/") + 1 if d else 0) > limit:
+                    continue
+                if any(index.exists(posixpath.join(d, m) if d else m) for m in app.markers):
+                    yield app, d, ""
+        if app.files:
+            for rel in index.matching(app.files):
+                parent = rel.rpartition("/")[0]
+                if (parent.count("/") + 1 if parent else 0) <= limit:
+                    yield app, parent, rel.rpartition("/")[2]
+
+
+@check(id="web.leftover_exposed", severity="high", summary="Secrets, dumps or source copies served from a web root",
+       needs=(WEB_SERVERS, WEB_CONTENT), budget=_budget, tags=("T1552.001", "T1213"))
+def leftover_exposed(ctx: Context) -> Iterator[Finding]:
+    """Files that must never be served, found under a document root and open to anyone: ``.env`` and keys,
+    ``.git/``, database dumps, PHP copies the server sends as text (``wp-config.php.save``), archives, editor
+    backups (data/web/leftovers.toml). One finding per root and kind, with counts and samples."""
+    content = ctx.fact(WEB_CONTENT)
+    for _server, site in _sites(ctx):
+        assert site.policy is not None
+        for root in site.roots:
+            index = _walked(ctx, content, root, site)
+            if index is None:
+                continue
+            for kind in catalogue().leftovers:
+                shown: list[dict[str, str]] = []
+                count = 0
+                for rel in index.matching(kind.globs):
+                    url = url_of(root, rel)
+                    if site.policy.access(url).reach != Reach.OPEN or _allowed(ctx, url):
+                        continue
+                    count += 1
+                    if len(shown) < SAMPLES:
+                        shown.append({"url": url, "path": posixpath.join(root.path, rel)})
+                if not count:
+                    continue
+                yield ctx.finding(
+                    f"{count} {kind.kind} file{'s' if count != 1 else ''} served from {root.path} ({site.label()})",
+                    _site_target(site, root.path, root.url, leftovers=kind.kind), severity=kind.severity,
+                    evidence={"site": site.label(), "root": root.path, "count": count, "samples": shown,
+                              "why_it_matters": kind.why},
+                    remediation=Remediation.by_hand(
+                        f"Move the {kind.kind} files out of {root.path} (to a directory the web server does not "
+                        "serve), or deny them in the server's configuration",
+                        "Only you know which of them the site still needs; " + ", ".join(s["path"] for s in shown)
+                        + (" and more (see the evidence)" if count > len(shown) else "")
+                        + ". Rotate any password or key such a file held: it may have been read already."))
+
+
+@check(id="web.phpinfo_exposed", severity="medium", summary="phpinfo() page anyone can open",
+       needs=(WEB_SERVERS, WEB_CONTENT), budget=_budget, tags=("T1592",))
+def phpinfo_exposed(ctx: Context) -> Iterator[Finding]:
+    """A small PHP file under a document root that calls ``phpinfo()``, executed as PHP for anyone: it
+    prints the exact PHP version, modules, paths and environment (sometimes secrets)."""
+    data = catalogue()
+    content = ctx.fact(WEB_CONTENT)
+    for _server, site in _sites(ctx):
+        assert site.policy is not None
+        for root in site.roots:
+            index = _walked(ctx, content, root, site)
+            if index is None:
+                continue
+            for rel in index.matching(data.phpinfo_globs):
+                url = url_of(root, rel)
+                path = posixpath.join(root.path, rel)
+                head = content.head(path, data.phpinfo_bytes + 1)
+                if head is None or len(head) > data.phpinfo_bytes or not calls_phpinfo(head, data.phpinfo_pattern):
+                    continue
+                if site.policy.access(url).reach != Reach.OPEN or site.policy.runs_php(url) is False or \
+                        _allowed(ctx, url):
+                    continue
+                yield ctx.finding(f"{url} prints phpinfo() to anyone ({site.label()})",
+                                  _site_target(site, path, url),
+                                  evidence={"site": site.label(), "url": url, "path": path,
+                                            "why_it_matters": data.phpinfo_why},
+                                  remediation=Remediation.by_hand(
+                                      f"Remove {path} (or move it out of the document root)",
+                                      "A phpinfo() page is a debugging leftover; hostguard does not delete files "
+                                      "(`hostguard malware scan` and quarantine come with issue 12)."))
+
+
+@check(id="web.server_tokens", severity="low", summary="Web server announces its exact version",
+       needs=(WEB_SERVERS,), tags=("T1592.002",))
+def server_tokens(ctx: Context) -> Iterator[Finding]:
+    """nginx ``server_tokens on`` (its default) and Apache ``ServerTokens`` other than ``Prod`` put the
+    version in every response header and error page: scanners pick exploits by it."""
+    servers: WebServers = ctx.fact(WEB_SERVERS)
+    for server in servers.servers:
+        for name, value, where in server.settings:
+            if server.kind == "nginx" and name == "server_tokens" and value != "off":
+                how = (f"Set `server_tokens off;` in the http block of {server.config}"
+                       + (f" (line {where.line} says `{value}`)" if where.line else " (Debian ships it commented "
+                          "out: uncomment it)") + ", then `nginx -t` and `systemctl reload nginx`.")
+            elif server.kind == "apache" and name == "ServerTokens" and value.lower() not in ("prod", "productonly"):
+                how = (f"Set `ServerTokens Prod` (and `ServerSignature Off`) at {where}, then `apache2ctl "
+                       "configtest` and `systemctl reload apache2`.")
+            else:
+                continue
+            yield ctx.finding(f"{server.kind} sends its version ({name} {value})",
+                              {"kind": "config", "path": where.path or server.config, "setting": name},
+                              evidence={"server": server.kind, "setting": name, "value": value, "where": str(where)},
+                              remediation=Remediation.by_hand(
+                                  f"Hide {server.kind}'s version", how + " (A reload keeps connections open.)"))
+
+
+@check(id="web.directory_listing", severity="medium", summary="Directory listing turned on",
+       needs=(WEB_SERVERS,), tags=("T1083",))
+def directory_listing(ctx: Context) -> Iterator[Finding]:
+    """nginx ``autoindex on`` or Apache ``Options Indexes``: any directory without an index file lists its
+    files (backups, uploads, dumps) to anyone."""
+    servers: WebServers = ctx.fact(WEB_SERVERS)
+    seen: set[tuple[str, str]] = set()
+    for server in servers.servers:
+        places: list[tuple[Site | None, tuple[str, str, Where]]] = [
+            (site, s) for site in server.sites for s in site.settings]
+        places += [(None, s) for s in server.settings]
+        for site, (name, context, where) in places:
+            if name not in ("autoindex", "Options Indexes") or (where.path, str(where.line)) in seen:
+                continue
+            seen.add((where.path, str(where.line)))
+            off = "autoindex off;" if server.kind == "nginx" else "Options -Indexes"
+            label = site.label() if site is not None else server.kind
+            yield ctx.finding(f"{server.kind} lists directories in {context} ({label})",
+                              {"kind": "config", "path": where.path or server.config, "setting": name,
+                               "line": str(where.line)},
+                              evidence={"server": server.kind, "context": context, "where": str(where)},
+                              remediation=Remediation.by_hand(
+                                  f"Turn directory listing off at {where}",
+                                  f"Replace it with `{off}` (keep it only where listing files is the point, "
+                                  "and then restrict who may see them), check the config and reload."))
+
+
+def _reports(ctx: Context) -> Iterator[tuple[Site, DocRoot, Identity, WritableReport]]:
+    """What each serving account of each site can write under each of its roots (each root and account
+    walked once, within the family's budget)."""
+    cfg = ctx.config[WebConfig]
+    accounts = ctx.fact(ACCOUNTS)
+    content = ctx.fact(WEB_CONTENT)
+    allow = (*default_allow(), *allow_from_globs(cfg.writable_allow))
+    done: set[tuple[str, int]] = set()
+    for _server, site in _sites(ctx):
+        for run_as in dict.fromkeys(site.run_as):
+            try:
+                identity = identity_for(accounts, run_as.user, run_as.group)
+            except HostError as exc:
+                ctx.skip(SkipReason.ERROR, str(exc), site.label())
+                continue
+            for root in site.roots:
+                if (root.path, identity.uid) in done or root.path.startswith("$"):
+                    continue
+                done.add((root.path, identity.uid))
+                try:
+                    report = content.writable(root.path, identity, allow, ctx.deadline, cfg.writable_samples)
+                except HostError as exc:
+                    ctx.skip(SkipReason.ERROR, str(exc), site.label())
+                    continue
+                if not report.complete:
+                    why = f"stopped in {report.stopped_in}" if report.stopped_in else \
+                        f"{len(report.unreadable)} unreadable directories, {len(report.errors)} entries not judged"
+                    ctx.skip(SkipReason.BUDGET if report.stopped_in else SkipReason.ERROR,
+                             f"{root.path} as {identity.label()}: {why}", site.label())
+                yield site, root, identity, report
+
+
+def _prune(root: str, allowed: list[str]) -> list[str]:
+    """find(1) arguments that skip the allowed directories under ``root``."""
+    if not allowed:
+        return []
+    out = ["("]
+    for i, path in enumerate(allowed):
+        out += (["-o"] if i else []) + ["-path", path]
+    return [*out, ")", "-prune", "-o"]
+
+
+def _writable_fix(root: str, identity: Identity, report: WritableReport) -> Remediation:
+    """The commands that make ``root`` read-only for ``identity`` (allowed directories left alone): give
+    what it owns to root, take group write where the group is one of its groups, take other write. Exact
+    owners before the change cannot be restored by hostguard, so these are for the owner to run."""
+    allowed = sorted({d.path for d in report.drop_dirs if d.allowed})
+    prune = _prune(root, allowed)
+    lines = []
+    if report.by_reason.get(Reason.OWNER) or (report.root_dir and report.root_dir.reason == Reason.OWNER):
+        lines.append(" ".join(["find", root, "-xdev", *prune, "-user", str(identity.uid), "-exec", "chown",
+                               "root:", "{}", "+"]))
+    if report.by_reason.get(Reason.GROUP):
+        for gid in sorted(identity.gids):
+            lines.append(" ".join(["find", root, "-xdev", *prune, "-group", str(gid), "-perm", "/g+w", "-exec",
+                                   "chmod", "g-w", "{}", "+"]))
+    if report.by_reason.get(Reason.OTHER):
+        lines.append(" ".join(["find", root, "-xdev", *prune, "-perm", "/o+w", "-exec", "chmod", "o-w", "{}", "+"]))
+    if report.by_reason.get(Reason.ACL):
+        lines.append(f"setfacl -R -x u:{identity.uid} {root}   (and -x g:GROUP for a named group entry; "
+                     "`getfacl -R` shows them)")
+    return Remediation.by_hand(
+        f"Make {root} read-only for {identity.label()}; its upload and cache directories stay writable",
+        "Run, after checking the samples (a deploy script that runs as that account would need another way in): "
+        + "; ".join(f"`{line}`" for line in lines)
+        + ". hostguard does not run them itself: the owners and modes they replace cannot be restored exactly. "
+        "Then scan again.")
+
+
+@check(id="web.writable_by_web_user", severity="high", summary="Web server or PHP account can write the site",
+       needs=(WEB_SERVERS, WEB_CONTENT, ACCOUNTS), budget=_budget, tags=("T1505.003",),
+       references=("https://man7.org/linux/man-pages/man5/acl.5.html",))
+def writable_by_web_user(ctx: Context) -> Iterator[Finding]:
+    """The account that serves a site (the live worker processes, else the configuration: nginx ``user``,
+    Apache's ``User`` from envvars, the PHP-FPM pool's ``user``) can write files under its document root:
+    as owner (a chmod does not help then), through a group it is in, the other bits or an ACL entry (with its
+    mask), or by replacing the root through a writable parent. A webshell dropped by any bug in the site
+    then stays. Upload and cache directories of common applications (and ``[web] writable_allow``) are
+    expected to be writable and counted apart; counts and samples per root, not one finding per file."""
+    for site, root, identity, report in _reports(ctx):
+        count = report.files + report.dirs + (1 if report.root_dir else 0) + len(report.parents)
+        if not count:
+            continue
+        as_root = identity.uid == 0
+        title = (f"{site.label()} is served as root: every file under {root.path} is writable by the server"
+                 if as_root else f"{identity.label()} can write {report.files} files and {report.dirs} "
+                 f"directories under {root.path}" + (" (and the root itself)" if report.root_dir else "")
+                 + (f" (and {len(report.parents)} parent directories)" if report.parents else ""))
+        yield ctx.finding(
+            title, {"kind": "path", "path": root.path, "user": identity.name or str(identity.uid)},
+            severity="critical" if as_root else None,
+            evidence={"site": site.label(), "root": root.path, "url": root.url, "account": identity.label(),
+                      "files": report.files, "dirs": report.dirs,
+                      "by_reason": {str(k): v for k, v in report.by_reason.items()},
+                      "samples": [{"path": s.path, "reason": str(s.reason), "why": s.why} for s in report.samples],
+                      "root_writable": report.root_dir.why if report.root_dir else None,
+                      "parents": [{"path": s.path, "why": s.why} for s in report.parents],
+                      "allowed": {"files": report.allowed_files, "dirs": report.allowed_dirs,
+                                  "by": dict(report.allowed_by)},
+                      "entries": report.entries, "complete": report.complete},
+            remediation=_writable_fix(root.path, identity, report))
+
+
+@check(id="web.php_in_writable_dir", severity="high", summary="PHP would run from a directory the web user can write",
+       needs=(WEB_SERVERS, WEB_CONTENT, ACCOUNTS), budget=_budget, tags=("T1505.003",))
+def php_in_writable_dir(ctx: Context) -> Iterator[Finding]:
+    """A directory the serving account can create files in, where the server would run a ``.php`` file
+    requested from it: any upload bug becomes a webshell. Upload directories must be writable, so this is
+    the check that matters for them: they must not run PHP. One finding per root, naming the directories."""
+    for site, root, identity, report in _reports(ctx):
+        if site.policy is None:
+            continue
+        running = []
+        for drop in report.drop_dirs:
+            url = url_of(root, f"{drop.rel}/hostguard-probe.php" if drop.rel else "hostguard-probe.php")
+            if site.policy.runs_php(url):
+                running.append({"path": drop.path, "url": url.rsplit("/", 1)[0] + "/", "why": drop.why,
+                                "allowed_for": drop.allowed})
+        if not running:
+            continue
+        shown = running[:SAMPLES]
+        yield ctx.finding(
+            f"PHP runs from {len(running)} director{'ies' if len(running) != 1 else 'y'} {identity.label()} can "
+            f"write under {root.path} ({site.label()})",
+            {"kind": "path", "path": root.path, "user": identity.name or str(identity.uid), "php": "writable"},
+            evidence={"site": site.label(), "root": root.path, "account": identity.label(), "count": len(running),
+                      "dirs": shown, "php_backends": list(site.php_backends)},
+            remediation=Remediation.by_hand(
+                "Stop PHP from running in the writable directories",
+                (f"nginx: in the server block at {site.where}, before the PHP location, add `location ~* "
+                 f"^{shown[0]['url']}.*\\.php$ {{ deny all; }}` for each directory (a `^~` prefix location for it "
+                 "without fastcgi_pass works too); then `nginx -t` and reload."
+                 if site.server == "nginx" else
+                 f"Apache: `<Directory \"{shown[0]['path']}\"> php_admin_flag engine off; "
+                 "<FilesMatch \"\\.ph(p[0-9]?|tml|ar)$\"> Require all denied </FilesMatch> </Directory>` for each "
+                 "directory; then `apache2ctl configtest` and reload.")
+                + " Directories that need not be writable: see web.writable_by_web_user."))
