@@ -36,6 +36,8 @@ if [ "$mode" = test ]; then
   # Real database, cache and FTP servers whose own configuration readers are checked against them
   # (started by the tests on loopback or unix sockets in temp dirs, never the system's instances)
   pkgs+=(mariadb-server postgresql memcached vsftpd)
+  # PHP-FPM and the PHP CLI (php-fpm -tt and php -c prove the PHP readers and fixes), Tomcat with its manager
+  pkgs+=(php8.2-fpm php8.2-cli tomcat10 tomcat10-admin)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
@@ -81,7 +83,7 @@ echo "hostguard setup: installed ${missing[*]}"
 for p in "${missing[@]}"; do
   # a service package installed for the tests must not start at the next boot either
   case "$p" in
-    redis-server|nginx-light|cron|apache2|mariadb-server|postgresql|memcached|vsftpd)
+    redis-server|nginx-light|cron|apache2|mariadb-server|postgresql|memcached|vsftpd|php8.2-fpm|tomcat10)
       unit=${p%-light}
       unit=${unit%-server}
       [ "$p" = redis-server ] && unit=redis-server

@@ -23,7 +23,8 @@ from hostguard.host.processes import PROCESSES
 from hostguard.host.web.servers import live_workers
 from tests.conftest import HITS, HOSTS, build_tree, make_config, need_root, need_tool, run_one
 
-WEB_FIXTURES = sorted(p for p in (HOSTS / "hits").glob("web.*")) + sorted((HOSTS / "misses").glob("web.*"))
+WEB_FIXTURES = [p for kind in ("hits", "misses") for p in sorted((HOSTS / kind).glob("web.*"))
+                if (p / "etc/nginx/nginx.conf").exists()]
 
 
 @pytest.mark.parametrize("overlay", WEB_FIXTURES, ids=[f"{p.parent.name}/{p.name}" for p in WEB_FIXTURES])
@@ -108,7 +109,7 @@ def test_webroots_on_a_broken_config_is_one_line_and_exit_2(tmp_path: Path,
 
 def test_a_tree_without_web_servers_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["webroots", "--root", str(HOSTS / "clean")]) == 0
-    assert capsys.readouterr().out == "no web server configuration found (nginx, Apache)\n"
+    assert capsys.readouterr().out == "no web server configuration found (nginx, Apache, Tomcat)\n"
 
 
 # -- what the serving account can write ---------------------------------------------------------------------
@@ -197,3 +198,30 @@ def test_files_the_web_user_owns_or_others_may_write_are_found_and_the_printed_f
         subprocess.run(argv, check=True, timeout=30)
     assert _web(tree, "web.writable_by_web_user") == []
     assert (site / "up").stat().st_uid == WEB_UID and (site / "index.php").stat().st_uid == 0
+
+
+@pytest.mark.parametrize(("check", "setting", "before", "after"), [
+    ("web.php_url_include", "allow_url_include", "1", ""),
+    ("web.php_expose", "expose_php", "1", ""),
+    ("web.php_disable_functions", "disable_functions", "", "exec,passthru,shell_exec,system,proc_open,popen,pcntl_exec"),
+])
+def test_the_php_fix_is_read_by_php_itself(tmp_path: Path, check: str, setting: str, before: str, after: str) -> None:
+    """The drop-in the fix writes, applied to a copy of the hit tree, is what the real PHP then runs with
+    (`php -n -c php.ini` with the tree's conf.d as its scan directory), and the re-scan is quiet."""
+    need_tool("php")
+    from hostguard.respond.apply import apply
+
+    tree = build_tree(tmp_path / "host", HITS / check)
+    [found] = run_one(check, RootHost(str(tree)))[0]
+
+    def php_value() -> str:
+        env = {"PHP_INI_SCAN_DIR": str(tree / "etc/php/8.2/fpm/conf.d"), "PATH": os.environ.get("PATH", "")}
+        out = subprocess.run(["php", "-c", str(tree / "etc/php/8.2/fpm/php.ini"), "-r",
+                              f"echo '@', ini_get('{setting}');"], env=env, capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+        return out.rpartition("@")[2]   # after PHP's own startup notices (allow_url_include is deprecated)
+
+    assert php_value() == before
+    apply([s for s in found.remediation.steps if s.kind == "write"], str(tree))
+    assert php_value() == after
+    assert run_one(check, RootHost(str(tree)))[0] == []

@@ -27,6 +27,7 @@ from hostguard.host.accounts import ACCOUNTS
 from hostguard.host.base import HostError
 from hostguard.host.web.content import WEB_CONTENT, RootIndex, WebContent, calls_phpinfo
 from hostguard.host.web.model import Access, DocRoot, Reach, Site, WebServer, Where
+from hostguard.host.web.php import PHP_INI, PhpIni
 from hostguard.host.web.servers import WEB_SERVERS, WebServers
 from hostguard.host.web.writable import (
     Identity,
@@ -36,7 +37,7 @@ from hostguard.host.web.writable import (
     default_allow,
     identity_for,
 )
-from hostguard.remediation import Param, Remediation
+from hostguard.remediation import Command, Param, Remediation, Write
 
 SAMPLES = 10  # paths shown in one grouped finding
 
@@ -128,13 +129,14 @@ def _walked(ctx: Context, content: WebContent, root: DocRoot, site: Site) -> Roo
     return index if index.files or index.dirs else None
 
 
-def _sites(ctx: Context) -> Iterator[tuple[WebServer, Site]]:
-    """Every site whose access rules can be asked; unreadable configurations said in ``skipped``."""
+def _sites(ctx: Context, with_policy: bool = True) -> Iterator[tuple[WebServer, Site]]:
+    """Every site (whose access rules can be asked, unless ``with_policy`` is False); unreadable
+    configurations said in ``skipped``."""
     servers: WebServers = ctx.fact(WEB_SERVERS)
     for kind, why in servers.problems:
         ctx.skip(SkipReason.ERROR, why, kind)
     for server, site in servers.sites():
-        if site.policy is not None:
+        if site.policy is not None or not with_policy:
             yield server, site
 
 
@@ -358,16 +360,18 @@ def _reports(ctx: Context) -> Iterator[tuple[Site, DocRoot, Identity, WritableRe
     content = ctx.fact(WEB_CONTENT)
     allow = (*default_allow(), *allow_from_globs(cfg.writable_allow))
     done: set[tuple[str, int]] = set()
-    for _server, site in _sites(ctx):
+    for _server, site in _sites(ctx, with_policy=False):
         for run_as in dict.fromkeys(site.run_as):
             try:
                 identity = identity_for(accounts, run_as.user, run_as.group)
             except HostError as exc:
                 ctx.skip(SkipReason.ERROR, str(exc), site.label())
                 continue
+            paths = [r.path for r in site.roots]
             for root in site.roots:
-                if (root.path, identity.uid) in done or root.path.startswith("$"):
-                    continue
+                inside = any(root.path.startswith(other.rstrip("/") + "/") for other in paths if other != root.path)
+                if (root.path, identity.uid) in done or root.path.startswith("$") or inside:
+                    continue   # a root inside another of the site's roots is walked with it
                 done.add((root.path, identity.uid))
                 try:
                     report = content.writable(root.path, identity, allow, ctx.deadline, cfg.writable_samples)
@@ -434,10 +438,16 @@ def writable_by_web_user(ctx: Context) -> Iterator[Finding]:
         if not count:
             continue
         as_root = identity.uid == 0
+        parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((report.files, "file"), (report.dirs, "directory"))
+                 if n]
+        parts = [p.replace("directorys", "directories") for p in parts]
+        if report.root_dir:
+            parts.append("the root directory itself")
+        if report.parents:
+            parts.append(f"{len(report.parents)} parent director{'ies' if len(report.parents) != 1 else 'y'} "
+                         "(it can replace the whole tree)")
         title = (f"{site.label()} is served as root: every file under {root.path} is writable by the server"
-                 if as_root else f"{identity.label()} can write {report.files} files and {report.dirs} "
-                 f"directories under {root.path}" + (" (and the root itself)" if report.root_dir else "")
-                 + (f" (and {len(report.parents)} parent directories)" if report.parents else ""))
+                 if as_root else f"{identity.label()} can write {', '.join(parts)} under {root.path}")
         yield ctx.finding(
             title, {"kind": "path", "path": root.path, "user": identity.name or str(identity.uid)},
             severity="critical" if as_root else None,
@@ -487,3 +497,97 @@ def php_in_writable_dir(ctx: Context) -> Iterator[Finding]:
                  "<FilesMatch \"\\.ph(p[0-9]?|tml|ar)$\"> Require all denied </FilesMatch> </Directory>` for each "
                  "directory; then `apache2ctl configtest` and reload.")
                 + " Directories that need not be writable: see web.writable_by_web_user."))
+
+
+# -- PHP settings that help a webshell ----------------------------------------------------------------------
+
+WEB_SAPIS = ("fpm", "apache2", "cgi", "all")   # the php.ini views a web request runs with (not the CLI's)
+
+
+def _php_views(ctx: Context) -> Iterator[PhpIni]:
+    """The effective PHP settings of every web-facing SAPI and every PHP-FPM pool (an FPM SAPI's own view only
+    when no pool runs with it: the pools are what serves, each with its overrides)."""
+    views = [v for v in ctx.fact(PHP_INI) if v.sapi in WEB_SAPIS]
+    pooled = {(v.version, v.sapi) for v in views if v.pool is not None}
+    for view in views:
+        if view.pool is not None or (view.version, view.sapi) not in pooled:
+            yield view
+
+
+def _php_label(view: PhpIni) -> str:
+    where = f"PHP {view.version} " if view.version else "PHP "
+    return where + (f"FPM pool {view.pool}" if view.pool else f"{view.sapi} SAPI")
+
+
+def _php_fix(view: PhpIni, name: str, value: str, summary: str) -> Remediation:
+    """Set ``name`` in a drop-in PHP reads after php.ini (when the pool does not set it itself), then reload."""
+    current = view.get(name)
+    if view.pool is not None and current.where.path and current.where.path not in view.files:
+        return Remediation.by_hand(summary, f"The pool sets it at {current.where}: change that line to "
+                                            f"`php_admin_value[{name}] = {value}`, then reload PHP-FPM.")
+    if not view.scan_dir:
+        return Remediation.by_hand(summary, f"Set `{name} = {value}` in {view.files[0] if view.files else 'php.ini'}"
+                                            " and reload the web server or PHP-FPM.")
+    reload = ("systemctl", "reload", f"php{view.version}-fpm") if view.sapi == "fpm" and view.version else \
+        ("systemctl", "reload", "apache2") if view.sapi == "apache2" else None
+    steps: list[Write | Command] = [Write(f"{view.scan_dir}/99-hostguard-{name}.ini",
+                                          f"; written by hostguard: {summary.lower()}\n{name} = {value}\n")]
+    if reload:
+        steps.append(Command(reload, live_only=True))
+    return Remediation(f"{summary} (a drop-in read after php.ini" + (f" and {current.where}" if current.where.path
+                                                                       else "") + ")", tuple(steps))
+
+
+@check(id="web.php_url_include", severity="high", summary="PHP may include code from URLs (allow_url_include)",
+       needs=(PHP_INI,), tags=("T1190", "T1105"),
+       references=("https://www.php.net/manual/en/filesystem.configuration.php#ini.allow-url-include",))
+def php_url_include(ctx: Context) -> Iterator[Finding]:
+    """``allow_url_include`` on turns every ``include $x`` bug into running an attacker's code fetched from
+    the internet (and ``data://`` payloads); PHP itself deprecated it. Off is the default."""
+    for view in _php_views(ctx):
+        value = view.get("allow_url_include")
+        if value.enabled:
+            yield ctx.finding(f"{_php_label(view)} allows include() of URLs", _php_target(view, "allow_url_include"),
+                              evidence=_php_evidence(view, "allow_url_include"),
+                              remediation=_php_fix(view, "allow_url_include", "Off", "Turn allow_url_include off"))
+
+
+@check(id="web.php_expose", severity="low", summary="PHP announces its version (expose_php)", needs=(PHP_INI,),
+       tags=("T1592.002",))
+def php_expose(ctx: Context) -> Iterator[Finding]:
+    """``expose_php`` on (PHP's built-in default) adds ``X-Powered-By: PHP/8.2.x`` to every response."""
+    for view in _php_views(ctx):
+        if view.get("expose_php").enabled:
+            yield ctx.finding(f"{_php_label(view)} sends X-Powered-By with its version", _php_target(view, "expose_php"),
+                              evidence=_php_evidence(view, "expose_php"),
+                              remediation=_php_fix(view, "expose_php", "Off", "Turn expose_php off"))
+
+
+SHELL_FUNCTIONS = "exec,passthru,shell_exec,system,proc_open,popen,pcntl_exec"
+
+
+@check(id="web.php_disable_functions", severity="low",
+       summary="PHP lets scripts run shell commands (disable_functions empty)", needs=(PHP_INI,), tags=("T1505.003",))
+def php_disable_functions(ctx: Context) -> Iterator[Finding]:
+    """With no ``disable_functions``, a webshell (or an injected line) runs any shell command through
+    ``system()``, ``exec()`` and friends. Sites rarely need them; a site that does keeps the ones it needs."""
+    for view in _php_views(ctx):
+        listed = {f.strip() for f in view.get("disable_functions").value.split(",") if f.strip()}
+        missing = [f for f in SHELL_FUNCTIONS.split(",") if f not in listed]
+        if listed or not missing:
+            continue
+        yield ctx.finding(f"{_php_label(view)} disables no function: scripts may run shell commands",
+                          _php_target(view, "disable_functions"), evidence=_php_evidence(view, "disable_functions"),
+                          remediation=_php_fix(view, "disable_functions", SHELL_FUNCTIONS,
+                                               "Disable the shell functions (check first that the sites need none)"))
+
+
+def _php_target(view: PhpIni, name: str) -> dict[str, Any]:
+    return {"kind": "config", "path": view.files[0] if view.files else view.scan_dir, "setting": name,
+            "sapi": view.sapi, **({"pool": view.pool} if view.pool else {})}
+
+
+def _php_evidence(view: PhpIni, name: str) -> dict[str, Any]:
+    value = view.get(name)
+    return {"php": _php_label(view), "value": value.value, "set_at": str(value.where), "files": list(view.files),
+            "notes": list(view.notes)}

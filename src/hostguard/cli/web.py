@@ -49,7 +49,7 @@ def _table(data: list[dict[str, Any]]) -> str:
             if site["php"]:
                 lines.append(f"    PHP: {', '.join(site['php'])}")
         lines += [f"  note: {n}" for n in server["notes"]]
-    return "\n".join(lines) + "\n" if lines else "no web server configuration found (nginx, Apache)\n"
+    return "\n".join(lines) + "\n" if lines else "no web server configuration found (nginx, Apache, Tomcat)\n"
 
 
 def run(args: argparse.Namespace) -> int:
