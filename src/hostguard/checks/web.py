@@ -26,7 +26,7 @@ from hostguard.findings import Finding, SkipReason
 from hostguard.host.accounts import ACCOUNTS
 from hostguard.host.base import HostError
 from hostguard.host.web.content import WEB_CONTENT, RootIndex, WebContent, calls_phpinfo
-from hostguard.host.web.model import Access, DocRoot, Reach, Site, WebServer, Where
+from hostguard.host.web.model import Access, AccessPolicy, DocRoot, Reach, Site, WebServer, Where
 from hostguard.host.web.php import PHP_INI, PhpIni
 from hostguard.host.web.servers import WEB_SERVERS, WebServers
 from hostguard.host.web.writable import (
@@ -145,6 +145,17 @@ def _sites(ctx: Context, with_policy: bool = True, php: bool = False) -> Iterato
                                              "open under its roots is not known", site.label())
 
 
+def _indexed(ctx: Context, php: bool = False) -> Iterator[tuple[WebServer, Site, AccessPolicy, DocRoot, RootIndex]]:
+    """Every root of every site whose rules can be asked, with what lies under it (walked once per root)."""
+    content = ctx.fact(WEB_CONTENT)
+    for server, site in _sites(ctx, php=php):
+        assert site.policy is not None
+        for root in site.roots:
+            index = _walked(ctx, content, root, site)
+            if index is not None:
+                yield server, site, site.policy, root, index
+
+
 def _allowed(ctx: Context, url: str) -> bool:
     return any(fnmatchcase(url, p) for p in ctx.config[WebConfig].open_allowed)
 
@@ -189,33 +200,27 @@ def admin_exposed(ctx: Context) -> Iterator[Finding]:
     own rules. Restricted (an address list, a password) or refused is quiet; rules hostguard cannot evaluate
     give an info finding saying so."""
     apps = catalogue().apps
-    content = ctx.fact(WEB_CONTENT)
-    for server, site in _sites(ctx):
-        assert site.policy is not None
-        for root in site.roots:
-            index = _walked(ctx, content, root, site)
-            if index is None:
-                continue
-            for app, rel_dir, rel_file in _installed(apps, index):
-                for pattern in app.urls:
-                    path = pattern.replace("{file}", rel_file) if rel_file else pattern
-                    url = url_of(root, posixpath.join(rel_dir, path) if rel_dir else path)
-                    access = site.policy.access(url)
-                    if access.reach in (Reach.RESTRICTED, Reach.DENIED) or _allowed(ctx, url):
-                        continue
-                    where = posixpath.join(root.path, rel_dir, rel_file) if rel_file else \
-                        posixpath.join(root.path, rel_dir) if rel_dir else root.path
-                    unknown = access.reach == Reach.UNKNOWN
-                    yield ctx.finding(
-                        f"{app.name} at {url} ({site.label()}) "
-                        + ("may be open: the server's rules cannot be evaluated here" if unknown
-                           else "is open to anyone"),
-                        _site_target(site, where, url, app=app.name),
-                        severity="info" if unknown else app.severity,
-                        evidence={**_access_evidence(site, url, access), "app": app.name, "path": where,
-                                  "why_it_matters": app.why},
-                        remediation=_restrict_fix(server, site, url, app.name))
-                    break   # one finding per installed app: its first open URL
+    for server, site, policy, root, index in _indexed(ctx):
+        for app, rel_dir, rel_file in _installed(apps, index):
+            for pattern in app.urls:
+                path = pattern.replace("{file}", rel_file) if rel_file else pattern
+                url = url_of(root, posixpath.join(rel_dir, path) if rel_dir else path)
+                access = policy.access(url)
+                if access.reach in (Reach.RESTRICTED, Reach.DENIED) or _allowed(ctx, url):
+                    continue
+                where = posixpath.join(root.path, rel_dir, rel_file) if rel_file else \
+                    posixpath.join(root.path, rel_dir) if rel_dir else root.path
+                unknown = access.reach == Reach.UNKNOWN
+                yield ctx.finding(
+                    f"{app.name} at {url} ({site.label()}) "
+                    + ("may be open: the server's rules cannot be evaluated here" if unknown
+                       else "is open to anyone"),
+                    _site_target(site, where, url, app=app.name),
+                    severity="info" if unknown else app.severity,
+                    evidence={**_access_evidence(site, url, access), "app": app.name, "path": where,
+                              "why_it_matters": app.why},
+                    remediation=_restrict_fix(server, site, url, app.name))
+                break   # one finding per installed app: its first open URL
 
 
 def _installed(apps: tuple[AdminApp, ...], index: RootIndex) -> Iterator[tuple[AdminApp, str, str]]:
@@ -242,36 +247,30 @@ def leftover_exposed(ctx: Context) -> Iterator[Finding]:
     """Files that must never be served, found under a document root and open to anyone: ``.env`` and keys,
     ``.git/``, database dumps, PHP copies the server sends as text (``wp-config.php.save``), archives, editor
     backups (data/web/leftovers.toml). One finding per root and kind, with counts and samples."""
-    content = ctx.fact(WEB_CONTENT)
-    for _server, site in _sites(ctx):
-        assert site.policy is not None
-        for root in site.roots:
-            index = _walked(ctx, content, root, site)
-            if index is None:
-                continue
-            for kind in catalogue().leftovers:
-                shown: list[dict[str, str]] = []
-                count = 0
-                for rel in index.matching(kind.globs):
-                    url = url_of(root, rel)
-                    if site.policy.access(url).reach != Reach.OPEN or _allowed(ctx, url):
-                        continue
-                    count += 1
-                    if len(shown) < SAMPLES:
-                        shown.append({"url": url, "path": posixpath.join(root.path, rel)})
-                if not count:
+    for _server, site, policy, root, index in _indexed(ctx):
+        for kind in catalogue().leftovers:
+            shown: list[dict[str, str]] = []
+            count = 0
+            for rel in index.matching(kind.globs):
+                url = url_of(root, rel)
+                if policy.access(url).reach != Reach.OPEN or _allowed(ctx, url):
                     continue
-                yield ctx.finding(
-                    f"{count} {kind.kind} file{'s' if count != 1 else ''} served from {root.path} ({site.label()})",
-                    _site_target(site, root.path, root.url, leftovers=kind.kind), severity=kind.severity,
-                    evidence={"site": site.label(), "root": root.path, "count": count, "samples": shown,
-                              "why_it_matters": kind.why},
-                    remediation=Remediation.by_hand(
-                        f"Move the {kind.kind} files out of {root.path} (to a directory the web server does not "
-                        "serve), or deny them in the server's configuration",
-                        "Only you know which of them the site still needs; " + ", ".join(s["path"] for s in shown)
-                        + (" and more (see the evidence)" if count > len(shown) else "")
-                        + ". Rotate any password or key such a file held: it may have been read already."))
+                count += 1
+                if len(shown) < SAMPLES:
+                    shown.append({"url": url, "path": posixpath.join(root.path, rel)})
+            if not count:
+                continue
+            yield ctx.finding(
+                f"{count} {kind.kind} file{'s' if count != 1 else ''} served from {root.path} ({site.label()})",
+                _site_target(site, root.path, root.url, leftovers=kind.kind), severity=kind.severity,
+                evidence={"site": site.label(), "root": root.path, "count": count, "samples": shown,
+                          "why_it_matters": kind.why},
+                remediation=Remediation.by_hand(
+                    f"Move the {kind.kind} files out of {root.path} (to a directory the web server does not "
+                    "serve), or deny them in the server's configuration",
+                    "Only you know which of them the site still needs; " + ", ".join(s["path"] for s in shown)
+                    + (" and more (see the evidence)" if count > len(shown) else "")
+                    + ". Rotate any password or key such a file held: it may have been read already."))
 
 
 @check(id="web.phpinfo_exposed", severity="medium", summary="phpinfo() page anyone can open",
@@ -281,29 +280,24 @@ def phpinfo_exposed(ctx: Context) -> Iterator[Finding]:
     prints the exact PHP version, modules, paths and environment (sometimes secrets)."""
     data = catalogue()
     content = ctx.fact(WEB_CONTENT)
-    for _server, site in _sites(ctx, php=True):
-        assert site.policy is not None
-        for root in site.roots:
-            index = _walked(ctx, content, root, site)
-            if index is None:
+    for _server, site, policy, root, index in _indexed(ctx, php=True):
+        for rel in index.matching(data.phpinfo_globs):
+            url = url_of(root, rel)
+            path = posixpath.join(root.path, rel)
+            head = content.head(path, data.phpinfo_bytes + 1)
+            if head is None or len(head) > data.phpinfo_bytes or not calls_phpinfo(head, data.phpinfo_pattern):
                 continue
-            for rel in index.matching(data.phpinfo_globs):
-                url = url_of(root, rel)
-                path = posixpath.join(root.path, rel)
-                head = content.head(path, data.phpinfo_bytes + 1)
-                if head is None or len(head) > data.phpinfo_bytes or not calls_phpinfo(head, data.phpinfo_pattern):
-                    continue
-                if site.policy.access(url).reach != Reach.OPEN or site.policy.runs_php(url) is False or \
-                        _allowed(ctx, url):
-                    continue
-                yield ctx.finding(f"{url} prints phpinfo() to anyone ({site.label()})",
-                                  _site_target(site, path, url),
-                                  evidence={"site": site.label(), "url": url, "path": path,
-                                            "why_it_matters": data.phpinfo_why},
-                                  remediation=Remediation.by_hand(
-                                      f"Remove {path} (or move it out of the document root)",
-                                      "A phpinfo() page is a debugging leftover; hostguard does not delete files "
-                                      "(`hostguard malware scan` and quarantine come with issue 12)."))
+            if policy.access(url).reach != Reach.OPEN or policy.runs_php(url) is False or \
+                    _allowed(ctx, url):
+                continue
+            yield ctx.finding(f"{url} prints phpinfo() to anyone ({site.label()})",
+                              _site_target(site, path, url),
+                              evidence={"site": site.label(), "url": url, "path": path,
+                                        "why_it_matters": data.phpinfo_why},
+                              remediation=Remediation.by_hand(
+                                  f"Remove {path} (or move it out of the document root)",
+                                  "A phpinfo() page is a debugging leftover; hostguard does not delete files "
+                                  "(`hostguard malware scan` and quarantine come with issue 12)."))
 
 
 @check(id="web.server_tokens", severity="low", summary="Web server announces its exact version",
