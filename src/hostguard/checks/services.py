@@ -6,8 +6,14 @@ listens at boot and what a client from the network must present. A service on a 
 for nothing (Redis without a password or protected mode, a PostgreSQL ``trust`` line for remote sources,
 MongoDB without authorization, memcached, Elasticsearch without security, anonymous FTP) is critical;
 one that takes passwords in clear text or stores them weakly (FTP without TLS, pg ``password``/``md5``) is
-medium. Every finding quotes the lines that decide it. Whether the firewall lets anyone reach the port is
-the firewall family's answer (``firewall.service_reachable``).
+medium. Every finding quotes the lines that decide it.
+
+Each finding also carries the firewall's answer for the ports the service binds (issue 2's evaluator over
+the live ruleset on a host, over the boot-time ruleset under ``--root``): "Redis ... asks for nothing,
+reachable from anyone". A firewall that lets nobody in lowers the severity but never silences the finding:
+the service still trusts whoever gets to it (this host's containers and users, or anyone after a firewall
+change). The live socket itself, named by its process, is the firewall family's finding
+(``firewall.service_reachable``).
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from hostguard.engine.context import Context
+from hostguard.engine.facts import Fact
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
+from hostguard.host.base import Host
+from hostguard.host.exposure import Exposure, exposure_of
+from hostguard.host.firewall import FIREWALL, FirewallFacts
 from hostguard.host.services.common import AuthKind
-from hostguard.host.services.configured import SERVICES, Service
+from hostguard.host.services.configured import SERVICES, Service, Services
 from hostguard.remediation import Remediation
 
 FAMILY = Family("services", __doc__ or "")
@@ -42,6 +52,22 @@ ADVICE = {
               "over SSH instead)",
     "proftpd": "remove the `<Anonymous>` section, and require TLS (`TLSEngine on`, `TLSRequired on`) or use SFTP",
 }
+
+
+# -- the firewall's answer for the ports a service binds ------------------------------------------------
+
+def collect_service_exposure(host: Host, found: Services, firewall: FirewallFacts | None) -> dict[tuple[str, str], Exposure]:
+    """(service, config) -> the firewall's answer for its network listeners (loopback and unix ones aside).
+
+    Derived only (the host is read by SERVICES and FIREWALL): the live ruleset on a host, the boot-time one
+    under ``--root``; a firewall that cannot be read is "unknown" for every service, never a reason to
+    skip the services' own findings."""
+    return {(s.name, s.config): exposure_of(firewall, ((i.proto, i.address, i.port) for i in s.listening.network))
+            for s in found.services if s.listening.network}
+
+
+SERVICE_EXPOSURE: Fact[dict[tuple[str, str], Exposure]] = Fact(
+    "service_exposure", collect_service_exposure, inputs=(SERVICES, FIREWALL.best_effort))
 
 
 def services(ctx: Context) -> Iterator[Service]:
@@ -73,30 +99,51 @@ def _fix(service: Service) -> Remediation:
         "still connect (and close the port in the firewall to anyone else).")
 
 
+# Severity by the firewall's answer: a firewall that lets nobody in lowers it, never silences it (the service
+# still trusts whoever reaches it: this host's containers and users, or anyone after a firewall change).
+OPEN_SEVERITY = {"anyone": "critical", "unknown": "critical", "sources": "high", "nobody": "medium"}
+WEAK_SEVERITY = {"anyone": "medium", "unknown": "medium", "sources": "medium", "nobody": "low"}
+
+
+def _exposed(ctx: Context, service: Service) -> Exposure:
+    return ctx.fact(SERVICE_EXPOSURE).get((service.name, service.config)) or Exposure("unknown")
+
+
+def _title(what: str, exposure: Exposure) -> str:
+    sep = ", " if exposure.state in ("anyone", "sources") else "; "
+    return f"{what}{sep}{exposure.phrase()}"
+
+
 @check(id="services.open_without_auth", severity="critical",
        summary="Database, cache or FTP server on a network address that asks for nothing",
-       needs=(SERVICES,), tags=("T1190", "T1078"))
+       needs=(SERVICES, SERVICE_EXPOSURE), tags=("T1190", "T1078"))
 def open_without_auth(ctx: Context) -> Iterator[Finding]:
     """A service whose configuration binds it to a network address (every interface, or a chosen non-loopback
     one) and lets a client in without a password: Redis with no password and protected mode off, MariaDB with
     skip-grant-tables, a pg_hba ``trust`` line for remote sources, MongoDB without authorization, memcached,
-    Elasticsearch without security, anonymous FTP. Loopback and unix sockets only are quiet."""
+    Elasticsearch without security, anonymous FTP. Loopback and unix sockets only are quiet. Critical when
+    the firewall (live, or the boot-time ruleset under ``--root``) lets anyone reach it or cannot say; high
+    when only chosen networks; medium when it lets nobody in (the service still trusts whoever gets to it)."""
     for service in services(ctx):
         if service.listening.network and service.auth.kind == AuthKind.NONE:
             where = ", ".join(i.label() for i in service.listening.network)
-            yield ctx.finding(f"{service.name} listens on {where} and {service.auth.detail}", _target(service),
-                              evidence=_evidence(service), remediation=_fix(service))
+            exposure = _exposed(ctx, service)
+            yield ctx.finding(_title(f"{service.name} listens on {where} and {service.auth.detail}", exposure),
+                              _target(service), evidence={**_evidence(service), "firewall": exposure.evidence()},
+                              severity=OPEN_SEVERITY[exposure.state], remediation=_fix(service))
 
 
 @check(id="services.weak_auth", severity="medium",
        summary="Service on a network address taking passwords in clear text or storing them weakly",
-       needs=(SERVICES,), tags=("T1040", "T1110"))
+       needs=(SERVICES, SERVICE_EXPOSURE), tags=("T1040", "T1110"))
 def weak_auth(ctx: Context) -> Iterator[Finding]:
     """A service on a network address whose logins can be sniffed or whose stored passwords are weak: FTP
     without TLS (every system account's password crosses the network in clear), PostgreSQL ``password`` or
-    ``md5`` lines for remote sources."""
+    ``md5`` lines for remote sources. Low when the firewall lets nobody reach it."""
     for service in services(ctx):
         if service.listening.network and service.auth.kind == AuthKind.WEAK:
             where = ", ".join(i.label() for i in service.listening.network)
-            yield ctx.finding(f"{service.name} on {where}: {service.auth.detail}", _target(service),
-                              evidence=_evidence(service), remediation=_fix(service))
+            exposure = _exposed(ctx, service)
+            yield ctx.finding(_title(f"{service.name} on {where}: {service.auth.detail}", exposure),
+                              _target(service), evidence={**_evidence(service), "firewall": exposure.evidence()},
+                              severity=WEAK_SEVERITY[exposure.state], remediation=_fix(service))

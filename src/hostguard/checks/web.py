@@ -27,6 +27,7 @@ from hostguard.host.accounts import ACCOUNTS
 from hostguard.host.base import HostError
 from hostguard.host.web.content import WEB_CONTENT, RootIndex, WebContent, calls_phpinfo
 from hostguard.host.web.model import Access, AccessPolicy, DocRoot, Reach, Site, WebServer, Where
+from hostguard.host.web.panels import PANELS
 from hostguard.host.web.php import PHP_INI, PhpIni
 from hostguard.host.web.servers import WEB_SERVERS, WebServers
 from hostguard.host.web.writable import (
@@ -590,3 +591,40 @@ def _php_evidence(view: PhpIni, name: str) -> dict[str, Any]:
     value = view.get(name)
     return {"php": _php_label(view), "value": value.value, "set_at": str(value.where), "files": list(view.files),
             "notes": list(view.notes)}
+
+
+# -- control panels on ports of their own (web.control_panel) ------------------------------------------------
+
+
+PANEL_SEVERITY = {"anyone": "high", "unknown": "medium", "sources": "medium", "nobody": "info"}
+
+
+@check(id="web.control_panel", severity="high", summary="Control panel (Webmin, Cockpit, aaPanel, Jenkins) on the network",
+       needs=(PANELS,), tags=("T1133", "T1190"))
+def control_panel(ctx: Context) -> Iterator[Finding]:
+    """Server control panels on ports of their own (data/web/admin_paths.toml ``[[panel]]``): whoever logs in
+    runs anything as root, so every scanner tries them. Live: a socket on the panel's port held by its
+    program; under ``--root``: the panel installed, listening where its configuration says. High when the
+    firewall lets anyone reach it, medium when only chosen networks (or the panel's own allow-list) or when
+    that cannot be told, info when the firewall lets nobody in; a panel on loopback only is quiet."""
+    found = ctx.fact(PANELS)
+    for socket in found.sockets:
+        panel, exposure = socket.panel, socket.exposure
+        severity = PANEL_SEVERITY[exposure.state]
+        if socket.allow and severity == "high":
+            severity = "medium"
+        sep = ", " if exposure.state in ("anyone", "sources") else "; "
+        title = f"{panel.name} {'listens' if socket.seen == 'listening' else 'is installed and listens'} on " \
+                f"{socket.label()}{sep}{exposure.phrase()}"
+        evidence: dict[str, Any] = {"panel": panel.name, "seen": socket.seen, "where": socket.where,
+                                    "files": list(socket.files), "why": panel.why, "firewall": exposure.evidence()}
+        if socket.allow:
+            evidence["panel_allow"] = socket.allow
+        if found.notes:
+            evidence["notes"] = list(found.notes)
+        yield ctx.finding(title, {"kind": "port", "port": socket.port, "proto": socket.proto,
+                                  "address": socket.address, "panel": panel.name},
+                          evidence=evidence, severity=severity,
+                          remediation=Remediation.by_hand(
+                              f"Keep {panel.name} off the network", panel.fix,
+                              Param("addresses", "the networks that must reach the panel, if any", "192.0.2.0/24")))
