@@ -22,6 +22,7 @@ from hostguard.store.state import (
     KeySeen,
     PastFinding,
     PresentKey,
+    RecordedProbe,
     SeenFinding,
     StateError,
     StateStore,
@@ -49,6 +50,10 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
                       "baseline": 1, "last_seen": "2024-05-02T12:00:00+00:00"},
     "ssh_key_owners": {"host_key": HOST_KEY, "root": "/", "user": b"caf\xe9", "complete": 1,
                        "first_read": "2024-05-01T12:00:00+00:00"},
+    "probes": {"host_key": HOST_KEY, "service": "redis", "endpoint": "unix /run/redis/redis-server.sock",
+               "account": "default", "started": "2024-05-03T12:00:00+00:00",
+               "finished": "2024-05-03T12:00:15+00:00", "attempts": 74,
+               "outcome": "weak_password", "rank": 73},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old
@@ -512,7 +517,7 @@ def test_schema_3_with_account_history_upgrades_to_no_key_history(tmp_path: Path
     db.close()
     store = StateStore(str(directory))
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert schema(store.db) == fresh_schema(tmp_path)
         assert store.known_accounts(HOST_KEY) == {"alice": AccountSeen(1000, "2024-04-01T08:00:00Z", True)}
         assert store.known_keys(HOST_KEY, "/") is None
@@ -581,5 +586,57 @@ def test_an_account_unreadable_at_the_baseline_gets_its_first_look_later(tmp_pat
         history = store.known_keys(HOST_KEY, "/")
         assert history is not None
         assert {k: v.baseline for k, v in history.keys.items()} == {("root", FP_A): True, ("mallory", FP_B): False}
+    finally:
+        store.close()
+
+
+# Schema 4 as hostguard wrote it before issue 10 recorded active probes, spelled out (see SCHEMA_1).
+SCHEMA_4 = SCHEMA_3.replace("PRAGMA user_version=3;", """
+CREATE TABLE ssh_keys_seen (host_key TEXT NOT NULL, root TEXT NOT NULL, user BLOB NOT NULL,
+                            fingerprint TEXT NOT NULL, key_type TEXT NOT NULL, options TEXT NOT NULL,
+                            first_seen TEXT NOT NULL, baseline INTEGER NOT NULL, last_seen TEXT NOT NULL,
+                            gone_since TEXT, options_since TEXT, previous_options TEXT,
+                            PRIMARY KEY (host_key, root, user, fingerprint));
+CREATE TABLE ssh_key_owners (host_key TEXT NOT NULL, root TEXT NOT NULL, user BLOB NOT NULL,
+                             complete INTEGER NOT NULL, first_read TEXT NOT NULL,
+                             PRIMARY KEY (host_key, root, user));
+PRAGMA user_version=4;
+""")
+
+
+def test_schema_4_upgrades_to_no_probes_and_keeps_its_keys(tmp_path: Path) -> None:
+    """Issue 10: a state.db of schema 4 gains the probes table, empty; the SSH key history is kept."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "state.db", isolation_level=None)
+    db.executescript(SCHEMA_4)
+    row = SAMPLE_ROWS["ssh_keys_seen"]
+    db.execute(f"INSERT INTO ssh_keys_seen ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    db.close()
+    store = StateStore(str(directory))
+    try:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert schema(store.db) == fresh_schema(tmp_path)
+        assert rows_of(store.db, "ssh_keys_seen", list(row)) == [tuple(row.values())]
+        assert store.probes(HOST_KEY) == []
+    finally:
+        store.close()
+
+
+def test_probes_are_recorded_per_host_in_order_without_a_password(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    try:
+        later = RecordedProbe("mysql", "tcp 127.0.0.1:3306", "shop", "2024-05-03T12:00:05+00:00", 3, "not_found")
+        first = RecordedProbe("redis", "unix /run/redis/redis-server.sock", "default", "2024-05-03T12:00:00+00:00",
+                              74, "weak_password", 73, "2024-05-03T12:00:15+00:00")
+        other = RecordedProbe("postgresql", "unix /run/postgresql/.s.PGSQL.5432", "app", "2024-05-01T00:00:00+00:00",
+                              1, "no_password_checked")
+        store.record_probe(HOST_KEY, later)
+        store.record_probe(HOST_KEY, first)
+        store.record_probe("another-host", other)
+        assert store.probes(HOST_KEY) == [first, later]
+        assert store.probes("another-host") == [other]
+        assert [c[1] for c in store.db.execute("PRAGMA table_info(probes)")] == [
+            "id", "host_key", "service", "endpoint", "account", "started", "finished", "attempts", "outcome", "rank"]
     finally:
         store.close()

@@ -80,6 +80,16 @@ MIGRATIONS: tuple[str, ...] = (
                                  complete INTEGER NOT NULL, first_read TEXT NOT NULL,
                                  PRIMARY KEY (host_key, root, user));
     """,
+    # 5: active probes (issue 10, "weak service passwords"): every session that tried passwords against a
+    # local service, so hostguard's own logon detectors can tell its guesses from an attacker's and an owner
+    # can see what was tried. Never the password: the account, how many attempts, the outcome and, for a
+    # hit, the guess's rank in the list.
+    """
+    CREATE TABLE probes (id INTEGER PRIMARY KEY, host_key TEXT NOT NULL, service TEXT NOT NULL,
+                         endpoint TEXT NOT NULL, account TEXT NOT NULL, started TEXT NOT NULL,
+                         finished TEXT, attempts INTEGER NOT NULL, outcome TEXT NOT NULL, rank INTEGER);
+    CREATE INDEX probes_by_host ON probes(host_key, started);
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.
@@ -204,6 +214,22 @@ class RecordedScan:
     def families(self) -> list[str]:
         """The families of the selected checks, in name order (empty when unknown)."""
         return sorted({c.split(".", 1)[0] for c in self.checks or ()})
+
+
+@dataclass(frozen=True)
+class RecordedProbe:
+    """One recorded active probe: which service and account, when (``started`` to ``finished``: the window in
+    which the service's own log shows our failures), how many attempts and what came of it (``rank``: the
+    matched guess's place in the list, for a hit only). No password, ever."""
+
+    service: str
+    endpoint: str
+    account: str
+    started: str
+    attempts: int
+    outcome: str
+    rank: int | None = None
+    finished: str | None = None
 
 
 @dataclass(frozen=True)
@@ -582,6 +608,20 @@ class StateStore:
     def _audit(self, host_key: str, action: str, subject: str, reason: str, now: str, detail: str) -> None:
         self.db.execute("INSERT INTO audit(time, host_key, action, subject, reason, detail) VALUES (?,?,?,?,?,?)",
                         (now, host_key, action, subject, reason, detail))
+
+    def record_probe(self, host_key: str, probe: RecordedProbe) -> None:
+        """Record one active probe session (issue 10), committed at once so a crash mid-scan keeps it."""
+        with self.db:
+            self.db.execute("INSERT INTO probes(host_key, service, endpoint, account, started, finished, attempts, "
+                            "outcome, rank) VALUES (?,?,?,?,?,?,?,?,?)",
+                            (host_key, probe.service, probe.endpoint, probe.account, probe.started, probe.finished,
+                             probe.attempts, probe.outcome, probe.rank))
+
+    def probes(self, host_key: str) -> list[RecordedProbe]:
+        """This host's recorded active probes, oldest first."""
+        rows = self.db.execute("SELECT service, endpoint, account, started, attempts, outcome, rank, finished FROM probes "
+                               "WHERE host_key=? ORDER BY started, id", (host_key,)).fetchall()
+        return [RecordedProbe(*row) for row in rows]
 
     def close(self) -> None:
         """Close the database."""
