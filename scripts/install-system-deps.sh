@@ -38,6 +38,8 @@ if [ "$mode" = test ]; then
   pkgs+=(mariadb-server postgresql memcached vsftpd)
   # PHP-FPM and the PHP CLI (php-fpm -tt and php -c prove the PHP readers and fixes), Tomcat with its manager
   pkgs+=(php8.2-fpm php8.2-cli tomcat10 tomcat10-admin)
+  # WordPress's own phpass (run by php at test time to prove hostguard's), curl for nginx auth checks
+  pkgs+=(wordpress php curl)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

@@ -97,6 +97,8 @@ class CryptVerifier(Verifier):
 
     def verify(self, candidate: bytes, hashed: str) -> bool:
         """Constant-time compare of the recomputed hash."""
+        if not hashed.isascii():   # no crypt scheme writes anything else (and compare_digest refuses it)
+            return False
         got = self.crypt(candidate, hashed)
         return got is not None and hmac.compare_digest(got, hashed)
 

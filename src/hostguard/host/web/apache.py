@@ -1213,8 +1213,11 @@ def build_server(host: Host, config: ApacheConfig, default_user: str) -> WebServ
         detail = "mod_php runs PHP inside these workers" if mod_php else ""
         site_run_as = tuple(RunAs(r.user, r.group, r.source, r.where, "; ".join(x for x in (r.detail, detail) if x))
                             for r in run_as)
+        auth_files = tuple(dict.fromkeys(
+            (d.args[0] if d.args[0].startswith("/") else posixpath.join(config.server_root, d.args[0]), d.where)
+            for d in ApachePolicy._walk((*main, *(inner or ()))) if _is(d, "authuserfile") and d.args))
         sites.append(Site("apache", _names(own), block.args if block is not None else listens, roots, where,
-                          site_run_as, backends, policy))
+                          site_run_as, backends, policy, password_files=auth_files))
     return WebServer("apache", config.main, run_as, tuple(sites), _settings(config.tree), tuple(notes))
 
 

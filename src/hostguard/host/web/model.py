@@ -113,6 +113,10 @@ class Site:
     # ("server_tokens", "on"|"off"|..., where) as in force for the site, and one ("autoindex", LOCATION, where)
     # per place directory listing is on, LOCATION naming it ("/" for the whole site, "^~ /files/", "~ re").
     settings: tuple[tuple[str, str, Where], ...] = ()
+    # Basic-auth password files the site's configuration names (nginx ``auth_basic_user_file``, Apache
+    # ``AuthUserFile``), each as the server resolves it (a relative path made absolute; a value with a variable
+    # kept as written) with the directive's place: where the password-file reader finds .htpasswd files.
+    password_files: tuple[tuple[str, Where], ...] = ()
 
     def label(self) -> str:
         """How a finding or a skipped line names the site."""

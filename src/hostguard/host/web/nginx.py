@@ -285,7 +285,7 @@ def server_from_config(config: NginxConfig, prefix: str = PREFIX) -> WebServer:
         settings.append(_setting((http,), "server_tokens", "on"))
         for server in _children(http.block, "server"):
             if server.block is not None:
-                sites.append(_site(http, server, run_as, prefix))
+                sites.append(_site(http, server, run_as, prefix, posixpath.dirname(config.main)))
     return WebServer("nginx", config.main, (run_as,), tuple(sites), tuple(settings), tuple(notes))
 
 
@@ -300,7 +300,18 @@ def _full(path: str, prefix: str) -> str:
     return path if path.startswith(("/", "$")) else posixpath.join(prefix, path)
 
 
-def _site(http: Directive, server: Directive, run_as: RunAs, prefix: str) -> Site:
+def _password_files(http: Directive, server: Directive, conf_dir: str) -> tuple[tuple[str, Where], ...]:
+    """Every ``auth_basic_user_file`` the server block can use: its own (any depth) and the http block's
+    (inherited). nginx resolves a relative name against the directory of its main configuration file."""
+    found = list(_children(http.block, "auth_basic_user_file"))
+    found += [d for d in _walk(server.block) if d.name == "auth_basic_user_file"]
+    out = [(d.args[0] if d.args[0].startswith(("/", "$")) else posixpath.join(conf_dir, d.args[0]), d.where)
+           for d in found if d.args]
+    return tuple(dict.fromkeys(out))
+
+
+def _site(http: Directive, server: Directive, run_as: RunAs, prefix: str,
+          conf_dir: str = posixpath.dirname(MAIN_CONFIG)) -> Site:
     chain = (http, server)
     names = [a for d in _children(server.block, "server_name") for a in d.args if a]
     listens = [" ".join(d.args) for d in _children(server.block, "listen")] or ["*:80"]
@@ -331,7 +342,7 @@ def _site(http: Directive, server: Directive, run_as: RunAs, prefix: str) -> Sit
     unique = tuple({(r.url, r.path): r for r in roots}.values())
     return Site("nginx", tuple(names), tuple(listens), unique, server.where, run_as=(run_as,),
                 php_backends=tuple(dict.fromkeys(backends)), policy=NginxPolicy(http, server),
-                settings=tuple(settings))
+                settings=tuple(settings), password_files=_password_files(http, server, conf_dir))
 
 
 def _all_locations(block: tuple[Directive, ...] | None) -> Iterator[Directive]:
