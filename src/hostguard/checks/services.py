@@ -114,6 +114,19 @@ def _title(what: str, exposure: Exposure) -> str:
     return f"{what}{sep}{exposure.phrase()}"
 
 
+def _networked(ctx: Context, kind: AuthKind, severities: dict[str, str], title: str) -> Iterator[Finding]:
+    """A finding per service on a network address whose authentication is ``kind``, severity by who the
+    firewall lets reach it."""
+    for service in services(ctx):
+        if service.listening.network and service.auth.kind == kind:
+            where = ", ".join(i.label() for i in service.listening.network)
+            exposure = _exposed(ctx, service)
+            yield ctx.finding(_title(title.format(name=service.name, where=where, detail=service.auth.detail),
+                                     exposure),
+                              _target(service), evidence={**_evidence(service), "firewall": exposure.evidence()},
+                              severity=severities[exposure.state], remediation=_fix(service))
+
+
 @check(id="services.open_without_auth", severity="critical",
        summary="Database, cache or FTP server on a network address that asks for nothing",
        needs=(SERVICES, SERVICE_EXPOSURE), tags=("T1190", "T1078"))
@@ -124,13 +137,7 @@ def open_without_auth(ctx: Context) -> Iterator[Finding]:
     Elasticsearch without security, anonymous FTP. Loopback and unix sockets only are quiet. Critical when
     the firewall (live, or the boot-time ruleset under ``--root``) lets anyone reach it or cannot say; high
     when only chosen networks; medium when it lets nobody in (the service still trusts whoever gets to it)."""
-    for service in services(ctx):
-        if service.listening.network and service.auth.kind == AuthKind.NONE:
-            where = ", ".join(i.label() for i in service.listening.network)
-            exposure = _exposed(ctx, service)
-            yield ctx.finding(_title(f"{service.name} listens on {where} and {service.auth.detail}", exposure),
-                              _target(service), evidence={**_evidence(service), "firewall": exposure.evidence()},
-                              severity=OPEN_SEVERITY[exposure.state], remediation=_fix(service))
+    yield from _networked(ctx, AuthKind.NONE, OPEN_SEVERITY, "{name} listens on {where} and {detail}")
 
 
 @check(id="services.weak_auth", severity="medium",
@@ -140,10 +147,4 @@ def weak_auth(ctx: Context) -> Iterator[Finding]:
     """A service on a network address whose logins can be sniffed or whose stored passwords are weak: FTP
     without TLS (every system account's password crosses the network in clear), PostgreSQL ``password`` or
     ``md5`` lines for remote sources. Low when the firewall lets nobody reach it."""
-    for service in services(ctx):
-        if service.listening.network and service.auth.kind == AuthKind.WEAK:
-            where = ", ".join(i.label() for i in service.listening.network)
-            exposure = _exposed(ctx, service)
-            yield ctx.finding(_title(f"{service.name} on {where}: {service.auth.detail}", exposure),
-                              _target(service), evidence={**_evidence(service), "firewall": exposure.evidence()},
-                              severity=WEAK_SEVERITY[exposure.state], remediation=_fix(service))
+    yield from _networked(ctx, AuthKind.WEAK, WEAK_SEVERITY, "{name} on {where}: {detail}")
