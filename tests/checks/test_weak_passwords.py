@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from hostguard.host.base import RootHost
 from hostguard.passwords import verifiers
 from hostguard.passwords.guesses import common_passwords
 from hostguard.store.state import StateStore
-from tests.conftest import HITS, build_tree, make_config, run_one
+from tests.conftest import HITS, build_tree, make_config, need_tool, run_one
 
 
 def _shadow_tree(tmp_path: Path, lines: list[str]) -> Path:
@@ -245,3 +246,18 @@ def test_no_state_store_no_resume(tmp_path: Path) -> None:
 def _tried_detail(skipped: list[Skipped]) -> str:
     [skip] = [s for s in skipped if "account 'alice'" in s.detail]
     return skip.detail
+
+
+@pytest.mark.parametrize("flag", ["-m", "-B", "-s"])
+def test_htpasswd_entries_written_by_htpasswd_itself(tmp_path: Path, flag: str) -> None:
+    """The real `htpasswd` writes one weak entry (a common password) and one strong one in its apr1, bcrypt
+    or {SHA} form; only the weak one is reported, by user and file."""
+    need_tool("htpasswd")
+    tree = build_tree(tmp_path / "host", HITS / "weak_passwords.web_password_file")
+    lines = [subprocess.run(["htpasswd", "-nb", flag, user, password], capture_output=True, text=True,
+                            check=True).stdout.strip()
+             for user, password in (("editor", "123456"), ("owner", "tall-window-87-quiet-river"))]
+    (tree / "etc/nginx/.htpasswd").write_text("\n".join(lines) + "\n")
+    found, skipped = run_one("weak_passwords.web_password_file", RootHost(str(tree)))
+    assert [(f.target["user"], f.target["path"]) for f in found] == [("editor", "/etc/nginx/.htpasswd")]
+    assert [s.reason for s in skipped] in ([], ["budget"])

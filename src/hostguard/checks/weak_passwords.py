@@ -19,8 +19,10 @@ from hostguard.findings import Finding, HostId, SkipReason
 from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
 from hostguard.host.base import Host, Unavailable
 from hostguard.host.identity import HOSTNAME
+from hostguard.host.password_files import PASSWORD_FILES, PasswordEntry
 from hostguard.passwords.cracker import Target, crack
 from hostguard.passwords.guesses import plan
+from hostguard.passwords.services_verifiers import service_verifier
 from hostguard.passwords.verifiers import VerifierUnavailable, crypt_verifier
 from hostguard.remediation import Param, Remediation
 from hostguard.store.cache import GuessProgress, list_digest
@@ -173,3 +175,63 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
             ctx.skip(SkipReason.BUDGET, f"account '{t.account}' ({verifier.scheme(t.hashed)}): tried {t.tried_in_all} "
                                         f"of {t.list_size} guesses{resumed}, none matched ({carry_on}raise "
                                         f"weak_passwords.budget_seconds to try more per scan){note}")
+
+
+@check(id="weak_passwords.web_password_file", severity="high",
+       summary="Guessable password in a web server's or Tomcat's password file",
+       needs=(PASSWORD_FILES, HOSTNAME, WORDLIST), budget=_budget, tags=("T1110.002",))
+def web_password_files(ctx: Context) -> Iterator[Finding]:
+    """The password files the web servers read (``.htpasswd`` named by nginx ``auth_basic_user_file`` or
+    Apache ``AuthUserFile``; Tomcat's ``tomcat-users.xml``) guard admin back ends: each entry is tried offline
+    against the same guesses as system accounts (its user name and the host name, then the common list), in
+    every scheme those servers accept (apr1, {SHA}, {SSHA}, bcrypt, Tomcat's digests and PBKDF2, plain text).
+    An entry the server would not accept as a password (Apache reading a plain-text line) is not tried. A
+    found password is never shown."""
+    cfg = ctx.config[WeakPasswordsConfig]
+    files = ctx.fact(PASSWORD_FILES)
+    for problem in files.problems:
+        ctx.skip(SkipReason.ERROR, problem)
+    verifier = service_verifier()
+    working = verifier.working_schemes()
+    targets: list[Target] = []
+    where: list[tuple[str, PasswordEntry]] = []
+    for pwfile in files.files:
+        for entry in pwfile.entries:
+            if not entry.hashed or not entry.accepted:
+                continue
+            scheme = entry.scheme or verifier.scheme(entry.hashed)
+            if scheme is None or working.get(scheme, "ok") != "ok":
+                ctx.skip(SkipReason.UNSUPPORTED, f"{pwfile.path}: {entry.label()}: scheme "
+                                                 f"{scheme or 'not recognised'} cannot be checked here")
+                continue
+            first, rest = plan(entry.user, "", ctx.fact(HOSTNAME), cfg.extra_words, cfg.floor, ctx.fact(WORDLIST))
+            for hashed in (entry.hashed, *entry.alternatives):
+                targets.append(Target(f"{pwfile.path}:{entry.user}", hashed, first, rest))
+                where.append((pwfile.path, entry))
+    if not targets:
+        return
+    deadline = ctx.start_budget()
+    assert deadline is not None
+    crack(targets, verifier, deadline=deadline, workers=cfg.workers or os.cpu_count() or 1,
+          progress=ctx.progress, cancel=ctx.cancel)
+    reported: set[tuple[str, str]] = set()
+    for t, (path, entry) in zip(targets, where, strict=True):
+        if t.found is not None and (path, entry.user) not in reported:
+            reported.add((path, entry.user))
+            yield ctx.finding(
+                f"'{entry.user}' in {path} has a guessable password ({t.found.source})",
+                {"kind": "user", "user": entry.user, "path": path},
+                evidence={"path": path, "line": entry.where.line, "scheme": entry.scheme,
+                          "plain_text": entry.plain_text, "matched": t.found.source, "tried": t.tried},
+                remediation=Remediation.by_hand(
+                    f"Give '{entry.user}' in {path} a new password",
+                    ("`htpasswd " + path + f" {entry.user}` asks for it twice and stores it hashed"
+                     if not path.endswith(".xml") else
+                     "Tomcat: set a long password for the user in tomcat-users.xml, stored hashed (a "
+                     "CredentialHandler with PBKDF2 in the Realm, the hash from Tomcat's digest.sh)")
+                    + "; then reload the server. Only you can choose the password.",
+                    Param("password", "the new password (at the tool's prompt, never on the command line)",
+                          "four or more random words, 20+ characters")))
+        elif t.budget_ran_out and (path, entry.user) not in reported:
+            ctx.skip(SkipReason.BUDGET, f"{path}: '{entry.user}': tried {t.tried} of {t.planned} guesses, none "
+                                        "matched (raise weak_passwords.budget_seconds to try more)")
