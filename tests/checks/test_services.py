@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 
-from hostguard.findings import Finding
-from hostguard.host.base import RootHost
+from hostguard.engine.facts import HOST_ID, STATE
+from hostguard.findings import Finding, HostId, Skipped
+from hostguard.host.base import LiveHost, RootHost
 from hostguard.host.exposure import bound
+from hostguard.host.services.configured import SERVICES, collect_services
+from hostguard.store.state import StateStore
 from tests.conftest import HITS, HOSTS, MISSES, build_tree, need_root, need_tool, run_one
+from tests.host.services.helpers import running, wait_for
 
 CASES = HOSTS / "fixes" / "services"
 REDIS = {"kind": "config", "path": "/etc/redis/redis.conf", "service": "Redis"}
@@ -120,3 +124,51 @@ def test_configured_addresses_become_sockets_the_evaluator_can_answer_for(
         address: str, families: tuple[int, ...], shown: str, loopback: bool, noted: bool) -> None:
     socket, note = bound("tcp", address, 6379)
     assert (socket.address, socket.families, socket.loopback_only, bool(note)) == (shown, families, loopback, noted)
+
+
+# -- services.weak_password: a real Redis, its password tried over its unix socket -----------------------
+
+PROBED = HostId("test-machine", "test-state", "test")
+
+def _redis_scan(tmp_path: Path, requirepass: str | None) -> tuple[list[Finding], list[Skipped], StateStore]:
+    """A real redis-server on a unix socket in a temp dir, described by a tree's redis.conf; the check run
+    live (probes need a running server) with that tree's services given, and a state store to record in."""
+    need_tool("redis-server")
+    sock = tmp_path / "redis.sock"
+    conf = f"port 0\nunixsocket {sock}\nunixsocketperm 700\ndir {tmp_path}\nsave \"\"\n"
+    if requirepass is not None:
+        conf += f"requirepass {requirepass}\n"
+    tree = build_tree(tmp_path / "host")
+    (tree / "etc/redis").mkdir(parents=True)
+    (tree / "etc/redis/redis.conf").write_text(conf)
+    (tmp_path / "redis.conf").write_text(conf)
+    services = collect_services(RootHost(str(tree)))
+    store = StateStore(str(tmp_path / "state"))
+    with running(["redis-server", str(tmp_path / "redis.conf")], tmp_path / "redis.log"):
+        wait_for(lambda: sock.exists(), what="redis-server")
+        found, skipped = run_one("services.weak_password", LiveHost(), given={
+            SERVICES: services, STATE: store, HOST_ID: PROBED})
+    return found, skipped, store
+
+
+def test_a_guessable_redis_password_is_found_and_never_shown(tmp_path: Path) -> None:
+    found, skipped, store = _redis_scan(tmp_path, "foobared")   # the example password of redis.conf
+    assert skipped == []
+    [hit] = found
+    assert hit.target == {"kind": "user", "user": "default", "service": "Redis"}
+    assert hit.evidence["endpoint"] == f"unix {tmp_path / 'redis.sock'}"
+    assert "foobared" not in repr(hit.to_dict())
+    assert [(p.account, p.outcome) for p in store.probes(PROBED.id)] == [("default", "weak_password")]
+
+
+def test_a_strong_redis_password_is_never_reported(tmp_path: Path) -> None:
+    found, skipped, store = _redis_scan(tmp_path, "tall-window-87-quiet-river-grows")
+    assert found == []
+    assert [s.reason for s in skipped] in ([], ["budget"])
+    assert [(p.outcome, p.attempts) for p in store.probes(PROBED.id)] == [("not_found", 50)]
+
+
+def test_redis_without_a_password_is_said_as_such(tmp_path: Path) -> None:
+    found, _, _ = _redis_scan(tmp_path, None)
+    [hit] = found
+    assert hit.target["password"] == "none" and str(hit.severity) == "medium"

@@ -19,20 +19,43 @@ change). The live socket itself, named by its process, is the firewall family's 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from hostguard.config import Config, setting
 from hostguard.engine.context import Context
-from hostguard.engine.facts import Fact
+from hostguard.engine.facts import HOST_ID, STATE, Fact
 from hostguard.engine.registry import Family, check
-from hostguard.findings import Finding, SkipReason
-from hostguard.host.base import Host
+from hostguard.findings import Finding, HostId, SkipReason
+from hostguard.host.base import Host, HostError, Unavailable
 from hostguard.host.exposure import Exposure, exposure_of
 from hostguard.host.firewall import FIREWALL, FirewallFacts
-from hostguard.host.services.common import AuthKind
+from hostguard.host.identity import HOSTNAME
+from hostguard.host.services.common import AuthKind, Scope
 from hostguard.host.services.configured import SERVICES, Service, Services
-from hostguard.remediation import Remediation
+from hostguard.probes.base import Endpoint, Prober
+from hostguard.probes.mysql import MysqlProber
+from hostguard.probes.mysql import lockout_limit as mysql_lockout_limit
+from hostguard.probes.postgres import PostgresProber
+from hostguard.probes.redis import RedisProber
+from hostguard.probes.session import ERROR, LOCKED, NO_PASSWORD, NOT_PROBED, WEAK, Limits, probe_account, service_guesses
+from hostguard.remediation import Param, Remediation
+from hostguard.store.state import StateStore
 
-FAMILY = Family("services", __doc__ or "")
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    """[services]: trying passwords against the local database servers."""
+
+    probe_passwords: bool = setting(True, "Try weak passwords against the local Redis, PostgreSQL and MariaDB/MySQL "
+                                          "superusers over their unix socket or loopback (recorded in the state "
+                                          "directory, kept below each server's lockout counter).")
+    probe_attempts: int = setting(50, "Passwords tried per account and scan at most, the canary included.", min=1)
+    probe_rate: float = setting(5.0, "Attempts per second per server at most.", min=0.1)
+    probe_seconds: float = setting(60.0, "Seconds the password probes may take in all.", min=0)
+
+
+FAMILY = Family("services", __doc__ or "", ServicesConfig)
 
 
 # How to keep each service to this host, or make it ask for a password (the owner picks and edits the line).
@@ -148,3 +171,130 @@ def weak_auth(ctx: Context) -> Iterator[Finding]:
     without TLS (every system account's password crosses the network in clear), PostgreSQL ``password`` or
     ``md5`` lines for remote sources. Low when the firewall lets nobody reach it."""
     yield from _networked(ctx, AuthKind.WEAK, WEAK_SEVERITY, "{name} on {where}: {detail}")
+
+
+# -- weak passwords, tried against the local servers (active probes) ----------------------------------------
+
+@dataclass(frozen=True)
+class ProbeStore:
+    """Where probe sessions are recorded (their failures count against each server's lockout counter)."""
+
+    store: StateStore
+    host_key: str
+
+
+def collect_probe_store(host: Host, state: StateStore | None, host_id: HostId | None) -> ProbeStore:
+    """The state store to record probes in; probes need the running services and that record."""
+    if not host.live:
+        raise Unavailable(SkipReason.LIVE_ONLY, "passwords are tried against running services only")
+    if state is None or host_id is None:
+        raise Unavailable(SkipReason.UNSUPPORTED, "no state directory: probes must be recorded (their failures "
+                                                  "count against the servers' lockout counters)")
+    return ProbeStore(state, host_id.id)
+
+
+PROBE_STORE: Fact[ProbeStore] = Fact("probe_store", collect_probe_store,
+                                     inputs=(STATE.best_effort, HOST_ID.best_effort))
+
+# The account each server always has (its superuser): the one worth guessing.
+ACCOUNTS = {"Redis": "default", "PostgreSQL": "postgres", "MariaDB/MySQL": "root"}
+
+
+def endpoint_of(service: Service) -> Endpoint | None:
+    """This host's own way in to ``service``: its unix socket, else loopback on its port (never another
+    address: probes only talk to this host)."""
+    listens = service.listening.listens
+    for item in listens:
+        if item.proto == "unix" or (item.port is None and item.address.startswith("/")):
+            return Endpoint.unix(item.address)
+    for item in listens:
+        if item.port and item.scope in (Scope.LOOPBACK, Scope.WILDCARD):
+            host = "::1" if item.address.strip("[]") == "::1" else "127.0.0.1"
+            return Endpoint.tcp(host, item.port)
+    return None
+
+
+def _prober(service: Service, endpoint: Endpoint) -> Prober | None:
+    if service.name == "Redis":
+        return RedisProber(endpoint)
+    if service.name == "PostgreSQL":
+        return PostgresProber(endpoint)
+    if service.name == "MariaDB/MySQL":
+        return MysqlProber(endpoint, lockout_limit=mysql_lockout_limit(service.record))
+    return None
+
+
+def _probe_budget(config: Config) -> float:
+    return config[ServicesConfig].probe_seconds
+
+
+@check(id="services.weak_password", severity="high",
+       summary="Local database or cache server with a guessable password, or none checked",
+       needs=(SERVICES, PROBE_STORE, HOSTNAME), budget=_probe_budget, tags=("T1110.001",))
+def weak_password(ctx: Context) -> Iterator[Finding]:
+    """Tries passwords against the superuser of the local Redis (``default``), PostgreSQL (``postgres``) and
+    MariaDB/MySQL (``root``), over their unix socket or loopback only, live. A long random password goes
+    first: accepted means the server checks no password for that account (``trust``, ``unix_socket``, Redis
+    without ``requirepass``), reported as that. Then the service's default credentials, empty, the names, and
+    the common list, stopping at the first hit; at most ``[services] probe_attempts`` per account and scan,
+    ``probe_rate`` per second, and below MariaDB's ``max_password_errors`` counting earlier scans' failures
+    (every session is recorded in the state). A found password is never shown."""
+    cfg = ctx.config[ServicesConfig]
+    if not cfg.probe_passwords:
+        return
+    recorder = ctx.fact(PROBE_STORE)
+    limits = Limits(per_account=cfg.probe_attempts, per_second=cfg.probe_rate)
+    for service in services(ctx):
+        account = ACCOUNTS.get(service.name)
+        if account is None:
+            continue
+        try:
+            endpoint = endpoint_of(service)
+        except HostError as exc:
+            ctx.skip(SkipReason.UNSUPPORTED, f"{service.name}: {exc}", service.config)
+            continue
+        prober = _prober(service, endpoint) if endpoint is not None else None
+        if prober is None or endpoint is None:
+            continue
+        if ctx.time_left() <= 0:
+            ctx.skip(SkipReason.BUDGET, f"{service.name}: not tried (services.probe_seconds spent)", service.config)
+            continue
+        guesses = service_guesses(prober.service, account, ctx.fact(HOSTNAME))
+        result = probe_account(prober, account, guesses, limits, store=recorder.store, host_key=recorder.host_key)
+        evidence = {"service": service.name, "endpoint": result.endpoint, "account": account,
+                    "attempts": result.attempts, "config": service.config}
+        if result.outcome == WEAK:
+            yield ctx.finding(f"{service.name} account '{account}' has a guessable password ({result.source})",
+                              {"kind": "user", "user": account, "service": service.name},
+                              severity="critical", evidence={**evidence, "matched": result.source, "rank": result.rank},
+                              remediation=_password_fix(service, account))
+        elif result.outcome == NO_PASSWORD:
+            yield ctx.finding(f"{service.name} lets '{account}' in over {result.endpoint} without checking a password",
+                              {"kind": "user", "user": account, "service": service.name, "password": "none"},
+                              severity="medium", evidence={**evidence, "detail": result.detail},
+                              remediation=_password_fix(service, account))
+        elif result.outcome == ERROR and result.detail.startswith("connection failed"):
+            ctx.skip(SkipReason.UNSUPPORTED, f"{service.name} is not running (nothing answers at {result.endpoint}): "
+                                             "its password is not tried", service.config)
+        elif result.outcome in (ERROR, LOCKED, NOT_PROBED):
+            ctx.skip(SkipReason.UNSUPPORTED if result.outcome != ERROR else SkipReason.ERROR,
+                     f"{service.name} '{account}' at {result.endpoint}: {result.outcome}: {result.detail}",
+                     service.config)
+
+
+PASSWORD_FIXES = {
+    "Redis": "set `requirepass` to a long random password in {config} (or give the default user one with an ACL), "
+             "then restart Redis and update its clients",
+    "PostgreSQL": "`ALTER ROLE {account} PASSWORD '…'` from psql (with password_encryption = scram-sha-256), and "
+                  "make pg_hba.conf ask for it (`scram-sha-256`, or `peer` for local admin logins)",
+    "MariaDB/MySQL": "`ALTER USER '{account}'@'localhost' IDENTIFIED BY '…'` (or `IDENTIFIED VIA unix_socket` for root, "
+                     "Debian's default), then check the applications that log in with it",
+}
+
+
+def _password_fix(service: Service, account: str) -> Remediation:
+    return Remediation.by_hand(
+        f"Give {service.name}'s '{account}' a long password (or local-socket-only authentication)",
+        PASSWORD_FIXES[service.name].format(config=service.config, account=account)
+        + ". Only you can choose the password and know which clients use it.",
+        Param("password", "the new password, stored where its clients read it", "32 random characters"))

@@ -4,7 +4,7 @@ service's problem (named in ``problems`` and reported as not checked), never a r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hostguard.engine.facts import Fact
@@ -28,6 +28,7 @@ class Service:
     listening: Listening
     auth: Auth
     notes: tuple[str, ...] = ()
+    record: Any = field(default=None, compare=False, repr=False)   # the reader's own record (RedisConfig, ...)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def collect_services(host: Host) -> Services:
             continue
         for record in _records(found):
             out.append(Service(getattr(record, "server", name), record.config, record.listening, record.auth,
-                               tuple(getattr(record, "notes", ()))))
+                               tuple(getattr(record, "notes", ())), record))
     return Services(tuple(out), tuple(problems))
 
 
