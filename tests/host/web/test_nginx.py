@@ -31,6 +31,7 @@ from hostguard.host.web.nginx import (
     read_nginx,
     server_from_config,
 )
+from tests.conftest import need_tool
 
 NGINX_BIN = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 CONF = "/etc/nginx/nginx.conf"
@@ -46,14 +47,12 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> RootHost:
 
 def _nginx_t(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """The real nginx's verdict on the tree's /etc/nginx/nginx.conf (prefix: the tree's /etc/nginx)."""
-    if NGINX_BIN is None:
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    need_tool("nginx", "unshare")
+    assert NGINX_BIN is not None
     prefix = tmp_path / "etc/nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     # in a network namespace of its own (`nginx -t` binds the listen addresses: never this machine's ports;
     # an unprivileged run maps itself to root in a user namespace to get one)
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare is not installed (Debian package util-linux)")
     netns = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
     return subprocess.run([*netns, NGINX_BIN, "-t", "-q", "-p", f"{prefix}/", "-c", f"{prefix}/nginx.conf",
                            "-e", f"{prefix}/logs/error.log"], capture_output=True, text=True, timeout=30)
