@@ -66,6 +66,7 @@ class WebContent:
 
     host: Host
     _cache: dict[str, RootIndex] = field(default_factory=dict)
+    _writable: dict[tuple[str, Identity, tuple[AllowRule, ...], int], WritableReport] = field(default_factory=dict)
 
     def index(self, root: str, deadline: float | None = None, cancel: threading.Event | None = None,
               limit: int = MAX_ENTRIES) -> RootIndex:
@@ -80,8 +81,15 @@ class WebContent:
     def writable(self, root: str, identity: Identity, allow: tuple[AllowRule, ...], deadline: float | None,
                  samples: int) -> WritableReport:
         """What ``identity`` can write under ``root`` (see :func:`writable_under`); HostError when the root
-        is missing or not a directory."""
-        return writable_under(self.host, root, identity, allow, deadline, samples)
+        is missing or not a directory. A complete walk is kept: the writable-files check and the PHP check
+        ask the same question of the same roots."""
+        key = (root, identity, allow, samples)
+        if key in self._writable:
+            return self._writable[key]
+        report = writable_under(self.host, root, identity, allow, deadline, samples)
+        if report.complete:
+            self._writable[key] = report
+        return report
 
     def head(self, path: str, size: int) -> bytes | None:
         """The first ``size`` bytes of a regular file under a root (None: gone, not a regular file)."""
