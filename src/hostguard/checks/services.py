@@ -197,7 +197,7 @@ PROBE_STORE: Fact[ProbeStore] = Fact("probe_store", collect_probe_store,
                                      inputs=(STATE.best_effort, HOST_ID.best_effort))
 
 # The account each server always has (its superuser): the one worth guessing.
-ACCOUNTS = {"Redis": "default", "PostgreSQL": "postgres", "MariaDB/MySQL": "root"}
+SUPERUSERS = {"Redis": "default", "PostgreSQL": "postgres", "MariaDB/MySQL": "root"}
 
 
 def endpoint_of(service: Service) -> Endpoint | None:
@@ -245,7 +245,7 @@ def weak_password(ctx: Context) -> Iterator[Finding]:
     recorder = ctx.fact(PROBE_STORE)
     limits = Limits(per_account=cfg.probe_attempts, per_second=cfg.probe_rate)
     for service in services(ctx):
-        account = ACCOUNTS.get(service.name)
+        account = SUPERUSERS.get(service.name)
         if account is None:
             continue
         try:

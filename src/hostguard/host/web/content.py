@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cached_property
 
 from hostguard.engine.facts import Fact
 from hostguard.host.base import FileMissing, Host, HostError
@@ -51,13 +52,9 @@ class RootIndex:
         """Whether ``rel`` (a file or a directory) was seen."""
         return rel in self._all
 
-    @property
+    @cached_property
     def _all(self) -> frozenset[str]:
-        cached: frozenset[str] | None = self.__dict__.get("_all_cache")
-        if cached is None:
-            cached = frozenset(self.files) | frozenset(self.dirs)
-            object.__setattr__(self, "_all_cache", cached)
-        return cached
+        return frozenset(self.files) | frozenset(self.dirs)
 
 
 @dataclass
