@@ -15,13 +15,16 @@ from typing import Any
 
 import pytest
 
-from hostguard.engine.facts import HOST_ID, STATE
+from hostguard.engine.context import ProgressFn
+from hostguard.engine.facts import HOST_ID, STATE, Facts
+from hostguard.engine.registry import default_registry
+from hostguard.engine.runner import run_check
 from hostguard.findings import Finding, HostId, Skipped
 from hostguard.host.base import LiveHost, RootHost
 from hostguard.host.exposure import bound
 from hostguard.host.services.configured import SERVICES, collect_services
 from hostguard.store.state import StateStore
-from tests.conftest import HITS, HOSTS, MISSES, build_tree, need_root, need_tool, run_one
+from tests.conftest import HITS, HOSTS, MISSES, build_tree, make_config, need_root, need_tool, run_one
 from tests.host.services.helpers import running, wait_for
 
 CASES = HOSTS / "fixes" / "services"
@@ -130,7 +133,8 @@ def test_configured_addresses_become_sockets_the_evaluator_can_answer_for(
 
 PROBED = HostId("test-machine", "test-state", "test")
 
-def _redis_scan(tmp_path: Path, requirepass: str | None) -> tuple[list[Finding], list[Skipped], StateStore]:
+def _redis_scan(tmp_path: Path, requirepass: str | None, services_config: dict[str, Any] | None = None,
+                progress: ProgressFn | None = None) -> tuple[list[Finding], list[Skipped], StateStore]:
     """A real redis-server on a unix socket in a temp dir, described by a tree's redis.conf; the check run
     live (probes need a running server) with that tree's services given, and a state store to record in."""
     need_tool("redis-server")
@@ -146,8 +150,10 @@ def _redis_scan(tmp_path: Path, requirepass: str | None) -> tuple[list[Finding],
     store = StateStore(str(tmp_path / "state"))
     with running(["redis-server", str(tmp_path / "redis.conf")], tmp_path / "redis.log"):
         wait_for(lambda: sock.exists(), what="redis-server")
-        found, skipped = run_one("services.weak_password", LiveHost(), given={
-            SERVICES: services, STATE: store, HOST_ID: PROBED})
+        [spec] = [c for c in default_registry().checks if c.id == "services.weak_password"]
+        facts = Facts(LiveHost(), make_config(services=services_config or {}),
+                      given={SERVICES: services, STATE: store, HOST_ID: PROBED})
+        found, skipped = run_check(spec, facts, progress=progress)
     return found, skipped, store
 
 
@@ -172,3 +178,18 @@ def test_redis_without_a_password_is_said_as_such(tmp_path: Path) -> None:
     found, _, _ = _redis_scan(tmp_path, None)
     [hit] = found
     assert hit.target["password"] == "none" and str(hit.severity) == "medium"
+
+
+def test_the_probes_stop_at_the_time_budget_and_count_on_a_progress_bar(tmp_path: Path) -> None:
+    """At 5 attempts a second, 2 seconds end the session long before the cap of 50: said as a budget skip,
+    recorded as out of time, every attempt counted on the bar against the planned total."""
+    bar: list[tuple[str, int, int]] = []
+    found, skipped, store = _redis_scan(tmp_path, "tall-window-87-quiet-river-grows", {"probe_seconds": 2.0},
+                                        lambda check, done, total: bar.append((check, done, total)))
+    assert found == []
+    [(outcome, attempts)] = [(p.outcome, p.attempts) for p in store.probes(PROBED.id)]
+    assert outcome == "out_of_time" and 5 <= attempts <= 12
+    [skip] = skipped
+    assert skip.reason == "budget" and f"{attempts} passwords tried" in skip.detail
+    assert [done for _, done, _ in bar] == list(range(1, attempts + 1))
+    assert {(check, total) for check, _, total in bar} == {("services.weak_password", 50)}

@@ -33,12 +33,23 @@ from hostguard.host.firewall import FIREWALL, FirewallFacts
 from hostguard.host.identity import HOSTNAME
 from hostguard.host.services.common import AuthKind, Scope
 from hostguard.host.services.configured import SERVICES, Service, Services
+from hostguard.passwords.guesses import Guess
 from hostguard.probes.base import Endpoint, Prober
 from hostguard.probes.mysql import MysqlProber
 from hostguard.probes.mysql import lockout_limit as mysql_lockout_limit
 from hostguard.probes.postgres import PostgresProber
 from hostguard.probes.redis import RedisProber
-from hostguard.probes.session import ERROR, LOCKED, NO_PASSWORD, NOT_PROBED, WEAK, Limits, probe_account, service_guesses
+from hostguard.probes.session import (
+    ERROR,
+    LOCKED,
+    NO_PASSWORD,
+    NOT_PROBED,
+    OUT_OF_TIME,
+    WEAK,
+    Limits,
+    probe_account,
+    service_guesses,
+)
 from hostguard.remediation import Param, Remediation
 from hostguard.store.state import StateStore
 
@@ -238,12 +249,15 @@ def weak_password(ctx: Context) -> Iterator[Finding]:
     without ``requirepass``), reported as that. Then the service's default credentials, empty, the names, and
     the common list, stopping at the first hit; at most ``[services] probe_attempts`` per account and scan,
     ``probe_rate`` per second, and below MariaDB's ``max_password_errors`` counting earlier scans' failures
-    (every session is recorded in the state). A found password is never shown."""
+    (every session is recorded in the state). The whole check stays within ``probe_seconds``: a session that
+    would run past it ends between two attempts (said in ``skipped``), and a progress bar counts the attempts.
+    A found password is never shown."""
     cfg = ctx.config[ServicesConfig]
     if not cfg.probe_passwords:
         return
     recorder = ctx.fact(PROBE_STORE)
     limits = Limits(per_account=cfg.probe_attempts, per_second=cfg.probe_rate)
+    planned: list[tuple[Service, str, Prober, list[Guess]]] = []
     for service in services(ctx):
         account = SUPERUSERS.get(service.name)
         if account is None:
@@ -254,13 +268,22 @@ def weak_password(ctx: Context) -> Iterator[Finding]:
             ctx.skip(SkipReason.UNSUPPORTED, f"{service.name}: {exc}", service.config)
             continue
         prober = _prober(service, endpoint) if endpoint is not None else None
-        if prober is None or endpoint is None:
-            continue
+        if prober is not None:
+            planned.append((service, account, prober, service_guesses(prober.service, account, ctx.fact(HOSTNAME))))
+    total = sum(min(limits.per_account, len(guesses) + 1) for *_, guesses in planned)
+    tried = 0
+
+    def attempted() -> None:
+        nonlocal tried
+        tried += 1
+        ctx.progress(tried, total)
+
+    for service, account, prober, guesses in planned:
         if ctx.time_left() <= 0:
             ctx.skip(SkipReason.BUDGET, f"{service.name}: not tried (services.probe_seconds spent)", service.config)
             continue
-        guesses = service_guesses(prober.service, account, ctx.fact(HOSTNAME))
-        result = probe_account(prober, account, guesses, limits, store=recorder.store, host_key=recorder.host_key)
+        result = probe_account(prober, account, guesses, limits, store=recorder.store, host_key=recorder.host_key,
+                               deadline=ctx.deadline, attempted=attempted)
         evidence = {"service": service.name, "endpoint": result.endpoint, "account": account,
                     "attempts": result.attempts, "config": service.config}
         if result.outcome == WEAK:
@@ -273,6 +296,10 @@ def weak_password(ctx: Context) -> Iterator[Finding]:
                               {"kind": "user", "user": account, "service": service.name, "password": "none"},
                               severity="medium", evidence={**evidence, "detail": result.detail},
                               remediation=_password_fix(service, account))
+        elif result.outcome == OUT_OF_TIME:
+            ctx.skip(SkipReason.BUDGET, f"{service.name} '{account}' at {result.endpoint}: {result.attempts} "
+                                        "passwords tried, none accepted, then services.probe_seconds ran out",
+                     service.config)
         elif result.outcome == ERROR and result.detail.startswith("connection failed"):
             ctx.skip(SkipReason.UNSUPPORTED, f"{service.name} is not running (nothing answers at {result.endpoint}): "
                                              "its password is not tried", service.config)

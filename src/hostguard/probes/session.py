@@ -38,6 +38,7 @@ NOT_FOUND = "not_found"
 LOCKED = "locked"
 ERROR = "error"
 NOT_PROBED = "not_probed"
+OUT_OF_TIME = "out_of_time"     # the scan's time budget ended before the guesses did
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class RateLimit:
         self.clock, self.sleep = clock, sleep
         self.last: float | None = None
 
+    def delay(self) -> float:
+        """Seconds the next :meth:`wait` would block."""
+        return 0.0 if self.last is None else max(0.0, self.interval - (self.clock() - self.last))
+
     def wait(self) -> None:
         """Block until the next attempt is allowed, and count it."""
         now = self.clock()
@@ -77,7 +82,7 @@ class ProbeResult:
     service: str
     endpoint: str
     account: str
-    outcome: str                 # WEAK, NO_PASSWORD, NOT_FOUND, LOCKED, ERROR, NOT_PROBED
+    outcome: str                 # WEAK, NO_PASSWORD, NOT_FOUND, LOCKED, ERROR, NOT_PROBED, OUT_OF_TIME
     attempts: int                # attempts the server saw, the canary included
     rank: int | None = None
     source: str | None = None
@@ -116,8 +121,12 @@ def canary() -> str:
 
 def probe_account(prober: Prober, account: str, guesses: Sequence[Guess], limits: Limits = Limits(), *,
                   rate: RateLimit | None = None, store: StateStore | None = None, host_key: str = "",
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ProbeResult:
-    """Canary, then ``guesses`` in order, within the limits; recorded in ``store`` when given."""
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC), deadline: float | None = None,
+                  attempted: Callable[[], None] | None = None) -> ProbeResult:
+    """Canary, then ``guesses`` in order, within the limits; recorded in ``store`` when given.
+
+    ``deadline`` (a :func:`time.monotonic` value) ends the session between two attempts, as OUT_OF_TIME;
+    ``attempted`` is called after each attempt (a progress bar)."""
     started = now().isoformat(timespec="seconds")
     rate = rate or RateLimit(limits.per_second)
     earlier = (earlier_failures(store, host_key, prober.service, account)
@@ -140,6 +149,8 @@ def probe_account(prober: Prober, account: str, guesses: Sequence[Guess], limits
                                           f"({earlier} failed attempts recorded by earlier probes)")
     rate.wait()
     answer = prober.try_password(account, canary())
+    if attempted is not None:
+        attempted()
     if isinstance(answer, Accepted):
         return done(NO_PASSWORD, 1, detail="a long random password was accepted: no password is checked")
     if isinstance(answer, Locked):
@@ -150,9 +161,13 @@ def probe_account(prober: Prober, account: str, guesses: Sequence[Guess], limits
     for rank, guess in enumerate(guesses, 1):
         if attempts >= cap:
             return done(NOT_FOUND, attempts, detail=f"stopped at the cap of {cap} attempts")
+        if deadline is not None and time.monotonic() + rate.delay() >= deadline:
+            return done(OUT_OF_TIME, attempts, detail=f"the time budget ended after {attempts} attempts")
         rate.wait()
         answer = prober.try_password(account, guess.text)
         attempts += 1
+        if attempted is not None:
+            attempted()
         if isinstance(answer, Accepted):
             return done(WEAK, attempts, rank, guess.source)
         if isinstance(answer, Locked):

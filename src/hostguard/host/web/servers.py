@@ -64,12 +64,39 @@ def _same_endpoint(backend: str, listen: str) -> bool:
                       f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "*") else "")
 
 
-def pool_accounts(site: Site, pools: tuple[PhpPool, ...]) -> tuple[RunAs, ...]:
-    """The accounts of the PHP-FPM pools ``site`` hands PHP to."""
-    out = []
+def _title(proc: ProcessInfo) -> str:
+    """The title php-fpm gives its processes (it overwrites argv: ``php-fpm: pool www``, padded)."""
+    return " ".join(proc.cmdline).strip()
+
+
+def fpm_pool_workers(pool: PhpPool, processes: tuple[ProcessInfo, ...] | None) -> tuple[RunAs, ...]:
+    """The accounts the running workers of ``pool`` use: processes titled ``php-fpm: pool NAME`` whose master
+    (``php-fpm: master process (CONFIG)``) was started from the configuration the pool was read from, so two
+    PHP versions' ``www`` pools are never confused. A changed ``user =`` not yet reloaded shows here first."""
+    masters = {p.pid: _title(p) for p in processes or () if _title(p).startswith("php-fpm: master process")}
+    seen: dict[str, RunAs] = {}
+    for proc in processes or ():
+        master = masters.get(proc.ppid)
+        if (master is None or _title(proc) != f"php-fpm: pool {pool.name}" or not proc.user
+                or (pool.config and f"({pool.config})" not in master) or proc.user in seen):
+            continue
+        seen[proc.user] = RunAs(proc.user, None, "process", pool.where,
+                                f"pid {proc.pid} (PHP-FPM pool {pool.name})")
+    return tuple(seen.values())
+
+
+def pool_accounts(site: Site, pools: tuple[PhpPool, ...],
+                  processes: tuple[ProcessInfo, ...] | None = None) -> tuple[RunAs, ...]:
+    """The accounts of the PHP-FPM pools ``site`` hands PHP to: the running workers' where there are any,
+    else the pool's configured ``user``."""
+    out: list[RunAs] = []
     for pool in pools:
-        if pool.user and pool.listen and any(_same_endpoint(b, pool.listen) for b in site.php_backends):
-            out.append(RunAs(pool.user, pool.group, "config", pool.where, f"PHP-FPM pool {pool.name}"))
+        if pool.listen and any(_same_endpoint(b, pool.listen) for b in site.php_backends):
+            live = fpm_pool_workers(pool, processes)
+            if live:
+                out.extend(live)
+            elif pool.user:
+                out.append(RunAs(pool.user, pool.group, "config", pool.where, f"PHP-FPM pool {pool.name}"))
     return tuple(out)
 
 
@@ -92,7 +119,7 @@ def collect_web_servers(host: Host, processes: tuple[ProcessInfo, ...] | None,
             server = replace(server, run_as=workers,
                              sites=tuple(replace(s, run_as=(*workers, *s.run_as[1:])) for s in server.sites))
         if pools:
-            server = replace(server, sites=tuple(replace(s, run_as=(*s.run_as, *pool_accounts(s, pools)))
+            server = replace(server, sites=tuple(replace(s, run_as=(*s.run_as, *pool_accounts(s, pools, processes)))
                                                  for s in server.sites))
         servers.append(server)
     return WebServers(tuple(servers), tuple(problems))
