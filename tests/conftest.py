@@ -27,6 +27,18 @@ MISSES = HOSTS / "misses"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def _postgres_on_path() -> None:
+    """Debian keeps PostgreSQL's server programs (initdb, postgres, pg_ctl) in /usr/lib/postgresql/VERSION/bin,
+    off PATH: put the newest installed version's there, so tests find them on any Debian machine."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                      if p.parent.name.isdigit() else 0)
+    if versions and str(versions[-1]) not in os.environ.get("PATH", "").split(":"):
+        os.environ["PATH"] = os.environ.get("PATH", "") + ":" + str(versions[-1])
+
+
+_postgres_on_path()
+
+
 def build_tree(dest: Path, overlay: Path | None = None) -> Path:
     """Copy the clean host tree to ``dest`` and lay ``overlay`` (a hits/<check> directory) over it.
 

@@ -7,7 +7,7 @@ stopped, so repeated scans reach ever further down the list; a new password, sch
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from hostguard.checks.accounts import AccountsConfig
@@ -20,6 +20,11 @@ from hostguard.host.accounts import ACCOUNTS, SHADOW, Accounts, Shadow
 from hostguard.host.base import Host, Unavailable
 from hostguard.host.identity import HOSTNAME
 from hostguard.host.password_files import PASSWORD_FILES, PasswordEntry
+from hostguard.host.services.ftp_users import FTP_USERS
+from hostguard.host.services.mysql_accounts import MYSQL_ACCOUNTS
+from hostguard.host.services.postgres_roles import POSTGRES_ROLES
+from hostguard.host.services.stored import StoredCredential, StoredCredentials
+from hostguard.host.services.wordpress import WORDPRESS_USERS
 from hostguard.passwords.cracker import Target, crack
 from hostguard.passwords.guesses import plan
 from hostguard.passwords.services_verifiers import service_verifier
@@ -36,9 +41,10 @@ MAX_WORDLIST = 64 * 1024 * 1024
 class WeakPasswordsConfig:
     """[weak_passwords]: how hard to try."""
 
-    budget_seconds: float = setting(30.0, "Seconds to spend guessing, all accounts together, shared between them by "
-                                          "time (a cheap hash gets more guesses than a slow one); the guaranteed floor "
-                                          "is tried even past it.", min=0)
+    budget_seconds: float = setting(30.0, "Seconds each check of the family spends guessing (system accounts, web "
+                                          "password files, database accounts, FTP users), its accounts together, "
+                                          "shared between them by time (a cheap hash gets more guesses than a slow "
+                                          "one); the guaranteed floor is tried even past it.", min=0)
     floor: int = setting(100, "Most-common passwords always tried for every account, whatever the budget (with the "
                               "guesses made from its names); a re-scan of an unchanged hash tries that many further "
                               "guesses instead, continuing where the last scan stopped.", min=0)
@@ -235,3 +241,154 @@ def web_password_files(ctx: Context) -> Iterator[Finding]:
         elif t.budget_ran_out and (path, entry.user) not in reported:
             ctx.skip(SkipReason.BUDGET, f"{path}: '{entry.user}': tried {t.tried} of {t.planned} guesses, none "
                                         "matched (raise weak_passwords.budget_seconds to try more)")
+
+
+# -- passwords the services keep themselves (databases, WordPress, FTP virtual users) ----------------------
+
+SERVICE_FIXES = {
+    "MariaDB/MySQL": "`ALTER USER {account} IDENTIFIED BY '…'` as the database admin, then update the applications "
+                     "that log in as it",
+    "PostgreSQL": "`ALTER ROLE \"{account}\" PASSWORD '…'` from psql as postgres (with password_encryption = "
+                  "scram-sha-256), then update the applications that log in as it",
+    "WordPress": "log in to {source} as an administrator and set a new password for '{account}' (Users → Edit), or "
+                 "have the user reset it; WordPress stores it hashed",
+    "vsftpd": "write the virtual users' database again with the new password ({source}), hashed with crypt "
+              "(pam_userdb `crypt=crypt`)",
+    "proftpd": "`ftpasswd --passwd --file={source} --name={account} --change-password`",
+    "pure-ftpd": "`pure-pw passwd {account} -m` (it rebuilds the PureDB)",
+}
+
+
+def _service_fix(cred: StoredCredential, what: str) -> Remediation:
+    how = SERVICE_FIXES.get(cred.service, "set a new, long password where {source} keeps it")
+    return Remediation.by_hand(
+        f"Give {cred.service}'s '{cred.account}' {what}",
+        how.format(account=cred.account, source=cred.source.split(" ", 1)[0] if cred.service != "WordPress"
+                   else cred.source) + ". Only you can choose the password and know which clients use it.",
+        Param("password", "the new password (at the tool's prompt where there is one)", "32 random characters"))
+
+
+def _stored_target(cred: StoredCredential) -> dict[str, str]:
+    return {"kind": "user", "user": cred.account, "service": cred.service, "source": cred.source}
+
+
+def _crack_stored(ctx: Context, found: Iterable[StoredCredentials]) -> Iterator[Finding]:
+    """The stored passwords of ``found``, tried offline with the same guesses as system accounts (the account's
+    name part, the host name, then the common list) within the check's budget; an empty one is said at once."""
+    cfg = ctx.config[WeakPasswordsConfig]
+    verifier = service_verifier()
+    working = verifier.working_schemes()
+    targets: list[Target] = []
+    creds: list[StoredCredential] = []
+    for store in found:
+        for problem in store.problems:
+            ctx.skip(SkipReason.UNSUPPORTED, problem)
+        for cred in store.credentials:
+            if cred.hashed == "":
+                yield ctx.finding(f"{cred.service} account '{cred.account}' has no password",
+                                  _stored_target(cred), severity="critical",
+                                  evidence={"service": cred.service, "account": cred.account, "source": cred.source,
+                                            "password": "empty"},
+                                  remediation=_service_fix(cred, "a password (it has none)"))
+                continue
+            scheme = verifier.scheme(cred.hashed)
+            if scheme is None or working.get(scheme, "ok") != "ok":
+                ctx.skip(SkipReason.UNSUPPORTED, f"{cred.service} '{cred.account}' ({cred.source}): scheme "
+                                                 f"{scheme or 'not recognised'} cannot be checked here")
+                continue
+            name = cred.account.split("@", 1)[0]
+            first, rest = plan(name, "", ctx.fact(HOSTNAME), cfg.extra_words, cfg.floor, ctx.fact(WORDLIST))
+            targets.append(Target(f"{cred.service}:{cred.account}", cred.hashed, first, rest))
+            creds.append(cred)
+    if not targets:
+        return
+    deadline = ctx.start_budget()
+    assert deadline is not None
+    crack(targets, verifier, deadline=deadline, workers=cfg.workers or os.cpu_count() or 1,
+          progress=ctx.progress, cancel=ctx.cancel)
+    for t, cred in zip(targets, creds, strict=True):
+        if t.found is not None:
+            yield ctx.finding(
+                f"{cred.service} account '{cred.account}' has a guessable password ({t.found.source})",
+                _stored_target(cred), severity="critical" if cred.plain_text else "high",
+                evidence={"service": cred.service, "account": cred.account, "source": cred.source,
+                          "scheme": verifier.scheme(cred.hashed), "matched": t.found.source,
+                          "length": len(t.found.text), "tried": t.tried},
+                remediation=_service_fix(cred, "a long password"))
+        elif t.budget_ran_out:
+            ctx.skip(SkipReason.BUDGET, f"{cred.service} '{cred.account}': tried {t.tried} of {t.planned} guesses, "
+                                        "none matched (raise weak_passwords.budget_seconds to try more)")
+
+
+@check(id="weak_passwords.database_account", severity="high",
+       summary="Database account or WordPress user with a guessable password, or none",
+       needs=(MYSQL_ACCOUNTS, POSTGRES_ROLES, WORDPRESS_USERS, HOSTNAME, WORDLIST), budget=_budget,
+       tags=("T1110.002",))
+def database_accounts(ctx: Context) -> Iterator[Finding]:
+    """The password hashes the local databases keep for their accounts, read over a local admin connection
+    (MariaDB/MySQL ``root`` over its unix socket, or a configured client option file such as Debian's
+    ``debian.cnf``; PostgreSQL as the cluster's owner through ``peer``), and those of the WordPress sites
+    (``wp_users``, with the credentials in ``wp-config.php``, when the database is on this host): each tried
+    offline against the same guesses as system accounts, in the scheme the server uses (MySQL native,
+    MariaDB ed25519, MySQL 8 ``$A$005$``, SCRAM-SHA-256, PostgreSQL md5, phpass and ``$wp$2y$``). An account
+    with an empty password is critical at once. No password is ever tried against the running server here
+    (that is ``services.weak_password``'s, for the superusers), and a found one is never shown. Live only."""
+    yield from _crack_stored(ctx, (ctx.fact(MYSQL_ACCOUNTS), ctx.fact(POSTGRES_ROLES), ctx.fact(WORDPRESS_USERS)))
+
+
+@check(id="weak_passwords.ftp_virtual_user", severity="high",
+       summary="FTP virtual user with a guessable password",
+       needs=(FTP_USERS, HOSTNAME, WORDLIST), budget=_budget, tags=("T1110.002",))
+def ftp_virtual_users(ctx: Context) -> Iterator[Finding]:
+    """The FTP servers' own user stores (vsftpd's pam_userdb database, proftpd's ``AuthUserFile``,
+    pure-ftpd's ``pureftpd.passwd``) tried offline against the same guesses as system accounts. Local FTP
+    users are system accounts (``weak_passwords.system``), never guessed online through PAM."""
+    yield from _crack_stored(ctx, (ctx.fact(FTP_USERS),))
+
+
+@check(id="weak_passwords.stored_in_clear", severity="medium",
+       summary="Passwords kept in clear text by a service",
+       needs=(PASSWORD_FILES, FTP_USERS), tags=("T1552.001",))
+def stored_in_clear(ctx: Context) -> Iterator[Finding]:
+    """A password store that holds the passwords themselves: Tomcat's ``tomcat-users.xml`` without a
+    CredentialHandler, nginx ``{PLAIN}`` entries, vsftpd's pam_userdb database without ``crypt=crypt``.
+    Whoever reads the file (a backup, a leaked web root, a path traversal) logs in, and the same password is
+    often used elsewhere. One finding per file; the passwords are never shown."""
+    files = ctx.fact(PASSWORD_FILES)
+    for pwfile in files.files:
+        users = [e.user for e in pwfile.entries if e.plain_text]
+        if users:
+            yield ctx.finding(f"{pwfile.path} keeps {len(users)} password(s) in clear text",
+                              {"kind": "path", "path": pwfile.path},
+                              evidence={"path": pwfile.path, "servers": list(pwfile.servers), "users": users},
+                              remediation=_clear_fix(pwfile.kind, pwfile.path))
+    by_source: dict[str, list[StoredCredential]] = {}
+    for cred in ctx.fact(FTP_USERS).credentials:
+        if cred.plain_text:
+            by_source.setdefault(cred.source, []).append(cred)
+    for source, creds in by_source.items():
+        yield ctx.finding(f"{source} keeps {len(creds)} {creds[0].service} password(s) in clear text",
+                          {"kind": "path", "path": source},
+                          evidence={"path": source, "service": creds[0].service, "users": [c.account for c in creds]},
+                          remediation=_clear_fix(creds[0].service, source))
+
+
+CLEAR_FIXES = {
+    "tomcat-users": "Add a CredentialHandler to the Realm that reads {path} (`<CredentialHandler className="
+                    "\"org.apache.catalina.realm.SecretKeyCredentialHandler\" algorithm=\"PBKDF2WithHmacSHA512\" "
+                    "iterations=\"100000\" keyLength=\"256\"/>`), store each password as `bin/digest.sh -a "
+                    "PBKDF2WithHmacSHA512 -i 100000 -s 16 -k 256 -h org.apache.catalina.realm."
+                    "SecretKeyCredentialHandler` prints it, then restart Tomcat",
+    "htpasswd": "Store the passwords hashed: `htpasswd -B {path} NAME` for each user NAME listed in the evidence "
+                "(bcrypt), then reload nginx",
+    "vsftpd": "Write the database again with crypt(3) hashes as values (`openssl passwd -6`) and add `crypt=crypt` "
+              "to the pam_userdb.so lines that read {path}",
+}
+
+
+def _clear_fix(kind: str, path: str) -> Remediation:
+    return Remediation.by_hand(
+        f"Store the passwords in {path} hashed, and change them (they may have been read)",
+        CLEAR_FIXES.get(kind, "Store the passwords hashed where {path} keeps them").format(path=path)
+        + ". Only you can choose the new passwords.",
+        Param("password", "each user's new password", "four or more random words, 20+ characters"))

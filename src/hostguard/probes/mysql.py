@@ -10,12 +10,17 @@ reply stops the session at once (:class:`Locked`). An auth switch to another plu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
+import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hostguard.host.base import HostError
 from hostguard.probes.base import (
     Accepted,
     Answer,
@@ -191,3 +196,192 @@ class MysqlProber:
                 sock.sendall(packet(sequence + 1, response(user, auth, NATIVE)))
                 return verdict(reader, sock.sendall, sequence + 1, password)
         return attempt(run)
+
+
+# -- read-only queries over a configured admin login ----------------------------------------------------
+#
+# The readers of stored hashes (``host/services/mysql_accounts``, ``host/services/wordpress``) log in with
+# credentials the administrator configured (Debian's debian.cnf, root's ~/.my.cnf, a site's wp-config.php, or
+# root over the socket) and run a few SELECTs. COM_QUERY and the text result set are small enough to write
+# here on top of the probe's handshake, so hostguard needs no MySQL client library: every size is bounded,
+# every read has the session's deadline, and a reply that does not follow the protocol is a QueryError.
+
+MAX_COLUMNS = 64                 # our SELECTs name at most a handful of columns
+MAX_ROWS = 200_000               # accounts or WordPress users: far more is not a server we should buffer
+MAX_RESULT_BYTES = 32 << 20      # the whole result set of one query
+_EOF_MAX = 9                     # an EOF packet is shorter than this; a row starting 0xfe is at least this long
+_READ_ONLY = re.compile(r"\A\s*SELECT\s", re.IGNORECASE)
+
+
+class QueryError(HostError):
+    """A local admin session could not be opened, or the server's answer to a query was an error or no valid
+    reply (one line, never a traceback)."""
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """A text result set: the column names and each row's values (None for SQL NULL), as the server sent
+    them (bytes: what a column holds need not be text)."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[bytes | None, ...], ...]
+
+
+def _lenenc_int(data: bytes, pos: int) -> tuple[int | None, int]:
+    """A length-encoded integer at ``pos`` and the position after it; None for 0xfb (NULL in a row)."""
+    if pos >= len(data):
+        raise ProtocolError("a packet ends inside a length")
+    first = data[pos]
+    if first < 0xFB:
+        return first, pos + 1
+    if first == 0xFB:
+        return None, pos + 1
+    width = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first)
+    if width is None or pos + 1 + width > len(data):
+        raise ProtocolError(f"bad length prefix 0x{first:02x}")
+    return int.from_bytes(data[pos + 1:pos + 1 + width], "little"), pos + 1 + width
+
+
+def _lenenc_bytes(data: bytes, pos: int) -> tuple[bytes | None, int]:
+    """A length-encoded string at ``pos`` (None for NULL) and the position after it."""
+    size, pos = _lenenc_int(data, pos)
+    if size is None:
+        return None, pos
+    if pos + size > len(data):
+        raise ProtocolError("a value runs past the end of its packet")
+    return data[pos:pos + size], pos + size
+
+
+def _column_name(payload: bytes) -> str:
+    """The ``name`` of a ColumnDefinition41 (catalog, schema, table, org_table come first)."""
+    pos = 0
+    for _ in range(4):
+        _, pos = _lenenc_bytes(payload, pos)
+    name, _ = _lenenc_bytes(payload, pos)
+    if name is None:
+        raise ProtocolError("a column definition without a name")
+    return name.decode("utf-8", "replace")
+
+
+def _row(payload: bytes, width: int) -> tuple[bytes | None, ...]:
+    values: list[bytes | None] = []
+    pos = 0
+    for _ in range(width):
+        value, pos = _lenenc_bytes(payload, pos)
+        values.append(value)
+    if pos != len(payload):
+        raise ProtocolError("a row holds more values than the result set has columns")
+    return tuple(values)
+
+
+def _is_eof(payload: bytes) -> bool:
+    return payload[:1] == b"\xfe" and len(payload) < _EOF_MAX
+
+
+def read_result(next_packet: Callable[[], bytes]) -> ResultSet:
+    """Read one COM_QUERY answer: an ERR packet, an OK packet (no rows), or column count, column
+    definitions, EOF, rows, EOF. ``next_packet`` gives each packet's payload. A LOCAL INFILE request is
+    refused (a server asking the client for a file of this host gets nothing)."""
+    total = 0
+
+    def take() -> bytes:
+        nonlocal total
+        payload = next_packet()
+        total += len(payload) + 4
+        if total > MAX_RESULT_BYTES:
+            raise ProtocolError(f"the result set is larger than {MAX_RESULT_BYTES} bytes")
+        if len(payload) >= 0xFFFFFF:
+            raise ProtocolError("a packet of 16 MiB or more (split rows are not read)")
+        return payload
+
+    first = take()
+    if first[:1] == b"\xff":
+        raise QueryError(f"server error {error_code(first)}: {error_text(first)}")
+    if first[:1] == b"\x00":
+        return ResultSet((), ())
+    if first[:1] == b"\xfb":
+        raise ProtocolError("the server asked for a local file (LOCAL INFILE): refused")
+    count, pos = _lenenc_int(first, 0)
+    if count is None or pos != len(first) or not 0 < count <= MAX_COLUMNS:
+        raise ProtocolError(f"bad column count in {first[:12]!r}")
+    columns = tuple(_column_name(take()) for _ in range(count))
+    if not _is_eof(take()):
+        raise ProtocolError("no EOF packet after the column definitions")
+    rows: list[tuple[bytes | None, ...]] = []
+    while True:
+        payload = take()
+        if _is_eof(payload):
+            return ResultSet(columns, tuple(rows))
+        if payload[:1] == b"\xff":
+            raise QueryError(f"server error {error_code(payload)}: {error_text(payload)}")
+        if len(rows) >= MAX_ROWS:
+            raise ProtocolError(f"more than {MAX_ROWS} rows")
+        rows.append(_row(payload, count))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+class MysqlSession:
+    """One logged-in connection (mysql_native_password, or a method that needs no client secret such as
+    unix_socket) that runs read-only SELECTs. Open it with :meth:`login`; use it as a context manager."""
+
+    def __init__(self, endpoint: Endpoint, sock: socket.socket, reader: Reader, version: str, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.version = version          # the greeting's server version ("5.5.5-10.11.6-MariaDB-..." or "8.0.36")
+        self._sock = sock
+        self._reader = reader
+        self._timeout = timeout
+
+    @classmethod
+    def login(cls, endpoint: Endpoint, user: str, password: str, timeout: float = 10.0) -> MysqlSession:
+        """Connect and log in once as ``user`` (one attempt: these are configured credentials, not guesses);
+        a refusal, an unsupported method or a garbled reply is a :class:`QueryError` naming the endpoint."""
+        try:
+            sock = open_socket(endpoint, timeout)
+        except (OSError, HostError) as exc:
+            raise QueryError(f"{endpoint.label()}: cannot connect: {_one_line(exc)}") from None
+        try:
+            reader = Reader(sock, timeout=timeout)
+            sequence, payload = read_packet(reader)
+            greeting = parse_handshake(payload)
+            sock.sendall(packet(sequence + 1, response(user, scramble(password, greeting.seed), NATIVE)))
+            answer = verdict(reader, sock.sendall, sequence + 1, password)
+        except QueryError:
+            sock.close()
+            raise
+        except (ProtocolError, ValueError, IndexError, UnicodeError, struct.error, OSError) as exc:
+            sock.close()
+            raise QueryError(f"{endpoint.label()}: login as {user!r}: unexpected reply: {_one_line(exc)}") from None
+        if not isinstance(answer, Accepted):
+            sock.close()
+            why = "access denied" if isinstance(answer, Refused) else answer.detail
+            raise QueryError(f"{endpoint.label()}: login as {user!r}: {why}")
+        return cls(endpoint, sock, reader, greeting.version, timeout)
+
+    def query(self, sql: str) -> ResultSet:
+        """Run one SELECT (anything else is refused before it is sent) and read its whole result set."""
+        if not _READ_ONLY.match(sql) or ";" in sql:
+            raise QueryError("only single SELECT statements are sent")
+        self._reader.deadline = time.monotonic() + self._timeout
+        try:
+            self._sock.sendall(packet(0, b"\x03" + sql.encode("utf-8")))
+            return read_result(lambda: read_packet(self._reader)[1])
+        except QueryError:
+            raise
+        except (ProtocolError, ValueError, IndexError, UnicodeError, struct.error, OSError) as exc:
+            self.close()
+            raise QueryError(f"{self.endpoint.label()}: unexpected reply to a query: {_one_line(exc)}") from None
+
+    def close(self) -> None:
+        """Say COM_QUIT (best effort) and close the socket."""
+        with contextlib.suppress(OSError):
+            self._sock.sendall(packet(0, b"\x01"))
+        self._sock.close()
+
+    def __enter__(self) -> MysqlSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

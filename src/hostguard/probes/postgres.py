@@ -4,6 +4,9 @@ and RFC 7677), spoken with the standard library over the unix socket directory o
 PostgreSQL has no lockout counter. ``trust`` answers AuthenticationOk without asking for a password: that is
 "accepted" for any password, which the canary reports as "no password checked". The database named at startup
 is only looked up after authentication, so "database does not exist" after a password still means accepted.
+
+:class:`SimpleQueryClient` is apart from the prober: a read-only client for a connection that needs no password
+(the cluster owner's peer login, ``probes/peer.py``), which the stored-password reader uses to read pg_authid.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import contextlib
 import hashlib
 import hmac
 import os
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from hostguard.host.base import HostError
 from hostguard.probes.base import (
     Accepted,
     Answer,
@@ -36,6 +42,7 @@ MAX_ITERATIONS = 1_000_000   # a server asking for more is garbled or hostile: w
 # failed); 3D000 invalid_catalog_name (asked after authentication succeeded).
 _WRONG_PASSWORD = "28P01"
 _NO_DATABASE = "3D000"
+_T = TypeVar("_T")
 
 
 def socket_path(directory: str, port: int = 5432) -> str:
@@ -207,3 +214,210 @@ class PostgresProber:
                     sock.sendall(message(b"X", b""))
                 return answer
         return attempt(run)
+
+
+# -- a read-only simple-query client over an admin connection ---------------------------------------------
+#
+# The stored-password readers (host/services/postgres_roles.py) read pg_authid over the cluster owner's peer
+# connection (probes/peer.py). They need no password and send none: a server that asks for one is answered
+# with nothing but the Terminate message. Everything the server sends is bounded (one message, the rows, the
+# whole reply's size and time) and anything unexpected is a one-line QueryError, never another exception.
+
+MAX_MESSAGE = 1 << 20          # one backend message: a pg_authid row is well under 1 KiB
+MAX_ROWS = 100_000             # far more roles than any cluster has
+MAX_RESULT_BYTES = 32 << 20    # the whole result kept in memory
+_PASSWORD_REQUESTS = frozenset({3, 5, 10})   # AuthenticationCleartextPassword, MD5Password, SASL
+
+
+class QueryError(HostError):
+    """The admin connection could not be made or the query failed; ``code`` is the server's SQLSTATE when
+    the server said why ("" otherwise)."""
+
+    def __init__(self, text: str, code: str = "") -> None:
+        super().__init__(text)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The rows of one simple query, every value as text (None for SQL NULL) and the command tag."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str | None, ...], ...]
+    command: str
+
+
+def startup_message(user: str, database: str, application: str = "hostguard") -> bytes:
+    """A StartupMessage asking for UTF-8 text, so role names and values decode the same on every server."""
+    body = struct.pack("!i", PROTOCOL_3)
+    for key, value in (("user", user), ("database", database), ("application_name", application),
+                       ("client_encoding", "UTF8")):
+        body += key.encode() + b"\0" + value.encode("utf-8", "surrogateescape") + b"\0"
+    body += b"\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def _cstring(body: bytes, start: int) -> tuple[str, int]:
+    end = body.find(b"\0", start)
+    if end < 0:
+        raise ProtocolError("a string without its terminating zero byte")
+    return body[start:end].decode("utf-8", "surrogateescape"), end + 1
+
+
+def parse_row_description(body: bytes) -> tuple[str, ...]:
+    """The column names of a RowDescription (text format is all this client asks for)."""
+    (count,) = struct.unpack_from("!h", body, 0)
+    if count < 0:
+        raise ProtocolError(f"RowDescription with {count} columns")
+    names: list[str] = []
+    pos = 2
+    for _ in range(count):
+        name, pos = _cstring(body, pos)
+        if pos + 18 > len(body):
+            raise ProtocolError("RowDescription cut short")
+        pos += 18                      # table oid, column number, type oid, type size, type modifier, format
+        names.append(name)
+    if pos != len(body):
+        raise ProtocolError("RowDescription has trailing bytes")
+    return tuple(names)
+
+
+def parse_data_row(body: bytes, columns: int) -> tuple[str | None, ...]:
+    """One DataRow's values as text, None for NULL; the column count must match the RowDescription's."""
+    (count,) = struct.unpack_from("!h", body, 0)
+    if count != columns:
+        raise ProtocolError(f"DataRow with {count} values for {columns} columns")
+    values: list[str | None] = []
+    pos = 2
+    for _ in range(count):
+        (size,) = struct.unpack_from("!i", body, pos)
+        pos += 4
+        if size == -1:
+            values.append(None)
+            continue
+        if size < 0 or pos + size > len(body):
+            raise ProtocolError(f"DataRow value of {size} bytes")
+        values.append(body[pos:pos + size].decode("utf-8", "surrogateescape"))
+        pos += size
+    if pos != len(body):
+        raise ProtocolError("DataRow has trailing bytes")
+    return tuple(values)
+
+
+def _server_error(body: bytes, what: str) -> QueryError:
+    fields = error_fields(body)
+    code = fields.get("C", "")
+    text = " ".join(fields.get("M", "no message").split())[:200]
+    return QueryError(f"{what}: server said {code or '?'}: {text}", code)
+
+
+class SimpleQueryClient:
+    """Protocol 3.0 over an already connected socket: startup without a password, then simple queries.
+
+    Only what an admin read needs: AuthenticationOk (peer, trust) or a clear "needs a password" refusal,
+    ParameterStatus/BackendKeyData/ReadyForQuery, Query with RowDescription, DataRow, CommandComplete,
+    EmptyQueryResponse and ErrorResponse; NoticeResponse and NotificationResponse are skipped wherever they
+    come. ``timeout`` bounds the whole session, so a server dripping bytes cannot hold the scan.
+    """
+
+    def __init__(self, sock: socket.socket, timeout: float = 10.0) -> None:
+        self.sock = sock
+        self.reader = Reader(sock, limit=MAX_MESSAGE + 5, timeout=timeout)
+        self.parameters: dict[str, str] = {}
+
+    def _next(self) -> tuple[bytes, bytes]:
+        while True:
+            kind, body = read_message(self.reader)
+            if kind in (b"N", b"A"):            # notices and notifications may come at any time
+                continue
+            if kind == b"S":                    # ParameterStatus: also at any time (a SET, a reload)
+                name, pos = _cstring(body, 0)
+                value, _ = _cstring(body, pos)
+                if len(self.parameters) < 256:
+                    self.parameters[name] = value
+                continue
+            return kind, body
+
+    def start(self, user: str, database: str) -> None:
+        """Send the startup message and read up to ReadyForQuery; no password is ever sent."""
+        self._guard(lambda: self._start(user, database))
+
+    def _start(self, user: str, database: str) -> None:
+        self.sock.sendall(startup_message(user, database))
+        while True:
+            kind, body = self._next()
+            if kind == b"E":
+                raise _server_error(body, "admin connection refused")
+            if kind == b"R":
+                (code,) = struct.unpack_from("!i", body, 0)
+                if code == 0:
+                    continue
+                if code in _PASSWORD_REQUESTS:
+                    raise QueryError("admin connection needs a password: not read")
+                raise QueryError(f"admin connection asks for an unsupported authentication (request {code}): "
+                                 "not read")
+            if kind == b"K":
+                continue
+            if kind == b"Z":
+                return
+            if kind == b"v":
+                raise QueryError("the server does not speak protocol 3.0 as asked")
+            raise ProtocolError(f"unexpected message {kind!r} during startup")
+
+    def query(self, sql: str) -> QueryResult:
+        """Run one statement with the simple query protocol and read up to ReadyForQuery."""
+        return self._guard(lambda: self._query(sql))
+
+    def _query(self, sql: str) -> QueryResult:
+        self.sock.sendall(message(b"Q", sql.encode("utf-8") + b"\0"))
+        columns: tuple[str, ...] | None = None
+        rows: list[tuple[str | None, ...]] = []
+        size = 0
+        command = ""
+        failure: QueryError | None = None
+        while True:
+            kind, body = self._next()
+            if kind == b"T":
+                columns = parse_row_description(body)
+            elif kind == b"D":
+                if columns is None:
+                    raise ProtocolError("DataRow before RowDescription")
+                size += len(body)
+                if len(rows) >= MAX_ROWS or size > MAX_RESULT_BYTES:
+                    raise QueryError(f"the result is larger than {MAX_ROWS} rows or {MAX_RESULT_BYTES >> 20} MiB: "
+                                     "not read")
+                rows.append(parse_data_row(body, len(columns)))
+            elif kind == b"C":
+                command, _ = _cstring(body, 0)
+            elif kind == b"I":
+                command = ""
+            elif kind == b"E":
+                failure = _server_error(body, "query failed")
+            elif kind == b"Z":
+                if failure is not None:
+                    raise failure
+                return QueryResult(columns or (), tuple(rows), command)
+            else:
+                raise ProtocolError(f"unexpected message {kind!r} in a query's reply")
+
+    def terminate(self) -> None:
+        """Say goodbye (the server logs no "unexpected EOF"), then close the socket."""
+        with contextlib.suppress(OSError):
+            self.sock.sendall(message(b"X", b""))
+        self.sock.close()
+
+    @staticmethod
+    def _guard(run: Callable[[], _T]) -> _T:
+        """Run one exchange, turning everything a garbled or silent server can cause into a QueryError."""
+        try:
+            return run()
+        except QueryError:
+            raise
+        except ProtocolError as exc:
+            raise QueryError(f"unexpected reply: {exc}") from None
+        except (ValueError, IndexError, UnicodeError, struct.error) as exc:
+            raise QueryError(f"unexpected reply: {exc}") from None
+        except TimeoutError:
+            raise QueryError("the server did not answer in time") from None
+        except OSError as exc:
+            raise QueryError(f"connection failed: {exc.strerror or exc}") from None

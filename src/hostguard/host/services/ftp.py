@@ -48,8 +48,12 @@ PROFTPD_CONFIG = "/etc/proftpd/proftpd.conf"
 VSF_BOOL = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
 PRO_BOOL = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 VSF_BOOLS = ("anonymous_enable", "anon_upload_enable", "anon_mkdir_write_enable", "write_enable", "local_enable",
-             "chroot_local_user", "ssl_enable", "force_local_logins_ssl", "listen", "listen_ipv6", "allow_anon_ssl")
-VSF_STRINGS = ("listen_address", "listen_address6", "listen_port", "anon_root", "ftp_username")
+             "chroot_local_user", "ssl_enable", "force_local_logins_ssl", "listen", "listen_ipv6", "allow_anon_ssl",
+             "guest_enable")
+# pam_service_name, guest_username and user_config_dir say where virtual users' passwords are kept and whom
+# they act as (host/services/ftp_users.py reads them; absent from the file: the compiled default applies)
+VSF_STRINGS = ("listen_address", "listen_address6", "listen_port", "anon_root", "ftp_username", "pam_service_name",
+               "guest_username", "user_config_dir")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class FtpConfig:
     auth: Auth
     settings: tuple[tuple[str, Setting], ...] = ()
     notes: tuple[str, ...] = ()
+    # proftpd: every AuthUserFile, in any context (<VirtualHost> included), in file order; virtual users'
+    # passwords live there (host/services/ftp_users.py reads them)
+    auth_user_files: tuple[Setting, ...] = ()
 
 
 def _yn(flag: bool) -> str:
@@ -150,10 +157,11 @@ class _Pro:
     anonymous: list[tuple[Where, bool]] = field(default_factory=list)   # (the <Anonymous> line, login denied)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    user_files: list[Setting] = field(default_factory=list)   # every AuthUserFile, wherever it is
 
 
 _TOP = ("port", "defaultaddress", "socketbindtight", "useipv6", "servertype", "defaultroot", "tlsengine",
-        "tlsrequired")
+        "tlsrequired", "authorder")
 
 
 def _pro_lines(host: Host, path: str, text: str, out: _Pro, depth: int) -> list[tuple[str, list[str], Where]]:
@@ -248,6 +256,8 @@ def parse_proftpd(host: Host, path: str = PROFTPD_CONFIG) -> FtpConfig | None:
                 limit_login = any(a.rstrip(">").lower() == "login" for a in args)
             continue
         sections = [s for s, _ in stack if s not in ("ifmodule", "global", "ifdefine")]
+        if low == "authuserfile" and anon is None:
+            out.user_files.append(Setting(" ".join(args), where))
         if anon is not None and limit_login and low == "denyall":
             anon = (anon[0], True)
         elif not sections and low in _TOP:
@@ -292,7 +302,7 @@ def parse_proftpd(host: Host, path: str = PROFTPD_CONFIG) -> FtpConfig | None:
     local = Setting("yes")      # proftpd lets system accounts in unless told otherwise (not modelled further)
     return FtpConfig("proftpd", path, tuple(out.files), anonymous, Setting("no"), local, chroot, tls,
                      Listening(tuple(listens), tuple(notes)), _ftp_auth(anonymous, local, tls),
-                     tuple(sorted(top.items())), tuple(notes))
+                     tuple(sorted(top.items())), tuple(notes), tuple(out.user_files))
 
 
 def collect_ftp(host: Host) -> tuple[FtpConfig, ...]:
