@@ -225,3 +225,64 @@ def test_the_php_fix_is_read_by_php_itself(tmp_path: Path, check: str, setting: 
     apply([s for s in found.remediation.steps if s.kind == "write"], str(tree))
     assert php_value() == after
     assert run_one(check, RootHost(str(tree)))[0] == []
+
+
+# -- the exact steps of server_tokens and directory listing (proven by the servers in test_web_fixes.py) --------
+
+def test_server_tokens_fix_rewrites_the_line_in_force(tmp_path: Path) -> None:
+    """Hit: `server_tokens on;` at nginx.conf:7 becomes `server_tokens off;` (indentation kept), then nginx's
+    own test, then the reload; applied to the tree, the re-scan is quiet."""
+    from hostguard.remediation import Command, Edit
+    from hostguard.respond.apply import apply
+
+    tree = build_tree(tmp_path / "host", HITS / "web.server_tokens")
+    [found] = run_one("web.server_tokens", RootHost(str(tree)))[0]
+    assert found.remediation.steps == (
+        Edit("/etc/nginx/nginx.conf", 7, "    server_tokens on;", "    server_tokens off;"),
+        Command(("nginx", "-t")), Command(("systemctl", "try-reload-or-restart", "nginx")))
+    assert found.remediation.manual is None
+    apply(found.remediation.steps, str(tree))
+    assert run_one("web.server_tokens", RootHost(str(tree)))[0] == []
+
+
+def test_directory_listing_fix_rewrites_the_autoindex_line(tmp_path: Path) -> None:
+    """Hit: `autoindex on;` of location /files/ (nginx.conf:14) becomes `autoindex off;`."""
+    from hostguard.remediation import Command, Edit
+
+    tree = build_tree(tmp_path / "host", HITS / "web.directory_listing")
+    [found] = run_one("web.directory_listing", RootHost(str(tree)))[0]
+    assert found.target["line"] == "14"
+    assert found.remediation.steps[0] == Edit("/etc/nginx/nginx.conf", 14, "            autoindex on;",
+                                              "            autoindex off;")
+    assert found.remediation.steps[1:] == (Command(("nginx", "-t")), Command(("systemctl", "try-reload-or-restart", "nginx")))
+
+
+def test_a_line_holding_two_directives_is_left_to_the_owner(tmp_path: Path) -> None:
+    """Near miss of the exact step: `gzip on; server_tokens on;` on one line is not rewritten (the edit would
+    have to keep the other directive); the fix says why and what to write, with no step."""
+    tree = build_tree(tmp_path / "host", HITS / "web.server_tokens")
+    conf = tree / "etc/nginx/nginx.conf"
+    conf.write_text(conf.read_text().replace("    server_tokens on;", "    gzip on; server_tokens on;"))
+    [found] = run_one("web.server_tokens", RootHost(str(tree)))[0]
+    assert found.remediation.steps == ()
+    assert "/etc/nginx/nginx.conf:7 holds more than `server_tokens on;`" in (found.remediation.manual or "")
+
+
+def test_a_directive_in_a_linked_file_is_edited_where_the_link_points(tmp_path: Path) -> None:
+    """Hit through a link: sites-enabled/shop is a link to sites-available/shop (Debian's way); the finding
+    names the file nginx read, the edit names the real file (respond/apply.py writes through no link)."""
+    from hostguard.remediation import Edit
+
+    tree = build_tree(tmp_path / "host", HITS / "web.directory_listing")
+    conf = tree / "etc/nginx/nginx.conf"
+    text = conf.read_text()
+    start, end = text.index("    server {"), text.rindex("}")
+    (tree / "etc/nginx/sites-available").mkdir()
+    (tree / "etc/nginx/sites-enabled").mkdir()
+    (tree / "etc/nginx/sites-available/shop").write_text(text[start:end])
+    (tree / "etc/nginx/sites-enabled/shop").symlink_to("../sites-available/shop")
+    conf.write_text(text[:start] + "    include /etc/nginx/sites-enabled/*;\n}\n")
+    [found] = run_one("web.directory_listing", RootHost(str(tree)))[0]
+    assert found.target["path"] == "/etc/nginx/sites-enabled/shop"
+    assert found.remediation.steps[0] == Edit("/etc/nginx/sites-available/shop", 7, "            autoindex on;",
+                                              "            autoindex off;")

@@ -25,8 +25,18 @@ from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
 from hostguard.host.accounts import ACCOUNTS
 from hostguard.host.base import HostError
+from hostguard.host.web.apache import APACHE_TEXT
 from hostguard.host.web.content import WEB_CONTENT, RootIndex, WebContent, calls_phpinfo
-from hostguard.host.web.model import Access, AccessPolicy, DocRoot, Reach, Site, WebServer, Where
+from hostguard.host.web.model import Access, AccessPolicy, Directive, DocRoot, Reach, Site, WebServer, Where
+from hostguard.host.web.nginx import (
+    NGINX_TEXT,
+    ConfigText,
+    NginxPolicy,
+    block_text,
+    location_spec,
+    locations,
+    nginx_word,
+)
 from hostguard.host.web.panels import PANELS
 from hostguard.host.web.php import PHP_INI, PhpIni
 from hostguard.host.web.servers import WEB_SERVERS, WebServers
@@ -38,7 +48,7 @@ from hostguard.host.web.writable import (
     default_allow,
     identity_for,
 )
-from hostguard.remediation import Command, Param, Remediation, Write
+from hostguard.remediation import Command, Edit, Param, Remediation, Step, Write
 
 SAMPLES = 10  # paths shown in one grouped finding
 
@@ -141,7 +151,7 @@ def _sites(ctx: Context, with_policy: bool = True, php: bool = False) -> Iterato
             continue
         if site.policy is not None or not with_policy:
             yield server, site
-        else:   # no evaluator of this server's access rules yet (Tomcat's valves, security-constraint)
+        else:   # a server without an evaluator of its access rules
             ctx.skip(SkipReason.UNSUPPORTED, f"{server.kind}'s access rules are not evaluated: what anyone can "
                                              "open under its roots is not known", site.label())
 
@@ -171,57 +181,147 @@ def _access_evidence(site: Site, url: str, access: Access) -> dict[str, Any]:
             "where": [str(w) for w in access.where]}
 
 
-def _restrict_fix(server: WebServer, site: Site, url: str, what: str) -> Remediation:
-    """How to restrict ``url``: an address allow-list or a password, in the server's own words."""
-    backend = site.php_backends[0] if site.php_backends else None
+# By-hand fixes that print server configuration give it as the first `...` part of the manual text, complete
+# and ready to paste where the text says (the owner's values named by the Params); commands come after it.
+# tests/checks/test_web_fixes.py inserts exactly that text and runs `nginx -t` / httpd -t and real requests.
+
+ADMIN_PARAM = Param("ADMIN_ADDRESS", "the address (or network) you manage the site from", "192.0.2.7")
+
+
+def _prefixes(urls: list[str]) -> list[str]:
+    """The URLs to restrict: each open one, leaving out those inside a directory URL already in the list."""
+    out: list[str] = []
+    for url in urls:
+        if not any(other.endswith("/") and url.startswith(other) and url != other for other in urls) and url not in out:
+            out.append(url)
+    return out
+
+
+def _php_location(site: Site, url: str) -> Directive | None:
+    """The nginx location that runs PHP for ``.php`` requests at ``url`` (a directory, or a .php file)."""
+    policy = site.policy
+    if not isinstance(policy, NginxPolicy):
+        return None
+    probe = url + "hostguard-probe.php" if url.endswith("/") else url
+    if not probe.endswith(".php") or policy.runs_php(probe) is not True:
+        return None
+    return policy.location(probe)
+
+
+def _nginx_restrict(site: Site, urls: list[str], text: ConfigText) -> tuple[str, str, str]:
+    """(snippet, where it goes, why-not) for nginx: a ``^~`` prefix location per URL with allow/deny, and the
+    site's own PHP location copied inside it verbatim where PHP runs there (``^~`` stops nginx from trying the
+    outer regex locations, so without the copy .php files would be sent as text). Where a location of that
+    name exists (nginx refuses a second one), allow/deny go inside it, when every request under it, .php
+    included, is decided there. ``("", "", why)`` when no snippet can be given."""
+    policy = site.policy
+    if not isinstance(policy, NginxPolicy):
+        return "", "", "the server block was not read"
+    prefixes = _prefixes(urls)
+    existing = [loc for loc in locations(policy.server.block) if location_spec(loc)[1] in prefixes
+                and location_spec(loc)[0] in ("", "^~", "=")]
+    if existing:
+        loc = existing[0]
+        php = _php_location(site, location_spec(loc)[1])
+        if len(prefixes) > 1 or (php is not None and not any(x is php for x in locations(loc.block))):
+            return "", "", (f"a location for {location_spec(loc)[1]} exists at {loc.where}, and .php requests under "
+                            "it are decided by another location: make it a ^~ location with a copy of the PHP "
+                            "location nested inside and allow/deny lines for ADMIN_ADDRESS")
+        return "allow ADMIN_ADDRESS;\ndeny all;", f"inside the location at {loc.where}, right after its opening " \
+                                                   "line", ""
+    parts: list[str] = []
+    for url in prefixes:
+        body = ["    allow ADMIN_ADDRESS;", "    deny all;"]
+        php = _php_location(site, url)
+        if php is not None:
+            own = block_text(text, php)
+            if own is None or any("`" in x for x in own):
+                return "", "", (f"the PHP location at {php.where} cannot be copied as written: nest a copy of it "
+                                f"inside a ^~ location for {url} with allow/deny lines for ADMIN_ADDRESS")
+            strip = min(len(x) - len(x.lstrip(" \t")) for x in own if x.strip())
+            body += ["    " + x[strip:] if x.strip() else "" for x in own]
+        parts.append("\n".join([f"location ^~ {nginx_word(url)} {{", *body, "}"]))
+    return "\n".join(parts), f"in the server block at {site.where}, right after its opening line", ""
+
+
+def _apache_word(value: str) -> str | None:
+    """A value in double quotes for an Apache section line; None when it holds a quote or a backslash."""
+    return None if any(c in value for c in "\"\\\n") else f'"{value}"'
+
+
+def _restrict_fix(server: WebServer, site: Site, urls: list[str], what: str, text: ConfigText) -> Remediation:
+    """How to restrict ``urls`` (the app's open URLs): an address allow-list, in the server's own words, with
+    the exact lines to add (checked by the server in tests), or a password instead."""
+    summary = f"Let only your own addresses (or a password) reach {what}, or move it under a long random path"
+    better = " Removing it, if nobody uses it, is better still."
     if server.kind == "nginx":
-        php = (f" Keep PHP running there: nest `location ~ \\.php$ {{ include snippets/fastcgi-php.conf; "
-               f"fastcgi_pass {backend}; }}` inside it, or `^~` would serve .php files as text."
-               if backend else "")
-        how = (f"In the server block at {site.where}, add `location ^~ {url} {{ allow ADMIN_ADDRESS; deny all; }}` "
-               f"(or `auth_basic` with a password file) before the other locations.{php} Then `nginx -t` and "
+        snippet, place, why = _nginx_restrict(site, urls, text)
+        if not snippet:
+            return Remediation.by_hand(summary, f"In the server block at {site.where}, {why}; then nginx -t and "
+                                                f"systemctl reload nginx.{better}", ADMIN_PARAM)
+        how = (f"Add, {place}: `{snippet}` (only "
+               "ADMIN_ADDRESS gets it, PHP still runs through the copy of the site's PHP location, everyone else "
+               "gets 403; `auth_basic` with a password file works in place of allow/deny). Then `nginx -t` and "
                "`systemctl reload nginx`.")
+    elif server.kind == "apache":
+        quoted = [_apache_word(u) for u in _prefixes(urls)]
+        if None in quoted:
+            return Remediation.by_hand(summary, f"In the site at {site.where}, add a <Location> section with "
+                                                "Require ip ADMIN_ADDRESS for each of " + ", ".join(urls)
+                                                + f" (a quote in the URL: write it with care).{better}", ADMIN_PARAM)
+        snippet = "\n".join(f"<Location {q}>\n    Require ip ADMIN_ADDRESS\n</Location>" for q in quoted)
+        place = (f"just before the </VirtualHost> line that closes the site at {site.where}" if site.where.line
+                 else f"at the end of {server.config}")
+        how = (f"Add, {place} (the last <Location> wins): `{snippet}` (or AuthType Basic with `Require "
+               "valid-user`); then `apache2ctl configtest` and `systemctl reload apache2`.")
+    elif server.kind == "tomcat":
+        how = (f"In the file that defines the context of {', '.join(urls)} (its <Context> in conf/Catalina/ under "
+               f"the Host's name, or in server.xml; site at {site.where}), add `<Valve className=\"org.apache."
+               "catalina.valves.RemoteCIDRValve\" allow=\"127.0.0.0/8, ::1/128, ADMIN_ADDRESS\"/>` inside "
+               "<Context> (a Valve in the application's own META-INF/context.xml is ignored when such a file "
+               "exists), then `systemctl restart tomcat10`.")
     else:
-        how = (f"In the site at {site.where}, add `<Location \"{url}\"> Require ip ADMIN_ADDRESS </Location>` (or "
-               "AuthType Basic with `Require valid-user`), then `apache2ctl configtest` and `systemctl reload "
-               "apache2`.")
-    return Remediation.by_hand(
-        f"Let only your own addresses (or a password) reach {what}, or move it under a long random path",
-        how + " Removing it, if nobody uses it, is better still.",
-        Param("ADMIN_ADDRESS", "the address (or network) you manage the site from", "192.0.2.7"))
+        how = (f"Allow only your own addresses to {', '.join(urls)} in {server.kind}'s own configuration of that "
+               "application, or put it behind a password.")
+    return Remediation.by_hand(summary, how + better, ADMIN_PARAM)
 
 
 @check(id="web.admin_exposed", severity="high", summary="Admin back end anyone can reach",
-       needs=(WEB_SERVERS, WEB_CONTENT), budget=_budget, tags=("T1190", "T1133"),
+       needs=(WEB_SERVERS, WEB_CONTENT, NGINX_TEXT), budget=_budget, tags=("T1190", "T1133"),
        references=("https://nginx.org/en/docs/http/ngx_http_access_module.html",
                    "https://httpd.apache.org/docs/2.4/howto/access.html"))
 def admin_exposed(ctx: Context) -> Iterator[Finding]:
     """phpMyAdmin, Adminer, phpPgAdmin, a Tomcat manager, a WordPress or Joomla login, an admin directory:
     found under a document root (marker files, data/web/admin_paths.toml) and open to anyone by the server's
     own rules. Restricted (an address list, a password) or refused is quiet; rules hostguard cannot evaluate
-    give an info finding saying so."""
+    give an info finding saying so. One finding per installed app (its first open URL); the fix restricts
+    every URL of the app that is not restricted yet."""
     apps = catalogue().apps
+    text = ctx.fact(NGINX_TEXT)
     for server, site, policy, root, index in _indexed(ctx):
         for app, rel_dir, rel_file in _installed(apps, index):
+            unrestricted: list[tuple[str, Access]] = []
             for pattern in app.urls:
                 path = pattern.replace("{file}", rel_file) if rel_file else pattern
                 url = url_of(root, posixpath.join(rel_dir, path) if rel_dir else path)
                 access = policy.access(url)
-                if access.reach in (Reach.RESTRICTED, Reach.DENIED) or _allowed(ctx, url):
-                    continue
-                where = posixpath.join(root.path, rel_dir, rel_file) if rel_file else \
-                    posixpath.join(root.path, rel_dir) if rel_dir else root.path
-                unknown = access.reach == Reach.UNKNOWN
-                yield ctx.finding(
-                    f"{app.name} at {url} ({site.label()}) "
-                    + ("may be open: the server's rules cannot be evaluated here" if unknown
-                       else "is open to anyone"),
-                    _site_target(site, where, url, app=app.name),
-                    severity="info" if unknown else app.severity,
-                    evidence={**_access_evidence(site, url, access), "app": app.name, "path": where,
-                              "why_it_matters": app.why},
-                    remediation=_restrict_fix(server, site, url, app.name))
-                break   # one finding per installed app: its first open URL
+                if access.reach not in (Reach.RESTRICTED, Reach.DENIED) and not _allowed(ctx, url):
+                    unrestricted.append((url, access))
+            if not unrestricted:
+                continue
+            url, access = unrestricted[0]
+            where = posixpath.join(root.path, rel_dir, rel_file) if rel_file else \
+                posixpath.join(root.path, rel_dir) if rel_dir else root.path
+            unknown = access.reach == Reach.UNKNOWN
+            yield ctx.finding(
+                f"{app.name} at {url} ({site.label()}) "
+                + ("may be open: the server's rules cannot be evaluated here" if unknown
+                   else "is open to anyone"),
+                _site_target(site, where, url, app=app.name),
+                severity="info" if unknown else app.severity,
+                evidence={**_access_evidence(site, url, access), "app": app.name, "path": where,
+                          "why_it_matters": app.why},
+                remediation=_restrict_fix(server, site, [u for u, _ in unrestricted], app.name, text))
 
 
 def _installed(apps: tuple[AdminApp, ...], index: RootIndex) -> Iterator[tuple[AdminApp, str, str]]:
@@ -301,36 +401,192 @@ def phpinfo_exposed(ctx: Context) -> Iterator[Finding]:
                                   "(`hostguard malware scan` and quarantine come with issue 12)."))
 
 
+# -- exact fixes of the server's own lines (server_tokens, directory listing) -------------------------------
+
+NGINX_MAIN = "/etc/nginx/nginx.conf"
+_NGINX_ONE = r"(?P<indent>[ \t]*){name}[ \t]+[^\s;#'\"{{}}\\]+[ \t]*;[ \t]*(?P<comment>#.*)?"
+_NGINX_COMMENTED = re.compile(r"(?P<indent>[ \t]*)#[ \t]*server_tokens[ \t]+\w+[ \t]*;[ \t]*")
+_NGINX_HTTP = re.compile(r"(?P<indent>[ \t]*)http[ \t]*\{[ \t]*(#.*)?")
+_APACHE_ONE = r"(?P<indent>[ \t]*)(?P<name>{name})[ \t]+\S+[ \t]*"
+# What ``Options All`` stands for in httpd 2.4 (everything but MultiViews), so a plain list can drop Indexes.
+_APACHE_ALL = ("FollowSymLinks", "Includes", "ExecCGI")
+
+
+def _reload(server: WebServer) -> tuple[Command, Command]:
+    """The server's own configuration test, then a reload (live only: both act on the running system; a
+    reload keeps open connections, and a configuration the test refuses never reaches it)."""
+    if server.kind == "nginx":
+        test = ("nginx", "-t") if server.config == NGINX_MAIN else ("nginx", "-t", "-c", server.config)
+        return Command(test), Command(("systemctl", "try-reload-or-restart", "nginx"))
+    if server.config.startswith("/etc/httpd/"):
+        return Command(("apachectl", "configtest")), Command(("systemctl", "try-reload-or-restart", "httpd"))
+    return Command(("apache2ctl", "configtest")), Command(("systemctl", "try-reload-or-restart", "apache2"))
+
+
+def _check_words(server: WebServer) -> str:
+    return "`nginx -t` and `systemctl reload nginx`" if server.kind == "nginx" else \
+        "`apache2ctl configtest` and `systemctl reload apache2`"
+
+
+def _nginx_set(text: ConfigText, where: Where, name: str, value: str) -> Edit | None:
+    """``name value;`` in place of the line at ``where``, when that line holds that one directive alone (a
+    comment after it is kept); None otherwise (several directives on a line, a value in quotes)."""
+    line = text.line(where)
+    m = re.fullmatch(_NGINX_ONE.format(name=name), line) if line is not None else None
+    if line is None or m is None:
+        return None
+    comment = f" {m.group('comment')}" if m.group("comment") else ""
+    return Edit(text.edit_path(where.path), where.line, line, f"{m.group('indent')}{name} {value};{comment}")
+
+
+def _nginx_tokens_off(text: ConfigText) -> tuple[Edit | None, str]:
+    """Where nginx sets no ``server_tokens`` in its http block: uncomment Debian's ``# server_tokens off;`` in
+    that block, else insert the line right after ``http {``. (None, why) when neither can be done safely."""
+    if text.http is None:
+        return None, "the http block's file could not be read again"
+    lines = text.lines(text.http.path)
+    path = text.edit_path(text.http.path)
+    if text.http_end:
+        for number in range(text.http.line + 1, text.http_end):
+            m = _NGINX_COMMENTED.fullmatch(lines[number - 1])
+            if m:
+                return Edit(path, number, lines[number - 1], f"{m.group('indent')}server_tokens off;"), ""
+    opening = text.line(text.http)
+    m = _NGINX_HTTP.fullmatch(opening) if opening is not None else None
+    if opening is None or m is None:
+        return None, f"the line {text.http} holds more than `http {{`"
+    inside = lines[text.http.line:text.http_end - 1 if text.http_end else len(lines)]
+    following = next((x for x in inside if x.strip()), "")   # the block's own indentation (Debian's: a tab)
+    inner = following[:len(following) - len(following.lstrip(" \t"))]
+    indent = inner if len(inner) > len(m.group("indent")) else m.group("indent") + "    "
+    return Edit(path, text.http.line, opening, f"{opening}\n{indent}server_tokens off;"), ""
+
+
+def _apache_set(text: ConfigText, where: Where, name: str, value: str) -> Edit | None:
+    """``Name value`` in place of the line at ``where`` when it is that one directive (no continuation)."""
+    line = text.line(where)
+    m = re.fullmatch(_APACHE_ONE.format(name=name), line, re.IGNORECASE) if line is not None else None
+    if line is None or m is None or line.endswith("\\"):
+        return None
+    return Edit(text.edit_path(where.path), where.line, line, f"{m.group('indent')}{m.group('name')} {value}")
+
+
+def _apache_append(text: ConfigText, main: str, line: str) -> Edit | None:
+    """``line`` added after the last line of the main file: the last word for a server-wide directive
+    (httpd reads the main file's end after every include it names)."""
+    lines = text.lines(main)
+    if not lines or lines[-1].rstrip().endswith("\\"):
+        return None
+    return Edit(text.edit_path(main), len(lines), lines[-1], f"{lines[-1]}\n{line}")
+
+
+def _tokens_fix(server: WebServer, settings: dict[str, tuple[str, Where]], text: ConfigText) -> Remediation:
+    """Exact steps that hide the version, or by hand with the reason when the line cannot be rewritten."""
+    steps: list[Step] = []
+    if server.kind == "nginx":
+        value, where = settings["server_tokens"]
+        if where.line:
+            edit, why = _nginx_set(text, where, "server_tokens", "off"), f"the line at {where} holds more than " \
+                                                                         f"`server_tokens {value};`"
+        else:
+            edit, why = _nginx_tokens_off(text)
+        if edit is None:
+            return Remediation.by_hand(f"Hide {server.kind}'s version",
+                                       f"Set `server_tokens off;` in the http block of {server.config} ({why}), "
+                                       f"then {_check_words(server)}.")
+        steps.append(edit)
+    else:
+        value, where = settings["ServerTokens"]
+        edit = _apache_set(text, where, "ServerTokens", "Prod") if where.line else \
+            _apache_append(text, server.config, "ServerTokens Prod")
+        if edit is None:
+            return Remediation.by_hand(f"Hide {server.kind}'s version",
+                                       f"Set `ServerTokens Prod` (and `ServerSignature Off`) at "
+                                       f"{where if where.line else server.config}: that line cannot be rewritten "
+                                       f"safely (a continued line, or unreadable), then {_check_words(server)}.")
+        steps.append(edit)
+        signature, sig_where = settings.get("ServerSignature", ("Off", Where("")))
+        if signature.lower() in ("on", "email") and sig_where.line:
+            sig = _apache_set(text, sig_where, "ServerSignature", "Off")
+            if sig is not None and (sig.path, sig.line) != (edit.path, edit.line):
+                steps.append(sig)
+    return Remediation(f"Hide {server.kind}'s version (the configuration test runs before the reload, which keeps "
+                       "connections open)", (*steps, *_reload(server)))
+
+
 @check(id="web.server_tokens", severity="low", summary="Web server announces its exact version",
-       needs=(WEB_SERVERS,), tags=("T1592.002",))
+       needs=(WEB_SERVERS, NGINX_TEXT, APACHE_TEXT), tags=("T1592.002",))
 def server_tokens(ctx: Context) -> Iterator[Finding]:
     """nginx ``server_tokens on`` (its default) and Apache ``ServerTokens`` other than ``Prod`` put the
-    version in every response header and error page: scanners pick exploits by it."""
+    version in every response header and error page: scanners pick exploits by it. The fix rewrites the line
+    in force (Debian's commented ``# server_tokens off;`` is uncommented; with no line at all one is added to
+    the http block, or to the end of Apache's main file), then runs the server's own configuration test."""
     servers: WebServers = ctx.fact(WEB_SERVERS)
+    texts = {"nginx": ctx.fact(NGINX_TEXT), "apache": ctx.fact(APACHE_TEXT)}
     for server in servers.servers:
+        settings = {name: (value, where) for name, value, where in server.settings}
         for name, value, where in server.settings:
-            if server.kind == "nginx" and name == "server_tokens" and value != "off":
-                how = (f"Set `server_tokens off;` in the http block of {server.config}"
-                       + (f" (line {where.line} says `{value}`)" if where.line else " (Debian ships it commented "
-                          "out: uncomment it)") + ", then `nginx -t` and `systemctl reload nginx`.")
-            elif server.kind == "apache" and name == "ServerTokens" and value.lower() not in ("prod", "productonly"):
-                how = (f"Set `ServerTokens Prod` (and `ServerSignature Off`) at {where}, then `apache2ctl "
-                       "configtest` and `systemctl reload apache2`.")
-            else:
+            shows = (name == "server_tokens" and value != "off") if server.kind == "nginx" else \
+                (name == "ServerTokens" and value.lower() not in ("prod", "productonly"))
+            if server.kind not in texts or not shows:
                 continue
             yield ctx.finding(f"{server.kind} sends its version ({name} {value})",
                               {"kind": "config", "path": where.path or server.config, "setting": name},
                               evidence={"server": server.kind, "setting": name, "value": value, "where": str(where)},
-                              remediation=Remediation.by_hand(
-                                  f"Hide {server.kind}'s version", how + " (A reload keeps connections open.)"))
+                              remediation=_tokens_fix(server, settings, texts.get(server.kind, ConfigText())))
+
+
+def _without_indexes(line: str) -> tuple[str | None, str]:
+    """An Apache ``Options`` line with directory listing taken out, in a form httpd accepts (it refuses a line
+    that mixes ``+``/``-`` options with plain ones): a plain list loses ``Indexes`` (``All`` is spelled out
+    without it; nothing left is ``None``), a relative one turns ``+Indexes`` into ``-Indexes``. (None, why)
+    when the line cannot be rewritten safely, or httpd would refuse it as it stands (``+All``, a mixed list)."""
+    m = re.fullmatch(r"(?P<indent>[ \t]*)(?P<name>Options)[ \t]+(?P<args>[^\"'\\]*?)[ \t]*", line, re.IGNORECASE)
+    if m is None:
+        return None, "the line is continued, quoted or not one Options directive"
+    words = m.group("args").split()
+    signed = [w[:1] in "+-" for w in words]
+    if all(signed):
+        if any(w[1:].lower() == "all" for w in words):
+            return None, "httpd refuses `+All`/`-All` anyway"
+        out = ["-" + w[1:] if w.lower() == "+indexes" else w for w in words]
+    elif not any(signed):
+        out = []
+        for w in words:
+            for word in (_APACHE_ALL if w.lower() == "all" else (w,)):
+                if word.lower() != "indexes" and word.lower() not in (o.lower() for o in out):
+                    out.append(word)
+        out = out or ["None"]
+    else:
+        return None, "it mixes +/- options with plain ones, which httpd refuses anyway"
+    return f"{m.group('indent')}{m.group('name')} {' '.join(out)}", ""
+
+
+def _listing_fix(server: WebServer, where: Where, text: ConfigText) -> Remediation:
+    summary = f"Turn directory listing off at {where}"
+    if server.kind == "nginx":
+        edit, why = _nginx_set(text, where, "autoindex", "off"), "the line holds more than `autoindex on;`"
+    else:
+        line = text.line(where)
+        new, why = _without_indexes(line) if line is not None else (None, "the file could not be read again")
+        edit = Edit(text.edit_path(where.path), where.line, line, new) if line is not None and new else None
+    if edit is None:
+        off = "autoindex off;" if server.kind == "nginx" else "Options -Indexes"
+        return Remediation.by_hand(summary, f"Replace it with `{off}` ({why}; keep it only where listing files is "
+                                            "the point, and then restrict who may see them), then "
+                                            f"{_check_words(server)}.")
+    return Remediation(summary + " (keep it only where listing files is the point, and then restrict who may "
+                                 "see them)", (edit, *_reload(server)))
 
 
 @check(id="web.directory_listing", severity="medium", summary="Directory listing turned on",
-       needs=(WEB_SERVERS,), tags=("T1083",))
+       needs=(WEB_SERVERS, NGINX_TEXT, APACHE_TEXT), tags=("T1083",))
 def directory_listing(ctx: Context) -> Iterator[Finding]:
     """nginx ``autoindex on`` or Apache ``Options Indexes``: any directory without an index file lists its
-    files (backups, uploads, dumps) to anyone."""
+    files (backups, uploads, dumps) to anyone. The fix rewrites that line (``autoindex off;``; the Options
+    line without Indexes, in a form httpd accepts) and runs the server's configuration test."""
     servers: WebServers = ctx.fact(WEB_SERVERS)
+    texts = {"nginx": ctx.fact(NGINX_TEXT), "apache": ctx.fact(APACHE_TEXT)}
     seen: set[tuple[str, str]] = set()
     for server in servers.servers:
         places: list[tuple[Site | None, tuple[str, str, Where]]] = [
@@ -340,16 +596,12 @@ def directory_listing(ctx: Context) -> Iterator[Finding]:
             if name not in ("autoindex", "Options Indexes") or (where.path, str(where.line)) in seen:
                 continue
             seen.add((where.path, str(where.line)))
-            off = "autoindex off;" if server.kind == "nginx" else "Options -Indexes"
             label = site.label() if site is not None else server.kind
             yield ctx.finding(f"{server.kind} lists directories in {context} ({label})",
                               {"kind": "config", "path": where.path or server.config, "setting": name,
                                "line": str(where.line)},
                               evidence={"server": server.kind, "context": context, "where": str(where)},
-                              remediation=Remediation.by_hand(
-                                  f"Turn directory listing off at {where}",
-                                  f"Replace it with `{off}` (keep it only where listing files is the point, "
-                                  "and then restrict who may see them), check the config and reload."))
+                              remediation=_listing_fix(server, where, texts.get(server.kind, ConfigText())))
 
 
 def _reports(ctx: Context) -> Iterator[tuple[Site, DocRoot, Identity, WritableReport]]:
@@ -463,19 +715,68 @@ def writable_by_web_user(ctx: Context) -> Iterator[Finding]:
             remediation=_writable_fix(root.path, identity, report))
 
 
+_PCRE_SPECIAL = frozenset(".^$|?*+()[]{}\\")
+
+
+def _pcre_escape(text: str) -> str:
+    """``text`` matched literally in a PCRE pattern (nginx's regex locations)."""
+    return "".join("\\" + c if c in _PCRE_SPECIAL else c for c in text)
+
+
+def _no_php_fix(site: Site, root: DocRoot, dirs: list[dict[str, Any]], server: WebServer | None) -> Remediation:
+    """The lines that stop PHP in the writable directories, checked by the server in tests: nginx, a regex
+    location per directory that denies .php, placed just before the PHP location (nginx tries regexes in
+    order, nested ones of the chosen prefix first, so it goes into the same block); Apache, a <Directory>
+    that refuses PHP files, at the end of the site (authorization runs before any handler)."""
+    summary = "Stop PHP from running in the writable directories"
+    rest = " Directories that need not be writable: see web.writable_by_web_user."
+    urls = [d["url"] for d in dirs if d["url"] != "/"]
+    whole = " The document root itself is writable: make it read-only instead (web.writable_by_web_user)." \
+        if len(urls) != len(dirs) else ""
+    if not urls:
+        return Remediation.by_hand(summary, whole.strip() + rest)
+    if site.server == "nginx":
+        php = _php_location(site, urls[0])
+        same = [u for u in urls if php is not None and _php_location(site, u) == php]
+        if php is None:
+            return Remediation.by_hand(summary, "nginx: for each directory, add a regex location that denies "
+                                                f".php before the location that runs PHP for it ({', '.join(urls)})"
+                                                + "; then nginx -t and systemctl reload nginx." + whole + rest)
+        lines = [f"location ~* {nginx_word('^' + _pcre_escape(u) + '.*[.]php$')} {{ deny all; }}" for u in same]
+        later = " Then scan again: the other directories run PHP through other locations." if len(same) < len(urls) \
+            else ""
+        how = (f"In {php.where.path}, add just before line {php.where.line} (the PHP location, in the same "
+               "block): `" + "\n".join(lines)
+               + "`; then `nginx -t` and `systemctl reload nginx`." + later)
+        return Remediation.by_hand(summary, how + whole + rest)
+    paths = [_apache_word(d["path"].rstrip("/") or "/") for d in dirs if d["url"] != "/"]
+    if None in paths:
+        return Remediation.by_hand(summary, "Apache: a <Directory> per directory with a <FilesMatch> of PHP files "
+                                            "and Require all denied (a quote in the path: write it with care)."
+                                            + whole + rest)
+    snippet = "\n".join(f"<Directory {p}>\n    <FilesMatch \"\\.(php[0-9]?|phtml|phar|pht)$\">\n"
+                        "        Require all denied\n    </FilesMatch>\n</Directory>" for p in paths)
+    place = (f"just before the </VirtualHost> line that closes the site at {site.where}" if site.where.line
+             else f"at the end of {server.config if server else 'the main configuration file'}")
+    return Remediation.by_hand(summary, f"Apache: add, {place}: `{snippet}`; then `apache2ctl configtest` and "
+                                        "`systemctl reload apache2`." + whole + rest)
+
+
 @check(id="web.php_in_writable_dir", severity="high", summary="PHP would run from a directory the web user can write",
        needs=(WEB_SERVERS, WEB_CONTENT, ACCOUNTS), budget=_budget, tags=("T1505.003",))
 def php_in_writable_dir(ctx: Context) -> Iterator[Finding]:
     """A directory the serving account can create files in, where the server would run a ``.php`` file
-    requested from it: any upload bug becomes a webshell. Upload directories must be writable, so this is
-    the check that matters for them: they must not run PHP. One finding per root, naming the directories."""
+    requested from it (handed to PHP, and not refused by the access rules first): any upload bug becomes a
+    webshell. Upload directories must be writable, so this is the check that matters for them: they must not
+    run PHP. One finding per root, naming the directories."""
+    servers = {id(site): server for server, site in ctx.fact(WEB_SERVERS).sites()}
     for site, root, identity, report in _reports(ctx):
         if site.policy is None:
             continue
         running = []
         for drop in report.drop_dirs:
             url = url_of(root, f"{drop.rel}/hostguard-probe.php" if drop.rel else "hostguard-probe.php")
-            if site.policy.runs_php(url):
+            if site.policy.runs_php(url) and site.policy.access(url).reach is not Reach.DENIED:
                 running.append({"path": drop.path, "url": url.rsplit("/", 1)[0] + "/", "why": drop.why,
                                 "allowed_for": drop.allowed})
         if not running:
@@ -487,16 +788,7 @@ def php_in_writable_dir(ctx: Context) -> Iterator[Finding]:
             {"kind": "path", "path": root.path, "user": identity.name or str(identity.uid), "php": "writable"},
             evidence={"site": site.label(), "root": root.path, "account": identity.label(), "count": len(running),
                       "dirs": shown, "php_backends": list(site.php_backends)},
-            remediation=Remediation.by_hand(
-                "Stop PHP from running in the writable directories",
-                (f"nginx: in the server block at {site.where}, before the PHP location, add `location ~* "
-                 f"^{shown[0]['url']}.*\\.php$ {{ deny all; }}` for each directory (a `^~` prefix location for it "
-                 "without fastcgi_pass works too); then `nginx -t` and reload."
-                 if site.server == "nginx" else
-                 f"Apache: `<Directory \"{shown[0]['path']}\"> php_admin_flag engine off; "
-                 "<FilesMatch \"\\.ph(p[0-9]?|tml|ar)$\"> Require all denied </FilesMatch> </Directory>` for each "
-                 "directory; then `apache2ctl configtest` and reload.")
-                + " Directories that need not be writable: see web.writable_by_web_user."))
+            remediation=_no_php_fix(site, root, shown, servers.get(id(site))))
 
 
 # -- PHP settings that help a webshell ----------------------------------------------------------------------
@@ -528,8 +820,8 @@ def _php_fix(view: PhpIni, name: str, value: str, summary: str) -> Remediation:
     if not view.scan_dir:
         return Remediation.by_hand(summary, f"Set `{name} = {value}` in {view.files[0] if view.files else 'php.ini'}"
                                             " and reload the web server or PHP-FPM.")
-    reload = ("systemctl", "reload", f"php{view.version}-fpm") if view.sapi == "fpm" and view.version else \
-        ("systemctl", "reload", "apache2") if view.sapi == "apache2" else None
+    reload = ("systemctl", "try-reload-or-restart", f"php{view.version}-fpm") if view.sapi == "fpm" and view.version else \
+        ("systemctl", "try-reload-or-restart", "apache2") if view.sapi == "apache2" else None
     steps: list[Write | Command] = [Write(f"{view.scan_dir}/99-hostguard-{name}.ini",
                                           f"; written by hostguard: {summary.lower()}\n{name} = {value}\n")]
     if reload:

@@ -32,6 +32,7 @@ from typing import Any
 from hostguard.engine.facts import Fact
 from hostguard.host.base import FileMissing, Host, HostError, glob_magic
 from hostguard.host.web.model import Access, Directive, DocRoot, Reach, RunAs, Site, WebServer, Where
+from hostguard.host.web.nginx import ConfigText, read_text_of
 
 MAX_INCLUDE_DEPTH = 32          # httpd allows 128; a real configuration nests three or four deep
 MAX_NOTES = 200
@@ -1240,3 +1241,21 @@ def collect_apache(host: Host) -> WebServer | None:
 
 
 APACHE: Fact[WebServer | None] = Fact("apache", collect_apache)
+
+
+def collect_apache_text(host: Host) -> ConfigText:
+    """The text of every file Apache's configuration was read from (a fix replaces a line as written); empty
+    when there is no Apache or its configuration cannot be read (the ``web_servers`` fact names why)."""
+    found = find_config(host)
+    if found is None:
+        return ConfigText()
+    main, server_root, _user = found
+    try:
+        config = read_config(host, main, server_root, f"{server_root}/envvars")
+    except HostError:
+        return ConfigText()
+    files, real = read_text_of(host, [main, *config.files])
+    return ConfigText(files, real)
+
+
+APACHE_TEXT: Fact[ConfigText] = Fact("apache_text", collect_apache_text)

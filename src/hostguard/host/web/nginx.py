@@ -688,6 +688,128 @@ def _rules_reach(rules: list[Directive], need_allow: bool) -> tuple[Reach, list[
     return max(reaches, key=order.index), rules
 
 
+# -- the text behind the directives (for fixes that replace a line as written) --------------------------
+
+@dataclass(frozen=True)
+class ConfigText:
+    """The lines of every file a web server's configuration was read from, as written, with the path a fix
+    must edit (symlinks resolved inside the host: ``sites-enabled/default`` is a link, and a fix writes
+    through no link) and, for nginx, where the ``http`` block opens and closes.
+
+    A fix is an :class:`~hostguard.remediation.Edit` of a line that must still read as it did, so a check
+    needs the line itself, not the parsed directive; the web model keeps only file:line (``Where``)."""
+
+    files: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    real: tuple[tuple[str, str], ...] = ()      # path as read -> path to edit (no symlink on the way)
+    http: Where | None = None                   # nginx: the first ``http {`` line
+    http_end: int = 0                           # nginx: the line of the ``}`` that closes it (0: unknown)
+
+    def lines(self, path: str) -> tuple[str, ...]:
+        """The file's lines (empty when it was not read)."""
+        return next((lines for p, lines in self.files if p == path), ())
+
+    def line(self, where: Where) -> str | None:
+        """The text of the line at ``where`` (None when unknown)."""
+        lines = self.lines(where.path)
+        return lines[where.line - 1] if 1 <= where.line <= len(lines) else None
+
+    def edit_path(self, path: str) -> str:
+        """The path an edit of ``path`` must name (its real place on the host)."""
+        return next((r for p, r in self.real if p == path), path)
+
+
+def read_text_of(host: Host, paths: tuple[str, ...] | list[str]) -> tuple[tuple[tuple[str, tuple[str, ...]], ...],
+                                                                          tuple[tuple[str, str], ...]]:
+    """The lines of ``paths`` (split on newlines only, as the parsers number them) and the real host path of
+    each; a file that cannot be read now is left out (its fixes stay by hand)."""
+    files: list[tuple[str, tuple[str, ...]]] = []
+    real: list[tuple[str, str]] = []
+    for path in dict.fromkeys(paths):
+        try:
+            text = host.read_text(path)
+            resolved = host.resolve(path)
+        except HostError:
+            continue
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()   # the newline that ends the last line opens no line of its own
+        files.append((path, tuple(line.rstrip("\r") for line in lines)))
+        inside = "/" + posixpath.relpath(resolved, host.root) if host.root != "/" else resolved
+        real.append((path, posixpath.normpath(inside)))
+    return tuple(files), tuple(real)
+
+
+def block_end(text: str, path: str, line: int) -> int:
+    """The line of the ``}`` closing the first block opened on ``line`` of ``text`` (0 when there is none or the
+    text does not parse): where a block ends, which the directive tree does not keep."""
+    opened: list[int] = []
+    try:
+        for stmt in _Tokens(text, path):
+            if stmt.block:
+                opened.append(stmt.line)
+            elif not stmt.words:
+                if not opened:
+                    return 0
+                if opened.pop() == line and line not in opened:
+                    return stmt.line
+    except HostError:
+        return 0
+    return 0
+
+
+def collect_nginx_text(host: Host) -> ConfigText:
+    """The text of nginx's configuration files and where its ``http`` block stands; empty when there is no
+    nginx or its configuration does not parse (the ``web_servers`` fact names that problem)."""
+    if not host.exists(MAIN_CONFIG):
+        return ConfigText()
+    try:
+        config = parse_config(host, MAIN_CONFIG)
+    except HostError:
+        return ConfigText()
+    files, real = read_text_of(host, list(config.files))
+    http = next((d for d in config.tree if d.name == "http" and d.block is not None), None)
+    if http is None:
+        return ConfigText(files, real)
+    text = "\n".join(ConfigText(files).lines(http.where.path))
+    return ConfigText(files, real, http.where, block_end(text, http.where.path, http.where.line))
+
+
+NGINX_TEXT: Fact[ConfigText] = Fact("nginx_text", collect_nginx_text)
+
+
+def locations(block: tuple[Directive, ...] | None) -> Iterator[Directive]:
+    """Every location of a block, nested ones included, in configuration order."""
+    yield from _all_locations(block)
+
+
+_PLAIN_WORD = re.compile(r"(?:[^\s;{}\"'\\#]|\\[^\s\"'\\trn])(?:[^\s;{}\"'\\]|\\[^\s\"'\\trn])*")
+
+
+def nginx_word(value: str) -> str:
+    """``value`` written so that nginx's tokenizer reads it back unchanged: as it is when that is safe,
+    else in double quotes with ``\\`` and ``"`` escaped (a ``{``, a space or a ``;`` would end the word)."""
+    if _PLAIN_WORD.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def block_text(text: ConfigText, block: Directive) -> tuple[str, ...] | None:
+    """The lines of ``block`` as written (from its opening line to the line of its closing brace), when those
+    lines hold that block and nothing else, so they can be copied elsewhere verbatim; None otherwise."""
+    lines = text.lines(block.where.path)
+    end = block_end("\n".join(lines), block.where.path, block.where.line)
+    if not end:
+        return None
+    own = lines[block.where.line - 1:end]
+    try:
+        parsed = parse_text("\n".join(own), block.where.path)
+    except HostError:
+        return None
+    if len(parsed) != 1 or parsed[0].name != block.name or parsed[0].args != block.args:
+        return None
+    return tuple(own)
+
+
 # -- the fact --------------------------------------------------------------------------------------
 
 def collect_nginx(host: Host) -> WebServer | None:
