@@ -254,7 +254,8 @@ def test_directory_listing_fix_rewrites_the_autoindex_line(tmp_path: Path) -> No
     assert found.target["line"] == "14"
     assert found.remediation.steps[0] == Edit("/etc/nginx/nginx.conf", 14, "            autoindex on;",
                                               "            autoindex off;")
-    assert found.remediation.steps[1:] == (Command(("nginx", "-t")), Command(("systemctl", "try-reload-or-restart", "nginx")))
+    assert found.remediation.steps[1:] == (Command(("nginx", "-t")),
+            Command(("systemctl", "try-reload-or-restart", "nginx")))
 
 
 def test_a_line_holding_two_directives_is_left_to_the_owner(tmp_path: Path) -> None:

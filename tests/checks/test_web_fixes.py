@@ -186,7 +186,8 @@ def test_debian_stock_configs_fixed_by_the_steps_pass_their_servers_test_and_res
         Edit("/etc/apache2/conf-available/security.conf", tokens_line,
              security.read_text().split("\n")[tokens_line - 1], "ServerTokens Prod"),
         Edit("/etc/apache2/conf-available/security.conf", signature_line, "ServerSignature On", "ServerSignature Off"))
-    assert apache_steps[2:] == (Command(("apache2ctl", "configtest")), Command(("systemctl", "try-reload-or-restart", "apache2")))
+    assert apache_steps[2:] == (Command(("apache2ctl", "configtest")),
+            Command(("systemctl", "try-reload-or-restart", "apache2")))
     [listing] = _find("web.directory_listing", tree)
     assert listing.target["line"] == str(options_line)
     assert listing.remediation.steps[0] == Edit("/etc/apache2/apache2.conf", options_line,
