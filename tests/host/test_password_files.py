@@ -31,7 +31,7 @@ from hostguard.host.web.tomcat import collect_tomcat
 from hostguard.passwords import service_schemes as algo
 from hostguard.passwords.services_verifiers import service_verifier, split_tag
 from hostguard.passwords.verifiers import crypt_verifier
-from tests.conftest import need_tool
+from tests.conftest import need_tool, run_one
 from tests.host.services.helpers import free_port, running, wait_for
 
 V = service_verifier()
@@ -269,6 +269,12 @@ def test_tomcat_without_a_credential_handler_keeps_passwords_in_clear(tmp_path: 
     assert (admin.user, admin.scheme, admin.plain_text, admin.accepted) == ("admin", "plain", True, True)
     assert admin.note == "no CredentialHandler: tomcat-users.xml holds the password itself"
     assert V.verify(b"admin", admin.hashed) and not V.verify(b"Admin", admin.hashed)
+    # and weak_passwords.stored_in_clear says so, once for the file, naming the user, never the password (the
+    # tree's nginx files, with {PLAIN} and Apache plain-text lines, are reported too)
+    [finding] = [f for f in run_one("weak_passwords.stored_in_clear", host)[0] if f.target["path"] == users.path]
+    assert finding.target == {"kind": "path", "path": users.path} and "'admin'" not in finding.title
+    assert finding.evidence["users"] == ["admin"] and finding.evidence["servers"] == ["tomcat"]
+    assert "SecretKeyCredentialHandler" in (finding.remediation.manual or "")
 
 
 @pytest.mark.parametrize(("users", "message"), [
