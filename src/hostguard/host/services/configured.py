@@ -17,6 +17,7 @@ from hostguard.host.services.mongodb import collect_mongodb
 from hostguard.host.services.mysql import collect_mysql
 from hostguard.host.services.postgres import collect_postgres
 from hostguard.host.services.redis import collect_redis
+from hostguard.host.web.nginx import ConfigText, read_text_of
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,29 @@ def collect_services(host: Host) -> Services:
 
 
 SERVICES: Fact[Services] = Fact("services", collect_services)
+
+
+def _paths_of(service: Service) -> list[str]:
+    """Every file a service's deciding values were read from: its main file and includes, the lines its
+    listeners and authentication name, pg_hba files and their includes, a Redis ACL file."""
+    record = service.record
+    paths = [service.config, *getattr(record, "files", ())]
+    paths += [w.path for w in service.auth.where if w.path]
+    paths += [i.where.path for i in service.listening.listens if i.where.path]
+    paths += [line.where.path for line in getattr(record, "hba", ())]
+    paths += [opt.where.path for opt in getattr(record, "options", ())]
+    aclfile = getattr(record, "aclfile", None)
+    if aclfile is not None:
+        paths.append(aclfile.value)
+    return paths
+
+
+def collect_service_text(host: Host, found: Services) -> ConfigText:
+    """The lines of the services' configuration files as written, for fixes: an
+    :class:`~hostguard.remediation.Edit` must name the line as it reads now, and the readers keep only
+    file:line. A file that cannot be read again is left out (its fix stays by hand), never an error."""
+    files, real = read_text_of(host, [p for s in found.services for p in _paths_of(s)])
+    return ConfigText(files, real)
+
+
+SERVICE_TEXT: Fact[ConfigText] = Fact("service_text", collect_service_text, inputs=(SERVICES,))
