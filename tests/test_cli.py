@@ -152,7 +152,7 @@ def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
     assert {k: v for k, v in settings["ssh.max_auth_tries"].items() if k != "help"} == {"value": 6, "origin": str(cfg)}
     assert settings["weak_passwords.budget_seconds"]["value"] == 30.0
     assert settings["weak_passwords.budget_seconds"]["origin"] == "default"
-    assert settings["weak_passwords.budget_seconds"]["help"].startswith("Seconds to spend")
+    assert settings["weak_passwords.budget_seconds"]["help"].startswith("Seconds each check of the family spends")
 
 
 def test_only_takes_a_check_id(tmp_path: Path) -> None:
