@@ -40,6 +40,9 @@ if [ "$mode" = test ]; then
   pkgs+=(php8.2-fpm php8.2-cli tomcat10 tomcat10-admin)
   # WordPress's own phpass (run by php at test time to prove hostguard's), curl for nginx auth checks
   pkgs+=(wordpress php curl)
+  # systemd-journal-remote: the logons tests build journal files from export format (CI has no journald)
+  # and read them with journalctl --file
+  pkgs+=(systemd-journal-remote)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
@@ -91,6 +94,10 @@ for p in "${missing[@]}"; do
       [ "$p" = redis-server ] && unit=redis-server
       for unit in "$unit.service" $([ "$p" = apache2 ] && echo apache-htcacheclean.service); do
         systemctl disable "$unit" >/dev/null 2>&1 || rm -f "/etc/systemd/system/multi-user.target.wants/$unit"
+      done ;;
+    systemd-journal-remote)
+      for unit in systemd-journal-remote.socket systemd-journal-remote.service systemd-journal-upload.service; do
+        systemctl disable "$unit" >/dev/null 2>&1 || true
       done ;;
   esac
 done

@@ -1,0 +1,50 @@
+"""Client addresses in every form the daemons print them, as one canonical IP text.
+
+sshd prints ``192.0.2.7``, ``2001:db8::7`` or a host name (``UseDNS yes``); vsftpd and dual-stack
+listeners print IPv4 clients as ``::ffff:192.0.2.7``; postfix ``unknown[192.0.2.7]``; PAM ``rhost=``;
+pure-ftpd ``(?@2001:db8::7)``; some print ``[::1]``. Detectors group and block by address, so the same
+client must always read the same: IPv4-mapped IPv6 becomes the IPv4 address, IPv6 is compressed and
+lower-case. A host name is not an address: it gives ``ip = null`` (resolving it would be a network lookup
+an attacker controls).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+
+OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+PLAIN_V4 = re.compile(rf"{OCTET}(?:\.{OCTET}){{3}}")  # already canonical: the common case, without ipaddress
+
+
+def normalize_ip(text: str) -> str | None:
+    """The canonical form of an address as printed (brackets and a trailing ``:port``-free form accepted);
+    None when ``text`` is a host name or not an address at all."""
+    if PLAIN_V4.fullmatch(text):
+        return text
+    return _normalize(text)
+
+
+@lru_cache(maxsize=4096)
+def _normalize(text: str) -> str | None:
+    value = text.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    if not value or len(value) > 64 or not (value[0].isdigit() or value[0] in ":abcdefABCDEF"):
+        return None
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def parse_port(text: str | None) -> int | None:
+    """A TCP port as printed, None when absent or out of range."""
+    if not text or not text.isdigit() or len(text) > 5:
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None

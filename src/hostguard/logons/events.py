@@ -1,0 +1,65 @@
+"""The typed event every parser produces: one authentication attempt (or a run of identical ones).
+
+The JSON form is a stable contract (DESIGN.md, "Stable command contracts"): detectors, the store and other
+tools key on these field names and values, so a new service adds values, never fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hostguard.findings import portable
+
+Outcome = Literal["success", "failure", "probe"]
+OUTCOMES: tuple[Outcome, ...] = ("success", "failure", "probe")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What a parser read from one message, before the source adds where and when.
+
+    ``count`` is the number of attempts the message stands for (``3 incorrect password attempts``, dovecot's
+    ``auth failed, 2 attempts``); a repeat wrapper (``message repeated N times``) multiplies it.
+    """
+
+    service: str
+    outcome: Outcome
+    user: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    method: str | None = None
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogonEvent:
+    """One authentication attempt as ``hostguard logons parse`` prints it.
+
+    ``line`` is the 1-based line (or journal entry) carrying the attempt; ``time`` is ISO 8601 with an
+    offset, None when the line has no usable time. ``user`` may hold non-UTF-8 text (decoded with
+    ``surrogateescape``): it is written with the bytes policy of :mod:`hostguard.findings`.
+    """
+
+    file: str
+    line: int
+    service: str
+    outcome: Outcome
+    count: int
+    user: str | None
+    ip: str | None
+    port: int | None
+    method: str | None
+    time: str | None
+
+    @classmethod
+    def of(cls, attempt: Attempt, file: str, line: int, time: str | None, repeat: int = 1) -> LogonEvent:
+        """The event of ``attempt`` read at ``file:line`` (``repeat``: a syslog repeat wrapper's N)."""
+        return cls(file, line, attempt.service, attempt.outcome, attempt.count * repeat, attempt.user,
+                   attempt.ip, attempt.port, attempt.method, time)
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON object (field order as documented)."""
+        return {"file": portable(self.file), "line": self.line, "service": self.service, "outcome": self.outcome,
+                "count": self.count, "user": portable(self.user), "ip": self.ip, "port": self.port,
+                "method": self.method, "time": self.time}

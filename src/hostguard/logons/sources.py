@@ -1,0 +1,194 @@
+"""Where log lines come from: plain, rotated and compressed files, and the journal through ``journalctl``.
+
+Every source streams: lines are read one at a time with a length cap, so a 1 GB log parses in constant
+memory and a 10 MB garbage line costs one bounded read, not 10 MB of RAM. Compression is recognised by its
+magic bytes, not the name (``auth.log.2.gz``, but also a ``.1`` that logrotate's ``delaycompress`` left
+plain, or a gzip someone renamed). A truncated compressed file (a rotation interrupted, a disk full) gives
+every line up to the damage and is then counted as ``truncated``; it never raises.
+
+The live journal is read with ``journalctl -o json`` (its MESSAGE may be a list of byte values when it is
+not UTF-8). Without root (or the ``adm``/``systemd-journal`` group) journalctl silently shows only the
+calling user's own entries: the caller is told so on stderr, since an empty answer would look like "no
+logons". Under ``--root`` the tree's own journal directory is read (``journalctl -D ROOT/var/log/journal``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import stat
+import subprocess
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from hostguard.host.base import HostError, system_which
+
+MAX_LINE = 64 * 1024  # no authentication message is near this; longer lines are garbage or an attack on us
+MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+@dataclass
+class SourceStats:
+    """What reading one source met: the counts ``logons parse`` reports on stderr.
+
+    ``too_long`` lines were skipped; ``nul`` and ``non_utf8`` lines were still parsed (NULs dropped, bytes
+    kept with ``surrogateescape``: an attacker must not hide a user name behind one invalid byte);
+    ``truncated`` names the damage that ended a compressed file early.
+    """
+
+    name: str
+    lines: int = 0
+    events: int = 0
+    too_long: int = 0
+    nul: int = 0
+    non_utf8: int = 0
+    unreadable: int = 0  # journal entries that were not valid JSON objects
+    truncated: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def damaged(self) -> bool:
+        """Whether anything was skipped or repaired (the summary is then always printed)."""
+        return bool(self.too_long or self.nul or self.non_utf8 or self.unreadable or self.truncated)
+
+    def summary(self) -> str:
+        """One line: lines read, events, and what was skipped."""
+        parts = [f"{self.lines} lines", f"{self.events} events"]
+        for label, value in (("too long (skipped)", self.too_long), ("with NUL bytes", self.nul),
+                             ("not UTF-8", self.non_utf8), ("unreadable entries (skipped)", self.unreadable)):
+            if value:
+                parts.append(f"{value} {label}")
+        if self.truncated:
+            parts.append(f"truncated: {self.truncated}")
+        return f"{self.name}: " + ", ".join(parts + self.notes)
+
+
+def check_log(path: str) -> None:
+    """That ``path`` can be read as a log, without reading it (a pipe, ``<(zcat ...)``, is only looked at):
+    :class:`HostError` otherwise. The command checks every file so before printing anything."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise HostError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise HostError(f"{path}: {exc.strerror or exc}") from exc
+    if stat.S_ISFIFO(st.st_mode):
+        return
+    open_log(path).close()
+
+
+def open_log(path: str) -> IO[bytes]:
+    """A binary stream of the file's lines, decompressed when its magic says so.
+
+    Raises :class:`HostError` (one line) for a missing, unreadable or non-regular file: bad input the
+    command reports and exits 2 on, before any output.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise HostError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise HostError(f"{path}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise HostError(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
+    except OSError as exc:
+        os.close(fd)
+        raise HostError(f"{path}: {exc.strerror or exc}") from exc
+    except HostError:
+        os.close(fd)
+        raise
+    raw = io.BufferedReader(io.FileIO(fd, "rb", closefd=True), 1 << 20)
+    try:
+        head = raw.peek(6)[:6]
+    except OSError as exc:
+        raw.close()
+        raise HostError(f"{path}: {exc.strerror or exc}") from exc
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            if kind == "gzip":
+                return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            if kind == "bzip2":
+                return bz2.BZ2File(raw, "rb")
+            return lzma.LZMAFile(raw, "rb")
+    return raw
+
+
+DECOMPRESS_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError)
+
+
+def read_lines(stream: IO[bytes], stats: SourceStats) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of each line, without its newline; over-long lines are skipped (and
+    counted) without ever holding more than :data:`MAX_LINE` bytes of them."""
+    number = 0
+    readline = stream.readline
+    while True:
+        try:
+            raw = readline(MAX_LINE + 1)
+        except DECOMPRESS_ERRORS as exc:
+            stats.truncated = _damage(exc)
+            return
+        if not raw:
+            return
+        number += 1
+        stats.lines = number
+        if raw[-1:] == b"\n":
+            raw = raw[:-1]
+        elif len(raw) > MAX_LINE:
+            stats.too_long += 1
+            try:
+                while (rest := readline(1 << 20)) and rest[-1:] != b"\n":
+                    pass
+            except DECOMPRESS_ERRORS as exc:
+                stats.truncated = _damage(exc)
+                return
+            continue
+        yield number, raw
+
+
+def _damage(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "compressed stream ended early"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def journal_argv(root: str | None, files: list[str], since: str | None) -> list[str]:
+    """The ``journalctl`` command reading the live journal, a tree's journal directory or journal files."""
+    exe = system_which("journalctl")
+    if exe is None:
+        raise HostError("journalctl is not installed (reading the journal needs it)")
+    argv = [exe, "-o", "json", "--no-pager", "--output-fields=MESSAGE,__REALTIME_TIMESTAMP,SYSLOG_IDENTIFIER,"
+            "_COMM,SYSLOG_PID,_PID,_HOSTNAME"]
+    for name in files:
+        argv += ["--file", name]
+    if root is not None and not files:
+        argv += ["-D", os.path.join(root, "var/log/journal")]
+    if since:
+        argv += ["--since", since]
+    return argv
+
+
+def journal_lines(argv: list[str], stats: SourceStats) -> Iterator[tuple[int, bytes]]:
+    """The entries ``journalctl -o json`` prints, one JSON object a line; its failure is a HostError."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "LC_ALL": "C"})
+    except OSError as exc:
+        raise HostError(f"journalctl: {exc.strerror or exc}") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        yield from read_lines(proc.stdout, stats)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read(4096).decode("utf-8", "replace").strip()
+        proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        raise HostError(f"journalctl exited {code}: {err.splitlines()[0] if err else 'no message'}")
+    if os.geteuid() != 0 and "-D" not in argv and "--file" not in argv:
+        stats.notes.append("not root: journalctl shows only this user's own entries")
