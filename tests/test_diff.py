@@ -86,7 +86,7 @@ def test_a_budget_skip_is_not_a_fix(state: StateStore, tmp_path: Path) -> None:
     one: the finding is "not checked now", never resolved. The near miss: the account removed and the check
     complete: resolved."""
     tree = _weak_tree(tmp_path)
-    found = scan(state, tree, T0, only="weak_passwords")
+    found = scan(state, tree, T0, only="weak_passwords.system")
     assert [f.target["user"] for f in found.report.findings] == ["legacy"]
     # the owner sets a new password (another weak one, as it happens): a new hash is tried from the start, and
     # with no budget at all the check cannot tell
@@ -95,7 +95,7 @@ def test_a_budget_skip_is_not_a_fix(state: StateStore, tmp_path: Path) -> None:
                       if ln.startswith("oldsvc:"))
     shadow.write_text("".join(":".join([p[0], other_hash, *p[2:]]) if ln.startswith("legacy:") else ln
                               for ln in shadow.read_text().splitlines(keepends=True) for p in [ln.split(":")]))
-    starved = scan(state, tree, T0 + DAY, only="weak_passwords", weak_passwords={"budget_seconds": 0, "floor": 0})
+    starved = scan(state, tree, T0 + DAY, only="weak_passwords.system", weak_passwords={"budget_seconds": 0, "floor": 0})
     assert [(s.check, s.reason) for s in starved.report.skipped] == [("weak_passwords.system", "budget")], starved.report
     d = diff_of(state, starved)
     assert d.resolved == () and d.new == () and d.open == ()
@@ -104,7 +104,7 @@ def test_a_budget_skip_is_not_a_fix(state: StateStore, tmp_path: Path) -> None:
     for rel in ("passwd", "shadow"):
         path = tree / "etc" / rel
         path.write_text("".join(ln for ln in path.read_text().splitlines(keepends=True) if not ln.startswith("legacy:")))
-    gone = scan(state, tree, T0 + 2 * DAY, only="weak_passwords")
+    gone = scan(state, tree, T0 + 2 * DAY, only="weak_passwords.system")
     assert gone.report.complete
     d = diff_of(state, gone)
     assert d.against is not None and d.against.id == starved.scan_id
