@@ -8,7 +8,7 @@ latter. `fail2ban-regex FILE sshd` is timed on the same file for comparison (iss
 10x fail2ban in constant memory): the installed one, or one unpacked without installing it (no daemon
 started, no firewall touched): `apt-get download fail2ban && dpkg-deb -x fail2ban_*.deb DIR`, then
 `--fail2ban-root DIR`.
-Run: .venv/bin/python benchmarks/logons_parse.py [--lines N] [--keep FILE] [--fail2ban-root DIR]
+Run: .venv/bin/python benchmarks/logons.py [--lines N] [--keep FILE] [--fail2ban-root DIR]
 """
 
 from __future__ import annotations
