@@ -44,6 +44,7 @@ from hostguard.respond.apply import apply
 from tests.conftest import build_tree, need_root, need_tool, run_one
 from tests.host.services.helpers import free_port, resp, running, wait_for
 from tests.netns import SERVER_V4, Pair, netns_pair
+from tests.realservers import as_postgres, new_mariadb_datadir, postgres_cluster
 
 OPEN = "services.open_without_auth"
 WEAK = "services.weak_auth"
@@ -272,11 +273,7 @@ MY_CNF = "/etc/mysql/my.cnf"
 
 @pytest.fixture(scope="module")
 def datadir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need_tool("mariadb-install-db", "mariadbd", "mariadb")
-    data = tmp_path_factory.mktemp("mariadb") / "data"
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                    "--auth-root-authentication-method=socket", "--skip-test-db"], capture_output=True, check=True)
-    return data
+    return new_mariadb_datadir(tmp_path_factory.mktemp("mariadb"))
 
 
 def _stranger_gets_in(tree: Path, tmp_path: Path, datadir: Path, overrides: str = "bind-address=127.0.0.1\n"
@@ -344,28 +341,14 @@ HBA_OPEN = ("# pg_hba written for the tests\nlocal   all   postgres   peer\n"
             "host    sales app        198.51.100.0/24  md5\n")
 
 
-def _as_postgres(argv: list[str], ns: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*(["ip", "netns", "exec", ns] if ns else []), "runuser", "-u", "postgres", "--", *argv],
-                          capture_output=True, text=True, timeout=60)
+_as_postgres = as_postgres
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Path]:
     """A fresh cluster owned by the postgres account, in a directory it can reach."""
-    need_root("running postgres as its own account")
-    need_tool("initdb", "postgres", "psql", "runuser")
-    try:
-        uid = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        pytest.skip(reason="no postgres account (the postgresql package creates it)")
-    base = Path(tempfile.mkdtemp(prefix="hostguard-pgfix-"))
-    try:
-        os.chown(base, uid, -1)
-        done = _as_postgres(["initdb", "-D", str(base / "data"), "-A", "trust", "--no-sync"])
-        assert done.returncode == 0, done.stderr
+    with postgres_cluster("hostguard-pgfix-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _owned(cluster: Path, name: str, source: Path) -> Path:

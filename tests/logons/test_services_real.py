@@ -7,10 +7,7 @@ from __future__ import annotations
 import ftplib
 import json
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 from hostguard.cli import main
 from tests.conftest import need_root, need_tool
 from tests.host.services.helpers import free_port, running, wait_for
+from tests.realservers import postgres_cluster
 
 
 def parse(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, object]]:
@@ -32,19 +30,8 @@ def brief(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
 
 
 def test_postgresql_password_failure_and_login(capsys: pytest.CaptureFixture[str]) -> None:
-    need_root("running postgres as its own account")
-    need_tool("initdb", "postgres", "psql", "runuser")
-    try:
-        owner = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        pytest.skip(reason="no postgres account (the postgresql package creates it)")
-    base = Path(tempfile.mkdtemp(prefix="hostguard-logons-pg-"))
-    try:
-        os.chown(base, owner, -1)
+    with postgres_cluster("hostguard-logons-pg-") as base:
         as_pg = ["runuser", "-u", "postgres", "--"]
-        done = subprocess.run([*as_pg, "initdb", "-D", str(base / "data"), "-A", "trust", "--no-sync"],
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
         (base / "data/pg_hba.conf").write_text("local all postgres trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
         port = free_port()
         log = base / "server.log"
@@ -67,8 +54,6 @@ def test_postgresql_password_failure_and_login(capsys: pytest.CaptureFixture[str
         assert "connection authorized: user=shop" in lines[int(str(events[2]["line"])) - 1]
         assert all(isinstance(e["port"], int) for e in events[1:]) and events[0]["port"] is None
         assert all(str(e["time"]).endswith("+00:00") for e in events)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_mariadb_access_denied_and_general_log_connect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

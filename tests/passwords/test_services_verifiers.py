@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -36,8 +35,9 @@ from hostguard.passwords.services_verifiers import (
     tagged,
 )
 from hostguard.passwords.verifiers import crypt_verifier
-from tests.conftest import need_root, need_tool
+from tests.conftest import need_tool
 from tests.host.services.helpers import free_port, running, wait_for
+from tests.realservers import new_mariadb_datadir, postgres_cluster
 
 KAT = known_answers()
 V = service_verifier()
@@ -293,25 +293,13 @@ def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Path]:
     """A temp cluster on a unix socket only, password logins (md5 method: md5 and SCRAM verifiers)."""
-    need_root("running postgres as its own account")
-    need_tool("initdb", "postgres", "psql", "runuser")
-    try:
-        uid = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        pytest.skip(reason="no postgres account (the postgresql package creates it)")
-    base = Path(tempfile.mkdtemp(prefix="hostguard-pgpw-"))
-    try:
-        os.chown(base, uid, -1)
-        done = _as_postgres(["initdb", "-D", str(base / "data"), "-A", "trust", "--no-sync"])
-        assert done.returncode == 0, done.stderr
+    with postgres_cluster("hostguard-pgpw-") as base:
         (base / "data/pg_hba.conf").write_text("local all postgres trust\nlocal all all md5\n")
         with running(["runuser", "-u", "postgres", "--", "postgres", "-D", str(base / "data"), "-k", str(base),
                       "-c", "listen_addresses="], base / "log"):
             wait_for(lambda: _as_postgres(["psql", "-h", str(base), "-d", "postgres", "-c", "select 1"]).returncode
                      == 0, what="postgres")
             yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _sql(base: Path, sql: str) -> str:
@@ -367,11 +355,8 @@ def test_scram_of_a_non_ascii_password(postgres: Path) -> None:
 @pytest.fixture(scope="module")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A temp mariadbd on a unix socket (no TCP), with the ed25519 plugin loaded."""
-    need_tool("mariadb-install-db", "mariadbd", "mariadb")
     base = tmp_path_factory.mktemp("mariadb-pw")
-    done = _run(["mariadb-install-db", "--no-defaults", f"--datadir={base}/data", "--user=root",
-                 "--auth-root-authentication-method=socket", "--skip-test-db"])
-    assert done.returncode == 0, done.stderr
+    new_mariadb_datadir(base)
     sock = base / "m.sock"
     with running(["mariadbd", "--no-defaults", f"--datadir={base}/data", f"--socket={sock}", "--skip-networking",
                   "--user=root", f"--pid-file={base}/m.pid", f"--log-error={base}/err.log"], base / "log"):

@@ -26,9 +26,9 @@ from hostguard.probes.session import (
     probe_account,
     service_guesses,
 )
-from tests.conftest import need_tool
 from tests.host.services.helpers import free_port, running, wait_for
 from tests.probes.common import HOST_KEY, STRONG, assert_not_leaked, open_store, rank_of
+from tests.realservers import new_mariadb_datadir
 
 FAST = Limits(per_account=100, per_second=1000.0)
 USERS = f"""
@@ -42,11 +42,7 @@ CREATE USER 'edwards'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('{STRONG}');
 @pytest.fixture(scope="module")
 def datadir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pristine data directory, never run: each server runs on its own copy (one datadir, one server)."""
-    need_tool("mariadb-install-db", "mariadbd", "mariadb")
-    data = tmp_path_factory.mktemp("mariadb-probe") / "data"
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                    "--auth-root-authentication-method=socket", "--skip-test-db"], capture_output=True, check=True)
-    return data
+    return new_mariadb_datadir(tmp_path_factory.mktemp("mariadb-probe"))
 
 
 @contextmanager

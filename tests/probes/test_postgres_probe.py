@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +14,9 @@ import pytest
 from hostguard.probes.base import Accepted, Endpoint, Error, Refused
 from hostguard.probes.postgres import PostgresProber, socket_path
 from hostguard.probes.session import ERROR, NO_PASSWORD, NOT_FOUND, WEAK, Limits, probe_account, service_guesses
-from tests.conftest import need_root, need_tool
 from tests.host.services.helpers import free_port, running, wait_for
 from tests.probes.common import HOST_KEY, STRONG, assert_not_leaked, open_store, rank_of
+from tests.realservers import postgres_cluster
 
 FAST = Limits(per_account=100, per_second=1000.0)
 HBA = """\
@@ -46,17 +44,8 @@ def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[Path, int]]:
     """A fresh cluster with the roles above, served on a socket directory and 127.0.0.1 with HBA above."""
-    need_root("running postgres as its own account")
-    need_tool("initdb", "postgres", "psql", "runuser")
-    try:
+    with postgres_cluster("hostguard-pgprobe-") as base:
         owner = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        pytest.skip(reason="no postgres account (the postgresql package creates it)")
-    base = Path(tempfile.mkdtemp(prefix="hostguard-pgprobe-"))
-    try:
-        os.chown(base, owner, -1)
-        done = _as_postgres(["initdb", "-D", str(base / "data"), "-A", "trust", "--no-sync"])
-        assert done.returncode == 0, done.stderr
         sock_dir = base / "sock"
         sock_dir.mkdir()
         os.chown(sock_dir, owner, -1)
@@ -73,8 +62,6 @@ def server() -> Iterator[tuple[Path, int]]:
             done = _as_postgres([*psql, "-c", "select pg_reload_conf()"])
             assert done.returncode == 0, done.stderr
             yield sock_dir, port
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _unix(server: tuple[Path, int]) -> PostgresProber:

@@ -15,6 +15,7 @@ from hostguard.host.services.mysql import canonical, package_version, parse
 from hostguard.host.web.model import Where
 from tests.conftest import need_tool
 from tests.host.services.helpers import free_port, line_of, running, tree, wait_for
+from tests.realservers import new_mariadb_datadir
 
 VERSION = "10.11"
 CASES: dict[str, tuple[str, dict[str, str]]] = {
@@ -85,11 +86,7 @@ def test_option_names_are_normalised(name: str, expected: tuple[str, bool | None
 
 @pytest.fixture(scope="module")
 def datadir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need_tool("mariadb-install-db", "mariadbd", "mariadb")
-    data = tmp_path_factory.mktemp("mariadb") / "data"
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                    "--auth-root-authentication-method=socket", "--skip-test-db"], capture_output=True, check=True)
-    return data
+    return new_mariadb_datadir(tmp_path_factory.mktemp("mariadb"))
 
 
 @pytest.mark.parametrize("variant", ["grant_tables_skipped_on_loopback", "checked_and_no_networking"])

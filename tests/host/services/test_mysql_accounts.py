@@ -34,8 +34,8 @@ from hostguard.passwords import service_schemes as algo
 from hostguard.passwords.services_verifiers import known_answers, service_verifier
 from hostguard.probes.base import Endpoint, Reader
 from hostguard.probes.mysql import MysqlSession, QueryError, ResultSet
-from tests.conftest import need_tool
 from tests.host.services.helpers import free_port, running, wait_for
+from tests.realservers import new_mariadb_datadir
 
 STRONG = "Qx7-vT2p!eL9#wRk4zN8uYb3"
 WRONG = "not-the-password"
@@ -73,11 +73,7 @@ class LiveTree(RootHost):
 @pytest.fixture(scope="module")
 def datadir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pristine data directory (root@localhost by unix_socket, as Debian sets it up), never run itself."""
-    need_tool("mariadb-install-db", "mariadbd", "mariadb")
-    data = tmp_path_factory.mktemp("mariadb-accounts") / "data"
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                    "--auth-root-authentication-method=socket", "--skip-test-db"], capture_output=True, check=True)
-    return data
+    return new_mariadb_datadir(tmp_path_factory.mktemp("mariadb-accounts"))
 
 
 @contextmanager

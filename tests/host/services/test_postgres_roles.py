@@ -11,7 +11,6 @@ import signal
 import socket
 import struct
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,9 @@ from hostguard.passwords.services_verifiers import service_verifier, split_tag
 from hostguard.probes.base import Accepted, Endpoint, Refused
 from hostguard.probes.peer import connect_as
 from hostguard.probes.postgres import PostgresProber, QueryError, SimpleQueryClient, message, socket_path
-from tests.conftest import need_root, need_tool
+from tests.conftest import need_root
 from tests.host.services.helpers import free_port, running, wait_for
+from tests.realservers import postgres_cluster
 
 PASSWORDS = {                      # role -> its real password (each made by the server itself below)
     "scram_app": "scram-shadow-1",
@@ -95,18 +95,7 @@ def _reload(cluster: Cluster, hba: str) -> None:
 def cluster() -> Iterator[Cluster]:
     """A fresh cluster owned by the postgres account, reachable only on a unix socket in a temp directory; its
     postgresql.conf says where (so the reader finds it as on a real host), its pg_hba is HBA_PEER."""
-    need_root("running postgres as its own account and connecting as it")
-    need_tool("initdb", "postgres", "psql", "runuser")
-    try:
-        owner = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip(reason="no postgres account (the postgresql package creates it)")
-    base = Path(tempfile.mkdtemp(prefix="hostguard-pgroles-"))
-    try:
-        os.chmod(base, 0o755)
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-        done = _as_postgres(["initdb", "-D", str(base / "data"), "-A", "trust", "-U", "postgres", "--no-sync"])
-        assert done.returncode == 0, done.stderr
+    with postgres_cluster("hostguard-pgroles-") as base:
         sock_dir = base / "sock"
         sock_dir.mkdir()
         _owned(sock_dir)
@@ -123,8 +112,6 @@ def cluster() -> Iterator[Cluster]:
             found = Cluster(base, base / "data", sock, log)
             _reload(found, HBA_PEER)
             yield found
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _service(config: Path, data: Path | None = None) -> Service:
