@@ -43,6 +43,8 @@ if [ "$mode" = test ]; then
   # systemd-journal-remote: the logons tests build journal files from export format (CI has no journald)
   # and read them with journalctl --file
   pkgs+=(systemd-journal-remote)
+  # systemd-analyze (verifying hostguard-blocks.service) and the ssh client (a real session in the block tests)
+  pkgs+=(systemd openssh-client)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

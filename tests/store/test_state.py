@@ -54,6 +54,9 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
                "account": "default", "started": "2024-05-03T12:00:00+00:00",
                "finished": "2024-05-03T12:00:15+00:00", "attempts": 74,
                "outcome": "weak_password", "rank": 73},
+    "blocks": {"network": "198.51.100.7/32", "reason": "brute force: 12 failures in 60s", "source": "logons.brute_force",
+               "created": "2024-05-04T12:00:00+00:00", "updated": "2024-05-04T12:10:00+00:00",
+               "expires": "2024-05-04T13:10:00+00:00", "forced": 0, "removed": None, "removed_by": None},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old

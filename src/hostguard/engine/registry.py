@@ -25,6 +25,7 @@ from hostguard.config import setting
 from hostguard.engine.facts import ConfigInput, Fact, FactError, Facts, OptionalInput, closure
 from hostguard.engine.suppress import SuppressConfig
 from hostguard.findings import HostId, Rule, Severity
+from hostguard.respond.block_config import BlockConfig
 
 if TYPE_CHECKING:
     from hostguard.config import Config
@@ -51,7 +52,7 @@ class ScanConfig:
                                      "findings and the audit log are never pruned.", min=2)
 
 
-ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig}
+ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig, "block": BlockConfig}
 
 
 @dataclass(frozen=True)

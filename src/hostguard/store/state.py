@@ -90,6 +90,17 @@ MIGRATIONS: tuple[str, ...] = (
                          finished TEXT, attempts INTEGER NOT NULL, outcome TEXT NOT NULL, rank INTEGER);
     CREATE INDEX probes_by_host ON probes(host_key, started);
     """,
+    # 6: blocks (issue 11, "block attackers, never the owner"): every address or network hostguard was asked to
+    # drop in its own nftables table, with why, who asked (``manual`` or a detector id), until when (NULL:
+    # permanent) and whether a refusal to block an owner's address was overridden (``forced``). Rows stay
+    # after an unblock or expiry (``removed``, ``removed_by``) so repeat offenders can be counted; the kernel
+    # sets are rebuilt from the active rows after a reboot or a firewall reload.
+    """
+    CREATE TABLE blocks (id INTEGER PRIMARY KEY, network TEXT NOT NULL, reason TEXT NOT NULL, source TEXT NOT NULL,
+                         created TEXT NOT NULL, updated TEXT NOT NULL, expires TEXT, forced INTEGER NOT NULL,
+                         removed TEXT, removed_by TEXT);
+    CREATE INDEX blocks_by_network ON blocks(network, removed);
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.
