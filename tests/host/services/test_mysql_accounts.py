@@ -207,6 +207,20 @@ def test_no_working_login_is_one_problem_line(server: tuple[Path, Path, int], tm
     assert "wrong-Secret-93" not in repr(found)
 
 
+def test_a_server_not_running_is_said_as_such(tmp_path: Path) -> None:
+    port = free_port()                               # nothing listens there
+    tree = tmp_path / "tree"
+    (tree / "etc/mysql").mkdir(parents=True)
+    (tree / "etc/mysql/my.cnf").write_text(f"[mysqld]\nsocket = /run/none.sock\nport = {port}\n")
+    (tree / "etc/mysql/debian.cnf").write_text("[client]\nuser = maint\npassword = wrong-Secret-93\n")
+    host = LiveTree(str(tree))
+    [problem] = collect_mysql_accounts(host, collect_services(host)).problems
+    assert problem.startswith("MariaDB/MySQL (/etc/mysql/my.cnf) is not running (nothing answers: root over the "
+                              "unix socket: no unix socket at /run/none.sock; /etc/mysql/debian.cnf: tcp "
+                              f"127.0.0.1:{port}: cannot connect")
+    assert problem.endswith("its account hashes are not read")
+
+
 def test_no_mariadb_configured_reads_nothing(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     host = LiveTree(str(tmp_path))

@@ -330,6 +330,9 @@ def read_server(host: Host, config: MysqlConfig, logins: Iterable[AdminLogin]) -
             continue
         return StoredCredentials(tuple(found), tuple(problems))
     why = "; ".join(failures) if failures else "no login configured"
+    if failures and all("no unix socket" in f or "cannot connect" in f for f in failures):
+        return StoredCredentials((), (f"{SERVICE} ({config.config}) is not running (nothing answers: {why}): its "
+                                      "account hashes are not read",))
     return StoredCredentials((), (f"{SERVICE} ({config.config}): account hashes not read: {why}",))
 
 
