@@ -131,6 +131,24 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Alert(Finding):
+    """A finding raised by a detector from activity (logon events, later connections and downloads).
+
+    It adds ``time`` (ISO 8601 with the offset: when the event that raised it happened, null when the log line
+    had no time) and ``event`` (that event as data, e.g. the ``logons parse`` object). The fingerprint stays
+    the finding's (detector id and canonical target, never a time), so one attacker is one alert fingerprint
+    from day to day and an episode can be merged, suppressed or accepted like any finding.
+    """
+
+    time: str | None = None
+    event: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding's JSON contract plus ``time`` and ``event``."""
+        return {**super().to_dict(), "time": self.time, "event": portable(dict(self.event))}
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A check (or one item of a per-item check) that did not run, and why.
 

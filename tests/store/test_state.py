@@ -57,6 +57,19 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
     "blocks": {"network": "198.51.100.7/32", "reason": "brute force: 12 failures in 60s", "source": "logons.brute_force",
                "created": "2024-05-04T12:00:00+00:00", "updated": "2024-05-04T12:10:00+00:00",
                "expires": "2024-05-04T13:10:00+00:00", "forced": 0, "removed": None, "removed_by": None},
+    "logon_files": {"host_key": HOST_KEY, "head": "9f" * 32, "head_len": 4096, "path": "/var/log/auth.log",
+                    "lines": 812, "offset": 90112, "seen": "2024-05-03T12:00:00+00:00"},
+    "logon_events": {"host_key": HOST_KEY, "file_id": 1, "key": "812", "path": "/var/log/auth.log", "line": 812,
+                     "service": "sshd", "outcome": "failure", "count": 1, "user": b"caf\xe9", "ip": "198.51.100.20",
+                     "port": 40022, "method": "password", "time": "2024-05-03T10:01:02+00:00", "ts": 1714730462.0,
+                     "ours": 0, "batch": 1},
+    "logon_alerts": {"host_key": HOST_KEY, "fingerprint": "1e" * 16, "detector": "logon.brute_force",
+                     "severity": "high", "first_ts": 1714730400.0, "last_ts": 1714730462.0,
+                     "time": "2024-05-03T10:01:02+00:00", "raised": "2024-05-03T12:00:00+00:00",
+                     "alert": '{"id":"logon.brute_force","target":{"kind":"ip","address":"198.51.100.20"}}'},
+    "logon_baseline": {"host_key": HOST_KEY, "dimension": "ip", "value": "192.0.2.11", "seen": 3, "approved": 1,
+                       "origin": "learned", "first_seen": "2024-05-01T08:00:00+00:00",
+                       "last_seen": "2024-05-03T08:00:00+00:00"},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old

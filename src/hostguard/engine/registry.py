@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from hostguard.config import setting
+from hostguard.detect.config import DetectConfig
 from hostguard.engine.facts import ConfigInput, Fact, FactError, Facts, OptionalInput, closure
 from hostguard.engine.suppress import SuppressConfig
 from hostguard.findings import HostId, Rule, Severity
@@ -52,7 +53,8 @@ class ScanConfig:
                                      "findings and the audit log are never pruned.", min=2)
 
 
-ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig, "block": BlockConfig}
+ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig, "block": BlockConfig,
+                                    "detect": DetectConfig}
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,34 @@ MIGRATIONS: tuple[str, ...] = (
                          removed TEXT, removed_by TEXT);
     CREATE INDEX blocks_by_network ON blocks(network, removed);
     """,
+    # 7: the logon store (issue 11, "record every logon"): each log file read, known by a digest of its first
+    # bytes (up to 4 KiB, decompressed: ``auth.log``, ``auth.log.1`` and ``auth.log.2.gz`` are one file) and
+    # how far it was read; every attempt once, keyed by its file and line (journal entries by their cursor);
+    # which ingest run stored it (``batch``: the detectors' new events) and whether it was hostguard's own
+    # probe (``ours``). The alerts detectors raised (the finding JSON, merged per fingerprint while an
+    # episode goes on), and the approved logon baseline (source IPs, countries, hours, accounts).
+    """
+    CREATE TABLE logon_files (id INTEGER PRIMARY KEY, host_key TEXT NOT NULL, head TEXT NOT NULL,
+                              head_len INTEGER NOT NULL, path TEXT NOT NULL, lines INTEGER NOT NULL,
+                              offset INTEGER NOT NULL, seen TEXT NOT NULL);
+    CREATE INDEX logon_files_by_head ON logon_files(host_key, head);
+    CREATE TABLE logon_events (id INTEGER PRIMARY KEY, host_key TEXT NOT NULL,
+                               file_id INTEGER NOT NULL REFERENCES logon_files(id), key TEXT NOT NULL,
+                               path TEXT NOT NULL, line INTEGER NOT NULL, service TEXT NOT NULL, outcome TEXT NOT NULL,
+                               count INTEGER NOT NULL, user BLOB, ip TEXT, port INTEGER, method TEXT, time TEXT,
+                               ts REAL NOT NULL, ours INTEGER NOT NULL, batch INTEGER NOT NULL,
+                               UNIQUE (file_id, key));
+    CREATE INDEX logon_events_by_time ON logon_events(host_key, ts);
+    CREATE INDEX logon_events_by_batch ON logon_events(batch);
+    CREATE TABLE logon_alerts (id INTEGER PRIMARY KEY, host_key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                               detector TEXT NOT NULL, severity TEXT NOT NULL, first_ts REAL NOT NULL,
+                               last_ts REAL NOT NULL, time TEXT, raised TEXT NOT NULL, alert TEXT NOT NULL);
+    CREATE INDEX logon_alerts_by_fingerprint ON logon_alerts(host_key, fingerprint, last_ts);
+    CREATE TABLE logon_baseline (host_key TEXT NOT NULL, dimension TEXT NOT NULL, value TEXT NOT NULL,
+                                 seen INTEGER NOT NULL, approved INTEGER NOT NULL, origin TEXT NOT NULL,
+                                 first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+                                 PRIMARY KEY (host_key, dimension, value));
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.
