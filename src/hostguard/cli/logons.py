@@ -14,6 +14,11 @@ rotated name a file is read again), runs the detectors over the new ones with th
 the store, stores and prints the alerts they raise; exit 1 when one is at or above ``--fail-on``. `report`
 sums up what the store holds since a time; `baseline` lists, approves and forgets the values of the approved
 logon baseline. Detector settings are the ``[detect]`` config section (docs/logons.md).
+
+`follow` is `ingest` that does not end (``logons/follow.py``): new lines and journal entries stored as they
+come, the detectors fed one event at a time, each new alert printed once; ``--block`` blocks brute-force
+sources (longer for repeat offenders, never the owner nor the approved baseline) and verifies the nftables
+table on a timer. SIGINT/SIGTERM end it with 0.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, SEVERITIES, Parser, Usa
 if TYPE_CHECKING:
     from hostguard.detect.config import DetectConfig
     from hostguard.logons.store import LogonStore
+    from hostguard.respond.block_config import BlockConfig
     from hostguard.store.state import StateStore
 
 
@@ -66,6 +72,28 @@ def add_parser(sub: Any) -> None:
     ingest.add_argument("--fail-on", choices=SEVERITIES, default="high",
                         help="exit 1 when a new alert is at or above this severity (default high)")
 
+    follow = logons_sub.add_parser("follow", help="store and analyse logs as they grow (or the journal), print each "
+                                                  "new alert; --block blocks brute-force sources")
+    follow.add_argument("files", nargs="*", metavar="FILE",
+                        help="log files, followed across rotation (rename, new file) and copytruncate")
+    follow.add_argument("--journal", action="store_true", help="follow this host's journal, on from the last entry read")
+    follow.add_argument("--journal-file", action="append", default=[], metavar="FILE",
+                        help="follow this journal file through `journalctl --file` (repeatable)")
+    follow.add_argument("--program", metavar="NAME", help="lines in no known format are messages of this program")
+    follow.add_argument("--format", choices=("table", "jsonl"), default="table",
+                        help="each new alert as one line (table) or one JSON object a line (jsonl)")
+    follow.add_argument("--block", action="store_true",
+                        help="block the source of each new brute-force alert in hostguard's nftables table "
+                             "(never the owner's addresses, approved logon baseline included)")
+    follow.add_argument("--max-block", default="7d", metavar="DURATION",
+                        help="with --block: the longest block a repeat offender gets (its duration doubles with "
+                             "every earlier block; default 7d)")
+    follow.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                        help="seconds between two reads of the sources (default 1)")
+    follow.add_argument("--verify-every", type=float, default=60.0, metavar="SECONDS",
+                        help="with --block: seconds between two checks that the nftables table is in place, "
+                             "restored from state.db when a firewall reload flushed it (default 60)")
+
     report = logons_sub.add_parser("report", help="logons, failures by source, alerts and blocks since a time")
     report.add_argument("--since", metavar="DURATION|TIME", default="24h",
                         help="a duration back from now (30m, 24h, 7d, 1w2d) or an ISO 8601 time (default 24h)")
@@ -87,9 +115,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen subcommand."""
-    command = {"parse": run_parse, "ingest": run_ingest, "report": run_report, "baseline": run_baseline}
+    command = {"parse": run_parse, "ingest": run_ingest, "follow": run_follow, "report": run_report,
+               "baseline": run_baseline}
     if args.logons_command not in command:
-        raise UsageError("logons needs a subcommand: parse, ingest, report or baseline")
+        raise UsageError("logons needs a subcommand: parse, ingest, follow, report or baseline")
     return command[args.logons_command](args)
 
 
@@ -243,6 +272,134 @@ def run_ingest(args: argparse.Namespace) -> int:
         _table_ingest(sources, [a.to_dict() for a in alerts])
     threshold = Severity(args.fail_on).rank
     return EXIT_FINDINGS if any(a.severity.rank >= threshold for a in alerts) else EXIT_OK
+
+
+def run_follow(args: argparse.Namespace) -> int:
+    """Follow the sources until SIGINT or SIGTERM (exit 0): every poll stores what is new, feeds it to the
+    detectors, prints the new alerts and, with ``--block``, blocks; the table is verified on a timer."""
+    import signal
+    import threading
+    import time
+
+    from hostguard.config import ConfigError, load
+    from hostguard.detect import geo
+    from hostguard.detect.config import DetectConfig, schema
+    from hostguard.engine.registry import default_registry
+    from hostguard.host.base import HostError, LiveHost
+    from hostguard.logons.follow import Follower, Responder
+    from hostguard.logons.sources import check_log, journal_argv
+    from hostguard.logons.timestamps import host_timezone
+    from hostguard.respond.block import BlockError, parse_duration
+    from hostguard.respond.block_config import BlockConfig
+
+    journal = args.journal or bool(args.journal_file)
+    if not args.files and not journal:
+        raise UsageError("logons follow needs at least one FILE (or --journal / --journal-file)")
+    if not 0.05 <= args.interval <= 3600:
+        raise UsageError(f"--interval {args.interval}: from 0.05 to 3600 seconds")
+    if not 1 <= args.verify_every <= 86400:
+        raise UsageError(f"--verify-every {args.verify_every}: from 1 to 86400 seconds")
+    try:
+        maximum = parse_duration(args.max_block)
+    except BlockError as exc:
+        raise UsageError(str(exc).replace("--for", "--max-block", 1)) from exc
+    try:
+        config = load(args.config, schema(default_registry().schema()))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    detect, block_config = config[DetectConfig], config[BlockConfig]
+    host = LiveHost()
+    try:
+        zone, _ = host_timezone(host)
+        for name in args.files:
+            check_log(name)
+        argv = journal_argv(None, args.journal_file, None) if journal else None
+    except HostError as exc:
+        raise UsageError(str(exc)) from exc
+    label = "journal" if not args.journal_file else ",".join(args.journal_file)
+    args.root = None
+    state, store = _open_store(args)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    follower = None
+    try:
+        follower = Follower(store, detect, geo.lookup(), zone, args.files,
+                            (argv, label) if argv is not None else None, args.program)
+        responder = None
+        if args.block:
+            responder = Responder(_follow_blocker(state, store, block_config, host), maximum)
+        emit = _Emitter(args.format)
+        next_verify = time.monotonic()
+        first = True
+        while not stop.is_set():
+            if responder is not None and time.monotonic() >= next_verify:
+                next_verify = time.monotonic() + args.verify_every
+                if (line := responder.verify()) is not None:
+                    emit.note(line)
+            result = follower.poll()
+            for note in result.notes:
+                emit.note(note)
+            for source in result.sources:
+                if source.stats.damaged() or source.stats.notes:
+                    emit.note(source.stats.summary())
+            for alert in result.alerts:
+                emit.alert(alert)
+                if responder is not None and (line := responder.respond(alert, follower.now())) is not None:
+                    emit.action(line)
+            if first:  # said once the first poll is done: from here on SIGINT/SIGTERM end it cleanly
+                first = False
+                sources = len(args.files) + (1 if argv is not None else 0)
+                emit.note(f"following {sources} source(s){' with --block' if args.block else ''}; SIGINT or "
+                          "SIGTERM stops")
+            stop.wait(args.interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if follower is not None:
+            follower.close()
+        state.close()
+    return EXIT_OK
+
+
+def _follow_blocker(state: StateStore, store: LogonStore, config: BlockConfig, host: Any) -> Any:
+    """The blocker ``follow --block`` uses: this host's nft, the owner's addresses read afresh for every block
+    with the approved logon baseline's addresses among them (an approval made while following counts)."""
+    from hostguard.cli.common import host_key
+    from hostguard.respond.block import Blocker
+    from hostguard.respond.nft_block import Nft
+    from hostguard.respond.protect import collect
+
+    def approved() -> list[str]:
+        return [e.value for e in store.baseline().entries.values() if e.dimension == "ip" and e.approved]
+
+    return Blocker(state, Nft(), lambda: collect(host, config.never, approved), config, host_key(host, state))
+
+
+class _Emitter:
+    """Where ``follow`` writes: alerts on stdout (one line, or one JSON object, flushed at once so a pipe sees
+    each as it happens); what was blocked on stdout in the table format and on stderr with jsonl (stdout stays
+    alerts only); notes always on stderr."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+
+    def alert(self, alert: Any) -> None:
+        import json
+
+        from hostguard.findings import readable
+
+        if self.fmt == "jsonl":
+            sys.stdout.write(json.dumps(alert.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            when = alert.time or "(no time in the log)"
+            sys.stdout.write(f"{when} {alert.severity!s:<8} {alert.id} {readable(alert.title)}\n")
+        sys.stdout.flush()
+
+    def action(self, line: str) -> None:
+        print(line, file=sys.stdout if self.fmt == "table" else sys.stderr, flush=True)
+
+    def note(self, line: str) -> None:
+        print(f"hostguard: logons follow: {line}", file=sys.stderr, flush=True)
 
 
 def parse_since(text: str, now: Any) -> Any:
