@@ -29,6 +29,7 @@ from hostguard.logons.sources import SourceStats, open_log, read_lines
 from hostguard.logons.timestamps import Clock
 
 PAM_KV = "logname= uid=0 euid=0 tty=ssh ruser="
+UNPACKED_FAIL2BAN = "/var/cache/hostguard-tests/fail2ban"
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -89,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--keep", metavar="FILE", help="write the generated log here (and keep it)")
-    parser.add_argument("--fail2ban-root", metavar="DIR", help="a fail2ban .deb unpacked with dpkg-deb -x")
+    parser.add_argument("--fail2ban-root", metavar="DIR", help="a fail2ban .deb unpacked with dpkg-deb -x (default: "
+                        f"{UNPACKED_FAIL2BAN}, where scripts/install-system-deps.sh test unpacks it, when it is there)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         path = args.keep or os.path.join(scratch, "auth.log")
@@ -116,6 +118,8 @@ def main() -> None:
               f"peak RSS {peak_kb / 1024:.0f} MB for a {size / 1e6:.0f} MB file")
         del proc
 
+        if not args.fail2ban_root and os.path.exists(os.path.join(UNPACKED_FAIL2BAN, "usr/bin/fail2ban-regex")):
+            args.fail2ban_root = UNPACKED_FAIL2BAN
         if args.fail2ban_root:
             root = args.fail2ban_root
             argv = ["python3", os.path.join(root, "usr/bin/fail2ban-regex"), path,  # Debian's python3, as packaged

@@ -56,6 +56,8 @@ unpack_test_tools() {
   bash "$here/unpack-debs.sh" "$tests_cache/firewalld" usr/bin/firewall-offline-cmd firewalld python3-firewall
   bash "$here/unpack-debs.sh" "${HOSTGUARD_DOCKER_CACHE:-$tests_cache/docker}" usr/sbin/dockerd \
     docker.io containerd runc tini busybox-static
+  # fail2ban-regex, the figure benchmarks/logons.py compares with (installing fail2ban would start its daemon)
+  bash "$here/unpack-debs.sh" "$tests_cache/fail2ban" usr/bin/fail2ban-regex fail2ban
 }
 
 missing=()
