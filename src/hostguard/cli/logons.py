@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, SEVERITIES, Parser, UsageError
@@ -122,23 +123,18 @@ def run(args: argparse.Namespace) -> int:
     return command[args.logons_command](args)
 
 
-def run_parse(args: argparse.Namespace) -> int:
-    """Parse the given sources in order and print their events."""
-    import json
-    from datetime import UTC, datetime
-
+def _checked_sources(args: argparse.Namespace, verb: str) -> tuple[bool, tzinfo, datetime | None]:
+    """(journal asked, the tree's time zone, ``--reference`` in it) once every source was checked: bad input is
+    exit 2 before any output, never half a run."""
     from hostguard.host.base import HostError, open_host
-    from hostguard.logons.parse import parse_lines
-    from hostguard.logons.sources import SourceStats, check_log, journal_argv, journal_lines, open_log, read_lines
-    from hostguard.logons.timestamps import Clock, host_timezone
+    from hostguard.logons.sources import check_log
+    from hostguard.logons.timestamps import host_timezone
 
     journal = args.journal or bool(args.journal_file)
     if not args.files and not journal:
-        raise UsageError("logons parse needs at least one FILE (or --journal / --journal-file)")
+        raise UsageError(f"logons {verb} needs at least one FILE (or --journal / --journal-file)")
     if args.root is not None and not os.path.isdir(args.root):
         raise UsageError(f"--root {args.root}: not a directory")
-    if args.since and not journal:
-        raise UsageError("--since applies to --journal / --journal-file only")
     reference = None
     if args.reference:
         try:
@@ -147,12 +143,28 @@ def run_parse(args: argparse.Namespace) -> int:
             raise UsageError(f"--reference {args.reference!r}: not an ISO 8601 time") from exc
     try:
         zone, _ = host_timezone(open_host(args.root))
-        for name in args.files:  # every file checked before any output: bad input is exit 2, not half a run
+        for name in args.files:
             check_log(name)
     except HostError as exc:
         raise UsageError(str(exc)) from exc
     if reference is not None and reference.tzinfo is None:
         reference = reference.replace(tzinfo=zone)
+    return journal, zone, reference
+
+
+def run_parse(args: argparse.Namespace) -> int:
+    """Parse the given sources in order and print their events."""
+    import json
+    from datetime import UTC, datetime
+
+    from hostguard.host.base import HostError
+    from hostguard.logons.parse import parse_lines
+    from hostguard.logons.sources import SourceStats, journal_argv, journal_lines, open_log, read_lines
+    from hostguard.logons.timestamps import Clock
+
+    if args.since and not (args.journal or args.journal_file):
+        raise UsageError("--since applies to --journal / --journal-file only")
+    journal, zone, reference = _checked_sources(args, "parse")
     out = sys.stdout
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     for name in args.files:
@@ -210,30 +222,12 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     from hostguard.detect import geo
     from hostguard.findings import Severity
-    from hostguard.host.base import HostError, open_host
-    from hostguard.logons.sources import check_log, journal_argv
-    from hostguard.logons.timestamps import Clock, host_timezone
+    from hostguard.host.base import HostError
+    from hostguard.logons.sources import journal_argv
+    from hostguard.logons.timestamps import Clock
 
-    journal = args.journal or bool(args.journal_file)
-    if not args.files and not journal:
-        raise UsageError("logons ingest needs at least one FILE (or --journal / --journal-file)")
-    if args.root is not None and not os.path.isdir(args.root):
-        raise UsageError(f"--root {args.root}: not a directory")
-    reference = None
-    if args.reference:
-        try:
-            reference = datetime.fromisoformat(args.reference)
-        except ValueError as exc:
-            raise UsageError(f"--reference {args.reference!r}: not an ISO 8601 time") from exc
+    journal, zone, reference = _checked_sources(args, "ingest")
     config = _detect_config(args.config)
-    try:
-        zone, _ = host_timezone(open_host(args.root))
-        for name in args.files:
-            check_log(name)
-    except HostError as exc:
-        raise UsageError(str(exc)) from exc
-    if reference is not None and reference.tzinfo is None:
-        reference = reference.replace(tzinfo=zone)
     state, store = _open_store(args)
     try:
         now = datetime.now(UTC)
