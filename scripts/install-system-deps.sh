@@ -57,7 +57,9 @@ unpack_test_tools() {
   bash "$here/unpack-debs.sh" "${HOSTGUARD_DOCKER_CACHE:-$tests_cache/docker}" usr/sbin/dockerd \
     docker.io containerd runc tini busybox-static
   # fail2ban-regex, the figure benchmarks/logons.py compares with (installing fail2ban would start its daemon)
-  bash "$here/unpack-debs.sh" "$tests_cache/fail2ban" usr/bin/fail2ban-regex fail2ban
+  # (only a benchmark needs it: its absence never stops the tests)
+  bash "$here/unpack-debs.sh" "$tests_cache/fail2ban" usr/bin/fail2ban-regex fail2ban ||
+    echo "hostguard setup: fail2ban not unpacked: benchmarks/logons.py will print no comparison" >&2
 }
 
 missing=()
