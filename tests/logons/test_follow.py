@@ -242,7 +242,7 @@ def test_copytruncate_reads_the_copy_then_the_new_start_and_ignores_other_archiv
 
 def test_a_journal_file_is_followed_from_the_stored_cursor(tmp_path: Path, follow: Callable[..., Follow]) -> None:
     if REMOTE is None:
-        pytest.skip("systemd-journal-remote is not installed (Debian package systemd-journal-remote)")
+        pytest.skip(reason="systemd-journal-remote is not installed (Debian package systemd-journal-remote)")
     need_tool("journalctl")
     journal = tmp_path / "remote.journal"
     base = 1709546400_000000

@@ -32,7 +32,7 @@ def export_entry(usec: int, fields: list[tuple[str, bytes]]) -> bytes:
 
 def build_journal(path: Path) -> None:
     if REMOTE is None:
-        pytest.skip("systemd-journal-remote is not installed (Debian package systemd-journal-remote)")
+        pytest.skip(reason="systemd-journal-remote is not installed (Debian package systemd-journal-remote)")
     need_tool("journalctl")
     base = 1709546400_000000  # 2024-03-04T10:00:00Z
     data = b"".join([
