@@ -75,6 +75,28 @@ class AccessPolicy(Protocol):
         ...
 
 
+def remove_dot_segments(path: str, skip_empty: bool = False) -> str | None:
+    """``path`` (absolute, decoded) with ``.`` and ``..`` segments resolved as servers do before they map it: a
+    final ``.`` or ``..`` leaves a trailing slash; ``skip_empty`` drops empty segments (repeated slashes) but a
+    trailing one. None when ``..`` climbs above the root (servers answer 400)."""
+    out: list[str] = []
+    parts = path.split("/")[1:]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if skip_empty and part == "" and not last:
+            continue
+        if part in (".", ".."):
+            if part == "..":
+                if not out:
+                    return None
+                out.pop()
+            if last:
+                out.append("")
+            continue
+        out.append(part)
+    return "/" + "/".join(out)
+
+
 @dataclass(frozen=True)
 class DocRoot:
     """A directory a site serves files from: at ``url`` (``/`` for the document root, ``/phpmyadmin/`` for an

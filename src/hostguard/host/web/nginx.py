@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 
 from hostguard.engine.facts import Fact
 from hostguard.host.base import FileMissing, Host, HostError, glob_magic
-from hostguard.host.web.model import Access, Directive, DocRoot, Reach, RunAs, Site, WebServer, Where
+from hostguard.host.web.model import (
+    Access,
+    Directive,
+    DocRoot,
+    Reach,
+    RunAs,
+    Site,
+    WebServer,
+    Where,
+    remove_dot_segments,
+)
 
 MAIN_CONFIG = "/etc/nginx/nginx.conf"   # Debian, Ubuntu, RHEL, Alpine: --conf-path
 PREFIX = "/usr/share/nginx"             # --prefix of the distributions' builds: a relative ``root`` starts here
@@ -489,23 +499,10 @@ def normalize_uri(uri: str, merge_slashes: bool = True) -> str:
         raise ValueError(f"{uri!r}: a NUL byte in the path")
     if merge_slashes:
         raw = re.sub(r"/{2,}", "/", raw)
-    out: list[str] = []
-    parts = raw.split("/")[1:]
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == ".":
-            if last:
-                out.append("")
-            continue
-        if part == "..":
-            if not out:
-                raise ValueError(f"{uri!r}: climbs above the document root")
-            out.pop()
-            if last:
-                out.append("")
-            continue
-        out.append(part)
-    return "/" + "/".join(out)
+    resolved = remove_dot_segments(raw)
+    if resolved is None:
+        raise ValueError(f"{uri!r}: climbs above the document root")
+    return resolved
 
 
 class NginxPolicy:

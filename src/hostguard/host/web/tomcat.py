@@ -51,7 +51,7 @@ from xml.parsers import expat
 
 from hostguard.engine.facts import Fact
 from hostguard.host.base import FileMissing, Host, HostError
-from hostguard.host.web.model import Access, DocRoot, Reach, RunAs, Site, WebServer, Where
+from hostguard.host.web.model import Access, DocRoot, Reach, RunAs, Site, WebServer, Where, remove_dot_segments
 
 # (unit name, the package's CATALINA_BASE, its conf directory when no unit is found) — newest first
 INSTALLS = (("tomcat10", "/var/lib/tomcat10"), ("tomcat9", "/var/lib/tomcat9"), ("tomcat", "/usr/share/tomcat"))
@@ -626,25 +626,10 @@ def normalize_request(uri: str) -> str:
     decoded = unquote_to_bytes(path).decode("utf-8", "replace")
     if "\\" in decoded or "\x00" in decoded:
         raise ValueError(f"{uri!r}: a backslash or NUL")
-    out: list[str] = []
-    parts = decoded.split("/")[1:]
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "" and not last:
-            continue
-        if part == ".":
-            if last:
-                out.append("")
-            continue
-        if part == "..":
-            if not out or out == [""]:
-                raise ValueError(f"{uri!r}: climbs above the root")
-            out.pop()
-            if last:
-                out.append("")
-            continue
-        out.append(part)
-    return "/" + "/".join(out)
+    resolved = remove_dot_segments(decoded, skip_empty=True)
+    if resolved is None:
+        raise ValueError(f"{uri!r}: climbs above the root")
+    return resolved
 
 
 class TomcatPolicy:
