@@ -28,7 +28,7 @@ from hostguard.host.services.wordpress import WORDPRESS_USERS
 from hostguard.passwords.cracker import Target, crack
 from hostguard.passwords.guesses import plan
 from hostguard.passwords.services_verifiers import service_verifier
-from hostguard.passwords.verifiers import VerifierUnavailable, crypt_verifier
+from hostguard.passwords.verifiers import Verifier, VerifierUnavailable, crypt_verifier
 from hostguard.remediation import Param, Remediation
 from hostguard.store.cache import GuessProgress, list_digest
 from hostguard.store.state import StateStore
@@ -96,6 +96,15 @@ def _budget(config: Config) -> float:
     return config[WeakPasswordsConfig].budget_seconds
 
 
+def _crack_in_budget(ctx: Context, targets: list[Target], verifier: Verifier) -> None:
+    """Every target tried on every core within the check's budget, its floor whatever the time. The budget
+    starts here: it is for guessing, and planning (a long word list) does not count."""
+    deadline = ctx.start_budget()
+    assert deadline is not None  # every check of the family declares a budget
+    crack(targets, verifier, deadline=deadline, workers=ctx.config[WeakPasswordsConfig].workers or os.cpu_count() or 1,
+          progress=ctx.progress, cancel=ctx.cancel)
+
+
 @check(id="weak_passwords.system", severity="high", summary="System account with a guessable password",
        needs=(ACCOUNTS, SHADOW, HOSTNAME, WORDLIST, GUESS_PROGRESS), budget=_budget, tags=("T1110.001", "T1110.002"))
 def system_accounts(ctx: Context) -> Iterator[Finding]:
@@ -146,10 +155,7 @@ def system_accounts(ctx: Context) -> Iterator[Finding]:
         lists.append(digest)
     if not targets:
         return
-    workers = cfg.workers or os.cpu_count() or 1
-    deadline = ctx.start_budget()  # the budget is for guessing: planning (a long word list) does not count
-    assert deadline is not None  # the check declares a budget
-    crack(targets, verifier, deadline=deadline, workers=workers, progress=ctx.progress, cancel=ctx.cancel)
+    _crack_in_budget(ctx, targets, verifier)
     note = f"; {progress.note}" if progress is not None and progress.note else ""
     carry_on = "the next scan continues from there; " if progress is not None and progress.writable else ""
     for t, digest in zip(targets, lists, strict=True):
@@ -216,10 +222,7 @@ def web_password_files(ctx: Context) -> Iterator[Finding]:
                 where.append((pwfile.path, entry))
     if not targets:
         return
-    deadline = ctx.start_budget()
-    assert deadline is not None
-    crack(targets, verifier, deadline=deadline, workers=cfg.workers or os.cpu_count() or 1,
-          progress=ctx.progress, cancel=ctx.cancel)
+    _crack_in_budget(ctx, targets, verifier)
     reported: set[tuple[str, str]] = set()
     for t, (path, entry) in zip(targets, where, strict=True):
         if t.found is not None and (path, entry.user) not in reported:
@@ -302,10 +305,7 @@ def _crack_stored(ctx: Context, found: Iterable[StoredCredentials]) -> Iterator[
             creds.append(cred)
     if not targets:
         return
-    deadline = ctx.start_budget()
-    assert deadline is not None
-    crack(targets, verifier, deadline=deadline, workers=cfg.workers or os.cpu_count() or 1,
-          progress=ctx.progress, cancel=ctx.cancel)
+    _crack_in_budget(ctx, targets, verifier)
     for t, cred in zip(targets, creds, strict=True):
         if t.found is not None:
             yield ctx.finding(
