@@ -247,6 +247,16 @@ def parse_wp_config(text: str, path: str) -> WpConfig:
     computed: set[str] = set()
     prefix: str | None = None
     prefix_computed = False
+
+    def define(name: str, expr: list[Token]) -> None:
+        """PHP keeps the first definition of a constant: a later one of the same name changes nothing."""
+        if name not in constants and name not in computed:
+            value = _literal(expr)
+            if value is None:
+                computed.add(name)
+            else:
+                constants[name] = value
+
     i = 0
     while i < len(toks):
         tok = toks[i]
@@ -254,24 +264,14 @@ def parse_wp_config(text: str, path: str) -> WpConfig:
                 and toks[i + 1] == Token("op", "(") and toks[i + 2].kind == "str" and toks[i + 3] == Token("op", ",")):
             name = toks[i + 2].value
             expr, end = _expression(toks, i + 4, ",)")
-            if name is not None and name not in constants and name not in computed:
-                value = _literal(expr)
-                if value is None:
-                    computed.add(name)
-                else:
-                    constants[name] = value
+            if name is not None:
+                define(name, expr)
             i = end
             continue
         if (tok.kind == "id" and (tok.value or "").lower() == "const" and i + 2 < len(toks)
                 and toks[i + 1].kind == "id" and toks[i + 2] == Token("op", "=")):
-            name = toks[i + 1].value or ""
             expr, end = _expression(toks, i + 3, ";,")
-            if name not in constants and name not in computed:
-                value = _literal(expr)
-                if value is None:
-                    computed.add(name)
-                else:
-                    constants[name] = value
+            define(toks[i + 1].value or "", expr)
             i = end
             continue
         if (tok == Token("var", "table_prefix") and i + 1 < len(toks) and toks[i + 1] == Token("op", "=")
