@@ -141,11 +141,11 @@ def _read_userdb(host: Host, line: PamLine, out: _Found) -> None:
     path = db + ".db"
     if not out.first("vsftpd", path):
         return
-    try:
-        records = userdb_records(host.read_bytes(path, MAX_STORE), path)
-    except FileMissing:
-        out.problems.append(f"{path}: the pam_userdb database {here} names does not exist")
+    data = _read_store(host, path, f"the pam_userdb database {here} names", out)
+    if data is None:
         return
+    try:
+        records = userdb_records(data, path)
     except HostError as exc:
         out.problems.append(f"{one_line(str(exc), 400)} (the pam_userdb database {here} names; not read)")
         return
@@ -153,6 +153,17 @@ def _read_userdb(host: Host, line: PamLine, out: _Found) -> None:
         found = _credential("vsftpd", user, value, path, crypt)
         if found is not None:
             out.credentials.append(found)
+
+
+def _read_store(host: Host, path: str, what: str, out: _Found) -> bytes | None:
+    """The bytes of a password store (``what`` names it and who points at it), or None with the problem said."""
+    try:
+        return host.read_bytes(path, MAX_STORE)
+    except FileMissing:
+        out.problems.append(f"{path}: {what} does not exist")
+    except HostError as exc:
+        out.problems.append(f"{one_line(str(exc), 400)} ({what}; not read)")
+    return None
 
 
 # -- text stores: pam_pwdfile, proftpd AuthUserFile, pure-ftpd's pureftpd.passwd -------------------------
@@ -178,15 +189,10 @@ def parse_user_file(text: str, path: str, service: str) -> tuple[list[StoredCred
 def _read_user_file(host: Host, path: str, service: str, named_by: str, out: _Found) -> None:
     if not out.first(service, path):
         return
-    try:
-        text = host.read_bytes(path, MAX_STORE).decode("utf-8", "surrogateescape")
-    except FileMissing:
-        out.problems.append(f"{path}: the {service} password file {named_by} names does not exist")
+    data = _read_store(host, path, f"the {service} password file {named_by} names", out)
+    if data is None:
         return
-    except HostError as exc:
-        out.problems.append(f"{one_line(str(exc), 400)} (the {service} password file {named_by} names; not read)")
-        return
-    credentials, problems = parse_user_file(text, path, service)
+    credentials, problems = parse_user_file(data.decode("utf-8", "surrogateescape"), path, service)
     out.credentials += credentials
     out.problems += problems
 
