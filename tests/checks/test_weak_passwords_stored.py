@@ -4,6 +4,7 @@ an account without a password at once."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from hostguard.engine.facts import Fact
@@ -14,7 +15,7 @@ from hostguard.host.services.mysql_accounts import MYSQL_ACCOUNTS, collect_mysql
 from hostguard.host.services.postgres_roles import POSTGRES_ROLES, collect_postgres_roles
 from hostguard.host.services.stored import StoredCredentials
 from hostguard.host.services.wordpress import WORDPRESS_USERS
-from tests.conftest import build_tree, make_config, run_one
+from tests.conftest import HITS, build_tree, make_config, need_tool, run_one
 from tests.host.services.test_mysql_accounts import LiveTree, datadir, server  # noqa: F401 (fixtures)
 from tests.host.services.test_postgres_roles import Cluster, _as_postgres, _service, cluster  # noqa: F401
 
@@ -70,3 +71,21 @@ def test_problems_are_said_as_not_checked_and_live_only_under_root(tmp_path: Pat
     tree = build_tree(tmp_path / "host")
     found, skipped_root = run_one("weak_passwords.database_account", RootHost(str(tree)), CONFIG)
     assert found == [] and [s.reason for s in skipped_root] == ["live_only"]
+
+
+def test_the_clear_text_fix_run_by_the_real_htpasswd_leaves_the_file_quiet(tmp_path: Path) -> None:
+    """stored_in_clear's htpasswd fix (`htpasswd -B FILE NAME` for each user named in the evidence), run by the
+    real htpasswd on a copy of the hit tree (the new password given on stdin, as its prompt would take it):
+    the re-scan is quiet, and the hashed entry is one nginx's scheme reader accepts."""
+    need_tool("htpasswd")
+    tree = build_tree(tmp_path / "host", HITS / "weak_passwords.stored_in_clear")
+    [finding] = run_one("weak_passwords.stored_in_clear", RootHost(str(tree)))[0]
+    path = finding.target["path"]
+    assert "`htpasswd -B " + path + " NAME`" in (finding.remediation.manual or "")
+    for user in finding.evidence["users"]:
+        done = subprocess.run(["htpasswd", "-B", "-i", str(tree / path.lstrip("/")), user],
+                              input="four-random-words-go-here\n", capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert run_one("weak_passwords.stored_in_clear", RootHost(str(tree)))[0] == []
+    assert all(line.split(":", 1)[1].startswith("$2y$")
+               for line in (tree / path.lstrip("/")).read_text().splitlines() if line.startswith("admin:"))
