@@ -14,7 +14,7 @@ import pytest
 
 from hostguard.host.base import HostError
 from hostguard.logons.parse import parse_lines
-from hostguard.logons.sources import MAX_LINE, SourceStats, open_log, read_lines
+from hostguard.logons.sources import MAX_LINE, SourceStats, open_log, read_blocks
 from hostguard.logons.timestamps import Clock
 
 FAIL = b"Mar  4 10:00:%02d gw.test sshd[%d]: Failed password for root from 192.0.2.%d port %d ssh2\n"
@@ -28,7 +28,7 @@ def lines(n: int, start: int = 0) -> bytes:
 def events(path: Path) -> tuple[list[tuple[int, str | None, int | None]], SourceStats]:
     stats = SourceStats(str(path))
     with open_log(str(path)) as stream:
-        found = [(e.line, e.ip, e.port) for e in parse_lines(read_lines(stream, stats), str(path), CLOCK, stats)]
+        found = [(e.line, e.ip, e.port) for e in parse_lines(read_blocks(stream, stats), str(path), CLOCK, stats)]
     return found, stats
 
 
@@ -66,7 +66,7 @@ def test_garbage_lines_are_skipped_or_repaired_and_counted(tmp_path: Path) -> No
         fh.write(lines(1, start=5)[:-1])                      # line 6: last line, no newline
     stats = SourceStats(str(path))
     with open_log(str(path)) as stream:
-        found = [e.to_json() for e in parse_lines(read_lines(stream, stats), str(path), CLOCK, stats)]
+        found = [e.to_json() for e in parse_lines(read_blocks(stream, stats), str(path), CLOCK, stats)]
     assert [(e["line"], e["ip"]) for e in found] == [(1, "192.0.2.1"), (2, "192.0.2.2"), (5, "192.0.2.9"), (6, "192.0.2.6")]
     assert found[2]["user"] == {"text": "\\xe9t\\xe9", "base64": "6XTp"}
     assert (stats.lines, stats.too_long, stats.nul, stats.non_utf8) == (6, 1, 1, 2)
@@ -102,7 +102,7 @@ def _peak(path: Path) -> tuple[int, int]:
         stats = SourceStats(str(path))
         count = 0
         with open_log(str(path)) as stream:
-            for _ in parse_lines(read_lines(stream, stats), str(path), CLOCK, stats):
+            for _ in parse_lines(read_blocks(stream, stats), str(path), CLOCK, stats):
                 count += 1
         return count, tracemalloc.get_traced_memory()[1]
     finally:

@@ -157,27 +157,27 @@ def run_parse(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
+    from hostguard.findings import portable
     from hostguard.host.base import HostError
     from hostguard.logons.parse import parse_lines
-    from hostguard.logons.sources import SourceStats, journal_argv, journal_lines, open_log, read_lines
+    from hostguard.logons.sources import SourceStats, journal_argv, journal_blocks
+    from hostguard.logons.split import write_events
     from hostguard.logons.timestamps import Clock
 
     if args.since and not (args.journal or args.journal_file):
         raise UsageError("--since applies to --journal / --journal-file only")
     journal, zone, reference = _checked_sources(args, "parse")
-    out = sys.stdout
+    write = sys.stdout.write
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     for name in args.files:
         stats = SourceStats(name)
         try:
-            stream = open_log(name)
             mtime = datetime.fromtimestamp(os.stat(name).st_mtime, UTC)
+            write_events(name, name, Clock(zone, reference or mtime), args.program, sys.stdout, stats)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the command's usual quiet end
         except (HostError, OSError) as exc:
             raise UsageError(str(exc)) from exc
-        with stream:
-            clock = Clock(zone, reference or mtime)
-            for event in parse_lines(read_lines(stream, stats), name, clock, stats, args.program):
-                out.write(dumps(event.to_json()) + "\n")
         _summary(stats, args.stats)
     if journal:
         label = "journal" if not args.journal_file else ",".join(args.journal_file)
@@ -185,12 +185,13 @@ def run_parse(args: argparse.Namespace) -> int:
         try:
             argv = journal_argv(args.root if args.journal else None, args.journal_file, args.since)
             clock = Clock(zone, reference or datetime.now(UTC))
-            for event in parse_lines(journal_lines(argv, stats), label, clock, stats, args.program):
-                out.write(dumps(event.to_json()) + "\n")
+            file_json = dumps(portable(label))
+            for event in parse_lines(journal_blocks(argv, stats), label, clock, stats, args.program):
+                write(event.json_line(file_json) + "\n")
         except HostError as exc:
             raise UsageError(str(exc)) from exc
         _summary(stats, args.stats)
-    out.flush()
+    sys.stdout.flush()
     return EXIT_OK
 
 

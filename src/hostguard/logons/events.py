@@ -2,21 +2,24 @@
 
 The JSON form is a stable contract (DESIGN.md, "Stable command contracts"): detectors, the store and other
 tools key on these field names and values, so a new service adds values, never fields.
+
+Both types are named tuples, not dataclasses: a busy log makes one of each per line, and a frozen
+dataclass costs several times a tuple to build (issue 11's speed target is per line).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+import json
+from typing import Any, Literal, NamedTuple
 
 from hostguard.findings import portable
 
 Outcome = Literal["success", "failure", "probe"]
 OUTCOMES: tuple[Outcome, ...] = ("success", "failure", "probe")
+_DUMPS = json.JSONEncoder(ensure_ascii=False).encode
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """What a parser read from one message, before the source adds where and when.
 
     ``count`` is the number of attempts the message stands for (``3 incorrect password attempts``, dovecot's
@@ -29,11 +32,10 @@ class Attempt:
     ip: str | None = None
     port: int | None = None
     method: str | None = None
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # a field, shadowing tuple.count on purpose
 
 
-@dataclass(frozen=True, slots=True)
-class LogonEvent:
+class LogonEvent(NamedTuple):
     """One authentication attempt as ``hostguard logons parse`` prints it.
 
     ``line`` is the 1-based line (or journal entry) carrying the attempt; ``time`` is ISO 8601 with an
@@ -45,7 +47,7 @@ class LogonEvent:
     line: int
     service: str
     outcome: Outcome
-    count: int
+    count: int  # type: ignore[assignment]  # a field, shadowing tuple.count on purpose
     user: str | None
     ip: str | None
     port: int | None
@@ -63,3 +65,22 @@ class LogonEvent:
         return {"file": portable(self.file), "line": self.line, "service": self.service, "outcome": self.outcome,
                 "count": self.count, "user": portable(self.user), "ip": self.ip, "port": self.port,
                 "method": self.method, "time": self.time}
+
+    def json_line(self, file_json: str) -> str:
+        """``json.dumps(self.to_json(), ensure_ascii=False)``, built directly (``logons parse`` writes one per
+        attempt); ``file_json`` is the JSON of :attr:`file`, encoded once per source."""
+        return (f'{{"file": {file_json}, "line": {self.line}, "service": {_text(self.service)}, "outcome": '
+                f'"{self.outcome}", "count": {self.count}, "user": {_text(self.user)}, "ip": {_text(self.ip)}, '
+                f'"port": {"null" if self.port is None else self.port}, "method": {_text(self.method)}, '
+                f'"time": {_text(self.time)}}}')
+
+
+def _text(value: str | None) -> str:
+    """A string's JSON: printable text without quotes or backslashes as it is (nearly every value: the
+    encoder leaves it so with ``ensure_ascii=False``), anything else through the encoder and the bytes
+    policy (controls, quotes, non-UTF-8 user names, whose surrogates are not printable)."""
+    if value is None:
+        return "null"
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return _DUMPS(portable(value))

@@ -4,60 +4,154 @@ This is what ``hostguard logons parse`` runs, and what the agent will run on lin
 decoded as UTF-8 with ``surrogateescape`` (exact bytes kept: a user name is attacker-chosen, and one invalid
 byte must not hide a whole attempt), NUL bytes are dropped (rsyslog leaves runs of them after a crash, in
 front of good lines) and both are counted in :class:`~hostguard.logons.sources.SourceStats`.
+
+Sources hand over *blocks*: ``(number of the first line, bytes)`` where the bytes are one line or many
+joined by newlines (a file is read 64 KiB at a time), or ``(number, None)`` for a line skipped as too
+long. A block is decoded, cleaned and split at once; only a block with a NUL or an invalid byte is looked
+at line by line, so the clean common case costs no Python per line before the parsers. Then each line is
+tried against the fast path's shapes (:mod:`hostguard.logons.hot`) and, when none fits, read the general
+way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 
 from hostguard.logons.events import LogonEvent
-from hostguard.logons.parsers import StreamParser
+from hostguard.logons.hot import HotPath
+from hostguard.logons.parsers import GENERATION, StreamParser
 from hostguard.logons.records import Record, RecordReader, read_journal_entry
 from hostguard.logons.sources import SourceStats
 from hostguard.logons.timestamps import Clock
 
 
-def parse_lines(lines: Iterable[tuple[int, bytes]], name: str, clock: Clock, stats: SourceStats,
-                program: str | None = None) -> Iterator[LogonEvent]:
-    """The events of one stream's ``(line number, bytes)``.
+def parse_lines(blocks: Iterable[tuple[int, bytes | None]], name: str, clock: Clock, stats: SourceStats,
+                program: str | None = None, *, fast: bool = True) -> Iterator[LogonEvent]:
+    """The events of one stream's blocks of lines (see the module doc).
 
     ``program``: the program of lines in no known format (``sshd -E FILE`` writes bare messages, without
-    syslog's stamp and ident). JSON lines are journal entries (``journalctl -o json``).
+    syslog's stamp and ident). JSON lines are journal entries (``journalctl -o json``). ``fast=False``
+    reads every line the general way: the reference the fast path is tested against.
     """
-    parser = StreamParser()
-    reader = RecordReader(clock)
-    last_time: datetime | None = None
-    last_iso: str | None = None
-    for number, raw in lines:
-        if b"\0" in raw:
-            stats.nul += 1
-            raw = raw.replace(b"\0", b"")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            stats.non_utf8 += 1
-            text = raw.decode("utf-8", "surrogateescape")
-        if text.endswith("\r"):
-            text = text[:-1]
-        record: Record | None
+    return StreamReader(clock, program, fast=fast).events(blocks, name, stats)
+
+
+class StreamReader:
+    """Reads one stream, block after block; keeps what its parsers remember between lines (sshd's sessions,
+    PostgreSQL's backends, the last record for ``last message repeated``), so reading can go on where it
+    stopped, or start from the state another pass built (:meth:`skim`)."""
+
+    def __init__(self, clock: Clock, program: str | None = None, *, fast: bool = True) -> None:
+        self.clock, self.program = clock, program
+        self.parser = StreamParser()
+        self.reader = RecordReader(clock)
+        self.hot = HotPath(self.parser.sshd, self.parser.programs_of("sshd")) if fast else None
+        self._next_sweep = 1
+
+    def events(self, blocks: Iterable[tuple[int, bytes | None]], name: str,
+               stats: SourceStats) -> Iterator[LogonEvent]:
+        """The events of ``blocks``, attributed to ``name``."""
+        parser, reader, hot = self.parser, self.reader, self.hot
+        hot_match = hot.match if hot is not None else None
+        sweep = self._next_sweep
+        for first, raw in blocks:
+            if raw is None:
+                stats.too_long += 1
+                continue
+            number = first - 1
+            for text in _decoded(raw, stats):
+                number += 1
+                if number >= sweep:
+                    sweep = self._sweep(number)
+                if hot_match is not None and (m := hot_match(text)) is not None:
+                    assert hot is not None
+                    attempt = parser.last = hot.attempt(m)
+                    if attempt is None:
+                        continue
+                    when = reader.time_of(m)
+                    repeat = 1
+                else:
+                    record = self._record(text, stats)
+                    if record is None:
+                        continue
+                    found = parser.parse(record)
+                    if found is None:
+                        continue
+                    attempt, repeat = found
+                    when = record.time
+                stats.events += 1
+                yield LogonEvent.of(attempt, name, number, when, repeat)
+
+    def digest(self) -> bytes:
+        """A digest of the parsers' state: two readers with equal digests turn the same lines into the same
+        events from here on (``hostguard.logons.split`` relies on it)."""
+        state = (self.parser.state(), self.reader.state())
+        return hashlib.blake2b(pickle.dumps(state, protocol=5), digest_size=16).digest()
+
+    def skim(self, blocks: Iterable[tuple[int, bytes | None]], stats: SourceStats) -> None:
+        """Read ``blocks`` for the parsers' state only, as :meth:`events` would leave it (no events, no times,
+        stateless services' messages not parsed): the cheap way to the state at a line far into a file."""
+        parser, hot = self.parser, self.hot
+        hot_match = hot.match if hot is not None else None
+        sweep = self._next_sweep
+        for first, raw in blocks:
+            if raw is None:
+                stats.too_long += 1
+                continue
+            number = first - 1
+            for text in _decoded(raw, stats):
+                number += 1
+                if number >= sweep:
+                    sweep = self._sweep(number)
+                if hot_match is not None and (m := hot_match(text)) is not None:
+                    assert hot is not None
+                    parser.last = hot.attempt(m)
+                    parser.settled()
+                    continue
+                record = self._record(text, stats)
+                if record is not None:
+                    parser.skim(record)
+        parser.settle()
+
+    def _sweep(self, number: int) -> int:
+        """Sweep the parsers at the last generation's start at or before line ``number``; the next one's."""
+        start = (number - 1) // GENERATION * GENERATION + 1
+        if start > 1:
+            self.parser.sweep(start)
+        self._next_sweep = start + GENERATION
+        return self._next_sweep
+
+    def _record(self, text: str, stats: SourceStats) -> Record | None:
+        """The record of a line the fast path did not take (a journal entry, any syslog or own format)."""
         if text.startswith("{"):
-            record = read_journal_entry(text, clock)
+            record = read_journal_entry(text, self.clock)
             if record is None:
                 stats.unreadable += 1
-                continue
-        else:
-            record = reader.read(text)
-            if record is None:
-                if program is None or not text:
-                    continue
-                record = Record(None, program, None, text)
-        found = parser.parse(record)
-        if found is None:
-            continue
-        attempt, repeat = found
-        stats.events += 1
-        if record.time is not last_time:
-            last_time = record.time
-            last_iso = None if last_time is None else last_time.isoformat()
-        yield LogonEvent.of(attempt, name, number, last_iso, repeat)
+            return record
+        record = self.reader.read(text)
+        if record is None and self.program is not None and text:
+            return Record(None, self.program, None, text)
+        return record
+
+
+def _decoded(raw: bytes, stats: SourceStats) -> list[str]:
+    """The text lines of a block: NULs dropped, bytes that are not UTF-8 kept as surrogates, a trailing
+    carriage return cut; each repair counted per line."""
+    if b"\0" in raw:
+        stats.nul += sum(1 for line in raw.split(b"\n") if b"\0" in line)
+        raw = raw.replace(b"\0", b"")
+    try:
+        lines = raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = []
+        for line in raw.split(b"\n"):
+            try:
+                lines.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                stats.non_utf8 += 1
+                lines.append(line.decode("utf-8", "surrogateescape"))
+    if b"\r" in raw:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines

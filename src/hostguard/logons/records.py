@@ -19,17 +19,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
-from hostguard.logons.timestamps import Clock, fraction_micro
+from hostguard.logons.timestamps import Clock, fraction_micro, iso_text
 
-SYSLOG = re.compile(
-    r"(?P<stamp>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:\.(?P<frac>\d{1,9}))?"
-    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d(?::?\d\d)?)?)"
-    r"|[A-Z][a-z]{2} (?P<full>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?) (?P<zone>[A-Za-z][\w+\-/]{0,31})"
-    r"|(?P<unix>\d{9,11}\.\d{1,9}))"
-    r" (?P<host>\S{1,255}) (?:(?P<prog>[^\s\[:]{1,128})(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)"
-    r"|last message repeated (?P<rep>\d{1,9}) times?)", re.S)
+# the syslog header's stamp (every format above) and host; the fast path (hot.py) matches whole lines with
+# this same text in front, so both read a stamp the same way
+STAMP = (r"(?P<stamp>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
+         r"(?:\.(?P<frac>\d{1,9}))?"
+         r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d(?::?\d\d)?)?)"
+         r"|[A-Z][a-z]{2} (?P<full>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?) (?P<zone>[A-Za-z][\w+\-/]{0,31})"
+         r"|(?P<unix>\d{9,11}\.\d{1,9}))"
+         r" (?P<host>\S{1,255}) ")
+SYSLOG = re.compile(STAMP + r"(?:(?P<prog>[^\s\[:]{1,128})(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)"
+                    r"|last message repeated (?P<rep>\d{1,9}) times?)", re.S)
 VSFTPD = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) "
                     r"(?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d) (?P<year>\d{4}) \[pid (?P<pid>\d{1,10})\] (?P<msg>.*)", re.S)
 PROFTPD = re.compile(r"(?P<iso>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d{1,6})?) (?P<host>\S{1,255}) "
@@ -39,6 +41,10 @@ MYSQL = re.compile(r"(?:(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z
                    r"(?P<h>\d{1,2}):(?P<m>\d\d):(?P<s>\d\d)(?:\.(?P<frac>\d{1,9}))?)"
                    r"\s+(?:\d+\s+)?(?P<msg>(?:\[[A-Za-z]+\]|Connect\b).*)", re.S)
 MYSQL_SAME_SECOND = re.compile(r"\t+ *\d+ +(?P<msg>\S.*)", re.S)
+# an RFC 3339 stamp exactly as datetime.isoformat() writes it (six-digit fraction, not all zero; "-00:00" is
+# written "+00:00"): such a stamp is its own contract text
+CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!0{6})\d{6})?(?:\+\d\d:\d\d|-(?!00:00)\d\d:\d\d)")
+STAMPS_KEPT = 1024
 POSTGRES = re.compile(r"(?P<iso>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?) "
                       r"(?P<zone>[A-Za-z][\w+\-/]{0,31}|[+-]\d\d(?::?\d\d)?) \[(?P<pid>\d{1,10})\] (?P<msg>.*)", re.S)
 
@@ -49,7 +55,7 @@ class Record:
     own log file, the program its format implies; ``repeat`` is sysklogd's ``last message repeated N times``
     (the message itself is the previous line's)."""
 
-    time: datetime | None
+    time: str | None  # the contract's form: ISO 8601 with an offset
     program: str
     pid: int | None
     message: str
@@ -57,14 +63,18 @@ class Record:
 
 
 class RecordReader:
-    """Reads the text lines of one stream (any format but JSON). Consecutive lines mostly share their stamp
-    (many per second in a busy log): the last stamp's time is reused instead of rebuilt."""
+    """Reads the text lines of one stream (any format but JSON). Many lines share a stamp (many per second in
+    a busy log; merged logs alternate formats): each stamp's text is kept (a bounded table) instead of being
+    rebuilt, which costs more than the rest of a line's header."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._stamp = ""
-        self._time: datetime | None = None
-        self._own_time: datetime | None = None
+        self._times: dict[str, str | None] = {}
+        self._own_time: str | None = None
+
+    def state(self) -> str | None:
+        """What the reader remembers from one line to the next (the stamp table is a cache, not state)."""
+        return self._own_time
 
     def read(self, text: str) -> Record | None:
         """The record of one line, None when it is in none of the formats."""
@@ -77,28 +87,38 @@ class RecordReader:
             if record is not None and record.program == "mysqld":
                 self._own_time = record.time
             return record
-        stamp = text[: m.end("stamp")]
-        if stamp == self._stamp:
-            when = self._time
-        else:
-            when = self._time = _syslog_time(m, self.clock)
-            self._stamp = stamp
+        when = self.time_of(m)
         rep = m["rep"]
         if rep is not None:
             return Record(when, "", None, "", repeat=int(rep))
         pid = m["pid"]
         return Record(when, m["prog"], int(pid) if pid else None, m["msg"])
 
+    def time_of(self, m: re.Match[str]) -> str | None:
+        """The time (contract text) of a match of a pattern that starts with :data:`STAMP`."""
+        stamp = m.group("stamp")
+        times = self._times
+        text = times.get(stamp, "")
+        if text == "":
+            if len(times) >= STAMPS_KEPT:
+                times.clear()
+            text = times[stamp] = _syslog_time(m, self.clock)
+        return text
 
-def _syslog_time(m: re.Match[str], clock: Clock) -> datetime | None:
+
+def _syslog_time(m: re.Match[str], clock: Clock) -> str | None:
     g = m.group
     if g("mon") is not None:
-        return clock.classic(g("mon"), int(g("day")), int(g("h")), int(g("m")), int(g("s")), fraction_micro(g("frac")))
+        return iso_text(clock.classic(g("mon"), int(g("day")), int(g("h")), int(g("m")), int(g("s")),
+                                      fraction_micro(g("frac"))))
     if g("iso") is not None:
-        return clock.iso(g("iso"))
+        iso = g("iso")
+        when = clock.iso(iso)
+        # rsyslog's RFC 3339 stamp is mostly the contract's form already: no need to write it again
+        return iso if when is not None and CANONICAL.fullmatch(iso) else iso_text(when)
     if g("full") is not None:
-        return clock.named(g("full"), g("zone"))
-    return clock.epoch(float(g("unix")))
+        return iso_text(clock.named(g("full"), g("zone")))
+    return iso_text(clock.epoch(float(g("unix"))))
 
 
 def read_record(text: str, clock: Clock) -> Record | None:
@@ -113,15 +133,15 @@ def _own_format(text: str, clock: Clock) -> Record | None:
         if m is None:
             return None
         when = clock.iso(f"{m['year']}-{_month(m['mon']):02d}-{int(m['day']):02d}T{m['h']}:{m['m']}:{m['s']}")
-        return Record(when, "vsftpd", int(m["pid"]), m["msg"])
+        return Record(iso_text(when), "vsftpd", int(m["pid"]), m["msg"])
     if not first.isdigit():
         return None
     m = PROFTPD.match(text)
     if m is not None:
-        return Record(clock.iso(m["iso"]), "proftpd", int(m["pid"]), m["msg"])
+        return Record(iso_text(clock.iso(m["iso"])), "proftpd", int(m["pid"]), m["msg"])
     m = POSTGRES.match(text)
     if m is not None:
-        return Record(clock.named(m["iso"], m["zone"]), "postgres", int(m["pid"]), m["msg"])
+        return Record(iso_text(clock.named(m["iso"], m["zone"])), "postgres", int(m["pid"]), m["msg"])
     m = MYSQL.match(text)
     if m is not None:
         if m["iso"] is not None:
@@ -130,7 +150,7 @@ def _own_format(text: str, clock: Clock) -> Record | None:
             day = m["ymd"] or f"20{m['yy']}-{m['mm']}-{m['dd']}"
             frac = f".{m['frac']}" if m["frac"] else ""
             when = clock.iso(f"{day}T{int(m['h']):02d}:{m['m']}:{m['s']}{frac}")
-        return Record(when, "mysqld", None, m["msg"])
+        return Record(iso_text(when), "mysqld", None, m["msg"])
     return None
 
 
@@ -160,4 +180,4 @@ def read_journal_entry(text: str, clock: Clock) -> Record | None:
     stamp = entry.get("__REALTIME_TIMESTAMP")
     when = clock.epoch(int(stamp) / 1e6) if isinstance(stamp, str) and stamp.isdigit() and len(stamp) < 20 else None
     pid = int(pid_text) if isinstance(pid_text, str) and pid_text.isdigit() and len(pid_text) < 11 else None
-    return Record(when, program if isinstance(program, str) else "", pid, message.replace("\0", ""))
+    return Record(iso_text(when), program if isinstance(program, str) else "", pid, message.replace("\0", ""))

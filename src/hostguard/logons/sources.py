@@ -22,9 +22,9 @@ import os
 import stat
 import subprocess
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from hostguard.host.base import HostError, system_which
 
@@ -123,33 +123,79 @@ def open_log(path: str) -> IO[bytes]:
 DECOMPRESS_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError)
 
 
-def read_lines(stream: IO[bytes], stats: SourceStats) -> Iterator[tuple[int, bytes]]:
-    """``(line number, bytes)`` of each line, without its newline; over-long lines are skipped (and
-    counted) without ever holding more than :data:`MAX_LINE` bytes of them."""
-    number = 0
-    readline = stream.readline
+class Chunks(Protocol):
+    """Anything :func:`read_blocks` reads: a binary stream with ``read1`` (files, decompressors, pipes)."""
+
+    def read1(self, size: int, /) -> bytes: ...
+
+
+def read_blocks(stream: IO[bytes] | Chunks, stats: SourceStats, start: int = 0) -> Iterator[tuple[int, bytes | None]]:
+    """Blocks of complete lines, ``(number of the first line, the lines joined by newlines)``, read up to
+    :data:`MAX_LINE` bytes at a time (the parsers decode and split a block at once: see ``parse.py``);
+    ``start`` is the number of lines before the stream's first (a reader that starts inside a file).
+
+    An over-long line is skipped without ever holding more than :data:`MAX_LINE` bytes of it: since a read is
+    no longer than that, only the line carried over from the previous read can be too long. It is handed on
+    as ``(its number, None)``: the consumer counts it, so counts stay exact wherever reading is cut. An
+    unterminated last line is a line.
+    """
+    read = stream.read1  # type: ignore[union-attr]  # every IO[bytes] this is given has it
+    number = start
+    carry = b""
+    skipping = False  # inside an over-long line whose end is not read yet
     while True:
         try:
-            raw = readline(MAX_LINE + 1)
+            chunk = read(MAX_LINE)
         except DECOMPRESS_ERRORS as exc:
             stats.truncated = _damage(exc)
             return
-        if not raw:
-            return
+        if not chunk:
+            break
+        if skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                continue
+            number += 1
+            stats.lines = number
+            yield number, None
+            skipping = False
+            chunk = chunk[newline + 1:]
+        data = carry + chunk if carry else chunk
+        end = data.rfind(b"\n")
+        if end < 0:
+            carry = data
+        else:
+            begin = 0
+            first = data.find(b"\n")
+            if first > MAX_LINE:
+                number += 1
+                stats.lines = number
+                yield number, None
+                begin = first + 1
+            if begin <= end:
+                block = data[begin:end]
+                count = block.count(b"\n") + 1
+                stats.lines = number + count
+                yield number + 1, block
+                number += count
+            carry = data[end + 1:]
+        if len(carry) > MAX_LINE:
+            carry = b""
+            skipping = True
+    if skipping or carry:
         number += 1
         stats.lines = number
-        if raw[-1:] == b"\n":
-            raw = raw[:-1]
-        elif len(raw) > MAX_LINE:
+        yield number, carry or None
+
+
+def lines_of(blocks: Iterable[tuple[int, bytes | None]], stats: SourceStats) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of every line of ``blocks`` (for a reader that keeps something per line);
+    over-long lines are counted in ``stats``."""
+    for first, block in blocks:
+        if block is None:
             stats.too_long += 1
-            try:
-                while (rest := readline(1 << 20)) and rest[-1:] != b"\n":
-                    pass
-            except DECOMPRESS_ERRORS as exc:
-                stats.truncated = _damage(exc)
-                return
-            continue
-        yield number, raw
+        else:
+            yield from enumerate(block.split(b"\n"), first)
 
 
 def _damage(exc: BaseException) -> str:
@@ -174,15 +220,16 @@ def journal_argv(root: str | None, files: list[str], since: str | None) -> list[
     return argv
 
 
-def journal_lines(argv: list[str], stats: SourceStats) -> Iterator[tuple[int, bytes]]:
-    """The entries ``journalctl -o json`` prints, one JSON object a line; its failure is a HostError."""
+def journal_blocks(argv: list[str], stats: SourceStats) -> Iterator[tuple[int, bytes | None]]:
+    """Blocks of the entries ``journalctl -o json`` prints, one JSON object a line (as :func:`read_blocks`);
+    its failure is a HostError."""
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "LC_ALL": "C"})
     except OSError as exc:
         raise HostError(f"journalctl: {exc.strerror or exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
     try:
-        yield from read_lines(proc.stdout, stats)
+        yield from read_blocks(proc.stdout, stats)
     finally:
         proc.stdout.close()
         err = proc.stderr.read(4096).decode("utf-8", "replace").strip()

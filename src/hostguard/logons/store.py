@@ -40,7 +40,7 @@ from hostguard.detect.probes import OwnProbes
 from hostguard.findings import Alert, readable
 from hostguard.logons.events import LogonEvent
 from hostguard.logons.parse import parse_lines
-from hostguard.logons.sources import DECOMPRESS_ERRORS, MAX_LINE, SourceStats, journal_lines, open_log
+from hostguard.logons.sources import DECOMPRESS_ERRORS, MAX_LINE, SourceStats, journal_blocks, lines_of, open_log
 from hostguard.logons.timestamps import Clock
 from hostguard.store.state import StateStore
 
@@ -268,7 +268,7 @@ class LogonStore:
         last: list[bytes] = []
 
         def lines() -> Iterator[tuple[int, bytes]]:
-            for number, raw in journal_lines(argv, result.stats):
+            for number, raw in lines_of(journal_blocks(argv, result.stats), result.stats):
                 keys[number] = hashlib.sha256(raw).hexdigest()[:32]
                 if len(keys) > 2:
                     keys.pop(next(iter(keys)))

@@ -182,7 +182,8 @@ JOURNAL = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=400)
 @given(st.lists(st.one_of(st.tuples(HEADERS, MESSY).map(lambda t: (t[0] + t[1]).encode("utf-8", "surrogateescape")),
-                          st.binary(max_size=120), JOURNAL.map(str.encode)), max_size=12))
+                          st.binary(max_size=120), JOURNAL.map(str.encode)).map(lambda b: b.replace(b"\n", b"")),
+                max_size=12))
 def test_whole_pipeline_never_raises(lines: list[bytes]) -> None:
     stats = SourceStats("x")
     clock = Clock(UTC, datetime(2024, 3, 5, tzinfo=UTC))

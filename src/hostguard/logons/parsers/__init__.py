@@ -31,7 +31,10 @@ STATELESS: dict[str, Callable[[str], Attempt | None]] = {
     "vsftpd": parse_vsftpd, "proftpd": parse_proftpd, "pure-ftpd": parse_pure_ftpd, "dovecot": parse_dovecot,
     "postfix": parse_postfix, "mysql": parse_mysql, "su": parse_su, "sudo": parse_sudo, "login": parse_login,
 }
-FAMILIES = frozenset(STATELESS) | {"sshd", "postgresql"}
+GENERATION = 4096  # lines: what a parser has not heard of for KEPT to KEPT + 1 generations is forgotten
+KEPT = 4
+STATEFUL = frozenset({"sshd", "postgresql"})  # parsers that remember something from one line to the next
+FAMILIES = frozenset(STATELESS) | STATEFUL
 
 
 @cache
@@ -54,7 +57,25 @@ class StreamParser:
         self.sshd = SshdParser()
         self.postgres = PostgresParser()
         self.pam = PamParser(pam_services, own_lines)
-        self._last: Attempt | None = None
+        self.last: Attempt | None = None  # the attempt of the last record (``last message repeated`` repeats it)
+        self._skimmed: tuple[str, int | None, str] | None = None  # the last record, when skim() left it unread
+
+    def state(self) -> tuple[object, ...]:
+        """Everything the stream's parsers remember from one line to the next (not their configuration)."""
+        return (self.sshd.state(), self.postgres.state(), self.last, self._skimmed)
+
+    def sweep(self, line: int) -> None:
+        """Before line ``line`` (a multiple of :data:`GENERATION` plus one): start a generation, and forget
+        what the stateful parsers last heard of :data:`KEPT` generations ago or more. Tied to line numbers,
+        not to when or in which blocks lines were read, so every reading of a stream forgets the same."""
+        generation = line // GENERATION
+        self.sshd.generation = self.postgres.generation = generation
+        self.sshd.sweep(generation - KEPT)
+        self.postgres.sweep(generation - KEPT)
+
+    def programs_of(self, family: str) -> list[str]:
+        """The program names read by ``family`` (exact names; prefixes are not listed)."""
+        return [program for program, name in self.programs.items() if name == family]
 
     def family(self, program: str) -> str | None:
         """The parser family reading ``program``'s lines, None for a program hostguard does not read."""
@@ -68,16 +89,39 @@ class StreamParser:
     def parse(self, record: Record) -> tuple[Attempt, int] | None:
         """The attempt of one record and how many times it is logged (``message repeated``), if any."""
         if record.repeat:
-            return (self._last, record.repeat) if self._last is not None else None
+            return (self.last, record.repeat) if self.last is not None else None
+        program, pid, message, repeat = self._unwrapped(record)
+        attempt = self.last = self._attempt(program, pid, message)
+        return None if attempt is None or repeat < 1 else (attempt, repeat)
+
+    def skim(self, record: Record) -> None:
+        """What :meth:`parse` does to this parser's state, without reading the messages of stateless parsers
+        (most of the cost of a line that is not sshd's): for a process that only needs the state at some
+        line (``hostguard.logons.split``). :meth:`settle` then makes :attr:`last` exact."""
+        if record.repeat:
+            return
+        program, pid, message, _ = self._unwrapped(record)
+        if message.startswith(("pam_", "PAM ")) or self.family(program) not in STATEFUL:
+            self.last, self._skimmed = None, (program, pid, message)
+        else:
+            self.last, self._skimmed = self._attempt(program, pid, message), None
+
+    def settled(self) -> None:
+        """The last record was read in full (by the fast path): nothing for :meth:`settle` to do."""
+        self._skimmed = None
+
+    def settle(self) -> None:
+        """After :meth:`skim`: the last record's attempt, read now if skimming left it unread."""
+        if self._skimmed is not None:
+            self.last, self._skimmed = self._attempt(*self._skimmed), None
+
+    def _unwrapped(self, record: Record) -> tuple[str, int | None, str, int]:
         message = record.message
-        repeat = 1
         if message.startswith("message repeated "):
             m = REPEATED.fullmatch(message.rstrip())
             if m is not None:
-                repeat, message = int(m["n"]), m["msg"]
-        attempt = self._attempt(record.program, record.pid, message)
-        self._last = attempt
-        return None if attempt is None or repeat < 1 else (attempt, repeat)
+                return record.program, record.pid, m["msg"], int(m["n"])
+        return record.program, record.pid, message, 1
 
     def _attempt(self, program: str, pid: int | None, message: str) -> Attempt | None:
         if message.startswith(("pam_", "PAM ")):

@@ -53,6 +53,19 @@ class PostgresParser:
 
     def __init__(self) -> None:
         self._clients: OrderedDict[int, tuple[str | None, int | None, str | None]] = OrderedDict()
+        self._seen: dict[int, int] = {}  # pid: the generation (see StreamParser.sweep) of its last line
+        self.generation = 0
+
+    def state(self) -> tuple[object, ...]:
+        """Everything this parser remembers, in order (the table's order is its eviction order)."""
+        return tuple((pid, client, self._seen.get(pid)) for pid, client in self._clients.items())
+
+    def sweep(self, oldest: int) -> None:
+        """Forget backends last heard of before generation ``oldest`` (a connection that never
+        authenticated: authentication_timeout ends it within a minute by default)."""
+        for pid in [pid for pid in self._clients if self._seen.get(pid, 0) < oldest]:
+            del self._clients[pid]
+        self._seen = {pid: self._seen[pid] for pid in self._clients if pid in self._seen}
 
     def parse(self, message: str, pid: int | None) -> Attempt | None:
         """The attempt a message (after ``%m [%p]``) carries, if any."""
@@ -87,5 +100,6 @@ class PostgresParser:
     def _remember(self, pid: int, client: tuple[str | None, int | None, str | None]) -> None:
         self._clients[pid] = client
         self._clients.move_to_end(pid)
+        self._seen[pid] = self.generation
         if len(self._clients) > MAX_BACKENDS:
             self._clients.popitem(last=False)

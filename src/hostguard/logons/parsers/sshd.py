@@ -73,16 +73,40 @@ SessionKey = tuple[str, str | None]  # the address and port as printed
 class _Session:
     user: str | None = None
     emitted: bool = False
+    seen: int = 0  # the generation (see StreamParser.sweep) of its last line
 
 
 class SshdParser:
-    """The sshd messages of one stream. Holds the pre-authentication session table (see module doc)."""
+    """The sshd messages of one stream. Holds the pre-authentication session table (see module doc).
+
+    :meth:`parse` reads a message; :meth:`auth`, :meth:`invalid` and :meth:`closed` are what it does with
+    the fields of the commonest messages, shared with the fast path (``hostguard.logons.hot``), which
+    reads those fields from the whole line at once.
+    """
 
     def __init__(self) -> None:
         # OrderedDict, not dict: evicting the oldest of a dict that had many deletions scans them (O(n))
         self._sessions: OrderedDict[SessionKey, _Session] = OrderedDict()
         self._by_pid: OrderedDict[int, SessionKey] = OrderedDict()
-        self._kex_failed: set[int] = set()
+        self._kex_failed: dict[int, int] = {}  # pid: the generation it was noted in
+        self.generation = 0
+
+    def state(self) -> tuple[object, ...]:
+        """Everything this parser remembers, in order (the session table's order is its eviction order)."""
+        return (tuple((key, s.user, s.emitted, s.seen) for key, s in self._sessions.items()),
+                tuple(self._by_pid.items()), tuple(sorted(self._kex_failed.items())))
+
+    def sweep(self, oldest: int) -> None:
+        """Forget sessions, and kex failures, last heard of before generation ``oldest``: sshd ends a connection
+        that has not authenticated within LoginGraceTime (2 minutes by default), so such a session is over,
+        its end unlogged or lost. Without this, one such session would stay in the table for good."""
+        sessions = self._sessions
+        for key in [key for key, session in sessions.items() if session.seen < oldest]:
+            del sessions[key]
+        for pid in [pid for pid, key in self._by_pid.items() if key not in sessions]:
+            del self._by_pid[pid]
+        for pid in [pid for pid, seen in self._kex_failed.items() if seen < oldest]:
+            del self._kex_failed[pid]
 
     def parse(self, message: str, pid: int | None) -> Attempt | None:
         """The attempt ``message`` (one sshd line's text) carries, if any."""
@@ -102,101 +126,113 @@ class SshdParser:
             m = AUTH.fullmatch(msg)
             if m is None:
                 return None
-            session = self._session(m, pid)
-            user = m["user"] or None
-            session.user = user
-            if m["method"] == "none":
-                return None
-            session.emitted = True
-            outcome: Outcome = "success" if m["verdict"] == "Accepted" else "failure"
-            return self._attempt(m, outcome, user, m["method"])
+            return self.auth(m["verdict"], m["method"], m["user"], m["addr"], m["port"], pid)
         if head in ("Conn", "Disc", "Time", "Rece", "maxi", "ssh_"):
             return self._ending(msg, pid, preauth)
         if head in ("Inva", "Ille", "User"):
             m = INVALID.fullmatch(msg) or NOT_ALLOWED.fullmatch(msg)
             if m is not None:
-                self._session(m, pid).user = m["user"] or None
+                self.invalid(m["user"], m["addr"], m["port"], pid)
             return None
         if head == "kex_":
             # the close that follows (same pid; bare ``sshd -E`` lines have none) is the probe's own line
-            self._kex_failed.add(pid or 0)
+            self._kex_failed[pid or 0] = self.generation
             if len(self._kex_failed) > MAX_SESSIONS:
                 self._kex_failed.clear()
             return None
         for pattern in PROBES:
             m = pattern.fullmatch(msg)
             if m is not None:
-                return self._once(m, pid, "probe", None)
+                return self._once(m["addr"], m["port"], pid, "probe", None)
         return None
+
+    def auth(self, verdict: str, method: str, user: str, addr: str, port: str | None,
+             pid: int | None) -> Attempt | None:
+        """``Failed``/``Accepted METHOD for [invalid user] USER from ADDR [port PORT]``: the attempt (none for
+        method ``none``, the client asking which methods exist)."""
+        session = self._session(addr, port, pid)
+        name = user or None
+        session.user = name
+        if method == "none":
+            return None
+        session.emitted = True
+        return Attempt(SERVICE, "success" if verdict == "Accepted" else "failure", name, normalize_ip(addr),
+                       parse_port(port), method)
+
+    def invalid(self, user: str, addr: str, port: str | None, pid: int | None) -> None:
+        """``Invalid user USER from ADDR`` (or ``not allowed``): no attempt, but the session's user name."""
+        self._session(addr, port, pid).user = user or None
+
+    def closed(self, kind: str | None, user: str | None, addr: str, port: str | None, pid: int | None,
+               preauth: bool, keep: bool = False) -> Attempt | None:
+        """A close, disconnect or reset, of ``kind`` (``authenticating user``, ``invalid user``, ``user`` or
+        None when the line names no user): an attempt when it ends a session before authentication that
+        showed none yet. ``keep``: the session lives on (``ssh_dispatch_run_fatal`` precedes the close)."""
+        if kind == "user":  # after authentication: a session's normal end
+            self._forget(addr, port, pid)
+            return None
+        name = user or None if kind else None
+        kex = (pid or 0) in self._kex_failed
+        if not (name or preauth or kex or self._session(addr, port, pid).user):
+            self._forget(addr, port, pid)  # no sign this close was before authentication: not an attempt
+            return None
+        if kex:
+            self._kex_failed.pop(pid or 0, None)
+        attempt = self._once(addr, port, pid, "failure" if name else "probe", name)
+        if not keep:
+            self._forget(addr, port, pid)
+        return attempt
 
     def _ending(self, msg: str, pid: int | None, preauth: bool) -> Attempt | None:
         m = CONNECTION.fullmatch(msg)
         if m is not None:  # a new session on this address and port: forget an older one
-            key = self._key(m, pid)
-            self._sessions.pop(key, None)
-            self._session(m, pid)
+            addr, port = m.group("addr", "port")
+            self._sessions.pop(self._key(addr, port, pid), None)
+            self._session(addr, port, pid)
             return None
         m = MAXTRIES.fullmatch(msg)
         if m is not None:
-            return self._once(m, pid, "failure", m["user"] or None)
+            return self._once(m["addr"], m["port"], pid, "failure", m["user"] or None)
         for pattern in (CLOSED, DISCONNECTING, DISPATCH):
             m = pattern.fullmatch(msg)
-            if m is None:
-                continue
-            if m["kind"] == "user":  # after authentication: a session's normal end
-                self._forget(m, pid)
-                return None
-            user = m["user"] or None if m["kind"] else None
-            kex = (pid or 0) in self._kex_failed
-            if not (user or preauth or kex or self._session(m, pid).user):
-                self._forget(m, pid)  # no sign this close was before authentication: not an attempt
-                return None
-            if kex:
-                self._kex_failed.discard(pid or 0)
-            attempt = self._once(m, pid, "failure" if user else "probe", user)
-            if pattern is not DISPATCH:
-                self._forget(m, pid)
-            return attempt
+            if m is not None:
+                return self.closed(m["kind"], m["user"], m["addr"], m["port"], pid, preauth, pattern is DISPATCH)
         m = TIMEOUT.fullmatch(msg)
         if m is not None:
-            return self._once(m, pid, "probe", None)
+            return self._once(m["addr"], m["port"], pid, "probe", None)
         m = RECEIVED.fullmatch(msg)
         if m is not None and preauth:
-            return self._once(m, pid, "probe", None)
+            return self._once(m["addr"], m["port"], pid, "probe", None)
         return None
 
-    def _once(self, m: re.Match[str], pid: int | None, outcome: Outcome, user: str | None) -> Attempt | None:
+    def _once(self, addr: str, port: str | None, pid: int | None, outcome: Outcome,
+              user: str | None) -> Attempt | None:
         """An attempt for a session-ending line, unless the session already gave one."""
-        session = self._session(m, pid)
+        session = self._session(addr, port, pid)
         if session.emitted:
             return None
         session.emitted = True
         user = user or session.user
         if user is not None and outcome == "probe":
             outcome = "failure"  # a user name was sent: an attempt to log in, not a scan
-        return self._attempt(m, outcome, user, None)
+        return Attempt(SERVICE, outcome, user, normalize_ip(addr), parse_port(port), None)
 
-    @staticmethod
-    def _attempt(m: re.Match[str], outcome: Outcome, user: str | None, method: str | None) -> Attempt:
-        addr, port = m.group("addr", "port")
-        return Attempt(SERVICE, outcome, user, normalize_ip(addr), parse_port(port), method)
-
-    def _key(self, m: re.Match[str], pid: int | None) -> SessionKey:
-        addr, port = m.group("addr", "port")
+    def _key(self, addr: str, port: str | None, pid: int | None) -> SessionKey:
         if port is None and pid is not None:
             known = self._by_pid.get(pid)
             if known is not None:
                 return known
         return (addr, port)
 
-    def _session(self, m: re.Match[str], pid: int | None) -> _Session:
-        key = self._key(m, pid)
+    def _session(self, addr: str, port: str | None, pid: int | None) -> _Session:
+        key = self._key(addr, port, pid)
         sessions = self._sessions
         session = sessions.get(key)
         if session is None:
             session = sessions[key] = _Session()
             if len(sessions) > MAX_SESSIONS:
                 sessions.popitem(last=False)
+        session.seen = self.generation
         if pid is not None and key[1] is not None:
             by_pid = self._by_pid
             by_pid[pid] = key
@@ -204,7 +240,7 @@ class SshdParser:
                 by_pid.popitem(last=False)
         return session
 
-    def _forget(self, m: re.Match[str], pid: int | None) -> None:
-        self._sessions.pop(self._key(m, pid), None)
+    def _forget(self, addr: str, port: str | None, pid: int | None) -> None:
+        self._sessions.pop(self._key(addr, port, pid), None)
         if pid is not None:
             self._by_pid.pop(pid, None)
