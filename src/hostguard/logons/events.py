@@ -69,10 +69,23 @@ class LogonEvent(NamedTuple):
     def json_line(self, file_json: str) -> str:
         """``json.dumps(self.to_json(), ensure_ascii=False)``, built directly (``logons parse`` writes one per
         attempt); ``file_json`` is the JSON of :attr:`file`, encoded once per source."""
-        return (f'{{"file": {file_json}, "line": {self.line}, "service": {_text(self.service)}, "outcome": '
-                f'"{self.outcome}", "count": {self.count}, "user": {_text(self.user)}, "ip": {_text(self.ip)}, '
-                f'"port": {"null" if self.port is None else self.port}, "method": {_text(self.method)}, '
+        return (f'{{"file": {file_json}, "line": {self.line}, "service": {_known(self.service)}, "outcome": '
+                f'"{self.outcome}", "count": {self.count}, "user": {_known(self.user)}, "ip": {_text(self.ip)}, '
+                f'"port": {"null" if self.port is None else self.port}, "method": {_known(self.method)}, '
                 f'"time": {_text(self.time)}}}')
+
+
+_KNOWN: dict[str | None, str] = {}
+
+
+def _known(value: str | None) -> str:
+    """:func:`_text` of a value that repeats (services, methods, the user names bots try), kept in a table."""
+    text = _KNOWN.get(value)
+    if text is None:
+        if len(_KNOWN) >= 4096:
+            _KNOWN.clear()
+        text = _KNOWN[value] = _text(value)
+    return text
 
 
 def _text(value: str | None) -> str:

@@ -25,6 +25,9 @@ from hostguard.logons.records import STAMP
 
 USER = r"[\w.@-]{0,64}"  # no spaces: sshd's greedy user-name patterns then split the line the same way
 IP = r"\d{1,3}(?:\.\d{1,3}){3}|[\da-fA-F]{0,4}:[\da-fA-F:.]{1,45}"  # never bare digits, never a host name
+# where text follows the address (": reason"), an address ending in ":" could split the line elsewhere for
+# sshd's lazy address pattern: here it must end in a digit
+IP_END = r"\d{1,3}(?:\.\d{1,3}){3}|[\da-fA-F]{0,4}:[\da-fA-F:.]{0,44}[\da-fA-F]"
 PORT = r"\d{1,5}"
 SSHD_SHAPES = (
     rf"(?P<verdict>Failed|Accepted) (?P<method>[\w-]{{1,32}}(?:/[\w-]{{1,32}})?) for (?:invalid user )?"
@@ -32,9 +35,11 @@ SSHD_SHAPES = (
     rf"|Invalid user (?P<iuser>{USER}) from (?P<iaddr>{IP}) port (?P<iport>{PORT})"
     rf"|(?:Connection closed by|Disconnected from|Connection reset by) (?P<kind>authenticating user|invalid user|user)"
     rf" (?P<cuser>{USER}) (?P<caddr>{IP}) port (?P<cport>{PORT})"
+    rf"|Received disconnect from (?P<raddr>{IP_END}) port (?P<rport>{PORT}):\d{{1,5}}: .*?"
+    rf"|Unable to negotiate with (?P<uaddr>{IP_END}) port (?P<uport>{PORT}): .*?"
 )
 FIELDS = ("pid", "verdict", "method", "user", "addr", "port", "iuser", "iaddr", "iport", "kind", "cuser", "caddr",
-          "cport", "pre")
+          "cport", "raddr", "rport", "uaddr", "uport", "pre")
 
 
 def sshd_pattern(programs: Iterable[str]) -> re.Pattern[str]:
@@ -58,11 +63,15 @@ class HotPath:
 
     def attempt(self, m: re.Match[str]) -> Attempt | None:
         """The attempt of a line :attr:`match` accepted (its time is the caller's: ``RecordReader.time_of``)."""
-        pid, verdict, method, user, addr, port, iuser, iaddr, iport, kind, cuser, caddr, cport, pre = \
-            m.groups()[self._first:]
+        pid, verdict, method, user, addr, port, iuser, iaddr, iport, kind, cuser, caddr, cport, raddr, rport, \
+            uaddr, uport, pre = m.groups()[self._first:]
         if verdict is not None:
             return self.sshd.auth(verdict, method, user, addr, port, int(pid))
         if iuser is not None:
             self.sshd.invalid(iuser, iaddr, iport, int(pid))
             return None
-        return self.sshd.closed(kind, cuser, caddr, cport, int(pid), pre is not None)
+        if kind is not None:
+            return self.sshd.closed(kind, cuser, caddr, cport, int(pid), pre is not None)
+        if raddr is not None:
+            return self.sshd.received(raddr, rport, int(pid), pre is not None)
+        return self.sshd.probe(uaddr, uport, int(pid))

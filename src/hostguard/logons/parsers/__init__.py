@@ -31,8 +31,8 @@ STATELESS: dict[str, Callable[[str], Attempt | None]] = {
     "vsftpd": parse_vsftpd, "proftpd": parse_proftpd, "pure-ftpd": parse_pure_ftpd, "dovecot": parse_dovecot,
     "postfix": parse_postfix, "mysql": parse_mysql, "su": parse_su, "sudo": parse_sudo, "login": parse_login,
 }
-GENERATION = 4096  # lines: what a parser has not heard of for KEPT to KEPT + 1 generations is forgotten
-KEPT = 4
+GENERATION = 16384  # lines: what a parser has not heard of for KEPT to KEPT + 1 generations is forgotten
+KEPT = 1  # (a sweep scans the whole table: rarely, and over a window far longer than LoginGraceTime's lines)
 STATEFUL = frozenset({"sshd", "postgresql"})  # parsers that remember something from one line to the next
 FAMILIES = frozenset(STATELESS) | STATEFUL
 

@@ -143,7 +143,7 @@ class SshdParser:
         for pattern in PROBES:
             m = pattern.fullmatch(msg)
             if m is not None:
-                return self._once(m["addr"], m["port"], pid, "probe", None)
+                return self.probe(m["addr"], m["port"], pid)
         return None
 
     def auth(self, verdict: str, method: str, user: str, addr: str, port: str | None,
@@ -183,6 +183,16 @@ class SshdParser:
             self._forget(addr, port, pid)
         return attempt
 
+    def received(self, addr: str, port: str | None, pid: int | None, preauth: bool) -> Attempt | None:
+        """``Received disconnect from ADDR: N: reason``: a probe when before authentication (and the session
+        showed nothing); after it, a session's normal end, which changes nothing."""
+        return self._once(addr, port, pid, "probe", None) if preauth else None
+
+    def probe(self, addr: str, port: str | None, pid: int | None) -> Attempt | None:
+        """A pre-authentication probe (no identification, ``Unable to negotiate``, a bad banner), once per
+        session."""
+        return self._once(addr, port, pid, "probe", None)
+
     def _ending(self, msg: str, pid: int | None, preauth: bool) -> Attempt | None:
         m = CONNECTION.fullmatch(msg)
         if m is not None:  # a new session on this address and port: forget an older one
@@ -201,8 +211,8 @@ class SshdParser:
         if m is not None:
             return self._once(m["addr"], m["port"], pid, "probe", None)
         m = RECEIVED.fullmatch(msg)
-        if m is not None and preauth:
-            return self._once(m["addr"], m["port"], pid, "probe", None)
+        if m is not None:
+            return self.received(m["addr"], m["port"], pid, preauth)
         return None
 
     def _once(self, addr: str, port: str | None, pid: int | None, outcome: Outcome,
