@@ -40,7 +40,7 @@ def parse_lines(blocks: Iterable[tuple[int, bytes | None]], name: str, clock: Cl
 class StreamReader:
     """Reads one stream, block after block; keeps what its parsers remember between lines (sshd's sessions,
     PostgreSQL's backends, the last record for ``last message repeated``), so reading can go on where it
-    stopped, or start from the state another pass built (:meth:`skim`)."""
+    stopped; :meth:`digest` tells whether two readers would go on alike."""
 
     def __init__(self, clock: Clock, program: str | None = None, *, fast: bool = True) -> None:
         self.clock, self.program = clock, program
@@ -90,31 +90,6 @@ class StreamReader:
         # repr, not pickle: pickle's bytes depend on which equal strings happen to be one object (its memo)
         text = repr(state).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(text, digest_size=16).digest()
-
-    def skim(self, blocks: Iterable[tuple[int, bytes | None]], stats: SourceStats) -> None:
-        """Read ``blocks`` for the parsers' state only, as :meth:`events` would leave it (no events, no times,
-        stateless services' messages not parsed): the cheap way to the state at a line far into a file."""
-        parser, hot = self.parser, self.hot
-        hot_match = hot.match if hot is not None else None
-        sweep = self._next_sweep
-        for first, raw in blocks:
-            if raw is None:
-                stats.too_long += 1
-                continue
-            number = first - 1
-            for text in _decoded(raw, stats):
-                number += 1
-                if number >= sweep:
-                    sweep = self._sweep(number)
-                if hot_match is not None and (m := hot_match(text)) is not None:
-                    assert hot is not None
-                    parser.last = hot.attempt(m)
-                    parser.settled()
-                    continue
-                record = self._record(text, stats)
-                if record is not None:
-                    parser.skim(record)
-        parser.settle()
 
     def _sweep(self, number: int) -> int:
         """Sweep the parsers at the last generation's start at or before line ``number``; the next one's."""

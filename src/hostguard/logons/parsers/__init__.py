@@ -58,11 +58,10 @@ class StreamParser:
         self.postgres = PostgresParser()
         self.pam = PamParser(pam_services, own_lines)
         self.last: Attempt | None = None  # the attempt of the last record (``last message repeated`` repeats it)
-        self._skimmed: tuple[str, int | None, str] | None = None  # the last record, when skim() left it unread
 
     def state(self) -> tuple[object, ...]:
         """Everything the stream's parsers remember from one line to the next (not their configuration)."""
-        return (self.sshd.state(), self.postgres.state(), self.last, self._skimmed)
+        return (self.sshd.state(), self.postgres.state(), self.last)
 
     def sweep(self, line: int) -> None:
         """Before line ``line`` (a multiple of :data:`GENERATION` plus one): start a generation, and forget
@@ -93,27 +92,6 @@ class StreamParser:
         program, pid, message, repeat = self._unwrapped(record)
         attempt = self.last = self._attempt(program, pid, message)
         return None if attempt is None or repeat < 1 else (attempt, repeat)
-
-    def skim(self, record: Record) -> None:
-        """What :meth:`parse` does to this parser's state, without reading the messages of stateless parsers
-        (most of the cost of a line that is not sshd's): for a process that only needs the state at some
-        line (``hostguard.logons.split``). :meth:`settle` then makes :attr:`last` exact."""
-        if record.repeat:
-            return
-        program, pid, message, _ = self._unwrapped(record)
-        if message.startswith(("pam_", "PAM ")) or self.family(program) not in STATEFUL:
-            self.last, self._skimmed = None, (program, pid, message)
-        else:
-            self.last, self._skimmed = self._attempt(program, pid, message), None
-
-    def settled(self) -> None:
-        """The last record was read in full (by the fast path): nothing for :meth:`settle` to do."""
-        self._skimmed = None
-
-    def settle(self) -> None:
-        """After :meth:`skim`: the last record's attempt, read now if skimming left it unread."""
-        if self._skimmed is not None:
-            self.last, self._skimmed = self._attempt(*self._skimmed), None
 
     def _unwrapped(self, record: Record) -> tuple[str, int | None, str, int]:
         message = record.message
