@@ -154,11 +154,10 @@ def _checked_sources(args: argparse.Namespace, verb: str) -> tuple[bool, tzinfo,
 
 def run_parse(args: argparse.Namespace) -> int:
     """Parse the given sources in order and print their events."""
-    import json
     from datetime import UTC, datetime
 
-    from hostguard.findings import portable
     from hostguard.host.base import HostError
+    from hostguard.logons.events import write_jsonl
     from hostguard.logons.parse import parse_lines
     from hostguard.logons.sources import SourceStats, journal_argv, journal_blocks
     from hostguard.logons.split import write_events
@@ -167,8 +166,6 @@ def run_parse(args: argparse.Namespace) -> int:
     if args.since and not (args.journal or args.journal_file):
         raise UsageError("--since applies to --journal / --journal-file only")
     journal, zone, reference = _checked_sources(args, "parse")
-    write = sys.stdout.write
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
     for name in args.files:
         stats = SourceStats(name)
         try:
@@ -185,9 +182,8 @@ def run_parse(args: argparse.Namespace) -> int:
         try:
             argv = journal_argv(args.root if args.journal else None, args.journal_file, args.since)
             clock = Clock(zone, reference or datetime.now(UTC))
-            file_json = dumps(portable(label))
-            for event in parse_lines(journal_blocks(argv, stats), label, clock, stats, args.program):
-                write(event.json_line(file_json) + "\n")
+            events = parse_lines(journal_blocks(argv, stats), label, clock, stats, args.program)
+            write_jsonl(events, label, sys.stdout)
         except HostError as exc:
             raise UsageError(str(exc)) from exc
         _summary(stats, args.stats)

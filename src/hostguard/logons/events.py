@@ -10,7 +10,8 @@ dataclass costs several times a tuple to build (issue 11's speed target is per l
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, NamedTuple
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple, TextIO
 
 from hostguard.findings import portable
 
@@ -73,6 +74,14 @@ class LogonEvent(NamedTuple):
                 f'"{self.outcome}", "count": {self.count}, "user": {_known(self.user)}, "ip": {_text(self.ip)}, '
                 f'"port": {"null" if self.port is None else self.port}, "method": {_known(self.method)}, '
                 f'"time": {_text(self.time)}}}')
+
+
+def write_jsonl(events: Iterable[LogonEvent], name: str, out: TextIO) -> None:
+    """Write ``events`` to ``out`` as the contract's JSON Lines (``name``: the source they name)."""
+    file_json = _DUMPS(portable(name))
+    write = out.write
+    for event in events:
+        write(event.json_line(file_json) + "\n")
 
 
 _KNOWN: dict[str | None, str] = {}

@@ -27,14 +27,13 @@ from hostguard.logons.timestamps import Clock
 
 
 def parse_lines(blocks: Iterable[tuple[int, bytes | None]], name: str, clock: Clock, stats: SourceStats,
-                program: str | None = None, *, fast: bool = True) -> Iterator[LogonEvent]:
+                program: str | None = None) -> Iterator[LogonEvent]:
     """The events of one stream's blocks of lines (see the module doc).
 
     ``program``: the program of lines in no known format (``sshd -E FILE`` writes bare messages, without
-    syslog's stamp and ident). JSON lines are journal entries (``journalctl -o json``). ``fast=False``
-    reads every line the general way: the reference the fast path is tested against.
+    syslog's stamp and ident). JSON lines are journal entries (``journalctl -o json``).
     """
-    return StreamReader(clock, program, fast=fast).events(blocks, name, stats)
+    return StreamReader(clock, program).events(blocks, name, stats)
 
 
 class StreamReader:
@@ -43,6 +42,7 @@ class StreamReader:
     stopped; :meth:`digest` tells whether two readers would go on alike."""
 
     def __init__(self, clock: Clock, program: str | None = None, *, fast: bool = True) -> None:
+        """``fast=False`` reads every line the general way: the reference the fast path is tested against."""
         self.clock, self.program = clock, program
         self.parser = StreamParser()
         self.reader = RecordReader(clock)
@@ -52,8 +52,8 @@ class StreamReader:
     def events(self, blocks: Iterable[tuple[int, bytes | None]], name: str,
                stats: SourceStats) -> Iterator[LogonEvent]:
         """The events of ``blocks``, attributed to ``name``."""
-        parser, reader, hot = self.parser, self.reader, self.hot
-        hot_match = hot.match if hot is not None else None
+        parser, reader = self.parser, self.reader
+        hot_match, hot_attempt = (self.hot.match, self.hot.attempt) if self.hot is not None else (None, None)
         sweep = self._next_sweep
         for first, raw in blocks:
             if raw is None:
@@ -65,8 +65,7 @@ class StreamReader:
                 if number >= sweep:
                     sweep = self._sweep(number)
                 if hot_match is not None and (m := hot_match(text)) is not None:
-                    assert hot is not None
-                    attempt = parser.last = hot.attempt(m)
+                    attempt = parser.last = hot_attempt(m)  # type: ignore[misc]  # set with hot_match
                     if attempt is None:
                         continue
                     when = reader.time_of(m)
@@ -92,11 +91,12 @@ class StreamReader:
         return hashlib.blake2b(text, digest_size=16).digest()
 
     def _sweep(self, number: int) -> int:
-        """Sweep the parsers at the last generation's start at or before line ``number``; the next one's."""
-        start = (number - 1) // GENERATION * GENERATION + 1
-        if start > 1:
-            self.parser.sweep(start)
-        self._next_sweep = start + GENERATION
+        """Enter the generation of line ``number`` (a generation is GENERATION lines, from line 1); the line
+        the next one starts at."""
+        generation = (number - 1) // GENERATION
+        if generation:
+            self.parser.sweep(generation)
+        self._next_sweep = (generation + 1) * GENERATION + 1
         return self._next_sweep
 
     def _record(self, text: str, stats: SourceStats) -> Record | None:

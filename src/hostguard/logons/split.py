@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import signal
 import stat
@@ -33,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TextIO
 
-from hostguard.findings import portable
+from hostguard.logons.events import write_jsonl
 from hostguard.logons.parse import StreamReader
 from hostguard.logons.sources import SourceStats, open_log, read_blocks
 from hostguard.logons.timestamps import Clock
@@ -62,27 +61,19 @@ def usable_cpus() -> int:
 
 
 def write_events(path: str, name: str, clock: Clock, program: str | None, out: TextIO, stats: SourceStats, *,
-                 split: bool | None = None, min_bytes: int = MIN_SPLIT_BYTES, every: int = EVERY,
-                 fast: bool = True) -> Written:
+                 split: bool | None = None, min_bytes: int = MIN_SPLIT_BYTES, every: int = EVERY) -> Written:
     """Write the events of the log file ``path`` to ``out`` as JSON Lines (``name`` is the ``file`` they
     name), counting in ``stats``. ``split``: use a second process (default: when two CPUs are usable and the
     file is plain and at least ``min_bytes``). Raises ``HostError`` when the file cannot be read."""
-    file_json = json.dumps(portable(name), ensure_ascii=False)
-    reader = StreamReader(clock, program, fast=fast)
+    reader = StreamReader(clock, program)
     with open_log(path) as stream:
         point = None
         if split or (split is None and usable_cpus() >= 2):
             point = _split_point(stream, min_bytes)
         if point is None:
-            _write(reader.events(read_blocks(stream, stats), name, stats), out, file_json)
+            write_jsonl(reader.events(read_blocks(stream, stats), name, stats), name, out)
             return Written()
-        return _split(stream, point, reader, name, file_json, out, stats, every)
-
-
-def _write(events: Iterable[object], out: TextIO, file_json: str) -> None:
-    write = out.write
-    for event in events:
-        write(event.json_line(file_json) + "\n")  # type: ignore[attr-defined]
+        return _split(stream.fileno(), point, reader, name, out, stats, every)
 
 
 def _split_point(stream: IO[bytes], min_bytes: int) -> int | None:
@@ -100,28 +91,19 @@ def _split_point(stream: IO[bytes], min_bytes: int) -> int | None:
     return middle + newline + 1
 
 
-class _Span:
-    """The first ``size`` bytes of a stream, for :func:`read_blocks` (which reads with ``read1``)."""
-
-    def __init__(self, stream: IO[bytes], size: int) -> None:
-        self.stream, self.left = stream, size
-
-    def read1(self, size: int) -> bytes:
-        if self.left <= 0:
-            return b""
-        data = self.stream.read1(min(size, self.left))  # type: ignore[attr-defined]
-        self.left -= len(data)
-        return bytes(data)
-
-
 class _Pread:
-    """A file descriptor read from ``offset`` on with ``pread``, leaving the descriptor's own offset (which
-    the other process shares after ``fork``) alone."""
+    """Bytes ``offset`` to ``end`` (None: the end of the file) of a file descriptor, for :func:`read_blocks`,
+    read with ``pread``: the descriptor's own offset, which both processes share after ``fork``, is left
+    alone."""
 
-    def __init__(self, fd: int, offset: int) -> None:
-        self.fd, self.offset = fd, offset
+    def __init__(self, fd: int, offset: int, end: int | None = None) -> None:
+        self.fd, self.offset, self.end = fd, offset, end
 
     def read1(self, size: int) -> bytes:
+        if self.end is not None:
+            size = min(size, self.end - self.offset)
+            if size <= 0:
+                return b""
         data = os.pread(self.fd, size, self.offset)
         self.offset += len(data)
         return data
@@ -165,9 +147,14 @@ def _counts(stats: SourceStats) -> list[int]:
     return [getattr(stats, name) for name in COUNTERS]
 
 
-def _split(stream: IO[bytes], point: int, reader: StreamReader, name: str, file_json: str, out: TextIO,
-           stats: SourceStats, every: int) -> Written:
-    """Parse ``stream`` (a plain file, at its start) with a child reading from byte ``point`` on."""
+def _counted(stats: SourceStats) -> str:
+    """The counts of a child's note."""
+    return " ".join(str(c) for c in _counts(stats))
+
+
+def _split(fd: int, point: int, reader: StreamReader, name: str, out: TextIO, stats: SourceStats,
+           every: int) -> Written:
+    """Parse the plain file open on ``fd`` with a child reading from byte ``point`` on."""
     encoding, errors = getattr(out, "encoding", None) or "utf-8", getattr(out, "errors", None) or "strict"
     with tempfile.TemporaryFile() as events_file, tempfile.TemporaryFile() as notes_file:
         out.flush()  # nothing buffered may be written twice
@@ -175,15 +162,15 @@ def _split(stream: IO[bytes], point: int, reader: StreamReader, name: str, file_
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                _child(stream.fileno(), point, reader, name, file_json, events_file.fileno(), notes_file.fileno(),
-                       encoding, errors, every)
+                _child(fd, point, reader, name, events_file.fileno(), notes_file.fileno(), encoding, errors,
+                       every)
                 code = 0
             finally:
                 os._exit(code)
         child = _Child(pid)
         try:
-            return _lead(child, stream, point, reader, name, file_json, out, stats, every, events_file,
-                         _Notes(notes_file.fileno()))
+            return _lead(child, fd, point, reader, name, out, stats, every, events_file,
+                         _Notes(notes_file.fileno()), encoding, errors)
         finally:
             child.stop()
 
@@ -211,11 +198,11 @@ class _Child:
             self.pid = None
 
 
-def _lead(child: _Child, stream: IO[bytes], point: int, reader: StreamReader, name: str, file_json: str,
-          out: TextIO, stats: SourceStats, every: int, events_file: IO[bytes], notes: _Notes) -> Written:
+def _lead(child: _Child, fd: int, point: int, reader: StreamReader, name: str, out: TextIO, stats: SourceStats,
+          every: int, events_file: IO[bytes], notes: _Notes, encoding: str, errors: str) -> Written:
     """The main process's part: the first half, then on past the split until the states meet."""
     written = Written(split=point)
-    _write(reader.events(read_blocks(_Span(stream, point), stats), name, stats), out, file_json)
+    write_jsonl(reader.events(read_blocks(_Pread(fd, 0, point), stats), name, stats), name, out)
     base = stats.lines  # the split is at a line's start: the first half's lines are the lines before it
     met: list[tuple[int, list[int]]] = []
 
@@ -226,18 +213,18 @@ def _lead(child: _Child, stream: IO[bytes], point: int, reader: StreamReader, na
             return True
         return False
 
-    cuts = _Checkpoints(read_blocks(stream, stats, base), base, every, meets)
-    _write(reader.events(cuts, name, stats), out, file_json)
+    cuts = _Checkpoints(read_blocks(_Pread(fd, point), stats, base), base, every, meets)
+    write_jsonl(reader.events(cuts, name, stats), name, out)
     if not met:
         return written  # read to the end alone
     offset_at, counts_at = met[0]
     end = notes.end() if child.wait() else None
     if end is None:  # the child failed after all: read on from where the states met
-        _write(reader.events(cuts.rest(), name, stats), out, file_json)
+        write_jsonl(reader.events(cuts.rest(), name, stats), name, out)
         return written
     end_lines, end_offset, end_counts = end
     out.flush()
-    _copy(events_file, offset_at, end_offset, out)
+    _copy(events_file, offset_at, end_offset, out, encoding, errors)
     for counter, now, there, done in zip(COUNTERS, _counts(stats), counts_at, end_counts, strict=True):
         setattr(stats, counter, now + done - there)
     stats.lines = end_lines
@@ -285,7 +272,7 @@ class _Notes:
         return self.done
 
 
-def _copy(source: IO[bytes], start: int, end: int, out: TextIO) -> None:
+def _copy(source: IO[bytes], start: int, end: int, out: TextIO, encoding: str, errors: str) -> None:
     """Bytes ``start:end`` of the child's output to ``out`` (written in ``out``'s encoding: the same bytes)."""
     target = getattr(out, "buffer", None)
     offset = start
@@ -297,13 +284,13 @@ def _copy(source: IO[bytes], start: int, end: int, out: TextIO) -> None:
         if target is not None:
             target.write(data)
         else:
-            out.write(data.decode(getattr(out, "encoding", None) or "utf-8", getattr(out, "errors", None) or "strict"))
+            out.write(data.decode(encoding, errors))
     if target is not None:
         target.flush()
 
 
-def _child(fd: int, point: int, reader: StreamReader, name: str, file_json: str, events_fd: int, notes_fd: int,
-           encoding: str, errors: str, every: int) -> None:
+def _child(fd: int, point: int, reader: StreamReader, name: str, events_fd: int, notes_fd: int, encoding: str,
+           errors: str, every: int) -> None:
     """Parse from byte ``point`` to the end from an empty state, noting digests at the checkpoints."""
     base = 0
     offset = 0
@@ -318,13 +305,11 @@ def _child(fd: int, point: int, reader: StreamReader, name: str, file_json: str,
 
     def note(line: int) -> bool:
         out.flush()
-        counts = " ".join(str(c) for c in _counts(stats))
-        text = f"at {line} {os.lseek(events_fd, 0, os.SEEK_CUR)} {reader.digest().hex()} {counts}\n"
+        text = f"at {line} {os.lseek(events_fd, 0, os.SEEK_CUR)} {reader.digest().hex()} {_counted(stats)}\n"
         os.write(notes_fd, text.encode())
         return False
 
     cuts = _Checkpoints(read_blocks(_Pread(fd, point), stats, base), base, every, note)
-    _write(reader.events(cuts, name, stats), out, file_json)
+    write_jsonl(reader.events(cuts, name, stats), name, out)
     out.flush()
-    counts = " ".join(str(c) for c in _counts(stats))
-    os.write(notes_fd, f"end {stats.lines} {os.lseek(events_fd, 0, os.SEEK_CUR)} {counts}\n".encode())
+    os.write(notes_fd, f"end {stats.lines} {os.lseek(events_fd, 0, os.SEEK_CUR)} {_counted(stats)}\n".encode())

@@ -63,11 +63,10 @@ class StreamParser:
         """Everything the stream's parsers remember from one line to the next (not their configuration)."""
         return (self.sshd.state(), self.postgres.state(), self.last)
 
-    def sweep(self, line: int) -> None:
-        """Before line ``line`` (a multiple of :data:`GENERATION` plus one): start a generation, and forget
-        what the stateful parsers last heard of :data:`KEPT` generations ago or more. Tied to line numbers,
-        not to when or in which blocks lines were read, so every reading of a stream forgets the same."""
-        generation = line // GENERATION
+    def sweep(self, generation: int) -> None:
+        """Start ``generation`` (lines from ``generation * GENERATION + 1`` on), and forget what the stateful
+        parsers last heard of :data:`KEPT` generations ago or more. Tied to line numbers, not to when or in
+        which blocks lines were read, so every reading of a stream forgets the same."""
         self.sshd.generation = self.postgres.generation = generation
         self.sshd.sweep(generation - KEPT)
         self.postgres.sweep(generation - KEPT)
@@ -89,17 +88,14 @@ class StreamParser:
         """The attempt of one record and how many times it is logged (``message repeated``), if any."""
         if record.repeat:
             return (self.last, record.repeat) if self.last is not None else None
-        program, pid, message, repeat = self._unwrapped(record)
-        attempt = self.last = self._attempt(program, pid, message)
-        return None if attempt is None or repeat < 1 else (attempt, repeat)
-
-    def _unwrapped(self, record: Record) -> tuple[str, int | None, str, int]:
         message = record.message
+        repeat = 1
         if message.startswith("message repeated "):
             m = REPEATED.fullmatch(message.rstrip())
             if m is not None:
-                return record.program, record.pid, m["msg"], int(m["n"])
-        return record.program, record.pid, message, 1
+                repeat, message = int(m["n"]), m["msg"]
+        attempt = self.last = self._attempt(record.program, record.pid, message)
+        return None if attempt is None or repeat < 1 else (attempt, repeat)
 
     def _attempt(self, program: str, pid: int | None, message: str) -> Attempt | None:
         if message.startswith(("pam_", "PAM ")):

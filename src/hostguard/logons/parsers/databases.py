@@ -35,6 +35,7 @@ PG_FAILED = re.compile(r'FATAL:  (?P<method>[A-Za-z]+) authentication failed for
 PG_HBA = re.compile(r'FATAL:  no pg_hba\.conf entry for (?:replication connection from )?host "(?P<host>[^"]*)", '
                     r'user "(?P<user>.*?)", ', re.S)
 MAX_BACKENDS = 8192
+NO_CLIENT: tuple[str | None, int | None, str | None, int] = (None, None, None, 0)
 
 
 def parse_mysql(message: str) -> Attempt | None:
@@ -52,20 +53,19 @@ class PostgresParser:
     """PostgreSQL server-log messages; remembers each backend's client address (see module doc)."""
 
     def __init__(self) -> None:
-        self._clients: OrderedDict[int, tuple[str | None, int | None, str | None]] = OrderedDict()
-        self._seen: dict[int, int] = {}  # pid: the generation (see StreamParser.sweep) of its last line
+        # pid: (address, port, method, the generation of its last line: see StreamParser.sweep)
+        self._clients: OrderedDict[int, tuple[str | None, int | None, str | None, int]] = OrderedDict()
         self.generation = 0
 
     def state(self) -> tuple[object, ...]:
         """Everything this parser remembers, in order (the table's order is its eviction order)."""
-        return tuple((pid, client, self._seen.get(pid)) for pid, client in self._clients.items())
+        return tuple(self._clients.items())
 
     def sweep(self, oldest: int) -> None:
         """Forget backends last heard of before generation ``oldest`` (a connection that never
         authenticated: authentication_timeout ends it within a minute by default)."""
-        for pid in [pid for pid in self._clients if self._seen.get(pid, 0) < oldest]:
+        for pid in [pid for pid, client in self._clients.items() if client[3] < oldest]:
             del self._clients[pid]
-        self._seen = {pid: self._seen[pid] for pid in self._clients if pid in self._seen}
 
     def parse(self, message: str, pid: int | None) -> Attempt | None:
         """The attempt a message (after ``%m [%p]``) carries, if any."""
@@ -73,22 +73,22 @@ class PostgresParser:
             m = PG_RECEIVED.search(message)
             if m is not None:
                 if pid is not None:
-                    self._remember(pid, (normalize_ip(m["host"]), parse_port(m["port"]), None))
+                    self._remember(pid, normalize_ip(m["host"]), parse_port(m["port"]), None)
                 return None
             m = PG_AUTHENTICATED.search(message)
             if m is not None:
                 if pid is not None:
-                    ip, port, _ = self._clients.get(pid, (None, None, None))
-                    self._remember(pid, (ip, port, m["method"].lower()))
+                    ip, port, _, _ = self._clients.get(pid, NO_CLIENT)
+                    self._remember(pid, ip, port, m["method"].lower())
                 return None
             m = PG_AUTHORIZED.search(message)
             if m is not None:
-                ip, port, method = self._clients.pop(pid, (None, None, None)) if pid is not None else (None, None, None)
+                ip, port, method, _ = self._clients.pop(pid, NO_CLIENT) if pid is not None else NO_CLIENT
                 return Attempt("postgresql", "success", m["user"] or None, ip, port, method)
             return None
         if "FATAL:  " not in message:
             return None
-        ip, port, _ = self._clients.pop(pid, (None, None, None)) if pid is not None else (None, None, None)
+        ip, port, _, _ = self._clients.pop(pid, NO_CLIENT) if pid is not None else NO_CLIENT
         m = PG_FAILED.search(message)
         if m is not None:
             return Attempt("postgresql", "failure", m["user"] or None, ip, port, m["method"].lower())
@@ -97,9 +97,8 @@ class PostgresParser:
             return Attempt("postgresql", "failure", m["user"] or None, normalize_ip(m["host"]) or ip, port, None)
         return None
 
-    def _remember(self, pid: int, client: tuple[str | None, int | None, str | None]) -> None:
-        self._clients[pid] = client
+    def _remember(self, pid: int, ip: str | None, port: int | None, method: str | None) -> None:
+        self._clients[pid] = (ip, port, method, self.generation)
         self._clients.move_to_end(pid)
-        self._seen[pid] = self.generation
         if len(self._clients) > MAX_BACKENDS:
             self._clients.popitem(last=False)
