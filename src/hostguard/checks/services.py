@@ -336,39 +336,14 @@ def _mysql_fix(rec: MysqlConfig, text: ConfigText) -> Remediation:
 
 # -- PostgreSQL -----------------------------------------------------------------------------------------
 
-def _hba_fields(line: str) -> list[tuple[int, int]] | None:
-    """The (start, end) of each whitespace-separated field of one pg_hba line (quotes keep spaces inside a
-    field; a ``#`` outside quotes ends the line); None for a continued or unterminated line."""
-    if line.rstrip().endswith("\\"):
-        return None
-    spans: list[tuple[int, int]] = []
-    i, n = 0, len(line)
-    while i < n:
-        while i < n and line[i] in " \t\r":
-            i += 1
-        if i >= n or line[i] == "#":
-            break
-        start, quoted = i, False
-        while i < n and (quoted or line[i] not in " \t\r#"):
-            if line[i] == '"':
-                quoted = not quoted
-            i += 1
-        if quoted:
-            return None
-        spans.append((start, i))
-    return spans
-
-
 def _hba_with(line: str, record: HbaLine, method: str) -> str | None:
     """``line`` with the record's authentication method replaced by ``method``, everything else as written;
-    None when the line is not that record on one line (continued, or the method not where it must be)."""
-    spans = _hba_fields(line)
-    if spans is None:
+    None when the line is not that record on one line (continued, or the method not where the reader saw it)."""
+    if record.method_span is None:
         return None
-    index = len(spans) - 1 - len(record.options)
-    if index < 3 or line[spans[index][0]:spans[index][1]] != record.method:
+    start, end = record.method_span
+    if line[start:end] != record.method:
         return None
-    start, end = spans[index]
     return line[:start] + method + line[end:]
 
 

@@ -69,6 +69,9 @@ class HbaLine:
     method: str
     options: tuple[str, ...]
     where: Where
+    # where the method stands in its line (None: a record over continued lines); how it was written, not what
+    # the record is, so not compared
+    method_span: tuple[int, int] | None = field(default=None, compare=False)
 
     @property
     def local(self) -> bool:
@@ -226,8 +229,9 @@ def _read_conf(host: Host, path: str, text: str, out: _Read, depth: int) -> None
 
 # -- pg_hba.conf -----------------------------------------------------------------------------------------
 
-def _hba_tokens(text: str, where: Where) -> list[list[tuple[str, bool]]]:
-    """The fields of one logical pg_hba line, each a list of (token, quoted) split at commas."""
+def _hba_tokens(text: str, where: Where, spans: list[tuple[int, int]]) -> list[list[tuple[str, bool]]]:
+    """The fields of one logical pg_hba line, each a list of (token, quoted) split at commas; each field's
+    (start, end) in ``text`` is appended to ``spans`` (a fix edits one field of the line as written)."""
     fields: list[list[tuple[str, bool]]] = []
     i, n = 0, len(text)
     while i < n:
@@ -235,6 +239,7 @@ def _hba_tokens(text: str, where: Where) -> list[list[tuple[str, bool]]]:
             i += 1
         if i >= n or text[i] == "#":
             break
+        start = i
         items: list[tuple[str, bool]] = []
         while True:
             cur: list[str] = []
@@ -263,6 +268,7 @@ def _hba_tokens(text: str, where: Where) -> list[list[tuple[str, bool]]]:
                 continue
             break
         fields.append(items)
+        spans.append((start, i))
     return fields
 
 
@@ -287,7 +293,8 @@ def parse_hba(host: Host, path: str, text: str, out_notes: list[str], depth: int
             logical = logical.rstrip()[:-1] + " " + raw_lines[number]
         number += 1
         where = Where(path, first)
-        fields = _hba_tokens(logical, where)
+        spans: list[tuple[int, int]] = []
+        fields = _hba_tokens(logical, where, spans)
         if not fields:
             continue
         if any(len(f) != 1 for f in (fields[0],)):
@@ -342,7 +349,9 @@ def parse_hba(host: Host, path: str, text: str, out_notes: list[str], depth: int
             raise HostError(f"{where}: peer authentication is only supported on local sockets")
         if method == "cert" and kind != "hostssl":
             raise HostError(f"{where}: cert authentication is only supported on hostssl connections")
-        lines.append(HbaLine(kind, databases, users, address, netmask, method, tuple(rest[1:]), where))
+        one_line_record = number == first and not logical.rstrip().endswith("\\")
+        method_span = spans[len(fields) - len(rest)] if one_line_record else None
+        lines.append(HbaLine(kind, databases, users, address, netmask, method, tuple(rest[1:]), where, method_span))
     return lines
 
 
