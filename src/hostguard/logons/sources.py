@@ -15,6 +15,7 @@ logons". Under ``--root`` the tree's own journal directory is read (``journalctl
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
@@ -67,15 +68,22 @@ class SourceStats:
         return f"{self.name}: " + ", ".join(parts + self.notes)
 
 
-def check_log(path: str) -> None:
-    """That ``path`` can be read as a log, without reading it (a pipe, ``<(zcat ...)``, is only looked at):
-    :class:`HostError` otherwise. The command checks every file so before printing anything."""
+@contextlib.contextmanager
+def _opening(path: str) -> Iterator[None]:
+    """Turns the error of reaching ``path`` into the one-line :class:`HostError` the commands print."""
     try:
-        st = os.stat(path)
+        yield
     except FileNotFoundError as exc:
         raise HostError(f"{path}: no such file") from exc
     except OSError as exc:
         raise HostError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def check_log(path: str) -> None:
+    """That ``path`` can be read as a log, without reading it (a pipe, ``<(zcat ...)``, is only looked at):
+    :class:`HostError` otherwise. The command checks every file so before printing anything."""
+    with _opening(path):
+        st = os.stat(path)
     if stat.S_ISFIFO(st.st_mode):
         return
     open_log(path).close()
@@ -87,12 +95,8 @@ def open_log(path: str) -> IO[bytes]:
     Raises :class:`HostError` (one line) for a missing, unreadable or non-regular file: bad input the
     command reports and exits 2 on, before any output.
     """
-    try:
+    with _opening(path):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError as exc:
-        raise HostError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise HostError(f"{path}: {exc.strerror or exc}") from exc
     try:
         st = os.fstat(fd)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
