@@ -42,7 +42,7 @@ from hostguard.host.web.nginx import ConfigText
 from hostguard.remediation import Command, DeleteLine, Edit
 from hostguard.respond.apply import apply
 from tests.conftest import build_tree, need_root, need_tool, run_one
-from tests.host.services.helpers import free_port, resp, running, wait_for
+from tests.host.services.helpers import anonymous_ftp_login, free_port, resp, running, wait_for
 from tests.netns import SERVER_V4, Pair, netns_pair
 from tests.realservers import as_postgres, new_mariadb_datadir, postgres_cluster
 
@@ -534,18 +534,6 @@ def _vsftpd(tree: Path, tmp_path: Path, dirs: Path, port: int) -> list[str]:
     return ["vsftpd", str(conf)]
 
 
-def _anonymous_gets_in(port: int) -> bool:
-    ftp = ftplib.FTP()
-    ftp.connect("127.0.0.1", port, timeout=10)
-    try:
-        ftp.login("anonymous", "probe@example.test")
-    except ftplib.error_perm:
-        return False
-    finally:
-        ftp.close()
-    return True
-
-
 def _up(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
@@ -579,7 +567,7 @@ def test_vsftpd_anonymous_step_refuses_anonymous(tmp_path: Path, ftp_dirs: Path,
         port = free_port()
         with running(_vsftpd(tree, tmp_path, ftp_dirs, port), tmp_path / "log"):
             wait_for(lambda port=port: _up(port), what="vsftpd")
-            assert _anonymous_gets_in(port) is allowed
+            assert anonymous_ftp_login(port) is allowed
 
 
 def test_vsftpd_anonymous_with_local_users_in_clear_leaves_the_weak_finding(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ client (no redis-py needed), and files written into a temp tree."""
 from __future__ import annotations
 
 import contextlib
+import ftplib
 import os
 import signal
 import socket
@@ -107,3 +108,16 @@ def _reply(reader: object) -> object:
     if kind == b"*":
         return [_reply(reader) for _ in range(int(body))]
     raise AssertionError(f"unexpected RESP reply {line!r}")
+
+
+def anonymous_ftp_login(port: int) -> bool:
+    """Whether the FTP server on loopback ``port`` lets ``anonymous`` log in."""
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", port, timeout=10)
+    try:
+        ftp.login("anonymous", "probe@example.test")
+    except ftplib.error_perm:
+        return False
+    finally:
+        ftp.close()
+    return True

@@ -19,7 +19,7 @@ from hostguard.host.services.common import AuthKind, Scope, Setting
 from hostguard.host.services.ftp import PROFTPD_CONFIG, VSFTPD_CONFIG, collect_ftp, parse_proftpd, parse_vsftpd
 from hostguard.host.web.model import Where
 from tests.conftest import need_root, need_tool
-from tests.host.services.helpers import free_port, line_of, running, tree, wait_for
+from tests.host.services.helpers import anonymous_ftp_login, free_port, line_of, running, tree, wait_for
 
 VSFTPD_CASES = {
     "anonymous_on": "anonymous_enable=YES\nlocal_enable=NO\n",
@@ -45,18 +45,6 @@ def dirs() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _anonymous_login(port: int) -> bool:
-    ftp = ftplib.FTP()
-    ftp.connect("127.0.0.1", port, timeout=10)
-    try:
-        ftp.login("anonymous", "probe@example.test")
-    except ftplib.error_perm:
-        return False
-    finally:
-        ftp.close()
-    return True
-
-
 def _accepts(port: int) -> bool:
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", port, timeout=2)
@@ -80,7 +68,7 @@ def test_vsftpd_reader_agrees_with_a_real_vsftpd(tmp_path: Path, dirs: tuple[Pat
     assert [(i.address, i.port, i.scope) for i in ours.listening.listens] == [("127.0.0.1", port, Scope.LOOPBACK)]
     with running(["vsftpd", str(config)], tmp_path / "log"):
         wait_for(lambda: _accepts(port), what="vsftpd")
-        anonymous = _anonymous_login(port)
+        anonymous = anonymous_ftp_login(port)
     assert anonymous == (ours.anonymous.value == "yes")
     assert (ours.auth.kind is AuthKind.NONE) == anonymous
 
