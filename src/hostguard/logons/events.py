@@ -40,8 +40,9 @@ class LogonEvent(NamedTuple):
     """One authentication attempt as ``hostguard logons parse`` prints it.
 
     ``line`` is the 1-based line (or journal entry) carrying the attempt; ``time`` is ISO 8601 with an
-    offset, None when the line has no usable time. ``user`` may hold non-UTF-8 text (decoded with
-    ``surrogateescape``): it is written with the bytes policy of :mod:`hostguard.findings`.
+    offset, None when the line has no usable time. ``user`` and ``method`` are read from the line and may hold
+    non-UTF-8 text (decoded with ``surrogateescape``): they are written with the bytes policy of
+    :mod:`hostguard.findings`.
     """
 
     file: str
@@ -65,15 +66,17 @@ class LogonEvent(NamedTuple):
         """The contract's JSON object (field order as documented)."""
         return {"file": portable(self.file), "line": self.line, "service": self.service, "outcome": self.outcome,
                 "count": self.count, "user": portable(self.user), "ip": self.ip, "port": self.port,
-                "method": self.method, "time": self.time}
+                "method": portable(self.method), "time": self.time}
 
     def json_line(self, file_json: str) -> str:
         """``json.dumps(self.to_json(), ensure_ascii=False)``, built directly (``logons parse`` writes one per
         attempt); ``file_json`` is the JSON of :attr:`file`, encoded once per source."""
-        return (f'{{"file": {file_json}, "line": {self.line}, "service": {_known(self.service)}, "outcome": '
-                f'"{self.outcome}", "count": {self.count}, "user": {_known(self.user)}, "ip": {_text(self.ip)}, '
-                f'"port": {"null" if self.port is None else self.port}, "method": {_known(self.method)}, '
-                f'"time": {_text(self.time)}}}')
+        _, line, service, outcome, count, user, ip, port, method, time = self
+        known = _KNOWN.get
+        return (f'{{"file": {file_json}, "line": {line}, "service": {known(service) or _known(service)}, '
+                f'"outcome": "{outcome}", "count": {count}, "user": {known(user) or _known(user)}, '
+                f'"ip": {_text(ip)}, "port": {"null" if port is None else port}, '
+                f'"method": {known(method) or _known(method)}, "time": {_text(time)}}}')
 
 
 def write_jsonl(events: Iterable[LogonEvent], name: str, out: TextIO) -> None:
