@@ -51,6 +51,26 @@ def sshd_lines(draw: st.DrawFn) -> str:
     return f"{draw(STAMPS)} gw.test {draw(PROGRAMS)}: {message}"
 
 
+OTHERS = st.sampled_from([
+    "{stamp} gw.test last message repeated 2 times",
+    "{stamp} gw.test last message repeated 2 times, and more",
+    "{stamp} gw.test sshd[7]: message repeated 3 times: [ Failed password for {user} from {addr} port 22 ssh2]",
+    "{stamp} gw.test su[5]: FAILED SU (to root) {user} on pts/0",
+    "{stamp} gw.test sshd[7]: pam_unix(sshd:auth): authentication failure; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test vsftpd[3]: pam_unix(vsftpd:auth): authentication failure; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test sshd: Failed password for {user} from {addr} port 22 ssh2",
+    "{stamp} gw.test sshd[7]:Failed password for {user} from {addr} port 22 ssh2",
+    "{stamp} gw.test",
+    "Mon Mar  4 10:00:01 2024 [pid 3] [{user}] FAIL LOGIN: Client \"{addr}\"",
+])
+
+
+@st.composite
+def other_lines(draw: st.DrawFn) -> str:
+    """Lines the shapes do not take, which the fast path's pattern must still read as the general path does."""
+    return draw(OTHERS).format(stamp=draw(STAMPS), user=draw(USERS), addr=draw(ADDRS))
+
+
 def read(lines: list[str], fast: bool) -> tuple[list[object], bytes, SourceStats]:
     stats = SourceStats("x")
     reader = StreamReader(CLOCK, fast=fast)
@@ -60,7 +80,7 @@ def read(lines: list[str], fast: bool) -> tuple[list[object], bytes, SourceStats
 
 
 @settings(max_examples=2500)
-@given(st.lists(sshd_lines(), min_size=1, max_size=8))
+@given(st.lists(sshd_lines() | other_lines(), min_size=1, max_size=8))
 def test_fast_path_gives_what_the_general_path_gives(lines: list[str]) -> None:
     # the same events, line for line, and the same state after them (the next line would read the same)
     fast, general = read(lines, True), read(lines, False)
