@@ -37,7 +37,8 @@ from hostguard.logons.parse import StreamReader
 from hostguard.logons.sources import SourceStats, open_log, read_blocks
 from hostguard.logons.timestamps import Clock
 
-EVERY = 1 << 15  # lines between checkpoints: a digest costs a few ms, the main process reads past the split
+EVERY = 1 << 15  # lines between checkpoints (the first ones closer: see _Checkpoints); a digest costs a few ms
+SPLIT = 31 / 64  # the main process reads on past the split until the states meet: a little before the middle
 MIN_SPLIT_BYTES = 8 << 20  # below this a second process costs more than it saves
 COUNTERS = ("events", "too_long", "nul", "non_utf8", "unreadable")
 Blocks = Iterable[tuple[int, bytes | None]]
@@ -77,14 +78,14 @@ def write_events(path: str, name: str, clock: Clock, program: str | None, out: T
 
 
 def _split_point(stream: IO[bytes], min_bytes: int) -> int | None:
-    """The start of the first line after the middle of a plain regular file of at least ``min_bytes``."""
+    """The start of the first line after :data:`SPLIT` of a plain regular file of at least ``min_bytes``."""
     if not isinstance(stream, io.BufferedReader):
         return None  # decompressing
     fd = stream.fileno()
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_size < max(min_bytes, 2):
         return None
-    middle = st.st_size // 2
+    middle = int(st.st_size * SPLIT)
     newline = os.pread(fd, 1 << 20, middle).find(b"\n")
     if newline < 0 or middle + newline + 1 >= st.st_size:
         return None
@@ -110,13 +111,15 @@ class _Pread:
 
 
 class _Checkpoints:
-    """``blocks`` cut so that one starts at every ``every``-th line after ``base``; before such a block,
-    ``at(line)`` is called (every line before ``line`` has then been read, its events written): when it
+    """``blocks`` cut so that one starts at each checkpoint after ``base``: ``every / 8`` lines on, then
+    twice as far each time up to ``every`` lines apart (states that meet soon are seen soon). Before such a
+    block, ``at(line)`` is called (every line before ``line`` has then been read, its events written): when it
     answers True the blocks end there, and :meth:`rest` gives the ones left."""
 
     def __init__(self, blocks: Blocks, base: int, every: int, at: Callable[[int], bool]) -> None:
         self.source, self.every, self.at = iter(blocks), every, at
-        self.cut = base + 1 + every
+        self.step = max(1, every >> 3)
+        self.cut = base + 1 + self.step
         self.pending: tuple[int, bytes | None] | None = None
 
     def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
@@ -126,7 +129,8 @@ class _Checkpoints:
                     if self.at(self.cut):
                         self.pending = (first, raw)
                         return
-                    self.cut += self.every
+                    self.step = min(self.step * 2, self.every)
+                    self.cut += self.step
                     continue
                 count = 1 if raw is None else raw.count(b"\n") + 1
                 if raw is None or first + count <= self.cut:
