@@ -51,6 +51,10 @@ def sshd_lines(draw: st.DrawFn) -> str:
     return f"{draw(STAMPS)} gw.test {draw(PROGRAMS)}: {message}"
 
 
+ANY_PROGRAMS = st.sampled_from(["vsftpd[3]", "vsftpd", "vsftpd2[3]", "sudo[4]", "su", "cron[5]", "postfix/smtpd[6]",
+                                "postfix-out/smtpd[6]", "postfix[6]", "sshd[7]", "dovecot", "x[abc]", "x[1][2]",
+                                "login[8]", "proftpd[9]", "a" * 129]) | st.text(alphabet="ab-/[]:1", min_size=1,
+                                                                                 max_size=8)
 OTHERS = st.sampled_from([
     "{stamp} gw.test last message repeated 2 times",
     "{stamp} gw.test last message repeated 2 times, and more",
@@ -61,6 +65,25 @@ OTHERS = st.sampled_from([
     "{stamp} gw.test sshd: Failed password for {user} from {addr} port 22 ssh2",
     "{stamp} gw.test sshd[7]:Failed password for {user} from {addr} port 22 ssh2",
     "{stamp} gw.test",
+    # quiet lines (hot.quiet_pattern) and their near misses: programs no parser reads, PAM lines by service
+    "{stamp} gw.test CRON[5]: pam_unix(cron:session): session opened for user {user}(uid=0) by (uid=0)",
+    "{stamp} gw.test systemd-logind[5]: New session 4 of user {user}.",
+    "{stamp} gw.test kernel: [UFW BLOCK] IN=eth0 SRC={addr}",
+    "{stamp} gw.test sshd[7]: pam_unix(sshd:session): session closed for user {user}",
+    "{stamp} gw.test {program}: pam_unix(vsftpd:auth): authentication failure; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test {program}:  pam_unix(vsftpd:auth): authentication failure; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test {program}:pam_unix(vsftpd:auth): authentication failure; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test {program}: pam_unix(vsftpd:auth): 2 more authentication failures; rhost={addr}  user={user}",
+    "{stamp} gw.test {program}: pam_unix(vsftpd:session): session opened for user {user}",
+    "{stamp} gw.test {program}: pam_sss(vsftpd:auth): authentication failure; logname= rhost={addr} user={user}",
+    "{stamp} gw.test {program}: PAM 2 more authentication failures; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test {program}: PAM 0 more authentication failures; logname= rhost={addr}  user={user}",
+    "{stamp} gw.test {program}: message repeated 2 times: [ pam_unix(vsftpd:auth): authentication failure; "
+    "logname= rhost={addr}  user={user}]",
+    "{stamp} gw.test {program}: {user} : 3 incorrect password attempts ; TTY=pts/1 ; USER=root ; COMMAND=/bin/id",
+    "{stamp} gw.test {program}: FAILED SU (to root) {user} on pts/0",
+    "{stamp} gw.test {program}: Failed password for {user} from {addr} port 22 ssh2",
+    "{stamp} gw.test {program}: warning: unknown[{addr}]: SASL LOGIN authentication failed: x, sasl_username={user}",
     "Mon Mar  4 10:00:01 2024 [pid 3] [{user}] FAIL LOGIN: Client \"{addr}\"",
 ])
 
@@ -68,7 +91,7 @@ OTHERS = st.sampled_from([
 @st.composite
 def other_lines(draw: st.DrawFn) -> str:
     """Lines the shapes do not take, which the fast path's pattern must still read as the general path does."""
-    return draw(OTHERS).format(stamp=draw(STAMPS), user=draw(USERS), addr=draw(ADDRS))
+    return draw(OTHERS).format(stamp=draw(STAMPS), user=draw(USERS), addr=draw(ADDRS), program=draw(ANY_PROGRAMS))
 
 
 def read(lines: list[str], fast: bool) -> tuple[list[object], bytes, SourceStats]:
@@ -108,7 +131,29 @@ def test_fast_path_takes_the_common_shapes_and_leaves_the_rest() -> None:
         "Mar  4 10:00:01 gw.test sshd[7]: error: Failed password for root from 192.0.2.7 port 22 ssh2",
         "Mar  4 10:00:01 gw.test sshd[7]: Failed password for root from 192.0.2.7 port 22 ssh2 [net]",
         "Mar  4 10:00:01 gw.test sshd: Failed password for root from 192.0.2.7 port 22 ssh2",  # no pid
-        "Mar  4 10:00:01 gw.test sshd2[7]: Failed password for root from 192.0.2.7 port 22 ssh2",
         "Mar  4 10:00:01 gw.test sshd[7]: Unable to negotiate with 2001:db8:: port 22: no match [preauth]",  # ends in :
     ]
-    assert [reader.hot.match(line) is not None for line in taken + left] == [True] * len(taken) + [False] * len(left)
+    quiet = [
+        "Mar  4 10:00:01 gw.test sshd2[7]: Failed password for root from 192.0.2.7 port 22 ssh2",  # no parser's
+        "Mar  4 10:00:01 gw.test CRON[7]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)",
+        "Mar  4 10:00:01 gw.test sshd[7]: pam_unix(sshd:auth): authentication failure; logname= rhost=192.0.2.7",
+        "Mar  4 10:00:01 gw.test sshd[7]: PAM 2 more authentication failures; logname= rhost=192.0.2.7  user=root",
+        "Mar  4 10:00:01 gw.test vsftpd[7]: pam_unix(vsftpd:session): session opened for user ftp",
+    ]
+    general = [  # what the quiet lines must leave to the general path
+        "Mar  4 10:00:01 gw.test CRON[7]: pam_unix(vsftpd:auth): authentication failure; logname= rhost=192.0.2.7",
+        "Mar  4 10:00:01 gw.test vsftpd[7]: PAM 2 more authentication failures; logname= rhost=192.0.2.7  user=a",
+        "Mar  4 10:00:01 gw.test CRON[7]: message repeated 2 times: [ x]",
+        "Mar  4 10:00:01 gw.test postfix/smtpd[7]: connect from unknown[192.0.2.7]",
+        "Mar  4 10:00:01 gw.test su: FAILED SU (to root) alice on pts/0",
+        "Mar  4 10:00:01 gw.test x[abc]: y",
+    ]
+
+    def kind(line: str) -> str:
+        assert reader.hot is not None
+        m = reader.hot.match(line)
+        return "general" if m is None else "quiet" if m["pid"] is None else "shape"
+
+    assert [kind(line) for line in taken + left + quiet + general] == (
+        ["shape"] * len(taken) + ["general"] * len(left) + ["quiet"] * len(quiet)
+        + ["general"] * len(general))

@@ -46,7 +46,7 @@ class StreamReader:
         self.clock, self.program = clock, program
         self.parser = StreamParser()
         self.reader = RecordReader(clock)
-        self.hot = HotPath(self.parser.sshd, self.parser.programs_of("sshd")) if fast else None
+        self.hot = HotPath(self.parser) if fast else None
         self._next_sweep = 1
 
     def events(self, blocks: Iterable[tuple[int, bytes | None]], name: str,
@@ -68,7 +68,7 @@ class StreamReader:
                     attempt = parser.last = hot_attempt(m)  # type: ignore[misc]  # set with hot_match
                     if attempt is None:
                         continue
-                    when = reader.time_of(m)
+                    when = reader.time_of_stamp(m.group(1))
                     repeat = 1
                 else:
                     record = self._record(text, stats)

@@ -22,14 +22,18 @@ from dataclasses import dataclass
 
 from hostguard.logons.timestamps import Clock, fraction_micro, iso_text
 
-# the syslog header's stamp (every format above) and host; the fast path (hot.py) matches whole lines with
-# this same text in front, so both read a stamp the same way
-STAMP = (r"(?P<stamp>(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
-         r"(?:\.(?P<frac>\d{1,9}))?"
-         r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d(?::?\d\d)?)?)"
-         r"|[A-Z][a-z]{2} (?P<full>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?) (?P<zone>[A-Za-z][\w+\-/]{0,31})"
-         r"|(?P<unix>\d{9,11}\.\d{1,9}))"
-         r" (?P<host>\S{1,255}) ")
+# the syslog header's stamp, in every format above: its alternatives with their parts named
+STAMP_PARTS = (r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
+               r"(?:\.(?P<frac>\d{1,9}))?"
+               r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d(?::?\d\d)?)?)"
+               r"|[A-Z][a-z]{2} (?P<full>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?) (?P<zone>[A-Za-z][\w+\-/]{0,31})"
+               r"|(?P<unix>\d{9,11}\.\d{1,9})")
+STAMP_READER = re.compile(STAMP_PARTS)
+# the header (stamp and host) in front of a syslog line. The fast path (hot.py) matches whole lines with
+# the same text in front, its parts not captured (every captured group costs a string when its match is
+# unpacked): both read a stamp the same way, and a stamp's parts are only needed the first time it is seen
+STAMP = rf"(?P<stamp>{STAMP_PARTS}) (?P<host>\S{{1,255}}) "
+STAMP_TEXT = rf"(?P<stamp>{re.sub(r'[(][?]P<[a-z]+>', '(?:', STAMP_PARTS)}) \S{{1,255}} "
 SYSLOG = re.compile(STAMP + r"(?:(?P<prog>[^\s\[:]{1,128})(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)"
                     r"|last message repeated (?P<rep>\d{1,9}) times?)", re.S)
 VSFTPD = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) "
@@ -97,12 +101,22 @@ class RecordReader:
     def time_of(self, m: re.Match[str]) -> str | None:
         """The time (contract text) of a match of a pattern that starts with :data:`STAMP`."""
         stamp = m.group("stamp")
-        times = self._times
-        text = times.get(stamp, "")
+        text = self._times.get(stamp, "")
+        return self._remember(stamp, _syslog_time(m, self.clock)) if text == "" else text
+
+    def time_of_stamp(self, stamp: str) -> str | None:
+        """The time (contract text) of a stamp :data:`STAMP_TEXT` matched."""
+        text = self._times.get(stamp, "")
         if text == "":
-            if len(times) >= STAMPS_KEPT:
-                times.clear()
-            text = times[stamp] = _syslog_time(m, self.clock)
+            m = STAMP_READER.fullmatch(stamp)
+            return self._remember(stamp, None if m is None else _syslog_time(m, self.clock))
+        return text
+
+    def _remember(self, stamp: str, text: str | None) -> str | None:
+        times = self._times
+        if len(times) >= STAMPS_KEPT:
+            times.clear()
+        times[stamp] = text
         return text
 
 

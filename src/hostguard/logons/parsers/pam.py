@@ -24,6 +24,9 @@ from hostguard.logons.events import Attempt
 
 FAILURE = re.compile(r"pam_\w+\((?P<svc>[^:()]+):auth\): (?:(?P<more>\d+) more )?authentication failures?; (?P<kv>.*)", re.S)
 MORE = re.compile(r"PAM (?P<more>\d+) more authentication failures?; (?P<kv>.*)", re.S)
+# pam_unix writes "... ruser=R rhost=H  user=U", user last. R and U are client-chosen (vsftpd sets both to the
+# login name), so " user=" or " rhost=" may appear inside them: see _host_and_user
+CANDIDATES = 16  # " rhost=" places tried for the split that makes R equal U (the work stays linear)
 RHOST = re.compile(r"(?:^| )rhost=(?P<rhost>\S*)")
 USER = re.compile(r"  ?user=(?P<user>.*)$", re.S)
 
@@ -48,11 +51,42 @@ class PamParser:
         service = self.services.get(pam_service)
         if service is None or pam_service in self.own_lines:
             return None
-        kv = m["kv"]
-        rhost = RHOST.search(kv)
-        user = USER.search(kv)
-        ip = normalize_ip(rhost["rhost"]) if rhost and rhost["rhost"] else None
         count = int(m["more"]) if m["more"] else 1
         if count < 1:
             return None
-        return Attempt(service, "failure", (user["user"].strip() or None) if user else None, ip, None, "password", count)
+        host, user = _host_and_user(m["kv"])
+        return Attempt(service, "failure", user, normalize_ip(host) if host else None, None, "password", count)
+
+
+def _host_and_user(kv: str) -> tuple[str | None, str | None]:
+    """``rhost`` and ``user`` of pam_unix's key=value text. Where R equals U (vsftpd), the " rhost=" that makes
+    them equal is the true one; otherwise the first after "ruser=" (H, a host, has no spaces). Text not in
+    pam_unix's order: each key where it first appears."""
+    start = kv.find("ruser=")
+    if start < 0 or (start and kv[start - 1] != " "):
+        found, named = RHOST.search(kv), USER.search(kv)
+        return (found and found["rhost"]) or None, _user(named and named["user"])
+    rest = kv[start + 6:]
+    first: tuple[str, str | None] | None = None
+    at = rest.find(" rhost=")
+    for _ in range(CANDIDATES):
+        if at < 0:
+            break
+        after = rest[at + 7:]
+        space = after.find(" ")
+        host, tail = (after, "") if space < 0 else (after[:space], after[space:])
+        user = tail[7:] if tail.startswith("  user=") else tail[6:] if tail.startswith(" user=") else None
+        if first is None:
+            first = (host, user)
+        if user == rest[:at]:
+            return host or None, _user(user)
+        at = rest.find(" rhost=", at + 1)
+    host, user = first if first is not None else (None, None)
+    if user is None:  # user= not right after rhost: where it first appears
+        named = USER.search(kv)
+        user = named and named["user"]
+    return host or None, _user(user)
+
+
+def _user(text: str | None) -> str | None:
+    return (text.strip() or None) if text is not None else None

@@ -229,25 +229,27 @@ class SshdParser:
 
     def _key(self, addr: str, port: str | None, pid: int | None) -> SessionKey:
         if port is None and pid is not None:
-            known = self._by_pid.get(pid)
-            if known is not None:
-                return known
+            return self._by_pid.get(pid) or (addr, None)
         return (addr, port)
 
     def _session(self, addr: str, port: str | None, pid: int | None) -> _Session:
-        key = self._key(addr, port, pid)
+        if port is None:
+            key = self._key(addr, port, pid)
+        else:
+            key = (addr, port)
+            if pid is not None:
+                by_pid = self._by_pid
+                by_pid[pid] = key
+                if len(by_pid) > MAX_SESSIONS:
+                    by_pid.popitem(last=False)
         sessions = self._sessions
         session = sessions.get(key)
         if session is None:
-            session = sessions[key] = _Session()
+            session = sessions[key] = _Session(None, False, self.generation)
             if len(sessions) > MAX_SESSIONS:
                 sessions.popitem(last=False)
-        session.seen = self.generation
-        if pid is not None and key[1] is not None:
-            by_pid = self._by_pid
-            by_pid[pid] = key
-            if len(by_pid) > MAX_SESSIONS:
-                by_pid.popitem(last=False)
+        else:
+            session.seen = self.generation
         return session
 
     def _forget(self, addr: str, port: str | None, pid: int | None) -> None:
