@@ -81,7 +81,10 @@ def _host_and_user(kv: str) -> tuple[str | None, str | None]:
         if user == rest[:at]:
             return host or None, _user(user)
         at = rest.find(" rhost=", at + 1)
-    host, user = first if first is not None else (None, None)
+    host: str | None = None
+    user = None
+    if first is not None:
+        host, user = first
     if user is None:  # user= not right after rhost: where it first appears
         named = USER.search(kv)
         user = named and named["user"]
