@@ -81,14 +81,12 @@ def _host_and_user(kv: str) -> tuple[str | None, str | None]:
         if user == rest[:at]:
             return host or None, _user(user)
         at = rest.find(" rhost=", at + 1)
-    host: str | None = None
-    user = None
-    if first is not None:
-        host, user = first
-    if user is None:  # user= not right after rhost: where it first appears
+    if first is None:
+        first = ("", None)
+    if first[1] is None:  # user= not right after rhost: where it first appears
         named = USER.search(kv)
-        user = named and named["user"]
-    return host or None, _user(user)
+        first = (first[0], named and named["user"])
+    return first[0] or None, _user(first[1])
 
 
 def _user(text: str | None) -> str | None:
