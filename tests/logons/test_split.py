@@ -49,7 +49,7 @@ def run(path: Path, **options: object) -> tuple[bytes, str, Written]:
     sink = io.BytesIO()
     out = io.TextIOWrapper(sink, encoding="utf-8", errors="strict", write_through=False)
     stats = SourceStats(str(path))
-    written = write_events(str(path), str(path), CLOCK, None, out, stats, min_bytes=0, every=2000,
+    written = write_events(str(path), str(path), CLOCK, None, out, stats, min_bytes=0, checkpoint=250,
                            **options)  # type: ignore[arg-type]
     out.flush()
     return sink.getvalue(), stats.summary(), written

@@ -5,8 +5,8 @@ showed none), PostgreSQL's remembers backends, ``last message repeated`` repeats
 second half of a file cannot simply be parsed on its own and pasted after the first. Instead:
 
 * a child process parses the second half from an empty state, writes its events to a temporary file, and
-  at every checkpoint (every ``every`` lines from the split) notes a digest of its parsers' state and how
-  far its output and counts are;
+  at every checkpoint (``checkpoint`` lines from the split, then twice as far each time) notes a digest of its
+  parsers' state and how far its output and counts are;
 * the main process parses the first half, then reads on past the split with the state of one pass, and at
   each checkpoint compares its digest with the child's. Equal digests mean equal states, so from that line
   on the child's events are exactly the ones the main process would write: it copies them and stops.
@@ -37,7 +37,9 @@ from hostguard.logons.parse import StreamReader
 from hostguard.logons.sources import SourceStats, open_log, read_blocks
 from hostguard.logons.timestamps import Clock
 
-EVERY = 1 << 15  # lines between checkpoints (the first ones closer: see _Checkpoints); a digest costs a few ms
+# lines from the split to the first checkpoint; the gaps double (see _Checkpoints): a digest costs ~10 ms
+# with full tables, so the child notes ~log2(its lines / FIRST) of them
+FIRST = 1 << 12
 SPLIT = 31 / 64  # the main process reads on past the split until the states meet: a little before the middle
 MIN_SPLIT_BYTES = 8 << 20  # below this a second process costs more than it saves
 COUNTERS = ("events", "too_long", "nul", "non_utf8", "unreadable")
@@ -62,7 +64,7 @@ def usable_cpus() -> int:
 
 
 def write_events(path: str, name: str, clock: Clock, program: str | None, out: TextIO, stats: SourceStats, *,
-                 split: bool | None = None, min_bytes: int = MIN_SPLIT_BYTES, every: int = EVERY) -> Written:
+                 split: bool | None = None, min_bytes: int = MIN_SPLIT_BYTES, checkpoint: int = FIRST) -> Written:
     """Write the events of the log file ``path`` to ``out`` as JSON Lines (``name`` is the ``file`` they
     name), counting in ``stats``. ``split``: use a second process (default: when two CPUs are usable and the
     file is plain and at least ``min_bytes``). Raises ``HostError`` when the file cannot be read."""
@@ -74,7 +76,7 @@ def write_events(path: str, name: str, clock: Clock, program: str | None, out: T
         if point is None:
             write_jsonl(reader.events(read_blocks(stream, stats), name, stats), name, out)
             return Written()
-        return _split(stream.fileno(), point, reader, name, out, stats, every)
+        return _split(stream.fileno(), point, reader, name, out, stats, checkpoint)
 
 
 def _split_point(stream: IO[bytes], min_bytes: int) -> int | None:
@@ -111,14 +113,15 @@ class _Pread:
 
 
 class _Checkpoints:
-    """``blocks`` cut so that one starts at each checkpoint after ``base``: ``every / 8`` lines on, then
-    twice as far each time up to ``every`` lines apart (states that meet soon are seen soon). Before such a
+    """``blocks`` cut so that one starts at each checkpoint after ``base``: ``checkpoint`` lines on, then twice as
+    far each time (states that meet soon are seen soon; states that meet late cost the main process at most
+    as many lines again as it took them). Before such a
     block, ``at(line)`` is called (every line before ``line`` has then been read, its events written): when it
     answers True the blocks end there, and :meth:`rest` gives the ones left."""
 
-    def __init__(self, blocks: Blocks, base: int, every: int, at: Callable[[int], bool]) -> None:
-        self.source, self.every, self.at = iter(blocks), every, at
-        self.step = max(1, every >> 3)
+    def __init__(self, blocks: Blocks, base: int, checkpoint: int, at: Callable[[int], bool]) -> None:
+        self.source, self.at = iter(blocks), at
+        self.step = max(1, checkpoint)
         self.cut = base + 1 + self.step
         self.pending: tuple[int, bytes | None] | None = None
 
@@ -129,7 +132,7 @@ class _Checkpoints:
                     if self.at(self.cut):
                         self.pending = (first, raw)
                         return
-                    self.step = min(self.step * 2, self.every)
+                    self.step *= 2
                     self.cut += self.step
                     continue
                 count = 1 if raw is None else raw.count(b"\n") + 1
@@ -157,7 +160,7 @@ def _counted(stats: SourceStats) -> str:
 
 
 def _split(fd: int, point: int, reader: StreamReader, name: str, out: TextIO, stats: SourceStats,
-           every: int) -> Written:
+           checkpoint: int) -> Written:
     """Parse the plain file open on ``fd`` with a child reading from byte ``point`` on."""
     encoding, errors = getattr(out, "encoding", None) or "utf-8", getattr(out, "errors", None) or "strict"
     with tempfile.TemporaryFile() as events_file, tempfile.TemporaryFile() as notes_file:
@@ -167,13 +170,13 @@ def _split(fd: int, point: int, reader: StreamReader, name: str, out: TextIO, st
             code = 1
             try:
                 _child(fd, point, reader, name, events_file.fileno(), notes_file.fileno(), encoding, errors,
-                       every)
+                       checkpoint)
                 code = 0
             finally:
                 os._exit(code)
         child = _Child(pid)
         try:
-            return _lead(child, fd, point, reader, name, out, stats, every, events_file,
+            return _lead(child, fd, point, reader, name, out, stats, checkpoint, events_file,
                          _Notes(notes_file.fileno()), encoding, errors)
         finally:
             child.stop()
@@ -203,7 +206,7 @@ class _Child:
 
 
 def _lead(child: _Child, fd: int, point: int, reader: StreamReader, name: str, out: TextIO, stats: SourceStats,
-          every: int, events_file: IO[bytes], notes: _Notes, encoding: str, errors: str) -> Written:
+          checkpoint: int, events_file: IO[bytes], notes: _Notes, encoding: str, errors: str) -> Written:
     """The main process's part: the first half, then on past the split until the states meet."""
     written = Written(split=point)
     write_jsonl(reader.events(read_blocks(_Pread(fd, 0, point), stats), name, stats), name, out)
@@ -217,7 +220,7 @@ def _lead(child: _Child, fd: int, point: int, reader: StreamReader, name: str, o
             return True
         return False
 
-    cuts = _Checkpoints(read_blocks(_Pread(fd, point), stats, base), base, every, meets)
+    cuts = _Checkpoints(read_blocks(_Pread(fd, point), stats, base), base, checkpoint, meets)
     write_jsonl(reader.events(cuts, name, stats), name, out)
     if not met:
         return written  # read to the end alone
@@ -294,7 +297,7 @@ def _copy(source: IO[bytes], start: int, end: int, out: TextIO, encoding: str, e
 
 
 def _child(fd: int, point: int, reader: StreamReader, name: str, events_fd: int, notes_fd: int, encoding: str,
-           errors: str, every: int) -> None:
+           errors: str, checkpoint: int) -> None:
     """Parse from byte ``point`` to the end from an empty state, noting digests at the checkpoints."""
     base = 0
     offset = 0
@@ -313,7 +316,7 @@ def _child(fd: int, point: int, reader: StreamReader, name: str, events_fd: int,
         os.write(notes_fd, text.encode())
         return False
 
-    cuts = _Checkpoints(read_blocks(_Pread(fd, point), stats, base), base, every, note)
+    cuts = _Checkpoints(read_blocks(_Pread(fd, point), stats, base), base, checkpoint, note)
     write_jsonl(reader.events(cuts, name, stats), name, out)
     out.flush()
     os.write(notes_fd, f"end {stats.lines} {os.lseek(events_fd, 0, os.SEEK_CUR)} {_counted(stats)}\n".encode())
