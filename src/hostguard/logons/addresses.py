@@ -16,11 +16,24 @@ from functools import lru_cache
 
 MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, IPv4-mapped
 ZERO96 = bytes(12)  # ::/96: "::", "::1" and IPv4-compatible addresses, which inet_ntop prints its own way
+SEEN_KEPT = 4096  # addresses whose canonical form is kept: bots come back again and again from the same few
+_seen: dict[str, str | None] = {}
 
 
 def normalize_ip(text: str) -> str | None:
     """The canonical form of an address as printed (brackets and a trailing ``:port``-free form accepted);
-    None when ``text`` is a host name or not an address at all.
+    None when ``text`` is a host name or not an address at all."""
+    known = _seen.get(text, "")
+    if known != "":
+        return known
+    if len(_seen) >= SEEN_KEPT:
+        _seen.clear()
+    known = _seen[text] = _canonical(text)
+    return known
+
+
+def _canonical(text: str) -> str | None:
+    """:func:`normalize_ip` worked out.
 
     The common forms go through the C library's ``inet_pton``/``inet_ntop`` (a busy log has more distinct
     IPv6 clients than any cache; ``ipaddress`` costs ~30 µs each): a dotted quad it accepts is already

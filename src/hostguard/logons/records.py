@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from hostguard.logons.timestamps import Clock, fraction_micro, iso_text
 
@@ -107,10 +108,16 @@ class RecordReader:
     def time_of_stamp(self, stamp: str) -> str | None:
         """The time (contract text) of a stamp :data:`STAMP_TEXT` matched."""
         text = self._times.get(stamp, "")
-        if text == "":
-            m = STAMP_READER.fullmatch(stamp)
-            return self._remember(stamp, None if m is None else _syslog_time(m, self.clock))
-        return text
+        if text != "":
+            return text
+        if CANONICAL.fullmatch(stamp):  # rsyslog's high-precision stamps: most lines have their own
+            try:
+                datetime.fromisoformat(stamp)  # only checks the date is real: the text is the contract's
+                return self._remember(stamp, stamp)
+            except ValueError:
+                return self._remember(stamp, None)
+        m = STAMP_READER.fullmatch(stamp)
+        return self._remember(stamp, None if m is None else _syslog_time(m, self.clock))
 
     def _remember(self, stamp: str, text: str | None) -> str | None:
         times = self._times

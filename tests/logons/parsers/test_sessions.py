@@ -9,6 +9,7 @@ import pytest
 
 from hostguard.logons.parse import StreamReader
 from hostguard.logons.parsers import GENERATION, KEPT
+from hostguard.logons.parsers.sshd import MAX_SESSIONS
 from hostguard.logons.sources import SourceStats
 from hostguard.logons.timestamps import Clock
 
@@ -36,3 +37,17 @@ def test_a_close_long_after_its_session_is_a_failure_of_its_own(block: int) -> N
 def test_a_close_within_the_window_adds_nothing(block: int) -> None:
     gap = (KEPT - 1) * GENERATION
     assert close_events(gap, block) == [1]
+
+
+def test_a_flood_of_connections_keeps_the_tables_bounded() -> None:
+    # every line a new connection (own port, own pid) that never closes: what the tables hold stays bounded
+    lines = [f"Mar  4 10:00:00 gw.test sshd[{1000 + i}]: Failed password for root from 192.0.2.{i % 250 + 1} "
+             f"port {1024 + i % 60000} ssh2" for i in range(3 * GENERATION + 5)]
+    reader = StreamReader(CLOCK)
+    events = list(reader.events([(1, "\n".join(lines).encode())], "x", SourceStats("x")))
+    sessions, by_pid, _ = reader.parser.sshd.state()
+    assert len(events) == len(lines)
+    assert len(sessions) == MAX_SESSIONS  # the oldest evicted, one by one
+    assert len(by_pid) == MAX_SESSIONS
+    assert dict(by_pid)[1000 + len(lines) - 1] == (f"192.0.2.{(len(lines) - 1) % 250 + 1}",
+                                                     str(1024 + (len(lines) - 1) % 60000))
