@@ -3,15 +3,21 @@
 A server on the internet logs mostly sshd's ``Failed password``, ``Invalid user`` and ``Connection closed
 by ... [preauth]`` lines. The general path reads a line in three steps — the syslog header (``records``),
 the program's parser, the message's pattern — and builds a record on the way. For these shapes one regular
-expression over the whole line (the same stamp and host text as ``records.STAMP_TEXT`` in front) gives the same
-fields at a fraction of the cost, and hands them to the same :class:`SshdParser` methods, so the session
+expression over the whole line (the same stamp and host text as ``records.STAMP_TEXT`` in front) gives the
+same fields at a fraction of the cost, and hands them to the same :class:`SshdParser` methods, so the session
 logic is shared, not repeated.
 
 The shapes are deliberately narrow: a user name without spaces or brackets, an address that is an IP, the
 key suffix sshd prints after ``Accepted publickey``. A line they do not fit — a user name with spaces, a
 host name (``UseDNS``), ``error:`` in front, another suffix — is read by the general path, so narrowing
-a shape can only cost speed. ``tests/logons/test_hot.py`` holds the two paths to the same events, line by
-line, on generated lines near every shape.
+a shape can only cost speed.
+
+The same pattern also passes over *quiet* lines: lines the general path would read as no attempt whatever
+came before them (cron's and systemd-logind's, PAM's session lines, sshd's own PAM lines), derived from the
+dispatcher's data (``quiet_pattern``). A quiet line only clears what ``last message repeated`` repeats.
+
+``tests/logons/test_hot.py`` holds the two paths to the same events and the same state, line by line, on
+generated lines near every shape and every quiet form.
 """
 
 from __future__ import annotations

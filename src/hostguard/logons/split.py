@@ -40,7 +40,7 @@ from hostguard.logons.timestamps import Clock
 # lines from the split to the first checkpoint; the gaps double (see _Checkpoints): a digest costs ~10 ms
 # with full tables, so the child notes ~log2(its lines / FIRST) of them
 FIRST = 1 << 12
-SPLIT = 31 / 64  # the main process reads on past the split until the states meet: a little before the middle
+SPLIT = 1 / 2  # the main process reads a little past it, the child notes digests: about even (measured)
 MIN_SPLIT_BYTES = 8 << 20  # below this a second process costs more than it saves
 COUNTERS = ("events", "too_long", "nul", "non_utf8", "unreadable")
 Blocks = Iterable[tuple[int, bytes | None]]
