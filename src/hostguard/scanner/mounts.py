@@ -74,7 +74,7 @@ def unescape(field: bytes) -> str:
 
 def parse_line(line: bytes) -> Mount | None:
     """One mountinfo line, or None when it is not one (garbage is skipped, never guessed at)."""
-    fields = line.split()
+    fields = line.rstrip(b"\n").split(b" ")  # the kernel escapes " \t\n\\" only: any other byte is the name's
     try:
         dash = fields.index(b"-", 6)
     except ValueError:
@@ -116,7 +116,7 @@ class MountTable:
 
 def parse_mountinfo(data: bytes | Iterable[bytes]) -> MountTable:
     """Every mount of mountinfo ``data``; unreadable lines are counted in ``bad_lines``."""
-    lines = data.splitlines() if isinstance(data, bytes) else data
+    lines = data.split(b"\n") if isinstance(data, bytes) else data
     mounts: list[Mount] = []
     bad = 0
     for line in lines:
