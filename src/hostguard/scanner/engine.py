@@ -382,24 +382,25 @@ class Scan:
         stats = self.stats
         self._found += len(directory.files)
         for name, st in directory.files:
-            path = os.path.join(directory.path, name)
-            if st.st_size > max_size:
-                self.stats.skipped["too_large"] += 1
+            size = st.st_size
+            if size > max_size:
+                stats.skipped["too_large"] += 1
                 self._done += 1
                 continue
             row = cached.pop(name, None)
-            if row is not None and row.context == context and row.identity() == (
-                    st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-                if row.result == "[]" and (not digests or row.sha256 not in digests):
+            if row is not None and row[1] == context and row[0] == (
+                    st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns):
+                if row[3] == "[]" and (not digests or row[2] not in digests):
                     stats.files += 1  # the common case, kept cheap: a clean file the cache knows
-                    stats.bytes += st.st_size
+                    stats.bytes += size
                     stats.cached += 1
                     self._done += 1
                     continue
-                matches = tuple(Match.from_json(m) for m in json.loads(row.result))
-                self._record(FileResult(path, Identity.of(st), row.sha256, matches, stable=True, from_cache=True))
+                matches = tuple(Match.from_json(m) for m in json.loads(row[3]))
+                self._record(FileResult(os.path.join(directory.path, name), Identity.of(st), row[2], matches,
+                                        stable=True, from_cache=True))
                 continue
-            yield path, web, (st.st_dev, st.st_ino), st.st_size
+            yield os.path.join(directory.path, name), web, (st.st_dev, st.st_ino), size
         if directory.complete and cached:
             self.cache.forget(directory.path, list(cached))
         self._tick()

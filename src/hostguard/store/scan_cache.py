@@ -54,6 +54,9 @@ class CachedFile:
         return (self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
 
+Row = tuple[tuple[int, int, int, int, int], str, str, str]
+
+
 class ScanCache:
     """The scan cache of one state directory; use :meth:`open`, then :meth:`directory`, :meth:`put`, :meth:`close`."""
 
@@ -88,8 +91,9 @@ class ScanCache:
         """False when there is no database behind it."""
         return self._db is not None
 
-    def directory(self, path: str) -> dict[str, CachedFile]:
-        """Name -> row of every file cached in directory ``path``."""
+    def directory(self, path: str) -> dict[str, Row]:
+        """Name -> row of every file cached in directory ``path``, as plain tuples (the re-scan's hot path):
+        ``((device, inode, size, mtime_ns, ctime_ns), context, sha256, result)``."""
         if self._db is None:
             return {}
         try:
@@ -98,7 +102,9 @@ class ScanCache:
         except sqlite3.Error as exc:
             self._fail(exc)
             return {}
-        return {os.fsdecode(bytes(name)): CachedFile(*rest) for name, *rest in rows}
+        decode = os.fsdecode
+        return {decode(name): ((dev, ino, size, mtime, ctime), context, sha, result)
+                for name, dev, ino, size, mtime, ctime, context, sha, result in rows}
 
     def lookup(self, path: str) -> CachedFile | None:
         """The row of one file (for a single-file scan: the watcher, quarantine)."""
