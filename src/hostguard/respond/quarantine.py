@@ -179,7 +179,11 @@ def _walk(root: str, parts: list[bytes], create: bool = False) -> Iterator[int]:
                 nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
                 where = readable(b"/" + b"/".join(parts[:i + 1]))
-                kind = "a symbolic link (never followed)" if exc.errno == errno.ELOOP else (
+                try:   # O_DIRECTORY | O_NOFOLLOW answers ENOTDIR for a symlink: say which it is
+                    link = stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
+                except OSError:
+                    link = False
+                kind = "a symbolic link (never followed)" if link or exc.errno == errno.ELOOP else (
                     "not a directory" if exc.errno == errno.ENOTDIR else exc.strerror)
                 raise QuarantineError(f"{where}: {kind}") from None
             os.close(fd)
