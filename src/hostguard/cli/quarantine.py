@@ -58,16 +58,16 @@ def _with_state(args: argparse.Namespace, act: Callable[[StateStore, str], int])
 
 def _table(entries: list[Entry]) -> Callable[[IO[str], int | None], None]:
     def write(out: IO[str], width: int | None) -> None:
-        from hostguard.findings import readable
+        from hostguard.store.quarantine import printable
 
         if not entries:
             out.write("nothing quarantined\n")
             return
         out.write(f"{'ID':<12}  {'STATE':<11}  {'WHEN':<25}  {'SIZE':>10}  {'RULE':<24}  PATH\n")
         for e in entries:
-            path = e.readable_path.replace("\n", "\\n")   # one line per entry, whatever the name holds
-            more = f" -> {readable(e.restored_to)}".replace("\n", "\\n") if e.restored_to else ""
-            out.write(f"{e.id:<12}  {e.state:<11}  {e.quarantined_at:<25}  {e.size:>10}  {e.rule:<24}  {path}{more}\n")
+            more = f" -> {printable(e.restored_to)}" if e.restored_to else ""   # one line per entry, whatever names hold
+            out.write(f"{e.id:<12}  {e.state:<11}  {e.quarantined_at:<25}  {e.size:>10}  {e.rule:<24}  "
+                      f"{e.readable_path}{more}\n")
     return write
 
 

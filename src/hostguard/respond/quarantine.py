@@ -46,10 +46,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hostguard.findings import portable, readable
+from hostguard.findings import portable
 from hostguard.remediation import Action
 from hostguard.respond.kill import DEFAULT_GRACE, exe_of, kill_process, read_stat, start_time
-from hostguard.store.quarantine import FAILED, PURGED, QUARANTINED, RESTORED, Entry, LedgerError, QuarantineStore
+from hostguard.store.quarantine import (
+    FAILED,
+    PURGED,
+    QUARANTINED,
+    RESTORED,
+    Entry,
+    LedgerError,
+    QuarantineStore,
+    printable,
+)
 from hostguard.store.state import StateStore
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -119,7 +128,7 @@ class Restored:
         """The result for people."""
         out = [] if self.displaced is None else [f"the file in the way was quarantined first: "
                                                  f"{self.displaced.entry.id} ({self.displaced.entry.readable_path})"]
-        return [*out, f"restored {self.entry.id} to {readable(self.target)} (sha256 {self.entry.sha256} verified)",
+        return [*out, f"restored {self.entry.id} to {printable(self.target)} (sha256 {self.entry.sha256} verified)",
                 *self.notes]
 
 
@@ -158,7 +167,7 @@ def _split(path: bytes) -> tuple[list[bytes], bytes]:
     """The directories and the name of an absolute path (no ``..`` or ``.``: a path is taken as written)."""
     parts = [p for p in path.split(b"/") if p]
     if not path.startswith(b"/") or not parts or any(p in (b".", b"..") for p in parts) or path.endswith(b"/"):
-        raise QuarantineError(f"{readable(path)}: a path must be absolute, name a file and hold no '.' or '..'")
+        raise QuarantineError(f"{printable(path)}: a path must be absolute, name a file and hold no '.' or '..'")
     return parts[:-1], parts[-1]
 
 
@@ -172,13 +181,13 @@ def _walk(root: str, parts: list[bytes], create: bool = False) -> Iterator[int]:
             try:
                 nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
-                where = readable(b"/" + b"/".join(parts[:i + 1]))
+                where = printable(b"/" + b"/".join(parts[:i + 1]))
                 if not create:
                     raise QuarantineError(f"directory {where} is missing: not created") from None
                 os.mkdir(part, 0o700, dir_fd=fd)
                 nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
-                where = readable(b"/" + b"/".join(parts[:i + 1]))
+                where = printable(b"/" + b"/".join(parts[:i + 1]))
                 try:   # O_DIRECTORY | O_NOFOLLOW answers ENOTDIR for a symlink: say which it is
                     link = stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
                 except OSError:
@@ -339,13 +348,13 @@ def quarantine(state: StateStore, host_key: str, path: str | bytes, dev: int, in
     try:
         return _quarantine(state, host_key, raw, dev, ino, sha256, rule, reason, kill, kill_grace, root, clock)
     except QuarantineError as exc:
-        state.audit(host_key, "quarantine", readable(raw), f"refused: {exc}", clock(),
+        state.audit(host_key, "quarantine", printable(raw), f"refused: {exc}", clock(),
                     json.dumps({"path": portable(raw), "dev": dev, "ino": ino, "sha256": sha256, "rule": rule},
                                sort_keys=True))
         raise
     except OSError as exc:
-        message = f"{readable(raw)}: {exc.strerror or exc}"
-        state.audit(host_key, "quarantine", readable(raw), f"failed: {message}", clock(),
+        message = f"{printable(raw)}: {exc.strerror or exc}"
+        state.audit(host_key, "quarantine", printable(raw), f"failed: {message}", clock(),
                     json.dumps({"path": portable(raw), "rule": rule}, sort_keys=True))
         raise QuarantineError(message) from exc
 
@@ -380,7 +389,7 @@ def _open_file(dfd: int, name: bytes, shown: str, dev: int, ino: int) -> int:
 
 def _quarantine(state: StateStore, host_key: str, raw: bytes, dev: int, ino: int, sha256: str | None, rule: str,
                 reason: str, kill: bool, kill_grace: float, root: str, clock: Clock) -> Quarantined:
-    shown = readable(raw)
+    shown = printable(raw)
     parts, name = _split(raw)
     with _walk(root, parts) as dfd:
         if (get_flags(dfd) or 0) & GUARD_FLAGS:
@@ -418,7 +427,7 @@ def _move(state: StateStore, host_key: str, raw: bytes, dfd: int, name: bytes, f
 def _copy_and_unlink(state: StateStore, host_key: str, raw: bytes, dfd: int, name: bytes, fd: int,
                      flags: int | None, sha256: str | None, rule: str, reason: str,
                      processes: list[RunningProcess], clock: Clock) -> Quarantined:
-    shown = readable(raw)
+    shown = printable(raw)
     base = os.fstat(fd)   # after the flags were cleared (that moved ctime): any later change moves it again
     xattrs = read_xattrs(fd)
     ledger = QuarantineStore(state)
@@ -535,11 +544,11 @@ def _restore(state: StateStore, host_key: str, entry_id: str, to: str | bytes | 
              clock: Clock) -> Restored:
     entry = _entry(state, entry_id)
     if entry.state != QUARANTINED:
-        where = f" to {readable(entry.restored_to)}" if entry.restored_to else ""
+        where = f" to {printable(entry.restored_to)}" if entry.restored_to else ""
         raise QuarantineError(f"quarantine entry {entry.id} is {entry.state}{where}: nothing to restore")
     target = os.fsencode(os.path.abspath(to)) if to is not None else entry.path
     parts, name = _split(target)
-    shown = readable(target)
+    shown = printable(target)
     stored = _open_stored(state, entry)
     try:
         with _walk(root, parts, create=to is not None) as dfd:
@@ -561,7 +570,7 @@ def _restore(state: StateStore, host_key: str, entry_id: str, to: str | bytes | 
 def _make_room(state: StateStore, host_key: str, dfd: int, name: bytes, target: bytes, entry: Entry, elsewhere: bool,
                force: bool, root: str, clock: Clock) -> Quarantined | None:
     """None when the name is free; with ``force`` (original path only), what is there is quarantined first."""
-    shown = readable(target)
+    shown = printable(target)
     try:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -597,7 +606,7 @@ def _write_back(dfd: int, name: bytes, shown: str, stored: int, entry: Entry) ->
             try:
                 os.setxattr(out, key, value)
             except OSError as exc:
-                notes.append(f"extended attribute {readable(key)} not restored: {exc.strerror}")
+                notes.append(f"extended attribute {printable(key)} not restored: {exc.strerror}")
         os.fsync(out)
         os.utime(out, ns=(entry.atime_ns, entry.mtime_ns))   # last of the file's own metadata
         try:

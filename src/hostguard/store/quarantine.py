@@ -26,6 +26,15 @@ QUARANTINED, RESTORED, PURGED, FAILED = "quarantined", "restored", "purged", "fa
 STATES = (QUARANTINED, RESTORED, PURGED, FAILED)
 
 
+def printable(value: bytes | str) -> str:
+    """A path on one line for messages and tables: :func:`readable`, with control characters (a newline in a
+    name) escaped as ``\\n``, ``\\xNN``."""
+    text = readable(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class LedgerError(Exception):
     """A ledger row is missing or cannot be read (a damaged state.db)."""
 
@@ -73,8 +82,8 @@ class Entry:
 
     @property
     def readable_path(self) -> str:
-        """The original path for people (non-UTF-8 bytes as ``\\xNN``)."""
-        return readable(self.path)
+        """The original path for people, on one line (non-UTF-8 bytes and control characters escaped)."""
+        return printable(self.path)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form ``hostguard quarantine list --format json`` prints (never the key). Paths and
