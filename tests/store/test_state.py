@@ -70,6 +70,13 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
     "logon_baseline": {"host_key": HOST_KEY, "dimension": "ip", "value": "192.0.2.11", "seen": 3, "approved": 1,
                        "origin": "learned", "first_seen": "2024-05-01T08:00:00+00:00",
                        "last_seen": "2024-05-03T08:00:00+00:00"},
+    "quarantine": {"id": "5e1f0a9c3b2d", "host_key": HOST_KEY, "path": b"/var/www/caf\xe9/up load.php", "sha256": "7c" * 32,
+                   "size": 2048, "mode": 0o100644, "uid": 33, "gid": 33, "atime_ns": 1714730462123456789,
+                   "mtime_ns": 1714730400000000001, "ctime_ns": 1714730400000000001, "dev": 2049, "ino": 131075,
+                   "nlink": 1, "flags": 0x80010, "xattrs": '[["dXNlci5vcmlnaW4=", "d2Vi"]]', "rule": "webshell_eval",
+                   "reason": "malware scan", "key": b"\x01" * 32, "stored": "5e1f0a9c3b2d.hgq",
+                   "quarantined_at": "2024-05-05T12:00:00+00:00", "processes": "[]", "state": "quarantined",
+                   "restored_to": None, "restored_at": None, "purged_at": None, "note": ""},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old

@@ -19,6 +19,10 @@ as root, so it goes in small, checked moves, one finding at a time:
    its own and neither a rollback nor ``--undo`` claims to bring the process back. Before the signal, the
    process's program is copied into ``<state>/evidence/<sha256>`` (a deleted file or a memfd would
    otherwise be gone with it): the audit record and the output name the copy, or say why there is none.
+6. ``Action("quarantine")`` steps (malware) move the file into ``<state>/quarantine/`` through
+   ``respond/quarantine.py`` (path walked with ``O_NOFOLLOW``, device and inode re-checked, sha256
+   verified); a process running it is killed first only with ``--kill``. ``hostguard quarantine restore ID``
+   brings it back, not ``--undo`` (the ledger, not the fix record, holds it).
 
 Every fix, rollback, undo and confirm is recorded in the audit log. Nothing here prints: ``out`` is given.
 """
@@ -43,6 +47,7 @@ from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
 from hostguard.respond import records, timer
 from hostguard.respond.apply import ApplyError, apply
 from hostguard.respond.kill import DEFAULT_GRACE, GONE, KEEP_LIMIT, kill_process
+from hostguard.respond.quarantine import QuarantineError, quarantine, request_of
 from hostguard.respond.records import FixRecord, RecordError
 from hostguard.respond.validate import services, validate
 from hostguard.store.state import StateStore
@@ -58,6 +63,7 @@ GUARDED_PREFIXES = ("/etc/ufw/", "/etc/firewalld/")
 DEFAULT_ROLLBACK_SECONDS = 120
 COMMAND_TIMEOUT = 300
 KILL_NOTE = "kill (not reversible): "   # a record's note per kill; --undo cannot bring a process back
+QUARANTINE_NOTE = "quarantine: "   # a record's note per quarantined file; `hostguard quarantine restore` undoes it
 EVIDENCE_DIR = "evidence"   # <state>/evidence/<sha256>: programs of killed processes, never deleted
 
 Out = Callable[[str], None]
@@ -109,6 +115,7 @@ class Plan:
     after: list[tuple[list[str], list[str] | None]] = field(default_factory=list)   # (argv, undo) live, validated
     skipped: list[str] = field(default_factory=list)
     kills: list[Action] = field(default_factory=list)   # Action("kill") steps, run with --kill only
+    quarantines: list[Action] = field(default_factory=list)   # Action("quarantine") steps
     removed: list[str] = field(default_factory=list)    # files an ``rm`` step removes (host paths)
     blocked: str | None = None
 
@@ -133,6 +140,8 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
     for step in steps:
         if isinstance(step, Action) and step.action == "kill":
             _plan_kill(plan, step, settings)
+        elif isinstance(step, Action) and step.action == "quarantine":
+            plan.quarantines.append(step)
         elif isinstance(step, Action):
             plan.blocked = f"`{step.describe()}` is an action of its own, not run by fix"
         elif isinstance(step, Command):
@@ -140,7 +149,7 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
         else:
             plan.file_steps.append(step)
     if (finding.remediation.manual and plan.blocked is None and not plan.file_steps and not plan.before
-            and not plan.kills):
+            and not plan.kills and not plan.quarantines):
         plan.blocked = finding.remediation.manual
     return plan
 
@@ -238,6 +247,8 @@ def preview(plan: Plan, root: str) -> list[str]:
     lines += [f"  skipped: {s}" for s in plan.skipped]
     lines += [f"  kill (SIGTERM, then SIGKILL; not reversible): {s.describe().removeprefix('hostguard kill ')}"
               for s in plan.kills]
+    lines += [f"  quarantine (moved into the state directory, restorable): {s.describe().removeprefix('hostguard ')}"
+              for s in plan.quarantines]
     if plan.kills and plan.finding.remediation.manual:
         lines.append(f"  by hand: {plan.finding.remediation.manual}")
     return lines
@@ -390,6 +401,10 @@ class Fixer:
             problem = self._kill(record, step)
             if problem:
                 return self._rollback(record, directory, problem)
+        for step in plan.quarantines:
+            problem = self._quarantine(record, step)
+            if problem:
+                return self._rollback(record, directory, problem)
         after = {f.fingerprint: f for f in self._scan([family])}
         self.fresh = {family: after}
         if fp in after:
@@ -426,6 +441,22 @@ class Fixer:
         if result.stopped or result.outcome == GONE:   # gone is what was wanted; the re-scan has the last word
             return None
         return f"kill of pid {pid} {result.outcome}: {result.detail}"
+
+    def _quarantine(self, record: FixRecord, step: Action) -> str | None:
+        """Carry out one quarantine step (audited by respond/quarantine.py) and note it; why it failed, or None."""
+        try:
+            request = request_of(step)
+            done = quarantine(self.state, self.key, request.path, request.dev, request.ino, sha256=request.sha256,
+                              rule=request.rule, reason=f"hostguard fix {record.id} ({record.check})",
+                              kill=self.settings.kill and self.settings.live, kill_grace=self.settings.kill_grace,
+                              root=self.settings.where)
+        except (ValueError, QuarantineError) as exc:
+            return f"quarantine refused: {exc}"
+        record.notes.append(f"{QUARANTINE_NOTE}{request.path} is entry {done.entry.id} "
+                            f"(hostguard quarantine restore {done.entry.id})")
+        for line in done.lines():
+            self.out(f"  {line}")
+        return None
 
     def _arm(self, record: FixRecord, plan: Plan) -> None:
         wanted = self.settings.rollback_after
@@ -464,7 +495,7 @@ class Fixer:
 def _reversible(record: FixRecord) -> bool:
     """Whether ``--undo`` has anything to bring back (a fix that only killed a process has not)."""
     return bool(record.files or record.undo or record.commands) or not any(
-        n.startswith(KILL_NOTE) for n in record.notes)
+        n.startswith((KILL_NOTE, QUARANTINE_NOTE)) for n in record.notes)
 
 
 def _detail(record: FixRecord, notes: list[str] | None = None) -> str:
@@ -502,6 +533,9 @@ def undo(state: StateStore, state_dir: str, fix_id: str, out: Out, by_timer: boo
     if record.status not in (records.APPLIED, records.CONFIRMED):
         raise FixError(f"fix {fix_id} is {record.status}: nothing to undo")
     if not _reversible(record):
+        moved = [n.removeprefix(QUARANTINE_NOTE) for n in record.notes if n.startswith(QUARANTINE_NOTE)]
+        if moved:
+            raise FixError(f"fix {fix_id} quarantined files: nothing for --undo; " + "; ".join(moved))
         raise FixError(f"fix {fix_id} killed a process: not reversible, nothing to undo")
     changed = records.changed_since(record)
     if changed:

@@ -1,5 +1,5 @@
 """state.db: what hostguard must not lose (identity, account history, accepted findings, the findings of
-every scan, the audit log; later blocks, baselines, ledger).
+every scan, the audit log, blocks, logons, the quarantine ledger).
 
 The one place that opens it. WAL mode with a busy timeout, so the agent and a manual scan can share it;
 schema changes are numbered migrations recorded in ``PRAGMA user_version``: a migration is appended,
@@ -128,6 +128,23 @@ MIGRATIONS: tuple[str, ...] = (
                                  seen INTEGER NOT NULL, approved INTEGER NOT NULL, origin TEXT NOT NULL,
                                  first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
                                  PRIMARY KEY (host_key, dimension, value));
+    """,
+    # 8: the quarantine ledger (issue 12, "move, never delete; restore byte-exact"): one row per file hostguard
+    # moved away, with everything a byte-exact restore needs: the original path as its exact bytes, sha256,
+    # size, mode, owner, times in ns, every extended attribute (a JSON list of base64 name/value pairs, all
+    # namespaces), the inode flags (NULL: the file system has none), the hard-link count and identity seen, the
+    # rule and reason, the per-entry key the stored copy is XORed with (store/quarantine.py), the processes
+    # that ran it, and what became of it (``state``: quarantined, restored, purged, failed).
+    """
+    CREATE TABLE quarantine (id TEXT PRIMARY KEY, host_key TEXT NOT NULL, path BLOB NOT NULL, sha256 TEXT NOT NULL,
+                             size INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+                             atime_ns INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+                             dev INTEGER NOT NULL, ino INTEGER NOT NULL, nlink INTEGER NOT NULL, flags INTEGER,
+                             xattrs TEXT NOT NULL, rule TEXT NOT NULL, reason TEXT NOT NULL, key BLOB NOT NULL,
+                             stored TEXT NOT NULL, quarantined_at TEXT NOT NULL, processes TEXT NOT NULL,
+                             state TEXT NOT NULL, restored_to BLOB, restored_at TEXT, purged_at TEXT,
+                             note TEXT NOT NULL DEFAULT '');
+    CREATE INDEX quarantine_by_time ON quarantine(host_key, quarantined_at);
     """,
 )
 
