@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from hostguard.findings import Finding, Severity
 from hostguard.iocs import IocSet
-from hostguard.remediation import Action, Remediation
+from hostguard.remediation import Remediation
+from hostguard.respond.quarantine import quarantine_action
 from hostguard.scanner import rules as rules_mod
 from hostguard.scanner.files import TIMEOUT, VANISHED, Identity, read_file
 from hostguard.scanner.walk import Directory, Excludes, WalkStats, walk
@@ -459,8 +460,6 @@ def detections_of(result: FileResult) -> list[Finding]:
     out = []
     ident = result.identity
     for match in result.matches:
-        args = (("path", result.path), ("device", str(ident.device if ident else "")),
-                ("inode", str(ident.inode if ident else "")), ("sha256", result.sha256), ("rule", match.rule))
         evidence: dict[str, Any] = {"sha256": result.sha256, "size": ident.size if ident else None,
                                     "device": ident.device if ident else None,
                                     "inode": ident.inode if ident else None,
@@ -474,7 +473,9 @@ def detections_of(result: FileResult) -> list[Finding]:
             target={"kind": "path", "path": result.path, "rule": match.rule},
             evidence=evidence,
             remediation=Remediation("Move the file to quarantine (restorable with `hostguard quarantine restore`), "
-                                    "then find how it got there.", steps=(Action("quarantine", args),))))
+                                    "then find how it got there.",
+                                    steps=(quarantine_action(result.path, ident.device if ident else 0,
+                                                             ident.inode if ident else 0, result.sha256, match.rule),))))
     return out
 
 
