@@ -28,6 +28,10 @@ class MalwareConfig:
                                   "unused), best-effort, or none (leave it as inherited).")
     rate_limit_mb: float = setting(0.0, "Read at most this many MB/s over all workers (0: no limit).", min=0)
     timeout: int = setting(10, "Seconds the rules may spend on one file before it is skipped (timeout).", min=1)
+    watch_dirs: tuple[str, ...] = setting((), "Directories `hostguard malware watch` watches besides the web "
+                                              "servers' document roots (uploads kept outside them, for instance).")
+    watch_quarantine: bool = setting(False, "`hostguard malware watch` moves every file it detects into the "
+                                            "quarantine (as --quarantine does).")
     ioc_files: tuple[str, ...] = setting((), "IOC lists (TOML [[ioc]] tables, see docs) whose sha256 entries are "
                                              "matched against every file, besides the lists hostguard ships.")
 
