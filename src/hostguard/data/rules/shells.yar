@@ -4,7 +4,8 @@
 //
 // Precision: scripts open sockets, use /dev/tcp for health checks and download files; a reverse shell ties the
 // connection to a shell's standard input and output, and a dropper makes what it downloaded executable or pipes
-// it to a shell. Multi-part rules ask for the parts within a few hundred bytes of each other.
+// it to a shell. Multi-part rules ask for the parts within a few hundred bytes of each other, around the first
+// 32 occurrences of the anchor (`for any i in (1..32)`: a loop over every occurrence makes yara-x warn of slow scans).
 
 rule shell_reverse_dev_tcp
 {

@@ -2,7 +2,8 @@
 // in tests/scanner/test_rules.py. Written here for hostguard; see docs/malware.md for how to add one.
 //
 // Precision: a rule anchors on request data reaching a code or command sink in one expression (or within a few
-// hundred bytes), never on a sink alone: applications call exec() and read $_GET, only a webshell joins them.
+// hundred bytes, around the first 32 occurrences of the sink), never on a sink alone: applications call exec()
+// and read $_GET, only a webshell joins them.
 
 rule php_webshell_eval_request
 {
