@@ -1,7 +1,8 @@
 // Executables where a web server serves files: programs and scripts under a web root, PHP hidden behind an image
 // name, server configuration that runs images as PHP. These rules read the globals the scanner sets per file
 // (in_web_root, extension, file_name); PHP in an image is looked for near its first 32 '<?php' openings. Every
-// rule: meta severity, family, description; a hit and a near miss in tests/scanner/test_rules.py. Written here for hostguard; see docs/malware.md for how to add one.
+// rule: meta severity, family, description; a hit and a near miss in tests/scanner/test_rules.py. Written here
+// for hostguard; see docs/malware.md for how to add one.
 
 rule web_root_elf
 {
