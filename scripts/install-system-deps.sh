@@ -40,6 +40,9 @@ if [ "$mode" = test ]; then
   pkgs+=(php8.2-fpm php8.2-cli tomcat10 tomcat10-admin)
   # WordPress's own phpass (run by php at test time to prove hostguard's), curl for nginx auth checks
   pkgs+=(wordpress php curl)
+  # phpMyAdmin as Debian installs it: a large clean PHP tree the malware rules must scan without a match
+  # (installed without a database of its own and without touching the web server's configuration, below)
+  pkgs+=(phpmyadmin)
   # systemd-journal-remote: the logons tests build journal files from export format (CI has no journald)
   # and read them with journalctl --file
   pkgs+=(systemd-journal-remote)
@@ -89,6 +92,9 @@ created_policy=0
 if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1; fi
 trap '[ $created_policy = 1 ] && rm -f "$policy"' EXIT
 apt-get update -q >/dev/null || apt-get update
+# phpMyAdmin's postinst would ask to create its database and reconfigure Apache: answer no to both
+printf '%s\n' 'phpmyadmin phpmyadmin/dbconfig-install boolean false' \
+  'phpmyadmin phpmyadmin/reconfigure-webserver multiselect' | debconf-set-selections
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 echo "hostguard setup: installed ${missing[*]}"
 for p in "${missing[@]}"; do
