@@ -203,10 +203,16 @@ def _worker_batch(batch: list[tuple[str, bool, tuple[int, int]]]) -> list[FileRe
         out.append(result)
         if rate and result.identity is not None and result.skipped is None:
             _WORKER["budget_bytes"] += result.identity.size
-            ahead = _WORKER["budget_bytes"] / rate - (time.monotonic() - _WORKER["budget_start"])
+            ahead = pace(_WORKER["budget_bytes"], rate, time.monotonic() - _WORKER["budget_start"])
             if ahead > 0:
                 time.sleep(ahead)
     return out
+
+
+def pace(read: int, rate: float, elapsed: float) -> float:
+    """Seconds to wait so that ``read`` bytes over ``elapsed`` seconds stay within ``rate`` bytes a second
+    (0 when behind the allowance: unused time is not saved up beyond the start)."""
+    return max(0.0, read / rate - elapsed) if rate > 0 else 0.0
 
 
 IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "i686": 289, "armv7l": 314, "ppc64le": 273, "s390x": 282,
