@@ -275,6 +275,10 @@ MISSES: list[Case] = [
          lambda g: "import subprocess\nfrom flask import request\n"
                    "def log():\n    return subprocess.run(['git', 'log', '--', request.args.get('path')]).stdout\n",
          extension="py", why="an argument list to a fixed program, no shell and no eval"),
+    Case("python_webshell_exec_request",
+         lambda g: (lambda v: f"import io\n{v} = io.StringIO()\ngenerate(grammar, {v})\nns = {{}}\n"
+                              f"exec({v}.getvalue(), ns)\n")(g.var()),
+         extension="py", why="code the program generated itself, read back from a StringIO (CPython's test_pegen)"),
     Case("perl_webshell_exec_request",
          lambda g: "my $host = $q->param('host');\ndie unless $host =~ /^[\\w.-]+$/;\nsystem('ping', '-c1', $host);\n",
          extension="pl", why="the parameter is validated and passed as one argument to a fixed program"),

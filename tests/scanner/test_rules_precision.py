@@ -30,6 +30,7 @@ TREES = [
     ("usr-bin", ["/usr/bin"], False, 300),
     ("usr-sbin", ["/usr/sbin"], False, 50),
     ("python3", ["/usr/lib/python3"], False, 200),
+    ("python-stdlib", sorted(glob.glob("/usr/lib/python3.[0-9]*")), False, 500),
     ("perl", sorted(glob.glob("/usr/share/perl*")), False, 200),
     ("shared-libraries", ["/usr/lib/x86_64-linux-gnu"], False, 300),
 ]

@@ -118,7 +118,7 @@ rule python_webshell_exec_request
         family = "webshell"
         description = "A Python web script that runs a command or code taken straight from the request (os.system, subprocess, eval or exec of form data)"
     strings:
-        $run = /\b(os\s*\.\s*(system|popen)|subprocess\s*\.\s*(check_output|Popen|call|run|getoutput|getstatusoutput)|eval|exec)\s*\(\s*(request\s*\.\s*(args|form|values|GET|POST)\s*(\.\s*get\s*\(|\[)|[a-zA-Z_][a-zA-Z0-9_]{0,20}\s*\.\s*getvalue\s*\(|[a-zA-Z_][a-zA-Z0-9_]{0,20}\s*\[\s*['"][^'"]{1,20}['"]\s*\]\s*\.\s*value)/
+        $run = /\b(os\s*\.\s*(system|popen)|subprocess\s*\.\s*(check_output|Popen|call|run|getoutput|getstatusoutput)|eval|exec)\s*\(\s*(request\s*\.\s*(args|form|values|GET|POST)\s*(\.\s*get\s*\(|\[)|[a-zA-Z_][a-zA-Z0-9_]{0,20}\s*\.\s*getvalue\s*\(\s*['"]|[a-zA-Z_][a-zA-Z0-9_]{0,20}\s*\[\s*['"][^'"]{1,20}['"]\s*\]\s*\.\s*value)/
     condition:
         $run
 }
