@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -167,6 +168,29 @@ def in_roots(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r + "/") or r == "/" for r in roots)
 
 
+@functools.cache
+def own_digests() -> frozenset[str]:
+    """The SHA-256 of every file of the installed hostguard package: its rule files and the patterns its
+    process checks look for would otherwise be detections on every host that has hostguard installed."""
+    import hashlib
+
+    import hostguard
+
+    found = set()
+    for directory, dirs, files in os.walk(os.path.dirname(os.path.abspath(hostguard.__file__))):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            with contextlib.suppress(OSError), open(os.path.join(directory, name), "rb") as fh:
+                found.add(hashlib.sha256(fh.read()).hexdigest())
+    return frozenset(found)
+
+
+def is_own_file(sha256: str) -> bool:
+    """Whether a file has exactly the content of one of hostguard's own files (a copy anywhere counts; any
+    change of a byte does not)."""
+    return bool(sha256) and sha256 in own_digests()
+
+
 def ioc_match(sha256: str, iocs: IocSet) -> Match | None:
     """The IOC hit of a file's digest (rule ``ioc:sha256``), or None."""
     hit = iocs.match_sha256(sha256) if sha256 else None
@@ -258,13 +282,14 @@ class ScanStats:
     workers: int = 0
     mounts_skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    own_files: int = 0  # files that matched but are hostguard's own (its rules, its process patterns)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``stats`` of the JSON contract."""
         return {"files": self.files, "bytes": self.bytes, "scanned": self.scanned, "scanned_bytes": self.scanned_bytes,
                 "cached": self.cached, "skipped": dict(sorted(self.skipped.items())),
                 "seconds": round(self.seconds, 3), "workers": self.workers,
-                "mounts_skipped": list(self.mounts_skipped), "notes": list(self.notes)}
+                "mounts_skipped": list(self.mounts_skipped), "notes": list(self.notes), "own_files": self.own_files}
 
 
 @dataclass(frozen=True)
@@ -446,7 +471,9 @@ class Scan:
         if ioc is not None:
             result = FileResult(result.path, result.identity, result.sha256, (*result.matches, ioc),
                                 stable=result.stable, from_cache=result.from_cache)
-        if result.matches:
+        if result.matches and is_own_file(result.sha256):
+            self.stats.own_files += 1
+        elif result.matches:
             self.hits.append(result)
         self._tick()
 
@@ -503,6 +530,8 @@ def detection_dict(finding: Finding) -> dict[str, Any]:
 def scan_path(path: str, scanner: FileScanner, iocs: IocSet | None = None) -> tuple[FileResult, list[Finding]]:
     """Scan one file in this process (the watcher's and quarantine's entry point): its result and findings."""
     result = scanner.scan_file(path)
+    if result.matches and is_own_file(result.sha256):
+        result = FileResult(result.path, result.identity, result.sha256, (), stable=result.stable)
     if result.skipped is None and iocs is not None:
         ioc = ioc_match(result.sha256, iocs)
         if ioc is not None:
