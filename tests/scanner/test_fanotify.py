@@ -139,6 +139,23 @@ def test_a_renamed_directory_is_reported_under_its_new_name_and_one_moved_away_n
     assert seen == [Change("file", bytes(root / "new" / "a.php"))]
 
 
+def test_a_file_system_mounted_inside_the_tree_is_marked_too(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "fs") as fs:
+        root = fs / "www"
+        root.mkdir()
+        with tmpfs(root / "up loads"), tmpfs(fs / "other"):  # inside the tree (a space: escaped in mountinfo); beside it
+            watch = open_watch([str(root)])
+            try:
+                assert isinstance(watch, FanotifyWatch) and watch.watched() == 2
+                assert watch.describe() == "2 file systems (fanotify)"
+                sh(f"printf x > '{root / 'up loads' / 'x.php'}' && printf x > '{fs / 'other' / 'y.php'}' && "
+                   f"printf x > '{root / 'z.php'}'")
+                seen, _ = collect(watch, {b"never"}, within=1.0)
+                assert sorted(c.path for c in seen) == [bytes(root / "up loads" / "x.php"), bytes(root / "z.php")]
+            finally:
+                watch.close()
+
+
 def test_a_small_cache_still_places_every_directory(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "fs") as fs:
         root = fs / "www"

@@ -160,7 +160,6 @@ class FanotifyWatch:
     _mounts: dict[bytes, dict[int, list[_Root]]] = field(default_factory=dict)  # fsid -> mount id -> roots
     _cache: OrderedDict[bytes, tuple[bytes, ...]] = field(default_factory=OrderedDict)  # fsid+handle -> dirs
     _pending: dict[bytes, float] = field(default_factory=dict)  # created file -> when to scan it anyway
-    _buffer: bytes = b""
 
     def start(self) -> list[Change]:
         """Mark the file systems of the trees (nothing to list: the trees are the caller's first scan);
@@ -175,7 +174,11 @@ class FanotifyWatch:
             if self._fd < 0:
                 raise FanotifyUnavailable(_init_reason(ctypes.get_errno()))
             for root in self.roots:
-                self._mark(os.fsencode(root))
+                given = os.fsencode(root)
+                real = os.path.realpath(given)
+                self._mark(given, real)
+                for below in _mount_points_below(real):  # another file system mounted inside the tree
+                    self._mark(os.path.join(given, os.path.relpath(below, real)), below)
         except BaseException:
             self.close()
             raise
@@ -300,9 +303,9 @@ class FanotifyWatch:
             self._cache.popitem(last=False)
         return answer
 
-    def _mark(self, path: bytes) -> None:
+    def _mark(self, path: bytes, real: bytes) -> None:
+        """Mark the file system of ``path`` (``real`` without symlinks), opened as a tree of its own."""
         assert self._libc is not None
-        real = os.path.realpath(path)
         fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)  # not O_PATH: fanotify_mark
         try:
             fsid = self._libc.fsid(fd)
@@ -373,6 +376,38 @@ def _list_tree(top: bytes, problems: list[str]) -> Iterator[Change]:
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
                 problems.append(f"{os.fsdecode(directory)}: cannot be listed: {exc.strerror}")
+
+
+def _mount_points_below(top: bytes) -> list[bytes]:
+    """The mount points strictly below ``top`` (as this process sees them), shallowest first."""
+    prefix = top.rstrip(b"/") + b"/"
+    found: set[bytes] = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as mountinfo:
+            for line in mountinfo:
+                fields = line.split(b" ")
+                if len(fields) > 4:
+                    point = _unescape(fields[4])
+                    if point.startswith(prefix) and os.path.isdir(point) and not os.path.islink(point):
+                        found.add(point)
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.count(b"/"), p))
+
+
+def _unescape(field: bytes) -> bytes:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes (``\\040``)."""
+    if b"\\" not in field:
+        return field
+    out, i = bytearray(), 0
+    while i < len(field):
+        if field[i:i + 1] == b"\\" and field[i + 1:i + 4].isdigit():
+            out.append(int(field[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return bytes(out)
 
 
 def _mount_id(fd: int) -> int:
