@@ -1,5 +1,5 @@
 """Which files to scan as they appear, through fanotify file-system marks: one mark per file system holding a
-watched tree, however many directories the trees have.
+watched tree (and per file system mounted inside a tree at start), however many directories the trees have.
 
 inotify (``watch.py``) needs one watch per directory, counted against per-user limits every program shares.
 As root, a fanotify *file-system* mark (``FAN_MARK_FILESYSTEM``) sees every directory entry change and every
@@ -13,8 +13,9 @@ The events and what this module makes of them are those of :class:`~hostguard.sc
 * ``FAN_CLOSE_WRITE`` (a file written in place) and ``FAN_MOVED_TO`` (moved or renamed in): scan it now;
 * ``FAN_CREATE`` alone (a hard link): scan it :data:`~hostguard.scanner.watch.SETTLE` seconds later unless
   its close comes first;
-* ``FAN_CREATE`` or ``FAN_MOVED_TO`` with ``FAN_ONDIR`` (a new directory, or a tree moved in): list it, so
-  the files it already holds are scanned (the mark needs no new watch: later events come anyway);
+* ``FAN_MOVED_TO`` with ``FAN_ONDIR`` (a tree moved or renamed in): list it, so the files it already holds
+  are scanned. ``FAN_CREATE`` with ``FAN_ONDIR`` (``mkdir``) needs nothing: unlike inotify, where a new
+  directory's files may come before its watch, the mark already covers everything created in it;
 * ``FAN_Q_OVERFLOW`` (the queue of 16384 events overflowed): every tree is scanned again.
 
 A directory's file handle is turned into its path with ``open_by_handle_at(2)`` (``O_PATH``) through a
@@ -26,7 +27,14 @@ tree cannot widen the watch, since events are placed by the real directory they 
 
 :func:`open_watch` chooses: fanotify where the kernel allows it (root, or ``CAP_SYS_ADMIN``, a kernel with
 ``FAN_REPORT_DFID_NAME``, file systems whose file handles can be opened again), inotify otherwise, with the
-reason as the first of the watch's ``problems``.
+reason as the first of the watch's ``problems``. One tree that cannot take a mark makes every tree use inotify.
+
+What the kernel accepts (Linux 6.18, ext4 and tmpfs, tried): ``FAN_MARK_FILESYSTEM`` with ``FAN_CLOSE_WRITE``
+alone under any report flags; ``FAN_CREATE``/``FAN_MOVED_TO``/``FAN_ONDIR`` only with a FID report flag
+(``FAN_REPORT_FID``, ``FAN_REPORT_DIR_FID`` or ``FAN_REPORT_DFID_NAME``), ``EINVAL`` without. The man pages
+date ``FAN_REPORT_FID`` (and the directory entry events) to 5.1, ``FAN_REPORT_DFID_NAME`` to 5.9,
+``FAN_MARK_FILESYSTEM`` to 4.20. ``FAN_REPORT_FID`` is not asked for: the child's own handle is not needed.
+An unprivileged ``fanotify_init`` succeeds (5.13 and later) and the mark fails with ``EPERM``.
 """
 
 from __future__ import annotations
