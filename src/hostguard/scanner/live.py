@@ -1,4 +1,4 @@
-"""`hostguard malware watch`: the tree watch (``watch.py``) wired to the scanner, one file at a time.
+"""`hostguard malware watch`: the tree watch (``fanotify.py`` or ``watch.py``) wired to the scanner, one file at a time.
 
 The watch starts before the first scan of the trees, so a file written while that scan runs has its event
 waiting; a file is scanned in this process with the rules compiled once (:class:`FileScanner`, the unit the
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from hostguard.findings import Finding
 from hostguard.iocs import IocSet
 from hostguard.scanner.engine import FileResult, FileScanner, RuleSet, Scan, ScanOptions, scan_path
+from hostguard.scanner.fanotify import FanotifyWatch, open_watch
 from hostguard.scanner.watch import TreeWatch
 from hostguard.store.scan_cache import ScanCache
 
@@ -37,13 +38,12 @@ class LiveScan:
     options: ScanOptions
     web_roots: Sequence[str] = ()
     scanned: int = 0
-    watch: TreeWatch = field(init=False)
+    watch: TreeWatch | FanotifyWatch = field(init=False)
     _scanner: FileScanner | None = None
 
     def start(self) -> list[Hit]:
         """Watch the trees, then scan them once (the cache spares what an earlier scan read): what matched."""
-        self.watch = TreeWatch(list(self.roots))
-        self.watch.start()
+        self.watch = open_watch(list(self.roots))  # fanotify where the kernel allows it, inotify otherwise
         self._scanner = FileScanner(self.rules.compiled().rules, max_file_size=self.options.max_file_size,
                                     timeout=self.options.timeout, web_roots=self.web_roots)
         return self._full(self.roots)

@@ -92,6 +92,11 @@ class TreeWatch:
         """How many directories are watched."""
         return len(self._paths)
 
+    def describe(self) -> str:
+        """What is watched, for people: ``12 directories (inotify)``."""
+        count = self.watched()
+        return f"{count} director{'y' if count == 1 else 'ies'} (inotify)"
+
     def changes(self, timeout: float) -> Iterator[Change]:
         """The changes of the next ``timeout`` seconds (fewer when the events stop coming): a file to scan is
         yielded once its event is read, a created file once it is closed or has settled."""
