@@ -151,7 +151,7 @@ def test_upgrade_from_schema_6_keeps_the_rows_and_adds_the_logon_tables(tmp_path
     db.close()
     state = StateStore(str(directory))
     try:
-        assert state.db.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert state.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert [p.account for p in state.probes("h")] == ["shop"]
         names = {r[0] for r in state.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"logon_files", "logon_events", "logon_alerts", "logon_baseline"} <= names
