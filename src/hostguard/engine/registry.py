@@ -27,7 +27,6 @@ from hostguard.engine.facts import ConfigInput, Fact, FactError, Facts, Optional
 from hostguard.engine.suppress import SuppressConfig
 from hostguard.findings import HostId, Rule, Severity
 from hostguard.respond.block_config import BlockConfig
-from hostguard.scanner.config import MalwareConfig
 
 if TYPE_CHECKING:
     from hostguard.config import Config
@@ -55,7 +54,7 @@ class ScanConfig:
 
 
 ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig, "block": BlockConfig,
-                                    "detect": DetectConfig, "malware": MalwareConfig}
+                                    "detect": DetectConfig}
 
 
 @dataclass(frozen=True)

@@ -446,13 +446,16 @@ class Fixer:
         """Carry out one quarantine step (audited by respond/quarantine.py) and note it; why it failed, or None."""
         try:
             request = request_of(step)
-            done = quarantine(self.state, self.key, request.path, request.dev, request.ino, sha256=request.sha256,
+            # the path as this machine sees it (under --root too): the ledger keeps it, and a restore, which
+            # knows no root, puts the file back there and never into this host's own tree
+            where = self.settings.where
+            path = request.path if where in ("", "/") else os.path.join(where, request.path.lstrip("/"))
+            done = quarantine(self.state, self.key, path, request.dev, request.ino, sha256=request.sha256,
                               rule=request.rule, reason=f"hostguard fix {record.id} ({record.check})",
-                              kill=self.settings.kill and self.settings.live, kill_grace=self.settings.kill_grace,
-                              root=self.settings.where)
+                              kill=self.settings.kill and self.settings.live, kill_grace=self.settings.kill_grace)
         except (ValueError, QuarantineError) as exc:
             return f"quarantine refused: {exc}"
-        record.notes.append(f"{QUARANTINE_NOTE}{request.path} is entry {done.entry.id} "
+        record.notes.append(f"{QUARANTINE_NOTE}{path} is entry {done.entry.id} "
                             f"(hostguard quarantine restore {done.entry.id})")
         for line in done.lines():
             self.out(f"  {line}")

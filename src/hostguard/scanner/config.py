@@ -32,6 +32,8 @@ class MalwareConfig:
                                               "servers' document roots (uploads kept outside them, for instance).")
     watch_quarantine: bool = setting(False, "`hostguard malware watch` moves every file it detects into the "
                                             "quarantine (as --quarantine does).")
+    web_scan_seconds: float = setting(120.0, "Seconds `hostguard scan` (family malware) may spend reading the web "
+                                             "roots; what it could not read is reported as skipped (budget).", min=1)
     ioc_files: tuple[str, ...] = setting((), "IOC lists (TOML [[ioc]] tables, see docs) whose sha256 entries are "
                                              "matched against every file, besides the lists hostguard ships.")
 

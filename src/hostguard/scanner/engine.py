@@ -191,6 +191,19 @@ def is_own_file(sha256: str) -> bool:
     return bool(sha256) and sha256 in own_digests()
 
 
+def load_iocs(files: Sequence[str]) -> IocSet:
+    """The shipped IOC lists and ``files`` (``[malware] ioc_files``), their sha256 entries, expired ones left
+    out; :class:`~hostguard.iocs.IocError` when a list cannot be read."""
+    import datetime as dt
+
+    from hostguard.iocs import load_file, shipped
+
+    entries = list(shipped())
+    for path in files:
+        entries.extend(load_file(path))
+    return IocSet.build([e for e in entries if e.type == "sha256"], dt.date.today())
+
+
 def ioc_match(sha256: str, iocs: IocSet) -> Match | None:
     """The IOC hit of a file's digest (rule ``ioc:sha256``), or None."""
     hit = iocs.match_sha256(sha256) if sha256 else None
@@ -352,7 +365,10 @@ class Scan:
 
     def __init__(self, rules: RuleSet, iocs: IocSet, cache: ScanCache, options: ScanOptions, *,
                  skip_devices: dict[int, str] | None = None, web_roots: Sequence[str] = (),
-                 root: str | None = None, progress: Progress | None = None) -> None:
+                 root: str | None = None, progress: Progress | None = None, inline: bool = False,
+                 deadline_seconds: float | None = None) -> None:
+        """``inline``: read and scan in this process, no worker (a caller that may run threads must not
+        fork); ``deadline_seconds``: stop walking after that long (:attr:`complete` then says so)."""
         self.rules = rules
         self.iocs = iocs
         self.cache = cache
@@ -367,6 +383,10 @@ class Scan:
         self._found = 0
         self._done = 0
         self._last_progress = 0.0
+        self.inline = inline
+        self.deadline_seconds = deadline_seconds
+        self.complete = True
+        self._scanner: FileScanner | None = None
 
     def _context(self, web: bool) -> str:
         return f"{self.rules.digest}:{int(web)}"
@@ -378,8 +398,13 @@ class Scan:
         workers = self.options.workers or usable_cpus()
         batch: list[tuple[str, bool, tuple[int, int]]] = []
         batch_bytes = 0
+        deadline = None if self.deadline_seconds is None else started + self.deadline_seconds
         try:
             for directory in walk(targets, walk_stats, skip_devices=self.skip_devices, excludes=self.excludes):
+                if deadline is not None and time.monotonic() > deadline:
+                    self.complete = False
+                    self.stats.notes.append(f"stopped after {self.deadline_seconds:g} s: not every file was read")
+                    break
                 for path, web, expected, size in self._directory(directory):
                     batch.append((path, web, expected))
                     batch_bytes += size
@@ -438,6 +463,14 @@ class Scan:
         self._tick()
 
     def _dispatch(self, batch: list[tuple[str, bool, tuple[int, int]]], workers: int) -> None:
+        if self.inline:
+            if self._scanner is None:
+                self._scanner = FileScanner(self.rules.compiled().rules, max_file_size=self.options.max_file_size,
+                                            timeout=self.options.timeout)
+                self.stats.workers = 0
+            self._collect([self._scanner.scan_file(path, in_web_root=web, expected=expected)
+                           for path, web, expected in batch])
+            return
         if self._pool is None:
             self._pool = _Pool(self.rules, self.options, max(1, workers))
             self.stats.workers = max(1, workers)
@@ -487,11 +520,13 @@ class Scan:
 
 # -- detections as findings -----------------------------------------------------------------------------
 
-def detections_of(result: FileResult) -> list[Finding]:
+def detections_of(result: FileResult, path: str | None = None) -> list[Finding]:
     """One finding per rule that matched the file: target the path and the rule (so the fingerprint is the
-    check id, path and rule), the fix a ``quarantine`` action naming the exact file (device, inode, digest)."""
+    check id, path and rule), the fix a ``quarantine`` action naming the exact file (device, inode, digest).
+    ``path``: the file as the scanned tree names it (under ``--root``), when not the path read."""
     out = []
     ident = result.identity
+    where = result.path if path is None else path
     for match in result.matches:
         evidence: dict[str, Any] = {"sha256": result.sha256, "size": ident.size if ident else None,
                                     "device": ident.device if ident else None,
@@ -502,12 +537,12 @@ def detections_of(result: FileResult) -> list[Finding]:
             evidence["ioc_source"] = match.source
         out.append(Finding(
             id=CHECK_ID, category="malware", severity=Severity(match.severity),
-            title=f"{match.rule} matched {_readable(result.path)}",
-            target={"kind": "path", "path": result.path, "rule": match.rule},
+            title=f"{match.rule} matched {_readable(where)}",
+            target={"kind": "path", "path": where, "rule": match.rule},
             evidence=evidence,
             remediation=Remediation("Move the file to quarantine (restorable with `hostguard quarantine restore`), "
                                     "then find how it got there.",
-                                    steps=(quarantine_action(result.path, ident.device if ident else 0,
+                                    steps=(quarantine_action(where, ident.device if ident else 0,
                                                              ident.inode if ident else 0, result.sha256, match.rule),))))
     return out
 
