@@ -44,6 +44,7 @@ from hostguard.host.web.nginx import ConfigText, block_end, nginx_word, parse_te
 from hostguard.remediation import Command, Edit
 from hostguard.respond.apply import apply
 from tests.conftest import build_tree, make_config, need_root, need_tool, run_one
+from tests.host.services.helpers import accepting
 
 SBIN = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 MODULES = "/usr/lib/apache2/modules"
@@ -52,6 +53,14 @@ APACHE_MODULES = ("mpm_event", "authz_core", "authz_host", "authn_core", "alias"
 FPM = "php-fpm8.2"
 PHP_PAGE = "<?php echo 'php-', 6 * 7, \"\\n\";\n"   # executed: "php-42"; sent as text: the source
 
+
+
+def _accepting(sock_path: str) -> bool:
+    """Whether php-fpm listens yet (its socket file exists from bind(), before listen())."""
+    try:
+        return accepting(sock_path)
+    except OSError:
+        return False
 
 def _tool(name: str) -> str:
     need_tool(name)
@@ -372,7 +381,7 @@ def fpm() -> Iterator[Fpm]:
                             env={"PATH": "/usr/bin:/bin", "PHP_INI_SCAN_DIR": ""})
     try:
         deadline = time.monotonic() + 15
-        while not (d / "php.sock").exists():
+        while not (d / "php.sock").exists() or not _accepting(str(d / "php.sock")):
             assert proc.poll() is None and time.monotonic() < deadline, \
                 (d / "fpm.log").read_text() if (d / "fpm.log").exists() else "php-fpm did not start"
             time.sleep(0.05)

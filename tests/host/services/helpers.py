@@ -35,6 +35,15 @@ def wait_for(check: object, timeout: float = 20.0, what: str = "server") -> None
     raise AssertionError(f"{what} did not come up in {timeout:g}s")
 
 
+def accepting(sock_path: str) -> bool:
+    """Whether a server listens on the unix socket ``sock_path`` (the file exists from bind(), before listen():
+    waiting for the file alone races the server)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        s.connect(sock_path)
+    return True
+
+
 @contextlib.contextmanager
 def running(argv: list[str], log: Path, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
     """A real server process for the duration of the block, stopped (by its own pid) afterwards."""

@@ -13,7 +13,7 @@ from hostguard.host.services.common import AuthKind, Scope, Setting
 from hostguard.host.services.redis import CONFIG, parse, split_args
 from hostguard.host.web.model import Where
 from tests.conftest import need_tool
-from tests.host.services.helpers import line_of, resp, running, tree, wait_for
+from tests.host.services.helpers import accepting, line_of, resp, running, tree, wait_for
 
 # name: (main file, other files, credentials to run CONFIG GET with: [] for none)
 CASES: dict[str, tuple[str, dict[str, str], list[str]]] = {
@@ -55,7 +55,7 @@ def test_reader_agrees_with_redis_server(tmp_path: Path, case: str) -> None:
     assert ours is not None
     sock = str(tmp_path / "redis.sock")
     with running(["redis-server", str(config)], tmp_path / "log"):
-        wait_for(lambda: Path(sock).exists(), what="redis-server")
+        wait_for(lambda: accepting(sock), what="redis-server")
         [ping] = resp(sock, ["PING"])
         creds = CASES[case][2]
         replies = resp(sock, *([creds] if creds else []), ["CONFIG", "GET", "bind"], ["CONFIG", "GET", "protected-mode"])
@@ -87,7 +87,7 @@ def test_rename_command_disables_config(tmp_path: Path) -> None:
     assert ours.renamed_to("debug") is None
     sock = str(tmp_path / "redis.sock")
     with running(["redis-server", str(config)], tmp_path / "log"):
-        wait_for(lambda: Path(sock).exists(), what="redis-server")
+        wait_for(lambda: accepting(sock), what="redis-server")
         [reply] = resp(sock, ["CONFIG", "GET", "bind"])
     assert isinstance(reply, Exception) and "unknown command" in str(reply)
 
