@@ -53,7 +53,7 @@ go_versions = st.one_of(
 )
 
 # Maven: items joined by the separators ComparableVersion reads
-_MAVEN_ITEMS = st.sampled_from(["1", "0", "2", "10", "01", "alpha", "a", "b", "m", "beta", "milestone", "rc", "cr",
+_MAVEN_ITEMS = st.sampled_from(["", "1", "0", "2", "10", "01", "alpha", "a", "b", "m", "beta", "milestone", "rc", "cr",
                                 "snapshot", "SNAPSHOT", "ga", "final", "release", "sp", "x", "abc", "RC"])
 maven_versions = st.lists(st.tuples(_MAVEN_ITEMS, st.sampled_from([".", "-", ""])), min_size=1, max_size=5).map(
     lambda items: "".join(i + s for i, s in items).strip(".-") or "1"
