@@ -45,8 +45,9 @@ def dpkg_compare(pairs: list[tuple[str, str]]) -> list[int]:
 def dpkg_flags(version: str) -> bool:
     """Whether dpkg warns about or refuses the version's syntax."""
     need("dpkg")
-    run = subprocess.run(["dpkg", "--compare-versions", version, "eq", version], capture_output=True, text=True)
-    return run.returncode != 0 or "bad syntax" in run.stderr
+    # second, so that a version starting with "-" is not read as an option; 0 and 1 are answers, 2 an error
+    run = subprocess.run(["dpkg", "--compare-versions", "1", "lt", version], capture_output=True, text=True)
+    return run.returncode not in (0, 1) or "bad syntax" in run.stderr
 
 
 # Run by the system python (Debian's python3-rpm is not importable from a virtualenv): labelCompare on

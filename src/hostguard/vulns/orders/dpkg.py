@@ -59,11 +59,14 @@ def parse(version: str) -> tuple[int, str, str]:
     epoch = 0
     if ":" in version:
         text, version = version.split(":", 1)
-        if not text:
+        digits = text[1:] if text[:1] in ("+", "-") else text  # read as strtol reads it, sign and all
+        if not digits:
             raise InvalidVersion("epoch in version is empty")
-        if not text.isdigit():
+        if not digits.isdigit():
             raise InvalidVersion("epoch in version is not a number")
         epoch = int(text)
+        if epoch < 0:
+            raise InvalidVersion("epoch in version is negative")
         if epoch > _EPOCH_MAX:
             raise InvalidVersion("epoch in version is too big")
         if not version:

@@ -13,7 +13,10 @@ The rules (maven.apache.org/pom.html "Version Order Specification", and Comparab
   ``1-ga = 1``), and a shorter list is compared as if padded with nulls: ``1 < 1.1``, ``1-alpha < 1``,
   ``1-sp > 1``.
 
-Items are kept as a small tree; :class:`MavenKey` compares trees as ComparableVersion does.
+Items are kept as a small tree; :class:`MavenKey` compares trees as ComparableVersion does. Maven's own
+order is not transitive on every string (``1-0.alpha < 1 < 1-a < 1-0.alpha`` in Maven 3.8.7 itself): the
+comparison of each pair is Maven's, but sorting a set holding such a cycle has no right answer. On
+versions as projects write them (numbers, then qualifiers) it is a total order (the tests' laws).
 """
 
 from __future__ import annotations
