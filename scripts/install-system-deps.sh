@@ -48,6 +48,12 @@ if [ "$mode" = test ]; then
   pkgs+=(systemd-journal-remote)
   # systemd-analyze (verifying hostguard-blocks.service) and the ssh client (a real session in the block tests)
   pkgs+=(systemd openssh-client)
+  # The version orders' oracles (tests/vulns/test_versions_*.py): dpkg itself; rpm's labelCompare from
+  # python3-rpm (run by the system python); Maven's own ComparableVersion (maven-artifact, on a JRE);
+  # node to run node-semver, which npm installs into a temp dir at test time (a node that bundles npm,
+  # e.g. NodeSource's, conflicts with Debian's npm package: add it only when there is no npm)
+  pkgs+=(dpkg python3-rpm libmaven3-core-java default-jre-headless nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd
