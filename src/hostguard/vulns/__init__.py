@@ -1,0 +1,1 @@
+"""Vulnerabilities: OSV advisories matched against installed packages, offline."""
