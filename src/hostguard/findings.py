@@ -79,12 +79,18 @@ def portable(value: Any) -> Any:
 
 
 def readable(value: Any) -> str:
-    """A one-line human form of a host value (lossy for non-UTF-8 bytes, never raises)."""
+    """A one-line human form of a host value (lossy for non-UTF-8 bytes, never raises): newlines and other
+    control characters are escaped (``\\n``, ``\\x1b``), so a file or program name an attacker chose cannot
+    forge or hide a line of output."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return str(value)
+        text = value.decode("utf-8", "backslashreplace")
+    elif isinstance(value, str):
+        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    else:
+        text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def fingerprint(check_id: str, target: Mapping[str, Any]) -> str:

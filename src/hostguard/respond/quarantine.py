@@ -33,6 +33,7 @@ original are not re-created. Every quarantine, restore, purge and refusal is in 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -434,6 +435,7 @@ def _copy_and_unlink(state: StateStore, host_key: str, raw: bytes, dfd: int, nam
     entry_id, key = secrets.token_hex(6), secrets.token_bytes(KEY_BYTES)
     stored = f"{entry_id}.hgq"
     qdir = _private_dir(str(state.directory))
+    recorded = False
     try:
         digest, size = _store(fd, qdir, stored, key, entry_id)
 
@@ -451,17 +453,18 @@ def _copy_and_unlink(state: StateStore, host_key: str, raw: bytes, dfd: int, nam
                       base.st_atime_ns, base.st_mtime_ns, base.st_ctime_ns, base.st_dev, base.st_ino, base.st_nlink,
                       flags, xattrs, rule, reason, key, stored, clock(), tuple(p.to_dict() for p in processes))
         ledger.add(entry)
+        recorded = True
     finally:
+        if not recorded:   # a copy without its ledger row (and key) could never be restored nor purged
+            with contextlib.suppress(OSError):
+                os.unlink(stored, dir_fd=qdir)
         os.close(qdir)
     # the copy is verified and recorded: now, and only now, the name may go
     after = os.fstat(fd)
     try:
         if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (base.st_size, base.st_mtime_ns, base.st_ctime_ns):
             raise QuarantineError(f"{shown}: changed while being copied")
-        now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        if (now.st_dev, now.st_ino) != (base.st_dev, base.st_ino):
-            raise QuarantineError(f"{shown}: the name was replaced while the file was copied")
-        os.unlink(name, dir_fd=dfd)
+        _remove_name(dfd, name, f".hostguard-quarantine-{entry_id}".encode(), base, fd, shown)
     except (QuarantineError, OSError) as exc:
         why = str(exc) if isinstance(exc, QuarantineError) else f"{shown}: not removed ({exc.strerror})"
         ledger.mark(entry, FAILED, clock(), note=why)   # audited by quarantine() with the message below
@@ -475,6 +478,40 @@ def _copy_and_unlink(state: StateStore, host_key: str, raw: bytes, dfd: int, nam
             set_flags(fd, flags)
     state.audit(host_key, "quarantine", entry_id, f"{rule}: {reason}", entry.quarantined_at, _detail(entry))
     return Quarantined(entry, processes, notes)
+
+
+RENAME_NOREPLACE = 1
+
+
+def _rename_noreplace(dfd: int, old: bytes, new: bytes) -> None:
+    """``renameat2(dfd, old, dfd, new, RENAME_NOREPLACE)``: never replaces ``new`` (glibc 2.28+)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(dfd, old, dfd, new, RENAME_NOREPLACE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _remove_name(dfd: int, name: bytes, private: bytes, base: os.stat_result, fd: int, shown: str) -> None:
+    """Remove ``name`` only if it still is the file copied (``base``): in a directory others can write, a name
+    checked then unlinked may have been swapped in between, so the name is first moved (atomically, never
+    over anything) to ``private``, checked there and put back if it is another file; the file's own link
+    count then tells whether the name removed was its."""
+    links = os.fstat(fd).st_nlink
+    _rename_noreplace(dfd, name, private)
+    now = os.stat(private, dir_fd=dfd, follow_symlinks=False)
+    if (now.st_dev, now.st_ino) != (base.st_dev, base.st_ino):
+        with contextlib.suppress(OSError):
+            _rename_noreplace(dfd, private, name)   # someone else's file: back where it was
+        raise QuarantineError(f"{shown}: the name was replaced while the file was copied")
+    try:
+        os.unlink(private, dir_fd=dfd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            _rename_noreplace(dfd, private, name)   # not removed: left as it was found
+        raise
+    if os.fstat(fd).st_nlink != links - 1:
+        raise QuarantineError(f"{shown}: a name other than the file's was removed while it was quarantined "
+                              f"(.{printable(private)} was swapped): check the directory")
 
 
 def _notes(entry: Entry, processes: list[RunningProcess]) -> list[str]:
@@ -588,8 +625,16 @@ def _make_room(state: StateStore, host_key: str, dfd: int, name: bytes, target: 
 def _write_back(dfd: int, name: bytes, shown: str, stored: int, entry: Entry) -> list[str]:
     """The restore proper: temporary file, bytes (verified), owner, mode, attributes, times, link, flags."""
     notes: list[str] = []
-    tmp = f".hostguard-restore-{secrets.token_hex(6)}".encode()
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+    # an unnamed file (O_TMPFILE) where the file system allows: nobody can swap a name that does not exist,
+    # and a crash leaves nothing behind in the (attacker-writable) directory
+    tmp: bytes | None = None
+    try:
+        out = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        tmp = f".hostguard-restore-{secrets.token_hex(6)}".encode()
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
     linked = False
     try:
         h, size = hashlib.sha256(), 0
@@ -610,11 +655,19 @@ def _write_back(dfd: int, name: bytes, shown: str, stored: int, entry: Entry) ->
         os.fsync(out)
         os.utime(out, ns=(entry.atime_ns, entry.mtime_ns))   # last of the file's own metadata
         try:
-            os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            if tmp is None:
+                os.link(f"/proc/self/fd/{out}", name, dst_dir_fd=dfd, follow_symlinks=True)
+            else:
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
         except FileExistsError:
             raise QuarantineError(f"{shown} appeared while restoring: nothing replaced") from None
         linked = True
-        os.unlink(tmp, dir_fd=dfd)
+        if tmp is not None:
+            os.unlink(tmp, dir_fd=dfd)
+        placed, ours = os.stat(name, dir_fd=dfd, follow_symlinks=False), os.fstat(out)
+        if (placed.st_dev, placed.st_ino) != (ours.st_dev, ours.st_ino):
+            raise QuarantineError(f"{shown} was swapped right after the restore: check it (the restored file "
+                                  "is not the one at that name)")
         if entry.flags is not None and entry.flags & RESTORED_FLAGS:
             try:
                 set_flags(out, (get_flags(out) or 0) | (entry.flags & RESTORED_FLAGS))
@@ -623,7 +676,7 @@ def _write_back(dfd: int, name: bytes, shown: str, stored: int, entry: Entry) ->
         with contextlib.suppress(OSError):
             os.fsync(dfd)
     except BaseException:
-        if not linked:
+        if not linked and tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
         raise

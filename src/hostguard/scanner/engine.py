@@ -31,7 +31,16 @@ from hostguard.iocs import IocSet
 from hostguard.remediation import Remediation
 from hostguard.respond.quarantine import quarantine_action
 from hostguard.scanner import rules as rules_mod
-from hostguard.scanner.files import TIMEOUT, VANISHED, Identity, read_file
+from hostguard.scanner.files import (
+    TIMEOUT,
+    UNREADABLE,
+    VANISHED,
+    Identity,
+    Replaced,
+    open_beneath,
+    open_directory,
+    read_file,
+)
 from hostguard.scanner.walk import Directory, Excludes, WalkStats, walk
 
 if TYPE_CHECKING:
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
     from hostguard.store.scan_cache import ScanCache
 
 CHECK_ID = "malware.file"
+Work = tuple[str, bool, tuple[int, int], "tuple[int, int] | None"]  # path, in a web root, (dev, ino), its directory's
 IOC_RULE = "ioc:sha256"
 BATCH_FILES = 64
 BATCH_BYTES = 32 << 20
@@ -142,13 +152,31 @@ class FileScanner:
                                str(meta.get("description", "")), str(meta.get("family", ""))))
         return tuple(found)
 
-    def scan_file(self, path: str, *, in_web_root: bool | None = None,
-                  expected: tuple[int, int] | None = None) -> FileResult:
+    def scan_file(self, path: str, *, in_web_root: bool | None = None, expected: tuple[int, int] | None = None,
+                  directory: tuple[int, int] | None = None, root: str | None = None) -> FileResult:
         """Read ``path`` (see :func:`~hostguard.scanner.files.read_file`), hash it and match the rules.
-        ``expected``: the (device, inode) the walk listed; another file at that path now counts as vanished."""
+        ``expected``: the (device, inode) the walk listed; another file at that path now counts as vanished.
+        The file is opened in its directory, never through a path an attacker could have re-pointed since it
+        was listed: ``directory`` is the (device, inode) the walk saw it in, or ``root`` the tree it lies in
+        (every component below it opened without following a symlink)."""
         import hashlib
 
-        read = read_file(path, self.max_file_size)
+        folder, name = os.path.split(path)
+        dfd = None
+        try:
+            if directory is not None:
+                dfd = open_directory(folder or ".", directory)
+            elif root is not None:
+                dfd = open_beneath(root, folder or ".")
+        except (Replaced, NotADirectoryError, FileNotFoundError):
+            return FileResult(path, None, skipped=VANISHED, detail="its directory was replaced or removed")
+        except OSError as exc:
+            return FileResult(path, None, skipped=UNREADABLE, detail=exc.strerror or str(exc))
+        try:
+            read = read_file(name if dfd is not None else path, self.max_file_size, dir_fd=dfd)
+        finally:
+            if dfd is not None:
+                os.close(dfd)
         if read.skipped is not None or read.data is None:
             return FileResult(path, read.identity, skipped=read.skipped, detail=read.detail)
         if expected is not None and read.identity is not None and \
@@ -231,12 +259,12 @@ def _worker_init(serialized: bytes, max_file_size: int, timeout: int, nice: int,
     _WORKER["budget_bytes"] = 0
 
 
-def _worker_batch(batch: list[tuple[str, bool, tuple[int, int]]]) -> list[FileResult]:
+def _worker_batch(batch: list[Work]) -> list[FileResult]:
     scanner: FileScanner = _WORKER["scanner"]
     rate: float = _WORKER["rate"]
     out = []
-    for path, web, expected in batch:
-        result = scanner.scan_file(path, in_web_root=web, expected=expected)
+    for path, web, expected, directory in batch:
+        result = scanner.scan_file(path, in_web_root=web, expected=expected, directory=directory)
         out.append(result)
         if rate and result.identity is not None and result.skipped is None:
             _WORKER["budget_bytes"] += result.identity.size
@@ -331,7 +359,7 @@ class _Pool:
         self.limit = workers * 3
         self.inflight: set[Future[list[FileResult]]] = set()
 
-    def submit(self, batch: list[tuple[str, bool, tuple[int, int]]]) -> list[FileResult]:
+    def submit(self, batch: list[Work]) -> list[FileResult]:
         """Queue ``batch``; return the results of batches done meanwhile (waiting when too many are in flight)."""
         self.inflight.add(self.executor.submit(_worker_batch, batch))
         done: list[FileResult] = []
@@ -386,6 +414,7 @@ class Scan:
         self.inline = inline
         self.deadline_seconds = deadline_seconds
         self.complete = True
+        self._deadline: float | None = None
         self._scanner: FileScanner | None = None
 
     def _context(self, web: bool) -> str:
@@ -396,22 +425,22 @@ class Scan:
         started = time.monotonic()
         walk_stats = WalkStats()
         workers = self.options.workers or usable_cpus()
-        batch: list[tuple[str, bool, tuple[int, int]]] = []
+        batch: list[Work] = []
         batch_bytes = 0
-        deadline = None if self.deadline_seconds is None else started + self.deadline_seconds
+        deadline = self._deadline = None if self.deadline_seconds is None else started + self.deadline_seconds
         try:
             for directory in walk(targets, walk_stats, skip_devices=self.skip_devices, excludes=self.excludes):
                 if deadline is not None and time.monotonic() > deadline:
-                    self.complete = False
-                    self.stats.notes.append(f"stopped after {self.deadline_seconds:g} s: not every file was read")
+                    self._stop()
+                if not self.complete:
                     break
                 for path, web, expected, size in self._directory(directory):
-                    batch.append((path, web, expected))
+                    batch.append((path, web, expected, directory.identity))
                     batch_bytes += size
                     if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                         self._dispatch(batch, workers)
                         batch, batch_bytes = [], 0
-            if batch:
+            if batch and self.complete:
                 self._dispatch(batch, workers)
             if self._pool is not None:
                 self._collect(self._pool.drain())
@@ -462,14 +491,23 @@ class Scan:
             self.cache.forget(directory.path, list(cached))
         self._tick()
 
-    def _dispatch(self, batch: list[tuple[str, bool, tuple[int, int]]], workers: int) -> None:
+    def _stop(self) -> None:
+        if self.complete:
+            self.complete = False
+            self.stats.notes.append(f"stopped after {self.deadline_seconds:g} s: not every file was read")
+
+    def _dispatch(self, batch: list[Work], workers: int) -> None:
         if self.inline:
             if self._scanner is None:
                 self._scanner = FileScanner(self.rules.compiled().rules, max_file_size=self.options.max_file_size,
                                             timeout=self.options.timeout)
                 self.stats.workers = 0
-            self._collect([self._scanner.scan_file(path, in_web_root=web, expected=expected)
-                           for path, web, expected in batch])
+            for path, web, expected, directory in batch:  # the time limit holds per file, not per directory
+                if self._deadline is not None and time.monotonic() > self._deadline:
+                    self._stop()
+                    return
+                self._collect([self._scanner.scan_file(path, in_web_root=web, expected=expected,
+                                                       directory=directory)])
             return
         if self._pool is None:
             self._pool = _Pool(self.rules, self.options, max(1, workers))
@@ -562,9 +600,11 @@ def detection_dict(finding: Finding) -> dict[str, Any]:
             "remediation": data["remediation"]}
 
 
-def scan_path(path: str, scanner: FileScanner, iocs: IocSet | None = None) -> tuple[FileResult, list[Finding]]:
-    """Scan one file in this process (the watcher's and quarantine's entry point): its result and findings."""
-    result = scanner.scan_file(path)
+def scan_path(path: str, scanner: FileScanner, iocs: IocSet | None = None,
+              root: str | None = None) -> tuple[FileResult, list[Finding]]:
+    """Scan one file in this process (the watcher's and quarantine's entry point): its result and findings.
+    ``root``: the tree it lies in (the watched one), below which no symlink is followed to reach it."""
+    result = scanner.scan_file(path, root=root)
     if result.matches and is_own_file(result.sha256):
         result = FileResult(result.path, result.identity, result.sha256, (), stable=result.stable)
     if result.skipped is None and iocs is not None:

@@ -15,7 +15,8 @@ import stat
 from dataclasses import dataclass
 
 NOATIME = getattr(os, "O_NOATIME", 0)
-OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
 
 # Skip reasons (the keys of stats.skipped)
@@ -109,3 +110,44 @@ def read_file(path: str, max_size: int, dir_fd: int | None = None) -> ReadResult
         os.close(fd)
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     return ReadResult(data, identity, stable=unchanged(before, after))
+
+
+class Replaced(Exception):
+    """A directory opened is not the one expected: it was swapped (for a symlink, another directory) since."""
+
+
+def open_directory(path: str, expected: tuple[int, int]) -> int:
+    """``path`` opened as a directory and checked to be the one listed (device, inode). A component swapped
+    for a symlink leads elsewhere, and the check refuses it: opening a directory touches nothing, while
+    opening a file through a swapped path could reach a device or a FIFO outside the tree."""
+    fd = os.open(path, DIR_FLAGS)
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != expected:
+        os.close(fd)
+        raise Replaced(path)
+    return fd
+
+
+def open_beneath(root: str, directory: str) -> int:
+    """``directory`` (below ``root``, a tree the operator named) opened one component at a time from
+    ``root``, none of them followed if it is a symlink (:class:`Replaced` then)."""
+    relative = os.path.relpath(directory, root)
+    if relative == ".":
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if relative.startswith(".."):
+        raise Replaced(directory)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in relative.split("/"):
+            try:
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Replaced(directory) from None
+                raise
+            os.close(fd)
+            fd = nxt
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise

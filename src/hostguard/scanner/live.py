@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from hostguard.findings import Finding
+from hostguard.findings import Finding, readable
 from hostguard.iocs import IocSet
 from hostguard.scanner.engine import FileResult, FileScanner, RuleSet, Scan, ScanOptions, scan_path
 from hostguard.scanner.fanotify import FanotifyWatch, open_watch
+from hostguard.scanner.files import TOO_LARGE
 from hostguard.scanner.watch import TreeWatch
 from hostguard.store.scan_cache import ScanCache
 
@@ -59,11 +60,20 @@ class LiveScan:
             if change.kind == "rescan":
                 yield from self._full([change.path.decode("utf-8", "surrogateescape")])
                 continue
-            result, findings = scan_path(change.path.decode("utf-8", "surrogateescape"), self._scanner, self.iocs)
+            path = change.path.decode("utf-8", "surrogateescape")
+            result, findings = scan_path(path, self._scanner, self.iocs, root=self._root_of(path))
             if result.skipped is None:
                 self.scanned += 1
+            elif result.skipped == TOO_LARGE:
+                self.watch.problems.append(f"{readable(path)}: larger than [malware] max_file_size "
+                                           f"({self.options.max_file_size} bytes): not scanned")
             if findings:
                 yield Hit(result, tuple(findings))
+
+    def _root_of(self, path: str) -> str | None:
+        """The watched tree ``path`` lies in (the deepest, when trees nest)."""
+        inside = [r for r in self.roots if path.startswith(r.rstrip("/") + "/")]
+        return max(inside, key=len) if inside else None
 
     def close(self) -> None:
         """Stop watching."""

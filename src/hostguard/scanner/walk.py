@@ -64,6 +64,7 @@ class Directory:
     path: str
     files: list[tuple[str, os.stat_result]]
     complete: bool = True
+    identity: tuple[int, int] | None = None  # the directory's (device, inode) as listed; None for a named file
 
 
 def walk(targets: Sequence[str], stats: WalkStats, *, skip_devices: Mapping[int, str] | None = None,
@@ -151,7 +152,7 @@ def walk(targets: Sequence[str], stats: WalkStats, *, skip_devices: Mapping[int,
             finally:
                 os.close(fd)
             if files or complete:
-                yield Directory(path, files, complete)
+                yield Directory(path, files, complete, (dst.st_dev, dst.st_ino))
             stack.extend(reversed(subdirs))
 
 
