@@ -315,3 +315,17 @@ def test_the_verifier_reads_only_a_window_of_packages_ahead() -> None:
         assert next(results) == 0
         assert taken <= packages.WINDOW
         assert list(results) == [i * 2 for i in range(1, 10_000)]
+
+
+@pytest.mark.parametrize(("fields", "source", "version"), [
+    ("Version: 2.38.1-5+deb12u3\n", "hgpkg", "2.38.1-5+deb12u3"),                               # no Source: its own
+    ("Source: util-linux\nVersion: 2.38.1-5+deb12u3\n", "util-linux", "2.38.1-5+deb12u3"),      # another name
+    ("Source: util-linux (2.38.1-5+deb12u3)\nVersion: 1:2.38.1-5+deb12u3\n", "util-linux", "2.38.1-5+deb12u3"),
+    ("Source: zlib (1:1.2.13.dfsg-1)\nVersion: 1:1.2.13.dfsg-1+b1\n", "zlib", "1:1.2.13.dfsg-1"),  # binNMU
+    ("Version: 3.1-2+b12\n", "hgpkg", "3.1-2"),                                                 # binNMU, same name
+    ("Version: 3.1+b2really3.0-1\n", "hgpkg", "3.1+b2really3.0-1"),                             # +b not at the end
+])
+def test_status_source_name_and_version(fields: str, source: str, version: str) -> None:
+    [pkg] = parse_status(f"Package: hgpkg\nStatus: install ok installed\nArchitecture: amd64\n{fields}"
+                         "Maintainer: Test <t@example.test>\n")
+    assert (pkg.source_name(), pkg.source_version(), pkg.maintainer) == (source, version, "Test <t@example.test>")

@@ -190,6 +190,8 @@ DPKG_CFG_DIR = "/etc/dpkg/dpkg.cfg.d"
 CFG_NAME = re.compile(r"[A-Za-z0-9_-]+")   # dpkg reads only these names in dpkg.cfg.d (no .dpkg-old, no ~)
 MD5 = re.compile(rb"[0-9a-f]{32}")
 FIELD = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):[ \t]*(.*)")
+SOURCE_VERSION = re.compile(r"\(([^)]*)\)")
+BINNMU = re.compile(r"\+b[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -203,10 +205,25 @@ class DpkgPackage:
     multi_arch: str = ""                         # "same" packages keep "<name>:<arch>.md5sums"
     conffiles: tuple[tuple[str, str], ...] = ()  # (path, md5) as the status file lists them
     priority: str = ""                           # "required" and "important" make debootstrap's base system
+    source: str = ""                             # the Source field as written: "name" or "name (version)"
+    maintainer: str = ""
 
     def label(self) -> str:
         """``name:arch`` (what apt and dpkg accept for a Multi-Arch package)."""
         return f"{self.name}:{self.arch}" if self.arch else self.name
+
+    def source_name(self) -> str:
+        """The source package this binary was built from (its own name when the status file names none)."""
+        return self.source.split(" ", 1)[0] or self.name
+
+    def source_version(self) -> str:
+        """The source package's version: ``Source: name (version)`` when the status file gives one (dpkg writes
+        it only when it differs from the binary's), else the binary's version less a binNMU's ``+bN``
+        (a binary-only rebuild of the same source)."""
+        match = SOURCE_VERSION.search(self.source)
+        if match:
+            return match.group(1).strip()
+        return BINNMU.sub("", self.version)
 
 
 @dataclass(frozen=True)
@@ -288,7 +305,7 @@ def _package(fields: dict[str, str], where: str, line: int) -> DpkgPackage:
     status = fields.get("status", "").split()
     return DpkgPackage(name, fields.get("architecture", ""), fields.get("version", ""),
                        status[-1] if status else "", fields.get("multi-arch", ""), tuple(conffiles),
-                       fields.get("priority", ""))
+                       fields.get("priority", ""), fields.get("source", ""), fields.get("maintainer", ""))
 
 
 def parse_diversions(text: str, where: str = DPKG_DIVERSIONS) -> dict[str, Diversion]:
