@@ -64,9 +64,10 @@ maven_versions = st.lists(st.tuples(_MAVEN_ITEMS, st.sampled_from([".", "-", ""]
 maven_release_versions = st.builds(
     lambda nums, quals: ".".join(nums) + "".join(quals),
     st.lists(st.sampled_from(["0", "1", "2", "10", "01"]), min_size=1, max_size=4),
-    st.lists(st.builds(lambda sep, q, n: f"{sep}{q}{n}", st.sampled_from(["-", "."]),
-                       st.sampled_from(["alpha", "beta", "milestone", "rc", "cr", "SNAPSHOT", "ga", "final", "sp",
-                                        "jre", "redhat"]),
+    # qualifiers after "-" only, and never the ones equal to "" (ga, final) followed by more items: "1.1.ga.2"
+    # and "1.1-alpha" already make a cycle with "1.1" in Maven's own order (hypothesis found it)
+    st.lists(st.builds(lambda q, n: f"-{q}{n}",
+                       st.sampled_from(["alpha", "beta", "milestone", "rc", "cr", "SNAPSHOT", "sp", "jre", "redhat"]),
                        st.sampled_from(["", "1", "2", "-1", ".2"])), max_size=2),
 )
 
