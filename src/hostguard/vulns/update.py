@@ -85,6 +85,9 @@ def _download(url: str, tmp: Path, opener: Callable[..., Any], timeout: float) -
             if total > MAX_EXPORT_BYTES:
                 raise DownloadError(f"larger than {MAX_EXPORT_BYTES} bytes")
             out.write(chunk)
+        declared = answer.headers.get("Content-Length") if hasattr(answer, "headers") else None
+        if declared is not None and declared.isdigit() and int(declared) != total:
+            raise DownloadError(f"cut short: {total} of {declared} bytes")
         out.flush()
         os.fsync(out.fileno())
     try:
