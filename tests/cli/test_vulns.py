@@ -145,3 +145,48 @@ def test_in_process_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.splitlines() == ["hostguard: error: vulns needs a subcommand: match, update",
                                 "hostguard: error: the following arguments are required: --packages"]
+
+
+# --- the advisory index behind the command --------------------------------------------------------------------
+
+def test_the_index_is_built_once_and_reused(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.2.5"})
+    assert _run(tmp_path, "--db", str(db), "--packages", str(packages))[0] == 0
+    index = tmp_path / "state" / "cache" / "advisories.db"
+    built = index.stat().st_ino, index.stat().st_mtime_ns
+    code, lines, err = _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    assert (code, lines[0]["vulns"], err) == (0, ["CVE-2099-200", "GHSA-test-c001"], "")
+    assert (index.stat().st_ino, index.stat().st_mtime_ns) == built  # read, not rebuilt
+    write_dir(db, "npm", record("GHSA-test-c003", affected("npm", "minimist", rng(("introduced", "0")))))
+    code, lines, _ = _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    assert lines[0]["vulns"] == ["CVE-2099-200", "GHSA-test-c001", "GHSA-test-c003"]
+    assert index.stat().st_ino != built[0]  # a new file renamed into place
+
+
+def test_a_corrupt_index_is_rebuilt_with_a_note(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.2.5"})
+    _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    (tmp_path / "state" / "cache" / "advisories.db").write_bytes(b"\0garbage" * 512)
+    code, lines, err = _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    assert (code, lines[0]["vulns"]) == (0, ["CVE-2099-200", "GHSA-test-c001"])
+    assert err.count("\n") == 1 and err.startswith("hostguard: note: advisory index (") and err.endswith("rebuilt\n")
+
+
+def test_an_index_that_cannot_be_written_leaves_matching_in_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from hostguard.store.advisories import AdvisoryStoreError
+    from hostguard.vulns import index
+
+    def refuse(cache_dir: object, source: object) -> None:
+        raise AdvisoryStoreError("advisory index (x) cannot be written: Read-only file system")
+
+    monkeypatch.setattr(index, "build", refuse)
+    packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.2.5"})
+    code = main(["--state", str(tmp_path / "state"), "vulns", "match", "--db", str(_db(tmp_path)),
+                 "--packages", str(packages)])
+    out, err = capsys.readouterr()
+    assert (code, json.loads(out)["vulns"]) == (0, ["CVE-2099-200", "GHSA-test-c001"])
+    assert err == ("hostguard: warning: advisory index (x) cannot be written: Read-only file system; matching from the "
+                   "records in memory\n")
