@@ -32,6 +32,7 @@ test: setup-test
 bench: setup
 	$(BIN)/python benchmarks/scan.py
 	$(BIN)/python benchmarks/integrity.py --base --cold
+	$(BIN)/python benchmarks/vulns.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -46,8 +46,9 @@ def _packages(tmp_path: Path, *lines: dict[str, str] | str) -> Path:
     return path
 
 
-def _run(*args: str, stdin: str | None = None) -> tuple[int, list[dict[str, Any]], str]:
-    proc = subprocess.run([sys.executable, "-m", "hostguard.cli", "vulns", "match", *args],
+def _run(tmp_path: Path, *args: str, stdin: str | None = None) -> tuple[int, list[dict[str, Any]], str]:
+    proc = subprocess.run([sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "match",
+                           *args],
                           capture_output=True, text=True, check=False, input=stdin)
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
 
@@ -62,7 +63,7 @@ def test_one_line_per_package_in_input_order(tmp_path: Path) -> None:
         "",
         {"ecosystem": "npm", "name": "minimist", "version": "1.2.6"},
     )
-    code, lines, err = _run("--db", str(_db(tmp_path)), "--packages", str(packages), "--format", "jsonl")
+    code, lines, err = _run(tmp_path, "--db", str(_db(tmp_path)), "--packages", str(packages), "--format", "jsonl")
     assert (code, err) == (0, "")
     assert [(line["ecosystem"], line["name"], line["version"], line["vulns"]) for line in lines] == [
         ("Debian:12", "util-linux", "2.38.1-5+deb12u3", ["CVE-2099-102", "DSA-T-102"]),
@@ -80,7 +81,7 @@ def test_one_line_per_package_in_input_order(tmp_path: Path) -> None:
 
 def test_fix_and_cvss_score_of_an_older_version(tmp_path: Path) -> None:
     packages = _packages(tmp_path, {"ecosystem": "Debian:12", "name": "util-linux", "version": "2.38.1-5"})
-    code, (line,), _ = _run("--db", str(_db(tmp_path)), "--packages", str(packages))
+    code, (line,), _ = _run(tmp_path, "--db", str(_db(tmp_path)), "--packages", str(packages))
     assert code == 0
     assert line["vulns"] == ["CVE-2099-100", "CVE-2099-102", "DSA-T-100", "DSA-T-102"]
     assert {a["id"]: (a["fix"], [s.get("base_score") for s in a["severity"]]) for a in line["advisories"]} == {
@@ -92,14 +93,14 @@ def test_unknown_package_and_no_order_are_told_apart(tmp_path: Path) -> None:
     write_dir(db, "Other", record("OTHER-T-1", affected("NoOrder", "thing", rng(("introduced", "0"), ("fixed", "2")))))
     packages = _packages(tmp_path, {"ecosystem": "NoOrder", "name": "thing", "version": "1"},
                          {"ecosystem": "NoOrder", "name": "nothing", "version": "1"})
-    code, lines, _ = _run("--db", str(db), "--packages", str(packages))
+    code, lines, _ = _run(tmp_path, "--db", str(db), "--packages", str(packages))
     assert code == 0
     assert [(line["name"], line["vulns"], [u["id"] for u in line["unevaluated"]]) for line in lines] == [
         ("thing", [], ["OTHER-T-1"]), ("nothing", [], [])]
 
 
 def test_standard_input(tmp_path: Path) -> None:
-    code, lines, _ = _run("--db", str(_db(tmp_path)), "--packages", "-",
+    code, lines, _ = _run(tmp_path, "--db", str(_db(tmp_path)), "--packages", "-",
                           stdin='{"ecosystem": "npm", "name": "minimist", "version": "0.0.8"}\n')
     assert (code, [line["vulns"] for line in lines]) == (0, [["CVE-2099-200", "GHSA-test-c001"]])
 
@@ -108,7 +109,7 @@ def test_malformed_records_are_one_warning_line(tmp_path: Path) -> None:
     db = _db(tmp_path)
     (db / "npm" / "BROKEN.json").write_text("{")
     packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.0.0"})
-    code, lines, err = _run("--db", str(db), "--packages", str(packages))
+    code, lines, err = _run(tmp_path, "--db", str(db), "--packages", str(packages))
     assert (code, lines[0]["vulns"]) == (0, ["CVE-2099-200", "GHSA-test-c001"])
     assert err.count("\n") == 1 and "1 OSV records skipped" in err and "BROKEN.json" in err
 
@@ -122,25 +123,70 @@ def test_malformed_records_are_one_warning_line(tmp_path: Path) -> None:
 def test_bad_package_lines_exit_2_with_one_line(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "packages.jsonl"
     path.write_text(content)
-    code, lines, err = _run("--db", str(_db(tmp_path)), "--packages", str(path))
+    code, lines, err = _run(tmp_path, "--db", str(_db(tmp_path)), "--packages", str(path))
     assert (code, lines, err.count("\n")) == (2, [], 1)
     assert message in err
 
 
 def test_bad_paths_exit_2_with_one_line(tmp_path: Path) -> None:
     packages = _packages(tmp_path, {"ecosystem": "npm", "name": "a", "version": "1.0.0"})
-    code, _, err = _run("--db", str(tmp_path / "nope"), "--packages", str(packages))
+    code, _, err = _run(tmp_path, "--db", str(tmp_path / "nope"), "--packages", str(packages))
     assert (code, err) == (2, f"hostguard: error: {tmp_path / 'nope'}: no such file or directory\n")
-    code, _, err = _run("--db", str(_db(tmp_path)), "--packages", str(tmp_path / "none.jsonl"))
+    code, _, err = _run(tmp_path, "--db", str(_db(tmp_path)), "--packages", str(tmp_path / "none.jsonl"))
     assert (code, err) == (2, f"hostguard: error: {tmp_path / 'none.jsonl'}: No such file or directory\n")
     (tmp_path / "latin1.jsonl").write_bytes(b'{"ecosystem": "npm", "name": "\xe9", "version": "1.0.0"}\n')
-    code, _, err = _run("--db", str(_db(tmp_path)), "--packages", str(tmp_path / "latin1.jsonl"))
+    code, _, err = _run(tmp_path, "--db", str(_db(tmp_path)), "--packages", str(tmp_path / "latin1.jsonl"))
     assert (code, err) == (2, f"hostguard: error: {tmp_path / 'latin1.jsonl'}: not UTF-8 text\n")
 
 
 def test_in_process_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vulns"]) == 2
-    assert main(["vulns", "match", "--packages", "x"]) == 2
+    assert main(["vulns", "match", "--db", "x"]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == ["hostguard: error: vulns needs a subcommand: match",
-                                "hostguard: error: the following arguments are required: --db"]
+    assert err.splitlines() == ["hostguard: error: vulns needs a subcommand: match, update",
+                                "hostguard: error: the following arguments are required: --packages"]
+
+
+# --- the advisory index behind the command --------------------------------------------------------------------
+
+def test_the_index_is_built_once_and_reused(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.2.5"})
+    assert _run(tmp_path, "--db", str(db), "--packages", str(packages))[0] == 0
+    index = tmp_path / "state" / "cache" / "advisories.db"
+    built = index.stat().st_ino, index.stat().st_mtime_ns
+    code, lines, err = _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    assert (code, lines[0]["vulns"], err) == (0, ["CVE-2099-200", "GHSA-test-c001"], "")
+    assert (index.stat().st_ino, index.stat().st_mtime_ns) == built  # read, not rebuilt
+    write_dir(db, "npm", record("GHSA-test-c003", affected("npm", "minimist", rng(("introduced", "0")))))
+    code, lines, _ = _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    assert lines[0]["vulns"] == ["CVE-2099-200", "GHSA-test-c001", "GHSA-test-c003"]
+    assert index.stat().st_ino != built[0]  # a new file renamed into place
+
+
+def test_a_corrupt_index_is_rebuilt_with_a_note(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.2.5"})
+    _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    (tmp_path / "state" / "cache" / "advisories.db").write_bytes(b"\0garbage" * 512)
+    code, lines, err = _run(tmp_path, "--db", str(db), "--packages", str(packages))
+    assert (code, lines[0]["vulns"]) == (0, ["CVE-2099-200", "GHSA-test-c001"])
+    assert err.count("\n") == 1 and err.startswith("hostguard: note: advisory index (") and err.endswith("rebuilt\n")
+
+
+def test_an_index_that_cannot_be_written_leaves_matching_in_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from hostguard.store.advisories import AdvisoryStoreError
+    from hostguard.vulns import index
+
+    def refuse(cache_dir: object, source: object) -> None:
+        raise AdvisoryStoreError("advisory index (x) cannot be written: Read-only file system")
+
+    monkeypatch.setattr(index, "build", refuse)
+    packages = _packages(tmp_path, {"ecosystem": "npm", "name": "minimist", "version": "1.2.5"})
+    code = main(["--state", str(tmp_path / "state"), "vulns", "match", "--db", str(_db(tmp_path)),
+                 "--packages", str(packages)])
+    out, err = capsys.readouterr()
+    assert (code, json.loads(out)["vulns"]) == (0, ["CVE-2099-200", "GHSA-test-c001"])
+    assert err == ("hostguard: warning: advisory index (x) cannot be written: Read-only file system; matching from the "
+                   "records in memory\n")

@@ -1,18 +1,32 @@
 """The OSV evaluation algorithm: every event kind and their combinations, versions lists, several ranges and
 affected entries, exact ecosystems, Debian backports, PyPI and npm orders. Each test names the ids that must
-(and must not) match which package version."""
+(and must not) match which package version. Every case runs twice: through the in-memory ``Index`` and through
+the SQLite advisory index (``hostguard.vulns.index``), which must answer the same."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hostguard.vulns.match import Index, PackageResult
 from hostguard.vulns.osv import parse_record
+from tests.vulns.index_helpers import SqliteIndex
 from tests.vulns.osv_helpers import Record, affected, record, rng
 
 
-def index(*records: Record) -> Index:
+def index(*records: Record) -> Any:
     return Index(parse_record(r) for r in records)
+
+
+@pytest.fixture(autouse=True, params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each case through the in-memory index and through the SQLite index built from the same records."""
+    if request.param == "sqlite":
+        monkeypatch.setattr(sys.modules[__name__], "index", lambda *records: SqliteIndex(tmp_path, *records))
+    return str(request.param)
 
 
 def ids(result: PackageResult) -> list[str]:

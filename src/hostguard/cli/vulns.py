@@ -1,4 +1,4 @@
-"""`hostguard vulns match`: packages matched against a local copy of the OSV advisories, offline.
+"""`hostguard vulns match` and `vulns update`: packages matched against OSV advisories, offline.
 
 ``--packages FILE`` is JSON Lines, one ``{"ecosystem", "name", "version"}`` a line (ecosystems as OSV names
 them; for Debian/Ubuntu the *source* package, for Alpine the origin: what the advisories are keyed by);
@@ -13,6 +13,15 @@ matching range —, ``fix`` — the version that leaves them all, null when ther
 reason: "not affected" is never assumed for them). Records skipped as malformed are summed up in one line
 on stderr; stdout stays pure JSON Lines. Exit 0 when the answer was given, 2 for a missing advisory copy,
 an unreadable packages file or a malformed line (one line on stderr).
+
+Matching goes through the advisory index (``cache/advisories.db`` of the state directory, ``--state``): built
+from ``--db DIR`` the first time, reused while DIR is unchanged, rebuilt when it changed (docs/vulns.md).
+Without ``--db`` the copy ``vulns update`` fetched into the state directory is used.
+
+``vulns update --db DIR`` (re)builds the index from a local copy; ``vulns update --ecosystem NAME...``
+fetches osv.dev's export of each ecosystem into the state directory (``--mirror URL`` for another server)
+and rebuilds the index from it. A failed download is one line on stderr and exit 2; the old copy and its
+index stay as they were.
 """
 
 from __future__ import annotations
@@ -20,23 +29,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from hostguard.cli.common import EXIT_OK, Parser, UsageError
+
+if TYPE_CHECKING:
+    from hostguard.vulns.match import PackageResult
 
 PACKAGE_FIELDS = ("ecosystem", "name", "version")
 
 
 def add_parser(sub: Any) -> None:
-    """`vulns match`: the stable matching contract."""
+    """`vulns match`: the stable matching contract; `vulns update`: the advisory copy and its index."""
     vulns = sub.add_parser("vulns", help="installed packages against OSV advisories (offline)")
     vulns_sub = vulns.add_subparsers(dest="vulns_command", parser_class=Parser)
     match = vulns_sub.add_parser("match", help="match a JSON Lines list of packages against a local OSV copy")
-    match.add_argument("--db", metavar="DIR", required=True,
-                       help="OSV records as osv.dev exports them (per-ecosystem directories of <ID>.json or all.zip)")
+    match.add_argument("--db", metavar="DIR",
+                       help="OSV records as osv.dev exports them (per-ecosystem directories of <ID>.json or all.zip); "
+                            "default: the copy `vulns update` fetched into the state directory")
     match.add_argument("--packages", metavar="FILE", required=True,
                        help='JSON Lines: {"ecosystem", "name", "version"} per line (- for standard input)')
     match.add_argument("--format", choices=("jsonl",), default="jsonl")
+    update = vulns_sub.add_parser("update", help="fetch the OSV exports of this host's ecosystems (or index a local "
+                                                 "copy) and build the advisory index")
+    update.add_argument("--db", metavar="DIR", help="index this local OSV copy instead of fetching one")
+    update.add_argument("--ecosystem", metavar="NAME", action="append", default=[],
+                        help="an ecosystem to fetch (OSV's name: Debian:12, PyPI, npm, ...); repeat for more")
+    update.add_argument("--mirror", metavar="URL", default=None,
+                        help="the server of the OSV exports (<URL>/<ECOSYSTEM>/all.zip; default osv.dev's)")
+    update.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def read_packages(stream: IO[str], label: str) -> list[tuple[str, str, str]]:
@@ -71,26 +93,72 @@ def _read_packages_file(path: str) -> list[tuple[str, str, str]]:
         raise UsageError(f"{path}: {exc.strerror or exc}") from exc
 
 
-def run_vulns(args: argparse.Namespace) -> int:
-    if args.vulns_command != "match":
-        raise UsageError("vulns needs a subcommand: match")
-    from hostguard.vulns.match import Index, severity_json
+def _cache_and_state(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(the state directory's cache/, the state directory), or a usage error."""
+    from hostguard.store.state import StateError, StateStore, default_state_dir
+
+    try:
+        state = StateStore(args.state or default_state_dir())
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        return state.cache_dir, state.directory
+    finally:
+        state.close()
+
+
+def _source(args: argparse.Namespace, state_dir: Path) -> str:
+    if args.db:
+        return str(args.db)
+    from hostguard.vulns.update import osv_dir
+
+    fetched = osv_dir(state_dir)
+    if not fetched.is_dir():
+        raise UsageError(f"no advisories in {fetched}: run `hostguard vulns update --ecosystem NAME`, or give --db DIR")
+    return str(fetched)
+
+
+def _warn_skipped(skipped: list[Any]) -> None:
+    if skipped:
+        shown = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:3] if s.source)
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        print(f"hostguard: warning: {len(skipped)} OSV records skipped as unreadable ({shown}{more})", file=sys.stderr)
+
+
+def _results(cache_dir: Path, source: str, packages: list[tuple[str, str, str]]) -> list[PackageResult]:
+    """The packages matched through the advisory index; when it cannot be written, from the records in memory."""
+    from hostguard.store.advisories import AdvisoryStoreError
+    from hostguard.vulns.index import match_packages
+    from hostguard.vulns.match import Index
     from hostguard.vulns.osv import OsvError, load
 
-    packages = _read_packages_file(args.packages)
     try:
-        db = load(args.db, {eco for eco, _, _ in packages})
+        results, index = match_packages(cache_dir, source, packages)
     except OsvError as exc:
         raise UsageError(str(exc)) from exc
-    if db.stats.skipped:
-        shown = "; ".join(f"{s.source}: {s.reason}" for s in db.stats.skipped[:3])
-        more = f"; and {len(db.stats.skipped) - 3} more" if len(db.stats.skipped) > 3 else ""
-        print(f"hostguard: warning: {len(db.stats.skipped)} OSV records skipped as unreadable ({shown}{more})",
-              file=sys.stderr)
-    index = Index(db.vulns.values())
+    except AdvisoryStoreError as exc:
+        print(f"hostguard: warning: {exc}; matching from the records in memory", file=sys.stderr)
+        try:
+            db = load(source, {eco for eco, _, _ in packages})
+        except OsvError as err:
+            raise UsageError(str(err)) from err
+        _warn_skipped(db.stats.skipped)
+        return Index(db.vulns.values()).match_many(packages)
+    index.close()
+    if index.note:
+        print(f"hostguard: note: {index.note}", file=sys.stderr)
+    _warn_skipped(index.info.stats.skipped)
+    return results
+
+
+def run_match(args: argparse.Namespace) -> int:
+    from hostguard.vulns.match import severity_json
+
+    packages = _read_packages_file(args.packages)
+    cache_dir, state_dir = _cache_and_state(args)
+    results = _results(cache_dir, _source(args, state_dir), packages)
     out = sys.stdout
-    for ecosystem, name, version in packages:
-        result = index.match(ecosystem, name, version)
+    for (ecosystem, name, version), result in zip(packages, results, strict=True):
         line = {
             "ecosystem": ecosystem, "name": name, "version": version, "vulns": result.ids(),
             "advisories": [{"id": m.vuln.id, "aliases": list(m.vuln.aliases), "summary": m.vuln.summary,
@@ -100,6 +168,61 @@ def run_vulns(args: argparse.Namespace) -> int:
         }
         out.write(json.dumps(line) + "\n")  # ASCII: a lone surrogate of the input stays an escape
     return EXIT_OK
+
+
+def host_ecosystems(args: argparse.Namespace) -> list[str]:
+    """The ecosystems whose exports `vulns update` fetches: ``--ecosystem`` for now. The host's package
+    inventory will add the ecosystems it finds here (``wanted_exports(args.ecosystem, inventory)``)."""
+    from hostguard.vulns.update import wanted_exports
+
+    try:
+        names = wanted_exports(args.ecosystem)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not names:
+        raise UsageError("vulns update needs --ecosystem NAME (one per ecosystem to fetch) or --db DIR")
+    return names
+
+
+def run_update(args: argparse.Namespace) -> int:
+    from hostguard.store.advisories import AdvisoryStoreError
+    from hostguard.vulns.index import build, describe
+    from hostguard.vulns.osv import OsvError
+    from hostguard.vulns.update import DEFAULT_MIRROR, DownloadError, fetch, osv_dir
+
+    if args.db and args.ecosystem:
+        raise UsageError("vulns update: --db indexes a local copy; --ecosystem fetches one: give one of them")
+    names = [] if args.db else host_ecosystems(args)
+    cache_dir, state_dir = _cache_and_state(args)
+    if names:
+        try:
+            fetch(names, state_dir, args.mirror or DEFAULT_MIRROR)
+        except DownloadError as exc:
+            raise UsageError(f"vulns update: {exc} (the advisories already here were kept)") from exc
+    source = args.db or str(osv_dir(state_dir))
+    try:
+        info = build(cache_dir, source)
+    except (OsvError, AdvisoryStoreError) as exc:
+        raise UsageError(str(exc)) from exc
+    _warn_skipped(info.stats.skipped)
+    summary = describe(info)
+    if names:
+        summary["fetched"] = names
+    if args.format == "json":
+        print(json.dumps(summary))
+    else:
+        fetched = f"fetched {', '.join(names)}; " if names else ""
+        print(f"{fetched}advisory index: {summary['records']} records for {summary['packages']} packages from "
+              f"{summary['source']} ({summary['seconds']:.1f} s)")
+    return EXIT_OK
+
+
+def run_vulns(args: argparse.Namespace) -> int:
+    if args.vulns_command == "match":
+        return run_match(args)
+    if args.vulns_command == "update":
+        return run_update(args)
+    raise UsageError("vulns needs a subcommand: match, update")
 
 
 ORDER = 27  # after malware, before fix

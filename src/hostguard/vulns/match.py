@@ -24,14 +24,15 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from hostguard.vulns import versions
 from hostguard.vulns.cvss import base_score, rating
 from hostguard.vulns.osv import Affected, Event, Range, Severity, Vulnerability
 
-__all__ = ["EVALUATED_RANGES", "Index", "Match", "PackageResult", "Unevaluated", "normalize_name", "range_status"]
+__all__ = ["EVALUATED_RANGES", "Candidates", "Index", "Match", "PackageResult", "Unevaluated", "evaluate", "normalize_name",
+           "range_status", "severity_json"]
 
 EVALUATED_RANGES = frozenset({"ECOSYSTEM", "SEMVER"})
 _KIND_RANK = {"introduced": 0, "fixed": 1, "last_affected": 1}
@@ -111,8 +112,57 @@ def range_status(rng: Range, version: str, cmp: Compare) -> tuple[bool, str | No
     return True, fix
 
 
+Candidates = Sequence[tuple[Vulnerability, Sequence[Affected]]]
+"""The records about one package, each with its affected entries for that package (sorted by id)."""
+
+
+def evaluate(ecosystem: str, version: str, candidates: Candidates) -> PackageResult:
+    """The records of ``candidates`` affecting the package at ``version`` (in the candidates' order), and those
+    that could not be evaluated. The one evaluation every advisory store (in memory, the SQLite index) uses."""
+    if not candidates:
+        return PackageResult((), ())
+
+    @functools.lru_cache(maxsize=4096)
+    def cmp(a: str, b: str) -> int:
+        return versions.compare(ecosystem, a, b)
+
+    matches: list[Match] = []
+    unevaluated: list[Unevaluated] = []
+    for vuln, affs in candidates:
+        hit = False
+        fixes: list[str] = []
+        open_ranges = 0  # matching ranges with no fix above the version
+        problem: str | None = None
+        for aff in affs:
+            if version in aff.versions:
+                hit = True
+            for rng in aff.ranges:
+                if rng.type not in EVALUATED_RANGES:
+                    continue
+                try:
+                    inside, fix = range_status(rng, version, cmp)
+                except (versions.UnsupportedEcosystem, versions.InvalidVersion) as exc:
+                    problem = problem or str(exc) or type(exc).__name__
+                    continue
+                if inside:
+                    hit = True
+                    if fix is None:
+                        open_ranges += 1
+                    elif fix not in fixes:
+                        fixes.append(fix)
+        if hit:
+            fixes.sort(key=functools.cmp_to_key(cmp))
+            fix_all = fixes[-1] if fixes and not open_ranges else None
+            severity = (*vuln.severity, *(s for a in affs for s in a.severity))
+            matches.append(Match(vuln, tuple(fixes), fix_all, tuple(dict.fromkeys(severity))))
+        elif problem is not None:
+            unevaluated.append(Unevaluated(vuln.id, problem))
+    return PackageResult(tuple(matches), tuple(unevaluated))
+
+
 class Index:
-    """The records by (ecosystem, normalized package name), built once; ``match`` answers one package."""
+    """The records by (ecosystem, normalized package name), built once in memory; ``match`` answers one
+    package. (``hostguard.vulns.index.AdvisoryIndex`` answers the same from the SQLite index in cache/.)"""
 
     def __init__(self, vulns: Iterable[Vulnerability]) -> None:
         grouped: dict[tuple[str, str], dict[str, tuple[Vulnerability, list[Affected]]]] = defaultdict(dict)
@@ -129,46 +179,11 @@ class Index:
 
     def match(self, ecosystem: str, name: str, version: str) -> PackageResult:
         """The records affecting ``name`` at ``version`` (ids sorted), and those that could not be evaluated."""
-        candidates = self._by_package.get((ecosystem, normalize_name(ecosystem, name)), ())
-        if not candidates:
-            return PackageResult((), ())
+        return evaluate(ecosystem, version, self._by_package.get((ecosystem, normalize_name(ecosystem, name)), ()))
 
-        @functools.lru_cache(maxsize=4096)
-        def cmp(a: str, b: str) -> int:
-            return versions.compare(ecosystem, a, b)
-
-        matches: list[Match] = []
-        unevaluated: list[Unevaluated] = []
-        for vuln, affs in candidates:
-            hit = False
-            fixes: list[str] = []
-            open_ranges = 0  # matching ranges with no fix above the version
-            problem: str | None = None
-            for aff in affs:
-                if version in aff.versions:
-                    hit = True
-                for rng in aff.ranges:
-                    if rng.type not in EVALUATED_RANGES:
-                        continue
-                    try:
-                        inside, fix = range_status(rng, version, cmp)
-                    except (versions.UnsupportedEcosystem, versions.InvalidVersion) as exc:
-                        problem = problem or str(exc) or type(exc).__name__
-                        continue
-                    if inside:
-                        hit = True
-                        if fix is None:
-                            open_ranges += 1
-                        elif fix not in fixes:
-                            fixes.append(fix)
-            if hit:
-                fixes.sort(key=functools.cmp_to_key(cmp))
-                fix_all = fixes[-1] if fixes and not open_ranges else None
-                severity = (*vuln.severity, *(s for a in affs for s in a.severity))
-                matches.append(Match(vuln, tuple(fixes), fix_all, tuple(dict.fromkeys(severity))))
-            elif problem is not None:
-                unevaluated.append(Unevaluated(vuln.id, problem))
-        return PackageResult(tuple(matches), tuple(unevaluated))
+    def match_many(self, packages: Sequence[tuple[str, str, str]]) -> list[PackageResult]:
+        """:meth:`match` of each (ecosystem, name, version), in order."""
+        return [self.match(*package) for package in packages]
 
 
 def severity_json(sev: Severity) -> dict[str, object]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["MAX_RECORD_BYTES", "Affected", "Database", "Event", "LoadStats", "MalformedRecord", "OsvError",
-           "Range", "Severity", "Skipped", "Vulnerability", "load", "parse_record"]
+           "Range", "Severity", "Skipped", "Vulnerability", "check_source", "iter_records", "load", "parse_record",
+           "source_files", "supersedes"]
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 """A record larger than this is skipped: the largest real ones (kernel records with long version lists) are
@@ -288,20 +289,28 @@ def _sources(root: str, stats: LoadStats) -> Iterator[tuple[str, bytes]]:
                 stats.skipped.append(Skipped(path, _reason(exc)))
 
 
-def load(path: str | os.PathLike[str], ecosystems: Collection[str] | None = None) -> Database:
-    """The records under ``path`` (directory, ``all.zip`` or one ``.json``), withdrawn ones left out.
-
-    With ``ecosystems`` (exact OSV ecosystem strings), only the records that affect a package of one of them
-    are kept. When one id is found twice (an export copied over another), the later ``modified`` wins.
-    ``OsvError`` when ``path`` itself cannot be read; everything below it is skipped and counted instead."""
+def check_source(path: str | os.PathLike[str]) -> str:
+    """``path`` as a string when it can be an advisory copy (a directory, ``.zip`` or ``.json``), else ``OsvError``."""
     root = os.fspath(path)
     if not os.path.exists(root):
         raise OsvError(f"{root}: no such file or directory")
     if not (os.path.isdir(root) or root.endswith((".zip", ".json"))):
         raise OsvError(f"{root}: not a directory, .zip or .json file")
+    return root
+
+
+def source_files(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Every file the loader would look at under ``path`` (sorted walk), for the index's identity of a copy;
+    ``OsvError`` when ``path`` itself cannot be read."""
     stats = LoadStats()
-    wanted = None if ecosystems is None else frozenset(ecosystems)
-    vulns: dict[str, Vulnerability] = {}
+    yield from _paths(check_source(path), stats)
+
+
+def iter_records(path: str | os.PathLike[str], stats: LoadStats) -> Iterator[Vulnerability]:
+    """Every readable record under ``path`` in the loader's stable order, withdrawn ones and duplicates
+    included (see :func:`supersedes`); unreadable ones are counted in ``stats``. One record at a time, so a
+    consumer that writes them elsewhere (the SQLite index) never holds the whole copy in memory."""
+    root = check_source(path)
     for source, raw in _sources(root, stats):
         try:
             vuln = _decode(raw)
@@ -309,13 +318,33 @@ def load(path: str | os.PathLike[str], ecosystems: Collection[str] | None = None
             stats.skipped.append(Skipped(source, str(exc)))
             continue
         stats.records += 1
+        yield vuln
+
+
+def supersedes(vuln: Vulnerability, seen_modified: str | None) -> bool:
+    """Whether ``vuln`` replaces an earlier copy of its id last modified at ``seen_modified`` (None: not seen):
+    the later ``modified`` wins, the first copy a tie (a withdrawal counts like any copy: a later withdrawal
+    beats an earlier copy, an earlier one is undone by a later edit)."""
+    return seen_modified is None or vuln.modified > seen_modified
+
+
+def load(path: str | os.PathLike[str], ecosystems: Collection[str] | None = None) -> Database:
+    """The records under ``path`` (directory, ``all.zip`` or one ``.json``), withdrawn ones left out.
+
+    With ``ecosystems`` (exact OSV ecosystem strings), only the records that affect a package of one of them
+    are kept. When one id is found twice (an export copied over another), the later ``modified`` wins.
+    ``OsvError`` when ``path`` itself cannot be read; everything below it is skipped and counted instead."""
+    stats = LoadStats()
+    wanted = None if ecosystems is None else frozenset(ecosystems)
+    vulns: dict[str, Vulnerability] = {}
+    for vuln in iter_records(path, stats):
         if wanted is not None and not any(a.ecosystem in wanted for a in vuln.affected):
             continue
         seen = vulns.get(vuln.id)
         if seen is not None:
             stats.duplicates += 1
-            if seen.modified >= vuln.modified:
-                continue
+        if not supersedes(vuln, None if seen is None else seen.modified):
+            continue
         vulns[vuln.id] = vuln  # withdrawn ones too, until the end: a later withdrawal beats an earlier copy
     for vid in [vid for vid, vuln in vulns.items() if vuln.withdrawn is not None]:
         del vulns[vid]
