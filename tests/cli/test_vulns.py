@@ -143,7 +143,7 @@ def test_in_process_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["vulns"]) == 2
     assert main(["vulns", "match", "--db", "x"]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == ["hostguard: error: vulns needs a subcommand: match, update",
+    assert err.splitlines() == ["hostguard: error: vulns needs a subcommand: match, update, scan",
                                 "hostguard: error: the following arguments are required: --packages"]
 
 
@@ -190,3 +190,34 @@ def test_an_index_that_cannot_be_written_leaves_matching_in_memory(
     assert (code, json.loads(out)["vulns"]) == (0, ["CVE-2099-200", "GHSA-test-c001"])
     assert err == ("hostguard: warning: advisory index (x) cannot be written: Read-only file system; matching from the "
                    "records in memory\n")
+
+
+def test_vulns_scan_of_this_machine_names_the_vulnerable_package_and_its_command(tmp_path: Path) -> None:
+    from tests.vulns.test_scan_findings import _installed_sources
+
+    sources = _installed_sources()
+    version, binaries = sources["util-linux"]
+    db = tmp_path / "osv"
+    write_dir(db, "Debian",
+              record("DSA-9001-1",
+                     affected("Debian:12", "util-linux", rng(("introduced", "0"), ("fixed", version + "+hg1"))),
+                     aliases=("CVE-2099-0001",), severity=[{"type": "CVSS_V3",
+                                                            "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]),
+              record("DSA-9002-1", affected("Debian:12", "coreutils",
+                                            rng(("introduced", "0"), ("fixed", sources["coreutils"][0])))))
+    argv = [sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan", "--db", str(db)]
+    done = subprocess.run([*argv, "--format", "json"], capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done.stderr  # critical at or above the default --fail-on high
+    data = json.loads(done.stdout)
+    assert [(f["target"]["name"], f["severity"]) for f in data["findings"]] == [("util-linux", "critical")]
+    [step] = data["findings"][0]["remediation"]["steps"]
+    assert step["action"] == "upgrade" and sorted(step["command"].split()[3:]) == sorted(binaries)
+    assert data["release"] == "Debian:12" and data["stats"]["matched"] > 100
+    table = subprocess.run([*argv, "--fail-on", "critical"], capture_output=True, text=True, check=False)
+    assert table.returncode == 1 and "CRITICAL" in table.stdout and "apt-get install --only-upgrade" in table.stdout
+
+
+def test_vulns_scan_without_advisories_says_how_to_get_them(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "hostguard vulns update" in done.stderr

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hostguard.cli.common import EXIT_OK, Parser, UsageError
+from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, SEVERITIES, Parser, UsageError
 
 if TYPE_CHECKING:
     from hostguard.vulns.match import PackageResult
@@ -59,6 +60,13 @@ def add_parser(sub: Any) -> None:
     update.add_argument("--mirror", metavar="URL", default=None,
                         help="the server of the OSV exports (<URL>/<ECOSYSTEM>/all.zip; default osv.dev's)")
     update.add_argument("--format", choices=("text", "json"), default="text")
+    scan = vulns_sub.add_parser("scan", help="this host's packages (or a --root tree's) against the advisories: "
+                                             "vulnerable ones with the command that fixes them")
+    scan.add_argument("--root", metavar="DIR", help="read a mounted image or a copy of a host's files")
+    scan.add_argument("--db", metavar="DIR", help="a local OSV copy (default: what `vulns update` fetched)")
+    scan.add_argument("--format", choices=("table", "json"), default="table")
+    scan.add_argument("--fail-on", choices=SEVERITIES, default="high",
+                      help="exit 1 when a finding is at or above this severity (default high)")
 
 
 def read_packages(stream: IO[str], label: str) -> list[tuple[str, str, str]]:
@@ -171,17 +179,71 @@ def run_match(args: argparse.Namespace) -> int:
 
 
 def host_ecosystems(args: argparse.Namespace) -> list[str]:
-    """The ecosystems whose exports `vulns update` fetches: ``--ecosystem`` for now. The host's package
-    inventory will add the ecosystems it finds here (``wanted_exports(args.ecosystem, inventory)``)."""
+    """The ecosystems whose exports `vulns update` fetches: ``--ecosystem`` when given, else those of this
+    host's package inventory (its release's, Python's, npm's, Composer's)."""
     from hostguard.vulns.update import wanted_exports
 
+    found: list[str] = []
+    if not args.ecosystem:
+        from hostguard.host.base import open_host
+        from hostguard.vulns.inventory import collect_inventory
+
+        found = sorted({item.ecosystem for item in collect_inventory(open_host(None)).covered()})
     try:
-        names = wanted_exports(args.ecosystem)
+        names = wanted_exports(args.ecosystem, found)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if not names:
-        raise UsageError("vulns update needs --ecosystem NAME (one per ecosystem to fetch) or --db DIR")
+        raise UsageError("vulns update: this host's inventory names no ecosystem hostguard can match; give "
+                         "--ecosystem NAME (one per ecosystem to fetch) or --db DIR")
     return names
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    """The inventory (live or --root), matched through the advisory index: findings with their upgrade steps,
+    the packages not covered (third-party repositories) by name, and what could not be read."""
+    from hostguard.findings import Severity, readable
+    from hostguard.host.base import HostError, open_host
+    from hostguard.vulns.findings import vulns_findings
+    from hostguard.vulns.inventory import collect_inventory
+
+    if args.root is not None and not os.path.isdir(args.root):
+        raise UsageError(f"--root {args.root}: not a directory")
+    try:
+        host = open_host(args.root)
+    except HostError as exc:
+        raise UsageError(str(exc)) from exc
+    inventory = collect_inventory(host)
+    cache_dir, state_dir = _cache_and_state(args)
+    packages = [(i.ecosystem, i.name, i.version) for i in inventory.covered()]
+    results = dict(zip(packages, _results(cache_dir, _source(args, state_dir), packages), strict=True))
+
+    class Answered:
+        def match(self, ecosystem: str, name: str, version: str) -> PackageResult:
+            return results[(ecosystem, name, version)]
+
+    findings = sorted(vulns_findings(inventory, Answered()), key=lambda f: (-f.severity.rank, f.title))
+    release = None if inventory.release is None else inventory.release.ecosystem
+    uncovered = inventory.not_covered()
+    if args.format == "json":
+        data = {"release": release, "findings": [f.to_dict() for f in findings],
+                "not_covered": [{"ecosystem": i.ecosystem, "name": i.name, "version": i.version,
+                                 "reason": i.not_covered} for i in uncovered],
+                "problems": [{"source": what, "reason": why} for what, why in inventory.problems],
+                "stats": {"packages": len(inventory.items), "matched": len(packages), "vulnerable": len(findings)}}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        lines = [f"{str(f.severity).upper():<9} {readable(f.title)}" + "".join(
+            f"\n          fix: {readable(step.describe())}" for step in f.remediation.steps) for f in findings]
+        if uncovered:
+            lines.append(f"not covered by {release or 'the distribution'}'s advisories ({len(uncovered)}): "
+                         + ", ".join(readable(f"{i.name} {i.version}") for i in uncovered[:20])
+                         + (" ..." if len(uncovered) > 20 else ""))
+        lines += [f"not read: {readable(what)}: {readable(why)}" for what, why in inventory.problems]
+        lines.append(f"{len(findings)} vulnerable of {len(packages)} packages matched ({len(inventory.items)} found)")
+        sys.stdout.write("\n".join(lines) + "\n")
+    worst = max((f.severity.rank for f in findings), default=-1)
+    return EXIT_FINDINGS if worst >= Severity(args.fail_on).rank else EXIT_OK
 
 
 def run_update(args: argparse.Namespace) -> int:
@@ -222,7 +284,9 @@ def run_vulns(args: argparse.Namespace) -> int:
         return run_match(args)
     if args.vulns_command == "update":
         return run_update(args)
-    raise UsageError("vulns needs a subcommand: match, update")
+    if args.vulns_command == "scan":
+        return run_scan(args)
+    raise UsageError("vulns needs a subcommand: match, update, scan")
 
 
 ORDER = 27  # after malware, before fix
