@@ -222,14 +222,18 @@ def run_scan(args: argparse.Namespace) -> int:
         def match(self, ecosystem: str, name: str, version: str) -> PackageResult:
             return results[(ecosystem, name, version)]
 
-    findings = sorted(vulns_findings(inventory, Answered()), key=lambda f: (-f.severity.rank, f.title))
+    found = vulns_findings(inventory, Answered())
+    notes: list[tuple[str, str]] = []
+    if host.live:
+        found += _patched_not_restarted(host, notes)
+    findings = sorted(found, key=lambda f: (-f.severity.rank, f.title))
     release = None if inventory.release is None else inventory.release.ecosystem
     uncovered = inventory.not_covered()
     if args.format == "json":
         data = {"release": release, "findings": [f.to_dict() for f in findings],
                 "not_covered": [{"ecosystem": i.ecosystem, "name": i.name, "version": i.version,
                                  "reason": i.not_covered} for i in uncovered],
-                "problems": [{"source": what, "reason": why} for what, why in inventory.problems],
+                "problems": [{"source": what, "reason": why} for what, why in (*inventory.problems, *notes)],
                 "stats": {"packages": len(inventory.items), "matched": len(packages), "vulnerable": len(findings)}}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
@@ -239,7 +243,7 @@ def run_scan(args: argparse.Namespace) -> int:
             lines.append(f"not covered by {release or 'the distribution'}'s advisories ({len(uncovered)}): "
                          + ", ".join(readable(f"{i.name} {i.version}") for i in uncovered[:20])
                          + (" ..." if len(uncovered) > 20 else ""))
-        lines += [f"not read: {readable(what)}: {readable(why)}" for what, why in inventory.problems]
+        lines += [f"not read: {readable(what)}: {readable(why)}" for what, why in (*inventory.problems, *notes)]
         lines.append(f"{len(findings)} vulnerable of {len(packages)} packages matched ({len(inventory.items)} found)")
         sys.stdout.write("\n".join(lines) + "\n")
     worst = max((f.severity.rank for f in findings), default=-1)
@@ -277,6 +281,27 @@ def run_update(args: argparse.Namespace) -> int:
         print(f"{fetched}advisory index: {summary['records']} records for {summary['packages']} packages from "
               f"{summary['source']} ({summary['seconds']:.1f} s)")
     return EXIT_OK
+
+
+def _patched_not_restarted(host: Any, notes: list[tuple[str, str]]) -> list[Any]:
+    """Live only: the running kernel older than the newest installed one, and processes still running
+    deleted libraries (patched on disk, not restarted)."""
+    from hostguard.host.base import HostError, Unavailable
+    from hostguard.host.packages import collect_dpkg
+    from hostguard.vulns.restart import deleted_library_findings, deleted_mappings, kernel_finding, running_kernel
+
+    out = []
+    try:
+        kernel = kernel_finding(running_kernel(host), collect_dpkg(host).packages)
+        if kernel is not None:
+            out.append(kernel)
+    except (HostError, Unavailable, OSError) as exc:
+        notes.append(("running kernel", str(exc)))
+    try:
+        out += deleted_library_findings(deleted_mappings(host))
+    except (HostError, Unavailable, OSError) as exc:
+        notes.append(("processes", str(exc)))
+    return out
 
 
 def run_vulns(args: argparse.Namespace) -> int:
