@@ -79,15 +79,19 @@ def portable(value: Any) -> Any:
 
 
 def readable(value: Any) -> str:
-    """A one-line human form of a host value (lossy for non-UTF-8 bytes, never raises): newlines and other
-    control characters are escaped (``\\n``, ``\\x1b``), so a file or program name an attacker chose cannot
-    forge or hide a line of output."""
+    """A human form of a host value (lossy for non-UTF-8 bytes, never raises). It keeps newlines: a file's
+    content or a diff is shown as lines; where one value must stay on one line use :func:`one_line`."""
     if isinstance(value, bytes):
-        text = value.decode("utf-8", "backslashreplace")
-    elif isinstance(value, str):
-        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    else:
-        text = str(value)
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def one_line(value: Any) -> str:
+    """:func:`readable` with newlines and every other control character escaped (``\\n``, ``\\x1b``): a
+    file or program name an attacker chose cannot forge or hide a line of output."""
+    text = readable(value)
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

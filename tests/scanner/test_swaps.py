@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hostguard.findings import readable
+from hostguard.findings import one_line, readable
 from hostguard.iocs import IocSet
 from hostguard.scanner import engine, rules
 from hostguard.scanner.engine import FileScanner, RuleSet, Scan, ScanOptions
@@ -73,5 +73,23 @@ def test_the_time_limit_holds_inside_one_directory(tmp_path: Path, monkeypatch: 
 
 
 def test_names_with_control_characters_stay_on_one_line() -> None:
-    assert readable(b"bad\nname\r\x1b[2J" + b"\xff") == "bad\\nname\\r\\x1b[2J\\xff"
-    assert readable("ok name ü") == "ok name ü"
+    assert one_line(b"bad\nname\r\x1b[2J" + b"\xff") == "bad\\nname\\r\\x1b[2J\\xff"
+    assert one_line("ok name \u00fc") == "ok name \u00fc"
+    assert readable("a diff\n+ keeps its lines") == "a diff\n+ keeps its lines"  # the multi-line form stays
+
+
+def test_a_file_name_with_a_newline_is_one_line_of_the_table(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.cli.test_malware import _config
+
+    tree = tmp_path / "www"
+    tree.mkdir()
+    (tree / "a\nFAKE: all clean.php").write_bytes(MARKER)
+    done = subprocess.run([sys.executable, "-m", "hostguard.cli", "--config", _config(tmp_path), "--state",
+                           str(tmp_path / "state"), "malware", "scan", str(tree)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert not any(line.startswith("FAKE") for line in done.stdout.splitlines())
+    assert [line for line in done.stdout.splitlines() if "test_marker" in line][0].endswith(
+        "a\\nFAKE: all clean.php  sha256:" + __import__("hashlib").sha256(MARKER).hexdigest()[:16])

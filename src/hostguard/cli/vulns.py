@@ -202,7 +202,8 @@ def host_ecosystems(args: argparse.Namespace) -> list[str]:
 def run_scan(args: argparse.Namespace) -> int:
     """The inventory (live or --root), matched through the advisory index: findings with their upgrade steps,
     the packages not covered (third-party repositories) by name, and what could not be read."""
-    from hostguard.findings import Severity, readable
+    from hostguard.findings import Severity
+    from hostguard.findings import one_line as readable
     from hostguard.host.base import HostError, open_host
     from hostguard.vulns.findings import vulns_findings
     from hostguard.vulns.inventory import collect_inventory

@@ -586,7 +586,9 @@ def detections_of(result: FileResult, path: str | None = None) -> list[Finding]:
 
 
 def _readable(path: str) -> str:
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    from hostguard.findings import one_line
+
+    return one_line(path)
 
 
 def detection_dict(finding: Finding) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from hostguard.findings import Finding, readable
+from hostguard.findings import Finding
+from hostguard.findings import one_line as readable
 from hostguard.iocs import IocSet
 from hostguard.scanner.engine import FileResult, FileScanner, RuleSet, Scan, ScanOptions, scan_path
 from hostguard.scanner.fanotify import FanotifyWatch, open_watch
