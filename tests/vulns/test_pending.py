@@ -27,6 +27,7 @@ from hostguard.vulns.pending import (
     LISTS_CHECK_ID,
     PendingResult,
     is_security_origin,
+    parse_policy,
     parse_simulation,
     pending_security_updates,
 )
@@ -34,9 +35,12 @@ from hostguard.vulns.pending import (
 HOST_APT = ("/var/lib/apt", "/var/lib/apt/lists", "/var/lib/apt/lists/partial", "/var/lib/apt/extended_states",
             "/var/cache/apt", "/var/cache/apt/archives", "/var/lib/dpkg/status", "/etc/apt",
             "/etc/apt/sources.list.d")
-INSTALLED = {"hg-test-tool": "1.0", "hg-other": "2.0", "hg-both": "3.0", "hg-current": "4.0"}
-SECURITY = {"hg-test-tool": "1.1", "hg-both": "3.1"}
-MAIN = {"hg-other": "2.1", "hg-both": "3.1", "hg-current": "4.0"}
+INSTALLED = {"hg-test-tool": "1.0", "hg-other": "2.0", "hg-both": "3.0", "hg-current": "4.0", "hg-needs": "5.0",
+             "hg-superseded": "6.0", "hg-behind": "7.1"}
+SECURITY = {"hg-test-tool": "1.1", "hg-both": "3.1", "hg-needs": "5.1", "hg-newdep": "1.0", "hg-superseded": "6.1",
+            "hg-behind": "7.0"}
+MAIN = {"hg-other": "2.1", "hg-both": "3.1", "hg-current": "4.0", "hg-superseded": "6.2", "hg-behind": "7.2"}
+DEPENDS = {("hg-needs", "5.1"): "hg-newdep"}  # the security upload needs a package not installed yet
 
 
 def _host_apt_state() -> dict[str, tuple[int, int, tuple[str, ...]]]:
@@ -54,7 +58,8 @@ def _deb(build: Path, archive: Path, name: str, version: str) -> None:
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN" / "control").write_text(
         f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Test <t@example.test>\n"
-        f"Description: hostguard test package\n")
+        + (f"Depends: {DEPENDS[name, version]}\n" if (name, version) in DEPENDS else "")
+        + "Description: hostguard test package\n")
     subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root),
                     str(archive / f"{name}_{version}_all.deb")], check=True, capture_output=True)
 
@@ -113,7 +118,7 @@ def test_security_update_from_local_repository_is_reported(repo: Path) -> None:
     assert result.available, result.detail
     assert result.command[1:] == ("-s", "-o", "Debug::NoLocking=1", "dist-upgrade")
     by_name = {u.name: u for u in result.updates}
-    assert sorted(by_name) == ["hg-both", "hg-test-tool"]
+    assert sorted(by_name) == ["hg-both", "hg-needs", "hg-superseded", "hg-test-tool"]
     tool = by_name["hg-test-tool"]
     assert (tool.old, tool.new, tool.arch) == ("1.0", "1.1", "all")
     assert tool.origins == ("Debian-Security:12/bookworm-security",)
@@ -128,12 +133,35 @@ def test_security_update_from_local_repository_is_reported(repo: Path) -> None:
     assert isinstance(step, Action) and step.action == "upgrade"
     assert dict(step.args) == {"manager": "apt-get", "command": "apt-get install --only-upgrade hg-test-tool",
                                "packages": "hg-test-tool", "to": "1.1"}
-    assert result.upgrade_argv == ("apt-get", "install", "--only-upgrade", "hg-both", "hg-test-tool")
+    assert result.upgrade_argv == ("apt-get", "install", "--only-upgrade", *sorted(by_name))
+
+
+def test_security_update_needing_a_new_package_is_reported(repo: Path) -> None:
+    # `apt-get upgrade` would keep hg-needs back (it needs hg-newdep): dist-upgrade's simulation shows it
+    result = pending_security_updates(apt_config=repo)
+    (needs,) = [u for u in result.updates if u.name == "hg-needs"]
+    assert (needs.old, needs.new) == ("5.0", "5.1")
+    assert [(u.name, u.old, u.new) for u in result.new_packages] == [("hg-newdep", None, "1.0")]
+    assert all(f.target.get("name") != "hg-newdep" for f in result.findings)
+
+
+def test_point_release_superseding_a_security_version_is_reported(repo: Path) -> None:
+    # installed 6.0, security archive 6.1, the stable archive 6.2 (which carries the fix): the candidate
+    # comes from stable alone, yet 6.0 lacks a security fix
+    result = pending_security_updates(apt_config=repo)
+    (sup,) = [u for u in result.updates if u.name == "hg-superseded"]
+    assert (sup.old, sup.new, sup.origins) == ("6.0", "6.2", ("Debian:12.8/stable",))
+    assert (sup.superseded, sup.superseded_origin) == ("6.1", "Debian-Security:12/bookworm-security")
+    finding = next(f for f in result.findings if f.target == {"kind": "package", "name": "hg-superseded"})
+    assert finding.evidence["security_version"] == "6.1"
+    assert dict(finding.remediation.steps[0].args)["to"] == "6.2"  # type: ignore[union-attr]
+    # near miss: installed 7.1 is already past the security archive's 7.0; 7.2 from stable is no security update
+    assert [u.name for u in result.other_updates] == ["hg-behind", "hg-other"]
 
 
 def test_update_only_in_the_non_security_archive_is_not_reported(repo: Path) -> None:
     result = pending_security_updates(apt_config=repo)
-    assert [(u.name, u.old, u.new, u.origins) for u in result.other_updates] == [
+    assert [(u.name, u.old, u.new, u.origins) for u in result.other_updates if u.name == "hg-other"] == [
         ("hg-other", "2.0", "2.1", ("Debian:12.8/stable",))]
     assert "hg-other" not in {u.name for u in result.updates}
     assert all(f.target.get("name") != "hg-other" for f in result.findings)
@@ -147,7 +175,7 @@ def test_the_simulation_takes_options_as_well_as_an_apt_config(repo: Path) -> No
     status.write_text((repo.parent / "status").read_text().replace("Version: 1.0", "Version: 1.1"))
     result = pending_security_updates(apt_config=repo, options={"Dir::State::status": str(status)})
     assert result.available, result.detail
-    assert [u.name for u in result.updates] == ["hg-both"]
+    assert "hg-test-tool" not in [u.name for u in result.updates] and "hg-both" in [u.name for u in result.updates]
     assert "Dir::State::status=" + str(status) in result.command
 
 
@@ -167,7 +195,7 @@ def test_how_old_the_lists_are(repo: Path) -> None:
     assert finding.remediation.steps == (Command(("apt-get", "update")),)
     assert finding.evidence["age_days"] == 10.0 and finding.evidence["max_age_days"] == 7
     # stale lists still give what they know
-    assert {u.name for u in stale.updates} == {"hg-both", "hg-test-tool"}
+    assert {u.name for u in stale.updates} == {"hg-both", "hg-needs", "hg-superseded", "hg-test-tool"}
 
 
 def test_no_lists_at_all_is_a_finding(repo: Path, tmp_path: Path) -> None:
@@ -233,6 +261,52 @@ def test_garbage_never_crashes(text: str) -> None:
     updates, removals = parse_simulation(text)
     assert all(u.name and u.new for u in updates)
     assert all(isinstance(r, str) for r in removals)
+
+
+POLICY_FILES = """Package files:
+ 100 /var/lib/dpkg/status
+     release a=now
+ 500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+     release v=12,o=Debian,a=oldstable-security,n=bookworm-security,l=Debian-Security,c=main,b=amd64
+     origin deb.debian.org
+ 500 http://deb.debian.org/debian bookworm/main amd64 Packages
+     release v=12.15,o=Debian,a=oldstable,n=bookworm,l=Debian,c=main,b=amd64
+     origin deb.debian.org
+Pinned packages:
+"""
+POLICY_PACKAGES = """libfoo:
+  Installed: 1.0-1
+  Candidate: 1.0-3
+  Version table:
+     1.0-3 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+     1.0-2 500
+        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+ *** 1.0-1 100
+        100 /var/lib/dpkg/status
+libbar:
+  Installed: 2.0-2
+  Candidate: 2.0-3
+  Version table:
+     2.0-3 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+ *** 2.0-2 100
+        100 /var/lib/dpkg/status
+     2.0-1 500
+        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+"""
+
+
+def test_parse_policy() -> None:
+    assert parse_policy(POLICY_FILES, POLICY_PACKAGES) == {
+        "libfoo": ("1.0-2", "Debian-Security:12/oldstable-security")}
+
+
+@given(st.text(), st.text())
+def test_policy_garbage_never_crashes(files: str, packages: str) -> None:
+    for text in (files, POLICY_FILES):
+        assert isinstance(parse_policy(text, packages), dict)
+        assert isinstance(parse_policy(text, POLICY_PACKAGES + packages), dict)
 
 
 _token = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="[](),"), min_size=1,

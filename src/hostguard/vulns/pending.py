@@ -10,7 +10,9 @@ Ubuntu's ``jammy-security``, Ubuntu ESM's ``jammy-infra-security``).
 
 ``dist-upgrade`` rather than ``upgrade``: ``upgrade`` keeps back an upgrade that needs a new package (a
 kernel ABI bump, a library soname change), and security updates often do, so ``upgrade`` would hide
-them; the simulation of ``dist-upgrade`` shows them. Only upgrades of installed packages become findings
+them; the simulation of ``dist-upgrade`` shows them. A candidate from a non-security archive that supersedes a
+security version (a point release newer than the security upload) still counts: ``apt-cache policy`` says
+whether a security archive offers a version newer than the installed one. Only upgrades of installed packages become findings
 (an ``Inst`` line with an ``[OLD]`` version); packages it would newly install or remove are listed in the
 result. The fix installs exactly the package (``apt-get install --only-upgrade PKG``), which brings in a
 new dependency when needed and never removes anything silently.
@@ -29,7 +31,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,8 @@ class PendingUpdate:
     new: str
     origins: tuple[str, ...]
     arch: str
+    superseded: str | None = None      # a security version the candidate (from another archive) supersedes
+    superseded_origin: str = ""
 
     def security_origins(self, labels: Iterable[str] = SECURITY_LABELS) -> tuple[str, ...]:
         """The origins that are security archives."""
@@ -95,7 +99,8 @@ class PendingResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         def upd(u: PendingUpdate) -> dict[str, Any]:
-            return {"name": u.name, "old": u.old, "new": u.new, "origins": list(u.origins), "arch": u.arch}
+            return {"name": u.name, "old": u.old, "new": u.new, "origins": list(u.origins), "arch": u.arch,
+                    "security_version": u.superseded, "security_version_origin": u.superseded_origin or None}
         return {"available": self.available, "reason": str(self.reason) if self.reason else None,
                 "detail": self.detail, "command": list(self.command),
                 "updates": [upd(u) for u in self.updates], "other_updates": [upd(u) for u in self.other_updates],
@@ -196,13 +201,83 @@ def lists_updated(lists_dir: str | os.PathLike[str]) -> float | None:
     return newest
 
 
+def _release_is_security(fields: Mapping[str, str], labels: Iterable[str]) -> bool:
+    return (fields.get("l", "").lower() in {lab.lower() for lab in labels}
+            or fields.get("a", "").lower().endswith("-security") or fields.get("n", "").lower().endswith("-security"))
+
+
+def parse_policy(files: str, packages: str, labels: Iterable[str] = SECURITY_LABELS) -> dict[str, tuple[str, str]]:
+    """From ``apt-cache policy`` (``files``: without arguments, ``packages``: with package names), the
+    packages that a security archive offers a version of newer than the installed one: name -> (that
+    version, the archive as ``LABEL:VERSION/ARCHIVE``). Unreadable lines are ignored."""
+    wanted = tuple(labels)
+    security: dict[str, str] = {}                    # "URI DIST ARCH Packages" of a security index -> origin
+    source: str | None = None
+    for line in files.splitlines():
+        m = re.fullmatch(r" *-?\d+ (\S.*\S)", line)
+        if m and not line.strip().startswith("release"):
+            source = m.group(1)
+            continue
+        r = re.fullmatch(r" +release (.*)", line)
+        if r and source is not None:
+            fields: dict[str, str] = {}
+            for kv in r.group(1).split(","):
+                key, _, value = kv.partition("=")
+                fields[key] = value
+            if _release_is_security(fields, wanted):
+                label, version = fields.get("l", ""), fields.get("v", "")
+                security[source] = (f"{label}:" if label else "") + (f"{version}/" if version else "") + \
+                    (fields.get("a") or fields.get("n") or "")
+            source = None
+    out: dict[str, tuple[str, str]] = {}
+    name: str | None = None
+    newer: str | None = None                         # the version line being read, while above the installed one
+    for line in packages.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            name, newer = line[:-1], None
+            continue
+        if name is None:
+            continue
+        v = re.fullmatch(r" (\*\*\*| {3}) (\S+) -?\d+", line)
+        if v:
+            if v.group(1) == "***":
+                name = None                          # older versions follow: stop looking at this package
+            else:
+                newer = v.group(2)
+            continue
+        src = re.fullmatch(r" {8}-?\d+ (\S.*\S)", line)
+        if src and newer is not None and src.group(1) in security and name not in out:
+            out[name] = (newer, security[src.group(1)])
+    return out
+
+
+def _superseded(exe: str, names: Sequence[str], opts: list[str], env: Mapping[str, str], timeout: float,
+                labels: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Of ``names`` (upgrades whose candidate comes from no security archive), those with a security version
+    newer than the installed one, through ``apt-cache policy`` beside apt-get (empty when it cannot be asked)."""
+    apt_cache = Path(exe).with_name("apt-cache")
+    if not names or not apt_cache.is_file():
+        return {}
+    try:
+        runs = [subprocess.run([str(apt_cache), *opts, "policy", *args], env=env, capture_output=True, text=True,
+                               errors="replace", timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+                for args in ((), tuple(names))]
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if any(r.returncode != 0 for r in runs):
+        return {}
+    return parse_policy(runs[0].stdout, runs[1].stdout, labels)
+
+
 def update_finding(update: PendingUpdate, labels: Iterable[str] = SECURITY_LABELS) -> Finding:
     """The finding for one pending security upgrade."""
     argv = upgrade_argv([update.name])
-    security = update.security_origins(labels)
+    security = update.security_origins(labels) or tuple(o for o in update.superseded_origin.split(", ") if o)
     title = f"Security update waiting for {update.name}: {update.old} → {update.new} ({security[0]})"
     evidence: dict[str, Any] = {"installed": update.old, "available": update.new, "origins": list(update.origins),
                                 "security_origins": list(security), "arch": update.arch, "manager": "apt-get"}
+    if update.superseded:
+        evidence["security_version"] = update.superseded
     remediation = Remediation(
         f"Upgrade {update.name} to {update.new}: run `{shlex.join(argv)}`.",
         steps=(Action("upgrade", (("manager", "apt-get"), ("command", shlex.join(argv)),
@@ -259,8 +334,12 @@ def pending_security_updates(*, apt_get: str = "apt-get", apt_config: str | os.P
                              command=argv)
     parsed, removals = parse_simulation(proc.stdout)
     upgrades = [u for u in parsed if u.old is not None]
-    security = tuple(u for u in upgrades if u.security_origins(labels))
-    other = tuple(u for u in upgrades if not u.security_origins(labels))
+    other_names = [u.name for u in upgrades if not u.security_origins(labels)]
+    superseded = _superseded(exe, other_names, opts, env, timeout, labels)
+    upgrades = [replace(u, superseded=superseded[u.name][0], superseded_origin=superseded[u.name][1])
+                if u.name in superseded else u for u in upgrades]
+    security = tuple(u for u in upgrades if u.security_origins(labels) or u.superseded)
+    other = tuple(u for u in upgrades if not (u.security_origins(labels) or u.superseded))
     new = tuple(u for u in parsed if u.old is None)
 
     lists = lists_dir if lists_dir is not None else _lists_dir(exe, opts, env, timeout)
