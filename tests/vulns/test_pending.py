@@ -27,6 +27,7 @@ from hostguard.vulns.pending import (
     LISTS_CHECK_ID,
     PendingResult,
     is_security_origin,
+    parse_kept_back,
     parse_policy,
     parse_simulation,
     pending_security_updates,
@@ -36,9 +37,10 @@ HOST_APT = ("/var/lib/apt", "/var/lib/apt/lists", "/var/lib/apt/lists/partial", 
             "/var/cache/apt", "/var/cache/apt/archives", "/var/lib/dpkg/status", "/etc/apt",
             "/etc/apt/sources.list.d")
 INSTALLED = {"hg-test-tool": "1.0", "hg-other": "2.0", "hg-both": "3.0", "hg-current": "4.0", "hg-needs": "5.0",
-             "hg-superseded": "6.0", "hg-behind": "7.1"}
+             "hg-superseded": "6.0", "hg-behind": "7.1", "hg-held": "8.0"}
+HELD = {"hg-held"}
 SECURITY = {"hg-test-tool": "1.1", "hg-both": "3.1", "hg-needs": "5.1", "hg-newdep": "1.0", "hg-superseded": "6.1",
-            "hg-behind": "7.0"}
+            "hg-behind": "7.0", "hg-held": "8.1"}
 MAIN = {"hg-other": "2.1", "hg-both": "3.1", "hg-current": "4.0", "hg-superseded": "6.2", "hg-behind": "7.2"}
 DEPENDS = {("hg-needs", "5.1"): "hg-newdep"}  # the security upload needs a package not installed yet
 
@@ -94,7 +96,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         (base / d).mkdir(parents=True)
     (base / "etc/sources.list").write_text(f"deb [trusted=yes] file:{sec} ./\ndeb [trusted=yes] file:{main} ./\n")
     (base / "status").write_text("".join(
-        f"Package: {n}\nStatus: install ok installed\nVersion: {v}\nArchitecture: all\n"
+        f"Package: {n}\nStatus: {'hold' if n in HELD else 'install'} ok installed\nVersion: {v}\nArchitecture: all\n"
         f"Maintainer: Test <t@example.test>\nDescription: x\n\n" for n, v in INSTALLED.items()))
     conf = base / "apt.conf"
     conf.write_text("".join(f'{k} "{v}";\n' for k, v in {
@@ -118,7 +120,7 @@ def test_security_update_from_local_repository_is_reported(repo: Path) -> None:
     assert result.available, result.detail
     assert result.command[1:] == ("-s", "-o", "Debug::NoLocking=1", "dist-upgrade")
     by_name = {u.name: u for u in result.updates}
-    assert sorted(by_name) == ["hg-both", "hg-needs", "hg-superseded", "hg-test-tool"]
+    assert sorted(by_name) == ["hg-both", "hg-held", "hg-needs", "hg-superseded", "hg-test-tool"]
     tool = by_name["hg-test-tool"]
     assert (tool.old, tool.new, tool.arch) == ("1.0", "1.1", "all")
     assert tool.origins == ("Debian-Security:12/bookworm-security",)
@@ -143,6 +145,16 @@ def test_security_update_needing_a_new_package_is_reported(repo: Path) -> None:
     assert (needs.old, needs.new) == ("5.0", "5.1")
     assert [(u.name, u.old, u.new) for u in result.new_packages] == [("hg-newdep", None, "1.0")]
     assert all(f.target.get("name") != "hg-newdep" for f in result.findings)
+
+
+def test_held_package_with_a_security_update_is_reported(repo: Path) -> None:
+    # apt-mark hold: the simulation keeps it back and prints no Inst line; apt-cache policy finds 8.1
+    result = pending_security_updates(apt_config=repo)
+    (held,) = [u for u in result.updates if u.name == "hg-held"]
+    assert (held.old, held.new, held.origins, held.kept_back) == (
+        "8.0", "8.1", ("Debian-Security:12/bookworm-security",), True)
+    finding = next(f for f in result.findings if f.target == {"kind": "package", "name": "hg-held"})
+    assert finding.evidence["kept_back"] is True and "apt-mark unhold hg-held" in finding.remediation.summary
 
 
 def test_point_release_superseding_a_security_version_is_reported(repo: Path) -> None:
@@ -195,7 +207,7 @@ def test_how_old_the_lists_are(repo: Path) -> None:
     assert finding.remediation.steps == (Command(("apt-get", "update")),)
     assert finding.evidence["age_days"] == 10.0 and finding.evidence["max_age_days"] == 7
     # stale lists still give what they know
-    assert {u.name for u in stale.updates} == {"hg-both", "hg-needs", "hg-superseded", "hg-test-tool"}
+    assert {u.name for u in stale.updates} == {"hg-both", "hg-held", "hg-needs", "hg-superseded", "hg-test-tool"}
 
 
 def test_no_lists_at_all_is_a_finding(repo: Path, tmp_path: Path) -> None:
@@ -299,7 +311,18 @@ libbar:
 
 def test_parse_policy() -> None:
     assert parse_policy(POLICY_FILES, POLICY_PACKAGES) == {
-        "libfoo": ("1.0-2", "Debian-Security:12/oldstable-security")}
+        "libfoo": ("1.0-2", "Debian-Security:12/oldstable-security", "1.0-1")}
+
+
+def test_parse_kept_back() -> None:
+    text = ("Calculating upgrade...\nThe following packages have been kept back:\n  linux-image-amd64 libfoo\n"
+            "  libbar\nThe following packages will be upgraded:\n  hg-other\n")
+    assert parse_kept_back(text) == ["linux-image-amd64", "libfoo", "libbar"]
+
+
+@given(st.text())
+def test_kept_back_garbage_never_crashes(text: str) -> None:
+    assert all(name and not name.isspace() for name in parse_kept_back(text))
 
 
 @given(st.text(), st.text())

@@ -40,7 +40,7 @@ from hostguard.findings import Finding, Severity, SkipReason
 from hostguard.remediation import Action, Command, Remediation
 
 __all__ = ["CHECK_ID", "LISTS_CHECK_ID", "PendingResult", "PendingUpdate", "is_security_origin",
-           "parse_simulation", "pending_security_updates"]
+           "parse_kept_back", "parse_policy", "parse_simulation", "pending_security_updates"]
 
 CHECK_ID = "vulns.pending_update"
 LISTS_CHECK_ID = "vulns.package_lists_stale"
@@ -65,6 +65,7 @@ class PendingUpdate:
     arch: str
     superseded: str | None = None      # a security version the candidate (from another archive) supersedes
     superseded_origin: str = ""
+    kept_back: bool = False            # the simulation keeps it back (held, or its dependencies conflict)
 
     def security_origins(self, labels: Iterable[str] = SECURITY_LABELS) -> tuple[str, ...]:
         """The origins that are security archives."""
@@ -100,7 +101,8 @@ class PendingResult:
         """JSON-ready form."""
         def upd(u: PendingUpdate) -> dict[str, Any]:
             return {"name": u.name, "old": u.old, "new": u.new, "origins": list(u.origins), "arch": u.arch,
-                    "security_version": u.superseded, "security_version_origin": u.superseded_origin or None}
+                    "security_version": u.superseded, "security_version_origin": u.superseded_origin or None,
+                    "kept_back": u.kept_back}
         return {"available": self.available, "reason": str(self.reason) if self.reason else None,
                 "detail": self.detail, "command": list(self.command),
                 "updates": [upd(u) for u in self.updates], "other_updates": [upd(u) for u in self.other_updates],
@@ -135,6 +137,21 @@ def parse_simulation(text: str) -> tuple[list[PendingUpdate], list[str]]:
         if r:
             removals.append(r["name"])
     return updates, removals
+
+
+def parse_kept_back(text: str) -> list[str]:
+    """The names apt lists under "The following packages have been kept back:" (held packages, or upgrades
+    whose dependencies cannot be met)."""
+    out: list[str] = []
+    reading = False
+    for line in text.splitlines():
+        if line.startswith("The following packages have been kept back"):
+            reading = True
+        elif reading and line.startswith(" "):
+            out += line.split()
+        else:
+            reading = False
+    return out
 
 
 def upgrade_argv(names: Sequence[str]) -> tuple[str, ...]:
@@ -206,10 +223,12 @@ def _release_is_security(fields: Mapping[str, str], labels: Iterable[str]) -> bo
             or fields.get("a", "").lower().endswith("-security") or fields.get("n", "").lower().endswith("-security"))
 
 
-def parse_policy(files: str, packages: str, labels: Iterable[str] = SECURITY_LABELS) -> dict[str, tuple[str, str]]:
+def parse_policy(files: str, packages: str,
+                 labels: Iterable[str] = SECURITY_LABELS) -> dict[str, tuple[str, str, str]]:
     """From ``apt-cache policy`` (``files``: without arguments, ``packages``: with package names), the
-    packages that a security archive offers a version of newer than the installed one: name -> (that
-    version, the archive as ``LABEL:VERSION/ARCHIVE``). Unreadable lines are ignored."""
+    packages that a security archive offers a version of newer than the installed one: name -> (the newest
+    such version, the archive as ``LABEL:VERSION/ARCHIVE``, the installed version). Unreadable lines are
+    ignored."""
     wanted = tuple(labels)
     security: dict[str, str] = {}                    # "URI DIST ARCH Packages" of a security index -> origin
     source: str | None = None
@@ -229,14 +248,19 @@ def parse_policy(files: str, packages: str, labels: Iterable[str] = SECURITY_LAB
                 security[source] = (f"{label}:" if label else "") + (f"{version}/" if version else "") + \
                     (fields.get("a") or fields.get("n") or "")
             source = None
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, tuple[str, str, str]] = {}
     name: str | None = None
+    installed = ""
     newer: str | None = None                         # the version line being read, while above the installed one
     for line in packages.splitlines():
         if line and not line[0].isspace() and line.endswith(":"):
-            name, newer = line[:-1], None
+            name, newer, installed = line[:-1], None, ""
             continue
         if name is None:
+            continue
+        inst = re.fullmatch(r"  Installed: (\S+)", line)
+        if inst:
+            installed = inst.group(1)
             continue
         v = re.fullmatch(r" (\*\*\*| {3}) (\S+) -?\d+", line)
         if v:
@@ -247,12 +271,12 @@ def parse_policy(files: str, packages: str, labels: Iterable[str] = SECURITY_LAB
             continue
         src = re.fullmatch(r" {8}-?\d+ (\S.*\S)", line)
         if src and newer is not None and src.group(1) in security and name not in out:
-            out[name] = (newer, security[src.group(1)])
+            out[name] = (newer, security[src.group(1)], installed)
     return out
 
 
 def _superseded(exe: str, names: Sequence[str], opts: list[str], env: Mapping[str, str], timeout: float,
-                labels: Iterable[str]) -> dict[str, tuple[str, str]]:
+                labels: Iterable[str]) -> dict[str, tuple[str, str, str]]:
     """Of ``names`` (upgrades whose candidate comes from no security archive), those with a security version
     newer than the installed one, through ``apt-cache policy`` beside apt-get (empty when it cannot be asked)."""
     apt_cache = Path(exe).with_name("apt-cache")
@@ -278,8 +302,13 @@ def update_finding(update: PendingUpdate, labels: Iterable[str] = SECURITY_LABEL
                                 "security_origins": list(security), "arch": update.arch, "manager": "apt-get"}
     if update.superseded:
         evidence["security_version"] = update.superseded
+    why = ""
+    if update.kept_back:
+        evidence["kept_back"] = True
+        why = (" apt keeps it back: if it is held (`apt-mark showhold`) and the hold is no longer wanted, "
+               f"`apt-mark unhold {update.name}` first; otherwise resolve the dependencies it needs.")
     remediation = Remediation(
-        f"Upgrade {update.name} to {update.new}: run `{shlex.join(argv)}`.",
+        f"Upgrade {update.name} to {update.new}: run `{shlex.join(argv)}`.{why}",
         steps=(Action("upgrade", (("manager", "apt-get"), ("command", shlex.join(argv)),
                                   ("packages", update.name), ("to", update.new))),))
     return Finding(id=CHECK_ID, category=FAMILY, severity=Severity.MEDIUM, title=title,
@@ -334,10 +363,14 @@ def pending_security_updates(*, apt_get: str = "apt-get", apt_config: str | os.P
                              command=argv)
     parsed, removals = parse_simulation(proc.stdout)
     upgrades = [u for u in parsed if u.old is not None]
+    kept = [n for n in parse_kept_back(proc.stdout) if n not in {u.name for u in upgrades}]
     other_names = [u.name for u in upgrades if not u.security_origins(labels)]
-    superseded = _superseded(exe, other_names, opts, env, timeout, labels)
+    superseded = _superseded(exe, other_names + kept, opts, env, timeout, labels)
     upgrades = [replace(u, superseded=superseded[u.name][0], superseded_origin=superseded[u.name][1])
                 if u.name in superseded else u for u in upgrades]
+    upgrades += [PendingUpdate(n, superseded[n][2] or None, superseded[n][0], (superseded[n][1],), "",
+                               kept_back=True) for n in kept if n in superseded]
+    upgrades.sort(key=lambda u: u.name)
     security = tuple(u for u in upgrades if u.security_origins(labels) or u.superseded)
     other = tuple(u for u in upgrades if not (u.security_origins(labels) or u.superseded))
     new = tuple(u for u in parsed if u.old is None)
