@@ -205,14 +205,15 @@ def test_vulns_scan_of_this_machine_names_the_vulnerable_package_and_its_command
                                                             "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]),
               record("DSA-9002-1", affected("Debian:12", "coreutils",
                                             rng(("introduced", "0"), ("fixed", sources["coreutils"][0])))))
-    argv = [sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan", "--db", str(db)]
+    argv = [sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan", "--db", str(db),
+            "--no-pending"]  # what apt has waiting on this machine is not the test's to know (tests/vulns/test_pending.py)
     done = subprocess.run([*argv, "--format", "json"], capture_output=True, text=True, check=False)
     assert done.returncode == 1, done.stderr  # critical at or above the default --fail-on high
     data = json.loads(done.stdout)
     assert [(f["target"]["name"], f["severity"]) for f in data["findings"]] == [("util-linux", "critical")]
     [step] = data["findings"][0]["remediation"]["steps"]
     assert step["action"] == "upgrade" and sorted(step["command"].split()[3:]) == sorted(binaries)
-    assert data["release"] == "Debian:12" and data["stats"]["matched"] > 100
+    assert data["release"] == "Debian:12" and data["stats"]["matched"] > 100 and data["pending"] is None
     table = subprocess.run([*argv, "--fail-on", "critical"], capture_output=True, text=True, check=False)
     assert table.returncode == 1 and "CRITICAL" in table.stdout and "apt-get install --only-upgrade" in table.stdout
 
@@ -221,3 +222,16 @@ def test_vulns_scan_without_advisories_says_how_to_get_them(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "hostguard vulns update" in done.stderr
+
+
+def test_vulns_scan_asks_apt_what_is_waiting_unless_told_not_to(tmp_path: Path) -> None:
+    db = tmp_path / "osv"
+    write_dir(db, "Debian")
+    argv = [sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan", "--db", str(db),
+            "--format", "json", "--fail-on", "critical"]
+    data = json.loads(subprocess.run(argv, capture_output=True, text=True, check=False).stdout)
+    pending = data["pending"]
+    assert set(pending) == {"security_updates", "other_updates", "lists_age_days", "lists_stale"}
+    waiting = [f for f in data["findings"] if f["id"] == "vulns.pending_update"]
+    assert len(waiting) == pending["security_updates"]
+    assert all(f["remediation"]["steps"][0]["command"].startswith("apt-get install --only-upgrade ") for f in waiting)

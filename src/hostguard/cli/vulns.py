@@ -65,6 +65,8 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("--root", metavar="DIR", help="read a mounted image or a copy of a host's files")
     scan.add_argument("--db", metavar="DIR", help="a local OSV copy (default: what `vulns update` fetched)")
     scan.add_argument("--format", choices=("table", "json"), default="table")
+    scan.add_argument("--no-pending", action="store_true",
+                      help="leave out the security updates apt has waiting (live: a simulated dist-upgrade, ~2 s)")
     scan.add_argument("--fail-on", choices=SEVERITIES, default="high",
                       help="exit 1 when a finding is at or above this severity (default high)")
 
@@ -225,8 +227,11 @@ def run_scan(args: argparse.Namespace) -> int:
 
     found = vulns_findings(inventory, Answered())
     notes: list[tuple[str, str]] = []
+    pending: dict[str, Any] | None = None
     if host.live:
         found += _patched_not_restarted(host, notes)
+        if not args.no_pending:
+            pending = _pending(found, notes)
     findings = sorted(found, key=lambda f: (-f.severity.rank, f.title))
     release = None if inventory.release is None else inventory.release.ecosystem
     uncovered = inventory.not_covered()
@@ -235,6 +240,7 @@ def run_scan(args: argparse.Namespace) -> int:
                 "not_covered": [{"ecosystem": i.ecosystem, "name": i.name, "version": i.version,
                                  "reason": i.not_covered} for i in uncovered],
                 "problems": [{"source": what, "reason": why} for what, why in (*inventory.problems, *notes)],
+                "pending": pending,
                 "stats": {"packages": len(inventory.items), "matched": len(packages), "vulnerable": len(findings)}}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
@@ -282,6 +288,20 @@ def run_update(args: argparse.Namespace) -> int:
         print(f"{fetched}advisory index: {summary['records']} records for {summary['packages']} packages from "
               f"{summary['source']} ({summary['seconds']:.1f} s)")
     return EXIT_OK
+
+
+def _pending(found: list[Any], notes: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The security updates apt has waiting (added to ``found``), and how old its package lists are; None
+    (with a note) where apt cannot be asked."""
+    from hostguard.vulns.pending import pending_security_updates
+
+    result = pending_security_updates()
+    if not result.available:
+        notes.append(("pending updates", f"{result.reason}: {result.detail}"))
+        return None
+    found += result.findings
+    return {"security_updates": len(result.updates), "other_updates": len(result.other_updates),
+            "lists_age_days": result.lists_age_days, "lists_stale": result.lists_stale}
 
 
 def _patched_not_restarted(host: Any, notes: list[tuple[str, str]]) -> list[Any]:
