@@ -20,6 +20,7 @@ import pytest
 from hostguard.scanner.fanotify import FanotifyWatch, open_watch
 from hostguard.scanner.watch import SETTLE, Change, TreeWatch
 from tests.respond.quarantine_helpers import tmpfs
+from tests.scanner.test_watch import collect, sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="fanotify file-system marks and mount need root")
 
@@ -37,21 +38,6 @@ def tree(tmp_path: Path) -> Iterator[tuple[Path, Path, FanotifyWatch]]:
             yield root, outside, watch
         finally:
             watch.close()
-
-
-def collect(watch: FanotifyWatch, until: set[bytes], within: float = 2.0) -> tuple[list[Change], float]:
-    """The changes until every path of ``until`` was seen (or ``within`` seconds), and when the last came."""
-    started = time.monotonic()
-    seen: list[Change] = []
-    while time.monotonic() - started < within:
-        seen.extend(watch.changes(0.1))
-        if until <= {c.path for c in seen}:
-            break
-    return seen, time.monotonic() - started
-
-
-def sh(command: str) -> None:
-    subprocess.run(["sh", "-c", command], check=True)
 
 
 def test_a_file_written_by_another_process_is_seen_within_two_seconds(

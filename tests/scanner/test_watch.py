@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hostguard.scanner.fanotify import FanotifyWatch
 from hostguard.scanner.watch import SETTLE, Change, TreeWatch, WatchError
 
 
@@ -30,7 +31,7 @@ def tree(tmp_path: Path) -> Iterator[tuple[Path, Path, TreeWatch]]:
         watch.close()
 
 
-def collect(watch: TreeWatch, until: set[bytes], within: float = 2.0) -> tuple[list[Change], float]:
+def collect(watch: TreeWatch | FanotifyWatch, until: set[bytes], within: float = 2.0) -> tuple[list[Change], float]:
     """The changes until every path of ``until`` was seen (or ``within`` seconds), and when the last came."""
     started = time.monotonic()
     seen: list[Change] = []

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hostguard.store.cache_db import why
+
 DB_NAME = "advisories.db"
 SCHEMA_VERSION = 1
 BATCH = 500  # names per query: below SQLite's default limit of 32766 variables, and a few queries per ecosystem
@@ -45,7 +47,7 @@ class AdvisoryStoreError(Exception):
 
 
 def _why(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+    return why(exc)
 
 
 def _remove(path: Path | str) -> None:

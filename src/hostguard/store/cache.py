@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostguard.store.cache_db import connect, why
+
 DB_NAME = "passwords.db"
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -132,32 +134,12 @@ class GuessProgress:
 
 
 def _why(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+    return why(exc)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating it 0600, never through a symlink) and check the database."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    db = sqlite3.connect(path, timeout=10, isolation_level=None)
-    try:
-        db.execute("PRAGMA busy_timeout=10000")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(f"schema {version} is not {SCHEMA_VERSION}")
-        db.execute("PRAGMA journal_mode=WAL")
-        [[check]] = db.execute("PRAGMA quick_check").fetchall()
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"integrity check: {check}")
-        db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return connect(path, SCHEMA, SCHEMA_VERSION, check=True)
 
 
 def _read(path: Path, host_key: str) -> dict[bytes, _Row]:

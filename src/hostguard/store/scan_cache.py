@@ -25,6 +25,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostguard.store.cache_db import connect, why
+
 DB_NAME = "scan.db"
 SCHEMA_VERSION = 1
 BATCH = 2000
@@ -167,30 +169,12 @@ class ScanCache:
 
 
 def _why(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+    return why(exc)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating it 0600, never through a symlink) and check the database."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-    try:
-        db.execute("PRAGMA busy_timeout=10000")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(f"schema {version} is not {SCHEMA_VERSION}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return connect(path, SCHEMA, SCHEMA_VERSION, durable=False, threads=True)
 
 
 def _remove(path: Path) -> None:
