@@ -235,3 +235,23 @@ def test_vulns_scan_asks_apt_what_is_waiting_unless_told_not_to(tmp_path: Path) 
     waiting = [f for f in data["findings"] if f["id"] == "vulns.pending_update"]
     assert len(waiting) == pending["security_updates"]
     assert all(f["remediation"]["steps"][0]["command"].startswith("apt-get install --only-upgrade ") for f in waiting)
+
+
+def test_vulns_scan_lists_wordpress_in_a_web_root_with_no_advisory_feed(tmp_path: Path) -> None:
+    from tests.conftest import HITS, build_tree
+
+    tree = build_tree(tmp_path / "tree", HITS / "malware.file")  # nginx serving /var/www/shop
+    (tree / "var/www/shop/blog/wp-includes").mkdir(parents=True)
+    (tree / "var/www/shop/blog/wp-includes/version.php").write_text("<?php\n$wp_db_version = 53496;\n"
+                                                                     "$wp_version = '6.1.9';\n")
+    (tree / "var/www/shop/old/wp-includes").mkdir(parents=True)  # the near miss: no $wp_version line
+    (tree / "var/www/shop/old/wp-includes/version.php").write_text("<?php\n$plugin_version = '9.9';\n")
+    db = tmp_path / "osv"
+    write_dir(db, "Debian")
+    done = subprocess.run([sys.executable, "-m", "hostguard.cli", "--state", str(tmp_path / "state"), "vulns", "scan",
+                           "--root", str(tree), "--db", str(db), "--format", "json"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    [app] = json.loads(done.stdout)["web_applications"]
+    assert (app["name"], app["version"], app["path"]) == ("WordPress", "6.1.9", "/var/www/shop/blog")
+    assert app["advisories"].startswith("no open advisory feed")

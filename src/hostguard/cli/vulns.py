@@ -235,12 +235,15 @@ def run_scan(args: argparse.Namespace) -> int:
     findings = sorted(found, key=lambda f: (-f.severity.rank, f.title))
     release = None if inventory.release is None else inventory.release.ecosystem
     uncovered = inventory.not_covered()
+    apps = _web_applications(host, args, notes)
     if args.format == "json":
         data = {"release": release, "findings": [f.to_dict() for f in findings],
                 "not_covered": [{"ecosystem": i.ecosystem, "name": i.name, "version": i.version,
                                  "reason": i.not_covered} for i in uncovered],
                 "problems": [{"source": what, "reason": why} for what, why in (*inventory.problems, *notes)],
                 "pending": pending,
+                "web_applications": [{"name": a.name, "version": a.version, "path": a.path, "advisories": a.advisories}
+                                     for a in apps],
                 "stats": {"packages": len(inventory.items), "matched": len(packages), "vulnerable": len(findings)}}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
@@ -250,6 +253,7 @@ def run_scan(args: argparse.Namespace) -> int:
             lines.append(f"not covered by {release or 'the distribution'}'s advisories ({len(uncovered)}): "
                          + ", ".join(readable(f"{i.name} {i.version}") for i in uncovered[:20])
                          + (" ..." if len(uncovered) > 20 else ""))
+        lines += [f"{a.name} {readable(a.version)} at {readable(a.path)}: {a.advisories}" for a in apps]
         lines += [f"not read: {readable(what)}: {readable(why)}" for what, why in (*inventory.problems, *notes)]
         lines.append(f"{len(findings)} vulnerable of {len(packages)} packages matched ({len(inventory.items)} found)")
         sys.stdout.write("\n".join(lines) + "\n")
@@ -288,6 +292,21 @@ def run_update(args: argparse.Namespace) -> int:
         print(f"{fetched}advisory index: {summary['records']} records for {summary['packages']} packages from "
               f"{summary['source']} ({summary['seconds']:.1f} s)")
     return EXIT_OK
+
+
+def _web_applications(host: Any, args: argparse.Namespace, notes: list[tuple[str, str]]) -> list[Any]:
+    """The web applications of the document roots whose version is readable (no advisory feed covers them)."""
+    from hostguard.cli.common import load_config
+    from hostguard.engine.facts import Facts
+    from hostguard.host.base import HostError, Unavailable
+    from hostguard.host.web.servers import WEB_SERVERS
+    from hostguard.vulns.webapps import web_applications
+
+    try:
+        return web_applications(host, Facts(host, load_config(args.config)).get(WEB_SERVERS))
+    except (HostError, Unavailable, OSError) as exc:
+        notes.append(("web applications", str(exc)))
+        return []
 
 
 def _pending(found: list[Any], notes: list[tuple[str, str]]) -> dict[str, Any] | None:
