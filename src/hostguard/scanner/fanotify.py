@@ -45,12 +45,11 @@ import errno
 import os
 import select
 import struct
-import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from hostguard.scanner.watch import SETTLE, Change, TreeWatch, WatchError, is_regular
+from hostguard.scanner.watch import Change, Settling, TreeWatch, WatchError
 
 # <linux/fanotify.h>
 FAN_CLOEXEC = 0x1
@@ -167,7 +166,7 @@ class FanotifyWatch:
     _libc: _Libc | None = None
     _mounts: dict[bytes, dict[int, list[_Root]]] = field(default_factory=dict)  # fsid -> mount id -> roots
     _cache: OrderedDict[bytes, tuple[bytes, ...]] = field(default_factory=OrderedDict)  # fsid+handle -> dirs
-    _pending: dict[bytes, float] = field(default_factory=dict)  # created file -> when to scan it anyway
+    _pending: Settling = field(default_factory=Settling)
 
     def start(self) -> list[Change]:
         """Mark the file systems of the trees (nothing to list: the trees are the caller's first scan);
@@ -220,18 +219,12 @@ class FanotifyWatch:
             raise WatchError("the watch is not started")
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
-        deadline = time.monotonic() + timeout
-        while True:
-            now = time.monotonic()
-            yield from self._settled(now)
-            wait = deadline - now
-            if self._pending:
-                wait = min(wait, min(self._pending.values()) - now)
-            if wait <= 0 and now >= deadline:
-                return
-            if not poller.poll(max(wait, 0.0) * 1000):
-                continue
-            yield from self._read()
+
+        def events(seconds: float) -> Iterator[Change]:
+            if poller.poll(seconds * 1000):
+                yield from self._read()
+
+        yield from self._pending.changes(timeout, events)
 
     def _read(self) -> Iterator[Change]:
         try:
@@ -251,9 +244,7 @@ class FanotifyWatch:
 
     def _event(self, mask: int, info: bytes) -> Iterator[Change]:
         if mask & FAN_Q_OVERFLOW:
-            self._pending.clear()
-            for root in self.roots:
-                yield Change("rescan", os.fsencode(root))
+            yield from self._pending.lost(self.roots)
             return
         record = _dfid_name(info)
         if record is None:
@@ -269,17 +260,9 @@ class FanotifyWatch:
                 if mask & FAN_MOVED_TO:  # a tree moved in: its files predate it here
                     yield from _list_tree(path, self.problems)
             elif mask & (FAN_CLOSE_WRITE | FAN_MOVED_TO):
-                self._pending.pop(path, None)
-                if is_regular(path):
-                    yield Change("file", path)
+                yield from self._pending.closed(path)
             elif mask & FAN_CREATE:
-                self._pending.setdefault(path, time.monotonic() + SETTLE)
-
-    def _settled(self, now: float) -> Iterator[Change]:
-        for path in [p for p, when in self._pending.items() if when <= now]:
-            del self._pending[path]
-            if is_regular(path):
-                yield Change("file", path)
+                self._pending.created(path)
 
     def _directories(self, fsid: bytes, handle: bytes) -> tuple[bytes, ...]:
         """Where the directory with ``handle`` is in the trees (as the caller named them): nothing when it lies

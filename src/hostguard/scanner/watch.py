@@ -26,7 +26,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -52,6 +52,47 @@ class Change:
     path: bytes
 
 
+class Settling:
+    """Created files waiting for their close (a hard link never has one): each is scanned when it is closed,
+    or :data:`SETTLE` seconds after it appeared, whichever comes first. Shared by both watches."""
+
+    def __init__(self) -> None:
+        self._due: dict[bytes, float] = {}
+
+    def created(self, path: bytes) -> None:
+        """``path`` appeared: scan it by its close, or when it has settled."""
+        self._due.setdefault(path, time.monotonic() + SETTLE)
+
+    def closed(self, path: bytes) -> Iterator[Change]:
+        """``path`` was written and closed, or moved in: scan it now (a regular file only)."""
+        self._due.pop(path, None)
+        if is_regular(path):  # not a symlink, a FIFO or a device moved in
+            yield Change("file", path)
+
+    def lost(self, roots: Sequence[bytes | str]) -> Iterator[Change]:
+        """The kernel dropped events: forget what waits, scan every tree again."""
+        self._due.clear()
+        for root in roots:
+            yield Change("rescan", os.fsencode(root))
+
+    def changes(self, timeout: float, events: Callable[[float], Iterator[Change]]) -> Iterator[Change]:
+        """The changes of the next ``timeout`` seconds: ``events(seconds)`` waits at most that long for events
+        and yields their changes; created files are yielded as they settle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            for path in [p for p, when in self._due.items() if when <= now]:
+                del self._due[path]
+                if is_regular(path):
+                    yield Change("file", path)
+            wait = deadline - now
+            if self._due:
+                wait = min(wait, min(self._due.values()) - now)
+            if wait <= 0 and now >= deadline:
+                return
+            yield from events(max(wait, 0.0))
+
+
 @dataclass
 class TreeWatch:
     """inotify watches on every directory of ``roots`` (file system paths, bytes or text)."""
@@ -61,7 +102,7 @@ class TreeWatch:
     _inotify: Inotify | None = None
     _paths: dict[int, bytes] = field(default_factory=dict)  # watch descriptor -> directory path
     _watches: dict[int, Watch] = field(default_factory=dict)
-    _pending: dict[bytes, float] = field(default_factory=dict)  # created file -> when to scan it anyway
+    _pending: Settling = field(default_factory=Settling)
     _limited: bool = False
 
     def start(self) -> list[Change]:
@@ -103,27 +144,19 @@ class TreeWatch:
         inotify = self._inotify
         if inotify is None:
             raise WatchError("the watch is not started")
-        deadline = time.monotonic() + timeout
-        while True:
-            now = time.monotonic()
-            yield from self._settled(now)
-            wait = deadline - now
-            if self._pending:
-                wait = min(wait, min(self._pending.values()) - now)
-            if wait <= 0 and now >= deadline:
-                return
-            inotify.sync_timeout = max(wait, 0.0)
+
+        def events(seconds: float) -> Iterator[Change]:
+            inotify.sync_timeout = seconds
             event = inotify.sync_get()
-            if event is None:
-                continue
-            yield from self._event(event.mask, event.watch.wd if event.watch is not None else -1,
-                                   os.fsencode(event.name) if event.name is not None else b"")
+            if event is not None:
+                yield from self._event(event.mask, event.watch.wd if event.watch is not None else -1,
+                                       os.fsencode(event.name) if event.name is not None else b"")
+
+        yield from self._pending.changes(timeout, events)
 
     def _event(self, mask: Mask, wd: int, name: bytes) -> Iterator[Change]:
         if Mask.Q_OVERFLOW in mask:
-            self._pending.clear()
-            for root in self.roots:
-                yield Change("rescan", os.fsencode(root))
+            yield from self._pending.lost(self.roots)
             return
         if Mask.IGNORED in mask:
             self._paths.pop(wd, None)
@@ -140,17 +173,9 @@ class TreeWatch:
                 yield from self._watch_tree(path, list_files=True)
             return
         if mask & (Mask.CLOSE_WRITE | Mask.MOVED_TO):
-            self._pending.pop(path, None)
-            if is_regular(path):  # not a symlink, a FIFO or a device moved in
-                yield Change("file", path)
+            yield from self._pending.closed(path)
         elif Mask.CREATE in mask:
-            self._pending.setdefault(path, time.monotonic() + SETTLE)
-
-    def _settled(self, now: float) -> Iterator[Change]:
-        for path in [p for p, when in self._pending.items() if when <= now]:
-            del self._pending[path]
-            if is_regular(path):
-                yield Change("file", path)
+            self._pending.created(path)
 
     def _watch_tree(self, top: bytes, *, list_files: bool) -> list[Change]:
         """Watch ``top`` and every directory below it (breadth first, never through a symlink); with
