@@ -293,13 +293,20 @@ def _superseded(exe: str, names: Sequence[str], opts: list[str], env: Mapping[st
     return parse_policy(runs[0].stdout, runs[1].stdout, labels)
 
 
-def update_finding(update: PendingUpdate, labels: Iterable[str] = SECURITY_LABELS) -> Finding:
-    """The finding for one pending security upgrade."""
-    argv = upgrade_argv([update.name])
+def update_finding(update: PendingUpdate, labels: Iterable[str] = SECURITY_LABELS, *, manager: str = "apt-get",
+                   argv: Sequence[str] | None = None, severity: Severity = Severity.MEDIUM,
+                   advisories: Sequence[str] = ()) -> Finding:
+    """The finding for one pending security upgrade of ``manager`` (apt-get, dnf, yum, apk): ``argv`` is the
+    command that installs exactly it (default apt's), ``advisories`` the ids the package manager names
+    (dnf's updateinfo), ``severity`` theirs where it gives one."""
+    argv = tuple(argv) if argv is not None else upgrade_argv([update.name])
     security = update.security_origins(labels) or tuple(o for o in update.superseded_origin.split(", ") if o)
-    title = f"Security update waiting for {update.name}: {update.old} → {update.new} ({security[0]})"
+    where = security[0] if security else ", ".join(advisories[:3]) or "security update"
+    title = f"Security update waiting for {update.name}: {update.old} → {update.new} ({where})"
     evidence: dict[str, Any] = {"installed": update.old, "available": update.new, "origins": list(update.origins),
-                                "security_origins": list(security), "arch": update.arch, "manager": "apt-get"}
+                                "security_origins": list(security), "arch": update.arch, "manager": manager}
+    if advisories:
+        evidence["advisories"] = list(advisories)
     if update.superseded:
         evidence["security_version"] = update.superseded
     why = ""
@@ -309,9 +316,9 @@ def update_finding(update: PendingUpdate, labels: Iterable[str] = SECURITY_LABEL
                f"`apt-mark unhold {update.name}` first; otherwise resolve the dependencies it needs.")
     remediation = Remediation(
         f"Upgrade {update.name} to {update.new}: run `{shlex.join(argv)}`.{why}",
-        steps=(Action("upgrade", (("manager", "apt-get"), ("command", shlex.join(argv)),
+        steps=(Action("upgrade", (("manager", manager), ("command", shlex.join(argv)),
                                   ("packages", update.name), ("to", update.new))),))
-    return Finding(id=CHECK_ID, category=FAMILY, severity=Severity.MEDIUM, title=title,
+    return Finding(id=CHECK_ID, category=FAMILY, severity=severity, title=title,
                    target={"kind": "package", "name": update.name}, evidence=evidence, remediation=remediation)
 
 
