@@ -37,7 +37,9 @@ def test_clean_tree_json_contract(tmp_path: Path, clean_tree: Path) -> None:
     assert [f for f in data["findings"] if f["severity"] != "info"] == []
     assert data["complete"] is False  # live-only checks cannot run on a tree
     # live-only checks cannot run on a tree; with no time budget the strong hashes were only partly tried
-    assert {s["reason"] for s in data["skipped"]} == {"live_only", "budget", "unsupported"}
+    assert {s["reason"] for s in data["skipped"]} == {"live_only", "budget", "unsupported", "tool_missing"}
+    # no advisory copy was fetched into this state directory: the packages were not matched, and it is said
+    assert {s["check"] for s in data["skipped"] if s["reason"] == "tool_missing"} == {"vulns.package"}
     assert {s["check"] for s in data["skipped"] if s["reason"] == "budget"} == {"weak_passwords.system"}
     # the fixture tree has no package database: its files cannot be checked against one
     assert {s["check"] for s in data["skipped"] if s["reason"] == "unsupported"} == {"integrity.changed_file",

@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -128,36 +129,30 @@ def _source(args: argparse.Namespace, state_dir: Path) -> str:
     return str(fetched)
 
 
-def _warn_skipped(skipped: list[Any]) -> None:
-    if skipped:
-        shown = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:3] if s.source)
-        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        print(f"hostguard: warning: {len(skipped)} OSV records skipped as unreadable ({shown}{more})", file=sys.stderr)
+def _say(notes: Sequence[str], unreadable: Sequence[str]) -> None:
+    """Matching's notes (an index rebuilt; a warning when it could not be written) and unreadable records."""
+    for note in notes:
+        print(f"hostguard: {'warning' if 'in memory' in note else 'note'}: {note}", file=sys.stderr)
+    _warn_unreadable(unreadable)
 
 
-def _results(cache_dir: Path, source: str, packages: list[tuple[str, str, str]]) -> list[PackageResult]:
-    """The packages matched through the advisory index; when it cannot be written, from the records in memory."""
-    from hostguard.store.advisories import AdvisoryStoreError
-    from hostguard.vulns.index import match_packages
-    from hostguard.vulns.match import Index
-    from hostguard.vulns.osv import OsvError, load
+def _warn_unreadable(unreadable: Sequence[str]) -> None:
+    if unreadable:
+        more = f"; and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        print(f"hostguard: warning: {len(unreadable)} OSV records skipped as unreadable "
+              f"({'; '.join(unreadable[:3])}{more})", file=sys.stderr)
+
+
+def _matched(cache_dir: Path, source: str, packages: list[tuple[str, str, str]]) -> list[PackageResult]:
+    """The packages matched through the advisory index (in memory when it cannot be written), notes said."""
+    from hostguard.host.base import HostError
+    from hostguard.vulns.scan import match_results
 
     try:
-        results, index = match_packages(cache_dir, source, packages)
-    except OsvError as exc:
+        results, notes, unreadable = match_results(packages, source, cache_dir)
+    except HostError as exc:
         raise UsageError(str(exc)) from exc
-    except AdvisoryStoreError as exc:
-        print(f"hostguard: warning: {exc}; matching from the records in memory", file=sys.stderr)
-        try:
-            db = load(source, {eco for eco, _, _ in packages})
-        except OsvError as err:
-            raise UsageError(str(err)) from err
-        _warn_skipped(db.stats.skipped)
-        return Index(db.vulns.values()).match_many(packages)
-    index.close()
-    if index.note:
-        print(f"hostguard: note: {index.note}", file=sys.stderr)
-    _warn_skipped(index.info.stats.skipped)
+    _say(notes, unreadable)
     return results
 
 
@@ -166,7 +161,7 @@ def run_match(args: argparse.Namespace) -> int:
 
     packages = _read_packages_file(args.packages)
     cache_dir, state_dir = _cache_and_state(args)
-    results = _results(cache_dir, _source(args, state_dir), packages)
+    results = _matched(cache_dir, _source(args, state_dir), packages)
     out = sys.stdout
     for (ecosystem, name, version), result in zip(packages, results, strict=True):
         line = {
@@ -201,14 +196,41 @@ def host_ecosystems(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _scan_facts(args: argparse.Namespace, host: Any, state: Any) -> Any:
+    """The facts of family ``vulns`` for this host, with ``--db`` in place of ``[vulns] db``."""
+    import dataclasses
+
+    from hostguard.checks.vulns import VulnsConfig
+    from hostguard.cli.common import load_config
+    from hostguard.engine.facts import STATE, Facts
+
+    config = load_config(args.config)
+    if args.db:
+        sections = dict(config.sections)
+        sections["vulns"] = dataclasses.replace(config[VulnsConfig], db=str(args.db))
+        config = dataclasses.replace(config, sections=sections)
+    return Facts(host, config, given={STATE: state})
+
+
 def run_scan(args: argparse.Namespace) -> int:
     """The inventory (live or --root), matched through the advisory index: findings with their upgrade steps,
-    the packages not covered (third-party repositories) by name, and what could not be read."""
+    the packages not covered (third-party repositories) by name, and what could not be read. The findings are
+    those of ``hostguard scan``'s family ``vulns`` (the same facts)."""
+    from hostguard.checks.vulns import (
+        DELETED_MAPPINGS,
+        PENDING,
+        RUNNING_KERNEL,
+        VULNS_INVENTORY,
+        VULNS_MATCHED,
+        WEB_APPS,
+    )
     from hostguard.findings import Severity
     from hostguard.findings import one_line as readable
-    from hostguard.host.base import HostError, open_host
-    from hostguard.vulns.findings import vulns_findings
-    from hostguard.vulns.inventory import collect_inventory
+    from hostguard.host.base import HostError, Unavailable, open_host
+    from hostguard.host.packages import DPKG
+    from hostguard.store.state import StateError, StateStore, default_state_dir
+    from hostguard.vulns.restart import deleted_library_findings, kernel_finding
+    from hostguard.vulns.scan import without_reported
 
     if args.root is not None and not os.path.isdir(args.root):
         raise UsageError(f"--root {args.root}: not a directory")
@@ -216,26 +238,47 @@ def run_scan(args: argparse.Namespace) -> int:
         host = open_host(args.root)
     except HostError as exc:
         raise UsageError(str(exc)) from exc
-    inventory = collect_inventory(host)
-    cache_dir, state_dir = _cache_and_state(args)
-    packages = [(i.ecosystem, i.name, i.version) for i in inventory.covered()]
-    results = dict(zip(packages, _results(cache_dir, _source(args, state_dir), packages), strict=True))
-
-    class Answered:
-        def match(self, ecosystem: str, name: str, version: str) -> PackageResult:
-            return results[(ecosystem, name, version)]
-
-    found = vulns_findings(inventory, Answered())
+    try:
+        state = StateStore(args.state or default_state_dir())
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        facts = _scan_facts(args, host, state)
+        inventory = facts.get(VULNS_INVENTORY)
+        try:
+            matched = facts.get(VULNS_MATCHED)
+        except Unavailable as exc:
+            raise UsageError(exc.detail) from exc
+        except HostError as exc:
+            raise UsageError(str(exc)) from exc
+    finally:
+        state.close()
+    _say(matched.notes, matched.unreadable)
+    found = list(matched.findings)
     notes: list[tuple[str, str]] = []
     pending: dict[str, Any] | None = None
+
+    def ask(what: str, get: Any) -> Any:
+        try:
+            return get()
+        except (HostError, Unavailable, OSError) as exc:
+            notes.append((what, getattr(exc, "detail", "") or str(exc)))
+            return None
+
     if host.live:
-        found += _patched_not_restarted(host, notes)
+        kernel = ask("running kernel", lambda: kernel_finding(facts.get(RUNNING_KERNEL), facts.get(DPKG).packages))
+        found += [kernel] if kernel is not None else []
+        found += deleted_library_findings(ask("processes", lambda: facts.get(DELETED_MAPPINGS)) or ())
         if not args.no_pending:
-            pending = _pending(found, notes)
+            result = ask("pending updates", lambda: facts.get(PENDING))
+            if result is not None:
+                found += without_reported(result.findings, matched.findings)
+                pending = {"security_updates": len(result.updates), "other_updates": len(result.other_updates),
+                           "lists_age_days": result.lists_age_days, "lists_stale": result.lists_stale}
     findings = sorted(found, key=lambda f: (-f.severity.rank, f.title))
     release = None if inventory.release is None else inventory.release.ecosystem
     uncovered = inventory.not_covered()
-    apps = _web_applications(host, args, notes)
+    apps = ask("web applications", lambda: facts.get(WEB_APPS)) or ()
     if args.format == "json":
         data = {"release": release, "findings": [f.to_dict() for f in findings],
                 "not_covered": [{"ecosystem": i.ecosystem, "name": i.name, "version": i.version,
@@ -244,7 +287,7 @@ def run_scan(args: argparse.Namespace) -> int:
                 "pending": pending,
                 "web_applications": [{"name": a.name, "version": a.version, "path": a.path, "advisories": a.advisories}
                                      for a in apps],
-                "stats": {"packages": len(inventory.items), "matched": len(packages), "vulnerable": len(findings)}}
+                "stats": {"packages": len(inventory.items), "matched": matched.asked, "vulnerable": len(findings)}}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         lines = [f"{str(f.severity).upper():<9} {readable(f.title)}" + "".join(
@@ -255,7 +298,7 @@ def run_scan(args: argparse.Namespace) -> int:
                          + (" ..." if len(uncovered) > 20 else ""))
         lines += [f"{a.name} {readable(a.version)} at {readable(a.path)}: {a.advisories}" for a in apps]
         lines += [f"not read: {readable(what)}: {readable(why)}" for what, why in (*inventory.problems, *notes)]
-        lines.append(f"{len(findings)} vulnerable of {len(packages)} packages matched ({len(inventory.items)} found)")
+        lines.append(f"{len(findings)} vulnerable of {matched.asked} packages matched ({len(inventory.items)} found)")
         sys.stdout.write("\n".join(lines) + "\n")
     worst = max((f.severity.rank for f in findings), default=-1)
     return EXIT_FINDINGS if worst >= Severity(args.fail_on).rank else EXIT_OK
@@ -265,6 +308,7 @@ def run_update(args: argparse.Namespace) -> int:
     from hostguard.store.advisories import AdvisoryStoreError
     from hostguard.vulns.index import build, describe
     from hostguard.vulns.osv import OsvError
+    from hostguard.vulns.scan import unreadable_records
     from hostguard.vulns.update import DEFAULT_MIRROR, DownloadError, fetch, osv_dir
 
     if args.db and args.ecosystem:
@@ -281,7 +325,7 @@ def run_update(args: argparse.Namespace) -> int:
         info = build(cache_dir, source)
     except (OsvError, AdvisoryStoreError) as exc:
         raise UsageError(str(exc)) from exc
-    _warn_skipped(info.stats.skipped)
+    _warn_unreadable(unreadable_records(info.stats.skipped))
     summary = describe(info)
     if names:
         summary["fetched"] = names
@@ -292,56 +336,6 @@ def run_update(args: argparse.Namespace) -> int:
         print(f"{fetched}advisory index: {summary['records']} records for {summary['packages']} packages from "
               f"{summary['source']} ({summary['seconds']:.1f} s)")
     return EXIT_OK
-
-
-def _web_applications(host: Any, args: argparse.Namespace, notes: list[tuple[str, str]]) -> list[Any]:
-    """The web applications of the document roots whose version is readable (no advisory feed covers them)."""
-    from hostguard.cli.common import load_config
-    from hostguard.engine.facts import Facts
-    from hostguard.host.base import HostError, Unavailable
-    from hostguard.host.web.servers import WEB_SERVERS
-    from hostguard.vulns.webapps import web_applications
-
-    try:
-        return web_applications(host, Facts(host, load_config(args.config)).get(WEB_SERVERS))
-    except (HostError, Unavailable, OSError) as exc:
-        notes.append(("web applications", str(exc)))
-        return []
-
-
-def _pending(found: list[Any], notes: list[tuple[str, str]]) -> dict[str, Any] | None:
-    """The security updates apt has waiting (added to ``found``), and how old its package lists are; None
-    (with a note) where apt cannot be asked."""
-    from hostguard.vulns.pending import pending_security_updates
-
-    result = pending_security_updates()
-    if not result.available:
-        notes.append(("pending updates", f"{result.reason}: {result.detail}"))
-        return None
-    found += result.findings
-    return {"security_updates": len(result.updates), "other_updates": len(result.other_updates),
-            "lists_age_days": result.lists_age_days, "lists_stale": result.lists_stale}
-
-
-def _patched_not_restarted(host: Any, notes: list[tuple[str, str]]) -> list[Any]:
-    """Live only: the running kernel older than the newest installed one, and processes still running
-    deleted libraries (patched on disk, not restarted)."""
-    from hostguard.host.base import HostError, Unavailable
-    from hostguard.host.packages import collect_dpkg
-    from hostguard.vulns.restart import deleted_library_findings, deleted_mappings, kernel_finding, running_kernel
-
-    out = []
-    try:
-        kernel = kernel_finding(running_kernel(host), collect_dpkg(host).packages)
-        if kernel is not None:
-            out.append(kernel)
-    except (HostError, Unavailable, OSError) as exc:
-        notes.append(("running kernel", str(exc)))
-    try:
-        out += deleted_library_findings(deleted_mappings(host))
-    except (HostError, Unavailable, OSError) as exc:
-        notes.append(("processes", str(exc)))
-    return out
 
 
 def run_vulns(args: argparse.Namespace) -> int:

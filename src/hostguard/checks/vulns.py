@@ -1,0 +1,209 @@
+"""Vulnerable packages and updates not yet in effect: what "patch in time" asks of a server.
+
+``hostguard scan`` matches the host's packages (the distribution's, Python environments, npm and Composer
+projects; live or ``--root``) against the local OSV advisory copy (``hostguard vulns update`` fetches it;
+``[vulns] db`` names another) and, on a running system, asks the package manager which security updates
+are waiting, compares the running kernel with the newest installed one and finds services still running
+libraries an upgrade replaced. ``hostguard vulns scan`` shows the same findings with the packages listed
+as not covered; ``hostguard fix`` carries out their upgrade steps.
+
+What could not be looked at is said, never taken for "not vulnerable": no advisory copy, packages from
+third-party repositories (the distribution's advisories do not speak of them), web applications no open
+advisory feed covers (WordPress core), and sources that could not be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hostguard.config import setting
+from hostguard.engine.context import Context
+from hostguard.engine.facts import STATE, Fact, config_input
+from hostguard.engine.registry import Family, check
+from hostguard.findings import Finding, SkipReason
+from hostguard.host.base import Host, HostError, Unavailable
+from hostguard.host.packages import DPKG, DpkgDatabase
+from hostguard.host.web.servers import WEB_SERVERS, WebServers
+from hostguard.store.state import StateStore
+from hostguard.vulns.inventory import DEFAULT_PATHS, Inventory, InventoryOptions, collect_inventory
+from hostguard.vulns.pending import PendingResult
+from hostguard.vulns.restart import DeletedMapping
+from hostguard.vulns.scan import Matched
+from hostguard.vulns.webapps import WebApp
+
+SHOWN = 12  # names listed in one skipped entry's detail
+
+
+@dataclass(frozen=True)
+class VulnsConfig:
+    """[vulns]: the advisory copy, where language environments are looked for, and package-list freshness."""
+
+    db: str = setting("", "A local OSV copy (per-ecosystem directories of <ID>.json or all.zip, as osv.dev exports "
+                          "them) to match against; empty: the copy `hostguard vulns update` fetched into the "
+                          "state directory.")
+    paths: tuple[str, ...] = setting(DEFAULT_PATHS, "Directories searched for virtualenvs, npm projects "
+                                                    "(package-lock.json, node_modules) and composer.lock files.")
+    max_depth: int = setting(6, "How many directories deep `paths` are searched.", min=0, max=64)
+    max_list_age_days: float = setting(7.0, "The package manager's lists older than this many days are a "
+                                            "finding: pending updates newer than them cannot be known.", min=0)
+
+
+def collect_vulns_inventory(host: Host, cfg: VulnsConfig) -> Inventory:
+    """The packages of every ecosystem the host has (unreadable sources are the inventory's problems)."""
+    return collect_inventory(host, InventoryOptions(paths=cfg.paths, max_depth=cfg.max_depth))
+
+
+def collect_matched(host: Host, inventory: Inventory, cfg: VulnsConfig, state: StateStore | None) -> Matched:
+    """The inventory matched against the advisory copy (Unavailable when there is none)."""
+    from hostguard.vulns.scan import advisory_source, match_inventory
+
+    source = advisory_source(cfg.db, state.directory if state is not None else None)
+    return match_inventory(inventory, source, state.cache_dir if state is not None else None)
+
+
+def collect_pending(host: Host, cfg: VulnsConfig) -> PendingResult:
+    """The security updates the package manager has waiting (live: it is asked, never refreshed)."""
+    from hostguard.vulns.pending import pending_security_updates
+
+    if not host.live:
+        raise Unavailable(SkipReason.LIVE_ONLY, "the package manager is asked about waiting updates on a running "
+                                                "system only")
+    result = pending_security_updates(max_list_age_days=cfg.max_list_age_days)
+    if not result.available:
+        raise Unavailable(result.reason or SkipReason.ERROR, result.detail)
+    return result
+
+
+def collect_running_kernel(host: Host) -> str:
+    """``uname -r`` of the running system (live only)."""
+    from hostguard.vulns.restart import running_kernel
+
+    return running_kernel(host)
+
+
+def collect_deleted_mappings(host: Host) -> tuple[DeletedMapping, ...]:
+    """Processes mapping libraries deleted from disk (live only)."""
+    from hostguard.vulns.restart import deleted_mappings
+
+    try:
+        return tuple(deleted_mappings(host))
+    except OSError as exc:
+        raise HostError(f"/proc: {exc.strerror or exc}") from exc
+
+
+def collect_web_apps(host: Host, servers: WebServers | None) -> tuple[WebApp, ...]:
+    """Web applications in the document roots whose version is readable (no advisory feed covers them)."""
+    from hostguard.vulns.webapps import web_applications
+
+    return tuple(web_applications(host, servers)) if servers is not None else ()
+
+
+VULNS_INVENTORY: Fact[Inventory] = Fact("vulns_inventory", collect_vulns_inventory, inputs=(config_input("vulns"),))
+VULNS_MATCHED: Fact[Matched] = Fact("vulns_matched", collect_matched,
+                                    inputs=(VULNS_INVENTORY, config_input("vulns"), STATE.best_effort))
+PENDING: Fact[PendingResult] = Fact("pending_updates", collect_pending, inputs=(config_input("vulns"),))
+
+
+def collect_pending_unreported(host: Host, pending: PendingResult, matched: Matched | None) -> tuple[Finding, ...]:
+    """The pending security updates no ``vulns.package`` finding already upgrades (all of them when there are
+    no advisories to match against: the package manager's word stands alone)."""
+    from hostguard.vulns.pending import CHECK_ID
+    from hostguard.vulns.scan import without_reported
+
+    waiting = [f for f in pending.findings if f.id == CHECK_ID]
+    return tuple(without_reported(waiting, matched.findings if matched is not None else ()))
+
+
+PENDING_UNREPORTED: Fact[tuple[Finding, ...]] = Fact("pending_updates_unreported", collect_pending_unreported,
+                                                     inputs=(PENDING, VULNS_MATCHED.best_effort))
+RUNNING_KERNEL: Fact[str] = Fact("running_kernel", collect_running_kernel)
+DELETED_MAPPINGS: Fact[tuple[DeletedMapping, ...]] = Fact("deleted_library_mappings", collect_deleted_mappings)
+WEB_APPS: Fact[tuple[WebApp, ...]] = Fact("web_applications", collect_web_apps, inputs=(WEB_SERVERS.best_effort,))
+
+FAMILY = Family("vulns", __doc__ or "", VulnsConfig)
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(items[:SHOWN]) + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def coverage_gaps(inventory: Inventory, apps: tuple[WebApp, ...]) -> Iterator[tuple[SkipReason, str]]:
+    """What the package findings could not speak of: packages not covered (by reason), web applications
+    without an advisory feed, and inventory sources that could not be read."""
+    release = inventory.release.ecosystem if inventory.release and inventory.release.ecosystem else "the distribution"
+    uncovered = inventory.not_covered()
+    if uncovered:
+        yield (SkipReason.UNSUPPORTED,
+               f"{len(uncovered)} packages not covered by {release}'s advisories (third-party repositories or "
+               f"the distribution's own Python): " + _names([f"{i.name} {i.version}" for i in uncovered]))
+    if apps:
+        yield (SkipReason.UNSUPPORTED, "web applications with no open advisory feed (follow their security "
+                                       "releases): " + _names([f"{a.name} {a.version} at {a.path}" for a in apps]))
+    for what, why in inventory.problems:
+        yield SkipReason.ERROR, f"{what}: {why}"
+
+
+@check(id="vulns.package", severity="high", summary="An installed package is affected by a published advisory",
+       needs=(VULNS_MATCHED, VULNS_INVENTORY, WEB_APPS), tags=("T1190", "T1068"))
+def vulnerable_package(ctx: Context) -> Iterator[Finding]:
+    """Matches every installed package against the OSV advisories of its ecosystem, offline, in each
+    ecosystem's own version order (dpkg's for Debian and Ubuntu, so a backported fix such as ``+deb12u1`` is
+    seen as fixed; rpm's, apk's, PEP 440, SemVer, Maven): the distribution's packages by their source
+    package, Python distributions per environment, npm and Composer packages per project. One finding per
+    package and place, at the most severe advisory's severity (CVSS where the record has it), with the
+    fixed version and the exact command of the package manager that upgrades it (run by ``hostguard fix``),
+    or "no fix yet". Packages from third-party repositories and web applications without an advisory feed
+    are listed in ``skipped``, by name."""
+    matched: Matched = ctx.fact(VULNS_MATCHED)
+    for reason, detail in coverage_gaps(ctx.fact(VULNS_INVENTORY), ctx.fact(WEB_APPS)):
+        ctx.skip(reason, detail)
+    if matched.unreadable:
+        ctx.skip(SkipReason.ERROR, f"{len(matched.unreadable)} OSV records unreadable: {_names(list(matched.unreadable))}")
+    yield from matched.findings
+
+
+@check(id="vulns.pending_update", severity="medium", summary="A security update is waiting to be installed",
+       needs=(PENDING_UNREPORTED,), tags=("T1190",))
+def pending_update(ctx: Context) -> Iterator[Finding]:
+    """Asks the package manager, without refreshing its lists, which upgrades it has waiting from a security
+    archive (apt: a simulated ``dist-upgrade``, so upgrades that need a new package are not hidden, and a
+    newer point-release version that supersedes a security upload still counts). One finding per package
+    with the command that installs exactly it; a package a ``vulns.package`` finding already upgrades is
+    not repeated."""
+    yield from ctx.fact(PENDING_UNREPORTED)
+
+
+@check(id="vulns.package_lists_stale", severity="low", summary="The package lists are too old to show waiting updates",
+       needs=(PENDING,), tags=("T1190",))
+def package_lists_stale(ctx: Context) -> Iterator[Finding]:
+    """The package manager's lists (apt: ``/var/lib/apt/lists``) were last refreshed more than
+    ``[vulns] max_list_age_days`` ago, or never: updates published since are unknown to it and to
+    ``vulns.pending_update``. hostguard never refreshes them itself; the fix is ``apt-get update``."""
+    from hostguard.vulns.pending import LISTS_CHECK_ID
+
+    yield from (f for f in ctx.fact(PENDING).findings if f.id == LISTS_CHECK_ID)
+
+
+@check(id="vulns.kernel_not_running", severity="medium", summary="A newer kernel is installed but not running",
+       needs=(RUNNING_KERNEL, DPKG), tags=("T1068",))
+def kernel_not_running(ctx: Context) -> Iterator[Finding]:
+    """The running kernel (``uname -r``) is older than the newest installed kernel image package: the
+    upgrade's fixes are on disk but not in effect until a reboot into it."""
+    from hostguard.vulns.restart import kernel_finding
+
+    dpkg: DpkgDatabase = ctx.fact(DPKG)
+    found = kernel_finding(ctx.fact(RUNNING_KERNEL), dpkg.packages)
+    if found is not None:
+        yield found
+
+
+@check(id="vulns.deleted_library", severity="medium", summary="A service still runs libraries an upgrade replaced",
+       needs=(DELETED_MAPPINGS,), tags=("T1068",))
+def deleted_library(ctx: Context) -> Iterator[Finding]:
+    """A running process maps a shared library that was deleted from disk under the library directories (an
+    upgrade replaced it): patched, not restarted. One finding per systemd service (fixed by ``systemctl
+    restart UNIT``), else per executable."""
+    from hostguard.vulns.restart import deleted_library_findings
+
+    yield from deleted_library_findings(ctx.fact(DELETED_MAPPINGS))
