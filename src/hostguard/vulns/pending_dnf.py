@@ -457,7 +457,7 @@ def _run(argv: Sequence[str], env: Mapping[str, str], deadline: float, timeout: 
         raise _Failed(SkipReason.BUDGET, f"{what} took over {timeout:g} s") from None
     except OSError as exc:
         raise _Failed(SkipReason.TOOL_MISSING, f"{argv[0]}: {exc.strerror or exc}") from None
-    if proc.returncode != 0 and not (empty_ok and "No matching Packages" in proc.stderr):
+    if proc.returncode != 0 and not (empty_ok and "no matching packages" in proc.stderr.lower()):
         lines = proc.stderr.splitlines()
         errors = [ln.strip() for ln in lines if ln.startswith("Error")] or [ln.strip() for ln in lines[-1:]]
         raise _Failed(SkipReason.ERROR, f"{what} failed (exit {proc.returncode}): " + " ".join(errors))
