@@ -26,6 +26,10 @@ if [ "$mode" = test ]; then
   # rpm databases written by the real rpm (sqlite) and Berkeley DB files written by the real db5.3_load,
   # read by hostguard's own readers in the integrity tests (rpm only builds and installs into temp roots)
   pkgs+=(rpm db5.3-util)
+  # dnf (dnf 4) and createrepo_c/modifyrepo_c: the pending dnf/yum security update tests build a local rpm
+  # repository with an updateinfo.xml and run the real dnf against it under a private --config,
+  # --installroot and cache (rpmbuild comes from rpm, above); installing dnf enables no service or timer
+  pkgs+=(dnf createrepo-c)
   # crontab (validating cron fixes in a private mount namespace), pamtester (real PAM stacks on fixed
   # copies), openssl (a known password's hash for that stack)
   pkgs+=(cron pamtester openssl)
