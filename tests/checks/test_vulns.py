@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,35 @@ def test_hostguard_scan_runs_the_family_on_this_machine(tmp_path: Path) -> None:
                             text=True, env=env, timeout=600)
     same = [f for f in json.loads(direct.stdout)["findings"] if f["target"].get("name") == "util-linux"]
     assert [f["fingerprint"] for f in same] == [ours[0]["fingerprint"]]
+
+
+def test_alpine_root_tree_pending_updates_are_marked_by_the_advisories_and_not_repeated(tmp_path: Path) -> None:
+    """apk's pending updates under --root: the cached index offers busybox 1.36.1-r19, which fixes the advisory
+    the package check reports (so the update is a security one, and the package finding carries its fix);
+    ca-certificates' newer version fixes nothing known. A stale index asks for `apk update`."""
+    from hostguard.engine.facts import Facts
+    from tests.vulns.test_pending_apk import DAY, write_host
+
+    tree = write_host(tmp_path / "host", mtime=time.time() - 30 * DAY)
+    (tree / "etc/os-release").write_text('NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.19.1\n')
+    db = tmp_path / "osv"
+    write_dir(db, "Alpine", record("ALPINE-TEST-1", affected("Alpine:v3.19", "busybox",
+                                                             rng(("introduced", "0"), ("fixed", "1.36.1-r19")))))
+    state = StateStore(tmp_path / "state")
+    try:
+        facts = Facts(RootHost(str(tree)), make_config(vulns={"db": str(db), "paths": []}), given={STATE: state})
+        pending = facts.get(PENDING)
+        package = facts.get(VULNS_MATCHED).findings
+    finally:
+        state.close()
+    assert [(u.name, u.new, u.origins) for u in pending.updates][:1] == [
+        ("busybox", "1.36.1-r19", ("https://mirror.example.test/alpine/v3.19/main",))]
+    assert {u.name for u in pending.updates} == {"busybox", "ssl_client"}
+    assert "ca-certificates" in {u.name for u in pending.other_updates}
+    [busybox] = package
+    assert busybox.target == {"kind": "package", "ecosystem": "Alpine:v3.19", "name": "busybox"}
+    assert dict(busybox.remediation.steps[0].args)["command"] == "apk upgrade busybox ssl_client"  # type: ignore[union-attr]
+    found, skipped = _run("vulns.pending_update", RootHost(str(tree)), tmp_path, db)
+    assert found == [] and skipped == []  # both are the package finding's upgrade
+    stale, _ = _run("vulns.package_lists_stale", RootHost(str(tree)), tmp_path, db)
+    assert [f.id for f in stale] == ["vulns.package_lists_stale"] and "apk update" in stale[0].remediation.summary

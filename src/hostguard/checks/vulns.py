@@ -14,7 +14,7 @@ advisory feed covers (WordPress core), and sources that could not be read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from hostguard.config import setting
@@ -22,8 +22,9 @@ from hostguard.engine.context import Context
 from hostguard.engine.facts import STATE, Fact, config_input
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
+from hostguard.host.apkdb import APK_INSTALLED
 from hostguard.host.base import Host, HostError, Unavailable
-from hostguard.host.packages import DPKG, DpkgDatabase
+from hostguard.host.packages import DPKG, DPKG_STATUS, DpkgDatabase
 from hostguard.host.web.servers import WEB_SERVERS, WebServers
 from hostguard.store.state import StateStore
 from hostguard.vulns.inventory import DEFAULT_PATHS, Inventory, InventoryOptions, collect_inventory
@@ -62,17 +63,53 @@ def collect_matched(host: Host, inventory: Inventory, cfg: VulnsConfig, state: S
     return match_inventory(inventory, source, state.cache_dir if state is not None else None)
 
 
-def collect_pending(host: Host, cfg: VulnsConfig) -> PendingResult:
-    """The security updates the package manager has waiting (live: it is asked, never refreshed)."""
+def collect_pending(host: Host, cfg: VulnsConfig, matched: Matched | None) -> PendingResult:
+    """The security updates the host's package manager has waiting, from what it already knows (its lists
+    are never refreshed): apk from the cached indexes (also under --root; an update is a security one when
+    an advisory that affects the installed version is fixed by it), apt and dnf/yum asked live."""
     from hostguard.vulns.pending import pending_security_updates
+    from hostguard.vulns.pending_apk import pending_apk_updates
+    from hostguard.vulns.pending_dnf import pending_dnf_updates
 
-    if not host.live:
-        raise Unavailable(SkipReason.LIVE_ONLY, "the package manager is asked about waiting updates on a running "
-                                                "system only")
-    result = pending_security_updates(max_list_age_days=cfg.max_list_age_days)
+    if host.exists(APK_INSTALLED):
+        result = pending_apk_updates(host, max_index_age_days=cfg.max_list_age_days,
+                                     security=fixed_by(matched.findings if matched is not None else ()))
+    elif not host.live:
+        raise Unavailable(SkipReason.LIVE_ONLY, "apt and dnf are asked about waiting updates on a running system only")
+    elif host.exists(DPKG_STATUS):
+        result = pending_security_updates(max_list_age_days=cfg.max_list_age_days)
+    else:
+        result = pending_dnf_updates(max_metadata_age_days=cfg.max_list_age_days)
     if not result.available:
         raise Unavailable(result.reason or SkipReason.ERROR, result.detail)
     return result
+
+
+def fixed_by(findings: Iterable[Finding]) -> Callable[[str, str, str], Sequence[str]]:
+    """For apk's pending updates: the advisories of the ``vulns.package`` findings about an origin at its
+    installed version that the waiting version fixes (a fix at or below it)."""
+    from hostguard.vulns.findings import CHECK_ID
+    from hostguard.vulns.versions import InvalidVersion, UnsupportedEcosystem, compare
+
+    by_origin: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for f in findings:
+        if f.id == CHECK_ID and str(f.target.get("ecosystem", "")).startswith(("Alpine", "Wolfi", "Chainguard")):
+            for adv in f.evidence.get("advisories", ()):
+                if adv.get("fix"):
+                    by_origin.setdefault((str(f.target["name"]), str(f.evidence["installed"])), []).append(
+                        (str(f.target["ecosystem"]), str(adv["id"]), str(adv["fix"])))
+
+    def lookup(origin: str, installed: str, new: str) -> Sequence[str]:
+        ids = []
+        for ecosystem, vid, fix in by_origin.get((origin, installed), ()):
+            try:
+                if compare(ecosystem, fix, new) <= 0:
+                    ids.append(vid)
+            except (InvalidVersion, UnsupportedEcosystem):
+                continue
+        return ids
+
+    return lookup
 
 
 def collect_running_kernel(host: Host) -> str:
@@ -102,7 +139,8 @@ def collect_web_apps(host: Host, servers: WebServers | None) -> tuple[WebApp, ..
 VULNS_INVENTORY: Fact[Inventory] = Fact("vulns_inventory", collect_vulns_inventory, inputs=(config_input("vulns"),))
 VULNS_MATCHED: Fact[Matched] = Fact("vulns_matched", collect_matched,
                                     inputs=(VULNS_INVENTORY, config_input("vulns"), STATE.best_effort))
-PENDING: Fact[PendingResult] = Fact("pending_updates", collect_pending, inputs=(config_input("vulns"),))
+PENDING: Fact[PendingResult] = Fact("pending_updates", collect_pending,
+                                     inputs=(config_input("vulns"), VULNS_MATCHED.best_effort))
 
 
 def collect_pending_unreported(host: Host, pending: PendingResult, matched: Matched | None) -> tuple[Finding, ...]:
