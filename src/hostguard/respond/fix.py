@@ -23,6 +23,11 @@ as root, so it goes in small, checked moves, one finding at a time:
    ``respond/quarantine.py`` (path walked with ``O_NOFOLLOW``, device and inode re-checked, sha256
    verified); a process running it is killed first only with ``--kill``. ``hostguard quarantine restore ID``
    brings it back, not ``--undo`` (the ledger, not the fix record, holds it).
+7. ``Action("upgrade")`` steps (vulnerable packages, waiting security updates) run the package manager's
+   printed command through ``respond/upgrade.py`` (live only: a tree's packages are upgraded inside that
+   system): accepted only in the shapes hostguard prints, a language environment's manager as that
+   environment's owner. An upgrade is not reversible: it is noted on its own, and when the re-scan still
+   finds the problem the fix ends "not fixed" (there is nothing to roll back).
 
 Every fix, rollback, undo and confirm is recorded in the audit log. Nothing here prints: ``out`` is given.
 """
@@ -49,6 +54,9 @@ from hostguard.respond.apply import ApplyError, apply
 from hostguard.respond.kill import DEFAULT_GRACE, GONE, KEEP_LIMIT, kill_process
 from hostguard.respond.quarantine import QuarantineError, quarantine, request_of
 from hostguard.respond.records import FixRecord, RecordError
+from hostguard.respond.upgrade import Upgrade, UpgradeError
+from hostguard.respond.upgrade import prepare as prepare_upgrade
+from hostguard.respond.upgrade import run as run_upgrade
 from hostguard.respond.validate import services, validate
 from hostguard.store.state import StateStore
 
@@ -63,6 +71,7 @@ GUARDED_PREFIXES = ("/etc/ufw/", "/etc/firewalld/")
 DEFAULT_ROLLBACK_SECONDS = 120
 COMMAND_TIMEOUT = 300
 KILL_NOTE = "kill (not reversible): "   # a record's note per kill; --undo cannot bring a process back
+UPGRADE_NOTE = "upgrade (not reversible by --undo): "   # a record's note per upgrade run
 QUARANTINE_NOTE = "quarantine: "   # a record's note per quarantined file; `hostguard quarantine restore` undoes it
 EVIDENCE_DIR = "evidence"   # <state>/evidence/<sha256>: programs of killed processes, never deleted
 
@@ -116,6 +125,7 @@ class Plan:
     skipped: list[str] = field(default_factory=list)
     kills: list[Action] = field(default_factory=list)   # Action("kill") steps, run with --kill only
     quarantines: list[Action] = field(default_factory=list)   # Action("quarantine") steps
+    upgrades: list[Upgrade] = field(default_factory=list)   # Action("upgrade") steps, as they will run
     removed: list[str] = field(default_factory=list)    # files an ``rm`` step removes (host paths)
     blocked: str | None = None
 
@@ -142,6 +152,8 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
             _plan_kill(plan, step, settings)
         elif isinstance(step, Action) and step.action == "quarantine":
             plan.quarantines.append(step)
+        elif isinstance(step, Action) and step.action == "upgrade":
+            _plan_upgrade(plan, step, settings)
         elif isinstance(step, Action):
             plan.blocked = f"`{step.describe()}` is an action of its own, not run by fix"
         elif isinstance(step, Command):
@@ -149,7 +161,7 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
         else:
             plan.file_steps.append(step)
     if (finding.remediation.manual and plan.blocked is None and not plan.file_steps and not plan.before
-            and not plan.kills and not plan.quarantines):
+            and not plan.kills and not plan.quarantines and not plan.upgrades):
         plan.blocked = finding.remediation.manual
     return plan
 
@@ -161,6 +173,18 @@ def _plan_kill(plan: Plan, step: Action, settings: FixSettings) -> None:
         plan.blocked = f"`{step.describe()}`: `hostguard fix --kill` would do it (not reversible)"
     elif plan.blocked is None:
         plan.kills.append(step)
+
+
+def _plan_upgrade(plan: Plan, step: Action, settings: FixSettings) -> None:
+    command = dict(step.args).get("command", "")
+    if not settings.live:
+        plan.blocked = (f"`{command}` upgrades a running system's packages: run it inside that system (a mounted "
+                        f"image: `chroot {settings.where} {command}`)")
+        return
+    try:
+        plan.upgrades.append(prepare_upgrade(step))
+    except UpgradeError as exc:
+        plan.blocked = f"`{command}` is not run: {exc}"
 
 
 def kill_args(step: Action) -> tuple[int, str, str | None]:
@@ -249,6 +273,7 @@ def preview(plan: Plan, root: str) -> list[str]:
               for s in plan.kills]
     lines += [f"  quarantine (moved into the state directory, restorable): {s.describe().removeprefix('hostguard ')}"
               for s in plan.quarantines]
+    lines += [f"  upgrade (not reversible): {u.describe()}" for u in plan.upgrades]
     if plan.kills and plan.finding.remediation.manual:
         lines.append(f"  by hand: {plan.finding.remediation.manual}")
     return lines
@@ -405,8 +430,20 @@ class Fixer:
             problem = self._quarantine(record, step)
             if problem:
                 return self._rollback(record, directory, problem)
+        for upgrade in plan.upgrades:
+            self.out(f"  upgrading: {upgrade.describe()}")
+            ok, text = run_upgrade(upgrade)
+            record.notes.append(f"{UPGRADE_NOTE}{upgrade.describe()}: {'done' if ok else 'failed'}")
+            self.state.audit(self.key, "upgrade", upgrade.manager, f"{'done' if ok else 'failed'}: {text[-200:]}",
+                             now_iso(), json.dumps({"argv": list(upgrade.argv), "cwd": upgrade.cwd, "uid": upgrade.uid,
+                                                    "fix": record.id, "fingerprint": record.fingerprint}))
+            if not ok:
+                return self._rollback(record, directory, f"`{upgrade.describe()}` failed: {text}", status=records.FAILED)
         after = {f.fingerprint: f for f in self._scan([family])}
         self.fresh = {family: after}
+        if fp in after and plan.upgrades and not (plan.file_steps or plan.before or plan.after):
+            return self._end(record, directory, records.FAILED, "the upgrade ran, but the re-scan still finds it "
+                             "(is the fixed version in the package manager's lists?)")
         if fp in after:
             return self._rollback(record, directory, "the re-scan still finds it")
         new = [f for f_fp, f in after.items() if f_fp not in before and f.severity.rank >= Severity.MEDIUM.rank]
@@ -490,6 +527,8 @@ class Fixer:
         kills = [n for n in record.notes if n.startswith(KILL_NOTE)]
         if kills:
             self.out("  a kill is not reversible: the process is not brought back by a rollback or --undo")
+        if any(n.startswith(UPGRADE_NOTE) for n in record.notes):
+            self.out("  an upgrade is not undone by --undo: the package manager keeps the older version's history")
         if status == records.APPLIED and _reversible(record):
             self.out(f"  undo with: hostguard fix --undo {record.id}")
         return status == records.APPLIED
@@ -498,7 +537,7 @@ class Fixer:
 def _reversible(record: FixRecord) -> bool:
     """Whether ``--undo`` has anything to bring back (a fix that only killed a process has not)."""
     return bool(record.files or record.undo or record.commands) or not any(
-        n.startswith((KILL_NOTE, QUARANTINE_NOTE)) for n in record.notes)
+        n.startswith((KILL_NOTE, QUARANTINE_NOTE, UPGRADE_NOTE)) for n in record.notes)
 
 
 def _detail(record: FixRecord, notes: list[str] | None = None) -> str:
