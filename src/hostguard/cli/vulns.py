@@ -182,10 +182,12 @@ def host_ecosystems(args: argparse.Namespace) -> list[str]:
 
     found: list[str] = []
     if not args.ecosystem:
+        from hostguard.checks.vulns import VulnsConfig, collect_vulns_inventory
+        from hostguard.cli.common import load_config
         from hostguard.host.base import open_host
-        from hostguard.vulns.inventory import collect_inventory
 
-        found = sorted({item.ecosystem for item in collect_inventory(open_host(None)).covered()})
+        inventory = collect_vulns_inventory(open_host(None), load_config(args.config)[VulnsConfig])
+        found = sorted({item.ecosystem for item in inventory.covered()})
     try:
         names = wanted_exports(args.ecosystem, found)
     except ValueError as exc:
