@@ -190,7 +190,7 @@ def test_the_apt_upgrade_fix_runs_apt_and_dpkg_on_a_private_root_and_the_update_
     its step carried out by fix's upgrade runner, and the simulation asked again."""
     from hostguard.respond.upgrade import run
     from hostguard.vulns.pending import pending_security_updates
-    from tests.vulns.test_pending import _host_apt_state
+    from tests.vulns.test_pending import _host_apt_state, private_apt
 
     need_root("dpkg --root")
     host_before = (_host_apt_state(), os.stat("/var/log/dpkg.log").st_size if os.path.exists("/var/log/dpkg.log") else 0)
@@ -215,21 +215,7 @@ def test_the_apt_upgrade_fix_runs_apt_and_dpkg_on_a_private_root_and_the_update_
     (archive / "Packages").write_text(scan.stdout)
     (archive / "Release").write_text("Origin: Debian\nLabel: Debian-Security\nSuite: bookworm-security\n"
                                      "Codename: bookworm-security\nVersion: 12\n")
-    apt = tmp_path / "apt"
-    for d in ("state/lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/preferences.d", "log"):
-        (apt / d).mkdir(parents=True)
-    (apt / "etc/sources.list").write_text(f"deb [trusted=yes] file:{archive} ./\n")
-    conf = apt / "apt.conf"
-    settings = {
-        "Dir::State": apt / "state", "Dir::State::Lists": apt / "state/lists",
-        "Dir::State::status": root / "var/lib/dpkg/status", "Dir::State::extended_states": apt / "state/extended_states",
-        "Dir::Cache": apt / "cache", "Dir::Etc": apt / "etc", "Dir::Etc::SourceList": apt / "etc/sources.list",
-        "Dir::Etc::SourceParts": apt / "etc/sources.list.d", "Dir::Etc::Parts": apt / "etc/apt.conf.d",
-        "Dir::Etc::main": "/dev/null", "Dir::Etc::Preferences": apt / "etc/preferences",
-        "Dir::Etc::PreferencesParts": apt / "etc/preferences.d", "Dir::Log": apt / "log",
-        "APT::Sandbox::User": "root", "Acquire::Languages": "none"}
-    conf.write_text("".join(f'{k} "{v}";\n' for k, v in settings.items())
-                    + "DPkg::Options {" + "".join(f' "{o}";' for o in dpkg_opts) + " };\n")
+    conf = private_apt(tmp_path / "apt", (archive,), root / "var/lib/dpkg/status", dpkg_options=tuple(dpkg_opts))
     env = {**os.environ, "APT_CONFIG": str(conf), "LC_ALL": "C"}
     subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True, timeout=120)
 

@@ -55,6 +55,28 @@ def _host_apt_state() -> dict[str, tuple[int, int, tuple[str, ...]]]:
     return out
 
 
+def private_apt(base: Path, archives: tuple[Path, ...], status: Path, extra: dict[str, object] | None = None,
+                dpkg_options: tuple[str, ...] = ()) -> Path:
+    """An APT_CONFIG file of apt's own under ``base`` (state, cache, sources naming ``archives`` as trusted
+    flat ``file:`` repositories, an empty apt.conf.d so the host's hooks never run), reading dpkg's
+    ``status`` and passing ``dpkg_options`` to dpkg."""
+    for d in ("state/lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/preferences.d", "log"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "etc/sources.list").write_text("".join(f"deb [trusted=yes] file:{a} ./\n" for a in archives))
+    settings: dict[str, object] = {
+        "Dir::State": base / "state", "Dir::State::Lists": base / "state/lists",
+        "Dir::State::status": status, "Dir::State::extended_states": base / "state/extended_states",
+        "Dir::Cache": base / "cache", "Dir::Etc": base / "etc", "Dir::Etc::SourceList": base / "etc/sources.list",
+        "Dir::Etc::SourceParts": base / "etc/sources.list.d", "Dir::Etc::Parts": base / "etc/apt.conf.d",
+        "Dir::Etc::main": "/dev/null", "Dir::Etc::Preferences": base / "etc/preferences",
+        "Dir::Etc::PreferencesParts": base / "etc/preferences.d", "Dir::Log": base / "log",
+        "APT::Sandbox::User": "root", "Acquire::Languages": "none", **(extra or {})}
+    conf = base / "apt.conf"
+    conf.write_text("".join(f'{k} "{v}";\n' for k, v in settings.items())
+                    + ("DPkg::Options {" + "".join(f' "{o}";' for o in dpkg_options) + " };\n" if dpkg_options else ""))
+    return conf
+
+
 def _deb(build: Path, archive: Path, name: str, version: str) -> None:
     root = build / f"{name}_{version}"
     (root / "DEBIAN").mkdir(parents=True)
@@ -92,21 +114,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                    "Codename: bookworm-security\nVersion: 12\n")
     main = _archive(base, "main", MAIN, "Origin: Debian\nLabel: Debian\nSuite: stable\nCodename: bookworm\n"
                     "Version: 12.8\n")
-    for d in ("state/lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/preferences.d", "log"):
-        (base / d).mkdir(parents=True)
-    (base / "etc/sources.list").write_text(f"deb [trusted=yes] file:{sec} ./\ndeb [trusted=yes] file:{main} ./\n")
     (base / "status").write_text("".join(
         f"Package: {n}\nStatus: {'hold' if n in HELD else 'install'} ok installed\nVersion: {v}\nArchitecture: all\n"
         f"Maintainer: Test <t@example.test>\nDescription: x\n\n" for n, v in INSTALLED.items()))
-    conf = base / "apt.conf"
-    conf.write_text("".join(f'{k} "{v}";\n' for k, v in {
-        "Dir::State": base / "state", "Dir::State::Lists": base / "state/lists",
-        "Dir::State::status": base / "status", "Dir::State::extended_states": base / "state/extended_states",
-        "Dir::Cache": base / "cache", "Dir::Etc": base / "etc", "Dir::Etc::SourceList": base / "etc/sources.list",
-        "Dir::Etc::SourceParts": base / "etc/sources.list.d", "Dir::Etc::Parts": base / "etc/apt.conf.d",
-        "Dir::Etc::main": "/dev/null", "Dir::Etc::Preferences": base / "etc/preferences",
-        "Dir::Etc::PreferencesParts": base / "etc/preferences.d", "Dir::Log": base / "log",
-        "APT::Sandbox::User": "root", "Acquire::Languages": "none", "Debug::NoLocking": "1"}.items()))
+    conf = private_apt(base, (sec, main), base / "status", {"Debug::NoLocking": "1"})
     before = _host_apt_state()
     env = {**os.environ, "APT_CONFIG": str(conf), "LC_ALL": "C"}
     # the one apt-get update of these tests: under the private configuration only
