@@ -31,6 +31,7 @@ from hostguard.vulns.pending import (
     parse_policy,
     parse_simulation,
     pending_security_updates,
+    upgrade_argv,
 )
 
 HOST_APT = ("/var/lib/apt", "/var/lib/apt/lists", "/var/lib/apt/lists/partial", "/var/lib/apt/extended_states",
@@ -146,7 +147,7 @@ def test_security_update_from_local_repository_is_reported(repo: Path) -> None:
     assert isinstance(step, Action) and step.action == "upgrade"
     assert dict(step.args) == {"manager": "apt-get", "command": "apt-get install --only-upgrade hg-test-tool",
                                "packages": "hg-test-tool", "to": "1.1"}
-    assert result.upgrade_argv == ("apt-get", "install", "--only-upgrade", *sorted(by_name))
+    assert upgrade_argv(sorted(by_name)) == ("apt-get", "install", "--only-upgrade", *sorted(by_name))
 
 
 def test_security_update_needing_a_new_package_is_reported(repo: Path) -> None:

@@ -92,11 +92,6 @@ class PendingResult:
     lists_stale: bool = False
     findings: tuple[Finding, ...] = field(default=())
 
-    @property
-    def upgrade_argv(self) -> tuple[str, ...]:
-        """One command for every pending security update (empty when there is none)."""
-        return upgrade_argv([u.name for u in self.updates]) if self.updates else ()
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         def upd(u: PendingUpdate) -> dict[str, Any]:
