@@ -12,7 +12,9 @@ PyPI, npm, Alpine:v3.19), most of them named in the records. Then times, in fres
 * for comparison, the in-memory path the index replaces (``osv.load`` + ``match.Index``).
 
 Targets (issue 13): matching warm < 1 s, RSS < 300 MB.
-Run: .venv/bin/python benchmarks/vulns.py [--records N] [--packages N] [--keep DIR]
+``--layout dir`` writes the same records as one ``<ID>.json`` file each (the other layout osv.dev's exports
+come in): the index build reads 100,000 files, and a warm match must still see that the copy is unchanged.
+Run: .venv/bin/python benchmarks/vulns.py [--records N] [--packages N] [--layout zip|dir] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -74,11 +76,29 @@ def _affected(rand: random.Random, base: str) -> dict[str, Any]:
     return entry
 
 
-def generate(directory: str, count: int, seed: int = 13) -> None:
-    """``count`` records in ``directory/<Ecosystem>/all.zip`` (deterministic: seeded)."""
+class _Files:
+    """The directory layout's writer: ``<Ecosystem>/<ID>.json`` files, with a zip archive's ``writestr``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def writestr(self, name: str, data: str) -> None:
+        with open(os.path.join(self.directory, name), "w", encoding="utf-8") as f:
+            f.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+def generate(directory: str, count: int, seed: int = 13, layout: str = "zip") -> None:
+    """``count`` records in ``directory/<Ecosystem>/all.zip``, or as ``<ID>.json`` files with layout "dir"
+    (deterministic: seeded, the same records either way)."""
     rand = random.Random(seed)
-    archives = {base: zipfile.ZipFile(os.path.join(directory, base, "all.zip"), "w", zipfile.ZIP_DEFLATED)
-                for base, _ in MIX if not os.makedirs(os.path.join(directory, base), exist_ok=True)}
+    for base, _ in MIX:
+        os.makedirs(os.path.join(directory, base), exist_ok=True)
+    archives: dict[str, Any] = {
+        base: zipfile.ZipFile(os.path.join(directory, base, "all.zip"), "w", zipfile.ZIP_DEFLATED) if layout == "zip"
+        else _Files(os.path.join(directory, base)) for base, _ in MIX}
     weights = [share for _, share in MIX]
     for i in range(count):
         base = rand.choices([b for b, _ in MIX], weights)[0]
@@ -174,16 +194,19 @@ def main() -> None:
     parser.add_argument("--packages", type=int, default=3000)
     parser.add_argument("--keep", metavar="DIR", help="write the copy, inventory and state here (and keep them)")
     parser.add_argument("--no-compare", action="store_true", help="skip the in-memory path (slow, large)")
+    parser.add_argument("--layout", choices=("zip", "dir"), default="zip",
+                        help="the copy as all.zip per ecosystem (default) or as one <ID>.json file per record")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         base = args.keep or scratch
         source, state = os.path.join(base, "osv"), os.path.join(base, "state")
         packages_file = os.path.join(base, "packages.jsonl")
         started = time.perf_counter()
-        generate(source, args.records)
+        generate(source, args.records, layout=args.layout)
         count = inventory(packages_file, total=args.packages)
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(source) for f in fs)
-        print(f"generated {args.records} records ({size / 1e6:.0f} MB of all.zip) and {count} packages "
+        what = "all.zip" if args.layout == "zip" else "<ID>.json files"
+        print(f"generated {args.records} records ({size / 1e6:.0f} MB of {what}) and {count} packages "
               f"in {time.perf_counter() - started:.1f} s")
 
         took, rss, out = run(["--state", state, "vulns", "update", "--db", source, "--format", "json"])
