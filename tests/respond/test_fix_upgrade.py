@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,17 +44,18 @@ def _step(manager: str, command: str, cwd: str = "") -> Action:
 
 @pytest.mark.parametrize(("manager", "command", "argv"), [
     ("apt-get", "apt-get install --only-upgrade libssl3 openssl",
-     ("apt-get", "-y", "-o", "Dpkg::Options::=--force-confold", "install", "--only-upgrade", "libssl3", "openssl")),
+     ("apt-get", "-y", "--no-remove", "-o", "Dpkg::Options::=--force-confold", "install", "--only-upgrade", "libssl3",
+      "openssl")),
     ("dnf", "dnf upgrade openssl", ("dnf", "-y", "upgrade", "openssl")),
     ("yum", "yum update openssl", ("yum", "-y", "update", "openssl")),
     ("apk", "apk upgrade busybox ssl_client", ("apk", "upgrade", "busybox", "ssl_client")),
-    ("pip", "python3.11 -m pip install -U requests", ("python3.11", "-m", "pip", "install", "-U", "requests")),
+    ("pip", "python3.11 -m pip install -U requests", ("python3.11", "-I", "-m", "pip", "install", "-U", "requests")),
     ("npm", "npm update -g npm", ("npm", "update", "-g", "npm")),
 ])
 def test_printed_commands_run_as_printed_with_the_unattended_options(manager: str, command: str,
                                                                       argv: tuple[str, ...]) -> None:
     up = prepare(_step(manager, command))
-    assert up.argv == argv and up.uid is None
+    assert up.argv == argv and up.uid is None and up.cwd == "/"
     assert up.env == ({"DEBIAN_FRONTEND": "noninteractive"} if manager == "apt-get" else {})
 
 
@@ -67,25 +69,82 @@ def test_printed_commands_run_as_printed_with_the_unattended_options(manager: st
     ("composer", "composer require evil/pkg"),
     ("gem", "gem update rails"),                                  # a manager hostguard never prints
     ("apt-get", "apt-get install --only-upgrade 'unclosed"),
+    ("pip", "python3 -m pip install -U --index-url http://198.51.100.1/simple requests"),  # options
+    ("pip", "/srv/venv/bin/pip install -U -e /var/www/html/x"),
+    ("pip", "venv/bin/pip install -U requests"),                  # not an absolute path
+    ("npm", "npm update left-pad -g"),                            # -g only first
+    ("dnf", "dnf upgrade *"),
+    ("npm", "npm update axios"),                                  # a project's npm names its project (cwd)
 ])
 def test_other_shapes_are_refused(manager: str, command: str) -> None:
     with pytest.raises(UpgradeError):
         prepare(_step(manager, command))
 
 
-def test_a_project_manager_runs_as_the_projects_owner_and_never_in_a_root_owned_writable_place(tmp_path: Path) -> None:
+def test_a_project_manager_runs_as_the_projects_owner_and_never_as_root(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     need_root("changing a directory's owner")
+    import pwd
+
+    project = tmp_path / "shop"
+    project.mkdir()
+    os.chown(project, NOBODY, 0)   # chown without :group leaves root's group: the run never takes it
+    monkeypatch.setenv("HG_ROOTS_SECRET", "s3cr3t")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://packages.example.test/simple")
+    up = prepare(_step("npm", "npm update axios", str(project)), passthrough=("PIP_INDEX_URL",))
+    assert (up.uid, up.gid, up.cwd) == (NOBODY, pwd.getpwuid(NOBODY).pw_gid, str(project))
+    assert up.clean_env and "HG_ROOTS_SECRET" not in up.env and up.env["PIP_INDEX_URL"].endswith("/simple")
+    assert set(up.env) == {"PATH", "HOME", "LANG", "PIP_INDEX_URL"}
+    # a root-owned project: its scripts and plugins would run as root: by hand
+    os.chown(project, 0, 0)
+    with pytest.raises(UpgradeError, match="owned by root"):
+        prepare(_step("composer", "composer update monolog/monolog", str(project)))
+    # writable by others than its owner, or below a directory another account can change: refused
+    os.chown(project, NOBODY, NOBODY)
+    project.chmod(0o775)
+    with pytest.raises(UpgradeError, match="writable by group or others"):
+        prepare(_step("composer", "composer update monolog/monolog", str(project)))
+    project.chmod(0o755)
+    outer = tmp_path / "www"
+    outer.mkdir()
+    inner = outer / "site"
+    inner.mkdir()
+    os.chown(outer, 33, 33)    # www-data could rename site away and put its own in its place
+    os.chown(inner, NOBODY, NOBODY)
+    with pytest.raises(UpgradeError, match="another account"):
+        prepare(_step("npm", "npm update axios", str(inner)))
+    link = tmp_path / "link"
+    link.symlink_to(project)
+    with pytest.raises(UpgradeError, match="symlink"):
+        prepare(_step("npm", "npm update axios", str(link)))
+
+
+def test_the_environment_is_checked_again_just_before_the_run(tmp_path: Path) -> None:
+    need_root("changing a directory's owner")
+    from hostguard.respond.upgrade import run
+
     project = tmp_path / "shop"
     project.mkdir()
     os.chown(project, NOBODY, NOBODY)
     up = prepare(_step("npm", "npm update axios", str(project)))
-    assert (up.uid, up.gid, up.cwd) == (NOBODY, NOBODY, str(project)) and "HOME" in up.env
-    os.chown(project, 0, 0)
-    project.chmod(0o777)
-    with pytest.raises(UpgradeError, match="writable by others"):
-        prepare(_step("composer", "composer update monolog/monolog", str(project)))
-    project.chmod(0o755)
-    assert prepare(_step("composer", "composer update monolog/monolog", str(project))).uid is None
+    project.rename(tmp_path / "old")
+    (tmp_path / "shop").mkdir()
+    os.chown(tmp_path / "shop", NOBODY, NOBODY)
+    ok, text = run(up)
+    assert not ok and "changed since it was checked" in text
+
+
+def test_a_run_past_its_time_is_stopped_with_its_whole_process_group(tmp_path: Path) -> None:
+    from hostguard.respond.upgrade import Upgrade, run
+
+    marker = tmp_path / "child-alive"
+    script = tmp_path / "apk"
+    script.write_text(f"#!/bin/sh\n(sleep 2; touch {marker}) &\nsleep 30\n")
+    script.chmod(0o755)
+    ok, text = run(Upgrade("apk", (str(script), "upgrade", "x")), timeout=0.5)
+    assert not ok and "not done within" in text
+    time.sleep(2.5)
+    assert not marker.exists()   # the background child went with it
 
 
 def test_under_root_an_upgrade_is_by_hand_with_the_chroot_command(tmp_path: Path) -> None:
@@ -94,6 +153,9 @@ def test_under_root_an_upgrade_is_by_hand_with_the_chroot_command(tmp_path: Path
     finding = package_finding(item, _vuln("3.0.11-1~deb12u2"))
     plan = make_plan(finding, FixSettings(str(tmp_path / "state"), root=str(tmp_path)))
     assert plan.blocked is not None and f"chroot {tmp_path} apt-get install --only-upgrade openssl" in plan.blocked
+    venv = Item("PyPI", "django", "4.2.1", "pip", "/srv/app/venv/lib/x/METADATA", "/srv/app/venv")
+    by_hand = make_plan(package_finding(venv, _vuln("4.2.2")), FixSettings(str(tmp_path / "state"), root=str(tmp_path)))
+    assert by_hand.blocked is not None and "as the environment's owner" in by_hand.blocked
     live = make_plan(finding, FixSettings(str(tmp_path / "state")))
     assert live.blocked is None and [u.argv[-1] for u in live.upgrades] == ["openssl"]
 
@@ -146,7 +208,9 @@ def test_fix_upgrades_a_virtualenvs_package_as_its_owner_and_the_rescan_is_clean
     db = tmp_path / "osv"
     write_dir(db, "PyPI", record("PYSEC-TEST-9", affected("PyPI", "hgdemo", rng(("introduced", "0"), ("fixed", "1.1")))))
     config = tmp_path / "hostguard.toml"
-    config.write_text(f'[vulns]\ndb = "{db}"\npaths = ["{base}"]\n')
+    # pip's own settings reach the owner's run only when named: the minimal environment is the default
+    config.write_text(f'[vulns]\ndb = "{db}"\npaths = ["{base}"]\n'
+                      'upgrade_env = ["PIP_NO_INDEX", "PIP_FIND_LINKS", "PIP_DISABLE_PIP_VERSION_CHECK"]\n')
     env = {**pip_env, "PYTHONPATH": str(ROOT / "src")}
     cli = [sys.executable, "-m", "hostguard.cli", "--config", str(config), "--state", str(tmp_path / "state")]
 

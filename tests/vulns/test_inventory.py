@@ -187,3 +187,23 @@ def test_live_inventory_has_this_machines_source_packages() -> None:
     have = {(b.partition(":")[0], i.name, i.version) for i in inv.items if i.manager == "apt-get" for b in i.binaries}
     want = {tuple(line.split("\t")[1:]) for line in out.splitlines() if line.startswith("installed\t")}
     assert want and want == have
+
+
+def test_the_walk_follows_no_symlink_and_says_where_it_stopped(tmp_path: Path) -> None:
+    from hostguard.host.base import RootHost
+    from hostguard.vulns.inventory import InventoryOptions, collect_inventory
+
+    root = tmp_path / "host"
+    venv = root / "opt/real/venv"
+    (venv / "lib/python3.11/site-packages/hgpkg-1.0.dist-info").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "lib/python3.11/site-packages/hgpkg-1.0.dist-info/METADATA").write_text("Name: hgpkg\nVersion: 1.0\n")
+    (root / "srv").mkdir()
+    (root / "srv/link").symlink_to("../opt/real")
+    linked = collect_inventory(RootHost(str(root)), InventoryOptions(paths=("/srv",)))
+    assert [i for i in linked.items if i.name == "hgpkg"] == []        # reached only through the link
+    direct = collect_inventory(RootHost(str(root)), InventoryOptions(paths=("/opt",)))
+    assert [i.location for i in direct.items if i.name == "hgpkg"] == ["/opt/real/venv"]
+    capped = collect_inventory(RootHost(str(root)), InventoryOptions(paths=("/opt",), max_dirs=2))
+    assert [i for i in capped.items if i.name == "hgpkg"] == []
+    assert any("stopped after 2 directories" in why for _, why in capped.problems), capped.problems

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hostguard.findings import SkipReason
-from hostguard.remediation import Action, Command
+from hostguard.remediation import Action
 from hostguard.vulns.pending import (
     CHECK_ID,
     LISTS_CHECK_ID,
@@ -31,6 +31,7 @@ from hostguard.vulns.pending import (
     parse_policy,
     parse_simulation,
     pending_security_updates,
+    refresh_step,
     upgrade_argv,
 )
 
@@ -216,7 +217,7 @@ def test_how_old_the_lists_are(repo: Path) -> None:
     (finding,) = [f for f in stale.findings if f.id == LISTS_CHECK_ID]
     assert finding.severity == "low" and finding.target == {"kind": "path", "path": stale.lists_dir}
     assert "apt-get update" in finding.remediation.summary
-    assert finding.remediation.steps == (Command(("apt-get", "update")),)
+    assert finding.remediation.steps == (refresh_step("apt-get", ("apt-get", "update")),)
     assert finding.evidence["age_days"] == 10.0 and finding.evidence["max_age_days"] == 7
     # stale lists still give what they know
     assert {u.name for u in stale.updates} == {"hg-both", "hg-held", "hg-needs", "hg-superseded", "hg-test-tool"}

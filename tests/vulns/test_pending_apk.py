@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from hostguard.findings import Finding, SkipReason
 from hostguard.host.base import RootHost
-from hostguard.remediation import Action, Command
-from hostguard.vulns.pending import CHECK_ID, LISTS_CHECK_ID, PendingResult, PendingUpdate
+from hostguard.remediation import Action
+from hostguard.vulns.pending import CHECK_ID, LISTS_CHECK_ID, PendingResult, PendingUpdate, refresh_step
 from hostguard.vulns.pending_apk import (
     IndexEntry,
     Repository,
@@ -327,7 +327,7 @@ def test_stale_indexes_ask_for_apk_update(tmp_path: Path) -> None:
     assert result.lists_stale and result.lists_age_days == 10.0
     [stale] = _by_id(result.findings, LISTS_CHECK_ID)
     assert stale.target == {"kind": "path", "path": "/var/cache/apk"}
-    assert stale.remediation.steps == (Command(("apk", "update")),)
+    assert stale.remediation.steps == (refresh_step("apk", ("apk", "update")),)
     assert "10 days old" in stale.title and "apt" not in stale.title.lower()
     assert _names(result.other_updates) == ["busybox", "ca-certificates", "ssl_client"]  # still read
 

@@ -28,7 +28,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hostguard.findings import Finding, Severity, SkipReason
-from hostguard.remediation import Action, Command
+from hostguard.remediation import Action
+from hostguard.respond.upgrade import prepare as prepare_fix
 from hostguard.vulns.pending import PendingResult
 from hostguard.vulns.pending_dnf import (
     CHECK_ID,
@@ -286,11 +287,12 @@ def test_old_metadata_is_a_finding_and_its_fix_refreshes_it(repo: Repo, tmp_path
     assert finding.severity == "low" and finding.target == {"kind": "path", "path": str(cache)}
     assert finding.title == "dnf's repository metadata is 10 days old: pending updates may be missed"
     assert finding.evidence["age_days"] == 10.0 and finding.evidence["max_age_days"] == 7
-    assert finding.remediation.steps == (Command(("dnf", "makecache", "--refresh")),)
+    assert finding.remediation.steps == (Action("refresh", (("manager", "dnf"), ("command", "dnf makecache --refresh"))),)
+    assert prepare_fix(finding.remediation.steps[0]).argv == ("dnf", "makecache", "--refresh")  # type: ignore[arg-type]
     # stale metadata still gives what it knows
     assert sorted(_by_name(stale)) == sorted(EXPECTED)
 
-    _dnf(options, *finding.remediation.steps[0].argv[1:])  # type: ignore[union-attr]
+    _dnf(options, *prepare_fix(finding.remediation.steps[0]).argv[1:])  # type: ignore[arg-type]
     fresh = pending_dnf_updates(options=options)
     assert not fresh.lists_stale and fresh.lists_age_days is not None and fresh.lists_age_days < 1
     assert all(f.id != LISTS_CHECK_ID for f in fresh.findings)

@@ -46,6 +46,10 @@ class VulnsConfig:
     paths: tuple[str, ...] = setting(DEFAULT_PATHS, "Directories searched for virtualenvs, npm projects "
                                                     "(package-lock.json, node_modules) and composer.lock files.")
     max_depth: int = setting(6, "How many directories deep `paths` are searched.", min=0, max=64)
+    upgrade_env: tuple[str, ...] = setting(
+        ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"),
+        "Variables `hostguard fix` passes to a virtualenv's pip, npm or composer, which run as the environment's "
+        "owner with a minimal environment (e.g. PIP_INDEX_URL for your own package index).")
     max_list_age_days: float = setting(7.0, "The package manager's lists older than this many days are a "
                                             "finding: pending updates newer than them cannot be known.", min=0)
 
@@ -71,15 +75,17 @@ def collect_pending(host: Host, cfg: VulnsConfig, matched: Matched | None) -> Pe
     from hostguard.vulns.pending_apk import pending_apk_updates
     from hostguard.vulns.pending_dnf import pending_dnf_updates
 
-    if host.exists(APK_INSTALLED):
+    if host.exists(DPKG_STATUS):   # the inventory's order too: dpkg, rpm, apk
+        if not host.live:
+            raise Unavailable(SkipReason.LIVE_ONLY, "apt is asked about waiting updates on a running system only")
+        result = pending_security_updates(max_list_age_days=cfg.max_list_age_days)
+    elif not host.exists(APK_INSTALLED):
+        if not host.live:
+            raise Unavailable(SkipReason.LIVE_ONLY, "dnf is asked about waiting updates on a running system only")
+        result = pending_dnf_updates(max_metadata_age_days=cfg.max_list_age_days)
+    else:
         result = pending_apk_updates(host, max_index_age_days=cfg.max_list_age_days,
                                      security=fixed_by(matched.findings if matched is not None else ()))
-    elif not host.live:
-        raise Unavailable(SkipReason.LIVE_ONLY, "apt and dnf are asked about waiting updates on a running system only")
-    elif host.exists(DPKG_STATUS):
-        result = pending_security_updates(max_list_age_days=cfg.max_list_age_days)
-    else:
-        result = pending_dnf_updates(max_metadata_age_days=cfg.max_list_age_days)
     if not result.available:
         raise Unavailable(result.reason or SkipReason.ERROR, result.detail)
     return result
@@ -133,7 +139,10 @@ def collect_web_apps(host: Host, servers: WebServers | None) -> tuple[WebApp, ..
     """Web applications in the document roots whose version is readable (no advisory feed covers them)."""
     from hostguard.vulns.webapps import web_applications
 
-    return tuple(web_applications(host, servers)) if servers is not None else ()
+    try:
+        return tuple(web_applications(host, servers)) if servers is not None else ()
+    except (HostError, OSError):
+        return ()   # the listing is a courtesy: it never costs the package findings
 
 
 VULNS_INVENTORY: Fact[Inventory] = Fact("vulns_inventory", collect_vulns_inventory, inputs=(config_input("vulns"),))
@@ -149,6 +158,9 @@ def collect_pending_unreported(host: Host, pending: PendingResult, matched: Matc
     from hostguard.vulns.pending import CHECK_ID
     from hostguard.vulns.scan import without_reported
 
+    if pending.manager == "apk" and matched is None:
+        raise Unavailable(SkipReason.TOOL_MISSING, "apk marks no update as a security one: the advisory copy does "
+                                                   "(run `hostguard vulns update`)")
     waiting = [f for f in pending.findings if f.id == CHECK_ID]
     return tuple(without_reported(waiting, matched.findings if matched is not None else ()))
 
@@ -170,11 +182,12 @@ def coverage_gaps(inventory: Inventory, apps: tuple[WebApp, ...]) -> Iterator[tu
     """What the package findings could not speak of: packages not covered (by reason), web applications
     without an advisory feed, and inventory sources that could not be read."""
     release = inventory.release.ecosystem if inventory.release and inventory.release.ecosystem else "the distribution"
-    uncovered = inventory.not_covered()
-    if uncovered:
-        yield (SkipReason.UNSUPPORTED,
-               f"{len(uncovered)} packages not covered by {release}'s advisories (third-party repositories or "
-               f"the distribution's own Python): " + _names([f"{i.name} {i.version}" for i in uncovered]))
+    by_reason: dict[str, list[str]] = {}
+    for item in inventory.not_covered():
+        by_reason.setdefault(item.not_covered or "", []).append(f"{item.name} {item.version}")
+    for reason, names in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        yield (SkipReason.UNSUPPORTED, f"{len(names)} packages not matched against {release}'s advisories "
+                                       f"({reason}): {_names(names)}")
     if apps:
         yield (SkipReason.UNSUPPORTED, "web applications with no open advisory feed (follow their security "
                                        "releases): " + _names([f"{a.name} {a.version} at {a.path}" for a in apps]))

@@ -85,8 +85,10 @@ def _fix(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host, state = open_host_and_state(args)
     try:
+        from hostguard.checks.vulns import VulnsConfig
+
         settings = FixSettings(str(state.directory), args.root, args.dry_run, args.yes, args.rollback_after,
-                               args.config, kill=args.kill)
+                               args.config, kill=args.kill, upgrade_env=config[VulnsConfig].upgrade_env)
         if args.kill_grace is not None:
             settings = replace(settings, kill_grace=args.kill_grace)
         fixer = Fixer(host, config, state, host_key(host, state), settings, _say, _ask)

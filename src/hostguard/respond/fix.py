@@ -46,7 +46,7 @@ from pathlib import Path
 from hostguard.config import Config
 from hostguard.engine.runner import now, now_iso, run_scan
 from hostguard.engine.suppress import FingerprintError, resolve_fingerprints
-from hostguard.findings import Finding, Severity
+from hostguard.findings import Finding, Severity, SkipReason
 from hostguard.host.base import Host
 from hostguard.remediation import Action, Command, DeleteLine, Edit, Step, Write
 from hostguard.respond import records, timer
@@ -54,7 +54,7 @@ from hostguard.respond.apply import ApplyError, apply
 from hostguard.respond.kill import DEFAULT_GRACE, GONE, KEEP_LIMIT, kill_process
 from hostguard.respond.quarantine import QuarantineError, quarantine, request_of
 from hostguard.respond.records import FixRecord, RecordError
-from hostguard.respond.upgrade import Upgrade, UpgradeError
+from hostguard.respond.upgrade import ENVIRONMENT_MANAGERS, Upgrade, UpgradeError
 from hostguard.respond.upgrade import prepare as prepare_upgrade
 from hostguard.respond.upgrade import run as run_upgrade
 from hostguard.respond.validate import services, validate
@@ -71,7 +71,9 @@ GUARDED_PREFIXES = ("/etc/ufw/", "/etc/firewalld/")
 DEFAULT_ROLLBACK_SECONDS = 120
 COMMAND_TIMEOUT = 300
 KILL_NOTE = "kill (not reversible): "   # a record's note per kill; --undo cannot bring a process back
-UPGRADE_NOTE = "upgrade (not reversible by --undo): "   # a record's note per upgrade run
+UPGRADE_NOTE = "package manager ran (not reversible by --undo): "   # a record's note per upgrade or refresh
+# what an upgrade leaves to do: said after it (a reboot, a restart), never taken for a problem the fix made
+AFTER_UPGRADE = frozenset({"vulns.kernel_not_running", "vulns.deleted_library"})
 QUARANTINE_NOTE = "quarantine: "   # a record's note per quarantined file; `hostguard quarantine restore` undoes it
 EVIDENCE_DIR = "evidence"   # <state>/evidence/<sha256>: programs of killed processes, never deleted
 
@@ -96,6 +98,7 @@ class FixSettings:
     kill: bool = False                  # carry out Action("kill") steps (live only)
     kill_grace: float = DEFAULT_GRACE
     keep_limit: int = KEEP_LIMIT        # bytes: a killed process's program bigger than this is not kept
+    upgrade_env: tuple[str, ...] = ()   # variables given to a language environment's upgrade run by its owner
 
     @property
     def evidence_dir(self) -> str:
@@ -152,7 +155,7 @@ def make_plan(finding: Finding, settings: FixSettings) -> Plan:
             _plan_kill(plan, step, settings)
         elif isinstance(step, Action) and step.action == "quarantine":
             plan.quarantines.append(step)
-        elif isinstance(step, Action) and step.action == "upgrade":
+        elif isinstance(step, Action) and step.action in ("upgrade", "refresh"):
             _plan_upgrade(plan, step, settings)
         elif isinstance(step, Action):
             plan.blocked = f"`{step.describe()}` is an action of its own, not run by fix"
@@ -176,13 +179,19 @@ def _plan_kill(plan: Plan, step: Action, settings: FixSettings) -> None:
 
 
 def _plan_upgrade(plan: Plan, step: Action, settings: FixSettings) -> None:
-    command = dict(step.args).get("command", "")
+    args = dict(step.args)
+    command = args.get("command", "")
     if not settings.live:
-        plan.blocked = (f"`{command}` upgrades a running system's packages: run it inside that system (a mounted "
-                        f"image: `chroot {settings.where} {command}`)")
+        if args.get("manager") in ENVIRONMENT_MANAGERS:
+            where = f" in {args['cwd']}" if args.get("cwd") else ""
+            plan.blocked = (f"`{command}` changes a language environment of that system: run it there{where}, as the "
+                            "environment's owner")
+        else:
+            plan.blocked = (f"`{command}` changes a running system's packages: run it inside that system (a mounted "
+                            f"image: `chroot {settings.where} {command}`)")
         return
     try:
-        plan.upgrades.append(prepare_upgrade(step))
+        plan.upgrades.append(prepare_upgrade(step, settings.upgrade_env))
     except UpgradeError as exc:
         plan.blocked = f"`{command}` is not run: {exc}"
 
@@ -273,7 +282,7 @@ def preview(plan: Plan, root: str) -> list[str]:
               for s in plan.kills]
     lines += [f"  quarantine (moved into the state directory, restorable): {s.describe().removeprefix('hostguard ')}"
               for s in plan.quarantines]
-    lines += [f"  upgrade (not reversible): {u.describe()}" for u in plan.upgrades]
+    lines += [f"  package manager (not reversible): {u.describe()}" for u in plan.upgrades]
     if plan.kills and plan.finding.remediation.manual:
         lines.append(f"  by hand: {plan.finding.remediation.manual}")
     return lines
@@ -322,9 +331,14 @@ class Fixer:
         self.settings, self.out, self.ask = settings, out, ask
         self.label = self.settings.where if self.settings.root else None
         self.fresh: dict[str, dict[str, Finding]] = {}   # per family, findings since the last change
+        self.shown: dict[str, list[Upgrade]] = {}   # per fingerprint, the package manager runs the owner was shown
+        self.not_looked: set[str] = set()   # checks the last scan could not run (skipped)
 
     def _scan(self, only: list[str] | None = None) -> list[Finding]:
         report = run_scan(self.host, self.config, self.state, only=only, root_label=self.label, record=False).report
+        # "unsupported" lists what a check does not cover (third-party packages); the others mean it could not
+        # look, or not everywhere
+        self.not_looked = {s.check for s in report.skipped if s.reason != SkipReason.UNSUPPORTED}
         return list(report.findings)
 
     def _family_now(self, family: str) -> dict[str, Finding]:
@@ -350,6 +364,7 @@ class Fixer:
             by_fp = {f.fingerprint: f for f in found}
             chosen = [by_fp[fp] for fp in wanted]
         plans = [make_plan(f, self.settings) for f in chosen]
+        self.shown = {p.finding.fingerprint: p.upgrades for p in plans}
         todo = [p for p in plans if p.blocked is None]
         for p in plans:
             if p.blocked is not None:
@@ -383,6 +398,10 @@ class Fixer:
         plan = make_plan(finding, self.settings)
         if plan.blocked is not None:
             self.out(f"{fp[:12]}: now needs doing by hand: {plan.blocked}")
+            return False
+        if plan.upgrades != self.shown.get(fp, plan.upgrades):
+            self.out(f"{fp[:12]}: not fixed: its package manager would now run otherwise than shown "
+                     f"({'; '.join(u.describe() for u in plan.upgrades)}): run fix again to see it")
             return False
         when = now()
         fix_id, directory = records.new_record_dir(Path(self.settings.state_dir), datetime.now(UTC))
@@ -431,9 +450,10 @@ class Fixer:
             if problem:
                 return self._rollback(record, directory, problem)
         for upgrade in plan.upgrades:
-            self.out(f"  upgrading: {upgrade.describe()}")
+            self.out(f"  running: {upgrade.describe()}")
             ok, text = run_upgrade(upgrade)
-            record.notes.append(f"{UPGRADE_NOTE}{upgrade.describe()}: {'done' if ok else 'failed'}")
+            if ok:
+                record.notes.append(f"{UPGRADE_NOTE}{upgrade.describe()}")
             self.state.audit(self.key, "upgrade", upgrade.manager, f"{'done' if ok else 'failed'}: {text[-200:]}",
                              now_iso(), json.dumps({"argv": list(upgrade.argv), "cwd": upgrade.cwd, "uid": upgrade.uid,
                                                     "fix": record.id, "fingerprint": record.fingerprint}))
@@ -441,9 +461,16 @@ class Fixer:
                 return self._rollback(record, directory, f"`{upgrade.describe()}` failed: {text}", status=records.FAILED)
         after = {f.fingerprint: f for f in self._scan([family])}
         self.fresh = {family: after}
-        if fp in after and plan.upgrades and not (plan.file_steps or plan.before or plan.after):
-            return self._end(record, directory, records.FAILED, "the upgrade ran, but the re-scan still finds it "
-                             "(is the fixed version in the package manager's lists?)")
+        if plan.upgrades and not (plan.file_steps or plan.before or plan.after):
+            for f in after.values():
+                if f.fingerprint not in before and f.id in AFTER_UPGRADE:
+                    self.out(f"  now: [{f.severity}] {f.id}: {f.title}")
+            if fp in after:
+                return self._end(record, directory, records.FAILED, "the package manager ran, but the re-scan still "
+                                 "finds it")
+            if finding.id in self.not_looked:
+                return self._end(record, directory, records.FAILED, "the package manager ran, but the re-scan could "
+                                 f"not look ({finding.id} was skipped): unverified")
         if fp in after:
             return self._rollback(record, directory, "the re-scan still finds it")
         new = [f for f_fp, f in after.items() if f_fp not in before and f.severity.rank >= Severity.MEDIUM.rank]
@@ -528,7 +555,7 @@ class Fixer:
         if kills:
             self.out("  a kill is not reversible: the process is not brought back by a rollback or --undo")
         if any(n.startswith(UPGRADE_NOTE) for n in record.notes):
-            self.out("  an upgrade is not undone by --undo: the package manager keeps the older version's history")
+            self.out("  what the package manager did is not undone by --undo")
         if status == records.APPLIED and _reversible(record):
             self.out(f"  undo with: hostguard fix --undo {record.id}")
         return status == records.APPLIED

@@ -26,6 +26,7 @@ describe them.
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat as stat_mod
 from collections.abc import Iterable, Iterator
@@ -437,15 +438,19 @@ def composer_items(text: str, origin: str, project: str) -> list[Item]:
 
 # -- the walk ----------------------------------------------------------------------------------------------
 
-def _walk(host: Host, options: InventoryOptions) -> Iterator[tuple[str, list[str]]]:
+def _walk(host: Host, options: InventoryOptions,
+          problems: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, list[str]]]:
     """(directory, names) of every directory under the configured paths, breadth first, bounded; not into
-    node_modules, VCS or cache directories, nor through symlinks."""
+    node_modules, VCS or cache directories, nor through symlinks (a link to a directory is not followed: it
+    could lead the walk anywhere, or round in circles). Reaching ``max_dirs`` with directories left is a
+    problem said, so the directories not read are never taken for empty."""
     seen = 0
     queue: list[tuple[str, int]] = [(p.rstrip("/") or "/", 0) for p in options.paths]
     while queue and seen < options.max_dirs:
         directory, depth = queue.pop(0)
         try:
             names = host.listdir(directory)
+            real = host.resolve(directory)
         except HostError:
             continue
         seen += 1
@@ -455,15 +460,21 @@ def _walk(host: Host, options: InventoryOptions) -> Iterator[tuple[str, list[str
         for name in names:
             if name in SKIP_DIRS or name == "node_modules" or name.endswith(("-packages", ".dist-info")):
                 continue
-            path = f"{directory}/{name}"
-            if _is_dir(host, path):
-                queue.append((path, depth + 1))
+            try:
+                is_dir = stat_mod.S_ISDIR(os.lstat(os.path.join(real, name)).st_mode)
+            except OSError:
+                continue
+            if is_dir:
+                queue.append((f"{directory}/{name}", depth + 1))
+    if queue and problems is not None:
+        problems.append((", ".join(options.paths), f"stopped after {options.max_dirs} directories ([vulns] paths): "
+                                                   f"{len(queue)} or more not read, e.g. {queue[0][0]}"))
 
 
 def project_items(host: Host, options: InventoryOptions, problems: list[tuple[str, str]]) -> list[Item]:
     """Virtualenvs, npm projects and Composer projects under the configured paths."""
     items: list[Item] = []
-    for directory, names in _walk(host, options):
+    for directory, names in _walk(host, options, problems):
         present = set(names)
         try:
             if "pyvenv.cfg" in present:

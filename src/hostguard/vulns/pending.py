@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hostguard.findings import Finding, Severity, SkipReason
-from hostguard.remediation import Action, Command, Remediation
+from hostguard.remediation import Action, Remediation
 
 __all__ = ["CHECK_ID", "LISTS_CHECK_ID", "PendingResult", "PendingUpdate", "is_security_origin",
            "parse_kept_back", "parse_policy", "parse_simulation", "pending_security_updates"]
@@ -91,6 +91,7 @@ class PendingResult:
     lists_age_days: float | None = None
     lists_stale: bool = False
     findings: tuple[Finding, ...] = field(default=())
+    manager: str = "apt-get"                         # whose answer this is (apt-get, dnf, yum, apk)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -317,6 +318,12 @@ def update_finding(update: PendingUpdate, labels: Iterable[str] = SECURITY_LABEL
                    target={"kind": "package", "name": update.name}, evidence=evidence, remediation=remediation)
 
 
+def refresh_step(manager: str, argv: Sequence[str]) -> Action:
+    """The step that refreshes ``manager``'s package lists (``hostguard fix`` runs it as the package manager's
+    own action: not reversible, and the updates it reveals are news, not a failed fix)."""
+    return Action("refresh", (("manager", manager), ("command", shlex.join(argv))))
+
+
 def lists_finding(lists_dir: str, updated: float | None, age_days: float | None, max_age_days: float) -> Finding:
     """The low finding: apt's package lists are older than ``max_age_days`` (or missing)."""
     if updated is None:
@@ -329,7 +336,7 @@ def lists_finding(lists_dir: str, updated: float | None, age_days: float | None,
         evidence={"lists_updated": _iso(updated), "age_days": age_days, "max_age_days": max_age_days},
         remediation=Remediation("Refresh the package lists: run `apt-get update` (or enable a daily timer "
                                 "such as apt-daily.timer or unattended-upgrades).",
-                                steps=(Command(("apt-get", "update")),)))
+                                steps=(refresh_step("apt-get", ("apt-get", "update")),)))
 
 
 def pending_security_updates(*, apt_get: str = "apt-get", apt_config: str | os.PathLike[str] | None = None,

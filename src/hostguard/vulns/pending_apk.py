@@ -56,10 +56,17 @@ from typing import Any
 from hostguard.findings import Finding, Severity, SkipReason
 from hostguard.host.apkdb import APK_INSTALLED, parse_installed
 from hostguard.host.base import Host, HostError
-from hostguard.remediation import Command, Remediation
+from hostguard.remediation import Remediation
 from hostguard.vulns.orders import InvalidVersion
 from hostguard.vulns.orders import apk as apk_order
-from hostguard.vulns.pending import FAMILY, LISTS_CHECK_ID, PendingResult, PendingUpdate, update_finding
+from hostguard.vulns.pending import (
+    FAMILY,
+    LISTS_CHECK_ID,
+    PendingResult,
+    PendingUpdate,
+    refresh_step,
+    update_finding,
+)
 
 __all__ = ["CACHE_DIRS", "ApkIndexes", "CachedIndex", "IndexEntry", "Repository", "SecurityLookup",
            "WorldEntry", "apk_upgrade_argv", "cache_names", "index_entries", "index_finding", "parse_apkindex",
@@ -469,7 +476,7 @@ def index_finding(indexes: ApkIndexes, age_days: float | None, max_age_days: flo
         id=LISTS_CHECK_ID, category=FAMILY, severity=Severity.LOW, title=title,
         target={"kind": "path", "path": indexes.cache_dir}, evidence=evidence,
         remediation=Remediation("Refresh the repository indexes: run `apk update` (or a periodic job that runs it).",
-                                steps=(Command(("apk", "update")),)))
+                                steps=(refresh_step("apk", ("apk", "update")),)))
 
 
 def pending_apk_updates(host: Host, *, max_index_age_days: float = 7.0, now: float | None = None,
@@ -553,5 +560,5 @@ def pending_apk_updates(host: Host, *, max_index_age_days: float = 7.0, now: flo
     if stale:
         findings.append(index_finding(indexes, age, max_index_age_days))
     return PendingResult(True, None, "; ".join(problems), (), secure, other, (), (), indexes.cache_dir, updated, age,
-                         stale, tuple(findings))
+                         stale, tuple(findings), manager="apk")
 

@@ -49,10 +49,18 @@ from pathlib import Path
 
 from hostguard.data import load_toml
 from hostguard.findings import Finding, Severity, SkipReason
-from hostguard.remediation import Command, Remediation
+from hostguard.remediation import Remediation
 from hostguard.vulns.orders import InvalidVersion
 from hostguard.vulns.orders import rpm as rpm_order
-from hostguard.vulns.pending import CHECK_ID, FAMILY, LISTS_CHECK_ID, PendingResult, PendingUpdate, update_finding
+from hostguard.vulns.pending import (
+    CHECK_ID,
+    FAMILY,
+    LISTS_CHECK_ID,
+    PendingResult,
+    PendingUpdate,
+    refresh_step,
+    update_finding,
+)
 
 __all__ = ["CHECK_ID", "LISTS_CHECK_ID", "Advisory", "Listed", "advisory_severity", "cache_dirs", "fix_argv",
            "metadata_finding", "metadata_updated", "parse_ignored_repos", "parse_list", "parse_nevra",
@@ -418,7 +426,7 @@ def metadata_finding(manager: str, cache_dir: str, updated: float | None, age_da
         id=LISTS_CHECK_ID, category=FAMILY, severity=Severity.LOW, title=title,
         target={"kind": "path", "path": cache_dir}, evidence=evidence,
         remediation=Remediation(f"Refresh the repository metadata: run `{shlex.join(argv)}` (or enable {timer}, "
-                                "which does it regularly).", steps=(Command(argv),)))
+                                "which does it regularly).", steps=(refresh_step(manager, argv),)))
 
 
 def _env() -> dict[str, str]:
@@ -519,4 +527,4 @@ def pending_dnf_updates(*, dnf: str = "dnf", options: Sequence[str] = (), cache_
     if stale:
         findings.append(metadata_finding(manager, where, updated, age, max_metadata_age_days, uncached))
     return PendingResult(True, None, "", info_argv, tuple(u for u, _, _ in security), tuple(other), (), (), where,
-                         updated, age, stale, tuple(findings))
+                         updated, age, stale, tuple(findings), manager=manager)

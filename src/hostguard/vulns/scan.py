@@ -13,6 +13,7 @@ note. Nothing here prints: notes and unreadable records travel in :class:`Matche
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from hostguard.vulns.findings import CHECK_ID, vulns_findings
 from hostguard.vulns.inventory import Inventory
 from hostguard.vulns.match import PackageResult
 from hostguard.vulns.osv import Skipped
+
+RPM_ARCH = re.compile(r"\.(x86_64|noarch|i[3-6]86|aarch64|ppc64le|s390x|armv7hl|riscv64)$")
 
 __all__ = ["Matched", "advisory_source", "match_inventory", "match_results", "unreadable_records", "without_reported"]
 
@@ -116,11 +119,15 @@ def _upgraded_names(findings: Iterable[Finding]) -> set[str]:
     already upgrade."""
     names: set[str] = set()
     for f in findings:
+        rpm = f.evidence.get("manager") in ("dnf", "yum")
         if f.id != CHECK_ID or f.target.get("location"):
             continue
         for step in f.remediation.steps:
             if isinstance(step, Action) and step.action == "upgrade":
-                names.update(n.split(":", 1)[0] for n in dict(step.args).get("packages", "").split())
+                for name in dict(step.args).get("packages", "").split():
+                    names.add(name.split(":", 1)[0])
+                    if rpm:   # rpm's name.arch: dnf's pending updates name the package alone
+                        names.add(RPM_ARCH.sub("", name))
     return names
 
 
