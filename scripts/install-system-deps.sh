@@ -58,6 +58,8 @@ if [ "$mode" = test ]; then
   # e.g. NodeSource's, conflicts with Debian's npm package: add it only when there is no npm)
   pkgs+=(dpkg python3-rpm libmaven3-core-java default-jre-headless nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
+  # The WAF's engine and rules: Debian's libmodsecurity3 (loaded through cffi) and the OWASP Core Rule Set
+  pkgs+=(libmodsecurity3 modsecurity-crs)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

@@ -1,0 +1,104 @@
+"""The rules the WAF loads, in the one order in which every setting takes effect.
+
+ModSecurity evaluates rules in load order within a phase, so a setting placed after the rule that reads it
+silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOptional`` (which Debian's own
+``owasp-crs.load`` uses), so hostguard writes explicit ``Include`` lines, in this order:
+
+1. ``data/waf/base.conf``: body access and limits, the JSON and XML body processors, unparsable bodies;
+2. the engine mode and CRS's settings (what ``crs-setup.conf`` would set): default actions, paranoia level,
+   anomaly thresholds, the application exclusion packages asked for;
+3. per-site exclusions and thresholds (phase-1 ``ctl:`` rules): before REQUEST-901, which reads them;
+4. CRS's request rules REQUEST-901 … REQUEST-944;
+5. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
+   they come before REQUEST-949, which decides on it;
+6. REQUEST-949 (the blocking evaluation);
+7. removals (``SecRuleRemoveById``): after every rule they remove.
+
+Response rules (RESPONSE-95x) are not loaded: the WAF inspects requests.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+__all__ = ["CRS_RULES", "WafSettings", "assemble", "own_rule_files"]
+
+CRS_RULES = "/usr/share/modsecurity-crs/rules"
+BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
+EXCLUSION_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")
+MODES = {"block": "On", "detect": "DetectionOnly"}
+
+
+@dataclass(frozen=True)
+class WafSettings:
+    """How the engine is set up: ``mode`` block or detect, CRS's paranoia level and inbound anomaly
+    threshold, the CRS exclusion packages for known applications, rule ids removed, and whether hostguard's
+    own rules are loaded."""
+
+    mode: str = "block"
+    paranoia: int = 1
+    inbound_threshold: int = 5
+    applications: tuple[str, ...] = ()
+    remove_ids: tuple[int, ...] = ()
+    own_rules: bool = True
+    crs_dir: str = CRS_RULES
+    extra_files: tuple[str, ...] = field(default=())   # after hostguard's rules, before REQUEST-949
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: block or detect")
+        if not 1 <= self.paranoia <= 4:
+            raise ValueError(f"paranoia level {self.paranoia}: 1 to 4")
+        if self.inbound_threshold < 1:
+            raise ValueError(f"inbound anomaly threshold {self.inbound_threshold}: at least 1")
+        unknown = [a for a in self.applications if a not in EXCLUSION_PACKAGES]
+        if unknown:
+            raise ValueError(f"no CRS exclusion package for {', '.join(unknown)} (known: {', '.join(EXCLUSION_PACKAGES)})")
+
+
+def _data_path(name: str) -> str:
+    return str(resources.files("hostguard.data").joinpath("waf", name))
+
+
+def own_rule_files() -> list[str]:
+    """hostguard's own rule files, in name order."""
+    return sorted(glob.glob(os.path.join(_data_path("rules"), "*.conf")))
+
+
+def _setup(settings: WafSettings) -> str:
+    lines = [
+        f"SecRuleEngine {MODES[settings.mode]}",
+        'SecDefaultAction "phase:1,log,auditlog,pass"',
+        'SecDefaultAction "phase:2,log,auditlog,pass"',
+        'SecAction "id:900990,phase:1,nolog,pass,t:none,setvar:tx.crs_setup_version=334"',
+        f'SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={settings.paranoia}"',
+        f'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold='
+        f'{settings.inbound_threshold},setvar:tx.outbound_anomaly_score_threshold=4"',
+    ]
+    for number, app in enumerate(settings.applications):
+        lines.append(f'SecAction "id:{900130 + number},phase:1,nolog,pass,t:none,'
+                     f'setvar:tx.crs_exclusions_{app}=1"')
+    return "\n".join(lines) + "\n"
+
+
+def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
+    """The rules text the engine loads (``Include`` lines and the generated settings), in the order above.
+    ``site_rules`` are phase-1 rules (per-site ``ctl:`` exclusions and thresholds)."""
+    crs = sorted(glob.glob(os.path.join(settings.crs_dir, "REQUEST-*.conf")))
+    if not crs:
+        raise FileNotFoundError(f"no CRS rules in {settings.crs_dir} (Debian: apt-get install modsecurity-crs)")
+    before = [p for p in crs if os.path.basename(p) < BLOCKING]
+    blocking = [p for p in crs if os.path.basename(p) >= BLOCKING]
+    parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *site_rules]
+    parts += [f'Include "{p}"' for p in before]
+    if settings.own_rules:
+        parts += [f'Include "{p}"' for p in own_rule_files()]
+    parts += [f'Include "{p}"' for p in settings.extra_files]
+    parts += [f'Include "{p}"' for p in blocking]
+    if settings.remove_ids:
+        parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))
+    return "\n".join(parts) + "\n"
