@@ -1,0 +1,104 @@
+"""hostguard's own WAF rules (data/waf/rules/): for each rule, attacks it must score and honest requests of
+the same shape it must leave alone, through the real engine with CRS 3.3.4 (the whole ruleset a site
+gets). Asserts which rule matched, not only that something blocked."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from hostguard.waf.engine import Engine, Request
+from hostguard.waf.ruleset import WafSettings, assemble
+from tests.waf.test_engine import _need_library
+
+HEADERS = [("Host", "shop.example.test"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")]
+
+
+@pytest.fixture(scope="module")
+def waf() -> Engine:
+    _need_library()
+    return Engine(text=assemble(WafSettings()))
+
+
+def _query(value: str, name: str = "q") -> Request:
+    return Request("GET", f"/search?{quote(name)}={quote(value)}", HEADERS)
+
+
+def _json(body: str) -> Request:
+    data = body.encode()
+    return Request("POST", "/api/login", [*HEADERS, ("Content-Type", "application/json"),
+                                          ("Content-Length", str(len(data)))], data)
+
+
+def _path(target: str) -> Request:
+    return Request("GET", target, HEADERS)
+
+
+HITS = [
+    (20101, _json('{"user": {"$ne": null}, "password": {"$ne": null}}')),
+    (20101, _query("x", "user[$ne]")),
+    (20101, _json('{"filter": {"age": {"$Gt": 0}}}')),
+    (20102, _query('{"age": {"$gt": 0}}', "filter")),
+    (20103, _json('{"$where": "function() { sleep(5000); return true; }"}')),
+    (20201, _query("{{ config.__class__.__init__.__globals__['os'].popen('id').read() }}")),
+    (20201, _query("{{''.__class__.__mro__[1].__subclasses__()}}")),
+    (20201, _json('{"name": "{{#with \\"s\\" as |s|}}{{s.constructor.constructor}}{{/with}}"}')),
+    (20202, _query("${T(java.lang.Runtime).getRuntime().exec('id')}")),
+    (20202, _query('<#assign ex="freemarker.template.utility.Execute"?new()>${ex("id")}')),
+    (20202, _query("#set($x=$class.forName('java.lang.Runtime'))")),
+    (20203, _query("<%= `id` %>")),
+    (20204, _query("{{7*7}}")),
+    (20204, _query("#{3*3}")),
+    (20301, _path("/api/users/1%27%20OR%20%271%27%3D%271/profile")),
+    (20302, _path("/profile/%3Cscript%3Ealert(1)%3C%2Fscript%3E")),
+    (20303, _path("/item;id=1'%20union%20select%201,2--")),
+    (20304, _path("/api/items/5%20union%20select%20password%20from%20users")),
+    (20304, _path("/api/items/5;%20drop%20table%20orders")),
+    (20304, _path("/api/items/0%20and%201=0%20union%20all%20select%20name,pass%20from%20users/x")),
+    (20304, _path("/shop/cat/1%20and%20(select%20password%20from%20admins%20limit%201)")),
+]
+
+MISSES = [
+    _json('{"user": "bob", "price": "$5", "note": "$ne is not an operator here"}'),
+    _query("$ne", "cost"),
+    _query('{"age": 5, "tags": ["$gt"]}', "filter"),
+    _json('{"code": "function add(a, b) { return a + b }"}'),
+    _query("Hello {{name}}, your order {{order.id}} ships soon"),
+    _query("7*7=49 and {braces}"),
+    _query("{% if user %}hi{% endif %}"),
+    _query("class Foo: def __init__(self): pass"),
+    _path("/blog/2024/05/o-briens-guide-to-union-square"),
+    _path("/api/users/42/profile"),
+    _path("/docs/select-or-insert.html"),
+    _path("/wiki/Rock_'n'_Roll"),
+    _path("/search/it's%20a%20test"),
+    _path("/recipes/select%20the%20ripest%20from%20the%20market"),
+]
+
+
+@pytest.mark.parametrize(("rule", "request_"), HITS, ids=[f"{r}-{i}" for i, (r, _) in enumerate(HITS)])
+def test_rule_scores_the_attack_and_the_request_is_blocked(waf: Engine, rule: int, request_: Request) -> None:
+    verdict = waf.inspect(request_)
+    assert rule in verdict.rule_ids, verdict.rule_ids
+    assert verdict.disruptive and verdict.rule_ids[-1] == 949110
+
+
+@pytest.mark.parametrize("request_", MISSES, ids=[f"miss-{i}" for i in range(len(MISSES))])
+def test_honest_requests_of_the_same_shape_are_left_alone(waf: Engine, request_: Request) -> None:
+    verdict = waf.inspect(request_)
+    assert not [r for r in verdict.rule_ids if 20000 <= r < 30000], verdict.rule_ids
+    assert not verdict.disruptive, verdict.rule_ids
+
+
+def test_own_rules_use_their_id_range_and_every_rule_has_a_test() -> None:
+    import re
+
+    from hostguard.waf.ruleset import own_rule_files
+
+    ids = set()
+    for path in own_rule_files():
+        with open(path, encoding="utf-8") as f:
+            ids.update(int(found) for found in re.findall(r'"id:(\d+)', f.read()))
+    assert ids and all(10000 <= i <= 29999 for i in ids)
+    assert ids <= {rule for rule, _ in HITS}, sorted(ids - {rule for rule, _ in HITS})
