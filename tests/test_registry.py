@@ -82,7 +82,7 @@ def test_families_are_found_not_listed() -> None:
     names = [m.__name__.rsplit(".", 1)[1] for m in family_modules()]
     assert list(REGISTRY.families) == names
     with_config = [n for n in names if REGISTRY.families[n].config is not None]
-    assert list(REGISTRY.schema()) == ["scan", "suppress", "block", "detect", *with_config]
+    assert list(REGISTRY.schema()) == ["scan", "suppress", "block", "detect", "waf", *with_config]
 
 
 @pytest.mark.parametrize("section", list(REGISTRY.schema()))

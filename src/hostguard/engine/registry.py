@@ -27,6 +27,7 @@ from hostguard.engine.facts import ConfigInput, Fact, FactError, Facts, Optional
 from hostguard.engine.suppress import SuppressConfig
 from hostguard.findings import HostId, Rule, Severity
 from hostguard.respond.block_config import BlockConfig
+from hostguard.waf.config import WafConfig
 
 if TYPE_CHECKING:
     from hostguard.config import Config
@@ -54,7 +55,7 @@ class ScanConfig:
 
 
 ENGINE_SECTIONS: dict[str, type] = {"scan": ScanConfig, "suppress": SuppressConfig, "block": BlockConfig,
-                                    "detect": DetectConfig}
+                                    "detect": DetectConfig, "waf": WafConfig}
 
 
 @dataclass(frozen=True)

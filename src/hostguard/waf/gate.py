@@ -1,0 +1,146 @@
+"""The WAF's decision for one request, shared by the reverse proxy and the WSGI/ASGI middleware.
+
+:class:`Gate` owns the engine (rules assembled from ``[waf]``), finds the client's address (X-Forwarded-For
+is believed only from ``[waf] trusted_proxies``, read right to left past them), gives every request an id,
+asks the engine, and writes an event for every request a rule matched — blocked or only scored — to a JSON
+Lines log. Events never hold a request body; matched data is cut to :data:`DATA_LIMIT` characters and the
+value of an argument whose name looks secret (password, token, key, session, card …) is masked.
+
+:meth:`Gate.decide` is synchronous and thread-safe: the front ends on an event loop call it in a thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hostguard.waf.config import WafConfig
+from hostguard.waf.engine import Engine, Request, Verdict
+from hostguard.waf.ruleset import WafSettings, assemble
+
+__all__ = ["DATA_LIMIT", "Decision", "Gate", "client_address", "mask"]
+
+DATA_LIMIT = 200
+SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|api[_-]?key|auth|session|cookie|card|cvv|ssn|otp|csrf")
+# "… found within ARGS:password: hunter2" -> the value after the variable name
+WITHIN = re.compile(r"((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_HEADERS|FILES)(?::|\.)([^:\s]*): ?)(.*)", re.S)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one request: whether it is refused (``status``), its id, the client, the engine's word."""
+
+    blocked: bool
+    status: int
+    request_id: str
+    client: str
+    verdict: Verdict
+
+
+def client_address(peer: str, headers: Sequence[tuple[str, str]], trusted: Sequence[str]) -> str:
+    """The client: the peer, unless the peer is a trusted proxy; then the X-Forwarded-For entries read from
+    the right, skipping trusted proxies, the first untrusted one (an entry that is not an address ends the
+    walk: what a client wrote to the left of it is not believed)."""
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in networks)
+
+    if not networks or not is_trusted(peer):
+        return peer
+    chain = [part.strip() for name, value in headers if name.lower() == "x-forwarded-for" for part in value.split(",")]
+    client = peer
+    for entry in reversed(chain):
+        try:
+            ipaddress.ip_address(entry)
+        except ValueError:
+            break
+        client = entry
+        if not is_trusted(entry):
+            break
+    return client
+
+
+def mask(data: str) -> str:
+    """Matched data as an event keeps it: a secret-looking argument's value masked, cut to DATA_LIMIT."""
+    m = WITHIN.search(data)
+    if m and SECRET_NAME.search(m.group(2)):
+        data = data[:m.start(3)] + "***"
+    return data if len(data) <= DATA_LIMIT else data[:DATA_LIMIT] + "…"
+
+
+def _path_only(target: str) -> str:
+    path, _, query = target.partition("?")
+    if not query:
+        return path
+    names = [part.partition("=")[0] for part in query.split("&")]
+    return path + "?" + "&".join(f"{n}=…" for n in names[:20])
+
+
+class Gate:
+    """The engine with ``[waf]``'s settings, and the event log."""
+
+    def __init__(self, config: WafConfig, event_log: str | None, site: str = "default",
+                 engine: Engine | None = None) -> None:
+        self.config = config
+        self.site = site
+        self.engine = engine or Engine(text=assemble(WafSettings(
+            mode=config.mode, paranoia=config.paranoia, inbound_threshold=config.inbound_threshold,
+            applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
+            crs_dir=config.crs_dir)))
+        self.event_log = event_log
+        self._lock = threading.Lock()
+
+    def decide(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes, peer: str,
+               peer_port: int = 0, server: str = "127.0.0.1", server_port: int = 80) -> Decision:
+        """Ask the engine about one request and record the event; the caller refuses it when ``blocked``."""
+        headers = list(headers)
+        request_id = secrets.token_hex(8)
+        client = client_address(peer, headers, self.config.trusted_proxies)
+        verdict = self.engine.inspect(Request(method, target, headers, body, client, peer_port, server, server_port),
+                                      request_id)
+        blocked = verdict.disruptive
+        status = self.config.block_status if blocked and verdict.status in (403, 200) else verdict.status
+        decision = Decision(blocked, status if blocked else 200, request_id, client, verdict)
+        if verdict.matches:
+            self._record(decision, method, target, headers)
+        return decision
+
+    def block_body(self, decision: Decision) -> bytes:
+        """The refused request's answer body."""
+        return (self.config.block_message.replace("{request_id}", decision.request_id) + "\n").encode()
+
+    def _record(self, decision: Decision, method: str, target: str, headers: list[tuple[str, str]]) -> None:
+        if not self.event_log:
+            return
+        host = next((v for n, v in headers if n.lower() == "host"), "")
+        event = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": decision.request_id,
+            "site": self.site, "host": host[:200], "client": decision.client, "method": method[:16],
+            "path": _path_only(target)[:500], "action": "blocked" if decision.blocked else
+            ("detected" if self.config.mode == "detect" else "scored"), "status": decision.status,
+            "rules": [{"id": m.id, "msg": m.msg[:200], "data": mask(m.data), "tags": list(m.tags[:8])}
+                      for m in decision.verdict.matches],
+        }
+        line = json.dumps(event, ensure_ascii=True) + "\n"
+        with self._lock:
+            fd = os.open(self.event_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Free the engine."""
+        self.engine.close()
