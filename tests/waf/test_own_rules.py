@@ -35,6 +35,14 @@ def _path(target: str) -> Request:
     return Request("GET", target, HEADERS)
 
 
+def _upload(filename: str, content: bytes, content_type: str = "image/gif") -> Request:
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="title"\r\n\r\nholiday\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="upload"; filename="' + filename.encode() +
+            b'"\r\nContent-Type: ' + content_type.encode() + b"\r\n\r\n" + content + b"\r\n--XyZ--\r\n")
+    return Request("POST", "/upload", [*HEADERS, ("Content-Type", "multipart/form-data; boundary=XyZ"),
+                                       ("Content-Length", str(len(body)))], body)
+
+
 HITS = [
     (20101, _json('{"user": {"$ne": null}, "password": {"$ne": null}}')),
     (20101, _query("x", "user[$ne]")),
@@ -57,6 +65,12 @@ HITS = [
     (20304, _path("/api/items/5;%20drop%20table%20orders")),
     (20304, _path("/api/items/0%20and%201=0%20union%20all%20select%20name,pass%20from%20users/x")),
     (20304, _path("/shop/cat/1%20and%20(select%20password%20from%20admins%20limit%201)")),
+    (20501, _upload("cat.php.jpg", b"\xff\xd8\xff\xe0JFIF")),
+    (20501, _upload(".htaccess", b"AddType application/x-httpd-php .jpg", "text/plain")),
+    (20501, _upload("x.phtml.", b"hello", "text/plain")),
+    (20502, _upload("cat.gif", b'GIF89a<?php system($_GET["c"]); ?>')),
+    (20502, _upload("shell.jsp", b'<%@ page import="java.io.*" %>', "text/plain")),
+    (20502, _upload("x.aspx", b'<%@ Page Language="C#" %>', "text/plain")),
 ]
 
 MISSES = [
@@ -74,6 +88,10 @@ MISSES = [
     _path("/wiki/Rock_'n'_Roll"),
     _path("/search/it's%20a%20test"),
     _path("/recipes/select%20the%20ripest%20from%20the%20market"),
+    _upload("cat.gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00"),
+    _upload("php-cheatsheet.pdf", b"%PDF-1.4 about <?xml ?>", "application/pdf"),
+    _upload("report.csv", b"a,b\n1,2\n", "text/csv"),
+    _upload("notes.txt", b"We talked about the php function list.", "text/plain"),
 ]
 
 
