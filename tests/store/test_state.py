@@ -77,6 +77,14 @@ SAMPLE_ROWS: dict[str, dict[str, Any]] = {
                    "reason": "malware scan", "key": b"\x01" * 32, "stored": "5e1f0a9c3b2d.hgq",
                    "quarantined_at": "2024-05-05T12:00:00+00:00", "processes": "[]", "state": "quarantined",
                    "restored_to": None, "restored_at": None, "purged_at": None, "note": ""},
+    "waf_events": {"request_id": "9f2c4e1a7b3d5c60", "time": "2024-05-06T09:00:00.000+00:00", "day": "2024-05-06",
+                   "site": "blog", "client": "198.51.100.7", "network": "198.51.100.0/24", "method": "POST",
+                   "path": "/wp-admin/post.php?action=…", "action": "detected", "status": 200,
+                   "rules": '[{"id": 941100, "msg": "XSS", "data": "x", "tags": []}]'},
+    "waf_ingest": {"path": "/var/lib/hostguard/waf-events.jsonl", "inode": 393219, "offset": 8192},
+    "waf_exclusions": {"id": "a1b2c3d4e5f6", "site": "blog", "rule_id": 941100, "path": "/wp-admin/post.php",
+                       "variable": "ARGS:content", "networks": 6, "days": 3, "hits": 18, "state": "proposed",
+                       "proposed_at": "2024-05-07T00:00:00+00:00", "decided_at": None},
 }
 
 # Schema 1 as hostguard 0.1 wrote it, spelled out here (not taken from MIGRATIONS): an edit to an old

@@ -146,6 +146,23 @@ MIGRATIONS: tuple[str, ...] = (
                              note TEXT NOT NULL DEFAULT '');
     CREATE INDEX quarantine_by_time ON quarantine(host_key, quarantined_at);
     """,
+    # 9: the WAF (issue 14): events read from the front ends' JSON Lines log (no request bodies: rule ids,
+    # truncated and masked matched data, the client and its network, the path without query values), where
+    # reading each log got to (by path and inode, so a rotated log is read from its start), and the narrow
+    # exclusions learning proposed (rule x site x path x variable), with the owner's decision.
+    """
+    CREATE TABLE waf_events (request_id TEXT NOT NULL, time TEXT NOT NULL, day TEXT NOT NULL, site TEXT NOT NULL,
+                             client TEXT NOT NULL, network TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+                             action TEXT NOT NULL, status INTEGER NOT NULL, rules TEXT NOT NULL,
+                             PRIMARY KEY (request_id, time));
+    CREATE INDEX waf_events_by_time ON waf_events(time);
+    CREATE TABLE waf_ingest (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL);
+    CREATE TABLE waf_exclusions (id TEXT PRIMARY KEY, site TEXT NOT NULL, rule_id INTEGER NOT NULL,
+                                 path TEXT NOT NULL, variable TEXT NOT NULL, networks INTEGER NOT NULL,
+                                 days INTEGER NOT NULL, hits INTEGER NOT NULL, state TEXT NOT NULL,
+                                 proposed_at TEXT NOT NULL, decided_at TEXT,
+                                 UNIQUE (site, rule_id, path, variable));
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.

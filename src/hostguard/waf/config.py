@@ -35,5 +35,8 @@ class WafConfig:
     block_message: str = setting("Request refused by the web application firewall. Reference: {request_id}",
                                  "The body of a refused request's answer; {request_id} is replaced by the "
                                  "request's id (also in the event log).")
+    learn_min_networks: int = setting(5, "Learning proposes an exclusion only after hits from this many distinct "
+                                         "networks (/24, /48) in detection-only mode.", min=2)
+    learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
     event_log: str = setting("", "A JSON Lines file every blocked or scored request is appended to (empty: "
                                  "<state>/waf-events.jsonl).")

@@ -21,8 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from hostguard.store.waf import Exclusion
 from hostguard.waf.config import WafConfig
 from hostguard.waf.engine import Engine, Request, Verdict
+from hostguard.waf.learn import exclusion_rules
 from hostguard.waf.ruleset import WafSettings, assemble
 
 __all__ = ["DATA_LIMIT", "Decision", "Gate", "client_address", "mask"]
@@ -92,13 +94,13 @@ class Gate:
     """The engine with ``[waf]``'s settings, and the event log."""
 
     def __init__(self, config: WafConfig, event_log: str | None, site: str = "default",
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, exclusions: Sequence[Exclusion] = ()) -> None:
         self.config = config
         self.site = site
         self.engine = engine or Engine(text=assemble(WafSettings(
             mode=config.mode, paranoia=config.paranoia, inbound_threshold=config.inbound_threshold,
             applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
-            crs_dir=config.crs_dir)))
+            crs_dir=config.crs_dir), site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
         self._lock = threading.Lock()
 

@@ -1,0 +1,116 @@
+"""Learning: narrow exclusions proposed from what honest traffic triggered, and the rules that apply them.
+
+In detection-only mode every request a rule matches is an event and nothing is refused. A rule that keeps
+matching one argument on one path, for clients of many different networks over several days, is matching
+the application's normal use of that argument (a rich-text body, a search box that takes SQL words), not an
+attack: an attacker can send from a few networks, and would have to keep it up for days from many. So an
+exclusion is proposed only for one rule x one site x one path x one variable, and only after hits from
+``min_networks`` distinct networks (/24 for IPv4, /48 for IPv6) on ``min_days`` distinct days. Nothing is
+applied until the owner accepts it (``hostguard waf exclusions --accept ID``).
+
+An accepted exclusion becomes a phase-1 rule loaded before CRS's REQUEST-901 (where ``ctl:`` takes effect):
+``ctl:ruleRemoveTargetById=RULE;VARIABLE`` when the request's path is exactly the exclusion's. The rule still
+reads every other variable on that path and that variable on every other path.
+
+Never proposed: the blocking evaluation (949110) and hostguard's body-parse rules (10000-10099), whose
+removal would remove protection rather than narrow it, and matches whose variable is not a named argument,
+cookie or header (a rule matching the whole path cannot be narrowed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hostguard.store.waf import PROPOSED, Exclusion, WafEvent
+
+__all__ = ["RuleCount", "exclusion_rules", "propose", "rule_counts", "variable_of"]
+
+WITHIN = re.compile(r"found within ((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|REQUEST_HEADERS|FILES|"
+                    r"FILES_NAMES):[A-Za-z0-9_.\-\[\]$@]{1,128})(?=[: ]|$)")
+NEVER = frozenset({949110, 959100, 980130, 980140})
+EXCLUSION_IDS = 11000   # exclusions' own rule ids: 11000-19999
+PATH_SAFE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,500}$")
+
+
+def variable_of(data: str) -> str | None:
+    """The variable a rule match names in its data (``ARGS:comment``), None when it names none."""
+    m = WITHIN.search(data)
+    return m.group(1) if m else None
+
+
+@dataclass
+class _Seen:
+    networks: set[str]
+    days: set[str]
+    hits: int = 0
+
+
+def propose(events: Iterable[WafEvent], min_networks: int, min_days: int, when: str) -> list[Exclusion]:
+    """Exclusions for (site, rule, path, variable) keys whose matches came from at least ``min_networks``
+    networks on at least ``min_days`` days (only events of detection-only mode: what was allowed through)."""
+    seen: dict[tuple[str, int, str, str], _Seen] = {}
+    for event in events:
+        if event.action != "detected":
+            continue
+        path = event.path.partition("?")[0]
+        if not PATH_SAFE.match(path):
+            continue
+        for rule in event.rules:
+            rule_id = int(rule.get("id", 0))
+            if rule_id in NEVER or 10000 <= rule_id < 10100:
+                continue
+            variable = variable_of(str(rule.get("data", "")))
+            if variable is None:
+                continue
+            entry = seen.setdefault((event.site, rule_id, path, variable), _Seen(set(), set()))
+            entry.networks.add(event.network)
+            entry.days.add(event.day)
+            entry.hits += 1
+    out = []
+    for (site, rule_id, path, variable), s in sorted(seen.items()):
+        if len(s.networks) >= min_networks and len(s.days) >= min_days:
+            key = hashlib.sha256(f"{site}\0{rule_id}\0{path}\0{variable}".encode()).hexdigest()[:12]
+            out.append(Exclusion(key, site, rule_id, path, variable, len(s.networks), len(s.days), s.hits, PROPOSED,
+                                 when))
+    return out
+
+
+def exclusion_rules(exclusions: Iterable[Exclusion], site: str) -> list[str]:
+    """The phase-1 rules that apply the accepted exclusions of ``site`` (loaded before REQUEST-901)."""
+    rules = []
+    for number, ex in enumerate(e for e in exclusions if e.site == site):
+        if not PATH_SAFE.match(ex.path) or not WITHIN.fullmatch(f"found within {ex.variable}"):
+            continue   # never reaches here from propose(); a hand-edited row is not trusted into the rules
+        path = ex.path.replace("\\", "\\\\").replace('"', '\\"')
+        rules.append(f'SecRule REQUEST_FILENAME "@streq {path}" "id:{EXCLUSION_IDS + number},phase:1,pass,nolog,'
+                     f't:none,ctl:ruleRemoveTargetById={ex.rule_id};{ex.variable}"')
+    return rules
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """How often one rule matched: in blocked requests, and in all."""
+
+    rule_id: int
+    msg: str
+    matched: int
+    blocked: int
+
+
+def rule_counts(events: Iterable[WafEvent]) -> list[RuleCount]:
+    """Matches per rule, most first."""
+    matched: Counter[int] = Counter()
+    blocked: Counter[int] = Counter()
+    msgs: dict[int, str] = {}
+    for event in events:
+        for rule in event.rules:
+            rule_id = int(rule.get("id", 0))
+            matched[rule_id] += 1
+            if event.action == "blocked":
+                blocked[rule_id] += 1
+            msgs.setdefault(rule_id, str(rule.get("msg", "")))
+    return [RuleCount(r, msgs[r], n, blocked[r]) for r, n in matched.most_common()]
