@@ -91,7 +91,8 @@ def test_rule_files_pass_the_engines_own_check(tmp_path: Path) -> None:
     _need_library()
     from hostguard.waf.ruleset import _data_path
 
-    assert check_rules([_data_path("base.conf"), *own_rule_files()]) == []
+    packages = sorted(str(p) for p in Path(_data_path("exclusions")).glob("*.conf"))
+    assert packages and check_rules([_data_path("base.conf"), *own_rule_files(), *packages]) == []
     broken = tmp_path / "broken.conf"
     broken.write_text('SecRule ARGS "@rx x" "id:20001,phase:2,deny,no_such_action"\n')
     [(path, error)] = check_rules([str(broken)])

@@ -120,3 +120,24 @@ def test_own_rules_use_their_id_range_and_every_rule_has_a_test() -> None:
             ids.update(int(found) for found in re.findall(r'"id:(\d+)', f.read()))
     assert ids and all(10000 <= i <= 29999 for i in ids)
     assert ids <= {rule for rule, _ in HITS}, sorted(ids - {rule for rule, _ in HITS})
+
+
+def test_the_phpmyadmin_package_lets_its_sql_box_through_and_nothing_else() -> None:
+    _need_library()
+
+    def form(target: str, **fields: str) -> Request:
+        body = "&".join(f"{k}={quote(v)}" for k, v in fields.items()).encode()
+        return Request("POST", target, [*HEADERS, ("Content-Type", "application/x-www-form-urlencoded"),
+                                        ("Content-Length", str(len(body)))], body)
+
+    sql = "SELECT * FROM users WHERE name = 'x' OR 1=1 UNION SELECT password FROM admins"
+    box = form("/phpmyadmin/index.php?route=/import", sql_query=sql, token="a1b2c3")
+    other_route = form("/phpmyadmin/index.php?route=/table/change", sql_query=sql, token="a1b2c3")
+    other_arg = form("/phpmyadmin/index.php?route=/import", db=sql, token="a1b2c3")
+    old_entry = form("/phpmyadmin/import.php", sql_query=sql, token="a1b2c3")
+    with Engine(text=assemble(WafSettings())) as plain:
+        assert plain.inspect(box).disruptive and plain.inspect(old_entry).disruptive
+    with Engine(text=assemble(WafSettings(applications=("phpmyadmin",)))) as tuned:
+        assert not tuned.inspect(box).disruptive, tuned.inspect(box).rule_ids
+        assert not tuned.inspect(old_entry).disruptive
+        assert tuned.inspect(other_route).disruptive and tuned.inspect(other_arg).disruptive

@@ -21,8 +21,9 @@ class WafConfig:
                             min=1, max=4)
     inbound_threshold: int = setting(5, "CRS inbound anomaly score at which a request is refused (5: one critical "
                                         "match).", min=1, max=1000)
-    applications: tuple[str, ...] = setting((), "CRS exclusion packages for the applications behind the WAF "
-                                                "(wordpress, drupal, nextcloud, dokuwiki, cpanel, xenforo).")
+    applications: tuple[str, ...] = setting((), "Exclusion packages for the applications behind the WAF: CRS's "
+                                                "(wordpress, drupal, nextcloud, dokuwiki, cpanel, xenforo) and "
+                                                "hostguard's (phpmyadmin).")
     remove_ids: tuple[int, ...] = setting((), "Rule ids never applied (SecRuleRemoveById, loaded after CRS).")
     own_rules: bool = setting(True, "Load hostguard's own rules (data/waf/rules) for what CRS 3.3 misses.")
     crs_dir: str = setting("/usr/share/modsecurity-crs/rules", "Where the OWASP CRS rules are (Debian's "

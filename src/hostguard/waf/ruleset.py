@@ -7,7 +7,8 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
 1. ``data/waf/base.conf``: body access and limits, the JSON and XML body processors, unparsable bodies;
 2. the engine mode and CRS's settings (what ``crs-setup.conf`` would set): default actions, paranoia level,
    anomaly thresholds, the application exclusion packages asked for;
-3. per-site exclusions and thresholds (phase-1 ``ctl:`` rules): before REQUEST-901, which reads them;
+3. hostguard's own exclusion packages (``data/waf/exclusions/``, e.g. phpMyAdmin's SQL box) and per-site
+   exclusions (phase-1 ``ctl:`` rules): before REQUEST-901;
 4. CRS's request rules REQUEST-901 … REQUEST-944;
 5. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
    they come before REQUEST-949, which decides on it;
@@ -29,7 +30,9 @@ __all__ = ["CRS_RULES", "WafSettings", "assemble", "own_rule_files"]
 
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
-EXCLUSION_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")
+CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")   # CRS's REQUEST-903.*
+OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
+EXCLUSION_PACKAGES = CRS_PACKAGES + OWN_PACKAGES
 MODES = {"block": "On", "detect": "DetectionOnly"}
 
 
@@ -79,7 +82,7 @@ def _setup(settings: WafSettings) -> str:
         f'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold='
         f'{settings.inbound_threshold},setvar:tx.outbound_anomaly_score_threshold=4"',
     ]
-    for number, app in enumerate(settings.applications):
+    for number, app in enumerate(a for a in settings.applications if a in CRS_PACKAGES):
         lines.append(f'SecAction "id:{900130 + number},phase:1,nolog,pass,t:none,'
                      f'setvar:tx.crs_exclusions_{app}=1"')
     return "\n".join(lines) + "\n"
@@ -93,7 +96,9 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
         raise FileNotFoundError(f"no CRS rules in {settings.crs_dir} (Debian: apt-get install modsecurity-crs)")
     before = [p for p in crs if os.path.basename(p) < BLOCKING]
     blocking = [p for p in crs if os.path.basename(p) >= BLOCKING]
-    parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *site_rules]
+    own_packages = [f'Include "{_data_path(f"exclusions/{app}.conf")}"' for app in settings.applications
+                    if app in OWN_PACKAGES]
+    parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules]
     parts += [f'Include "{p}"' for p in before]
     if settings.own_rules:
         parts += [f'Include "{p}"' for p in own_rule_files()]
