@@ -128,3 +128,15 @@ def test_rule_counts() -> None:
     events = _events(["198.51.100.7"], [1, 2]) + _events(["198.51.101.7"], [3], action="blocked")
     counts = {c.rule_id: (c.matched, c.blocked) for c in rule_counts(events)}
     assert counts == {941100: (3, 1), 949110: (3, 1)}
+
+
+def test_repeat_offenders_never_include_trusted_proxies() -> None:
+    from hostguard.waf.learn import repeat_offenders
+
+    attacker = _events(["203.0.113.50"], [1, 2, 3, 4], action="blocked")
+    cdn = _events(["192.0.2.10"], [1, 2, 3, 4, 5], action="blocked")
+    once = _events(["198.51.100.9"], [1], action="blocked")
+    detected = _events(["198.51.100.20"], [1, 2, 3, 4], action="detected")
+    found = repeat_offenders(attacker + cdn + once + detected, 3, ["192.0.2.0/24"])
+    assert [(o.client, o.blocked, o.rules) for o in found] == [("203.0.113.50", 4, (941100,))]
+    assert [o.client for o in repeat_offenders(attacker + cdn, 3, [])] == ["192.0.2.10", "203.0.113.50"]

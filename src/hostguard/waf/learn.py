@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from hostguard.store.waf import PROPOSED, Exclusion, WafEvent
 
-__all__ = ["RuleCount", "exclusion_rules", "propose", "rule_counts", "variable_of"]
+__all__ = ["Offender", "RuleCount", "exclusion_rules", "propose", "repeat_offenders", "rule_counts", "variable_of"]
 
 WITHIN = re.compile(r"found within ((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|REQUEST_HEADERS|FILES|"
                     r"FILES_NAMES):[A-Za-z0-9_.\-\[\]$@]{1,128})(?=[: ]|$)")
@@ -114,3 +114,39 @@ def rule_counts(events: Iterable[WafEvent]) -> list[RuleCount]:
                 blocked[rule_id] += 1
             msgs.setdefault(rule_id, str(rule.get("msg", "")))
     return [RuleCount(r, msgs[r], n, blocked[r]) for r, n in matched.most_common()]
+
+
+@dataclass(frozen=True)
+class Offender:
+    """A client refused again and again: how many refused requests, by how many rules, first and last time."""
+
+    client: str
+    blocked: int
+    rules: tuple[int, ...]
+    first: str
+    last: str
+
+
+def repeat_offenders(events: Iterable[WafEvent], min_blocked: int, trusted: Iterable[str]) -> list[Offender]:
+    """Clients with at least ``min_blocked`` refused requests among ``events`` (the caller picks the window),
+    most first, for ``hostguard block`` (issue 9's blocking, which also never blocks the owner). A client in
+    ``trusted`` (the CDN and proxy ranges of ``[waf] trusted_proxies``) is never one: blocking it would
+    block everyone behind it."""
+    import ipaddress
+
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+    seen: dict[str, list[WafEvent]] = {}
+    for event in events:
+        if event.action == "blocked":
+            seen.setdefault(event.client, []).append(event)
+    out = []
+    for client, hits in seen.items():
+        try:
+            ip = ipaddress.ip_address(client)
+        except ValueError:
+            continue
+        if len(hits) < min_blocked or any(ip in n for n in networks):
+            continue
+        rules = sorted({int(r.get("id", 0)) for e in hits for r in e.rules} - NEVER)
+        out.append(Offender(client, len(hits), tuple(rules), min(e.time for e in hits), max(e.time for e in hits)))
+    return sorted(out, key=lambda o: (-o.blocked, o.client))
