@@ -104,7 +104,8 @@ def _setup(settings: WafSettings) -> str:
         f'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold='
         f'{settings.inbound_threshold},setvar:tx.outbound_anomaly_score_threshold=4"',
     ]
-    lines.append(f'SecAction "id:900200,phase:1,nolog,pass,t:none,setvar:\'tx.allowed_methods={" ".join(settings.methods)}\'"')
+    methods = " ".join(settings.methods)
+    lines.append(f'SecAction "id:900200,phase:1,nolog,pass,t:none,setvar:\'tx.allowed_methods={methods}\'"')
     types = " ".join(f"|{t}|" for t in settings.content_types)
     lines.append(f'SecAction "id:900220,phase:1,nolog,pass,t:none,setvar:\'tx.allowed_request_content_type={types}\'"')
     lines.append(STRUCTURED_TYPES)
