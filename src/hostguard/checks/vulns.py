@@ -27,7 +27,7 @@ from hostguard.host.base import Host, HostError, Unavailable
 from hostguard.host.packages import DPKG, DPKG_STATUS, DpkgDatabase
 from hostguard.host.web.servers import WEB_SERVERS, WebServers
 from hostguard.store.state import StateStore
-from hostguard.vulns.inventory import DEFAULT_PATHS, Inventory, InventoryOptions, collect_inventory
+from hostguard.vulns.inventory import DEFAULT_PATHS, DISTRO_MANAGED, Inventory, InventoryOptions, collect_inventory
 from hostguard.vulns.pending import PendingResult
 from hostguard.vulns.restart import DeletedMapping
 from hostguard.vulns.scan import Matched
@@ -184,6 +184,8 @@ def coverage_gaps(inventory: Inventory, apps: tuple[WebApp, ...]) -> Iterator[tu
     release = inventory.release.ecosystem if inventory.release and inventory.release.ecosystem else "the distribution"
     by_reason: dict[str, list[str]] = {}
     for item in inventory.not_covered():
+        if item.not_covered == DISTRO_MANAGED:
+            continue   # matched as the distribution's package: covered, not a gap
         by_reason.setdefault(item.not_covered or "", []).append(f"{item.name} {item.version}")
     for reason, names in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
         yield (SkipReason.UNSUPPORTED, f"{len(names)} packages not matched against {release}'s advisories "

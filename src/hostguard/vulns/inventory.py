@@ -48,6 +48,9 @@ SYSTEM_SITE_GLOBS = ("/usr/lib/python3/dist-packages", "/usr/lib/python3*/site-p
                      "/usr/lib64/python3*/site-packages", "/usr/local/lib/python3*/dist-packages",
                      "/usr/local/lib/python3*/site-packages")
 DISTRO_SITE = re.compile(r"^/usr/lib(64)?/python3")  # the package manager's own, not pip's /usr/local
+# why a distribution's own Python distribution is not matched against PyPI: its source package is, against the
+# distribution's advisories (so it is covered, not a gap)
+DISTRO_MANAGED = "installed by the distribution's package manager: its advisories are the distribution package's"
 DEFAULT_PATHS = ("/srv", "/opt", "/var/www", "/home", "/root", "/usr/lib/node_modules", "/usr/local/lib/node_modules")
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".cache", "proc", "sys", "dev"})
 HEADER = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)")
@@ -350,8 +353,7 @@ def site_items(host: Host, site: str, prefix: str, problems: list[tuple[str, str
         parsed = parse_metadata(text or "")
         if parsed is None:
             continue
-        reason = ("installed by the distribution's package manager: its advisories are the distribution "
-                  "package's") if distro else None
+        reason = DISTRO_MANAGED if distro else None
         items.append(Item("PyPI", parsed[0], parsed[1], "pip", meta,
                           "" if distro else prefix, not_covered=reason))
     return items
