@@ -188,7 +188,8 @@ def coverage_gaps(inventory: Inventory, apps: tuple[WebApp, ...]) -> Iterator[tu
             continue   # matched as the distribution's package: covered, not a gap
         by_reason.setdefault(item.not_covered or "", []).append(f"{item.name} {item.version}")
     for reason, names in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
-        yield (SkipReason.UNSUPPORTED, f"{len(names)} packages not matched against {release}'s advisories "
+        yield (SkipReason.UNSUPPORTED, f"{len(names)} package{'s' if len(names) != 1 else ''} not matched against "
+                                       f"{release}'s advisories "
                                        f"({reason}): {_names(names)}")
     if apps:
         yield (SkipReason.UNSUPPORTED, "web applications with no open advisory feed (follow their security "
