@@ -1,0 +1,471 @@
+"""`hostguard waf proxy`: an asynchronous reverse proxy that asks the WAF about every request.
+
+HTTP is parsed by aiohttp (its llhttp-based parser, or the pure-Python one when extensions are off), never
+here. Both parsers already refuse, with 400 and before any handler runs, the framings request smuggling
+relies on: Content-Length together with Transfer-Encoding (any coding), a Transfer-Encoding whose last
+coding is not ``chunked``, duplicate Content-Length or Host headers, obs-folded or space-before-colon header
+lines, malformed chunk sizes. The handler checks the first of these again (a parser made lenient by a future
+release must not open the hole silently) and also refuses what aiohttp accepts but a proxy cannot pass on
+safely: Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1: the framing is faulty), targets that are
+not origin-form (absolute-form, ``*``), CONNECT, header values that are not UTF-8 (aiohttp's writer cannot
+send their bytes back unchanged) and content codings aiohttp does not decode (the engine could not read
+the body).
+
+For each request the handler
+
+1. reads the body up to ``[waf] max_body_bytes`` (a declared length over it is refused with 413 before a
+   byte is read; a chunked or compressed body is refused as soon as it passes the limit). aiohttp removes the
+   chunked framing and decodes gzip/deflate (br and zstd when their modules are installed), so the engine
+   inspects the bytes the application will read;
+2. asks :meth:`Gate.decide` in a bounded thread pool (libmodsecurity is synchronous), with the header list
+   exactly as received;
+3. answers ``[waf] block_status`` with the configured message and ``X-Request-Id``, or forwards the request:
+   the same method, the target byte for byte (``yarl.URL(..., encoded=True)``: never re-quoted or
+   normalised), the headers as received minus hop-by-hop ones, with ``X-Forwarded-For`` (the peer appended),
+   ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and ``X-Request-Id``; the body as inspected, with an exact
+   Content-Length (a decoded body loses its Content-Encoding: the application gets what the engine saw);
+4. streams the upstream's answer back (status, headers minus hop-by-hop, the body as it arrives, compressed
+   or not: the client session never decompresses).
+
+An unreachable upstream is 502, one that does not answer in time 504. A failure of the WAF itself refuses
+the request (500) in blocking mode and lets it through in detection-only mode, which promises never to
+block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import secrets
+import signal
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+from yarl import URL
+
+from hostguard.waf.gate import Decision, Gate
+
+__all__ = ["HOP_BY_HOP", "Proxy", "ProxyError", "Upstream", "forward_headers", "hop_by_hop_names", "log_to",
+           "parse_listen", "parse_upstream", "response_headers", "serve"]
+
+log = logging.getLogger("hostguard.waf.proxy")
+
+# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded (plus every Proxy-* header)
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+                        "proxy-connection"})
+# what the proxy sets itself on the way to the upstream (the client's own values are replaced or appended to)
+SET_HERE = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "expect"})
+# a client naming these in Connection must not make the upstream read a request other than the one inspected
+NEVER_DROPPED = frozenset({"host", "content-length", "content-type", "content-encoding"})
+# the codings aiohttp's server decodes itself (it answers 400 for br/zstd when their module is missing)
+DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
+# what aiohttp's client would add on its own: the upstream gets only the client's headers
+NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+READ_SIZE = 1 << 16
+
+
+class ProxyError(Exception):
+    """A listen address or upstream URL that cannot be used (one line for the command line)."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where requests go: ``origin`` (scheme, host, port) and a path ``prefix`` put before every target."""
+
+    origin: str
+    prefix: str
+
+    def url(self, target: str) -> URL:
+        """The upstream URL of a raw origin-form target, kept exactly as received."""
+        return URL(self.origin + self.prefix + target, encoded=True)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6): an IP address or ``localhost`` and a port (0: any free one).
+
+    A host is required: the proxy never picks the interfaces it listens on for the owner. Host names other
+    than localhost are refused, since a name can resolve to several addresses, or to another one tomorrow."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", text.strip())
+    if not match:
+        raise ProxyError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ProxyError(f"--listen {text!r}: port {port} is out of range")
+    if host == "localhost":
+        return "127.0.0.1", port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ProxyError(f"--listen {text!r}: the host must be an IP address or localhost") from None
+    if match.group(3) is not None and address.version == 6:
+        raise ProxyError(f"--listen {text!r}: write an IPv6 address in brackets, e.g. [::1]:8080")
+    return str(address), port
+
+
+def parse_upstream(text: str) -> Upstream:
+    """``http(s)://HOST[:PORT][/PREFIX]``: the application behind the proxy. No credentials, query or
+    fragment: they would be sent with every request without the owner seeing it."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProxyError(f"--upstream {text!r}: expected http://HOST[:PORT] or https://HOST[:PORT]")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ProxyError(f"--upstream {text!r}: give only the scheme, host, port and an optional path prefix")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ProxyError(f"--upstream {text!r}: the port is not a number from 1 to 65535") from None
+    host = parts.hostname
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return Upstream(f"{parts.scheme}://{netloc}", parts.path.rstrip("/"))
+
+
+def hop_by_hop_names(headers: Iterable[tuple[str, str]], keep: frozenset[str] = frozenset()) -> set[str]:
+    """The lower-cased names not to forward: the standard hop-by-hop ones and those the Connection header
+    lists (RFC 9110 §7.6.1), except ``keep``."""
+    names = set(HOP_BY_HOP)
+    for name, value in headers:
+        if name.lower() == "connection":
+            names.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return names - keep
+
+
+def _is_hop(name: str, hop: set[str]) -> bool:
+    lower = name.lower()
+    return lower in hop or lower.startswith("proxy-")
+
+
+def forward_headers(headers: Sequence[tuple[str, str]], *, body_length: int | None, decoded: bool, peer: str,
+                    scheme: str, request_id: str, peer_trusted: bool) -> list[tuple[str, str]]:
+    """The headers the upstream gets, in the order received: hop-by-hop ones out, Content-Length the body's
+    real length (``None``: no body and none declared), Content-Encoding dropped when aiohttp decoded the body,
+    then X-Forwarded-For (earlier hops, the peer last), X-Forwarded-Proto and X-Forwarded-Host (a trusted
+    proxy's own values are kept, anyone else's replaced) and this request's X-Request-Id."""
+    hop = hop_by_hop_names(headers, keep=NEVER_DROPPED)
+    out: list[tuple[str, str]] = []
+    chain: list[str] = []
+    proto = host = forwarded_host = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "x-forwarded-for":
+            chain.append(value)
+        elif lower == "x-forwarded-proto" and peer_trusted and proto is None:
+            proto = value
+        elif lower == "x-forwarded-host" and peer_trusted and forwarded_host is None:
+            forwarded_host = value
+        elif lower == "host" and host is None:
+            host = value
+        if _is_hop(name, hop) or lower in SET_HERE or (decoded and lower == "content-encoding"):
+            continue
+        if lower == "content-length":
+            if body_length is None:
+                continue
+            value = str(body_length)
+            body_length = None   # written once, where the client put it
+        out.append((name, value))
+    if body_length is not None:
+        out.append(("Content-Length", str(body_length)))
+    out.append(("X-Forwarded-For", ", ".join([*chain, peer])))
+    out.append(("X-Forwarded-Proto", proto or scheme))
+    if forwarded_host or host:
+        out.append(("X-Forwarded-Host", forwarded_host or host or ""))
+    out.append(("X-Request-Id", request_id))
+    return out
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The upstream's response headers minus hop-by-hop ones (a value that is not UTF-8 is written with
+    replacement characters: aiohttp's writer sends text as UTF-8)."""
+    decoded = [(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw]
+    hop = hop_by_hop_names(decoded)
+    return [(name, value) for name, value in decoded if not _is_hop(name, hop)]
+
+
+def _plain(status: int, text: str, request_id: str | None = None, close: bool = False) -> web.Response:
+    """An answer the proxy writes itself (refusals and upstream failures)."""
+    headers = {"Cache-Control": "no-store"}
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    response = web.Response(status=status, text=text if text.endswith("\n") else text + "\n",
+                            content_type="text/plain", headers=headers)
+    if close:
+        response.force_close()
+    return response
+
+
+class _TooLarge(Exception):
+    """The body passed ``max_body_bytes``."""
+
+
+class Proxy:
+    """The proxy server: listens, inspects every request through ``gate``, forwards to ``upstream``.
+
+    The gate (and its engine) belongs to the caller, who closes it after :meth:`stop`: several proxies in one
+    process (the tests) can share an engine. ``timeout`` bounds the wait for the upstream's answer and each
+    read of it, and reading a request body; ``connect_timeout`` opening a connection to the upstream (or
+    waiting for a free one in the pool)."""
+
+    def __init__(self, gate: Gate, upstream: Upstream, *, timeout: float = 60.0, connect_timeout: float = 10.0,
+                 workers: int | None = None, upstream_connections: int = 100) -> None:
+        self.gate = gate
+        self.upstream = upstream
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.workers = workers or min(32, (os.cpu_count() or 1) + 4)
+        self.upstream_connections = upstream_connections
+        self.max_body = gate.config.max_body_bytes
+        self._trusted = [ipaddress.ip_network(t, strict=False) for t in gate.config.trusted_proxies]
+        self._executor: ThreadPoolExecutor | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.ServerRunner | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on ``host:port``; the address actually bound (``port`` 0 picks a free one). An address
+        that cannot be bound raises ``OSError`` after everything started here is stopped again."""
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hostguard-waf")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.upstream_connections),
+            # a shared jar would hand one visitor's cookies to the next: the Cookie header passes as sent
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,   # the response body goes back exactly as the upstream sent it
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.timeout),
+            trust_env=False,         # never through an HTTP_PROXY from the environment
+        )
+        # lingering_time: after a refusal with the body unread (413), aiohttp discards what the client still
+        # sends for this long so the client reads the answer instead of a reset; then it closes
+        server = web.Server(self._handle, access_log=None, lingering_time=2.0)
+        self._runner = web.ServerRunner(server, shutdown_timeout=min(self.timeout, 10.0))
+        await self._runner.setup()
+        try:
+            site = web.TCPSite(self._runner, host, port, reuse_address=True)
+            await site.start()
+        except OSError:
+            await self.stop()
+            raise
+        bound = self._runner.addresses[0]
+        return str(bound[0]), int(bound[1])
+
+    async def stop(self) -> None:
+        """Stop listening, let requests in flight finish (for at most the shutdown timeout), close the
+        upstream connections and wait for inspections still running in the pool."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.get_running_loop().run_in_executor(None, partial(executor.shutdown, wait=True))
+
+    def _peer_trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The body as aiohttp hands it over (de-chunked, decoded), refused past ``max_body``."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            async with asyncio.timeout(self.timeout):   # per read: a slow honest upload still gets through
+                chunk = await request.content.read(READ_SIZE)
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            parts.append(chunk)
+
+    def _refusal(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]]) -> web.Response | None:
+        """What is refused before the body is read or the engine asked (see the module's docstring)."""
+        names = [name.lower() for name, _ in headers]
+        if "content-length" in names and "transfer-encoding" in names:
+            return _plain(400, "Bad Request: Content-Length with Transfer-Encoding", close=True)
+        if "transfer-encoding" in names and request.version < aiohttp.HttpVersion11:
+            return _plain(400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request", close=True)
+        if request.method == "CONNECT":
+            return _plain(405, "Method Not Allowed: this is a reverse proxy", close=True)
+        if not request.raw_path.startswith("/"):
+            return _plain(400, "Bad Request: the request target must be a path (origin-form)", close=True)
+        codings = [value for name, value in headers if name.lower() == "content-encoding"]
+        if len(codings) > 1 or (codings and codings[0].strip().lower() not in DECODED | {"", "identity"}):
+            return _plain(415, "Unsupported Media Type: content coding " + ", ".join(codings), close=True)
+        expect = [value for name, value in headers if name.lower() == "expect"]
+        if expect and (len(expect) > 1 or expect[0].strip().lower() != "100-continue"):
+            return _plain(417, "Expectation Failed", close=True)
+        if request.content_length is not None and request.content_length > self.max_body:
+            return _plain(413, "Content Too Large", close=True)
+        return None
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """One request: refused on its framing, read, inspected in the pool, then refused or forwarded."""
+        try:
+            headers = [(name.decode("latin-1"), value.decode("utf-8")) for name, value in request.raw_headers]
+        except UnicodeDecodeError:
+            return _plain(400, "Bad Request: a header value is not UTF-8", close=True)
+        refused = self._refusal(request, headers)
+        if refused is not None:
+            return refused
+        if request.headers.get("Expect", "").strip().lower() == "100-continue" and \
+                request.version >= aiohttp.HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            body = await self._read_body(request)
+        except _TooLarge:
+            return _plain(413, "Content Too Large", close=True)
+        except TimeoutError:
+            return _plain(408, "Request Timeout", close=True)
+        except (RequestPayloadError, HttpProcessingError) as exc:   # a body that is not what it claims to be
+            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+            reason = str(getattr(cause, "message", "") or cause).strip().splitlines()[0]
+            return _plain(400, f"Bad Request: {reason}", close=True)
+        except ConnectionError:   # the client left: the answer is never read
+            return _plain(400, "Bad Request: the connection was lost", close=True)
+
+        transport = request.transport
+        peer_name = transport.get_extra_info("peername") if transport else None
+        sock_name = transport.get_extra_info("sockname") if transport else None
+        peer, peer_port = (str(peer_name[0]), int(peer_name[1])) if peer_name else (request.remote or "", 0)
+        server, server_port = (str(sock_name[0]), int(sock_name[1])) if sock_name else ("127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        assert self._executor is not None
+        try:
+            decision: Decision | None = await loop.run_in_executor(self._executor, partial(
+                self.gate.decide, request.method, request.raw_path, headers, body, peer, peer_port, server,
+                server_port))
+        except Exception:
+            log.exception("the WAF could not inspect %s %s", request.method, request.raw_path[:200])
+            if self.gate.config.mode != "detect":
+                return _plain(500, "Internal Server Error: the request could not be inspected")
+            decision = None
+        if decision is not None and decision.blocked:
+            return web.Response(status=decision.status, body=self.gate.block_body(decision),
+                                content_type="text/plain", charset="utf-8",
+                                headers={"X-Request-Id": decision.request_id, "Cache-Control": "no-store"})
+        request_id = decision.request_id if decision is not None else secrets.token_hex(8)
+        return await self._forward(request, headers, body, peer, request_id)
+
+    async def _forward(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]], body: bytes, peer: str,
+                       request_id: str) -> web.StreamResponse:
+        """Send the inspected request upstream and stream the answer back."""
+        assert self._session is not None
+        declared = any(name.lower() == "content-length" for name, _ in headers)
+        coding = next((v.strip().lower() for n, v in headers if n.lower() == "content-encoding"), "")
+        out = forward_headers(headers, body_length=len(body) if body or declared else None,
+                              decoded=coding in DECODED, peer=peer, scheme=request.scheme, request_id=request_id,
+                              peer_trusted=self._peer_trusted(peer))
+        try:
+            upstream = await self._session.request(
+                request.method, self.upstream.url(request.raw_path), headers=out, data=body or None,
+                skip_auto_headers=NO_AUTO_HEADERS, allow_redirects=False)
+        except TimeoutError:
+            return _plain(504, "Gateway Timeout: the application did not answer in time", request_id)
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("upstream %s: %s", self.upstream.origin, exc or type(exc).__name__)
+            return _plain(502, "Bad Gateway: the application could not be reached", request_id)
+        complete = False
+        try:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in response_headers(upstream.raw_headers):
+                response.headers.add(name, value)
+            await response.prepare(request)
+            while True:
+                try:
+                    chunk = await upstream.content.readany()
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    # the status line is gone: only a cut connection tells the client the answer is incomplete
+                    log.warning("upstream %s broke off an answer: %s", self.upstream.origin,
+                                exc or type(exc).__name__)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                if not chunk:
+                    break
+                try:
+                    await response.write(chunk)
+                except ConnectionError:   # the client left: nobody to tell
+                    return response
+            await response.write_eof()
+            complete = True
+            return response
+        finally:
+            # a connection with an answer left unread is closed, never handed to the next request
+            if complete:
+                upstream.release()
+            else:
+                upstream.close()
+
+
+_handler: logging.Handler | None = None
+
+
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs every malformed request, and every client that hangs up mid-body, with a traceback: anyone
+    can cause them, so they become one line at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError) and isinstance(exc.__cause__, HttpProcessingError):
+            exc = exc.__cause__
+        if isinstance(exc, HttpProcessingError | ConnectionResetError):
+            text = str(getattr(exc, "message", "") or exc).strip()
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "%s: %s", (record.getMessage(), text.splitlines()[0] if text else type(exc).__name__), None, None)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def log_to(stream: TextIO, level: int = logging.WARNING) -> None:
+    """The proxy's and aiohttp's messages as ``hostguard: waf proxy: ...`` lines on ``stream``, malformed
+    requests (attacker noise) only at INFO and without a traceback."""
+    global _handler
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("hostguard: waf proxy: %(message)s"))
+    handler.setLevel(level)
+    for name in ("hostguard.waf.proxy", "aiohttp.server", "aiohttp.web"):
+        logger = logging.getLogger(name)
+        if _handler is not None:   # called again (tests, or a second proxy): replaced, not doubled
+            logger.removeHandler(_handler)
+        if not any(isinstance(f, _OneLineBadRequests) for f in logger.filters):
+            logger.addFilter(_OneLineBadRequests())   # on the logger: it runs before the handler's level check
+        logger.addHandler(handler)
+        logger.setLevel(min(level, logging.INFO))
+        logger.propagate = False
+    _handler = handler
+
+
+async def serve(gate: Gate, upstream: Upstream, host: str, port: int, *, timeout: float = 60.0,
+                ready: Callable[[str, int], None] | None = None) -> None:
+    """Run the proxy until SIGINT or SIGTERM, then stop it cleanly (requests in flight finish; the caller
+    closes the gate). ``ready`` is told the bound address once the proxy accepts connections."""
+    proxy = Proxy(gate, upstream, timeout=timeout)
+    bound = await proxy.start(host, port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if ready is not None:
+            ready(*bound)
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await proxy.stop()
