@@ -1,4 +1,5 @@
-"""`hostguard waf proxy`: the web application firewall as a reverse proxy in front of an application.
+"""`hostguard waf proxy|report|exclusions|check`: the web application firewall as a reverse proxy, what it
+recorded, the exclusions learning proposes, and the rule files checked by the engine itself.
 
 Every request is read by aiohttp, inspected by libmodsecurity with the OWASP Core Rule Set and hostguard's
 own rules (``[waf]`` in the config), and refused or forwarded to ``--upstream``; every request a rule matched
@@ -10,12 +11,14 @@ the engine are imported only when the command runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 from typing import Any
 
-from hostguard.cli.common import EXIT_OK, Parser, UsageError, load_config
+from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, load_config
+from hostguard.findings import one_line
 
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -34,6 +37,7 @@ def add_parser(sub: Any) -> None:
     proxy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="how long to wait for the application's answer, and for each read of a request body "
                             "(default 60)")
+    add_learning_parsers(waf_sub)
 
 
 def _event_log(configured: str, state: str | None) -> str:
@@ -82,8 +86,9 @@ def proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout {args.timeout:g}: more than 0 and at most 3600 seconds")
     settings = load_config(args.config)[WafConfig]
     event_log = _event_log(settings.event_log, args.state)
+    exclusions = _accepted_exclusions(args)
     try:
-        gate = Gate(settings, event_log, site=args.site)
+        gate = Gate(settings, event_log, site=args.site, exclusions=exclusions)
     except EngineError as exc:
         raise UsageError(f"the WAF engine: {exc}") from exc
     except (OSError, ValueError) as exc:   # no CRS rules where [waf] crs_dir says; an impossible setting
@@ -106,11 +111,157 @@ def proxy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _accepted_exclusions(args: argparse.Namespace) -> list[Any]:
+    """The exclusions the owner accepted (`waf exclusions --accept`), from state.db."""
+    from hostguard.store.state import StateError, StateStore, default_state_dir
+    from hostguard.store.waf import ACCEPTED, WafStore
+
+    try:
+        state = StateStore(args.state or default_state_dir())
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        return WafStore(state).exclusions(ACCEPTED)
+    finally:
+        state.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch `waf` subcommands."""
-    if args.waf_command != "proxy":
-        raise UsageError("waf: a command is required: proxy")
-    return proxy(args)
+    commands = {"proxy": proxy, "report": run_report, "exclusions": run_exclusions, "check": run_check}
+    if args.waf_command not in commands:
+        raise UsageError("waf: a command is required: " + ", ".join(commands))
+    return commands[args.waf_command](args)
+
+
+def add_learning_parsers(waf_sub: Any) -> None:
+    """`waf report`, `waf exclusions` and `waf check`: what the front ends recorded, learning, the rules."""
+    report = waf_sub.add_parser("report", help="what the WAF refused and scored: counts per rule, site and action")
+    report.add_argument("--days", type=int, default=7, help="the last DAYS days (default 7)")
+    report.add_argument("--block-after", type=int, metavar="N", default=0,
+                        help="also list clients refused N or more times (for `hostguard block`)")
+    report.add_argument("--format", choices=("table", "json"), default="table")
+    excl = waf_sub.add_parser("exclusions", help="narrow exclusions learning proposed (rule x path x argument); "
+                                                 "accept or reject them")
+    excl.add_argument("--accept", metavar="ID", action="append", default=[], help="accept a proposal (repeat)")
+    excl.add_argument("--reject", metavar="ID", action="append", default=[], help="reject a proposal (repeat)")
+    excl.add_argument("--format", choices=("table", "json"), default="table")
+    waf_sub.add_parser("check", help="load every rule file into the engine and report what it refuses "
+                                     "(Debian ships no modsec-rules-check)")
+
+
+def _learning_state(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from hostguard.cli.common import load_config
+    from hostguard.store.state import StateError, StateStore, default_state_dir
+    from hostguard.store.waf import WafStore
+
+    config = load_config(args.config)
+    try:
+        state = StateStore(args.state or default_state_dir())
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+    store = WafStore(state)
+    try:
+        from hostguard.waf.config import WafConfig
+
+        ingested = store.ingest(_event_log(config[WafConfig].event_log, str(state.directory)))
+    except OSError as exc:
+        state.close()
+        raise UsageError(f"event log: {exc.strerror or exc}") from exc
+    if ingested.skipped:
+        print(f"hostguard: warning: {ingested.skipped} lines of the event log are not events (skipped)",
+              file=sys.stderr)
+    return config, state, store
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from hostguard.waf.config import WafConfig
+    from hostguard.waf.learn import repeat_offenders, rule_counts
+
+    config, state, store = _learning_state(args)
+    try:
+        since = (datetime.now(UTC) - timedelta(days=args.days)).isoformat(timespec="seconds")
+        events = list(store.events(since))
+    finally:
+        state.close()
+    counts = rule_counts(events)
+    actions: dict[str, int] = {}
+    sites: dict[str, int] = {}
+    for e in events:
+        actions[e.action] = actions.get(e.action, 0) + 1
+        sites[e.site] = sites.get(e.site, 0) + 1
+    offenders = (repeat_offenders(events, args.block_after, config[WafConfig].trusted_proxies)
+                 if args.block_after else [])
+    if args.format == "json":
+        print(json.dumps({"since": since, "events": len(events), "actions": actions, "sites": sites,
+                          "rules": [{"id": c.rule_id, "msg": c.msg, "matched": c.matched, "blocked": c.blocked}
+                                    for c in counts],
+                          "offenders": [{"client": o.client, "blocked": o.blocked, "rules": list(o.rules),
+                                         "first": o.first, "last": o.last} for o in offenders]}, indent=2))
+        return EXIT_OK
+    print(f"{len(events)} requests matched a rule since {since}: "
+          + (", ".join(f"{n} {a}" for a, n in sorted(actions.items())) or "none"))
+    for c in counts[:30]:
+        print(f"  {c.rule_id:>6}  {c.matched:>6} matched  {c.blocked:>6} blocked  {one_line(c.msg)[:70]}")
+    for o in offenders:
+        print(f"refused {o.blocked} times: {o.client} (rules {', '.join(map(str, o.rules[:6]))}; "
+              f"{o.first} .. {o.last}): hostguard block {o.client} --for 1d")
+    return EXIT_OK
+
+
+def run_exclusions(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from hostguard.store.waf import ACCEPTED, REJECTED
+    from hostguard.waf.config import WafConfig
+    from hostguard.waf.learn import propose
+
+    config, state, store = _learning_state(args)
+    cfg = config[WafConfig]
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        new = [ex for ex in propose(store.events(actions=("detected",)), cfg.learn_min_networks, cfg.learn_min_days,
+                                    now) if store.save_proposal(ex)]
+        unknown = [i for i in (*args.accept, *args.reject)
+                   if not store.decide(i, ACCEPTED if i in args.accept else REJECTED, now)]
+        exclusions = store.exclusions()
+    finally:
+        state.close()
+    if unknown:
+        raise UsageError(f"no exclusion with id {', '.join(unknown)} (see `hostguard waf exclusions`)")
+    if args.format == "json":
+        print(json.dumps([{"id": e.id, "site": e.site, "rule": e.rule_id, "path": e.path, "variable": e.variable,
+                           "networks": e.networks, "days": e.days, "hits": e.hits, "state": e.state,
+                           "proposed_at": e.proposed_at, "decided_at": e.decided_at} for e in exclusions], indent=2))
+        return EXIT_OK
+    if new:
+        print(f"{len(new)} new proposals from detection-only traffic")
+    for e in exclusions:
+        print(f"{e.id}  {e.state:<8}  site {one_line(e.site)}: rule {e.rule_id} stops reading {one_line(e.variable)} "
+              f"on {one_line(e.path)} ({e.hits} hits from {e.networks} networks on {e.days} days)")
+    if not exclusions:
+        print("no exclusions proposed yet: run the WAF in detection-only mode ([waf] mode = \"detect\") for a few "
+              "days of ordinary traffic")
+    return EXIT_OK
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import glob
+
+    from hostguard.waf.engine import EngineError, check_rules
+    from hostguard.waf.ruleset import _data_path, own_rule_files
+
+    files = [_data_path("base.conf"), *own_rule_files(), *sorted(glob.glob(_data_path("exclusions") + "/*.conf"))]
+    try:
+        problems = check_rules(files)
+    except EngineError as exc:
+        raise UsageError(str(exc)) from exc
+    for path, error in problems:
+        print(f"{path}: {error}")
+    print(f"{len(files) - len(problems)} of {len(files)} rule files load")
+    return EXIT_FINDINGS if problems else EXIT_OK
 
 
 ORDER = 28  # where its commands stand in `hostguard --help`
