@@ -1,7 +1,8 @@
 """The labelled corpora (tests/fixtures/waf/) sent as real requests on loopback through the WAF in front of a
-real application (ASGIMiddleware under uvicorn), and the rates asserted per category.
+real application (ASGIMiddleware under uvicorn) and through the reverse proxy, and the rates asserted per category.
 
-Each case is rendered byte for byte (chunked bodies as chunks) and sent on a socket; a refusal (403 from the
+The same cases also go through ``hostguard waf proxy``'s Proxy in front of a real upstream (Python's
+HTTP server). Each case is rendered byte for byte (chunked bodies as chunks) and sent on a socket; a refusal (403 from the
 rules, 400 for a body the parser refused) is "blocked"; any answer of the application is "passed". Cases labelled
 with an application run behind a gate configured for it (``[waf] applications``), as the owner of that site
 would set it. What falls short of the issue's targets (0.90 of attacks blocked, 0.97 of benign passed) is
@@ -30,9 +31,41 @@ CATEGORY_BLOCKED = 0.80
 REFUSED = {400, 403}
 
 
-@pytest.fixture(scope="module")
-def outcomes() -> Iterator[dict[str, tuple[Case, int]]]:
+@contextlib.contextmanager
+def serve_proxy(gate: Gate) -> Iterator[int]:
+    """The reverse proxy on 127.0.0.1 (its own event loop thread) in front of an echoing upstream."""
+    import threading
+
+    from hostguard.waf.proxy import Proxy, parse_upstream
+    from tests.waf.test_proxy import Loop, _Echo, _Server
+
+    upstream = _Server(("127.0.0.1", 0), _Echo)
+    upstream.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    loop = Loop()
+    proxy = Proxy(gate, parse_upstream(f"http://127.0.0.1:{upstream.server_address[1]}"), timeout=10.0,
+                  connect_timeout=2.0)
+    try:
+        _, port = loop.run(proxy.start("127.0.0.1", 0))
+        yield int(port)
+    finally:
+        loop.run(proxy.stop())
+        loop.close()
+        upstream.shutdown()
+        upstream.server_close()
+
+
+@contextlib.contextmanager
+def serve_middleware(gate: Gate) -> Iterator[int]:
+    with serve_asgi(gate) as backend:
+        yield backend.port
+
+
+@pytest.fixture(scope="module", params=["middleware", "proxy"])
+def outcomes(request: pytest.FixtureRequest) -> Iterator[dict[str, tuple[Case, int]]]:
     _need_library()
+    serve = serve_middleware if request.param == "middleware" else serve_proxy
     cases = load_cases()
     apps = sorted({c.app for c in cases if c.app in EXCLUSION_PACKAGES})
     gates = {app: Gate(WafConfig(applications=(app,) if app else ()), None, site=app or "default")
@@ -40,7 +73,7 @@ def outcomes() -> Iterator[dict[str, tuple[Case, int]]]:
     results: dict[str, tuple[Case, int]] = {}
     try:
         with contextlib.ExitStack() as stack:
-            ports = {app: stack.enter_context(serve_asgi(gate)).port for app, gate in gates.items()}
+            ports = {app: stack.enter_context(serve(gate)) for app, gate in gates.items()}
             for case in cases:
                 port = ports[case.app if case.app in EXCLUSION_PACKAGES else None]
                 status, _ = send_raw(render(case, "shop.example.test"), "127.0.0.1", port, timeout=10)
