@@ -29,10 +29,11 @@ test: setup-test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup-test
 	$(BIN)/python benchmarks/scan.py
 	$(BIN)/python benchmarks/integrity.py --base --cold
 	$(BIN)/python benchmarks/vulns.py
+	$(BIN)/python benchmarks/waf.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -60,6 +60,8 @@ if [ "$mode" = test ]; then
   command -v npm >/dev/null || pkgs+=(npm)
   # The WAF's engine and rules: Debian's libmodsecurity3 (loaded through cffi) and the OWASP Core Rule Set
   pkgs+=(libmodsecurity3 modsecurity-crs)
+  # wrk drives benchmarks/waf.py (`make bench`, which sets up as the tests do)
+  pkgs+=(wrk)
 fi
 # Tools the tests run from unpacked .debs, never installed (their services would own this machine's
 # firewall from the next boot): firewalld's offline tool (tests/firewalld_helpers.py) and Docker's dockerd

@@ -1,0 +1,194 @@
+"""How much the WAF costs and what it buys: `hostguard waf proxy` against the application direct, and against
+plain libmodsecurity + CRS at paranoia level 1 driven the same way.
+
+Three runs of ``wrk`` (Debian's) on mixed benign traffic — GETs with queries, form posts, JSON API posts, in
+turn (a Lua script) — each for ``--seconds``:
+
+* direct: wrk -> the application (a small aiohttp app answering 200, in its own process);
+* hostguard: wrk -> ``hostguard waf proxy`` (hostguard's base config, tuning and own rules) -> the application;
+* plain CRS: wrk -> the same proxy with ``[waf] own_rules = false`` and CRS 3.3's own method/content-type
+  lists (what an untuned libmodsecurity + CRS PL1 does) -> the application.
+
+Printed: requests/s, p50 and p99 latency, and the latency the WAF adds at p50/p99 over direct; then the
+blocked/passed rates of both rule sets on the labelled corpora (tests/fixtures/waf/), read by the engine.
+Targets (issue 14): >= 0.90 of attacks blocked with >= 0.97 of benign passing; throughput not below the plain
+engine's. Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = textwrap.dedent("""
+    import sys
+    from aiohttp import web
+
+    async def answer(request):
+        await request.read()
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=1 << 24)
+    app.router.add_route("*", "/{tail:.*}", answer)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+""")
+LUA = textwrap.dedent("""
+    local requests = {}
+    local n = 0
+    init = function(args)
+      requests[1] = wrk.format("GET", "/products?category=tea&sort=price&page=2")
+      requests[2] = wrk.format("POST", "/contact", {["Content-Type"] = "application/x-www-form-urlencoded"},
+        "name=Ann+O%27Brien&email=ann%40example.test&message=Hello%2C+could+you+send+the+catalogue%3F")
+      requests[3] = wrk.format("POST", "/api/orders", {["Content-Type"] = "application/json"},
+        '{"customer": 42, "items": [{"sku": "TEA-7", "qty": 2}], "note": "leave at the door"}')
+      requests[4] = wrk.format("GET", "/search?q=green+tea+%26+honey&lang=en")
+    end
+    request = function()
+      n = n % 4 + 1
+      return requests[n]
+    end
+""")
+PLAIN_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "multipart/related", "text/xml",
+               "application/xml", "application/soap+xml", "application/json", "application/cloudevents+json",
+               "application/cloudevents-batch+json")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wrk(port: int, script: str, seconds: int, connections: int) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) of one wrk run."""
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", script,
+                          f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            raise SystemExit(f"wrk printed no {label} latency:\n{out}")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        print(f"  warning: {non2xx.group(1)} answers were not 2xx/3xx (a benign request refused?)")
+    return float(rate.group(1)) if rate else 0.0, ms("50%"), ms("99%")
+
+
+def proxy(upstream: int, config: Path, state: Path) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "hostguard.cli", "--config", str(config), "--state", str(state),
+                             "waf", "proxy", "--listen", f"127.0.0.1:{port}",
+                             "--upstream", f"http://127.0.0.1:{upstream}"],
+                            env=env, stderr=subprocess.DEVNULL, text=True)
+    wait_port(port)
+    return proc, port
+
+
+def corpus_rates(plain: bool) -> tuple[float, float]:
+    """(attacks blocked, benign passed) of a rule set on the corpora, read by the engine."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "src"))
+    from hostguard.waf.engine import Engine, Request
+    from hostguard.waf.ruleset import EXCLUSION_PACKAGES, WafSettings, assemble
+    from tests.waf.corpus import load_cases, wire_headers
+
+    engines: dict[str | None, Engine] = {}
+    blocked = attacks = passed = benign = 0
+    for case in load_cases():
+        app = case.app if case.app in EXCLUSION_PACKAGES and not plain else None
+        if app not in engines:
+            settings = WafSettings(applications=(app,) if app else (), own_rules=not plain,
+                                   **({"methods": ("GET", "HEAD", "POST", "OPTIONS"), "content_types": PLAIN_TYPES}
+                                      if plain else {}))
+            engines[app] = Engine(text=assemble(settings))
+        body = case.body_bytes() or b""
+        headers = [(n, v) for n, v in wire_headers(case, "shop.example.test")
+                   if n.lower() not in ("transfer-encoding", "connection")]
+        if body and not any(n.lower() == "content-length" for n, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        refused = engines[app].inspect(Request(case.method, case.target, headers, body)).disruptive
+        if case.kind == "attack":
+            attacks += 1
+            blocked += refused
+        else:
+            benign += 1
+            passed += not refused
+    for engine in engines.values():
+        engine.close()
+    return blocked / attacks, passed / benign
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        (work / "app.py").write_text(APP)
+        (work / "mixed.lua").write_text(LUA)
+        tuned = work / "hostguard.toml"
+        tuned.write_text('[waf]\nevent_log = "/dev/null"\n')
+        plain = work / "plain.toml"
+        plain.write_text('[waf]\nevent_log = "/dev/null"\nown_rules = false\n')
+        app_port = free_port()
+        app = subprocess.Popen([sys.executable, str(work / "app.py"), str(app_port)])
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            wait_port(app_port)
+            script = str(work / "mixed.lua")
+            figures = {"direct": wrk(app_port, script, args.seconds, args.connections)}
+            for name, config in (("hostguard", tuned), ("plain CRS PL1", plain)):
+                proc, port = proxy(app_port, config, work / f"state-{len(procs)}")
+                procs.append(proc)
+                figures[name] = wrk(port, script, args.seconds, args.connections)
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            app.kill()
+            app.wait()
+    base = figures["direct"]
+    print(f"mixed benign traffic, wrk -t2 -c{args.connections} -d{args.seconds}s, 2-core machine:")
+    for name, (rate, p50, p99) in figures.items():
+        added = "" if name == "direct" else f"  (adds {p50 - base[1]:.2f} ms p50, {p99 - base[2]:.2f} ms p99)"
+        print(f"  {name:<14} {rate:>9.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{added}")
+    ratio = figures["hostguard"][0] / figures["plain CRS PL1"][0]
+    print(f"  hostguard / plain CRS throughput: {ratio:.2f} (target: not below 1.0)")
+    for name, is_plain in (("hostguard", False), ("plain CRS PL1", True)):
+        blocked, passed = corpus_rates(is_plain)
+        print(f"  corpora, {name:<14} attacks blocked {blocked:.3f}, benign passed {passed:.3f} "
+              "(targets 0.90, 0.97)")
+
+
+if __name__ == "__main__":
+    main()
