@@ -36,6 +36,10 @@ class WafConfig:
     block_message: str = setting("Request refused by the web application firewall. Reference: {request_id}",
                                  "The body of a refused request's answer; {request_id} is replaced by the "
                                  "request's id (also in the event log).")
+    scan_uploads: bool = setting(True, "Read every uploaded file with hostguard's malware scanner (YARA-X webshell "
+                                       "rules) before the application gets it.")
+    upload_min_severity: str = setting("high", "An upload the scanner detects at this severity or above (critical, "
+                                               "high, medium, low) is refused.")
     learn_min_networks: int = setting(5, "Learning proposes an exclusion only after hits from this many distinct "
                                          "networks (/24, /48) in detection-only mode.", min=2)
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)

@@ -20,16 +20,21 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from hostguard.store.waf import Exclusion
 from hostguard.waf.config import WafConfig
-from hostguard.waf.engine import Engine, Request, Verdict
+from hostguard.waf.engine import Engine, Request, RuleMatch, Verdict
 from hostguard.waf.learn import exclusion_rules
 from hostguard.waf.ruleset import WafSettings, assemble
+
+if TYPE_CHECKING:
+    from hostguard.waf.uploads import UploadScanner
 
 __all__ = ["DATA_LIMIT", "Decision", "Gate", "client_address", "mask"]
 
 DATA_LIMIT = 200
+UPLOAD_RULE = 20590   # the malware scanner's detections in uploads, as the events name them
 SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|api[_-]?key|auth|session|cookie|card|cvv|ssn|otp|csrf")
 # "… found within ARGS:password: hunter2" -> the value after the variable name
 WITHIN = re.compile(r"((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_HEADERS|FILES)(?::|\.)([^:\s]*): ?)(.*)", re.S)
@@ -103,6 +108,11 @@ class Gate:
             crs_dir=config.crs_dir), site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
         self._lock = threading.Lock()
+        self.uploads: UploadScanner | None = None
+        if config.scan_uploads:
+            from hostguard.waf.uploads import UploadScanner
+
+            self.uploads = UploadScanner(config.upload_min_severity)
 
     def decide(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes, peer: str,
                peer_port: int = 0, server: str = "127.0.0.1", server_port: int = 80) -> Decision:
@@ -112,12 +122,28 @@ class Gate:
         client = client_address(peer, headers, self.config.trusted_proxies)
         verdict = self.engine.inspect(Request(method, target, headers, body, client, peer_port, server, server_port),
                                       request_id)
+        if not verdict.disruptive and self.uploads is not None:
+            verdict = self._scan_uploads(verdict, headers, body)
         blocked = verdict.disruptive
         status = self.config.block_status if blocked and verdict.status in (403, 200) else verdict.status
         decision = Decision(blocked, status if blocked else 200, request_id, client, verdict)
         if verdict.matches:
             self._record(decision, method, target, headers)
         return decision
+
+    def _scan_uploads(self, verdict: Verdict, headers: list[tuple[str, str]], body: bytes) -> Verdict:
+        """The engine's verdict, with the malware scanner's detections in uploaded files added (refusing the
+        request unless the mode only detects)."""
+        assert self.uploads is not None
+        content_type = next((v for n, v in headers if n.lower() == "content-type"), "")
+        hits = self.uploads.scan(content_type, body)
+        if not hits:
+            return verdict
+        found = tuple(RuleMatch(UPLOAD_RULE, f"Malware in an uploaded file: {h.rule} ({h.description})"[:200],
+                                f"found within FILES:{h.filename[:100]}", h.severity, ("hostguard/upload-scan",))
+                      for h in hits)
+        block = self.config.mode == "block"
+        return Verdict(block, self.config.block_status if block else 200, verdict.matches + found, verdict.messages)
 
     def block_body(self, decision: Decision) -> bytes:
         """The refused request's answer body."""
