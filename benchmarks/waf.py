@@ -98,12 +98,12 @@ def wrk(port: int, script: str, seconds: int, connections: int) -> tuple[float, 
     return float(rate.group(1)) if rate else 0.0, ms("50%"), ms("99%")
 
 
-def proxy(upstream: int, config: Path, state: Path) -> tuple[subprocess.Popen[str], int]:
+def proxy(upstream: int, config: Path, state: Path, processes: int) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "hostguard.cli", "--config", str(config), "--state", str(state),
                              "waf", "proxy", "--listen", f"127.0.0.1:{port}",
-                             "--upstream", f"http://127.0.0.1:{upstream}"],
+                             "--upstream", f"http://127.0.0.1:{upstream}", "--processes", str(processes)],
                             env=env, stderr=subprocess.DEVNULL, text=True)
     wait_port(port)
     return proc, port
@@ -147,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=1, help="the proxy's worker processes (both rule sets)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -166,7 +167,7 @@ def main() -> None:
             script = str(work / "mixed.lua")
             figures = {"direct": wrk(app_port, script, args.seconds, args.connections)}
             for name, config in (("hostguard", tuned), ("plain CRS PL1", plain)):
-                proc, port = proxy(app_port, config, work / f"state-{len(procs)}")
+                proc, port = proxy(app_port, config, work / f"state-{len(procs)}", args.processes)
                 procs.append(proc)
                 figures[name] = wrk(port, script, args.seconds, args.connections)
                 proc.send_signal(signal.SIGTERM)
@@ -178,7 +179,8 @@ def main() -> None:
             app.kill()
             app.wait()
     base = figures["direct"]
-    print(f"mixed benign traffic, wrk -t2 -c{args.connections} -d{args.seconds}s, 2-core machine:")
+    print(f"mixed benign traffic, wrk -t2 -c{args.connections} -d{args.seconds}s, proxy with {args.processes} "
+          f"process(es), {os.cpu_count()} CPUs:")
     for name, (rate, p50, p99) in figures.items():
         added = "" if name == "direct" else f"  (adds {p50 - base[1]:.2f} ms p50, {p99 - base[2]:.2f} ms p99)"
         print(f"  {name:<14} {rate:>9.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{added}")

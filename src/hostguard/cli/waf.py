@@ -11,6 +11,7 @@ the engine are imported only when the command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any
 from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, load_config
 from hostguard.findings import one_line
 
+STOP_GRACE = 75.0   # seconds workers get to finish requests in flight after SIGTERM, then SIGKILL
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -37,6 +39,10 @@ def add_parser(sub: Any) -> None:
     proxy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="how long to wait for the application's answer, and for each read of a request body "
                             "(default 60)")
+    proxy.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="worker processes sharing the listening socket, each with its own engine (default 1: "
+                            "the engine already runs on every CPU through its threads; more processes help where "
+                            "Python's own share of the work is the limit, on machines with many CPUs)")
     add_learning_parsers(waf_sub)
 
 
@@ -84,15 +90,20 @@ def proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"--site {args.site!r}: letters, digits, '.', '_' and '-', at most 64")
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout {args.timeout:g}: more than 0 and at most 3600 seconds")
+    processes = args.processes
+    if not 1 <= processes <= 64:
+        raise UsageError(f"--processes {args.processes}: 1 to 64")
     settings = load_config(args.config)[WafConfig]
     event_log = _event_log(settings.event_log, args.state)
     exclusions = _accepted_exclusions(args)
-    try:
-        gate = Gate(settings, event_log, site=args.site, exclusions=exclusions)
-    except EngineError as exc:
-        raise UsageError(f"the WAF engine: {exc}") from exc
-    except (OSError, ValueError) as exc:   # no CRS rules where [waf] crs_dir says; an impossible setting
-        raise UsageError(f"the WAF rules: {exc}") from exc
+
+    def make_gate() -> Gate:
+        try:
+            return Gate(settings, event_log, site=args.site, exclusions=exclusions)
+        except EngineError as exc:
+            raise UsageError(f"the WAF engine: {exc}") from exc
+        except (OSError, ValueError) as exc:   # no CRS rules where [waf] crs_dir says; an impossible setting
+            raise UsageError(f"the WAF rules: {exc}") from exc
 
     def ready(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -101,6 +112,20 @@ def proxy(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     waf_proxy.log_to(sys.stderr)
+    if processes > 1:
+        make_gate().close()   # the engine and the rules load: said now, before any worker starts
+
+        def worker(sock: Any) -> None:
+            gate = make_gate()   # each process its own engine, made after the fork
+            try:
+                asyncio.run(waf_proxy.serve(gate, upstream, host, port, timeout=args.timeout, sock=sock))
+            finally:
+                gate.close()
+
+        _prefork(worker, host, port, processes, args.listen, ready)
+        print("hostguard: waf proxy stopped", file=sys.stderr, flush=True)
+        return EXIT_OK
+    gate = make_gate()
     try:
         asyncio.run(waf_proxy.serve(gate, upstream, host, port, timeout=args.timeout, ready=ready))
     except OSError as exc:
@@ -109,6 +134,77 @@ def proxy(args: argparse.Namespace) -> int:
         gate.close()
     print("hostguard: waf proxy stopped", file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+def _prefork(worker: Any, host: str, port: int, processes: int, listen: str, ready: Any) -> None:
+    """Bind ``host:port`` once, fork ``processes`` workers that accept on the shared socket (each running
+    ``worker(sock)``), tell ``ready``, and on SIGINT or SIGTERM pass SIGTERM on and wait for every worker. A
+    worker that ends on its own ends the others too (exit 2): a proxy missing workers is not left running."""
+    import signal
+    import socket
+    import time
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from exc
+    bound = sock.getsockname()
+    children: list[int] = []
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for _ in range(processes):
+            # signals held across the fork: a SIGTERM in that instant must not run the parent's handler in the
+            # new worker
+            signal.pthread_sigmask(signal.SIG_BLOCK, list(previous))
+            pid = os.fork()
+            if pid == 0:   # the worker: default signals (serve() installs its own), then serve until told
+                for sig in previous:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, list(previous))
+                code = 0
+                try:
+                    worker(sock)
+                except BaseException as exc:   # one line, then the parent ends the others
+                    print(f"hostguard: waf proxy worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+                    code = 2
+                os._exit(code)
+            children.append(pid)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, list(previous))
+        sock.close()
+        ready(str(bound[0]), int(bound[1]))
+        failed = False
+        deadline: float | None = None
+        while children:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                if stopping and deadline is None:
+                    deadline = time.monotonic() + STOP_GRACE
+                if deadline is not None and time.monotonic() > deadline:   # stuck: ended for good
+                    for child in children:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(child, signal.SIGKILL)
+                time.sleep(0.1)
+                continue
+            if pid in children:
+                children.remove(pid)
+            if not stopping:   # nobody asked it to end
+                failed = True
+                stop(signal.SIGTERM, None)
+        if failed:
+            raise UsageError("waf proxy: a worker process ended on its own; the others were stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _accepted_exclusions(args: argparse.Namespace) -> list[Any]:

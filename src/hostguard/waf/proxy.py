@@ -41,6 +41,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -232,9 +233,10 @@ class Proxy:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.ServerRunner | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on ``host:port``; the address actually bound (``port`` 0 picks a free one). An address
-        that cannot be bound raises ``OSError`` after everything started here is stopped again."""
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> tuple[str, int]:
+        """Listen on ``host:port`` (or accept on ``sock``, a listening socket shared by worker processes);
+        the address actually bound (``port`` 0 picks a free one). An address that cannot be bound raises
+        ``OSError`` after everything started here is stopped again."""
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hostguard-waf")
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.upstream_connections),
@@ -250,7 +252,8 @@ class Proxy:
         self._runner = web.ServerRunner(server, shutdown_timeout=min(self.timeout, 10.0))
         await self._runner.setup()
         try:
-            site = web.TCPSite(self._runner, host, port, reuse_address=True)
+            site: web.BaseSite = (web.SockSite(self._runner, sock) if sock is not None
+                                  else web.TCPSite(self._runner, host, port, reuse_address=True))
             await site.start()
         except OSError:
             await self.stop()
@@ -451,11 +454,12 @@ def log_to(stream: TextIO, level: int = logging.WARNING) -> None:
 
 
 async def serve(gate: Gate, upstream: Upstream, host: str, port: int, *, timeout: float = 60.0,
-                ready: Callable[[str, int], None] | None = None) -> None:
+                ready: Callable[[str, int], None] | None = None, sock: socket.socket | None = None) -> None:
     """Run the proxy until SIGINT or SIGTERM, then stop it cleanly (requests in flight finish; the caller
-    closes the gate). ``ready`` is told the bound address once the proxy accepts connections."""
+    closes the gate). ``ready`` is told the bound address once the proxy accepts connections; ``sock`` is a
+    listening socket shared with other worker processes."""
     proxy = Proxy(gate, upstream, timeout=timeout)
-    bound = await proxy.start(host, port)
+    bound = await proxy.start(host, port, sock)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
