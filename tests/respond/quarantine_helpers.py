@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -80,9 +81,11 @@ def tmpfs(where: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def scratch(base: Path) -> Iterator[Path]:
-    """A fresh directory under ``base`` (one per hypothesis example), flags cleared afterwards."""
+    """A fresh directory under ``base`` (one per hypothesis example), flags cleared and the directory removed
+    afterwards (its files may carry set-id modes, which must not outlive the test on this machine)."""
     d = Path(tempfile.mkdtemp(dir=base))
     try:
         yield d
     finally:
         unfreeze(d)
+        shutil.rmtree(d, ignore_errors=True)
