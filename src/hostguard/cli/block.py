@@ -8,7 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from hostguard.cli.common import EXIT_OK, UsageError
+from hostguard.cli.common import EXIT_OK, UsageError, open_state
 
 if TYPE_CHECKING:
     from hostguard.respond.block import Blocker
@@ -54,13 +54,9 @@ def _blocker(args: argparse.Namespace) -> tuple[Blocker, StateStore]:
     from hostguard.respond.block import Blocker
     from hostguard.respond.nft_block import Nft
     from hostguard.respond.protect import collect
-    from hostguard.store.state import StateError, StateStore, default_state_dir
 
     config = _config(args.config)
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     host = LiveHost()
     return Blocker(state, Nft(), lambda: collect(host, config.never), config, host_key(host, state)), state
 

@@ -83,6 +83,16 @@ def progress_bar(enabled: bool) -> Iterator[Any]:
         yield update
 
 
+def open_state(args: argparse.Namespace) -> StateStore:
+    """The state directory (``--state``, else the default one), or a usage error."""
+    from hostguard.store.state import StateError, StateStore, default_state_dir
+
+    try:
+        return StateStore(args.state or default_state_dir())
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def open_host_and_state(args: argparse.Namespace) -> tuple[Host, StateStore]:
     """The host (this one, or the tree ``--root`` names) and the state directory, or a usage error."""
     from hostguard.host.base import HostError, open_host

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from hostguard.cli.common import SEVERITIES, UsageError, host_key, load_config, open_host_and_state, parse_only
+from hostguard.cli.common import SEVERITIES, UsageError, host_key, load_config, open_host_and_state, open_state, parse_only
 
 
 def add_parser(sub: Any) -> None:
@@ -101,12 +101,8 @@ def _fix(args: argparse.Namespace) -> int:
 
 def _records(args: argparse.Namespace) -> int:
     from hostguard.respond.fix import confirm, listing, undo
-    from hostguard.store.state import StateError, StateStore, default_state_dir
 
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     try:
         directory = str(state.directory)
         if args.list:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
-from hostguard.cli.common import EXIT_OK, Parser, UsageError, render_listing
+from hostguard.cli.common import EXIT_OK, Parser, UsageError, open_state, render_listing
 
 if TYPE_CHECKING:
     from hostguard.store.quarantine import Entry
@@ -40,12 +40,8 @@ def _with_state(args: argparse.Namespace, act: Callable[[StateStore, str], int])
     from hostguard.cli.common import host_key
     from hostguard.host.base import LiveHost
     from hostguard.respond.quarantine import QuarantineError
-    from hostguard.store.state import StateError, StateStore, default_state_dir
 
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     try:
         return act(state, host_key(LiveHost(), state))
     except QuarantineError as exc:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, SEVERITIES, Parser, UsageError
+from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, SEVERITIES, Parser, UsageError, open_state
 
 if TYPE_CHECKING:
     from hostguard.vulns.match import PackageResult
@@ -106,12 +106,8 @@ def _read_packages_file(path: str) -> list[tuple[str, str, str]]:
 
 def _cache_and_state(args: argparse.Namespace) -> tuple[Path, Path]:
     """(the state directory's cache/, the state directory), or a usage error."""
-    from hostguard.store.state import StateError, StateStore, default_state_dir
 
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     try:
         return state.cache_dir, state.directory
     finally:
@@ -230,7 +226,6 @@ def run_scan(args: argparse.Namespace) -> int:
     from hostguard.findings import one_line as readable
     from hostguard.host.base import HostError, Unavailable, open_host
     from hostguard.host.packages import DPKG
-    from hostguard.store.state import StateError, StateStore, default_state_dir
     from hostguard.vulns.restart import deleted_library_findings, kernel_finding
     from hostguard.vulns.scan import without_reported
 
@@ -240,10 +235,7 @@ def run_scan(args: argparse.Namespace) -> int:
         host = open_host(args.root)
     except HostError as exc:
         raise UsageError(str(exc)) from exc
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     try:
         facts = _scan_facts(args, host, state)
         inventory = facts.get(VULNS_INVENTORY)

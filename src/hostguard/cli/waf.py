@@ -18,7 +18,7 @@ import re
 import sys
 from typing import Any
 
-from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, load_config
+from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, load_config, open_state
 from hostguard.findings import one_line
 
 STOP_GRACE = 75.0   # seconds workers get to finish requests in flight after SIGTERM, then SIGKILL
@@ -209,13 +209,9 @@ def _prefork(worker: Any, host: str, port: int, processes: int, listen: str, rea
 
 def _accepted_exclusions(args: argparse.Namespace) -> list[Any]:
     """The exclusions the owner accepted (`waf exclusions --accept`), from state.db."""
-    from hostguard.store.state import StateError, StateStore, default_state_dir
     from hostguard.store.waf import ACCEPTED, WafStore
 
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     try:
         return WafStore(state).exclusions(ACCEPTED)
     finally:
@@ -248,14 +244,10 @@ def add_learning_parsers(waf_sub: Any) -> None:
 
 def _learning_state(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from hostguard.cli.common import load_config
-    from hostguard.store.state import StateError, StateStore, default_state_dir
     from hostguard.store.waf import WafStore
 
     config = load_config(args.config)
-    try:
-        state = StateStore(args.state or default_state_dir())
-    except StateError as exc:
-        raise UsageError(str(exc)) from exc
+    state = open_state(args)
     store = WafStore(state)
     try:
         from hostguard.waf.config import WafConfig
