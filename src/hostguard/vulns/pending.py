@@ -103,7 +103,7 @@ class PendingResult:
                 "detail": self.detail, "command": list(self.command),
                 "updates": [upd(u) for u in self.updates], "other_updates": [upd(u) for u in self.other_updates],
                 "new_packages": [upd(u) for u in self.new_packages], "removals": list(self.removals),
-                "lists_dir": self.lists_dir, "lists_updated": _iso(self.lists_updated),
+                "lists_dir": self.lists_dir, "lists_updated": iso_time(self.lists_updated),
                 "lists_age_days": self.lists_age_days, "lists_stale": self.lists_stale,
                 "findings": [f.to_dict() for f in self.findings]}
 
@@ -155,7 +155,8 @@ def upgrade_argv(names: Sequence[str]) -> tuple[str, ...]:
     return ("apt-get", "install", "--only-upgrade", *names)
 
 
-def _iso(stamp: float | None) -> str | None:
+def iso_time(stamp: float | None) -> str | None:
+    """A file time as ISO 8601 in UTC (None stays None), as the findings' evidence gives it."""
     return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
@@ -324,19 +325,25 @@ def refresh_step(manager: str, argv: Sequence[str]) -> Action:
     return Action("refresh", (("manager", manager), ("command", shlex.join(argv))))
 
 
+def stale_lists_finding(title: str, path: str, evidence: Mapping[str, Any], summary: str, manager: str,
+                        argv: Sequence[str]) -> Finding:
+    """The low ``vulns.package_lists_stale`` finding every package manager gives in its own words: about
+    ``path`` (its lists, cache or indexes), fixed by its refresh command ``argv``."""
+    return Finding(id=LISTS_CHECK_ID, category=FAMILY, severity=Severity.LOW, title=title,
+                   target={"kind": "path", "path": path}, evidence=dict(evidence),
+                   remediation=Remediation(summary, steps=(refresh_step(manager, argv),)))
+
+
 def lists_finding(lists_dir: str, updated: float | None, age_days: float | None, max_age_days: float) -> Finding:
     """The low finding: apt's package lists are older than ``max_age_days`` (or missing)."""
     if updated is None:
         title = f"apt has no package lists in {lists_dir}: pending updates cannot be known"
     else:
         title = f"apt's package lists are {age_days:.0f} days old: pending updates may be missed"
-    return Finding(
-        id=LISTS_CHECK_ID, category=FAMILY, severity=Severity.LOW, title=title,
-        target={"kind": "path", "path": lists_dir},
-        evidence={"lists_updated": _iso(updated), "age_days": age_days, "max_age_days": max_age_days},
-        remediation=Remediation("Refresh the package lists: run `apt-get update` (or enable a daily timer "
-                                "such as apt-daily.timer or unattended-upgrades).",
-                                steps=(refresh_step("apt-get", ("apt-get", "update")),)))
+    return stale_lists_finding(
+        title, lists_dir, {"lists_updated": iso_time(updated), "age_days": age_days, "max_age_days": max_age_days},
+        "Refresh the package lists: run `apt-get update` (or enable a daily timer such as apt-daily.timer or "
+        "unattended-upgrades).", "apt-get", ("apt-get", "update"))
 
 
 def pending_security_updates(*, apt_get: str = "apt-get", apt_config: str | os.PathLike[str] | None = None,

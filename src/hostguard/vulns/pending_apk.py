@@ -50,21 +50,18 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from hostguard.findings import Finding, Severity, SkipReason
+from hostguard.findings import Finding, SkipReason
 from hostguard.host.apkdb import APK_INSTALLED, parse_installed
 from hostguard.host.base import Host, HostError
-from hostguard.remediation import Remediation
 from hostguard.vulns.orders import InvalidVersion
 from hostguard.vulns.orders import apk as apk_order
 from hostguard.vulns.pending import (
-    FAMILY,
-    LISTS_CHECK_ID,
     PendingResult,
     PendingUpdate,
-    refresh_step,
+    iso_time,
+    stale_lists_finding,
     update_finding,
 )
 
@@ -452,10 +449,6 @@ def apk_upgrade_argv(names: Sequence[str]) -> tuple[str, ...]:
     return ("apk", "upgrade", *names)
 
 
-def _iso(stamp: float | None) -> str | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
-
-
 def index_finding(indexes: ApkIndexes, age_days: float | None, max_age_days: float) -> Finding:
     """The low finding: apk's repository indexes are missing, unreadable or older than ``max_age_days``.
 
@@ -469,14 +462,11 @@ def index_finding(indexes: ApkIndexes, age_days: float | None, max_age_days: flo
     else:
         title = f"apk's repository indexes are {age_days:.0f} days old: pending updates may be missed"
     evidence: dict[str, Any] = {
-        "cache_dir": indexes.cache_dir, "lists_updated": _iso(updated), "age_days": age_days,
+        "cache_dir": indexes.cache_dir, "lists_updated": iso_time(updated), "age_days": age_days,
         "max_age_days": max_age_days, "missing": [r.label() for r in indexes.missing],
         "unreadable": [i.path for i in indexes.indexes if not i.readable]}
-    return Finding(
-        id=LISTS_CHECK_ID, category=FAMILY, severity=Severity.LOW, title=title,
-        target={"kind": "path", "path": indexes.cache_dir}, evidence=evidence,
-        remediation=Remediation("Refresh the repository indexes: run `apk update` (or a periodic job that runs it).",
-                                steps=(refresh_step("apk", ("apk", "update")),)))
+    return stale_lists_finding(title, indexes.cache_dir, evidence, "Refresh the repository indexes: run `apk update` "
+                               "(or a periodic job that runs it).", "apk", ("apk", "update"))
 
 
 def pending_apk_updates(host: Host, *, max_index_age_days: float = 7.0, now: float | None = None,

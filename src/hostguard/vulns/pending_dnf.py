@@ -43,22 +43,20 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
 from hostguard.data import load_toml
 from hostguard.findings import Finding, Severity, SkipReason
-from hostguard.remediation import Remediation
 from hostguard.vulns.orders import InvalidVersion
 from hostguard.vulns.orders import rpm as rpm_order
 from hostguard.vulns.pending import (
     CHECK_ID,
-    FAMILY,
     LISTS_CHECK_ID,
     PendingResult,
     PendingUpdate,
-    refresh_step,
+    iso_time,
+    stale_lists_finding,
     update_finding,
 )
 
@@ -398,10 +396,6 @@ def metadata_updated(cache_dir: str | os.PathLike[str]) -> float | None:
     return newest
 
 
-def _iso(stamp: float | None) -> str | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
-
-
 def metadata_finding(manager: str, cache_dir: str, updated: float | None, age_days: float | None,
                      max_age_days: float, uncached: Sequence[str] = ()) -> Finding:
     """The low finding: the repository metadata is older than ``max_age_days``, missing, or missing for
@@ -418,15 +412,12 @@ def metadata_finding(manager: str, cache_dir: str, updated: float | None, age_da
         title = f"{manager}'s repository metadata is {age_days:.0f} days old: pending updates may be missed"
     argv = refresh_argv(manager)
     timer = "dnf-makecache.timer" if manager == "dnf" else "yum-cron"
-    evidence: dict[str, object] = {"metadata_updated": _iso(updated), "age_days": age_days,
+    evidence: dict[str, object] = {"metadata_updated": iso_time(updated), "age_days": age_days,
                                    "max_age_days": max_age_days, "manager": manager}
     if uncached:
         evidence["repos_without_cache"] = list(uncached)
-    return Finding(
-        id=LISTS_CHECK_ID, category=FAMILY, severity=Severity.LOW, title=title,
-        target={"kind": "path", "path": cache_dir}, evidence=evidence,
-        remediation=Remediation(f"Refresh the repository metadata: run `{shlex.join(argv)}` (or enable {timer}, "
-                                "which does it regularly).", steps=(refresh_step(manager, argv),)))
+    return stale_lists_finding(title, cache_dir, evidence, f"Refresh the repository metadata: run "
+                               f"`{shlex.join(argv)}` (or enable {timer}, which does it regularly).", manager, argv)
 
 
 def _env() -> dict[str, str]:
