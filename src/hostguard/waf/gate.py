@@ -31,7 +31,7 @@ from hostguard.waf.ruleset import WafSettings, assemble
 if TYPE_CHECKING:
     from hostguard.waf.uploads import UploadScanner
 
-__all__ = ["DATA_LIMIT", "Decision", "Gate", "client_address", "mask"]
+__all__ = ["DATA_LIMIT", "Decision", "Gate", "TrustedProxies", "client_address", "mask"]
 
 DATA_LIMIT = 200
 UPLOAD_RULE = 20590   # the malware scanner's detections in uploads, as the events name them
@@ -51,32 +51,43 @@ class Decision:
     verdict: Verdict
 
 
-def client_address(peer: str, headers: Sequence[tuple[str, str]], trusted: Sequence[str]) -> str:
-    """The client: the peer, unless the peer is a trusted proxy; then the X-Forwarded-For entries read from
-    the right, skipping trusted proxies, the first untrusted one (an entry that is not an address ends the
-    walk: what a client wrote to the left of it is not believed)."""
-    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+class TrustedProxies:
+    """``[waf] trusted_proxies``, parsed once: which peers are proxies or CDNs, and who the client behind them is."""
 
-    def is_trusted(addr: str) -> bool:
+    def __init__(self, trusted: Sequence[str]) -> None:
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def trusts(self, addr: str) -> bool:
+        """Whether ``addr`` is one of the trusted proxies (an unreadable address is not)."""
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
             return False
-        return any(ip in n for n in networks)
+        return any(ip in n for n in self.networks)
 
-    if not networks or not is_trusted(peer):
-        return peer
-    chain = [part.strip() for name, value in headers if name.lower() == "x-forwarded-for" for part in value.split(",")]
-    client = peer
-    for entry in reversed(chain):
-        try:
-            ipaddress.ip_address(entry)
-        except ValueError:
-            break
-        client = entry
-        if not is_trusted(entry):
-            break
-    return client
+    def client(self, peer: str, headers: Sequence[tuple[str, str]]) -> str:
+        """The client: the peer, unless the peer is a trusted proxy; then the X-Forwarded-For entries read from
+        the right, skipping trusted proxies, the first untrusted one (an entry that is not an address ends the
+        walk: what a client wrote to the left of it is not believed)."""
+        if not self.networks or not self.trusts(peer):
+            return peer
+        chain = [part.strip() for name, value in headers if name.lower() == "x-forwarded-for"
+                 for part in value.split(",")]
+        client = peer
+        for entry in reversed(chain):
+            try:
+                ipaddress.ip_address(entry)
+            except ValueError:
+                break
+            client = entry
+            if not self.trusts(entry):
+                break
+        return client
+
+
+def client_address(peer: str, headers: Sequence[tuple[str, str]], trusted: Sequence[str]) -> str:
+    """:meth:`TrustedProxies.client` for a list of trusted proxies given once."""
+    return TrustedProxies(trusted).client(peer, headers)
 
 
 def mask(data: str) -> str:
@@ -107,6 +118,7 @@ class Gate:
             applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
             crs_dir=config.crs_dir), site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
+        self.trusted = TrustedProxies(config.trusted_proxies)
         self._lock = threading.Lock()
         self.uploads: UploadScanner | None = None
         if config.scan_uploads:
@@ -119,7 +131,7 @@ class Gate:
         """Ask the engine about one request and record the event; the caller refuses it when ``blocked``."""
         headers = list(headers)
         request_id = secrets.token_hex(8)
-        client = client_address(peer, headers, self.config.trusted_proxies)
+        client = self.trusted.client(peer, headers)
         verdict = self.engine.inspect(Request(method, target, headers, body, client, peer_port, server, server_port),
                                       request_id)
         if not verdict.disruptive and self.uploads is not None:

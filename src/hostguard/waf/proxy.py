@@ -228,7 +228,6 @@ class Proxy:
         self.workers = workers or min(32, (os.cpu_count() or 1) + 4)
         self.upstream_connections = upstream_connections
         self.max_body = gate.config.max_body_bytes
-        self._trusted = [ipaddress.ip_network(t, strict=False) for t in gate.config.trusted_proxies]
         self._executor: ThreadPoolExecutor | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.ServerRunner | None = None
@@ -273,13 +272,6 @@ class Proxy:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.get_running_loop().run_in_executor(None, partial(executor.shutdown, wait=True))
-
-    def _peer_trusted(self, peer: str) -> bool:
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(address in network for network in self._trusted)
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         """The body as aiohttp hands it over (de-chunked, decoded), refused past ``max_body``."""
@@ -372,7 +364,7 @@ class Proxy:
         coding = next((v.strip().lower() for n, v in headers if n.lower() == "content-encoding"), "")
         out = forward_headers(headers, body_length=len(body) if body or declared else None,
                               decoded=coding in DECODED, peer=peer, scheme=request.scheme, request_id=request_id,
-                              peer_trusted=self._peer_trusted(peer))
+                              peer_trusted=self.gate.trusted.trusts(peer))
         try:
             upstream = await self._session.request(
                 request.method, self.upstream.url(request.raw_path), headers=out, data=body or None,
