@@ -134,7 +134,9 @@ def repeat_offenders(events: Iterable[WafEvent], min_blocked: int, trusted: Iter
     block everyone behind it."""
     import ipaddress
 
-    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+    from hostguard.waf.gate import TrustedProxies
+
+    proxies = TrustedProxies(tuple(trusted))
     seen: dict[str, list[WafEvent]] = {}
     for event in events:
         if event.action == "blocked":
@@ -142,10 +144,10 @@ def repeat_offenders(events: Iterable[WafEvent], min_blocked: int, trusted: Iter
     out = []
     for client, hits in seen.items():
         try:
-            ip = ipaddress.ip_address(client)
+            ipaddress.ip_address(client)
         except ValueError:
             continue
-        if len(hits) < min_blocked or any(ip in n for n in networks):
+        if len(hits) < min_blocked or proxies.trusts(client):
             continue
         rules = sorted({int(r.get("id", 0)) for e in hits for r in e.rules} - NEVER)
         out.append(Offender(client, len(hits), tuple(rules), min(e.time for e in hits), max(e.time for e in hits)))
