@@ -217,6 +217,7 @@ def run_scan(args: argparse.Namespace) -> int:
     from hostguard.checks.vulns import (
         DELETED_MAPPINGS,
         PENDING,
+        PENDING_UNREPORTED,
         RUNNING_KERNEL,
         VULNS_INVENTORY,
         VULNS_MATCHED,
@@ -226,8 +227,8 @@ def run_scan(args: argparse.Namespace) -> int:
     from hostguard.findings import one_line as readable
     from hostguard.host.base import HostError, Unavailable, open_host
     from hostguard.host.packages import DPKG
+    from hostguard.vulns.pending import LISTS_CHECK_ID
     from hostguard.vulns.restart import deleted_library_findings, kernel_finding
-    from hostguard.vulns.scan import without_reported
 
     if args.root is not None and not os.path.isdir(args.root):
         raise UsageError(f"--root {args.root}: not a directory")
@@ -266,7 +267,8 @@ def run_scan(args: argparse.Namespace) -> int:
         if not args.no_pending:
             result = ask("pending updates", lambda: facts.get(PENDING))
             if result is not None:
-                found += without_reported(result.findings, matched.findings)
+                found += facts.get(PENDING_UNREPORTED)   # what hostguard scan's vulns.pending_update reports
+                found += [f for f in result.findings if f.id == LISTS_CHECK_ID]
                 pending = {"security_updates": len(result.updates), "other_updates": len(result.other_updates),
                            "lists_age_days": result.lists_age_days, "lists_stale": result.lists_stale}
     findings = sorted(found, key=lambda f: (-f.severity.rank, f.title))
