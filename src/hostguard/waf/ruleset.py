@@ -11,7 +11,8 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
    exclusions (phase-1 ``ctl:`` rules): before REQUEST-901;
 4. CRS's request rules REQUEST-901 … REQUEST-944;
 5. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
-   they come before REQUEST-949, which decides on it;
+   they come before REQUEST-949, which decides on it; among them the corrections to CRS rules
+   (``REQUEST-20900-CRS-CORRECTIONS.conf``), which must follow the rules they remove or re-score;
 6. REQUEST-949 (the blocking evaluation);
 7. removals (``SecRuleRemoveById``): after every rule they remove.
 
@@ -49,6 +50,7 @@ DEFAULT_CONTENT_TYPES = (
     "application/pgp-encrypted", "text/x-opml", "application/pdf", "application/zip", "image/jpeg", "image/png",
     "image/gif", "image/webp", "image/avif", "image/svg+xml",
 )
+RESTRICTED_HEADERS = "/content-encoding/ /proxy/ /lock-token/ /content-range/ /if/"
 # Any structured-syntax type (RFC 6839: type/name+json, type/name+xml) is allowed too: hostguard's base config
 # hands those bodies to the JSON and XML processors, so their fields are read like any other arguments.
 STRUCTURED_TYPES = ("SecRule REQUEST_HEADERS:Content-Type \"@rx ^\\s*([a-z0-9.-]+/[a-z0-9.-]+\\+(?:json|xml))\\s*(?:;|$)\" "
@@ -104,6 +106,9 @@ def _setup(settings: WafSettings) -> str:
         f'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold='
         f'{settings.inbound_threshold},setvar:tx.outbound_anomaly_score_threshold=4"',
     ]
+    # CRS 3.3 also restricts Accept-Charset, which browsers and HTTP libraries still send: only the headers
+    # that change how a request is routed or read (proxy, content-encoding, ranges, conditions) stay refused.
+    lines.append(f"SecAction \"id:900250,phase:1,nolog,pass,t:none,setvar:'tx.restricted_headers={RESTRICTED_HEADERS}'\"")
     methods = " ".join(settings.methods)
     lines.append(f'SecAction "id:900200,phase:1,nolog,pass,t:none,setvar:\'tx.allowed_methods={methods}\'"')
     types = " ".join(f"|{t}|" for t in settings.content_types)
