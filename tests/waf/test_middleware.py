@@ -35,7 +35,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from hostguard.waf import engine as engine_mod
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import UnknownSite, WafConfig, WafSite
 from hostguard.waf.engine import EngineError
 from hostguard.waf.gate import Gate
 from hostguard.waf.middleware import (
@@ -183,8 +183,10 @@ class Front:
 def gates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gate, Gate, Path]]:
     _need_library()
     log = tmp_path_factory.mktemp("waf") / "events.jsonl"
-    block = Gate(WafConfig(max_body_bytes=LIMIT), str(log), site="shop")
-    detect = Gate(WafConfig(mode="detect", max_body_bytes=LIMIT), str(log), site="learning")
+    # two sites of one config: the shop blocks, the other one learns
+    config = WafConfig(max_body_bytes=LIMIT, sites={"shop": WafSite(), "learning": WafSite(mode="detect")})
+    block = Gate(config, str(log), site="shop")
+    detect = Gate(config, str(log), site="learning")
     yield block, detect, log
     block.close()
     detect.close()
@@ -562,6 +564,16 @@ def test_an_event_log_that_cannot_be_written_fails_at_construction(tmp_path: Pat
 def test_a_shared_gate_is_not_given_a_second_config(gates: tuple[Gate, Gate, Path], middleware: Any) -> None:
     with pytest.raises(TypeError, match="shared gate"):
         middleware(lambda *a: None, WafConfig(), gate=gates[0])
+    with pytest.raises(TypeError, match="shared gate"):
+        middleware(lambda *a: None, gate=gates[0], site="learning")   # the gate serves "shop"
+
+
+@pytest.mark.parametrize("middleware", [WSGIMiddleware, ASGIMiddleware])
+def test_an_unknown_site_fails_at_construction(tmp_path: Path, middleware: Any) -> None:
+    log = tmp_path / "events.jsonl"
+    with pytest.raises(UnknownSite, match=r"known: default, shop"):
+        middleware(lambda *a: None, WafConfig(sites={"shop": WafSite()}), event_log=str(log), site="shpo")
+    assert not log.exists()   # before anything was opened
 
 
 def test_a_middleware_made_gate_uses_the_config_and_writes_its_log(tmp_path: Path) -> None:
@@ -574,7 +586,8 @@ def test_a_middleware_made_gate_uses_the_config_and_writes_its_log(tmp_path: Pat
         start_response("200 OK", [])
         return [b"ok"]
 
-    middleware = WSGIMiddleware(app, WafConfig(block_status=406, event_log=str(log)), site="blog")
+    middleware = WSGIMiddleware(app, WafConfig(event_log=str(log), sites={"blog": WafSite(block_status=406)}),
+                                site="blog")
     try:
         status, headers, body = _call_wsgi(middleware, _environ(PATH_INFO="/p", QUERY_STRING=SQLI.partition("?")[2]))
     finally:

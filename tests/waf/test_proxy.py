@@ -35,7 +35,7 @@ aiohttp = pytest.importorskip("aiohttp", reason="the WAF proxy needs aiohttp (pi
 
 from hostguard.cli import main  # noqa: E402
 from hostguard.waf import engine as engine_mod  # noqa: E402
-from hostguard.waf.config import WafConfig  # noqa: E402
+from hostguard.waf.config import WafConfig, WafSite  # noqa: E402
 from hostguard.waf.engine import Engine  # noqa: E402
 from hostguard.waf.gate import Gate  # noqa: E402
 from hostguard.waf.proxy import (  # noqa: E402
@@ -219,7 +219,7 @@ def start(engines: dict[str, Engine], upstream: Upstream, tmp_path_factory: pyte
         events = tmp_path_factory.mktemp("events") / "waf-events.jsonl"
         if engine == "detect":
             settings["mode"] = "detect"
-        gate = Gate(WafConfig(**settings), str(events), site="shop",
+        gate = Gate(WafConfig(**settings, sites={"shop": WafSite()}), str(events), site="shop",
                     engine=engines[engine] if isinstance(engine, str) else engine)
         proxy = Proxy(gate, parse_upstream(to or upstream.url), timeout=timeout, connect_timeout=2.0)
         _, port = loop.run(proxy.start("127.0.0.1", 0))
@@ -646,7 +646,7 @@ def _cli(*args: str) -> list[str]:
 def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, parser: str) -> None:
     _need_library()
     config = tmp_path / "hostguard.toml"
-    config.write_text("[waf]\nblock_status = 406\n")
+    config.write_text("[waf]\nblock_status = 403\n[waf.sites.cli]\nblock_status = 406\n")   # the site's own
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if parser == "pure-python":

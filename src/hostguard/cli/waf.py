@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import sys
 from typing import Any
 
@@ -22,7 +21,6 @@ from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, loa
 from hostguard.findings import one_line
 
 STOP_GRACE = 75.0   # seconds workers get to finish requests in flight after SIGTERM, then SIGKILL
-SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def add_parser(sub: Any) -> None:
@@ -35,7 +33,9 @@ def add_parser(sub: Any) -> None:
                        help="the address to listen on: an IP address or localhost, and a port (0: a free one)")
     proxy.add_argument("--upstream", required=True, metavar="URL",
                        help="the application: http://HOST:PORT or https://HOST:PORT, optionally with a path prefix")
-    proxy.add_argument("--site", default="default", metavar="NAME", help="the site name written in events")
+    proxy.add_argument("--site", default="default", metavar="NAME",
+                       help="the site: its [waf.sites.NAME] settings over [waf], its accepted exclusions, its name in "
+                            "events (default: [waf] alone)")
     proxy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="how long to wait for the application's answer, and for each read of a request body "
                             "(default 60)")
@@ -77,7 +77,7 @@ def proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"the WAF proxy needs aiohttp: pip install 'hostguard[waf]' ({exc})") from exc
     import asyncio
 
-    from hostguard.waf.config import WafConfig
+    from hostguard.waf.config import UnknownSite, WafConfig, site_config
     from hostguard.waf.engine import EngineError
     from hostguard.waf.gate import Gate
 
@@ -86,14 +86,16 @@ def proxy(args: argparse.Namespace) -> int:
         upstream = waf_proxy.parse_upstream(args.upstream)
     except waf_proxy.ProxyError as exc:
         raise UsageError(str(exc)) from exc
-    if not SITE_NAME.fullmatch(args.site):
-        raise UsageError(f"--site {args.site!r}: letters, digits, '.', '_' and '-', at most 64")
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout {args.timeout:g}: more than 0 and at most 3600 seconds")
     processes = args.processes
     if not 1 <= processes <= 64:
         raise UsageError(f"--processes {args.processes}: 1 to 64")
     settings = load_config(args.config)[WafConfig]
+    try:
+        effective = site_config(settings, args.site)
+    except UnknownSite as exc:
+        raise UsageError(f"--site {args.site!r}: {exc}") from exc
     event_log = _event_log(settings.event_log, args.state)
     exclusions = _accepted_exclusions(args)
 
@@ -108,7 +110,7 @@ def proxy(args: argparse.Namespace) -> int:
     def ready(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         print(f"hostguard: waf proxy listening on http://{shown}:{bound_port} -> {upstream.origin}{upstream.prefix} "
-              f"(site {args.site}, mode {settings.mode}, events {event_log}); SIGINT or SIGTERM stops",
+              f"(site {args.site}, mode {effective.mode}, events {event_log}); SIGINT or SIGTERM stops",
               file=sys.stderr, flush=True)
 
     waf_proxy.log_to(sys.stderr)

@@ -1,10 +1,11 @@
 """The WAF's decision for one request, shared by the reverse proxy and the WSGI/ASGI middleware.
 
-:class:`Gate` owns the engine (rules assembled from ``[waf]``), finds the client's address (X-Forwarded-For
-is believed only from ``[waf] trusted_proxies``, read right to left past them), gives every request an id,
-asks the engine, and writes an event for every request a rule matched — blocked or only scored — to a JSON
-Lines log. Events never hold a request body; matched data is cut to :data:`DATA_LIMIT` characters and the
-value of an argument whose name looks secret (password, token, key, session, card …) is masked.
+:class:`Gate` serves one site: it owns the engine (rules assembled from the site's effective ``[waf]``: see
+:func:`~hostguard.waf.config.site_settings`), finds the client's address (X-Forwarded-For is believed only from
+``[waf] trusted_proxies``, read right to left past them), gives every request an id, asks the engine, and
+writes an event for every request a rule matched — blocked or only scored — to a JSON Lines log. Events never
+hold a request body; matched data is cut to :data:`DATA_LIMIT` characters and the value of an argument whose
+name looks secret (password, token, key, session, card …) is masked.
 
 :meth:`Gate.decide` is synchronous and thread-safe: the front ends on an event loop call it in a thread.
 """
@@ -23,10 +24,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from hostguard.store.waf import Exclusion
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import DEFAULT_SITE, WafConfig, site_config, site_settings
 from hostguard.waf.engine import Engine, Request, RuleMatch, Verdict
 from hostguard.waf.learn import exclusion_rules
-from hostguard.waf.ruleset import WafSettings, assemble
+from hostguard.waf.ruleset import assemble
 
 if TYPE_CHECKING:
     from hostguard.waf.uploads import UploadScanner
@@ -109,14 +110,15 @@ def _path_only(target: str) -> str:
 class Gate:
     """The engine with ``[waf]``'s settings, and the event log."""
 
-    def __init__(self, config: WafConfig, event_log: str | None, site: str = "default",
+    def __init__(self, config: WafConfig, event_log: str | None, site: str = DEFAULT_SITE,
                  engine: Engine | None = None, exclusions: Sequence[Exclusion] = ()) -> None:
-        self.config = config
+        """``config`` is the whole ``[waf]`` with its sites; the gate runs with site ``site``'s effective settings
+        (``self.config``) and the accepted ``exclusions`` of that site. An unknown site raises
+        :class:`~hostguard.waf.config.UnknownSite` before anything loads."""
+        self.config = site_config(config, site)
         self.site = site
-        self.engine = engine or Engine(text=assemble(WafSettings(
-            mode=config.mode, paranoia=config.paranoia, inbound_threshold=config.inbound_threshold,
-            applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
-            crs_dir=config.crs_dir), site_rules=exclusion_rules(exclusions, site)))
+        self.engine = engine or Engine(text=assemble(site_settings(config, site)[0],
+                                                     site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
         self.trusted = TrustedProxies(config.trusted_proxies)
         self._lock = threading.Lock()
@@ -139,7 +141,7 @@ class Gate:
         blocked = verdict.disruptive
         status = self.config.block_status if blocked and verdict.status in (403, 200) else verdict.status
         decision = Decision(blocked, status if blocked else 200, request_id, client, verdict)
-        if verdict.matches:
+        if verdict.matches or blocked:   # the engine's own body limit refuses without a rule match
             self._record(decision, method, target, headers)
         return decision
 

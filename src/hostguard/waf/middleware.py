@@ -13,6 +13,9 @@ would hide double encodings and encoded separators the rules look for. Bytes out
 percent-encoded (the rules' URL decoding turns them back into the same bytes), so the engine and the events
 never get undecodable text.
 
+``site`` names the site: its ``[waf.sites.NAME]`` settings over ``[waf]`` (an unknown name is an error at
+construction), its name in events.
+
 The client is the server's peer (``REMOTE_ADDR``, ``scope["client"]``); ``X-Forwarded-For`` is believed
 only from ``[waf] trusted_proxies``, by the gate. A server that rewrites the peer from ``X-Forwarded-For``
 itself (uvicorn's ``proxy_headers``, on by default for loopback peers) has made that choice before the
@@ -38,7 +41,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import DEFAULT_SITE, WafConfig, site_config
 from hostguard.waf.gate import Decision, Gate
 
 if TYPE_CHECKING:
@@ -177,10 +180,12 @@ def _own_gate(config: WafConfig | None, gate: Gate | None, event_log: str | None
     engine now: a missing libmodsecurity or a refused rule raises EngineError at start; an event log that
     cannot be written raises OSError at start too, never on the first blocked request."""
     if gate is not None:
-        if config is not None or event_log is not None:
-            raise TypeError("a shared gate brings its own config and event log: give gate, or config and event_log")
+        if config is not None or event_log is not None or site not in (DEFAULT_SITE, gate.site):
+            raise TypeError("a shared gate brings its own config, site and event log: give gate, or config, site "
+                            "and event_log")
         return gate, False
     config = config or WafConfig()
+    site_config(config, site)   # an unknown site fails before anything is opened or loaded
     path = event_log if event_log is not None else (config.event_log or None)
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -199,7 +204,7 @@ class _Middleware:
 
     @property
     def limit(self) -> int:
-        """``[waf] max_body_bytes``: the largest body passed on."""
+        """The site's ``max_body_bytes``: the largest body passed on."""
         return self.gate.config.max_body_bytes
 
     def _decide(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
@@ -230,11 +235,13 @@ class WSGIMiddleware(_Middleware):
 
     ``config`` is the ``[waf]`` section (defaults when None); ``gate`` an existing gate to share (then
     ``config``, ``event_log`` and ``site`` are the gate's own); ``event_log`` the JSON Lines file events are
-    appended to (default ``[waf] event_log``; none when both are empty); ``site`` the name events carry.
+    appended to (default ``[waf] event_log``; none when both are empty); ``site`` the site whose
+    ``[waf.sites.NAME]`` settings apply over ``config`` and whose name events carry (an unknown one raises
+    :class:`~hostguard.waf.config.UnknownSite` here).
     """
 
     def __init__(self, app: WSGIApplication, config: WafConfig | None = None, *, gate: Gate | None = None,
-                 event_log: str | None = None, site: str = "default") -> None:
+                 event_log: str | None = None, site: str = DEFAULT_SITE) -> None:
         super().__init__(config, gate, event_log, site)
         self.app = app
 
@@ -312,7 +319,7 @@ class ASGIMiddleware(_Middleware):
     """
 
     def __init__(self, app: ASGIApp, config: WafConfig | None = None, *, gate: Gate | None = None,
-                 event_log: str | None = None, site: str = "default") -> None:
+                 event_log: str | None = None, site: str = DEFAULT_SITE) -> None:
         super().__init__(config, gate, event_log, site)
         self.app = app
 
