@@ -189,9 +189,19 @@ class Loop:
 class Running:
     port: int
     events: Path
+    proxy: Proxy
 
     def events_read(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.events.read_text().splitlines()] if self.events.exists() else []
+
+    def refusal(self, reply: Reply) -> dict[str, Any]:
+        """The ``refused`` event the answer names in X-Request-Id: the site, the client, no rules, no body."""
+        request_id = reply.header("X-Request-Id")
+        assert request_id, (reply.status, reply.headers)
+        [event] = [e for e in self.events_read() if e["request_id"] == request_id]
+        assert (event["action"], event["site"], event["client"], event["status"], event["rules"]) == (
+            "refused", "shop", "127.0.0.1", reply.status, [])
+        return event
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +234,7 @@ def start(engines: dict[str, Engine], upstream: Upstream, tmp_path_factory: pyte
         proxy = Proxy(gate, parse_upstream(to or upstream.url), timeout=timeout, connect_timeout=2.0)
         _, port = loop.run(proxy.start("127.0.0.1", 0))
         proxies.append(proxy)
-        return Running(port, events)
+        return Running(port, events, proxy)
 
     yield start_one
     for proxy in proxies:
@@ -475,15 +485,27 @@ SMUGGLING = {
 }
 
 
-def _smuggle(port: int, case: str) -> int:
+def _smuggle_reply(port: int, case: str) -> Reply:
     raw = b"POST /echo?marker=smuggle HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n" + SMUGGLING[case]
-    return exchange(port, raw, "POST").status
+    return exchange(port, raw, "POST")
+
+
+def _smuggle(port: int, case: str) -> int:
+    return _smuggle_reply(port, case).status
 
 
 @pytest.mark.parametrize("case", SMUGGLING, ids=list(SMUGGLING))
 def test_ambiguous_framing_is_refused_before_anything_else(waf: Running, upstream: Upstream, case: str) -> None:
-    assert _smuggle(waf.port, case) == 400
+    """aiohttp's parser refuses these before any handler runs; each is an event all the same."""
+    reply = _smuggle_reply(waf.port, case)
+    assert reply.status == 400
     assert not upstream.saw("smuggle")
+    event = waf.refusal(reply)
+    assert event["path"] == "" and event["method"] == ""    # the parser keeps nothing of a request it refused
+    if case in ("CL then TE", "TE then CL"):
+        assert event["reason"] == "length_and_chunked"
+    else:
+        assert event["reason"] in ("length_and_chunked", "malformed_request")
 
 
 def test_the_handler_itself_refuses_length_with_transfer_encoding(engines: dict[str, Engine]) -> None:
@@ -496,24 +518,35 @@ def test_the_handler_itself_refuses_length_with_transfer_encoding(engines: dict[
     request = make_mocked_request("POST", "/a", headers={"Host": HOST, "Content-Length": "5",
                                                          "Transfer-Encoding": "chunked"})
     reply = asyncio.run(proxy._handle(request))
-    assert reply.status == 400 and not reply.keep_alive
+    assert reply.status == 400 and not reply.keep_alive and reply.headers["X-Request-Id"]
 
 
-@pytest.mark.parametrize(("raw", "status"), [
-    (b"POST /a?marker=http10-te HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
-    (b"GET http://other.test/a?marker=absolute HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-    (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-    (b"POST /a?marker=compress HTTP/1.1\r\nHost: h\r\nContent-Encoding: compress\r\nContent-Length: 3\r\n\r\nabc", 415),
-    (b"GET /a?marker=latin1 HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n", 400),
-    (b"GET /a?marker=expect HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", 417),
-    (b"POST /a?marker=badgzip HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!", 400),
-], ids=["HTTP/1.0 with TE", "absolute-form", "asterisk-form", "unknown coding", "header not UTF-8", "odd Expect",
-        "not gzip"])
-def test_what_cannot_be_forwarded_faithfully_is_refused(waf: Running, upstream: Upstream, raw: bytes,
-                                                        status: int) -> None:
-    assert exchange(waf.port, raw).status == status
+@pytest.mark.parametrize(("raw", "status", "reason", "path"), [
+    (b"POST /a?marker=http10-te HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+     "chunked_http10", "/a?marker=…"),
+    (b"GET http://other.test/a?marker=absolute HTTP/1.1\r\nHost: h\r\n\r\n", 400, "target_not_origin_form",
+     "http://other.test/a?marker=…"),
+    (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 400, "target_not_origin_form", "*"),
+    (b"CONNECT shop.example.test:443 HTTP/1.1\r\nHost: shop.example.test:443\r\n\r\n", 405, "method_connect",
+     "shop.example.test:443"),
+    (b"POST /a?marker=compress HTTP/1.1\r\nHost: h\r\nContent-Encoding: compress\r\nContent-Length: 3\r\n\r\nabc", 415,
+     "unsupported_coding", "/a?marker=…"),
+    (b"GET /a?marker=latin1 HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n", 400, "header_not_utf8", "/a?marker=…"),
+    (b"GET /a?marker=expect HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", 417, "bad_expect", "/a?marker=…"),
+    (b"POST /a?marker=badgzip HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!", 400,
+     "body_unreadable", "/a?marker=…"),
+    (b"GET /a?marker=badline HTTP/1.1\r\nHost: h\r\nX-Bad\x01Name: 1\r\n\r\n", 400, "malformed_request", ""),
+], ids=["HTTP/1.0 with TE", "absolute-form", "asterisk-form", "CONNECT", "unknown coding", "header not UTF-8",
+        "odd Expect", "not gzip", "bad header name"])
+def test_what_cannot_be_forwarded_faithfully_is_refused_and_recorded(waf: Running, upstream: Upstream, raw: bytes,
+                                                                     status: int, reason: str, path: str) -> None:
+    reply = exchange(waf.port, raw)
+    assert reply.status == status
     assert not any(m in r["target"] for r in upstream.seen
-                   for m in ("http10-te", "absolute", "compress", "latin1", "badgzip"))
+                   for m in ("http10-te", "absolute", "compress", "latin1", "badgzip", "badline"))
+    event = waf.refusal(reply)
+    assert (event["reason"], event["path"]) == (reason, path)
+    assert "not gzip" not in json.dumps(event)   # never the body
 
 
 def test_a_body_that_breaks_off_mid_chunk_is_never_forwarded(start: Callable[..., Running], upstream: Upstream) -> None:
@@ -528,7 +561,9 @@ def test_a_body_that_breaks_off_mid_chunk_is_never_forwarded(start: Callable[...
         response = http.client.HTTPResponse(sock, method="POST")
         response.begin()
         assert response.status in (400, 408)
+        reply = Reply(response.status, response.getheaders(), response.read())
     assert not upstream.saw("late-bad-chunk")
+    assert quick.refusal(reply)["reason"] == ("body_unreadable" if reply.status == 400 else "body_timeout")
 
 
 def test_a_declared_body_over_the_limit_is_refused_unread(waf: Running) -> None:
@@ -538,13 +573,17 @@ def test_a_declared_body_over_the_limit_is_refused_unread(waf: Running) -> None:
         response = http.client.HTTPResponse(sock, method="POST")
         response.begin()   # answered from the headers alone: no 100 Continue, no body sent
         assert response.status == 413 and response.getheader("Connection") == "close"
+        reply = Reply(response.status, response.getheaders(), response.read())
+    assert (waf.refusal(reply)["reason"], waf.refusal(reply)["path"]) == ("body_too_large", "/upload?marker=…")
 
 
 def test_a_chunked_body_over_the_limit_is_refused(waf: Running, upstream: Upstream) -> None:
     raw = request_bytes("POST", "/upload?marker=too-big-chunked", [*BASE, ("Transfer-Encoding", "chunked")],
                         chunked(*[b"x" * 16384] * 5))
-    assert exchange(waf.port, raw, "POST").status == 413
+    reply = exchange(waf.port, raw, "POST")
+    assert reply.status == 413
     assert not upstream.saw("too-big-chunked")
+    assert waf.refusal(reply)["reason"] == "body_too_large"
 
 
 def test_an_unreachable_upstream_is_502_and_a_slow_one_504(start: Callable[..., Running]) -> None:
@@ -565,7 +604,8 @@ def test_a_failing_engine_refuses_in_blocking_mode_and_passes_in_detection_only(
     broken = Engine(text=assemble(WafSettings()))
     broken.close()   # every inspection now raises
     blocking, detecting = start(engine=broken), start(engine=broken, mode="detect")
-    assert send(blocking.port, "GET", "/products?id=42&marker=engine-down-block").status == 500
+    refused = send(blocking.port, "GET", "/products?id=42&marker=engine-down-block")
+    assert refused.status == 500 and blocking.refusal(refused)["reason"] == "inspection_failed"
     assert not upstream.saw("engine-down-block")
     assert send(detecting.port, "GET", "/products?id=42&marker=engine-down-detect").status == 200
     assert upstream.saw("engine-down-detect")
@@ -643,7 +683,8 @@ def _cli(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("parser", ["llhttp", "pure-python"])
-def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, parser: str) -> None:
+def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, parser: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     _need_library()
     config = tmp_path / "hostguard.toml"
     config.write_text("[waf]\nblock_status = 403\n[waf.sites.cli]\nblock_status = 406\n")   # the site's own
@@ -674,8 +715,17 @@ def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, pa
             process.wait()
     assert rest.splitlines() == ["hostguard: waf proxy stopped"]   # malformed requests are not worth a line
     events = [json.loads(x) for x in (state / "waf-events.jsonl").read_text().splitlines()]
-    assert [(e["site"], e["action"], e["status"]) for e in events] == [("cli", "blocked", 406)]
+    # the framings aiohttp's parser refused are events too (what either parser says of the others differs)
+    assert [(e["site"], e["action"], e["status"], e["client"]) for e in events] == [
+        ("cli", "blocked", 406, "127.0.0.1"), *[("cli", "refused", 400, "127.0.0.1")] * 5]
     assert events[0]["request_id"] == blocked.header("X-Request-Id")
+    assert [e["reason"] for e in events[1:3]] == ["length_and_chunked"] * 2
+    assert {e["reason"] for e in events[3:]} <= {"length_and_chunked", "malformed_request"}
+    # and `waf report` counts them, by action and by reason
+    assert main(["--config", str(config), "--state", str(state), "waf", "report", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["events"], report["actions"], report["sites"]) == (6, {"blocked": 1, "refused": 5}, {"cli": 6})
+    assert sum(report["refused"].values()) == 5 and report["refused"]["length_and_chunked"] >= 2
 
 
 @pytest.fixture(autouse=True)

@@ -230,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_learning_parsers(waf_sub: Any) -> None:
     """`waf report`, `waf exclusions` and `waf check`: what the front ends recorded, learning, the rules."""
-    report = waf_sub.add_parser("report", help="what the WAF refused and scored: counts per rule, site and action")
+    report = waf_sub.add_parser("report", help="what the WAF refused and scored: counts per rule, site, action and "
+                                               "reason of a refusal before inspection")
     report.add_argument("--days", type=int, default=7, help="the last DAYS days (default 7)")
     report.add_argument("--block-after", type=int, metavar="N", default=0,
                         help="also list clients refused N or more times (for `hostguard block`)")
@@ -279,20 +280,27 @@ def run_report(args: argparse.Namespace) -> int:
     counts = rule_counts(events)
     actions: dict[str, int] = {}
     sites: dict[str, int] = {}
+    refused: dict[str, int] = {}   # refused before the engine's verdict, by reason
     for e in events:
         actions[e.action] = actions.get(e.action, 0) + 1
         sites[e.site] = sites.get(e.site, 0) + 1
+        if e.reason:
+            refused[e.reason] = refused.get(e.reason, 0) + 1
     offenders = (repeat_offenders(events, args.block_after, config[WafConfig].trusted_proxies)
                  if args.block_after else [])
     if args.format == "json":
         print(json.dumps({"since": since, "events": len(events), "actions": actions, "sites": sites,
+                          "refused": refused,
                           "rules": [{"id": c.rule_id, "msg": c.msg, "matched": c.matched, "blocked": c.blocked}
                                     for c in counts],
                           "offenders": [{"client": o.client, "blocked": o.blocked, "rules": list(o.rules),
                                          "first": o.first, "last": o.last} for o in offenders]}, indent=2))
         return EXIT_OK
-    print(f"{len(events)} requests matched a rule since {since}: "
+    print(f"{len(events)} requests matched a rule or were refused since {since}: "
           + (", ".join(f"{n} {a}" for a, n in sorted(actions.items())) or "none"))
+    if refused:
+        print("  refused before inspection: " + ", ".join(f"{n} {r}" for r, n in sorted(refused.items(),
+                                                                                          key=lambda i: (-i[1], i[0]))))
     for c in counts[:30]:
         print(f"  {c.rule_id:>6}  {c.matched:>6} matched  {c.blocked:>6} blocked  {one_line(c.msg)[:70]}")
     for o in offenders:

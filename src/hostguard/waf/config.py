@@ -105,8 +105,8 @@ class WafConfig:
     learn_min_networks: int = setting(5, "Learning proposes an exclusion only after hits from this many distinct "
                                          "networks (/24, /48) in detection-only mode.", min=2)
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
-    event_log: str = setting("", "A JSON Lines file every blocked or scored request is appended to (empty: "
-                                 "<state>/waf-events.jsonl).")
+    event_log: str = setting("", "A JSON Lines file every blocked, scored or refused request is appended to "
+                                 "(empty: <state>/waf-events.jsonl).")
     sites: Mapping[str, WafSite] = setting({}, "Per-site overrides, one [waf.sites.NAME] table per site (NAME: "
                                                "letters, digits, '.', '_', '-'); `waf proxy --site NAME` and the "
                                                "middleware's site= use them.")

@@ -11,9 +11,13 @@ not origin-form (absolute-form, ``*``), CONNECT, header values that are not UTF-
 send their bytes back unchanged) and content codings aiohttp does not decode (the engine could not read
 the body).
 
+Every such refusal — the parser's and the handler's — is an event (action ``refused``, a reason code from
+:data:`~hostguard.waf.gate.REFUSALS`, the client, the site, the path when it is known) and its answer carries
+the event's ``X-Request-Id``. A client that hangs up mid-body is not one: nobody was refused.
+
 For each request the handler
 
-1. reads the body up to ``[waf] max_body_bytes`` (a declared length over it is refused with 413 before a
+1. reads the body up to the site's ``max_body_bytes`` (a declared length over it is refused with 413 before a
    byte is read; a chunked or compressed body is refused as soon as it passes the limit). aiohttp removes the
    chunked framing and decodes gzip/deflate (br and zstd when their modules are installed), so the engine
    inspects the bytes the application will read;
@@ -28,8 +32,8 @@ For each request the handler
    or not: the client session never decompresses).
 
 An unreachable upstream is 502, one that does not answer in time 504. A failure of the WAF itself refuses
-the request (500) in blocking mode and lets it through in detection-only mode, which promises never to
-block.
+the request (500, an event) in blocking mode and lets it through in detection-only mode, which promises never
+to block.
 """
 
 from __future__ import annotations
@@ -42,11 +46,11 @@ import re
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -211,12 +215,63 @@ class _TooLarge(Exception):
     """The body passed ``max_body_bytes``."""
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """A request refused before the engine's verdict: the reason code (an event's), the status, the answer."""
+
+    reason: str
+    status: int
+    text: str
+
+
+def _peer(request: web.BaseRequest) -> tuple[str, int]:
+    """The connection's peer address and port (aiohttp's ``remote`` when the transport is gone)."""
+    transport = request.transport
+    name = transport.get_extra_info("peername") if transport else None
+    return (str(name[0]), int(name[1])) if name else (request.remote or "", 0)
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's connection handler, telling the proxy about each request its HTTP parser refused (400 before
+    any handler runs: the smuggling framings, malformed lines), so those become events too."""
+
+    __slots__ = ("_parse_refused",)
+
+    def __init__(self, manager: web.Server, *, parse_refused: Callable[[web.BaseRequest, HttpProcessingError],
+                                                                       str | None],
+                 **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._parse_refused = parse_refused
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        # the handler reads bodies itself and keeps their errors: an HttpProcessingError here is the parser's
+        if isinstance(exc, HttpProcessingError):
+            request_id = self._parse_refused(request, exc)
+            if request_id:
+                response.headers["X-Request-Id"] = request_id
+        return response
+
+
+class _Server(web.Server):
+    """``web.Server`` making :class:`_Connection` handlers (aiohttp offers no other hook on parser errors)."""
+
+    def __init__(self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], *,
+                 parse_refused: Callable[[web.BaseRequest, HttpProcessingError], str | None], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._parse_refused = parse_refused
+
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=self._loop, parse_refused=self._parse_refused, **self._kwargs)
+
+
 class Proxy:
     """The proxy server: listens, inspects every request through ``gate``, forwards to ``upstream``.
 
     The gate (and its engine) belongs to the caller, who closes it after :meth:`stop`: several proxies in one
     process (the tests) can share an engine. ``timeout`` bounds the wait for the upstream's answer and each
-    read of it, and reading a request body; ``connect_timeout`` opening a connection to the upstream (or
+    read of it, and each read of a request body; ``connect_timeout`` opening a connection to the upstream (or
     waiting for a free one in the pool)."""
 
     def __init__(self, gate: Gate, upstream: Upstream, *, timeout: float = 60.0, connect_timeout: float = 10.0,
@@ -247,7 +302,7 @@ class Proxy:
         )
         # lingering_time: after a refusal with the body unread (413), aiohttp discards what the client still
         # sends for this long so the client reads the answer instead of a reset; then it closes
-        server = web.Server(self._handle, access_log=None, lingering_time=2.0)
+        server = _Server(self._handle, parse_refused=self._parse_refused, access_log=None, lingering_time=2.0)
         self._runner = web.ServerRunner(server, shutdown_timeout=min(self.timeout, 10.0))
         await self._runner.setup()
         try:
@@ -287,56 +342,84 @@ class Proxy:
                 raise _TooLarge
             parts.append(chunk)
 
-    def _refusal(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]]) -> web.Response | None:
+    def _refusal(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]]) -> _Refusal | None:
         """What is refused before the body is read or the engine asked (see the module's docstring)."""
         names = [name.lower() for name, _ in headers]
         if "content-length" in names and "transfer-encoding" in names:
-            return _plain(400, "Bad Request: Content-Length with Transfer-Encoding", close=True)
+            return _Refusal("length_and_chunked", 400, "Bad Request: Content-Length with Transfer-Encoding")
         if "transfer-encoding" in names and request.version < aiohttp.HttpVersion11:
-            return _plain(400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request", close=True)
+            return _Refusal("chunked_http10", 400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request")
         if request.method == "CONNECT":
-            return _plain(405, "Method Not Allowed: this is a reverse proxy", close=True)
+            return _Refusal("method_connect", 405, "Method Not Allowed: this is a reverse proxy")
         if not request.raw_path.startswith("/"):
-            return _plain(400, "Bad Request: the request target must be a path (origin-form)", close=True)
+            return _Refusal("target_not_origin_form", 400, "Bad Request: the request target must be a path "
+                                                           "(origin-form)")
         codings = [value for name, value in headers if name.lower() == "content-encoding"]
         if len(codings) > 1 or (codings and codings[0].strip().lower() not in DECODED | {"", "identity"}):
-            return _plain(415, "Unsupported Media Type: content coding " + ", ".join(codings), close=True)
+            return _Refusal("unsupported_coding", 415, "Unsupported Media Type: content coding " + ", ".join(codings))
         expect = [value for name, value in headers if name.lower() == "expect"]
         if expect and (len(expect) > 1 or expect[0].strip().lower() != "100-continue"):
-            return _plain(417, "Expectation Failed", close=True)
+            return _Refusal("bad_expect", 417, "Expectation Failed")
         if request.content_length is not None and request.content_length > self.max_body:
-            return _plain(413, "Content Too Large", close=True)
+            return _Refusal("body_too_large", 413, "Content Too Large")
         return None
+
+    def _refuse(self, refusal: _Refusal, request: web.BaseRequest, headers: Sequence[tuple[str, str]],
+                peer: str) -> web.Response:
+        """The answer to a refused request, after its event (an event log that cannot be written is said in
+        the proxy's log; the request is refused all the same)."""
+        request_id = self._record(refusal.reason, refusal.status, request.method, request.raw_path, headers, peer)
+        return _plain(refusal.status, refusal.text, request_id, close=True)
+
+    def _record(self, reason: str, status: int, method: str, target: str, headers: Sequence[tuple[str, str]],
+                peer: str) -> str | None:
+        try:
+            return self.gate.refused(reason, status, method, target, headers, peer)
+        except OSError as exc:
+            log.warning("event log %s: %s", self.gate.event_log, exc.strerror or exc)
+            return None
+
+    def _parse_refused(self, request: web.BaseRequest, exc: HttpProcessingError) -> str | None:
+        """The event of a request aiohttp's parser refused (nothing of it is known but the peer and why)."""
+        text = str(getattr(exc, "message", "") or exc)
+        reason = ("length_and_chunked" if "content-length" in text.lower() and "transfer-encoding" in text.lower()
+                  else "malformed_request")
+        return self._record(reason, 400, "", "", [], _peer(request)[0])
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """One request: refused on its framing, read, inspected in the pool, then refused or forwarded."""
+        peer, peer_port = _peer(request)
         try:
             headers = [(name.decode("latin-1"), value.decode("utf-8")) for name, value in request.raw_headers]
         except UnicodeDecodeError:
-            return _plain(400, "Bad Request: a header value is not UTF-8", close=True)
+            readable = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
+            return self._refuse(_Refusal("header_not_utf8", 400, "Bad Request: a header value is not UTF-8"),
+                                request, readable, peer)
         refused = self._refusal(request, headers)
         if refused is not None:
-            return refused
+            return self._refuse(refused, request, headers, peer)
         if request.headers.get("Expect", "").strip().lower() == "100-continue" and \
                 request.version >= aiohttp.HttpVersion11:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             body = await self._read_body(request)
         except _TooLarge:
-            return _plain(413, "Content Too Large", close=True)
+            return self._refuse(_Refusal("body_too_large", 413, "Content Too Large"), request, headers, peer)
         except TimeoutError:
-            return _plain(408, "Request Timeout", close=True)
+            return self._refuse(_Refusal("body_timeout", 408, "Request Timeout"), request, headers, peer)
         except (RequestPayloadError, HttpProcessingError) as exc:   # a body that is not what it claims to be
             cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
             reason = str(getattr(cause, "message", "") or cause).strip().splitlines()[0]
-            return _plain(400, f"Bad Request: {reason}", close=True)
-        except ConnectionError:   # the client left: the answer is never read
+            return self._refuse(_Refusal("body_unreadable", 400, f"Bad Request: {reason}"), request, headers, peer)
+        except ConnectionError:   # the client left: the answer is never read, and nobody was refused
             return _plain(400, "Bad Request: the connection was lost", close=True)
+        return await self._inspect_and_forward(request, headers, body, peer, peer_port)
 
+    async def _inspect_and_forward(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytes,
+                                   peer: str, peer_port: int) -> web.StreamResponse:
+        """Ask the engine in the pool; answer the refusal, or forward."""
         transport = request.transport
-        peer_name = transport.get_extra_info("peername") if transport else None
         sock_name = transport.get_extra_info("sockname") if transport else None
-        peer, peer_port = (str(peer_name[0]), int(peer_name[1])) if peer_name else (request.remote or "", 0)
         server, server_port = (str(sock_name[0]), int(sock_name[1])) if sock_name else ("127.0.0.1", 0)
         loop = asyncio.get_running_loop()
         assert self._executor is not None
@@ -347,7 +430,8 @@ class Proxy:
         except Exception:
             log.exception("the WAF could not inspect %s %s", request.method, request.raw_path[:200])
             if self.gate.config.mode != "detect":
-                return _plain(500, "Internal Server Error: the request could not be inspected")
+                return self._refuse(_Refusal("inspection_failed", 500, "Internal Server Error: the request could "
+                                                                       "not be inspected"), request, headers, peer)
             decision = None
         if decision is not None and decision.blocked:
             return web.Response(status=decision.status, body=self.gate.block_body(decision),
