@@ -13,9 +13,11 @@ import asyncio
 import base64
 import gzip
 import http.client
+import io
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -595,6 +597,168 @@ def test_an_unreachable_upstream_is_502_and_a_slow_one_504(start: Callable[..., 
     assert reply.status == 502 and reply.header("X-Request-Id")
     slow = start(timeout=0.5)
     assert send(slow.port, "GET", "/slow?marker=slow").status == 504
+
+# ------------------------------------------------------------------------------------------ resource limits
+
+
+class _Bytes:
+    """A finished answer's bytes where http.client expects a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _head(sock: socket.socket) -> bytes:
+    """An answer's status line and headers, read byte by byte (an interim 100 Continue is followed by more)."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"the proxy closed the connection after {data!r}"
+        data += byte
+    return data
+
+
+def _final(sock: socket.socket, head: bytes, method: str = "POST") -> Reply:
+    """The rest of a final answer whose head was read already (the proxy closes after a refusal)."""
+    rest = b""
+    while chunk := sock.recv(65536):
+        rest += chunk
+    response = http.client.HTTPResponse(_Bytes(head + rest), method=method)  # type: ignore[arg-type]
+    response.begin()
+    return Reply(response.status, response.getheaders(), response.read())
+
+
+def _announce(port: int, length: int, marker: str) -> tuple[socket.socket, bytes]:
+    """A POST that declares ``length`` bytes and waits (Expect: 100-continue): the proxy answers 100 once it
+    has reserved the body's room, or refuses at once."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(request_bytes("POST", f"/upload?marker={marker}", [
+        *BASE, ("Content-Type", "application/octet-stream"), ("Content-Length", str(length)),
+        ("Expect", "100-continue"), ("Connection", "close")]))
+    return sock, _head(sock)
+
+
+def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_bodies_in_flight_share_one_buffer_and_the_rest_wait_outside(start: Callable[..., Running],
+                                                                     upstream: Upstream) -> None:
+    """Eight uploads of 30,000 bytes announce themselves at once against a buffer of 100,000: three are let in
+    (their room reserved before a byte is read), five are refused with 503 and Retry-After, each an event.
+    The three finish; their room is given back and the next upload gets in."""
+    limited = start(max_body_bytes=65536, max_buffered_bytes=100_000)
+    announced = [_announce(limited.port, 30_000, f"buffered-{i}") for i in range(8)]
+    try:
+        admitted = [(sock, i) for i, (sock, head) in enumerate(announced) if head.startswith(b"HTTP/1.1 100 ")]
+        refused = [_final(sock, head) for sock, head in announced if not head.startswith(b"HTTP/1.1 100 ")]
+        assert [i for _, i in admitted] == [0, 1, 2] and len(refused) == 5
+        assert limited.proxy.budget.held == 90_000
+        for reply in refused:
+            assert (reply.status, reply.header("Retry-After"), reply.header("Connection")) == (503, "5", "close")
+            assert limited.refusal(reply)["reason"] == "buffer_full"
+        for sock, i in admitted:
+            sock.sendall(bytes([i]) * 30_000)
+            reply = _final(sock, _head(sock))
+            assert reply.status == 200 and base64.b64decode(reply.echoed()["body"]) == bytes([i]) * 30_000
+    finally:
+        for sock, _ in announced:
+            sock.close()
+    assert [upstream.saw(f"buffered-{i}") for i in range(8)] == [True] * 3 + [False] * 5
+    _until(lambda: limited.proxy.budget.held == 0, "the room of finished bodies was never given back")
+    assert send(limited.port, "POST", "/upload?marker=buffered-after", [("Content-Type", "application/octet-stream")],
+                b"z" * 30_000).status == 200
+
+
+def test_a_chunked_body_is_refused_when_its_growth_finds_no_room(start: Callable[..., Running],
+                                                                upstream: Upstream) -> None:
+    limited = start(max_body_bytes=65536, max_buffered_bytes=100_000)
+    holder, head = _announce(limited.port, 60_000, "holder")
+    try:
+        assert head.startswith(b"HTTP/1.1 100 ")
+        raw = request_bytes("POST", "/upload?marker=grows", [*BASE, ("Transfer-Encoding", "chunked")],
+                            chunked(*[b"g" * 10_000] * 5))
+        reply = exchange(limited.port, raw, "POST", timeout=30)
+        assert reply.status == 503 and reply.header("Retry-After") == "5"
+        assert limited.refusal(reply)["reason"] == "buffer_full" and not upstream.saw("grows")
+        holder.sendall(b"h" * 60_000)
+        assert _final(holder, _head(holder)).status == 200
+    finally:
+        holder.close()
+
+
+def _slow_upload(port: int, marker: str, results: list[Reply]) -> None:
+    """Declares 1,000 bytes and sends one every 50 ms (50 s in all) until the proxy answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request_bytes("POST", f"/upload?marker={marker}", [*BASE, ("Content-Length", "1000")]))
+        answered = threading.Event()
+
+        def drip() -> None:
+            for _ in range(1000):
+                if answered.wait(0.05):
+                    return
+                try:
+                    sock.send(b"s")
+                except OSError:
+                    return
+
+        dripping = threading.Thread(target=drip, daemon=True)
+        dripping.start()
+        response = http.client.HTTPResponse(sock, method="POST")
+        response.begin()
+        answered.set()
+        results.append(Reply(response.status, response.getheaders(), response.read()))
+        dripping.join(10)
+
+
+def test_slow_senders_get_408_at_the_body_deadline_while_others_are_served(start: Callable[..., Running],
+                                                                           upstream: Upstream) -> None:
+    """Each read of the slow bodies succeeds well within the per-read timeout (30 s): only the deadline for the
+    whole body (1 s) ends them."""
+    deadline = start(body_timeout=1, timeout=30)
+    results: list[Reply] = []
+    slow = [threading.Thread(target=_slow_upload, args=(deadline.port, f"slow-{i}", results)) for i in range(3)]
+    for thread in slow:
+        thread.start()
+    honest = [send(deadline.port, "POST", f"/upload?marker=quick-{i}", [("Content-Type", "application/json")],
+                   b'{"note": "ring twice"}') for i in range(3)]
+    for thread in slow:
+        thread.join(60)
+    assert [r.status for r in honest] == [200] * 3
+    assert [r.status for r in results] == [408] * 3
+    assert [deadline.refusal(r)["reason"] for r in results] == ["body_timeout"] * 3
+    assert not any(upstream.saw(f"slow-{i}") for i in range(3))
+    assert deadline.proxy.budget.held == 0
+
+
+def test_a_client_slow_with_its_headers_is_cut_off_unanswered(start: Callable[..., Running]) -> None:
+    """aiohttp has no header timeout; its keep-alive timer ([waf] header_timeout) closes a connection whose
+    request head has not arrived whole, however busy the client is sending it."""
+    quick = start(header_timeout=1)
+    with socket.create_connection(("127.0.0.1", quick.port), timeout=30) as sock:
+        sock.sendall(b"GET /a?marker=slow-headers HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Slow: ")
+        received = None
+        for _ in range(600):   # up to a minute of one byte every 100 ms
+            readable, _, _ = select.select([sock], [], [], 0.1)
+            if readable:
+                try:
+                    received = sock.recv(100)
+                except ConnectionResetError:
+                    received = b""
+                break
+            try:
+                sock.send(b"x")
+            except OSError:
+                received = b""
+                break
+        assert received == b"", f"the proxy answered {received!r} instead of closing"
+    assert not [e for e in quick.events_read() if "slow-headers" in e["path"]]
 
 # ------------------------------------------------------------------------------ modes and client addresses
 

@@ -49,6 +49,7 @@ remove_ids = []
 block_status = 406
 block_message = "Refused ({request_id})"
 max_body_bytes = 16777216
+body_timeout = 600
 """
 
 
@@ -65,10 +66,10 @@ def test_a_site_is_waf_overlaid_by_its_table(tmp_path: Path) -> None:
     blog_settings, blog_limits = site_settings(config, "blog.example.test")
     assert blog_settings == WafSettings(mode="detect", paranoia=2, applications=("wordpress",), remove_ids=(),
                                         body_limit=16_777_216)
-    assert blog_limits == SiteLimits(16_777_216, 406, "Refused ({request_id})")
+    assert blog_limits == SiteLimits(16_777_216, 600.0, 406, "Refused ({request_id})")
     shop_settings, shop_limits = site_settings(config, "shop")   # what the table leaves out is [waf]'s
     assert shop_settings == WafSettings(paranoia=2, inbound_threshold=10, remove_ids=(920350,), body_limit=1_048_576)
-    assert shop_limits == SiteLimits(1_048_576, 403, WafConfig().block_message)
+    assert shop_limits == SiteLimits(1_048_576, 120.0, 403, WafConfig().block_message)
     assert site_settings(config, "default")[0] == WafSettings(paranoia=2, remove_ids=(920350,), body_limit=1_048_576)
     assert site_config(config, "shop").sites == {} and site_config(config, "shop").trusted_proxies == ()
 
@@ -89,6 +90,7 @@ def test_an_unknown_site_names_the_known_ones() -> None:
     ("[waf.sites.shop]\napplications = ['wordpres']\n", "'waf.sites.shop.applications': no exclusion package "
                                                          "for 'wordpres'"),
     ("[waf.sites.shop]\ncrs_dir = '/tmp'\n", r"unknown setting 'waf.sites.shop.crs_dir'"),   # host-wide only
+    ("[waf.sites.shop]\nmax_body_bytes = 1073741824\n", "'waf.max_buffered_bytes' \\(268435456\\) is smaller"),
     ("[waf]\nsites = 3\n", "'waf.sites' must be table, not int"),
     ("[waf.sites]\nshop = 'detect'\n", "'waf.sites.shop' must be table, not str"),
     ("[waf.sites.default]\nmode = 'detect'\n", "'waf.sites.default': a site name is"),
@@ -147,7 +149,7 @@ def test_two_sites_of_one_config_judge_with_their_own_engine_settings(tmp_path: 
     """The same attack: refused on the shop (with the site's status), recorded only on the learning blog. The
     same 14 MB upload: over the engine's body limit on the default site, within it on the media site."""
     _need_library()
-    config = WafConfig(scan_uploads=False, sites={
+    config = WafConfig(max_buffered_bytes=64 << 20, scan_uploads=False, sites={
         "shop": WafSite(block_status=406), "blog": WafSite(mode="detect"), "media": WafSite(max_body_bytes=32 << 20)})
     log = tmp_path / "events.jsonl"
     gates = {name: Gate(config, str(log), site=name) for name in ("shop", "blog", "media", "default")}

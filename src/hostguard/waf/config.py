@@ -9,7 +9,8 @@ the table sets replaces ``[waf]``'s value (lists too: ``remove_ids`` of a site i
 key it leaves out is ``[waf]``'s. The site called ``default`` is ``[waf]`` itself.
 
 What stays host-wide: where CRS is, the trusted proxies (one network in front of the host), the event log
-(one log, so `waf report` sees every site) and learning's thresholds.
+(one log, so `waf report` sees every site), learning's thresholds, and the proxy's resource limits (one
+process's memory and connections, whatever sites it serves).
 
 :func:`site_settings` gives a site's engine settings and the limits a front end enforces itself, for every
 front end (the proxy, the middleware, the nginx/Apache set-up). Imports nothing heavy (no cffi, no HTTP
@@ -70,6 +71,8 @@ class WafSite:
                                               "({request_id} is replaced).")
     max_body_bytes: int | None = setting(None, "The largest request body this site takes (an upload service "
                                                "more, an API less).", min=1024)
+    body_timeout: float | None = setting(None, "Seconds a client has to send a whole request body to this site.",
+                                         min=1, max=3600)
     scan_uploads: bool | None = setting(None, "Read this site's uploaded files with the malware scanner.")
     upload_min_severity: str | None = setting(None, "The scanner severity at which this site refuses an upload.")
 
@@ -94,6 +97,9 @@ class WafConfig:
                                                    "the WAF: X-Forwarded-For is believed only from them.")
     max_body_bytes: int = setting(13_107_200, "Request bodies larger than this are refused (413), never passed "
                                               "unread (the engine's SecRequestBodyLimit too).", min=1024)
+    body_timeout: float = setting(120.0, "Seconds a client has, from the end of its headers, to send the whole "
+                                         "request body; a slower one is refused (408): a slow sender cannot hold "
+                                         "a connection and its buffer for ever.", min=1, max=3600)
     block_status: int = setting(403, "The HTTP status of a refused request.", min=400, max=599)
     block_message: str = setting("Request refused by the web application firewall. Reference: {request_id}",
                                  "The body of a refused request's answer; {request_id} is replaced by the "
@@ -102,6 +108,14 @@ class WafConfig:
                                        "rules) before the application gets it.")
     upload_min_severity: str = setting("high", "An upload the scanner detects at this severity or above (critical, "
                                                "high, medium, low) is refused.")
+    max_buffered_bytes: int = setting(268_435_456, "The proxy: request-body bytes one process holds at once, all "
+                                                   "requests together; a request that would pass it is refused "
+                                                   "(503 with Retry-After) instead of growing memory without bound. "
+                                                   "At least every site's max_body_bytes.", min=1024)
+    header_timeout: float = setting(60.0, "The proxy: seconds a connection has to send a request's headers whole, "
+                                          "from its opening or the end of the previous answer (so also how long an "
+                                          "idle keep-alive connection stays open); then it is closed unanswered.",
+                                    min=1, max=3600)
     learn_min_networks: int = setting(5, "Learning proposes an exclusion only after hits from this many distinct "
                                          "networks (/24, /48) in detection-only mode.", min=2)
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
@@ -120,6 +134,10 @@ class WafConfig:
             _check(site, f"waf.sites.{name}")
         if not isinstance(self.sites, MappingProxyType):   # a dict given in code is frozen like one from a file
             object.__setattr__(self, "sites", MappingProxyType(dict(self.sites)))
+        largest = max([self.max_body_bytes, *(s.max_body_bytes or 0 for s in self.sites.values())])
+        if self.max_buffered_bytes < largest:
+            raise ValueError(f"'waf.max_buffered_bytes' ({self.max_buffered_bytes}) is smaller than a "
+                             f"max_body_bytes ({largest}): such a body could never be read")
 
 
 class UnknownSite(ValueError):
@@ -128,10 +146,11 @@ class UnknownSite(ValueError):
 
 @dataclass(frozen=True)
 class SiteLimits:
-    """What a front end enforces itself for one site, around the rules: the largest body it reads and the answer
-    to a refused request."""
+    """What a front end enforces itself for one site, around the rules: the largest body it reads, how long it
+    waits for one, and the answer to a refused request."""
 
     max_body_bytes: int
+    body_timeout: float
     block_status: int
     block_message: str
 
@@ -163,5 +182,6 @@ def site_settings(config: WafConfig, name: str) -> tuple[WafSettings, SiteLimits
                            inbound_threshold=effective.inbound_threshold, applications=effective.applications,
                            remove_ids=effective.remove_ids, own_rules=effective.own_rules, crs_dir=effective.crs_dir,
                            body_limit=effective.max_body_bytes)
-    limits = SiteLimits(effective.max_body_bytes, effective.block_status, effective.block_message)
+    limits = SiteLimits(effective.max_body_bytes, effective.body_timeout, effective.block_status,
+                        effective.block_message)
     return settings, limits

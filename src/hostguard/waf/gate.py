@@ -48,11 +48,12 @@ WITHIN = re.compile(r"((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_HEADERS|FILES)
 REFUSALS: dict[str, str] = {
     # the body
     "body_too_large": "the body is (or declares itself) larger than max_body_bytes (413)",
-    "body_timeout": "the body stalled: one read waited longer than the proxy's timeout (408)",
+    "body_timeout": "the body did not arrive within body_timeout, or stalled (408)",
     "body_unreadable": "the body's chunked framing or content coding is broken (400)",
     "body_incomplete": "the body ended before its Content-Length (400)",
     "bad_content_length": "Content-Length is not a number, or several disagree (400)",
     "length_required": "a body without a length the server does not end for us (411)",
+    "buffer_full": "the proxy holds max_buffered_bytes of bodies already (503, Retry-After)",
     # the framing and the request line
     "length_and_chunked": "Content-Length together with Transfer-Encoding (400)",
     "chunked_http10": "Transfer-Encoding in an HTTP/1.0 request (400)",
