@@ -5,7 +5,9 @@ defaults *are* the defaults and whose ``setting(help=...)`` text documents them;
 (``[scan]``, ``[suppress]``). The registry assembles the schema, so the list of sections and the default
 config are derived, never written by hand. A user file may override any key. An unknown section or
 key, a value of the wrong type or out of range is a configuration error naming the key and the file
-(exit 2), so a typo never silently disables a check. ``hostguard config show`` prints the effective
+(exit 2), so a typo never silently disables a check. A setting may be a table (a nested section), a list of
+tables (``[[suppress.rules]]``) or a table of named tables (``[waf.sites.NAME]``: a ``Mapping[str, Section]``
+whose names the owner chooses and whose keys are checked like any section's). ``hostguard config show`` prints the effective
 values and where each came from.
 """
 
@@ -34,8 +36,15 @@ class ConfigError(Exception):
 
 
 def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
-    """A config field: its default, the sentence ``config show`` prints above it, and its numeric range."""
-    return field(default=default, metadata={"help": help, "min": min, "max": max})
+    """A config field: its default, the sentence ``config show`` prints above it, and its numeric range.
+
+    A table of named tables (a ``Mapping``) is kept read-only (``MappingProxyType``), so a frozen section stays
+    unchangeable; dataclasses refuse an unhashable default, so each instance gets it from a factory."""
+    metadata = {"help": help, "min": min, "max": max}
+    if isinstance(default, Mapping):
+        frozen = types.MappingProxyType(dict(default))
+        return field(default_factory=lambda: frozen, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ def plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if getattr(value, f.name) is not None}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [plain(v) for v in value]
     if isinstance(value, enum.Enum):
@@ -102,7 +113,7 @@ def _describe(tp: Any) -> str:
         return "list"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin in (Mapping, dict):
         return "table"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(str(m.value) for m in tp)
@@ -115,6 +126,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"'{key}' must be {_describe(tp)}, not {type(value).__name__}")
         return tuple(_convert(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict):   # named tables: [section.key.NAME], each checked as the value type says
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' must be table, not {type(value).__name__}")
+        item = typing.get_args(tp)[1]
+        return types.MappingProxyType({name: _convert(v, item, f"{key}.{name}") for name, v in value.items()})
     if origin in (typing.Union, types.UnionType):
         for arm in typing.get_args(tp):
             if arm is type(None):

@@ -671,3 +671,40 @@ def test_probes_are_recorded_per_host_in_order_without_a_password(tmp_path: Path
             "id", "host_key", "service", "endpoint", "account", "started", "finished", "attempts", "outcome", "rank"]
     finally:
         store.close()
+
+
+# waf_events as schema 9 (issue 14) created it, spelled out here: the table migration 10 adds a column to.
+WAF_EVENTS_9 = """
+CREATE TABLE waf_events (request_id TEXT NOT NULL, time TEXT NOT NULL, day TEXT NOT NULL, site TEXT NOT NULL,
+                         client TEXT NOT NULL, network TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+                         action TEXT NOT NULL, status INTEGER NOT NULL, rules TEXT NOT NULL,
+                         PRIMARY KEY (request_id, time));
+"""
+
+
+def test_schema_9_waf_events_upgrade_with_no_reason_and_refusals_keep_theirs(tmp_path: Path) -> None:
+    """Migration 10: the events stored before are the engine's (reason ''); a refused event read from the log
+    afterwards keeps its reason code."""
+    import json
+
+    from hostguard.store.waf import WafStore
+
+    directory, db = old_database(tmp_path, 9)
+    assert [c[1] for c in db.execute("PRAGMA table_info(waf_events)")] == [
+        c[1] for c in sqlite3.connect(":memory:").executescript(WAF_EVENTS_9).execute("PRAGMA table_info(waf_events)")]
+    row = SAMPLE_ROWS["waf_events"]
+    db.execute(f"INSERT INTO waf_events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    db.close()
+    log = tmp_path / "events.jsonl"
+    log.write_text(json.dumps({"time": "2024-05-06T10:00:00.000+00:00", "request_id": "0a1b2c3d4e5f6071",
+                               "site": "shop", "client": "198.51.100.9", "method": "POST", "path": "/upload",
+                               "action": "refused", "reason": "body_too_large", "status": 413, "rules": []}) + "\n")
+    store = StateStore(str(directory))
+    try:
+        assert schema(store.db) == fresh_schema(tmp_path)
+        waf = WafStore(store)
+        assert waf.ingest(str(log)).added == 1
+        assert [(e.request_id, e.action, e.reason, e.status) for e in waf.events()] == [
+            ("9f2c4e1a7b3d5c60", "detected", "", 200), ("0a1b2c3d4e5f6071", "refused", "body_too_large", 413)]
+    finally:
+        store.close()

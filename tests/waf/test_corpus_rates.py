@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import WafConfig, WafSite
 from hostguard.waf.gate import Gate
 from hostguard.waf.ruleset import EXCLUSION_PACKAGES
 from tests.waf.corpus import Case, load_cases, render, send_raw
@@ -68,8 +68,9 @@ def outcomes(request: pytest.FixtureRequest) -> Iterator[dict[str, tuple[Case, i
     serve = serve_middleware if request.param == "middleware" else serve_proxy
     cases = load_cases()
     apps = sorted({c.app for c in cases if c.app in EXCLUSION_PACKAGES})
-    gates = {app: Gate(WafConfig(applications=(app,) if app else ()), None, site=app or "default")
-             for app in [None, *apps]}
+    # one site per application, with its exclusion package; the default site has none
+    config = WafConfig(sites={app: WafSite(applications=(app,)) for app in apps})
+    gates = {app: Gate(config, None, site=app or "default") for app in [None, *apps]}
     results: dict[str, tuple[Case, int]] = {}
     try:
         with contextlib.ExitStack() as stack:

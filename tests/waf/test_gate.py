@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import WafConfig, WafSite
 from hostguard.waf.gate import DATA_LIMIT, Gate, client_address, mask
 from tests.waf.test_engine import _need_library
 
@@ -49,7 +49,7 @@ def test_masking_any_text_never_fails(text: str) -> None:
 def test_events_hold_rules_and_masked_data_never_the_body(tmp_path: Path) -> None:
     _need_library()
     log = tmp_path / "events.jsonl"
-    gate = Gate(WafConfig(trusted_proxies=TRUSTED), str(log), site="shop")
+    gate = Gate(WafConfig(trusted_proxies=TRUSTED, sites={"shop": WafSite()}), str(log), site="shop")
     try:
         body = b"user=admin&password=%27+or+1%3D1--+&note=secret-note-body"
         blocked = gate.decide("POST", "/login?next=/admin", [("Host", "shop.example.test"),

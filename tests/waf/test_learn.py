@@ -11,7 +11,7 @@ from typing import Any
 
 from hostguard.store.state import StateStore
 from hostguard.store.waf import ACCEPTED, WafStore, network_of
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import WafConfig, WafSite
 from hostguard.waf.gate import Gate
 from hostguard.waf.learn import exclusion_rules, propose, rule_counts, variable_of
 from tests.waf.test_engine import _need_library
@@ -94,7 +94,7 @@ def test_an_accepted_exclusion_narrows_one_rule_on_one_path_for_one_argument(tmp
                    "Matched Data: <img src=x onerror= found within ARGS:content: <img", "tags": []}]), 5, 3, "now")
     rules = exclusion_rules([ex], "blog")
     assert rules and "ctl:ruleRemoveTargetById=941160;ARGS:content" in rules[0]
-    gate = Gate(WafConfig(mode="detect"), None, site="blog", exclusions=[ex])
+    gate = Gate(WafConfig(sites={"blog": WafSite(mode="detect")}), None, site="blog", exclusions=[ex])
     try:
         def ids(path: str, name: str) -> list[int]:
             body = f"{name}=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E".encode()

@@ -35,7 +35,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from hostguard.waf import engine as engine_mod
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import UnknownSite, WafConfig, WafSite
 from hostguard.waf.engine import EngineError
 from hostguard.waf.gate import Gate
 from hostguard.waf.middleware import (
@@ -183,8 +183,10 @@ class Front:
 def gates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gate, Gate, Path]]:
     _need_library()
     log = tmp_path_factory.mktemp("waf") / "events.jsonl"
-    block = Gate(WafConfig(max_body_bytes=LIMIT), str(log), site="shop")
-    detect = Gate(WafConfig(mode="detect", max_body_bytes=LIMIT), str(log), site="learning")
+    # two sites of one config: the shop blocks, the other one learns
+    config = WafConfig(max_body_bytes=LIMIT, sites={"shop": WafSite(), "learning": WafSite(mode="detect")})
+    block = Gate(config, str(log), site="shop")
+    detect = Gate(config, str(log), site="learning")
     yield block, detect, log
     block.close()
     detect.close()
@@ -231,6 +233,14 @@ def send(port: int, method: str, target: str, body: bytes | list[bytes] | None =
 
 def events(log: Path, request_id: str) -> list[dict[str, Any]]:
     return [e for e in map(json.loads, log.read_text().splitlines()) if e["request_id"] == request_id]
+
+
+def refusal(log: Path, answer: Answer, reason: str, path: str = "/comments") -> dict[str, Any]:
+    """The ``refused`` event the answer names: the blocking site's, the client, the reason, no rules."""
+    [event] = events(log, answer.headers["x-request-id"])
+    assert (event["action"], event["reason"], event["site"], event["client"], event["status"], event["path"],
+            event["rules"]) == ("refused", reason, "shop", "127.0.0.1", answer.status, path, [])
+    return event
 
 
 def multipart(boundary: str, fields: dict[str, str], filename: str, content: bytes) -> bytes:
@@ -319,6 +329,7 @@ def test_a_body_over_the_limit_is_refused_with_413(front: Front) -> None:
     large = b"comment=" + b"a" * LIMIT
     answer = send(front.block.port, "POST", "/comments", large, {"Content-Type": "application/x-www-form-urlencoded"})
     assert answer.status == 413
+    assert "aaaa" not in json.dumps(refusal(front.log, answer, "body_too_large"))   # never the body
     at_limit = b"comment=" + b"a" * (LIMIT - 8)
     assert send(front.block.port, "POST", "/comments", at_limit,
                 {"Content-Type": "application/x-www-form-urlencoded"}).status == 200
@@ -333,6 +344,35 @@ def test_a_chunked_body_over_the_limit_is_refused(front: Front) -> None:
     # test_wsgi_body_without_a_length_is_read_to_the_limit)
     assert answer.status == (411 if front.kind == "wsgi" else 413)
     assert len(front.block.calls) == calls
+    refusal(front.log, answer, "length_required" if front.kind == "wsgi" else "body_too_large")
+
+
+def test_a_length_with_a_chunked_framing_is_refused_and_recorded(front: Front) -> None:
+    """wsgiref and uvicorn (h11) both hand such a request to the application: the middleware refuses it before
+    reading, since the server and a proxy in front of it could each read a different body."""
+    calls = len(front.block.calls)
+    answer = send(front.block.port, "POST", "/comments", [b"note=", b"hello"], {"Content-Length": "5"})
+    assert answer.status == 400 and len(front.block.calls) == calls
+    refusal(front.log, answer, "length_and_chunked")
+
+
+def test_wsgi_refusals_a_real_server_passes_on_are_recorded(gates: tuple[Gate, Gate, Path]) -> None:
+    """wsgiref gives the middleware an unreadable Content-Length, and a body that ends before its length
+    (the client stopped sending); uvicorn refuses the first itself and reports the second as a disconnect."""
+    with serve_wsgi(gates[0]) as backend:
+        bad = send(backend.port, "POST", "/comments", headers={"Content-Length": "12abc"})
+        assert bad.status == 400
+        refusal(gates[2], bad, "bad_content_length")
+        head = "POST /comments HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in UA.items())
+        with socket.create_connection(("127.0.0.1", backend.port), timeout=30) as sock:
+            sock.sendall(head.encode() + b"Content-Length: 100\r\n\r\nnote=short")
+            sock.shutdown(socket.SHUT_WR)   # the rest never comes
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            short = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        assert short.status == 400
+        refusal(gates[2], short, "body_incomplete")
+        assert backend.calls == []
 
 
 def test_detection_only_lets_the_attack_through_and_records_it(front: Front) -> None:
@@ -426,6 +466,23 @@ def test_wsgi_declared_lengths_are_honoured(gates: tuple[Gate, Gate, Path]) -> N
     assert _call_wsgi(middleware, _environ(REQUEST_METHOD="POST", CONTENT_LENGTH="-5"))[0].startswith("400")
     assert _call_wsgi(middleware, _environ(REQUEST_METHOD="POST", CONTENT_LENGTH=str(LIMIT + 1)))[0] \
         .startswith("413")
+
+
+def test_wsgi_a_length_from_a_server_that_dechunked_is_trusted(gates: tuple[Gate, Gate, Path]) -> None:
+    """A server that de-chunks (``wsgi.input_terminated``) may write CONTENT_LENGTH from what it read and keep
+    the client's Transfer-Encoding: the body it hands over is the one the application reads, not ambiguous."""
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    middleware = WSGIMiddleware(app, gate=gates[0])
+    framed = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "7", "HTTP_TRANSFER_ENCODING": "chunked"}
+    status, _, body = _call_wsgi(middleware, _environ(**framed, **{"wsgi.input_terminated": True,
+                                                                    "wsgi.input": io.BytesIO(b"a=1&b=2")}))
+    assert (status, body) == ("200 OK", b"a=1&b=2")
+    status, headers, _ = _call_wsgi(middleware, _environ(**framed, **{"wsgi.input": io.BytesIO(b"a=1&b=2")}))
+    assert status.startswith("400")
+    assert events(gates[2], headers["X-Request-Id"])[0]["reason"] == "length_and_chunked"
 
 
 @pytest.mark.parametrize(("environ", "target"), [
@@ -540,6 +597,30 @@ def test_asgi_declared_length_over_the_limit_is_refused_unread(gates: tuple[Gate
 
     _run(ASGIMiddleware(app, gate=gates[0])(_http_scope(LIMIT + 1), receive, send_))
     assert sent[0]["status"] == 413 and sent[1]["more_body"] is False
+    request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()
+    assert [(e["action"], e["reason"], e["client"]) for e in events(gates[2], request_id)] == [
+        ("refused", "body_too_large", "198.51.100.30")]
+
+
+def test_asgi_unreadable_length_is_refused_and_recorded(gates: tuple[Gate, Gate, Path]) -> None:
+    """uvicorn refuses such a request itself; another server may pass it on."""
+    sent: list[Message] = []
+    scope = _http_scope()
+    scope["headers"].append((b"content-length", b"-5"))
+
+    async def receive() -> Message:
+        raise AssertionError("a body of unknown length must not be read")
+
+    async def send_(message: Message) -> None:
+        sent.append(message)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        raise AssertionError("the application must not be called")
+
+    _run(ASGIMiddleware(app, gate=gates[0])(scope, receive, send_))
+    request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()
+    assert sent[0]["status"] == 400
+    assert [(e["reason"], e["path"]) for e in events(gates[2], request_id)] == [("bad_content_length", "/orders")]
 
 
 # --- construction -------------------------------------------------------------------------------------
@@ -562,6 +643,16 @@ def test_an_event_log_that_cannot_be_written_fails_at_construction(tmp_path: Pat
 def test_a_shared_gate_is_not_given_a_second_config(gates: tuple[Gate, Gate, Path], middleware: Any) -> None:
     with pytest.raises(TypeError, match="shared gate"):
         middleware(lambda *a: None, WafConfig(), gate=gates[0])
+    with pytest.raises(TypeError, match="shared gate"):
+        middleware(lambda *a: None, gate=gates[0], site="learning")   # the gate serves "shop"
+
+
+@pytest.mark.parametrize("middleware", [WSGIMiddleware, ASGIMiddleware])
+def test_an_unknown_site_fails_at_construction(tmp_path: Path, middleware: Any) -> None:
+    log = tmp_path / "events.jsonl"
+    with pytest.raises(UnknownSite, match=r"known: default, shop"):
+        middleware(lambda *a: None, WafConfig(sites={"shop": WafSite()}), event_log=str(log), site="shpo")
+    assert not log.exists()   # before anything was opened
 
 
 def test_a_middleware_made_gate_uses_the_config_and_writes_its_log(tmp_path: Path) -> None:
@@ -574,7 +665,8 @@ def test_a_middleware_made_gate_uses_the_config_and_writes_its_log(tmp_path: Pat
         start_response("200 OK", [])
         return [b"ok"]
 
-    middleware = WSGIMiddleware(app, WafConfig(block_status=406, event_log=str(log)), site="blog")
+    middleware = WSGIMiddleware(app, WafConfig(event_log=str(log), sites={"blog": WafSite(block_status=406)}),
+                                site="blog")
     try:
         status, headers, body = _call_wsgi(middleware, _environ(PATH_INFO="/p", QUERY_STRING=SQLI.partition("?")[2]))
     finally:

@@ -13,9 +13,11 @@ import asyncio
 import base64
 import gzip
 import http.client
+import io
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -35,7 +37,7 @@ aiohttp = pytest.importorskip("aiohttp", reason="the WAF proxy needs aiohttp (pi
 
 from hostguard.cli import main  # noqa: E402
 from hostguard.waf import engine as engine_mod  # noqa: E402
-from hostguard.waf.config import WafConfig  # noqa: E402
+from hostguard.waf.config import WafConfig, WafSite  # noqa: E402
 from hostguard.waf.engine import Engine  # noqa: E402
 from hostguard.waf.gate import Gate  # noqa: E402
 from hostguard.waf.proxy import (  # noqa: E402
@@ -189,9 +191,19 @@ class Loop:
 class Running:
     port: int
     events: Path
+    proxy: Proxy
 
     def events_read(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.events.read_text().splitlines()] if self.events.exists() else []
+
+    def refusal(self, reply: Reply) -> dict[str, Any]:
+        """The ``refused`` event the answer names in X-Request-Id: the site, the client, no rules, no body."""
+        request_id = reply.header("X-Request-Id")
+        assert request_id, (reply.status, reply.headers)
+        [event] = [e for e in self.events_read() if e["request_id"] == request_id]
+        assert (event["action"], event["site"], event["client"], event["status"], event["rules"]) == (
+            "refused", "shop", "127.0.0.1", reply.status, [])
+        return event
 
 
 @pytest.fixture(scope="module")
@@ -219,12 +231,12 @@ def start(engines: dict[str, Engine], upstream: Upstream, tmp_path_factory: pyte
         events = tmp_path_factory.mktemp("events") / "waf-events.jsonl"
         if engine == "detect":
             settings["mode"] = "detect"
-        gate = Gate(WafConfig(**settings), str(events), site="shop",
+        gate = Gate(WafConfig(**settings, sites={"shop": WafSite()}), str(events), site="shop",
                     engine=engines[engine] if isinstance(engine, str) else engine)
         proxy = Proxy(gate, parse_upstream(to or upstream.url), timeout=timeout, connect_timeout=2.0)
         _, port = loop.run(proxy.start("127.0.0.1", 0))
         proxies.append(proxy)
-        return Running(port, events)
+        return Running(port, events, proxy)
 
     yield start_one
     for proxy in proxies:
@@ -475,15 +487,27 @@ SMUGGLING = {
 }
 
 
-def _smuggle(port: int, case: str) -> int:
+def _smuggle_reply(port: int, case: str) -> Reply:
     raw = b"POST /echo?marker=smuggle HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n" + SMUGGLING[case]
-    return exchange(port, raw, "POST").status
+    return exchange(port, raw, "POST")
+
+
+def _smuggle(port: int, case: str) -> int:
+    return _smuggle_reply(port, case).status
 
 
 @pytest.mark.parametrize("case", SMUGGLING, ids=list(SMUGGLING))
 def test_ambiguous_framing_is_refused_before_anything_else(waf: Running, upstream: Upstream, case: str) -> None:
-    assert _smuggle(waf.port, case) == 400
+    """aiohttp's parser refuses these before any handler runs; each is an event all the same."""
+    reply = _smuggle_reply(waf.port, case)
+    assert reply.status == 400
     assert not upstream.saw("smuggle")
+    event = waf.refusal(reply)
+    assert event["path"] == "" and event["method"] == ""    # the parser keeps nothing of a request it refused
+    if case in ("CL then TE", "TE then CL"):
+        assert event["reason"] == "length_and_chunked"
+    else:
+        assert event["reason"] in ("length_and_chunked", "malformed_request")
 
 
 def test_the_handler_itself_refuses_length_with_transfer_encoding(engines: dict[str, Engine]) -> None:
@@ -496,24 +520,35 @@ def test_the_handler_itself_refuses_length_with_transfer_encoding(engines: dict[
     request = make_mocked_request("POST", "/a", headers={"Host": HOST, "Content-Length": "5",
                                                          "Transfer-Encoding": "chunked"})
     reply = asyncio.run(proxy._handle(request))
-    assert reply.status == 400 and not reply.keep_alive
+    assert reply.status == 400 and not reply.keep_alive and reply.headers["X-Request-Id"]
 
 
-@pytest.mark.parametrize(("raw", "status"), [
-    (b"POST /a?marker=http10-te HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
-    (b"GET http://other.test/a?marker=absolute HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-    (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-    (b"POST /a?marker=compress HTTP/1.1\r\nHost: h\r\nContent-Encoding: compress\r\nContent-Length: 3\r\n\r\nabc", 415),
-    (b"GET /a?marker=latin1 HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n", 400),
-    (b"GET /a?marker=expect HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", 417),
-    (b"POST /a?marker=badgzip HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!", 400),
-], ids=["HTTP/1.0 with TE", "absolute-form", "asterisk-form", "unknown coding", "header not UTF-8", "odd Expect",
-        "not gzip"])
-def test_what_cannot_be_forwarded_faithfully_is_refused(waf: Running, upstream: Upstream, raw: bytes,
-                                                        status: int) -> None:
-    assert exchange(waf.port, raw).status == status
+@pytest.mark.parametrize(("raw", "status", "reason", "path"), [
+    (b"POST /a?marker=http10-te HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+     "chunked_http10", "/a?marker=…"),
+    (b"GET http://other.test/a?marker=absolute HTTP/1.1\r\nHost: h\r\n\r\n", 400, "target_not_origin_form",
+     "http://other.test/a?marker=…"),
+    (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 400, "target_not_origin_form", "*"),
+    (b"CONNECT shop.example.test:443 HTTP/1.1\r\nHost: shop.example.test:443\r\n\r\n", 405, "method_connect",
+     "shop.example.test:443"),
+    (b"POST /a?marker=compress HTTP/1.1\r\nHost: h\r\nContent-Encoding: compress\r\nContent-Length: 3\r\n\r\nabc", 415,
+     "unsupported_coding", "/a?marker=…"),
+    (b"GET /a?marker=latin1 HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n", 400, "header_not_utf8", "/a?marker=…"),
+    (b"GET /a?marker=expect HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", 417, "bad_expect", "/a?marker=…"),
+    (b"POST /a?marker=badgzip HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!", 400,
+     "body_unreadable", "/a?marker=…"),
+    (b"GET /a?marker=badline HTTP/1.1\r\nHost: h\r\nX-Bad\x01Name: 1\r\n\r\n", 400, "malformed_request", ""),
+], ids=["HTTP/1.0 with TE", "absolute-form", "asterisk-form", "CONNECT", "unknown coding", "header not UTF-8",
+        "odd Expect", "not gzip", "bad header name"])
+def test_what_cannot_be_forwarded_faithfully_is_refused_and_recorded(waf: Running, upstream: Upstream, raw: bytes,
+                                                                     status: int, reason: str, path: str) -> None:
+    reply = exchange(waf.port, raw)
+    assert reply.status == status
     assert not any(m in r["target"] for r in upstream.seen
-                   for m in ("http10-te", "absolute", "compress", "latin1", "badgzip"))
+                   for m in ("http10-te", "absolute", "compress", "latin1", "badgzip", "badline"))
+    event = waf.refusal(reply)
+    assert (event["reason"], event["path"]) == (reason, path)
+    assert "not gzip" not in json.dumps(event)   # never the body
 
 
 def test_a_body_that_breaks_off_mid_chunk_is_never_forwarded(start: Callable[..., Running], upstream: Upstream) -> None:
@@ -528,7 +563,9 @@ def test_a_body_that_breaks_off_mid_chunk_is_never_forwarded(start: Callable[...
         response = http.client.HTTPResponse(sock, method="POST")
         response.begin()
         assert response.status in (400, 408)
+        reply = Reply(response.status, response.getheaders(), response.read())
     assert not upstream.saw("late-bad-chunk")
+    assert quick.refusal(reply)["reason"] == ("body_unreadable" if reply.status == 400 else "body_timeout")
 
 
 def test_a_declared_body_over_the_limit_is_refused_unread(waf: Running) -> None:
@@ -538,13 +575,17 @@ def test_a_declared_body_over_the_limit_is_refused_unread(waf: Running) -> None:
         response = http.client.HTTPResponse(sock, method="POST")
         response.begin()   # answered from the headers alone: no 100 Continue, no body sent
         assert response.status == 413 and response.getheader("Connection") == "close"
+        reply = Reply(response.status, response.getheaders(), response.read())
+    assert (waf.refusal(reply)["reason"], waf.refusal(reply)["path"]) == ("body_too_large", "/upload?marker=…")
 
 
 def test_a_chunked_body_over_the_limit_is_refused(waf: Running, upstream: Upstream) -> None:
     raw = request_bytes("POST", "/upload?marker=too-big-chunked", [*BASE, ("Transfer-Encoding", "chunked")],
                         chunked(*[b"x" * 16384] * 5))
-    assert exchange(waf.port, raw, "POST").status == 413
+    reply = exchange(waf.port, raw, "POST")
+    assert reply.status == 413
     assert not upstream.saw("too-big-chunked")
+    assert waf.refusal(reply)["reason"] == "body_too_large"
 
 
 def test_an_unreachable_upstream_is_502_and_a_slow_one_504(start: Callable[..., Running]) -> None:
@@ -557,6 +598,168 @@ def test_an_unreachable_upstream_is_502_and_a_slow_one_504(start: Callable[..., 
     slow = start(timeout=0.5)
     assert send(slow.port, "GET", "/slow?marker=slow").status == 504
 
+# ------------------------------------------------------------------------------------------ resource limits
+
+
+class _Bytes:
+    """A finished answer's bytes where http.client expects a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _head(sock: socket.socket) -> bytes:
+    """An answer's status line and headers, read byte by byte (an interim 100 Continue is followed by more)."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"the proxy closed the connection after {data!r}"
+        data += byte
+    return data
+
+
+def _final(sock: socket.socket, head: bytes, method: str = "POST") -> Reply:
+    """The rest of a final answer whose head was read already (the proxy closes after a refusal)."""
+    rest = b""
+    while chunk := sock.recv(65536):
+        rest += chunk
+    response = http.client.HTTPResponse(_Bytes(head + rest), method=method)  # type: ignore[arg-type]
+    response.begin()
+    return Reply(response.status, response.getheaders(), response.read())
+
+
+def _announce(port: int, length: int, marker: str) -> tuple[socket.socket, bytes]:
+    """A POST that declares ``length`` bytes and waits (Expect: 100-continue): the proxy answers 100 once it
+    has reserved the body's room, or refuses at once."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(request_bytes("POST", f"/upload?marker={marker}", [
+        *BASE, ("Content-Type", "application/octet-stream"), ("Content-Length", str(length)),
+        ("Expect", "100-continue"), ("Connection", "close")]))
+    return sock, _head(sock)
+
+
+def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_bodies_in_flight_share_one_buffer_and_the_rest_wait_outside(start: Callable[..., Running],
+                                                                     upstream: Upstream) -> None:
+    """Eight uploads of 30,000 bytes announce themselves at once against a buffer of 100,000: three are let in
+    (their room reserved before a byte is read), five are refused with 503 and Retry-After, each an event.
+    The three finish; their room is given back and the next upload gets in."""
+    limited = start(max_body_bytes=65536, max_buffered_bytes=100_000)
+    announced = [_announce(limited.port, 30_000, f"buffered-{i}") for i in range(8)]
+    try:
+        admitted = [(sock, i) for i, (sock, head) in enumerate(announced) if head.startswith(b"HTTP/1.1 100 ")]
+        refused = [_final(sock, head) for sock, head in announced if not head.startswith(b"HTTP/1.1 100 ")]
+        assert [i for _, i in admitted] == [0, 1, 2] and len(refused) == 5
+        assert limited.proxy.budget.held == 90_000
+        for reply in refused:
+            assert (reply.status, reply.header("Retry-After"), reply.header("Connection")) == (503, "5", "close")
+            assert limited.refusal(reply)["reason"] == "buffer_full"
+        for sock, i in admitted:
+            sock.sendall(bytes([i]) * 30_000)
+            reply = _final(sock, _head(sock))
+            assert reply.status == 200 and base64.b64decode(reply.echoed()["body"]) == bytes([i]) * 30_000
+    finally:
+        for sock, _ in announced:
+            sock.close()
+    assert [upstream.saw(f"buffered-{i}") for i in range(8)] == [True] * 3 + [False] * 5
+    _until(lambda: limited.proxy.budget.held == 0, "the room of finished bodies was never given back")
+    assert send(limited.port, "POST", "/upload?marker=buffered-after", [("Content-Type", "application/octet-stream")],
+                b"z" * 30_000).status == 200
+
+
+def test_a_chunked_body_is_refused_when_its_growth_finds_no_room(start: Callable[..., Running],
+                                                                upstream: Upstream) -> None:
+    limited = start(max_body_bytes=65536, max_buffered_bytes=100_000)
+    holder, head = _announce(limited.port, 60_000, "holder")
+    try:
+        assert head.startswith(b"HTTP/1.1 100 ")
+        raw = request_bytes("POST", "/upload?marker=grows", [*BASE, ("Transfer-Encoding", "chunked")],
+                            chunked(*[b"g" * 10_000] * 5))
+        reply = exchange(limited.port, raw, "POST", timeout=30)
+        assert reply.status == 503 and reply.header("Retry-After") == "5"
+        assert limited.refusal(reply)["reason"] == "buffer_full" and not upstream.saw("grows")
+        holder.sendall(b"h" * 60_000)
+        assert _final(holder, _head(holder)).status == 200
+    finally:
+        holder.close()
+
+
+def _slow_upload(port: int, marker: str, results: list[Reply]) -> None:
+    """Declares 1,000 bytes and sends one every 50 ms (50 s in all) until the proxy answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request_bytes("POST", f"/upload?marker={marker}", [*BASE, ("Content-Length", "1000")]))
+        answered = threading.Event()
+
+        def drip() -> None:
+            for _ in range(1000):
+                if answered.wait(0.05):
+                    return
+                try:
+                    sock.send(b"s")
+                except OSError:
+                    return
+
+        dripping = threading.Thread(target=drip, daemon=True)
+        dripping.start()
+        response = http.client.HTTPResponse(sock, method="POST")
+        response.begin()
+        answered.set()
+        results.append(Reply(response.status, response.getheaders(), response.read()))
+        dripping.join(10)
+
+
+def test_slow_senders_get_408_at_the_body_deadline_while_others_are_served(start: Callable[..., Running],
+                                                                           upstream: Upstream) -> None:
+    """Each read of the slow bodies succeeds well within the per-read timeout (30 s): only the deadline for the
+    whole body (1 s) ends them."""
+    deadline = start(body_timeout=1, timeout=30)
+    results: list[Reply] = []
+    slow = [threading.Thread(target=_slow_upload, args=(deadline.port, f"slow-{i}", results)) for i in range(3)]
+    for thread in slow:
+        thread.start()
+    honest = [send(deadline.port, "POST", f"/upload?marker=quick-{i}", [("Content-Type", "application/json")],
+                   b'{"note": "ring twice"}') for i in range(3)]
+    for thread in slow:
+        thread.join(60)
+    assert [r.status for r in honest] == [200] * 3
+    assert [r.status for r in results] == [408] * 3
+    assert [deadline.refusal(r)["reason"] for r in results] == ["body_timeout"] * 3
+    assert not any(upstream.saw(f"slow-{i}") for i in range(3))
+    assert deadline.proxy.budget.held == 0
+
+
+def test_a_client_slow_with_its_headers_is_cut_off_unanswered(start: Callable[..., Running]) -> None:
+    """aiohttp has no header timeout; its keep-alive timer ([waf] header_timeout) closes a connection whose
+    request head has not arrived whole, however busy the client is sending it."""
+    quick = start(header_timeout=1)
+    with socket.create_connection(("127.0.0.1", quick.port), timeout=30) as sock:
+        sock.sendall(b"GET /a?marker=slow-headers HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Slow: ")
+        received = None
+        for _ in range(600):   # up to a minute of one byte every 100 ms
+            readable, _, _ = select.select([sock], [], [], 0.1)
+            if readable:
+                try:
+                    received = sock.recv(100)
+                except ConnectionResetError:
+                    received = b""
+                break
+            try:
+                sock.send(b"x")
+            except OSError:
+                received = b""
+                break
+        assert received == b"", f"the proxy answered {received!r} instead of closing"
+    assert not [e for e in quick.events_read() if "slow-headers" in e["path"]]
+
 # ------------------------------------------------------------------------------ modes and client addresses
 
 
@@ -565,7 +768,8 @@ def test_a_failing_engine_refuses_in_blocking_mode_and_passes_in_detection_only(
     broken = Engine(text=assemble(WafSettings()))
     broken.close()   # every inspection now raises
     blocking, detecting = start(engine=broken), start(engine=broken, mode="detect")
-    assert send(blocking.port, "GET", "/products?id=42&marker=engine-down-block").status == 500
+    refused = send(blocking.port, "GET", "/products?id=42&marker=engine-down-block")
+    assert refused.status == 500 and blocking.refusal(refused)["reason"] == "inspection_failed"
     assert not upstream.saw("engine-down-block")
     assert send(detecting.port, "GET", "/products?id=42&marker=engine-down-detect").status == 200
     assert upstream.saw("engine-down-detect")
@@ -643,10 +847,11 @@ def _cli(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("parser", ["llhttp", "pure-python"])
-def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, parser: str) -> None:
+def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, parser: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     _need_library()
     config = tmp_path / "hostguard.toml"
-    config.write_text("[waf]\nblock_status = 406\n")
+    config.write_text("[waf]\nblock_status = 403\n[waf.sites.cli]\nblock_status = 406\n")   # the site's own
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if parser == "pure-python":
@@ -674,8 +879,17 @@ def test_the_command_serves_until_sigterm(tmp_path: Path, upstream: Upstream, pa
             process.wait()
     assert rest.splitlines() == ["hostguard: waf proxy stopped"]   # malformed requests are not worth a line
     events = [json.loads(x) for x in (state / "waf-events.jsonl").read_text().splitlines()]
-    assert [(e["site"], e["action"], e["status"]) for e in events] == [("cli", "blocked", 406)]
+    # the framings aiohttp's parser refused are events too (what either parser says of the others differs)
+    assert [(e["site"], e["action"], e["status"], e["client"]) for e in events] == [
+        ("cli", "blocked", 406, "127.0.0.1"), *[("cli", "refused", 400, "127.0.0.1")] * 5]
     assert events[0]["request_id"] == blocked.header("X-Request-Id")
+    assert [e["reason"] for e in events[1:3]] == ["length_and_chunked"] * 2
+    assert {e["reason"] for e in events[3:]} <= {"length_and_chunked", "malformed_request"}
+    # and `waf report` counts them, by action and by reason
+    assert main(["--config", str(config), "--state", str(state), "waf", "report", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["events"], report["actions"], report["sites"]) == (6, {"blocked": 1, "refused": 5}, {"cli": 6})
+    assert sum(report["refused"].values()) == 5 and report["refused"]["length_and_chunked"] >= 2
 
 
 @pytest.fixture(autouse=True)

@@ -75,3 +75,22 @@ def test_check_loads_every_shipped_rule_file(tmp_path: Path) -> None:
     done = _hg(tmp_path, "check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("rule files load") and "of" in done.stdout
+
+
+def test_report_counts_refusals_before_inspection_by_reason(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).strftime("%Y-%m-%dT10:00:00.000+00:00")
+    refused = [dict(_event(200 + n, "198.51.100.9", 1, action="refused", path="/upload", rules=[]), time=today,
+                    status=413 if n < 2 else 503, reason="body_too_large" if n < 2 else "buffer_full")
+               for n in range(3)]
+    _log(tmp_path, [dict(_event(1, "203.0.113.50", 1, action="blocked"), time=today), *refused])
+    done = _hg(tmp_path, "report")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("4 requests matched a rule or were refused since ") and \
+        lines[0].endswith(": 1 blocked, 3 refused")
+    assert lines[1] == "  refused before inspection: 2 body_too_large, 1 buffer_full"
+    as_json = json.loads(_hg(tmp_path, "report", "--format", "json").stdout)
+    assert as_json["refused"] == {"body_too_large": 2, "buffer_full": 1}
+    assert {r["id"]: r["blocked"] for r in as_json["rules"]} == {941100: 1, 949110: 1}   # refusals have no rules

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import sys
 from typing import Any
 
@@ -22,7 +21,6 @@ from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, loa
 from hostguard.findings import one_line
 
 STOP_GRACE = 75.0   # seconds workers get to finish requests in flight after SIGTERM, then SIGKILL
-SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def add_parser(sub: Any) -> None:
@@ -35,7 +33,9 @@ def add_parser(sub: Any) -> None:
                        help="the address to listen on: an IP address or localhost, and a port (0: a free one)")
     proxy.add_argument("--upstream", required=True, metavar="URL",
                        help="the application: http://HOST:PORT or https://HOST:PORT, optionally with a path prefix")
-    proxy.add_argument("--site", default="default", metavar="NAME", help="the site name written in events")
+    proxy.add_argument("--site", default="default", metavar="NAME",
+                       help="the site: its [waf.sites.NAME] settings over [waf], its accepted exclusions, its name in "
+                            "events (default: [waf] alone)")
     proxy.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="how long to wait for the application's answer, and for each read of a request body "
                             "(default 60)")
@@ -77,7 +77,7 @@ def proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"the WAF proxy needs aiohttp: pip install 'hostguard[waf]' ({exc})") from exc
     import asyncio
 
-    from hostguard.waf.config import WafConfig
+    from hostguard.waf.config import UnknownSite, WafConfig, site_config
     from hostguard.waf.engine import EngineError
     from hostguard.waf.gate import Gate
 
@@ -86,14 +86,16 @@ def proxy(args: argparse.Namespace) -> int:
         upstream = waf_proxy.parse_upstream(args.upstream)
     except waf_proxy.ProxyError as exc:
         raise UsageError(str(exc)) from exc
-    if not SITE_NAME.fullmatch(args.site):
-        raise UsageError(f"--site {args.site!r}: letters, digits, '.', '_' and '-', at most 64")
     if not 0 < args.timeout <= 3600:
         raise UsageError(f"--timeout {args.timeout:g}: more than 0 and at most 3600 seconds")
     processes = args.processes
     if not 1 <= processes <= 64:
         raise UsageError(f"--processes {args.processes}: 1 to 64")
     settings = load_config(args.config)[WafConfig]
+    try:
+        effective = site_config(settings, args.site)
+    except UnknownSite as exc:
+        raise UsageError(f"--site {args.site!r}: {exc}") from exc
     event_log = _event_log(settings.event_log, args.state)
     exclusions = _accepted_exclusions(args)
 
@@ -108,7 +110,7 @@ def proxy(args: argparse.Namespace) -> int:
     def ready(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         print(f"hostguard: waf proxy listening on http://{shown}:{bound_port} -> {upstream.origin}{upstream.prefix} "
-              f"(site {args.site}, mode {settings.mode}, events {event_log}); SIGINT or SIGTERM stops",
+              f"(site {args.site}, mode {effective.mode}, events {event_log}); SIGINT or SIGTERM stops",
               file=sys.stderr, flush=True)
 
     waf_proxy.log_to(sys.stderr)
@@ -228,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_learning_parsers(waf_sub: Any) -> None:
     """`waf report`, `waf exclusions` and `waf check`: what the front ends recorded, learning, the rules."""
-    report = waf_sub.add_parser("report", help="what the WAF refused and scored: counts per rule, site and action")
+    report = waf_sub.add_parser("report", help="what the WAF refused and scored: counts per rule, site, action and "
+                                               "reason of a refusal before inspection")
     report.add_argument("--days", type=int, default=7, help="the last DAYS days (default 7)")
     report.add_argument("--block-after", type=int, metavar="N", default=0,
                         help="also list clients refused N or more times (for `hostguard block`)")
@@ -277,20 +280,27 @@ def run_report(args: argparse.Namespace) -> int:
     counts = rule_counts(events)
     actions: dict[str, int] = {}
     sites: dict[str, int] = {}
+    refused: dict[str, int] = {}   # refused before the engine's verdict, by reason
     for e in events:
         actions[e.action] = actions.get(e.action, 0) + 1
         sites[e.site] = sites.get(e.site, 0) + 1
+        if e.reason:
+            refused[e.reason] = refused.get(e.reason, 0) + 1
     offenders = (repeat_offenders(events, args.block_after, config[WafConfig].trusted_proxies)
                  if args.block_after else [])
     if args.format == "json":
         print(json.dumps({"since": since, "events": len(events), "actions": actions, "sites": sites,
+                          "refused": refused,
                           "rules": [{"id": c.rule_id, "msg": c.msg, "matched": c.matched, "blocked": c.blocked}
                                     for c in counts],
                           "offenders": [{"client": o.client, "blocked": o.blocked, "rules": list(o.rules),
                                          "first": o.first, "last": o.last} for o in offenders]}, indent=2))
         return EXIT_OK
-    print(f"{len(events)} requests matched a rule since {since}: "
+    print(f"{len(events)} requests matched a rule or were refused since {since}: "
           + (", ".join(f"{n} {a}" for a, n in sorted(actions.items())) or "none"))
+    if refused:
+        print("  refused before inspection: " + ", ".join(f"{n} {r}" for r, n in sorted(refused.items(),
+                                                                                          key=lambda i: (-i[1], i[0]))))
     for c in counts[:30]:
         print(f"  {c.rule_id:>6}  {c.matched:>6} matched  {c.blocked:>6} blocked  {one_line(c.msg)[:70]}")
     for o in offenders:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from hostguard.config import DEFAULT, Config
+
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(name: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise (a site called ``shop.example.test`` is one key, not
+    three nested ones)."""
+    return name if BARE_KEY.fullmatch(name) else _toml(name)
 
 
 def _toml(value: Any) -> str:
@@ -19,7 +28,7 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 

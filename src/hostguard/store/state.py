@@ -163,6 +163,11 @@ MIGRATIONS: tuple[str, ...] = (
                                  proposed_at TEXT NOT NULL, decided_at TEXT,
                                  UNIQUE (site, rule_id, path, variable));
     """,
+    # 10: WAF events of requests a front end refused before the engine's verdict (too large, too slow, bad
+    # framing) carry why, as a reason code; the events already stored were all the engine's ('').
+    """
+    ALTER TABLE waf_events ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 # What became of a finding in a scan: reported, hidden by a [[suppress.rules]] entry, or accepted.

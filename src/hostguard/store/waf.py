@@ -4,6 +4,10 @@ The front ends (proxy, middleware) append events to a JSON Lines log, fast and w
 the request path; :meth:`WafStore.ingest` reads what is new since last time into ``waf_events`` (keyed by the
 log's path and inode, so a rotated log is read from its start, and a line cut by a crash is read when it is
 whole). A line that is not an event is counted and skipped, never fatal. Events hold no request body.
+
+An event is a request a rule matched (action ``blocked``, ``scored`` or ``detected``, with its rules) or one a
+front end refused before the engine's verdict (action ``refused``, no rules, and a ``reason`` code:
+``hostguard.waf.gate.REFUSALS``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def network_of(client: str) -> str:
 
 @dataclass(frozen=True)
 class WafEvent:
-    """One stored event: a request a rule matched."""
+    """One stored event: a request a rule matched, or one refused before the engine's verdict (``reason``)."""
 
     request_id: str
     time: str
@@ -48,6 +52,7 @@ class WafEvent:
     action: str
     status: int
     rules: tuple[dict[str, Any], ...]
+    reason: str = ""
 
     @property
     def day(self) -> str:
@@ -88,7 +93,7 @@ def _event(obj: Any) -> WafEvent | None:
         client = str(obj["client"])
         return WafEvent(str(obj["request_id"]), str(obj["time"]), str(obj.get("site", "default")), client,
                         network_of(client), str(obj.get("method", "")), str(obj.get("path", "")),
-                        str(obj["action"]), int(obj.get("status", 0)), rules)
+                        str(obj["action"]), int(obj.get("status", 0)), rules, str(obj.get("reason") or "")[:64])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -136,9 +141,10 @@ class WafStore:
                         skipped += 1
                         continue
                     cur = self.db.execute(
-                        "INSERT OR IGNORE INTO waf_events VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        "INSERT OR IGNORE INTO waf_events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (event.request_id, event.time, event.day, event.site, event.client, event.network,
-                         event.method, event.path, event.action, event.status, json.dumps(list(event.rules))))
+                         event.method, event.path, event.action, event.status, json.dumps(list(event.rules)),
+                         event.reason))
                     added += cur.rowcount
                 self.db.execute("INSERT INTO waf_ingest VALUES (?,?,?) ON CONFLICT(path) DO UPDATE SET "
                                 "inode=excluded.inode, offset=excluded.offset", (log, inode, offset))
@@ -150,15 +156,15 @@ class WafStore:
 
     def events(self, since: str = "", actions: tuple[str, ...] = ()) -> Iterator[WafEvent]:
         """Stored events at or after ``since`` (ISO time), of ``actions`` when given, oldest first."""
-        sql = "SELECT request_id, time, site, client, network, method, path, action, status, rules FROM waf_events " \
-              "WHERE time >= ?"
+        sql = "SELECT request_id, time, site, client, network, method, path, action, status, rules, reason " \
+              "FROM waf_events WHERE time >= ?"
         args: list[Any] = [since]
         if actions:
             sql += f" AND action IN ({','.join('?' * len(actions))})"
             args += list(actions)
         for row in self.db.execute(sql + " ORDER BY time", args):
             yield WafEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], int(row[8]),
-                           tuple(json.loads(row[9])))
+                           tuple(json.loads(row[9])), row[10])
 
     def save_proposal(self, exclusion: Exclusion) -> bool:
         """Store a proposal unless the same exclusion is already known (proposed, accepted or rejected)."""

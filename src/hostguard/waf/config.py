@@ -1,15 +1,80 @@
-"""[waf]: how the WAF runs, for the proxy, the middleware and the per-server setup alike.
+"""[waf]: how the WAF runs, for the proxy, the middleware and the per-server setup alike; [waf.sites.NAME]: what
+one site changes of it.
 
-Imports nothing heavy (no cffi, no HTTP library): the config schema of every command reads it.
+A host often serves several sites behind one WAF set-up: a shop that must block, a blog still learning in
+detection-only mode, an upload service that takes large bodies. ``[waf]`` holds the settings of every site;
+a ``[waf.sites.NAME]`` table overrides some of them for the site called NAME (``waf proxy --site NAME``,
+``WSGIMiddleware(app, site="NAME")``). A site's effective settings are ``[waf]`` overlaid by its table: a key
+the table sets replaces ``[waf]``'s value (lists too: ``remove_ids`` of a site is that site's whole list), a
+key it leaves out is ``[waf]``'s. The site called ``default`` is ``[waf]`` itself.
+
+What stays host-wide: where CRS is, the trusted proxies (one network in front of the host), the event log
+(one log, so `waf report` sees every site), learning's thresholds, and the proxy's resource limits (one
+process's memory and connections, whatever sites it serves).
+
+:func:`site_settings` gives a site's engine settings and the limits a front end enforces itself, for every
+front end (the proxy, the middleware, the nginx/Apache set-up). Imports nothing heavy (no cffi, no HTTP
+library): the config schema of every command reads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from hostguard.config import setting
+from hostguard.findings import Severity
+from hostguard.waf.ruleset import EXCLUSION_PACKAGES, MODES, WafSettings
 
-__all__ = ["WafConfig"]
+__all__ = ["DEFAULT_SITE", "SITE_NAME", "SiteLimits", "UnknownSite", "WafConfig", "WafSite", "site_config",
+           "site_names", "site_settings"]
+
+DEFAULT_SITE = "default"
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check(values: Any, where: str) -> None:
+    """The checks a [waf] or [waf.sites.NAME] value needs beyond its type and range, so a typo in a mode or a
+    package name stops the config from loading instead of the engine from starting (``None``: not set here)."""
+    mode = getattr(values, "mode", None)
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"'{where}.mode' must be {' or '.join(MODES)}, not {mode!r}")
+    unknown = [a for a in getattr(values, "applications", None) or () if a not in EXCLUSION_PACKAGES]
+    if unknown:
+        raise ValueError(f"'{where}.applications': no exclusion package for {', '.join(map(repr, unknown))} "
+                         f"(known: {', '.join(EXCLUSION_PACKAGES)})")
+    severity = getattr(values, "upload_min_severity", None)
+    if severity is not None and severity not in [s.value for s in Severity]:
+        raise ValueError(f"'{where}.upload_min_severity' must be one of {', '.join(s.value for s in Severity)}, "
+                         f"not {severity!r}")
+
+
+@dataclass(frozen=True)
+class WafSite:
+    """[waf.sites.NAME]: one site's own settings; a setting left out is [waf]'s."""
+
+    mode: str | None = setting(None, "block or detect, for this site (a site can learn in detect mode while the "
+                                     "others block).")
+    paranoia: int | None = setting(None, "CRS paranoia level (1-4) for this site.", min=1, max=4)
+    inbound_threshold: int | None = setting(None, "CRS inbound anomaly threshold for this site.", min=1, max=1000)
+    applications: tuple[str, ...] | None = setting(None, "The exclusion packages of this site's applications "
+                                                         "(replaces [waf]'s list).")
+    remove_ids: tuple[int, ...] | None = setting(None, "Rule ids never applied on this site (replaces [waf]'s "
+                                                       "list: repeat the host-wide ids to keep them).")
+    own_rules: bool | None = setting(None, "Load hostguard's own rules for this site.")
+    block_status: int | None = setting(None, "The HTTP status of a request this site refuses.", min=400, max=599)
+    block_message: str | None = setting(None, "The body of a refused request's answer on this site "
+                                              "({request_id} is replaced).")
+    max_body_bytes: int | None = setting(None, "The largest request body this site takes (an upload service "
+                                               "more, an API less).", min=1024)
+    body_timeout: float | None = setting(None, "Seconds a client has to send a whole request body to this site.",
+                                         min=1, max=3600)
+    scan_uploads: bool | None = setting(None, "Read this site's uploaded files with the malware scanner.")
+    upload_min_severity: str | None = setting(None, "The scanner severity at which this site refuses an upload.")
 
 
 @dataclass(frozen=True)
@@ -31,7 +96,10 @@ class WafConfig:
     trusted_proxies: tuple[str, ...] = setting((), "Addresses or networks (CIDR) of proxies and CDNs in front of "
                                                    "the WAF: X-Forwarded-For is believed only from them.")
     max_body_bytes: int = setting(13_107_200, "Request bodies larger than this are refused (413), never passed "
-                                              "unread.", min=1024)
+                                              "unread (the engine's SecRequestBodyLimit too).", min=1024)
+    body_timeout: float = setting(120.0, "Seconds a client has, from the end of its headers, to send the whole "
+                                         "request body; a slower one is refused (408): a slow sender cannot hold "
+                                         "a connection and its buffer for ever.", min=1, max=3600)
     block_status: int = setting(403, "The HTTP status of a refused request.", min=400, max=599)
     block_message: str = setting("Request refused by the web application firewall. Reference: {request_id}",
                                  "The body of a refused request's answer; {request_id} is replaced by the "
@@ -40,8 +108,80 @@ class WafConfig:
                                        "rules) before the application gets it.")
     upload_min_severity: str = setting("high", "An upload the scanner detects at this severity or above (critical, "
                                                "high, medium, low) is refused.")
+    max_buffered_bytes: int = setting(268_435_456, "The proxy: request-body bytes one process holds at once, all "
+                                                   "requests together; a request that would pass it is refused "
+                                                   "(503 with Retry-After) instead of growing memory without bound. "
+                                                   "At least every site's max_body_bytes.", min=1024)
+    header_timeout: float = setting(60.0, "The proxy: seconds a connection has to send a request's headers whole, "
+                                          "from its opening or the end of the previous answer (so also how long an "
+                                          "idle keep-alive connection stays open); then it is closed unanswered.",
+                                    min=1, max=3600)
     learn_min_networks: int = setting(5, "Learning proposes an exclusion only after hits from this many distinct "
                                          "networks (/24, /48) in detection-only mode.", min=2)
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
-    event_log: str = setting("", "A JSON Lines file every blocked or scored request is appended to (empty: "
-                                 "<state>/waf-events.jsonl).")
+    event_log: str = setting("", "A JSON Lines file every blocked, scored or refused request is appended to "
+                                 "(empty: <state>/waf-events.jsonl).")
+    sites: Mapping[str, WafSite] = setting({}, "Per-site overrides, one [waf.sites.NAME] table per site (NAME: "
+                                               "letters, digits, '.', '_', '-'); `waf proxy --site NAME` and the "
+                                               "middleware's site= use them.")
+
+    def __post_init__(self) -> None:
+        _check(self, "waf")
+        for name, site in self.sites.items():
+            if not SITE_NAME.fullmatch(name) or name == DEFAULT_SITE:
+                raise ValueError(f"'waf.sites.{name}': a site name is letters, digits, '.', '_' and '-' (at most "
+                                 f"64), and not {DEFAULT_SITE!r} (the default site is [waf] itself)")
+            _check(site, f"waf.sites.{name}")
+        if not isinstance(self.sites, MappingProxyType):   # a dict given in code is frozen like one from a file
+            object.__setattr__(self, "sites", MappingProxyType(dict(self.sites)))
+        largest = max([self.max_body_bytes, *(s.max_body_bytes or 0 for s in self.sites.values())])
+        if self.max_buffered_bytes < largest:
+            raise ValueError(f"'waf.max_buffered_bytes' ({self.max_buffered_bytes}) is smaller than a "
+                             f"max_body_bytes ({largest}): such a body could never be read")
+
+
+class UnknownSite(ValueError):
+    """A site name with no [waf.sites.NAME] table (and not ``default``); the message names the known sites."""
+
+
+@dataclass(frozen=True)
+class SiteLimits:
+    """What a front end enforces itself for one site, around the rules: the largest body it reads, how long it
+    waits for one, and the answer to a refused request."""
+
+    max_body_bytes: int
+    body_timeout: float
+    block_status: int
+    block_message: str
+
+
+def site_names(config: WafConfig) -> tuple[str, ...]:
+    """The sites the config knows: ``default`` and every [waf.sites.NAME], in name order."""
+    return (DEFAULT_SITE, *sorted(config.sites))
+
+
+def site_config(config: WafConfig, name: str) -> WafConfig:
+    """Site ``name``'s effective [waf]: ``config`` overlaid by [waf.sites.NAME] (``default``: ``config``
+    itself), with no sites of its own. An unknown name raises :class:`UnknownSite`: a typo in a site name
+    must not silently run a site with another site's settings."""
+    if name == DEFAULT_SITE:
+        return dataclasses.replace(config, sites={})
+    site = config.sites.get(name)
+    if site is None:
+        raise UnknownSite(f"no site {name!r} in [waf.sites] (known: {', '.join(site_names(config))})")
+    given = {f.name: getattr(site, f.name) for f in dataclasses.fields(site) if getattr(site, f.name) is not None}
+    return dataclasses.replace(config, sites={}, **given)
+
+
+def site_settings(config: WafConfig, name: str) -> tuple[WafSettings, SiteLimits]:
+    """Site ``name``'s engine settings (the rules :func:`~hostguard.waf.ruleset.assemble` writes) and the limits a
+    front end enforces itself: what the proxy, the middleware and a web server's ModSecurity set-up share.
+    Raises :class:`UnknownSite` for a name the config does not know."""
+    effective = site_config(config, name)
+    settings = WafSettings(mode=effective.mode, paranoia=effective.paranoia,
+                           inbound_threshold=effective.inbound_threshold, applications=effective.applications,
+                           remove_ids=effective.remove_ids, own_rules=effective.own_rules, crs_dir=effective.crs_dir,
+                           body_limit=effective.max_body_bytes)
+    limits = SiteLimits(effective.max_body_bytes, effective.body_timeout, effective.block_status,
+                        effective.block_message)
+    return settings, limits

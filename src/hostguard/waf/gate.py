@@ -1,10 +1,16 @@
 """The WAF's decision for one request, shared by the reverse proxy and the WSGI/ASGI middleware.
 
-:class:`Gate` owns the engine (rules assembled from ``[waf]``), finds the client's address (X-Forwarded-For
-is believed only from ``[waf] trusted_proxies``, read right to left past them), gives every request an id,
-asks the engine, and writes an event for every request a rule matched — blocked or only scored — to a JSON
-Lines log. Events never hold a request body; matched data is cut to :data:`DATA_LIMIT` characters and the
-value of an argument whose name looks secret (password, token, key, session, card …) is masked.
+:class:`Gate` serves one site: it owns the engine (rules assembled from the site's effective ``[waf]``: see
+:func:`~hostguard.waf.config.site_settings`), finds the client's address (X-Forwarded-For is believed only from
+``[waf] trusted_proxies``, read right to left past them), gives every request an id, asks the engine, and
+writes an event for every request a rule matched — blocked or only scored — to a JSON Lines log. Events never
+hold a request body; matched data is cut to :data:`DATA_LIMIT` characters and the value of an argument whose
+name looks secret (password, token, key, session, card …) is masked.
+
+A front end refuses some requests before the engine could judge them (a body too large or too slow, framing
+that cannot be passed on safely): :meth:`Gate.refused` records those too, as action ``refused`` with one of
+the :data:`REFUSALS` reason codes and no rules, so an owner sees them in `waf report` beside what the rules
+refused.
 
 :meth:`Gate.decide` is synchronous and thread-safe: the front ends on an event loop call it in a thread.
 """
@@ -23,21 +29,45 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from hostguard.store.waf import Exclusion
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import DEFAULT_SITE, WafConfig, site_config, site_settings
 from hostguard.waf.engine import Engine, Request, RuleMatch, Verdict
 from hostguard.waf.learn import exclusion_rules
-from hostguard.waf.ruleset import WafSettings, assemble
+from hostguard.waf.ruleset import assemble
 
 if TYPE_CHECKING:
     from hostguard.waf.uploads import UploadScanner
 
-__all__ = ["DATA_LIMIT", "Decision", "Gate", "TrustedProxies", "client_address", "mask"]
+__all__ = ["DATA_LIMIT", "REFUSALS", "Decision", "Gate", "TrustedProxies", "client_address", "mask"]
 
 DATA_LIMIT = 200
 UPLOAD_RULE = 20590   # the malware scanner's detections in uploads, as the events name them
 SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|api[_-]?key|auth|session|cookie|card|cvv|ssn|otp|csrf")
 # "… found within ARGS:password: hunter2" -> the value after the variable name
 WITHIN = re.compile(r"((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_HEADERS|FILES)(?::|\.)([^:\s]*): ?)(.*)", re.S)
+
+REFUSALS: dict[str, str] = {
+    # the body
+    "body_too_large": "the body is (or declares itself) larger than max_body_bytes (413)",
+    "body_timeout": "the body did not arrive within body_timeout, or stalled (408)",
+    "body_unreadable": "the body's chunked framing or content coding is broken (400)",
+    "body_incomplete": "the body ended before its Content-Length (400)",
+    "bad_content_length": "Content-Length is not a number, or several disagree (400)",
+    "length_required": "a body without a length the server does not end for us (411)",
+    "buffer_full": "the proxy holds max_buffered_bytes of bodies already (503, Retry-After)",
+    # the framing and the request line
+    "length_and_chunked": "Content-Length together with Transfer-Encoding (400)",
+    "chunked_http10": "Transfer-Encoding in an HTTP/1.0 request (400)",
+    "malformed_request": "the HTTP parser refused the request line or headers (400)",
+    "target_not_origin_form": "the target is not a path: absolute-form or * (400)",
+    "method_connect": "CONNECT to a reverse proxy (405)",
+    "header_not_utf8": "a header value is not UTF-8 and could not be passed on unchanged (400)",
+    "unsupported_coding": "a Content-Encoding the proxy cannot decode for the engine (415)",
+    "bad_expect": "an Expect other than 100-continue (417)",
+    # the WAF itself
+    "inspection_failed": "the engine failed on the request; refused in blocking mode (500)",
+}
+"""Why a front end refused a request before (or without) the engine's verdict: the ``reason`` of a ``refused``
+event."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +128,10 @@ def mask(data: str) -> str:
     return data if len(data) <= DATA_LIMIT else data[:DATA_LIMIT] + "…"
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 def _path_only(target: str) -> str:
     path, _, query = target.partition("?")
     if not query:
@@ -109,14 +143,15 @@ def _path_only(target: str) -> str:
 class Gate:
     """The engine with ``[waf]``'s settings, and the event log."""
 
-    def __init__(self, config: WafConfig, event_log: str | None, site: str = "default",
+    def __init__(self, config: WafConfig, event_log: str | None, site: str = DEFAULT_SITE,
                  engine: Engine | None = None, exclusions: Sequence[Exclusion] = ()) -> None:
-        self.config = config
+        """``config`` is the whole ``[waf]`` with its sites; the gate runs with site ``site``'s effective settings
+        (``self.config``) and the accepted ``exclusions`` of that site. An unknown site raises
+        :class:`~hostguard.waf.config.UnknownSite` before anything loads."""
+        self.config = site_config(config, site)
         self.site = site
-        self.engine = engine or Engine(text=assemble(WafSettings(
-            mode=config.mode, paranoia=config.paranoia, inbound_threshold=config.inbound_threshold,
-            applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
-            crs_dir=config.crs_dir), site_rules=exclusion_rules(exclusions, site)))
+        self.engine = engine or Engine(text=assemble(site_settings(config, site)[0],
+                                                     site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
         self.trusted = TrustedProxies(config.trusted_proxies)
         self._lock = threading.Lock()
@@ -139,9 +174,25 @@ class Gate:
         blocked = verdict.disruptive
         status = self.config.block_status if blocked and verdict.status in (403, 200) else verdict.status
         decision = Decision(blocked, status if blocked else 200, request_id, client, verdict)
-        if verdict.matches:
+        if verdict.matches or blocked:   # the engine's own body limit refuses without a rule match
             self._record(decision, method, target, headers)
         return decision
+
+    def refused(self, reason: str, status: int, method: str, target: str, headers: Iterable[tuple[str, str]],
+                peer: str) -> str:
+        """Record a request a front end refused before the engine's verdict (``reason`` from :data:`REFUSALS`);
+        its request id, for the answer's X-Request-Id. ``target`` and ``headers`` are what is known of the
+        request (nothing when the HTTP parser refused it)."""
+        if reason not in REFUSALS:
+            raise ValueError(f"refusal reason {reason!r}")
+        headers = list(headers)
+        request_id = secrets.token_hex(8)
+        host = next((v for n, v in headers if n.lower() == "host"), "")
+        self._write({"time": _now(), "request_id": request_id, "site": self.site, "host": host[:200],
+                     "client": self.trusted.client(peer, headers), "method": method[:16],
+                     "path": _path_only(target)[:500], "action": "refused", "reason": reason, "status": status,
+                     "rules": []})
+        return request_id
 
     def _scan_uploads(self, verdict: Verdict, headers: list[tuple[str, str]], body: bytes) -> Verdict:
         """The engine's verdict, with the malware scanner's detections in uploaded files added (refusing the
@@ -162,17 +213,20 @@ class Gate:
         return (self.config.block_message.replace("{request_id}", decision.request_id) + "\n").encode()
 
     def _record(self, decision: Decision, method: str, target: str, headers: list[tuple[str, str]]) -> None:
-        if not self.event_log:
-            return
         host = next((v for n, v in headers if n.lower() == "host"), "")
-        event = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": decision.request_id,
+        self._write({
+            "time": _now(), "request_id": decision.request_id,
             "site": self.site, "host": host[:200], "client": decision.client, "method": method[:16],
             "path": _path_only(target)[:500], "action": "blocked" if decision.blocked else
             ("detected" if self.config.mode == "detect" else "scored"), "status": decision.status,
             "rules": [{"id": m.id, "msg": m.msg[:200], "data": mask(m.data), "tags": list(m.tags[:8])}
                       for m in decision.verdict.matches],
-        }
+        })
+
+    def _write(self, event: dict[str, object]) -> None:
+        """One event as one line, appended whole (O_APPEND, one write), under the lock."""
+        if not self.event_log:
+            return
         line = json.dumps(event, ensure_ascii=True) + "\n"
         with self._lock:
             fd = os.open(self.event_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -13,6 +13,14 @@ would hide double encodings and encoded separators the rules look for. Bytes out
 percent-encoded (the rules' URL decoding turns them back into the same bytes), so the engine and the events
 never get undecodable text.
 
+A request the middleware refuses before the engine could judge it (a body too large, a body without a usable
+length, Content-Length together with Transfer-Encoding) is an event too: action ``refused`` with its reason
+code (:data:`~hostguard.waf.gate.REFUSALS`), and its answer carries the event's ``X-Request-Id``. A client
+that leaves before its body ended is not one (nobody was refused, nobody reads an answer).
+
+``site`` names the site: its ``[waf.sites.NAME]`` settings over ``[waf]`` (an unknown name is an error at
+construction), its name in events.
+
 The client is the server's peer (``REMOTE_ADDR``, ``scope["client"]``); ``X-Forwarded-For`` is believed
 only from ``[waf] trusted_proxies``, by the gate. A server that rewrites the peer from ``X-Forwarded-For``
 itself (uvicorn's ``proxy_headers``, on by default for loopback peers) has made that choice before the
@@ -38,7 +46,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from hostguard.waf.config import WafConfig
+from hostguard.waf.config import DEFAULT_SITE, WafConfig, site_config
 from hostguard.waf.gate import Decision, Gate
 
 if TYPE_CHECKING:
@@ -154,6 +162,30 @@ def asgi_headers(scope: Scope) -> list[tuple[str, str]]:
     return [(bytes(name).decode("latin-1"), _header_text(bytes(value))) for name, value in scope.get("headers", ())]
 
 
+Refusal = tuple[str, int, str]
+"""A request refused before the engine: the reason code (the event's), the status, the answer's text."""
+TOO_LARGE: Refusal = ("body_too_large", 413, "Request body too large")
+BAD_LENGTH: Refusal = ("bad_content_length", 400, "Bad Request: unreadable Content-Length")
+LENGTH_AND_CHUNKED: Refusal = ("length_and_chunked", 400, "Bad Request: Content-Length with Transfer-Encoding")
+
+
+def _framing_refusal(headers: Sequence[tuple[str, str]], limit: int, *, server_framed: bool) -> Refusal | None:
+    """What is refused from the headers alone: a length that cannot be read, a declared body over the limit,
+    and a length with a chunked framing (a proxy in front and this server could each read a different body:
+    request smuggling) unless ``server_framed``: a WSGI server that de-chunked the body itself
+    (``wsgi.input_terminated``) may have written CONTENT_LENGTH from what it read, and the body it hands over is
+    the one the application reads. An ASGI scope holds the client's own headers: both there were both sent."""
+    if not server_framed and any(n.lower() == "transfer-encoding" for n, _ in headers) and \
+            any(n.lower() == "content-length" for n, _ in headers):
+        return LENGTH_AND_CHUNKED
+    length = _content_length(headers)
+    if length == -1:
+        return BAD_LENGTH
+    if length is not None and length > limit:
+        return TOO_LARGE
+    return None
+
+
 def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:
     """The declared body length; None when absent; -1 when unreadable (or several that disagree)."""
     values = {v.strip() for n, v in headers if n.lower() == "content-length"}
@@ -177,10 +209,12 @@ def _own_gate(config: WafConfig | None, gate: Gate | None, event_log: str | None
     engine now: a missing libmodsecurity or a refused rule raises EngineError at start; an event log that
     cannot be written raises OSError at start too, never on the first blocked request."""
     if gate is not None:
-        if config is not None or event_log is not None:
-            raise TypeError("a shared gate brings its own config and event log: give gate, or config and event_log")
+        if config is not None or event_log is not None or site not in (DEFAULT_SITE, gate.site):
+            raise TypeError("a shared gate brings its own config, site and event log: give gate, or config, site "
+                            "and event_log")
         return gate, False
     config = config or WafConfig()
+    site_config(config, site)   # an unknown site fails before anything is opened or loaded
     path = event_log if event_log is not None else (config.event_log or None)
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -199,7 +233,7 @@ class _Middleware:
 
     @property
     def limit(self) -> int:
-        """``[waf] max_body_bytes``: the largest body passed on."""
+        """The site's ``max_body_bytes``: the largest body passed on."""
         return self.gate.config.max_body_bytes
 
     def _decide(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
@@ -211,13 +245,15 @@ class _Middleware:
         return decision.status, [("Content-Type", TEXT_PLAIN), ("Content-Length", str(len(body))),
                                  ("Cache-Control", "no-store"), ("X-Request-Id", decision.request_id)], body
 
-    @staticmethod
-    def _refusal(status: int, why: str) -> tuple[int, list[tuple[str, str]], bytes]:
-        """An answer for a request the engine never saw because its body could not be read within the rules
-        (too large, no usable length)."""
+    def _refusal(self, refusal: Refusal, method: str, target: str, headers: Sequence[tuple[str, str]],
+                 peer: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The event and the answer for a request the engine never saw because it could not be read within the
+        rules (too large, no usable length, ambiguous framing)."""
+        reason, status, why = refusal
+        request_id = self.gate.refused(reason, status, method, target, headers, peer)
         body = f"{why}\n".encode()
         return status, [("Content-Type", TEXT_PLAIN), ("Content-Length", str(len(body))),
-                        ("Cache-Control", "no-store")], body
+                        ("Cache-Control", "no-store"), ("X-Request-Id", request_id)], body
 
     def close(self) -> None:
         """Free the engine if the middleware made the gate (a gate passed in is the caller's to close)."""
@@ -230,16 +266,18 @@ class WSGIMiddleware(_Middleware):
 
     ``config`` is the ``[waf]`` section (defaults when None); ``gate`` an existing gate to share (then
     ``config``, ``event_log`` and ``site`` are the gate's own); ``event_log`` the JSON Lines file events are
-    appended to (default ``[waf] event_log``; none when both are empty); ``site`` the name events carry.
+    appended to (default ``[waf] event_log``; none when both are empty); ``site`` the site whose
+    ``[waf.sites.NAME]`` settings apply over ``config`` and whose name events carry (an unknown one raises
+    :class:`~hostguard.waf.config.UnknownSite` here).
     """
 
     def __init__(self, app: WSGIApplication, config: WafConfig | None = None, *, gate: Gate | None = None,
-                 event_log: str | None = None, site: str = "default") -> None:
+                 event_log: str | None = None, site: str = DEFAULT_SITE) -> None:
         super().__init__(config, gate, event_log, site)
         self.app = app
 
-    def _read_body(self, environ: WSGIEnvironment, headers: list[tuple[str, str]]) -> bytes | tuple[int, str]:
-        """The whole body, or the status and reason to refuse the request with.
+    def _read_body(self, environ: WSGIEnvironment, headers: list[tuple[str, str]]) -> bytes | Refusal:
+        """The whole body, or why the request is refused.
 
         With ``CONTENT_LENGTH``, exactly that many bytes (PEP 3333: never read past it; a longer declaration
         than the limit is refused before reading anything). Without it, a body exists only when the server
@@ -248,17 +286,16 @@ class WSGIMiddleware(_Middleware):
         server that does not terminate the stream cannot be read safely (reading would wait for the next
         request's bytes): it is refused with 411 rather than passed uninspected."""
         stream = environ.get("wsgi.input")
+        refused = _framing_refusal(headers, self.limit, server_framed=bool(environ.get("wsgi.input_terminated")))
+        if refused is not None:
+            return refused
         length = _content_length(headers)
-        if length == -1:
-            return 400, "Bad Request: unreadable Content-Length"
         if length is not None:
-            if length > self.limit:
-                return 413, "Request body too large"
             want = length
         elif environ.get("wsgi.input_terminated"):
             want = self.limit + 1
         elif any(n.lower() == "transfer-encoding" for n, _ in headers):
-            return 411, "Length Required"
+            return "length_required", 411, "Length Required"
         else:
             return b""
         parts: list[bytes] = []
@@ -270,16 +307,18 @@ class WSGIMiddleware(_Middleware):
             parts.append(data)
             size += len(data)
         if size > self.limit:
-            return 413, "Request body too large"
+            return TOO_LARGE
         if length is not None and size < length:
-            return 400, "Bad Request: the body ended before its Content-Length"
+            return "body_incomplete", 400, "Bad Request: the body ended before its Content-Length"
         return b"".join(parts)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         headers = wsgi_headers(environ)
         body = self._read_body(environ, headers)
         if isinstance(body, tuple):
-            status, answer_headers, answer = self._refusal(*body)
+            status, answer_headers, answer = self._refusal(body, environ.get("REQUEST_METHOD", "GET"),
+                                                           wsgi_target(environ), headers,
+                                                           environ.get("REMOTE_ADDR", ""))
             start_response(_status_line(status), answer_headers)
             return [answer]
         try:
@@ -312,7 +351,7 @@ class ASGIMiddleware(_Middleware):
     """
 
     def __init__(self, app: ASGIApp, config: WafConfig | None = None, *, gate: Gate | None = None,
-                 event_log: str | None = None, site: str = "default") -> None:
+                 event_log: str | None = None, site: str = DEFAULT_SITE) -> None:
         super().__init__(config, gate, event_log, site)
         self.app = app
 
@@ -327,12 +366,11 @@ class ASGIMiddleware(_Middleware):
             await self.app(scope, receive, send)
             return
         headers = asgi_headers(scope)
-        length = _content_length(headers)
-        if length == -1:
-            await self._answer(send, self._refusal(400, "Bad Request: unreadable Content-Length"))
-            return
-        if length is not None and length > self.limit:
-            await self._answer(send, self._refusal(413, "Request body too large"))
+        client = scope.get("client") or ("", 0)
+        method = scope.get("method", "GET")
+        refused = _framing_refusal(headers, self.limit, server_framed=False)
+        if refused is not None:
+            await self._answer(send, self._refusal(refused, method, asgi_target(scope), headers, str(client[0])))
             return
         parts: list[bytes] = []
         size = 0
@@ -345,15 +383,15 @@ class ASGIMiddleware(_Middleware):
             chunk = bytes(message.get("body", b""))
             size += len(chunk)
             if size > self.limit:
-                await self._answer(send, self._refusal(413, "Request body too large"))
+                await self._answer(send, self._refusal(TOO_LARGE, method, asgi_target(scope), headers,
+                                                       str(client[0])))
                 return
             parts.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(parts)
-        client = scope.get("client") or ("", 0)
         server = scope.get("server") or ("", 0)
-        decision = await asyncio.to_thread(self._decide, scope.get("method", "GET"), asgi_target(scope), headers,
+        decision = await asyncio.to_thread(self._decide, method, asgi_target(scope), headers,
                                            body, (str(client[0]), int(client[1] or 0)),
                                            (str(server[0]), int(server[1] or 0)))
         if decision.blocked:

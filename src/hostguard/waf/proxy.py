@@ -11,10 +11,17 @@ not origin-form (absolute-form, ``*``), CONNECT, header values that are not UTF-
 send their bytes back unchanged) and content codings aiohttp does not decode (the engine could not read
 the body).
 
+Every such refusal — the parser's and the handler's — is an event (action ``refused``, a reason code from
+:data:`~hostguard.waf.gate.REFUSALS`, the client, the site, the path when it is known) and its answer carries
+the event's ``X-Request-Id``. A client that hangs up mid-body is not one: nobody was refused.
+
 For each request the handler
 
-1. reads the body up to ``[waf] max_body_bytes`` (a declared length over it is refused with 413 before a
-   byte is read; a chunked or compressed body is refused as soon as it passes the limit). aiohttp removes the
+1. reads the body up to the site's ``max_body_bytes`` (a declared length over it is refused with 413 before a
+   byte is read; a chunked or compressed body is refused as soon as it passes the limit), within the site's
+   ``body_timeout`` for the whole body and ``timeout`` for each read (408 past either), and within the
+   process's ``[waf] max_buffered_bytes`` for all bodies held at once (503 with Retry-After: a declared length
+   is reserved whole before the body is read, a chunked or decoded one as it grows). aiohttp removes the
    chunked framing and decodes gzip/deflate (br and zstd when their modules are installed), so the engine
    inspects the bytes the application will read;
 2. asks :meth:`Gate.decide` in a bounded thread pool (libmodsecurity is synchronous), with the header list
@@ -28,8 +35,15 @@ For each request the handler
    or not: the client session never decompresses).
 
 An unreachable upstream is 502, one that does not answer in time 504. A failure of the WAF itself refuses
-the request (500) in blocking mode and lets it through in detection-only mode, which promises never to
-block.
+the request (500, an event) in blocking mode and lets it through in detection-only mode, which promises never
+to block.
+
+Headers: aiohttp has no timeout for reading a request's headers, only ``keepalive_timeout``, which closes a
+connection that has not delivered a whole request head that long after it opened or after the previous
+answer; it is set from ``[waf] header_timeout``. Such a connection is closed unanswered and leaves no event
+(there is no request yet). aiohttp bounds the request line and each header (8190 bytes) and their number
+(128), and holds at most about 128 KiB of a body the handler has not read yet per connection; it has no
+limit on the number of connections.
 """
 
 from __future__ import annotations
@@ -42,11 +56,11 @@ import re
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -57,8 +71,8 @@ from yarl import URL
 
 from hostguard.waf.gate import Decision, Gate
 
-__all__ = ["HOP_BY_HOP", "Proxy", "ProxyError", "Upstream", "forward_headers", "hop_by_hop_names", "log_to",
-           "parse_listen", "parse_upstream", "response_headers", "serve"]
+__all__ = ["HOP_BY_HOP", "BodyBudget", "Proxy", "ProxyError", "Upstream", "forward_headers", "hop_by_hop_names",
+           "log_to", "parse_listen", "parse_upstream", "response_headers", "serve"]
 
 log = logging.getLogger("hostguard.waf.proxy")
 
@@ -74,6 +88,7 @@ DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
 # what aiohttp's client would add on its own: the upstream gets only the client's headers
 NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 READ_SIZE = 1 << 16
+RETRY_AFTER = "5"   # seconds a client refused for lack of buffer space is asked to wait: bodies in flight finish
 
 
 class ProxyError(Exception):
@@ -195,9 +210,10 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]
     return [(name, value) for name, value in decoded if not _is_hop(name, hop)]
 
 
-def _plain(status: int, text: str, request_id: str | None = None, close: bool = False) -> web.Response:
+def _plain(status: int, text: str, request_id: str | None = None, close: bool = False,
+           extra: dict[str, str] | None = None) -> web.Response:
     """An answer the proxy writes itself (refusals and upstream failures)."""
-    headers = {"Cache-Control": "no-store"}
+    headers = {"Cache-Control": "no-store", **(extra or {})}
     if request_id:
         headers["X-Request-Id"] = request_id
     response = web.Response(status=status, text=text if text.endswith("\n") else text + "\n",
@@ -211,13 +227,118 @@ class _TooLarge(Exception):
     """The body passed ``max_body_bytes``."""
 
 
+class _NoRoom(Exception):
+    """The body would pass ``max_buffered_bytes`` with the bodies already held."""
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A request refused before the engine's verdict: the reason code (an event's), the status, the answer."""
+
+    reason: str
+    status: int
+    text: str
+
+
+class BodyBudget:
+    """``[waf] max_buffered_bytes``: the request-body bytes one proxy process holds at once, over all requests.
+
+    Without it, N concurrent uploads of ``max_body_bytes`` each hold N times that in memory: a few hundred
+    clients could exhaust the host. Every request reserves what its body will hold (its declared length before
+    a byte is read, a chunked or decoded body as it grows) and gives it back when it is done; a request that
+    finds no room is refused (503) instead of waiting, so no client can hold others' memory by being slow.
+    The event loop is the only user: no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; False (nothing reserved) when that would pass the limit."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        """Release ``size`` bytes reserved earlier."""
+        self.held -= size
+
+
+class _Reservation:
+    """One request's share of the :class:`BodyBudget`, grown to the body's size, released once."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def grow_to(self, size: int) -> bool:
+        """Hold at least ``size`` bytes; False when the budget has no room for the rest."""
+        if size <= self.size:
+            return True
+        if not self.budget.take(size - self.size):
+            return False
+        self.size = size
+        return True
+
+    def release(self) -> None:
+        self.budget.give_back(self.size)
+        self.size = 0
+
+
+_NO_ROOM = _Refusal("buffer_full", 503, "Service Unavailable: too many request bodies in flight; try again")
+
+
+def _peer(request: web.BaseRequest) -> tuple[str, int]:
+    """The connection's peer address and port (aiohttp's ``remote`` when the transport is gone)."""
+    transport = request.transport
+    name = transport.get_extra_info("peername") if transport else None
+    return (str(name[0]), int(name[1])) if name else (request.remote or "", 0)
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's connection handler, telling the proxy about each request its HTTP parser refused (400 before
+    any handler runs: the smuggling framings, malformed lines), so those become events too."""
+
+    __slots__ = ("_parse_refused",)
+
+    def __init__(self, manager: web.Server, *, parse_refused: Callable[[web.BaseRequest, HttpProcessingError],
+                                                                       str | None],
+                 **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._parse_refused = parse_refused
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        # the handler reads bodies itself and keeps their errors: an HttpProcessingError here is the parser's
+        if isinstance(exc, HttpProcessingError):
+            request_id = self._parse_refused(request, exc)
+            if request_id:
+                response.headers["X-Request-Id"] = request_id
+        return response
+
+
+class _Server(web.Server):
+    """``web.Server`` making :class:`_Connection` handlers (aiohttp offers no other hook on parser errors)."""
+
+    def __init__(self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], *,
+                 parse_refused: Callable[[web.BaseRequest, HttpProcessingError], str | None], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._parse_refused = parse_refused
+
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=self._loop, parse_refused=self._parse_refused, **self._kwargs)
+
+
 class Proxy:
     """The proxy server: listens, inspects every request through ``gate``, forwards to ``upstream``.
 
     The gate (and its engine) belongs to the caller, who closes it after :meth:`stop`: several proxies in one
-    process (the tests) can share an engine. ``timeout`` bounds the wait for the upstream's answer and each
-    read of it, and reading a request body; ``connect_timeout`` opening a connection to the upstream (or
-    waiting for a free one in the pool)."""
+    process (the tests) can share an engine. The limits are the gate's site's (``max_body_bytes``,
+    ``body_timeout``) and the process's (``max_buffered_bytes``, ``header_timeout``). ``timeout`` bounds the
+    wait for the upstream's answer and each read of it, and each read of a request body; ``connect_timeout``
+    opening a connection to the upstream (or waiting for a free one in the pool)."""
 
     def __init__(self, gate: Gate, upstream: Upstream, *, timeout: float = 60.0, connect_timeout: float = 10.0,
                  workers: int | None = None, upstream_connections: int = 100) -> None:
@@ -228,6 +349,8 @@ class Proxy:
         self.workers = workers or min(32, (os.cpu_count() or 1) + 4)
         self.upstream_connections = upstream_connections
         self.max_body = gate.config.max_body_bytes
+        self.body_timeout = gate.config.body_timeout
+        self.budget = BodyBudget(gate.config.max_buffered_bytes)
         self._executor: ThreadPoolExecutor | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.ServerRunner | None = None
@@ -246,8 +369,10 @@ class Proxy:
             trust_env=False,         # never through an HTTP_PROXY from the environment
         )
         # lingering_time: after a refusal with the body unread (413), aiohttp discards what the client still
-        # sends for this long so the client reads the answer instead of a reset; then it closes
-        server = web.Server(self._handle, access_log=None, lingering_time=2.0)
+        # sends for this long so the client reads the answer instead of a reset; then it closes.
+        # keepalive_timeout: the only bound aiohttp puts on reading a request's headers (see the module's doc)
+        server = _Server(self._handle, parse_refused=self._parse_refused, access_log=None, lingering_time=2.0,
+                         keepalive_timeout=self.gate.config.header_timeout)
         self._runner = web.ServerRunner(server, shutdown_timeout=min(self.timeout, 10.0))
         await self._runner.setup()
         try:
@@ -273,70 +398,112 @@ class Proxy:
             executor, self._executor = self._executor, None
             await asyncio.get_running_loop().run_in_executor(None, partial(executor.shutdown, wait=True))
 
-    async def _read_body(self, request: web.BaseRequest) -> bytes:
-        """The body as aiohttp hands it over (de-chunked, decoded), refused past ``max_body``."""
+    async def _read_body(self, request: web.BaseRequest, held: _Reservation) -> bytes:
+        """The body as aiohttp hands it over (de-chunked, decoded), refused past ``max_body`` (_TooLarge), past
+        the buffer budget (_NoRoom), or past ``body_timeout`` for the whole or ``timeout`` for one read
+        (TimeoutError: a sender slow on purpose must not hold a connection and its buffer for ever)."""
         parts: list[bytes] = []
         size = 0
-        while True:
-            async with asyncio.timeout(self.timeout):   # per read: a slow honest upload still gets through
-                chunk = await request.content.read(READ_SIZE)
-            if not chunk:
-                return b"".join(parts)
-            size += len(chunk)
-            if size > self.max_body:
-                raise _TooLarge
-            parts.append(chunk)
+        async with asyncio.timeout(self.body_timeout):
+            while True:
+                async with asyncio.timeout(self.timeout):
+                    chunk = await request.content.read(READ_SIZE)
+                if not chunk:
+                    return b"".join(parts)
+                size += len(chunk)
+                if size > self.max_body:
+                    raise _TooLarge
+                if not held.grow_to(size):
+                    raise _NoRoom
+                parts.append(chunk)
 
-    def _refusal(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]]) -> web.Response | None:
+    def _refusal(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]]) -> _Refusal | None:
         """What is refused before the body is read or the engine asked (see the module's docstring)."""
         names = [name.lower() for name, _ in headers]
         if "content-length" in names and "transfer-encoding" in names:
-            return _plain(400, "Bad Request: Content-Length with Transfer-Encoding", close=True)
+            return _Refusal("length_and_chunked", 400, "Bad Request: Content-Length with Transfer-Encoding")
         if "transfer-encoding" in names and request.version < aiohttp.HttpVersion11:
-            return _plain(400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request", close=True)
+            return _Refusal("chunked_http10", 400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request")
         if request.method == "CONNECT":
-            return _plain(405, "Method Not Allowed: this is a reverse proxy", close=True)
+            return _Refusal("method_connect", 405, "Method Not Allowed: this is a reverse proxy")
         if not request.raw_path.startswith("/"):
-            return _plain(400, "Bad Request: the request target must be a path (origin-form)", close=True)
+            return _Refusal("target_not_origin_form", 400, "Bad Request: the request target must be a path "
+                                                           "(origin-form)")
         codings = [value for name, value in headers if name.lower() == "content-encoding"]
         if len(codings) > 1 or (codings and codings[0].strip().lower() not in DECODED | {"", "identity"}):
-            return _plain(415, "Unsupported Media Type: content coding " + ", ".join(codings), close=True)
+            return _Refusal("unsupported_coding", 415, "Unsupported Media Type: content coding " + ", ".join(codings))
         expect = [value for name, value in headers if name.lower() == "expect"]
         if expect and (len(expect) > 1 or expect[0].strip().lower() != "100-continue"):
-            return _plain(417, "Expectation Failed", close=True)
+            return _Refusal("bad_expect", 417, "Expectation Failed")
         if request.content_length is not None and request.content_length > self.max_body:
-            return _plain(413, "Content Too Large", close=True)
+            return _Refusal("body_too_large", 413, "Content Too Large")
         return None
+
+    def _refuse(self, refusal: _Refusal, request: web.BaseRequest, headers: Sequence[tuple[str, str]],
+                peer: str, extra: dict[str, str] | None = None) -> web.Response:
+        """The answer to a refused request, after its event (an event log that cannot be written is said in
+        the proxy's log; the request is refused all the same)."""
+        request_id = self._record(refusal.reason, refusal.status, request.method, request.raw_path, headers, peer)
+        return _plain(refusal.status, refusal.text, request_id, close=True, extra=extra)
+
+    def _record(self, reason: str, status: int, method: str, target: str, headers: Sequence[tuple[str, str]],
+                peer: str) -> str | None:
+        try:
+            return self.gate.refused(reason, status, method, target, headers, peer)
+        except OSError as exc:
+            log.warning("event log %s: %s", self.gate.event_log, exc.strerror or exc)
+            return None
+
+    def _parse_refused(self, request: web.BaseRequest, exc: HttpProcessingError) -> str | None:
+        """The event of a request aiohttp's parser refused (nothing of it is known but the peer and why)."""
+        text = str(getattr(exc, "message", "") or exc)
+        reason = ("length_and_chunked" if "content-length" in text.lower() and "transfer-encoding" in text.lower()
+                  else "malformed_request")
+        return self._record(reason, 400, "", "", [], _peer(request)[0])
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """One request: refused on its framing, read, inspected in the pool, then refused or forwarded."""
+        peer, peer_port = _peer(request)
         try:
             headers = [(name.decode("latin-1"), value.decode("utf-8")) for name, value in request.raw_headers]
         except UnicodeDecodeError:
-            return _plain(400, "Bad Request: a header value is not UTF-8", close=True)
+            readable = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers]
+            return self._refuse(_Refusal("header_not_utf8", 400, "Bad Request: a header value is not UTF-8"),
+                                request, readable, peer)
         refused = self._refusal(request, headers)
         if refused is not None:
-            return refused
-        if request.headers.get("Expect", "").strip().lower() == "100-continue" and \
-                request.version >= aiohttp.HttpVersion11:
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return self._refuse(refused, request, headers, peer)
+        held = _Reservation(self.budget)
         try:
-            body = await self._read_body(request)
-        except _TooLarge:
-            return _plain(413, "Content Too Large", close=True)
-        except TimeoutError:
-            return _plain(408, "Request Timeout", close=True)
-        except (RequestPayloadError, HttpProcessingError) as exc:   # a body that is not what it claims to be
-            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
-            reason = str(getattr(cause, "message", "") or cause).strip().splitlines()[0]
-            return _plain(400, f"Bad Request: {reason}", close=True)
-        except ConnectionError:   # the client left: the answer is never read
-            return _plain(400, "Bad Request: the connection was lost", close=True)
+            if request.content_length and not held.grow_to(request.content_length):
+                return self._refuse(_NO_ROOM, request, headers, peer, {"Retry-After": RETRY_AFTER})
+            if request.headers.get("Expect", "").strip().lower() == "100-continue" and \
+                    request.version >= aiohttp.HttpVersion11:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                body = await self._read_body(request, held)
+            except _TooLarge:
+                return self._refuse(_Refusal("body_too_large", 413, "Content Too Large"), request, headers, peer)
+            except _NoRoom:
+                return self._refuse(_NO_ROOM, request, headers, peer, {"Retry-After": RETRY_AFTER})
+            except TimeoutError:
+                return self._refuse(_Refusal("body_timeout", 408, "Request Timeout"), request, headers, peer)
+            except (RequestPayloadError, HttpProcessingError) as exc:   # a body that is not what it claims to be
+                cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+                reason = str(getattr(cause, "message", "") or cause).strip().splitlines()[0]
+                return self._refuse(_Refusal("body_unreadable", 400, f"Bad Request: {reason}"), request, headers,
+                                    peer)
+            except ConnectionError:   # the client left: the answer is never read, and nobody was refused
+                return _plain(400, "Bad Request: the connection was lost", close=True)
+            return await self._inspect_and_forward(request, headers, body, peer, peer_port)
+        finally:
+            held.release()
 
+    async def _inspect_and_forward(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytes,
+                                   peer: str, peer_port: int) -> web.StreamResponse:
+        """Ask the engine in the pool; answer the refusal, or forward."""
         transport = request.transport
-        peer_name = transport.get_extra_info("peername") if transport else None
         sock_name = transport.get_extra_info("sockname") if transport else None
-        peer, peer_port = (str(peer_name[0]), int(peer_name[1])) if peer_name else (request.remote or "", 0)
         server, server_port = (str(sock_name[0]), int(sock_name[1])) if sock_name else ("127.0.0.1", 0)
         loop = asyncio.get_running_loop()
         assert self._executor is not None
@@ -347,7 +514,8 @@ class Proxy:
         except Exception:
             log.exception("the WAF could not inspect %s %s", request.method, request.raw_path[:200])
             if self.gate.config.mode != "detect":
-                return _plain(500, "Internal Server Error: the request could not be inspected")
+                return self._refuse(_Refusal("inspection_failed", 500, "Internal Server Error: the request could "
+                                                                       "not be inspected"), request, headers, peer)
             decision = None
         if decision is not None and decision.blocked:
             return web.Response(status=decision.status, body=self.gate.block_body(decision),

@@ -35,6 +35,7 @@ CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenfo
 OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
 EXCLUSION_PACKAGES = CRS_PACKAGES + OWN_PACKAGES
 MODES = {"block": "On", "detect": "DetectionOnly"}
+NO_FILES_LIMIT = 1_048_576   # a body without files (a form, JSON) is a megabyte at most, whatever the uploads
 # What a site of today is sent, beyond CRS 3.3's defaults (GET HEAD POST OPTIONS; forms, multipart, XML, JSON):
 # the methods of REST APIs, and the request bodies APIs and feeds are made of. A method or type outside these
 # lists scores (911100, 920420); WebDAV's methods come with the nextcloud package.
@@ -61,8 +62,8 @@ STRUCTURED_TYPES = ("SecRule REQUEST_HEADERS:Content-Type \"@rx ^\\s*([a-z0-9.-]
 @dataclass(frozen=True)
 class WafSettings:
     """How the engine is set up: ``mode`` block or detect, CRS's paranoia level and inbound anomaly
-    threshold, the CRS exclusion packages for known applications, rule ids removed, and whether hostguard's
-    own rules are loaded."""
+    threshold, the CRS exclusion packages for known applications, rule ids removed, whether hostguard's
+    own rules are loaded, and the largest request body it reads."""
 
     mode: str = "block"
     paranoia: int = 1
@@ -71,6 +72,7 @@ class WafSettings:
     remove_ids: tuple[int, ...] = ()
     own_rules: bool = True
     crs_dir: str = CRS_RULES
+    body_limit: int = 13_107_200   # [waf] max_body_bytes: the engine refuses a larger body too
     extra_files: tuple[str, ...] = field(default=())   # after hostguard's rules, before REQUEST-949
     methods: tuple[str, ...] = DEFAULT_METHODS
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
@@ -82,6 +84,8 @@ class WafSettings:
             raise ValueError(f"paranoia level {self.paranoia}: 1 to 4")
         if self.inbound_threshold < 1:
             raise ValueError(f"inbound anomaly threshold {self.inbound_threshold}: at least 1")
+        if self.body_limit < 1024:
+            raise ValueError(f"request body limit {self.body_limit}: at least 1024 bytes")
         unknown = [a for a in self.applications if a not in EXCLUSION_PACKAGES]
         if unknown:
             raise ValueError(f"no CRS exclusion package for {', '.join(unknown)} (known: {', '.join(EXCLUSION_PACKAGES)})")
@@ -99,6 +103,10 @@ def own_rule_files() -> list[str]:
 def _setup(settings: WafSettings) -> str:
     lines = [
         f"SecRuleEngine {MODES[settings.mode]}",
+        # after base.conf's defaults: the site's body limit (a body the front end read must not be one the engine
+        # refuses), and the limit of a body without files never above it
+        f"SecRequestBodyLimit {settings.body_limit}",
+        f"SecRequestBodyNoFilesLimit {min(settings.body_limit, NO_FILES_LIMIT)}",
         'SecDefaultAction "phase:1,log,auditlog,pass"',
         'SecDefaultAction "phase:2,log,auditlog,pass"',
         'SecAction "id:900990,phase:1,nolog,pass,t:none,setvar:tx.crs_setup_version=334"',
