@@ -109,6 +109,30 @@ def test_an_accepted_exclusion_narrows_one_rule_on_one_path_for_one_argument(tmp
     assert exclusion_rules([ex], "other-site") == []
 
 
+def test_a_chained_rule_is_excluded_on_the_variable_its_chain_reads() -> None:
+    """hostguard's chained rules (a cheap first test, then the decoded value) name their variable through the
+    chain's MATCHED_VARS; the learned exclusion removes the first rule's target, and the rule goes quiet there
+    only."""
+    _need_library()
+    data = "Matched Data: {{ cycler.__init__ found within MATCHED_VARS:ARGS:template: {{ cycler.__init__ }}"
+    assert variable_of(data) == "ARGS:template"
+    many = [f"198.51.{i}.7" for i in range(100, 106)]
+    [ex] = propose(_events(many, [1, 2, 3], rules=[{"id": 20201, "msg": "SSTI", "data": data, "tags": []}]),
+                   5, 3, "now")
+    gate = Gate(WafConfig(sites={"blog": WafSite(mode="detect")}), None, site="blog", exclusions=[ex])
+    try:
+        def ids(name: str) -> list[int]:
+            body = f"{name}=%7B%7B%20cycler.__init__.__globals__.os.popen('id')%20%7D%7D".encode()
+            return gate.decide("POST", "/wp-admin/post.php", [("Host", "blog.example.test"),
+                                                             ("Content-Type", "application/x-www-form-urlencoded"),
+                                                             ("Content-Length", str(len(body)))],
+                               body, "198.51.100.7").verdict.rule_ids
+        assert 20201 not in ids("template")
+        assert 20201 in ids("subject")
+    finally:
+        gate.close()
+
+
 def test_proposals_are_stored_once_and_decided_by_the_owner(tmp_path: Path) -> None:
     many = [f"198.51.{i}.7" for i in range(100, 106)]
     [ex] = propose(_events(many, [1, 2, 3]), 5, 3, "2026-11-04T00:00:00+00:00")
