@@ -31,8 +31,8 @@ __all__ = ["Offender", "RuleCount", "exclusion_rules", "propose", "repeat_offend
 
 # A chained rule names its variable through the chain's MATCHED_VARS (``MATCHED_VARS:ARGS:q``); the exclusion
 # is on the variable the chain's first rule reads (``ARGS:q``).
-WITHIN = re.compile(r"found within (?:MATCHED_VARS:)?((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|REQUEST_HEADERS|FILES|"
-                    r"FILES_NAMES):[A-Za-z0-9_.\-\[\]$@]{1,128})(?=[: ]|$)")
+WITHIN = re.compile(r"found within (?:MATCHED_VARS:)?((?:ARGS|ARGS_NAMES|REQUEST_COOKIES|REQUEST_COOKIES_NAMES|"
+                    r"REQUEST_HEADERS|FILES|FILES_NAMES):[A-Za-z0-9_.\-\[\]$@]{1,128})(?=[: ]|$)")
 NEVER = frozenset({949110, 959100, 980130, 980140})
 EXCLUSION_IDS = 11000   # exclusions' own rule ids: 11000-19999
 PATH_SAFE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,500}$")
