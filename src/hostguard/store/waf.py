@@ -4,6 +4,8 @@ The front ends (proxy, middleware) append events to a JSON Lines log, fast and w
 the request path; :meth:`WafStore.ingest` reads what is new since last time into ``waf_events`` (keyed by the
 log's path and inode, so a rotated log is read from its start, and a line cut by a crash is read when it is
 whole). A line that is not an event is counted and skipped, never fatal. Events hold no request body.
+The web servers' ModSecurity audit logs are read the same way, each line turned into an event by
+``hostguard.waf.auditlog.parse_line`` (``ingest(log, parse=...)``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,14 +95,24 @@ def _event(obj: Any) -> WafEvent | None:
         return None
 
 
+def _json_event(line: bytes) -> WafEvent | None:
+    """An event the proxy or the middleware wrote (one JSON object per line)."""
+    try:
+        return _event(json.loads(line))
+    except (ValueError, RecursionError):
+        return None
+
+
 class WafStore:
     """WAF rows over the state store's connection (``StateStore`` opens, migrates and owns it)."""
 
     def __init__(self, state: StateStore) -> None:
         self.db = state.db
 
-    def ingest(self, log: str) -> IngestResult:
-        """Read the log's new whole lines into the store (a missing log is nothing new)."""
+    def ingest(self, log: str, parse: Callable[[bytes], WafEvent | None] | None = None) -> IngestResult:
+        """Read the log's new whole lines into the store (a missing log is nothing new); ``parse`` turns a line
+        into an event (default: the front ends' JSON events), None for a line that is not one."""
+        parse = parse or _json_event
         try:
             fd = os.open(log, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -128,10 +140,7 @@ class WafStore:
                         offset = f.tell()
                         continue
                     offset = f.tell()
-                    try:
-                        event = _event(json.loads(line))
-                    except (ValueError, RecursionError):
-                        event = None
+                    event = parse(line)
                     if event is None:
                         skipped += 1
                         continue
