@@ -49,7 +49,7 @@ def parse_line(line: bytes | str) -> WafEvent | None:
     """The event of one audit log line, None when it is not an entry with a rule match."""
     text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
     try:
-        entry = json.loads(text)
+        entry = json.loads(text, strict=False)   # control characters inside strings: as the engine wrote them
     except (ValueError, RecursionError):
         return None
     return parse_entry(entry)
