@@ -30,6 +30,7 @@ import pytest
 from tests.conftest import need_root, need_tool
 
 SBIN = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+SOURCES = Path(__file__).resolve().parents[2] / "src"   # this checkout's hostguard, for commands run inside
 FPM = "php-fpm8.2"
 APP_MARK = b"X-Hostguard-Test-App: served"
 # The application: answers every path and method, says it served the request (a header the servers never add)
@@ -182,7 +183,7 @@ def _accepting(path: str) -> bool:
 
 NGINX_MAIN = """\
 worker_processes 2;
-pid {run}/nginx.pid;
+pid /run/nginx.pid;
 error_log {run}/error.log;
 include /etc/nginx/modules-enabled/*.conf;
 events {{ worker_connections 256; }}
@@ -256,11 +257,12 @@ def apache_site_tree(tree: Path, fpm: Fpm, port: int) -> None:
 
 
 # The servers run with the tree's configuration over /etc, a directory of the test over their log directory
-# (the audit log lands there), and a private /run for Apache (its envvars put the pid file and lock there).
-START = ('set -e; mount --bind "$1" "$2"; mount --bind "$3" "$4"; shift 4; '
-         'if [ "$1" = apache ]; then mount --bind "$2" /etc/modsecurity; mount -t tmpfs -o mode=755 tmpfs /run; '
-         'mkdir -p /run/apache2 /run/lock/apache2; shift 2; . /etc/apache2/envvars; exec apache2 -D FOREGROUND; fi; '
-         'shift; exec "$@"')
+# (the audit log lands there), and a private /run (their pid files are where Debian puts them, so hostguard run
+# inside the namespace finds the running server to reload, as on a live host).
+START = ('set -e; kind=$1; shift; mount --bind "$1" "$2"; mount --bind "$3" "$4"; shift 4; '
+         'mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p -m 1777 /run/lock; '
+         'if [ "$kind" = apache ]; then mount --bind "$1" /etc/modsecurity; mkdir -p /run/apache2 /run/lock/apache2; '
+         '. /etc/apache2/envvars; exec apache2 -D FOREGROUND; fi; exec "$@"')
 
 
 class Server:
@@ -275,12 +277,19 @@ class Server:
         return self.logs / "hostguard-waf-audit.log"
 
     def argv(self) -> list[str]:
-        ns = ["unshare", "-m", "--propagation", "private", "sh", "-c", START, "sh"]
+        ns = ["unshare", "-m", "--propagation", "private", "sh", "-c", START, "sh", self.kind]
         if self.kind == "nginx":
-            return [*ns, str(self.tree / "etc/nginx"), "/etc/nginx", str(self.logs), "/var/log/nginx", "nginx",
+            return [*ns, str(self.tree / "etc/nginx"), "/etc/nginx", str(self.logs), "/var/log/nginx",
                     shutil.which("nginx", path=SBIN) or "nginx", "-g", "daemon off;"]
-        return [*ns, str(self.tree / "etc/apache2"), "/etc/apache2", str(self.logs), "/var/log/apache2", "apache",
+        return [*ns, str(self.tree / "etc/apache2"), "/etc/apache2", str(self.logs), "/var/log/apache2",
                 str(self.tree / "etc/modsecurity")]
+
+    def inside(self, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """``argv`` run in the server's mount namespace: the tree is this host's /etc there, the server runs."""
+        assert self.proc is not None
+        return subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "--", *argv], capture_output=True,
+                              text=True, timeout=timeout, check=False,
+                              env={**os.environ, "PATH": SBIN, "PYTHONPATH": str(SOURCES)})
 
     def start(self) -> None:
         self.logs.mkdir(exist_ok=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from hostguard.waf.ruleset import EXCLUSION_PACKAGES
+from tests.conftest import need_tool
 from tests.waf.corpus import Case, load_cases, render, send_raw
 from tests.waf.servers import (
     APP_MARK,
@@ -285,3 +286,54 @@ def _round_trip(kind: str, tree: Path, state: Path, server: Server) -> None:
     assert snapshot(tree) == before
     server.restart()
     assert get(port, ATTACK)[1], "after disable the attack reaches the application again"
+
+
+def _until(check: object, seconds: float = 15.0) -> bool:
+    """Whether ``check()`` becomes true within ``seconds`` (a graceful reload takes its workers a moment)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():   # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("kind", ["nginx", "apache"])
+def test_live_enable_validates_and_reloads_the_running_server(kind: str) -> None:
+    """Without --root, from inside the server's mount namespace (where the tree is /etc and the server runs
+    with its pid file where Debian has it, no systemd): the server's own test, then its own reload (`nginx -s
+    reload`, `apache2ctl graceful`): the running server refuses the attack without a restart; disable reloads
+    it back, and the files are as before."""
+    need_server(kind)
+    need_tool("nsenter")
+    with scratch(f"hg-wafsrv-live-{kind}-") as base, php_fpm(base / "fpm") as fpm:
+        tree, run, port = base / "host", base / "run", free_port()
+        run.mkdir()
+        if kind == "nginx":
+            nginx_site_tree(tree, run, fpm, port)
+        else:
+            apache_site_tree(tree, fpm, port)
+        server = Server(kind, tree, base / "logs", port, run)
+        server.start()
+        try:
+            before = snapshot(tree)
+            assert get(port, ATTACK)[1]
+            cli = [sys.executable, "-m", "hostguard.cli", "--state", str(base / "state"), "waf"]
+            done = server.inside([*cli, "enable", "--server", kind])
+            assert done.returncode == 0, done.stdout + done.stderr
+            reload = "nginx -s reload" if kind == "nginx" else "apache2ctl graceful"
+            assert f"reloaded: {reload}" in done.stdout and "accepts the configuration" in done.stdout, done.stdout
+            assert _until(lambda: get(port, ATTACK) == (403, False)), server.output()
+            assert get(port, BENIGN) == (200, True)
+            report = server.inside([*cli, "report", "--format", "json"])   # reads the enabled server's audit log
+            assert report.returncode == 0, report.stderr
+            data = json.loads(report.stdout)
+            assert data["actions"].get("blocked", 0) >= 1 and 949110 in {r["id"] for r in data["rules"]}, data
+            done = server.inside([*cli, "disable", "--server", kind])
+            assert done.returncode == 0 and f"reloaded: {reload}" in done.stdout, done.stdout + done.stderr
+            assert _until(lambda: get(port, ATTACK)[1]), server.output()
+            assert snapshot(tree) == before
+        finally:
+            server.stop()
