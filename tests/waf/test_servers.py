@@ -180,6 +180,14 @@ def test_apache_site_only_turns_the_engine_on_in_that_virtual_host(scratch_dir: 
     (tree / "etc/apache2/sites-enabled/shop.conf").symlink_to("../sites-available/shop.conf")
     before = snapshot(tree)
     state = scratch_dir / "state"
+    links = [tree / f"etc/apache2/mods-enabled/security2.{ext}" for ext in ("load", "conf")]
+    targets = [os.readlink(link) for link in links]
+    for link in links:
+        link.unlink()
+    off = hostguard(state, "waf", "enable", "--server", "apache", "--root", str(tree))
+    assert off.returncode == 2 and "a2enmod security2" in off.stderr, off.stderr
+    for link, target in zip(links, targets, strict=True):
+        link.symlink_to(target)
     done = hostguard(state, "waf", "enable", "--server", "apache", "--site", "www.shop.example.test", "--root", str(tree))
     assert done.returncode == 0, done.stdout + done.stderr
     assert site.read_text() == ("<VirtualHost *:80>\n\t# hostguard waf --site www.shop.example.test: ModSecurity on for "
@@ -248,6 +256,8 @@ def _round_trip(kind: str, tree: Path, state: Path, server: Server) -> None:
         assert text.startswith("server {\n    modsecurity on;  # hostguard waf\n    modsecurity_rules_file "
                                "/etc/nginx/hostguard-modsecurity.conf;  # hostguard waf\n    listen 127.0.0.1:")
         assert (tree / "etc/nginx/sites-enabled/shop").is_symlink()
+        mixed = hostguard(state, "waf", "enable", "--server", kind, "--root", str(tree))
+        assert mixed.returncode == 2 and "ModSecurity is on for single sites" in mixed.stderr, mixed.stderr
     server.restart()
     assert get(port, ATTACK) == (403, False), server.output()
     assert get(port, BENIGN) == (200, True), server.output()

@@ -173,7 +173,7 @@ def _change(state: StateStore, target: Target, kind: str, check: str, title: str
     paths = [c.path for c in changes]
     try:
         records.back_up(record, directory, target.where, paths)
-    except RecordError as exc:
+    except (RecordError, OSError) as exc:
         return end(records.FAILED, f"no backup possible: {exc}")
     try:
         apply(_write_steps(target, changes, keep), target.where)

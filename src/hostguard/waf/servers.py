@@ -229,12 +229,30 @@ def _nginx(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
                 and not _line(host, d.where.path, d.where.line).rstrip().endswith(MARK):
             raise ServerError(f"nginx already runs ModSecurity set up by hand ({d.where}: {d.name}): hostguard "
                               "would load a second rule set; remove that first")
+    _nginx_scope(host, http, site)
     rules = _rules_file(host, "nginx", "libmodsecurity3", settings, crs_loaded_after=False)
     directives = ["modsecurity on;", f"modsecurity_rules_file {NGINX_RULES};"]
     on = _nginx_everywhere(host, http, raw_main, directives) if site is None else \
         _nginx_site(host, http, site, directives)
     changes += [c for c in (_changed(host, NGINX_RULES, rules), *on) if c is not None]
     return ServerPlan("nginx", "libmodsecurity3", site, tuple(changes), AUDIT_LOGS["nginx"], tuple(notes))
+
+
+def _nginx_scope(host: Host, http: Directive, site: str | None) -> None:
+    """Refuse to mix scopes: hostguard's rules on for every site (http level) and for single sites (server
+    level) would give one server block the rules file twice, which libmodsecurity refuses (duplicate ids)."""
+    def ours(d: Directive) -> bool:
+        return d.name in NGINX_OWN and (d.where.path == NGINX_DROP_IN or
+                                        _line(host, d.where.path, d.where.line).rstrip().endswith(MARK))
+
+    everywhere = any(ours(d) for d in http.block or ())
+    sites = [s for s in http.block or () if s.name == "server" and any(ours(d) for d in _walk(s.block))]
+    if site is None and sites:
+        raise ServerError(f"ModSecurity is on for single sites ({', '.join(str(s.where) for s in sites[:5])}): "
+                          "`hostguard waf disable --server nginx` first, then enable it for every site")
+    if site is not None and everywhere:
+        raise ServerError("ModSecurity is already on for every site of this nginx (hostguard waf enable without "
+                          "--site): nothing to add for one site")
 
 
 def _opening(host: Host, path: str, number: int, pattern: re.Pattern[str], by_hand: str) -> str:
