@@ -319,8 +319,7 @@ def _apache(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
     if not host.exists(APACHE_ENABLED):
         raise ServerError("mod_security2 is installed but not enabled: run `a2enmod security2`, then enable again")
     config = read_config(host, APACHE_MAIN, APACHE_ROOT, f"{APACHE_ROOT}/envvars")
-    position = _apache_includes(host, config.files)
-    if position is None:
+    if not _apache_includes(host, config.files):
         raise ServerError(f"Apache's security2.conf does not include /etc/modsecurity/*.conf (Debian's does): "
                           f"hostguard's {APACHE_RULES} would not be read")
     notes: list[str] = []
@@ -341,11 +340,11 @@ def _apache(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
                       AUDIT_LOGS["apache"], tuple(notes))
 
 
-def _apache_includes(host: Host, files: tuple[str, ...]) -> int | None:
-    """Whether some file httpd read includes /etc/modsecurity/*.conf (a position, None when none does)."""
+def _apache_includes(host: Host, files: tuple[str, ...]) -> bool:
+    """Whether some file httpd read includes /etc/modsecurity/*.conf (or the file hostguard writes there)."""
     from hostguard.host.web.apache import parse_text
 
-    for number, path in enumerate(files):
+    for path in files:
         try:
             raws = parse_text(host.read_text(path), path)
         except HostError:
@@ -355,14 +354,15 @@ def _apache_includes(host: Host, files: tuple[str, ...]) -> int | None:
             raws += raw.block or []
             if raw.name.lower() in ("include", "includeoptional") and raw.args and \
                     fnmatch.fnmatch(APACHE_RULES, raw.args[0]):
-                return number
-    return None
+                return True
+    return False
 
 
 def _apache_site(host: Host, tree: tuple[Directive, ...], site: str, mode: str) -> list[FileChange]:
     vhosts = [d for d in _walk(tree) if d.name.lower() == "virtualhost" and d.block is not None]
-    names = [(v, [a.lower() for d in v.block or () if d.name.lower() in ("servername", "serveralias")
-                  for a in d.args]) for v in vhosts]
+    names = [(v, [a.lower().rsplit(":", 1)[0] if d.name.lower() == "servername" else a.lower()
+                  for d in v.block or () if d.name.lower() in ("servername", "serveralias") for a in d.args])
+             for v in vhosts]
     chosen = [v for v, ns in names if any(fnmatch.fnmatch(site.lower(), n) for n in ns)]
     if not chosen:
         known = sorted({n for _, ns in names for n in ns})
