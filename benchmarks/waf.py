@@ -12,7 +12,19 @@ turn (a Lua script) — each for ``--seconds``:
 Printed: requests/s, p50 and p99 latency, and the latency the WAF adds at p50/p99 over direct; then the
 blocked/passed rates of both rule sets on the labelled corpora (tests/fixtures/waf/), read by the engine.
 Targets (issue 14): >= 0.90 of attacks blocked with >= 0.97 of benign passing; throughput not below the plain
-engine's. Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N]
+engine's.
+
+Then ModSecurity in nginx (``hostguard waf enable --server nginx``, issue 15), the same traffic through a
+private nginx on loopback (Debian's nginx and libnginx-mod-http-modsecurity, libmodsecurity3), in front of an
+answer nginx itself gives (a second server block, ``return 200``: the application costs nothing, so what
+differs is the module):
+
+* nginx alone: the front server block proxies to the answering one;
+* nginx + hostguard: the same with ``modsecurity on`` and the rules file ``waf enable`` writes (CRS,
+  hostguard's base config, tuning and own rules, the JSON audit log);
+* nginx + plain CRS PL1: the module with CRS 3.3's own lists and no hostguard rules.
+
+Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N] [--only proxy|nginx]
 """
 
 from __future__ import annotations
@@ -143,14 +155,113 @@ def corpus_rates(plain: bool) -> tuple[float, float]:
     return blocked / attacks, passed / benign
 
 
+NGINX_MODULE = "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so"
+NGINX_CONF = """\
+load_module {module};
+worker_processes auto;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    upstream answer {{ server 127.0.0.1:{back}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{back};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{front};
+        {modsecurity}
+        location / {{
+            proxy_pass http://answer;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def nginx_figures(work: Path, script: str, seconds: int, connections: int) -> dict[str, tuple[float, float, float]]:
+    """wrk through a private nginx: alone, with hostguard's rules file, with plain CRS."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from hostguard.waf.ruleset import WafSettings, server_rules
+    from hostguard.waf.servers import _audit
+
+    nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
+    if nginx is None or not os.path.exists(NGINX_MODULE):
+        print(f"nginx or its ModSecurity module ({NGINX_MODULE}) is not installed: no nginx figures "
+              "(apt-get install nginx libnginx-mod-http-modsecurity)")
+        return {}
+    logs = work / "logs"
+    logs.mkdir()
+    rules = {
+        "nginx + hostguard": server_rules(WafSettings(), "libmodsecurity3"),
+        "nginx + plain CRS": server_rules(WafSettings(own_rules=False, methods=("GET", "HEAD", "POST", "OPTIONS"),
+                                                      content_types=PLAIN_TYPES), "libmodsecurity3"),
+    }
+    figures = {}
+    for name in ("nginx alone", *rules):
+        modsecurity = ""
+        if name in rules:
+            path = work / f"{name.split()[-1]}.conf"
+            path.write_text(rules[name] + _audit("nginx").replace("/var/log/nginx", str(logs)))
+            modsecurity = f"modsecurity on; modsecurity_rules_file {path};"
+        front, back = free_port(), free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(module=NGINX_MODULE, work=work, back=back, front=front,
+                                          modsecurity=modsecurity))
+        proc = subprocess.Popen([nginx, "-p", f"{work}/", "-c", str(conf), "-e", str(work / "error.log"), "-g",
+                                 "daemon off;"], stderr=subprocess.DEVNULL)
+        try:
+            wait_port(front)
+            figures[name] = wrk(front, script, seconds, connections)
+        finally:
+            proc.send_signal(signal.SIGQUIT)   # graceful: the next run's ports and pid file are free
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    audit = logs / "hostguard-waf-audit.log"
+    logged = audit.read_bytes().count(b"\n") if audit.exists() else 0
+    if logged:
+        print(f"  warning: {logged} benign requests matched a rule (audit log entries)")
+    return figures
+
+
+def print_figures(title: str, figures: dict[str, tuple[float, float, float]], base_name: str) -> None:
+    base = figures[base_name]
+    print(title)
+    for name, (rate, p50, p99) in figures.items():
+        added = "" if name == base_name else f"  (adds {p50 - base[1]:.2f} ms p50, {p99 - base[2]:.2f} ms p99)"
+        print(f"  {name:<18} {rate:>9.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{added}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--processes", type=int, default=1, help="the proxy's worker processes (both rule sets)")
+    parser.add_argument("--only", choices=("proxy", "nginx"), help="only the proxy's figures, or only nginx's")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
+    if args.only != "proxy":
+        with tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch)
+            # a site's name in Host (wrk sends the address, which CRS scores: every request would be audit-logged)
+            (work / "mixed.lua").write_text(LUA.replace("init = function(args)\n",
+                                                         'init = function(args)\n  wrk.headers["Host"] = '
+                                                         '"shop.example.test"\n'))
+            found = nginx_figures(work, str(work / "mixed.lua"), args.seconds, args.connections)
+        if found:
+            print_figures(f"mixed benign traffic through nginx, wrk -t2 -c{args.connections} -d{args.seconds}s, "
+                          f"{os.cpu_count()} CPUs:", found, "nginx alone")
+    if args.only == "nginx":
+        return
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         (work / "app.py").write_text(APP)
@@ -178,12 +289,8 @@ def main() -> None:
                     p.kill()
             app.kill()
             app.wait()
-    base = figures["direct"]
-    print(f"mixed benign traffic, wrk -t2 -c{args.connections} -d{args.seconds}s, proxy with {args.processes} "
-          f"process(es), {os.cpu_count()} CPUs:")
-    for name, (rate, p50, p99) in figures.items():
-        added = "" if name == "direct" else f"  (adds {p50 - base[1]:.2f} ms p50, {p99 - base[2]:.2f} ms p99)"
-        print(f"  {name:<14} {rate:>9.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms{added}")
+    print_figures(f"mixed benign traffic, wrk -t2 -c{args.connections} -d{args.seconds}s, proxy with {args.processes} "
+                  f"process(es), {os.cpu_count()} CPUs:", figures, "direct")
     ratio = figures["hostguard"][0] / figures["plain CRS PL1"][0]
     print(f"  hostguard / plain CRS throughput: {ratio:.2f} (target: not below 1.0)")
     for name, is_plain in (("hostguard", False), ("plain CRS PL1", True)):

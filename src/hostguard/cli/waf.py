@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+from hostguard.cli._waf_server import SERVER_COMMANDS, add_server_parsers, ingest_enabled
 from hostguard.cli.common import EXIT_FINDINGS, EXIT_OK, Parser, UsageError, load_config, open_state
 from hostguard.findings import one_line
 
@@ -44,6 +45,7 @@ def add_parser(sub: Any) -> None:
                             "the engine already runs on every CPU through its threads; more processes help where "
                             "Python's own share of the work is the limit, on machines with many CPUs)")
     add_learning_parsers(waf_sub)
+    add_server_parsers(waf_sub)
 
 
 def _event_log(configured: str, state: str | None) -> str:
@@ -222,7 +224,8 @@ def _accepted_exclusions(args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch `waf` subcommands."""
-    commands = {"proxy": proxy, "report": run_report, "exclusions": run_exclusions, "check": run_check}
+    commands = {"proxy": proxy, "report": run_report, "exclusions": run_exclusions, "check": run_check,
+                **SERVER_COMMANDS}
     if args.waf_command not in commands:
         raise UsageError("waf: a command is required: " + ", ".join(commands))
     return commands[args.waf_command](args)
@@ -262,6 +265,7 @@ def _learning_state(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     if ingested.skipped:
         print(f"hostguard: warning: {ingested.skipped} lines of the event log are not events (skipped)",
               file=sys.stderr)
+    ingest_enabled(state, store)   # the web servers' audit logs (`waf enable`)
     return config, state, store
 
 

@@ -228,6 +228,11 @@ def restore(record: FixRecord, directory: Path) -> list[str]:
     return restored
 
 
+def remove(root: str, path: str) -> None:
+    """Remove a file a change created (only a regular file, never through a symlink; absent: nothing)."""
+    _remove(root, path)
+
+
 def _remove(root: str, path: str) -> None:
     """Remove a file the fix created (only a regular file, never through a symlink)."""
     with _parent(root, path) as (fd, name):

@@ -130,3 +130,43 @@ def _sshd(root: str) -> Validation:
                          sshd, "-t", "-h", key])
     return Validation("sshd", ok, "sshd -t (the tree's /etc/ssh) " + ("accepts the config" if ok else
                                                                       f"rejects it: {text}"))
+
+
+# Web servers: their own configuration test. On this host it runs as the owner would run it; on a tree, the
+# tree's configuration directories are bind-mounted over this machine's in a private mount and network
+# namespace, with a fresh /run and log directory (the test opens its logs, and ModSecurity its audit log), so
+# the paths the configuration names (absolute, as on the tree's own system) are the tree's files and nothing
+# of this machine is read as configuration or written. The server's programs and modules are this machine's.
+WEB_SERVERS = {
+    "nginx": (("nginx", "-t"), ("/etc/nginx",), "/var/log/nginx"),
+    "apache": (("apache2ctl", "configtest"), ("/etc/apache2", "/etc/modsecurity"), "/var/log/apache2"),
+}
+MOUNT_SCRIPT = ('set -e; while [ "$1" != -- ]; do if [ "$1" = bind ]; then mount --bind "$2" "$3"; shift 3; '
+                'else mount -t tmpfs -o mode=755 tmpfs "$2"; shift 2; fi; done; shift; '
+                'mkdir -p -m 1777 /run/lock; exec "$@"')
+
+
+def server_config_test(kind: str, root: str) -> Validation:
+    """``nginx -t`` or ``apache2ctl configtest`` on this host's configuration or on a tree's (``root``)."""
+    argv, config_dirs, log_dir = WEB_SERVERS[kind]
+    tool = _tool(argv[0])
+    if tool is None:
+        return Validation(kind, None, f"not validated ({argv[0]} is not installed here)")
+    name = " ".join(argv)
+    if os.path.realpath(root) == "/":
+        ok, text = _run([tool, *argv[1:]])
+        return Validation(kind, ok, f"{name} " + ("accepts the configuration" if ok else f"rejects it: {text}"))
+    mounts: list[str] = []
+    for directory in config_dirs:
+        inside = _inside(root, directory)
+        if inside is None:
+            continue
+        if not os.path.isdir(directory):
+            return Validation(kind, None, f"not validated ({directory} is missing here to mount the tree's over)")
+        mounts += ["bind", inside, directory]
+    if _tool("unshare") is None or not os.path.isdir(log_dir):
+        why = "unshare is missing" if _tool("unshare") is None else f"{log_dir} is missing here"
+        return Validation(kind, None, f"not validated ({why})")
+    ok, text = _run([*_unshare("--mount", "--net", "--propagation", "private"), "sh", "-c", MOUNT_SCRIPT, "sh",
+                     *mounts, "tmpfs", log_dir, "tmpfs", "/run", "--", tool, *argv[1:]])
+    return Validation(kind, ok, f"{name} (the tree's configuration) " + ("accepts it" if ok else f"rejects it: {text}"))

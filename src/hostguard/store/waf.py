@@ -8,6 +8,9 @@ whole). A line that is not an event is counted and skipped, never fatal. Events 
 An event is a request a rule matched (action ``blocked``, ``scored`` or ``detected``, with its rules) or one a
 front end refused before the engine's verdict (action ``refused``, no rules, and a ``reason`` code:
 ``hostguard.waf.gate.REFUSALS``).
+
+The web servers' ModSecurity audit logs are read the same way, each line turned into an event by
+``hostguard.waf.auditlog.parse_line`` (``ingest(log, parse=...)``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,14 +101,24 @@ def _event(obj: Any) -> WafEvent | None:
         return None
 
 
+def _json_event(line: bytes) -> WafEvent | None:
+    """An event the proxy or the middleware wrote (one JSON object per line)."""
+    try:
+        return _event(json.loads(line))
+    except (ValueError, RecursionError):
+        return None
+
+
 class WafStore:
     """WAF rows over the state store's connection (``StateStore`` opens, migrates and owns it)."""
 
     def __init__(self, state: StateStore) -> None:
         self.db = state.db
 
-    def ingest(self, log: str) -> IngestResult:
-        """Read the log's new whole lines into the store (a missing log is nothing new)."""
+    def ingest(self, log: str, parse: Callable[[bytes], WafEvent | None] | None = None) -> IngestResult:
+        """Read the log's new whole lines into the store (a missing log is nothing new); ``parse`` turns a line
+        into an event (default: the front ends' JSON events), None for a line that is not one."""
+        parse = parse or _json_event
         try:
             fd = os.open(log, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -133,10 +146,7 @@ class WafStore:
                         offset = f.tell()
                         continue
                     offset = f.tell()
-                    try:
-                        event = _event(json.loads(line))
-                    except (ValueError, RecursionError):
-                        event = None
+                    event = parse(line)
                     if event is None:
                         skipped += 1
                         continue

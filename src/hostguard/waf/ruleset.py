@@ -1,4 +1,4 @@
-"""The rules the WAF loads, in the one order in which every setting takes effect.
+r"""The rules the WAF loads, in the one order in which every setting takes effect.
 
 ModSecurity evaluates rules in load order within a phase, so a setting placed after the rule that reads it
 silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOptional`` (which Debian's own
@@ -17,17 +17,31 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
 7. removals (``SecRuleRemoveById``): after every rule they remove.
 
 Response rules (RESPONSE-95x) are not loaded: the WAF inspects requests.
+
+hostguard's attack rules are phase-2 rules: they add to a score REQUEST-901 sets to 0 in phase 1 and
+REQUEST-949 reads in phase 2, so they only need to load before REQUEST-949. That is what lets Apache's
+layout work (:func:`server_rules`): Debian's ``security2.conf`` loads ``/etc/modsecurity/*.conf`` first and
+CRS after it, so hostguard's part (base, settings, exclusions, own rules) comes before CRS there, with
+removals done at run time (``ctl:ruleRemoveById``) instead of by ``SecRuleRemoveById`` after CRS.
+
+Two engines read these rules: libmodsecurity3 (the proxy, the middleware, nginx's module) and Apache's
+mod_security2 2.9. Written once, they load in both: a literal backslash in a regex is ``\x5c`` (Apache's
+config reader turns ``\\`` into ``\`` before ModSecurity sees it). Where the engines differ in what a
+rule can see, :func:`server_rules` writes a variant: mod_security2 leaves ``REQUEST_BODY`` empty whenever a
+body processor (XML, JSON, multipart) parsed the body, so there the rules read the raw body as
+``STREAM_INPUT_BODY`` (``SecStreamInBodyInspection On``), which libmodsecurity3 does not have.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["CRS_RULES", "WafSettings", "assemble", "own_rule_files"]
+__all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "own_rule_files", "server_rules"]
 
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
@@ -36,6 +50,9 @@ OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
 EXCLUSION_PACKAGES = CRS_PACKAGES + OWN_PACKAGES
 MODES = {"block": "On", "detect": "DetectionOnly"}
 NO_FILES_LIMIT = 1_048_576   # a body without files (a form, JSON) is a megabyte at most, whatever the uploads
+ENGINES = ("libmodsecurity3", "modsecurity2")   # nginx's module and the proxy; Apache's mod_security2 2.9
+# a SecRule's variable list (first argument), to rewrite REQUEST_BODY for mod_security2
+RULE_TARGETS = re.compile(r"(?m)^(\s*SecRule\s+)(\S+)")
 # What a site of today is sent, beyond CRS 3.3's defaults (GET HEAD POST OPTIONS; forms, multipart, XML, JSON):
 # the methods of REST APIs, and the request bodies APIs and feeds are made of. A method or type outside these
 # lists scores (911100, 920420); WebDAV's methods come with the nextcloud package.
@@ -100,16 +117,23 @@ def own_rule_files() -> list[str]:
     return sorted(glob.glob(os.path.join(_data_path("rules"), "*.conf")))
 
 
-def _setup(settings: WafSettings) -> str:
+def _setup(settings: WafSettings, crs_setup: bool = True) -> str:
+    """The engine mode, the body limits and CRS's settings; without ``crs_setup`` the default actions and the
+    setup version, which Debian's own ``crs-setup.conf`` already declares where it is loaded (Apache)."""
     lines = [
         f"SecRuleEngine {MODES[settings.mode]}",
         # after base.conf's defaults: the site's body limit (a body the front end read must not be one the engine
         # refuses), and the limit of a body without files never above it
         f"SecRequestBodyLimit {settings.body_limit}",
         f"SecRequestBodyNoFilesLimit {min(settings.body_limit, NO_FILES_LIMIT)}",
-        'SecDefaultAction "phase:1,log,auditlog,pass"',
-        'SecDefaultAction "phase:2,log,auditlog,pass"',
-        'SecAction "id:900990,phase:1,nolog,pass,t:none,setvar:tx.crs_setup_version=334"',
+    ]
+    if crs_setup:
+        lines += [
+            'SecDefaultAction "phase:1,log,auditlog,pass"',
+            'SecDefaultAction "phase:2,log,auditlog,pass"',
+            'SecAction "id:900990,phase:1,nolog,pass,t:none,setvar:tx.crs_setup_version=334"',
+        ]
+    lines += [
         f'SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={settings.paranoia}"',
         f'SecAction "id:900110,phase:1,nolog,pass,t:none,setvar:tx.inbound_anomaly_score_threshold='
         f'{settings.inbound_threshold},setvar:tx.outbound_anomaly_score_threshold=4"',
@@ -128,14 +152,18 @@ def _setup(settings: WafSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _crs_files(settings: WafSettings, glob_files: Callable[[str], list[str]]) -> tuple[list[str], list[str]]:
+    """CRS's request rule files: those before REQUEST-949, and REQUEST-949 itself."""
+    crs = sorted(glob_files(os.path.join(settings.crs_dir, "REQUEST-*.conf")))
+    if not crs:
+        raise FileNotFoundError(f"no CRS rules in {settings.crs_dir} (Debian: apt-get install modsecurity-crs)")
+    return ([p for p in crs if os.path.basename(p) < BLOCKING], [p for p in crs if os.path.basename(p) >= BLOCKING])
+
+
 def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     """The rules text the engine loads (``Include`` lines and the generated settings), in the order above.
     ``site_rules`` are phase-1 rules (per-site ``ctl:`` exclusions and thresholds)."""
-    crs = sorted(glob.glob(os.path.join(settings.crs_dir, "REQUEST-*.conf")))
-    if not crs:
-        raise FileNotFoundError(f"no CRS rules in {settings.crs_dir} (Debian: apt-get install modsecurity-crs)")
-    before = [p for p in crs if os.path.basename(p) < BLOCKING]
-    blocking = [p for p in crs if os.path.basename(p) >= BLOCKING]
+    before, blocking = _crs_files(settings, glob.glob)
     own_packages = [f'Include "{_data_path(f"exclusions/{app}.conf")}"' for app in settings.applications
                     if app in OWN_PACKAGES]
     parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules]
@@ -143,6 +171,55 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     if settings.own_rules:
         parts += [f'Include "{p}"' for p in own_rule_files()]
     parts += [f'Include "{p}"' for p in settings.extra_files]
+    parts += [f'Include "{p}"' for p in blocking]
+    if settings.remove_ids:
+        parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))
+    return "\n".join(parts) + "\n"
+
+
+def _inline(path: str, engine: str) -> str:
+    """One of hostguard's rule files as text for ``engine``, headed by where it came from."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if engine == "modsecurity2":
+        text = RULE_TARGETS.sub(lambda m: m.group(1) + "|".join(
+            "STREAM_INPUT_BODY" if v == "REQUEST_BODY" else v for v in m.group(2).split("|")), text)
+    name = os.path.relpath(path, _data_path(""))
+    return f"# ---- hostguard data/waf/{name} ----\n{text.rstrip()}\n"
+
+
+def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool = False,
+                 site_rules: Sequence[str] = (), glob_files: Callable[[str], list[str]] = glob.glob) -> str:
+    """The rules file a web server loads: hostguard's own files written inline (the server's configuration
+    then depends on no Python package path, and what the configuration test accepted is what runs), CRS by
+    explicit ``Include`` lines (libmodsecurity3 3.0.9 has no ``IncludeOptional``), for ``engine``
+    (``libmodsecurity3`` or ``modsecurity2``).
+
+    With ``crs_loaded_after`` (Apache on Debian, whose ``security2.conf`` includes CRS's ``owasp-crs.load``
+    after ``/etc/modsecurity/*.conf``) CRS is never included here, the settings Debian's ``crs-setup.conf``
+    makes are left to it, and removals happen at run time. ``glob_files`` lists CRS's files (under ``--root``,
+    inside the tree)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    own_packages = [_inline(_data_path(f"exclusions/{app}.conf"), engine) for app in settings.applications
+                    if app in OWN_PACKAGES]
+    parts = [_inline(_data_path("base.conf"), engine)]
+    if engine == "modsecurity2":
+        parts.append("# the raw body for hostguard's rules, whatever body processor parsed it\n"
+                     "SecStreamInBodyInspection On")
+    parts += ["# ---- engine mode and CRS settings ([waf] in hostguard's config) ----",
+              _setup(settings, crs_setup=not crs_loaded_after).rstrip(), *own_packages, *site_rules]
+    own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
+    extra = [_inline(p, engine) for p in settings.extra_files]
+    if crs_loaded_after:
+        parts += [*own, *extra]
+        if settings.remove_ids:
+            ctl = ",".join(f"ctl:ruleRemoveById={i}" for i in settings.remove_ids)
+            parts.append(f'SecAction "id:10020,phase:1,pass,nolog,t:none,{ctl}"')
+        return "\n".join(parts) + "\n"
+    before, blocking = _crs_files(settings, glob_files)
+    parts += [f'Include "{p}"' for p in before]
+    parts += [*own, *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
         parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))
