@@ -12,7 +12,8 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
 4. CRS's request rules REQUEST-901 … REQUEST-944;
 5. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
    they come before REQUEST-949, which decides on it; among them the corrections to CRS rules
-   (``REQUEST-20900-CRS-CORRECTIONS.conf``), which must follow the rules they remove or re-score;
+   (``REQUEST-20900-CRS-CORRECTIONS.conf``), then ``data/waf/crs-updates.conf``: the removals and re-scores
+   of CRS rules, which must follow the rules they change;
 6. REQUEST-949 (the blocking evaluation);
 7. removals (``SecRuleRemoveById``): after every rule they remove.
 
@@ -22,7 +23,8 @@ hostguard's attack rules are phase-2 rules: they add to a score REQUEST-901 sets
 REQUEST-949 reads in phase 2, so they only need to load before REQUEST-949. That is what lets Apache's
 layout work (:func:`server_rules`): Debian's ``security2.conf`` loads ``/etc/modsecurity/*.conf`` first and
 CRS after it, so hostguard's part (base, settings, exclusions, own rules) comes before CRS there, with
-removals done at run time (``ctl:ruleRemoveById``) instead of by ``SecRuleRemoveById`` after CRS.
+``[waf] remove_ids`` done at run time (``ctl:ruleRemoveById``) instead of by ``SecRuleRemoveById`` after CRS,
+and ``crs-updates.conf`` in a second file Apache reads after CRS (:func:`crs_updates`).
 
 Two engines read these rules: libmodsecurity3 (the proxy, the middleware, nginx's module) and Apache's
 mod_security2 2.9. Written once, they load in both: a literal backslash in a regex is ``\x5c`` (Apache's
@@ -41,10 +43,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "own_rule_files", "server_rules"]
+__all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "crs_updates", "own_rule_files", "server_rules"]
 
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
+CRS_UPDATES = "crs-updates.conf"   # data/waf/: what must follow the CRS rules it changes
 CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")   # CRS's REQUEST-903.*
 OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
 EXCLUSION_PACKAGES = CRS_PACKAGES + OWN_PACKAGES
@@ -112,6 +115,12 @@ def _data_path(name: str) -> str:
     return str(resources.files("hostguard.data").joinpath("waf", name))
 
 
+def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3") -> str:
+    """hostguard's removals and re-scores of CRS rules (``data/waf/crs-updates.conf``) as text for ``engine``,
+    to load after CRS's request rules; empty without hostguard's own rules (they replace what it removes)."""
+    return _inline(_data_path(CRS_UPDATES), engine) if settings.own_rules else ""
+
+
 def own_rule_files() -> list[str]:
     """hostguard's own rule files, in name order."""
     return sorted(glob.glob(os.path.join(_data_path("rules"), "*.conf")))
@@ -169,7 +178,7 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules]
     parts += [f'Include "{p}"' for p in before]
     if settings.own_rules:
-        parts += [f'Include "{p}"' for p in own_rule_files()]
+        parts += [f'Include "{p}"' for p in [*own_rule_files(), _data_path(CRS_UPDATES)]]
     parts += [f'Include "{p}"' for p in settings.extra_files]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
@@ -197,7 +206,8 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
 
     With ``crs_loaded_after`` (Apache on Debian, whose ``security2.conf`` includes CRS's ``owasp-crs.load``
     after ``/etc/modsecurity/*.conf``) CRS is never included here, the settings Debian's ``crs-setup.conf``
-    makes are left to it, and removals happen at run time. ``glob_files`` lists CRS's files (under ``--root``,
+    makes are left to it, removals happen at run time, and :func:`crs_updates` goes in a file of its own that
+    the server reads after CRS. ``glob_files`` lists CRS's files (under ``--root``,
     inside the tree)."""
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
@@ -219,7 +229,7 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
         return "\n".join(parts) + "\n"
     before, blocking = _crs_files(settings, glob_files)
     parts += [f'Include "{p}"' for p in before]
-    parts += [*own, *extra]
+    parts += [*own, *([crs_updates(settings, engine)] if settings.own_rules else []), *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
         parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))

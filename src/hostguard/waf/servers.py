@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from hostguard.host.base import Host, HostError
 from hostguard.host.web.model import Directive
 from hostguard.waf.config import WafConfig
-from hostguard.waf.ruleset import MODES, WafSettings, server_rules
+from hostguard.waf.ruleset import MODES, WafSettings, crs_updates, server_rules
 
 __all__ = ["AUDIT_LOGS", "KINDS", "FileChange", "ServerError", "ServerPlan", "plan_enable", "settings_of"]
 
@@ -59,6 +59,9 @@ NGINX_OWN = ("modsecurity", "modsecurity_rules", "modsecurity_rules_file", "mods
 APACHE_MAIN = "/etc/apache2/apache2.conf"
 APACHE_ROOT = "/etc/apache2"
 APACHE_RULES = "/etc/modsecurity/modsecurity.conf"
+# hostguard's removals and re-scores of CRS rules must follow them; Debian's apache2.conf reads conf-enabled/
+# after mods-enabled/security2.conf, which loads CRS
+APACHE_AFTER_CRS = "/etc/apache2/conf-enabled/hostguard-waf-crs.conf"
 APACHE_MODULE = "/usr/lib/apache2/modules/mod_security2.so"
 APACHE_ENABLED = "/etc/apache2/mods-enabled/security2.load"
 APACHE_PACKAGE = "libapache2-mod-security2"
@@ -334,6 +337,11 @@ def _apache(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
         text = re.sub(rb"(?m)^SecRuleEngine \S+$", b"# on only in the sites hostguard enabled it for\n"
                                                    b"SecRuleEngine Off", text, count=1)
     changes = [_changed(host, APACHE_RULES, text)]
+    updates = crs_updates(settings, "modsecurity2") if crs_after else ""
+    if updates:
+        changes.append(_changed(host, APACHE_AFTER_CRS, (
+            f"{MARK}: hostguard's changes to CRS rules, read after security2.conf has loaded CRS\n"
+            f"<IfModule security2_module>\n{updates}</IfModule>\n").encode()))
     if site is not None:
         changes += _apache_site(host, config.tree, site, settings.mode)
     return ServerPlan("apache", "modsecurity2", site, tuple(c for c in changes if c is not None),
