@@ -40,7 +40,7 @@ def test_own_attack_rules_are_phase_2() -> None:
         assert rules and all(phase == "2" for _, phase, action in rules if action != "pass"), (path, rules)
         for rule_id, phase, _ in rules:
             if phase == "1":
-                body = text[text.index(f'"id:{rule_id},'):].split("\n\n")[0]
+                body = re.split(r"(?m)^Sec", text[text.index(f'"id:{rule_id},'):])[0]
                 assert "anomaly_score" not in body and "ctl:requestBodyProcessor" in body, (path, rule_id)
 
 
