@@ -45,3 +45,8 @@ class WafConfig:
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
     event_log: str = setting("", "A JSON Lines file every blocked or scored request is appended to (empty: "
                                  "<state>/waf-events.jsonl).")
+    virtual_patches: tuple[str, ...] = setting((), "Virtual patches to load (ids from `hostguard waf patches`): each "
+                                                   "refuses the exploit of one known vulnerability of an installed "
+                                                   "application until it is upgraded. `hostguard fix` adds the ones "
+                                                   "`vulns scan` finds applicable; an unknown id stops the WAF from "
+                                                   "starting.")

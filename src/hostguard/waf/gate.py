@@ -116,7 +116,7 @@ class Gate:
         self.engine = engine or Engine(text=assemble(WafSettings(
             mode=config.mode, paranoia=config.paranoia, inbound_threshold=config.inbound_threshold,
             applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
-            crs_dir=config.crs_dir), site_rules=exclusion_rules(exclusions, site)))
+            crs_dir=config.crs_dir, virtual_patches=config.virtual_patches), site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
         self.trusted = TrustedProxies(config.trusted_proxies)
         self._lock = threading.Lock()
