@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -298,3 +299,44 @@ def test_a_rule_id_of_two_patches_and_a_stray_file_are_refused(tmp_path: Path) -
         load_directory(tmp_path)
     (tmp_path / "notes.txt").unlink()
     assert list(load_directory(tmp_path)) == ["demo-patch"]
+
+
+def _places(obj: object, at: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every key path in a parsed TOML document (table keys and list indexes)."""
+    inner: list[tuple[object, ...]] = []
+    if isinstance(obj, dict):
+        inner = [p for k, v in obj.items() for p in _places(v, (*at, k))]
+    elif isinstance(obj, list):
+        inner = [p for i, v in enumerate(obj) for p in _places(v, (*at, i))]
+    return [at, *inner]
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+@pytest.mark.parametrize("value", [1, 1.5, True, "", "x", "0", [], [1], ["x"], {}, {"a": 1}, [{}],
+                                   [{"introduced": 1}], [{"introduced": "0", "fixed": "1"}]], ids=repr)
+def test_any_value_anywhere_is_a_patch_or_one_line_refusal(value: object) -> None:
+    import copy
+    import tomllib
+
+    data = tomllib.loads(GOOD)
+    for place in _places(data)[1:]:
+        changed = copy.deepcopy(data)
+        holder: Any = changed
+        for key in place[:-1]:
+            holder = holder[key]
+        holder[place[-1]] = value
+        text = "\n".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in changed.items())
+        try:
+            parse_patch(text, "virtual patch demo-patch.toml", "demo-patch")
+        except PatchError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("virtual patch demo-patch.toml"), (place, exc)

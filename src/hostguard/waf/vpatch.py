@@ -157,7 +157,7 @@ def _texts(obj: Mapping[str, Any], key: str, source: str, pattern: re.Pattern[st
 def _range(obj: object, ecosystem: str, where: str, source: str) -> Range:
     rng = _keys(obj, where, source, RANGE_KEYS)
     kind = rng["type"]
-    if kind not in EVALUATED_RANGES:
+    if not isinstance(kind, str) or kind not in EVALUATED_RANGES:
         raise _fail(source, f"{where}.type", f"{kind!r}: ECOSYSTEM or SEMVER (the ranges the matcher evaluates)")
     if versions.base_ecosystem(ecosystem) not in versions.supported():
         raise _fail(source, where, f"no version order is known for {ecosystem!r}: list its affected versions "
