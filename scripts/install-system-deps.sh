@@ -55,8 +55,9 @@ if [ "$mode" = test ]; then
   # The version orders' oracles (tests/vulns/test_versions_*.py): dpkg itself; rpm's labelCompare from
   # python3-rpm (run by the system python); Maven's own ComparableVersion (maven-artifact, on a JRE);
   # node to run node-semver, which npm installs into a temp dir at test time (a node that bundles npm,
-  # e.g. NodeSource's, conflicts with Debian's npm package: add it only when there is no npm)
-  pkgs+=(dpkg python3-rpm libmaven3-core-java default-jre-headless nodejs)
+  # e.g. NodeSource's, conflicts with Debian's npm package: add it only when there is no npm); Composer's
+  # own composer/semver library on the PHP CLI for Packagist's order
+  pkgs+=(dpkg python3-rpm libmaven3-core-java default-jre-headless nodejs php-composer-semver)
   command -v npm >/dev/null || pkgs+=(npm)
   # The WAF's engine and rules: Debian's libmodsecurity3 (loaded through cffi) and the OWASP Core Rule Set
   pkgs+=(libmodsecurity3 modsecurity-crs)

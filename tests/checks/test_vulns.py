@@ -237,3 +237,80 @@ def test_apk_pending_updates_without_advisories_say_why_nothing_is_marked(tmp_pa
     (tree / "etc/os-release").write_text('NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.19.1\n')
     found, skipped = _run("vulns.pending_update", RootHost(str(tree)), tmp_path, None)
     assert found == [] and [(s.reason, "advisory copy" in s.detail) for s in skipped] == [("tool_missing", True)]
+
+
+VPATCH_HOST = ROOT / "tests/fixtures/waf/vpatch-host"
+
+
+def _vpatch_tree(tmp_path: Path, drupal: str = "8.5.0", phpunit: str = "5.6.2", config: str | None = None) -> Path:
+    """The shop fixture tree (a Drupal 8 project installed with Composer) at the versions given."""
+    import shutil
+
+    tree = tmp_path / "shop-host"
+    shutil.copytree(VPATCH_HOST, tree)
+    lock = tree / "srv/shop/composer.lock"
+    lock.write_text(lock.read_text().replace('"8.5.0"', f'"{drupal}"').replace('"5.6.2"', f'"{phpunit}"'))
+    if config is not None:
+        (tree / "etc/hostguard/hostguard.toml").write_text(config)
+    return tree
+
+
+def _drupal_db(tmp_path: Path) -> Path:
+    db = tmp_path / "osv"
+    write_dir(db, "Packagist", record("GHSA-test-dr01", affected("Packagist", "drupal/core",
+                                                                 rng(("introduced", "8.5.0"), ("fixed", "8.5.1"))),
+                                      aliases=("CVE-2018-7600",)))
+    return db
+
+
+def _run_tree(check_id: str, tree: Path, tmp_path: Path, db: Path | None) -> tuple[list[Finding], list[Any]]:
+    state = StateStore(tmp_path / "state")
+    try:
+        config = make_config(vulns={"db": str(db) if db else "", "paths": ["/srv"]})
+        return run_one(check_id, RootHost(str(tree)), config, given={STATE: state})
+    finally:
+        state.close()
+
+
+def test_virtual_patch_check_offers_the_patches_covering_the_vulnerable_project(tmp_path: Path) -> None:
+    found, skipped = _run_tree("vulns.virtual_patch", _vpatch_tree(tmp_path), tmp_path, _drupal_db(tmp_path))
+    by_patch = {f.evidence["patch"]: f for f in found}
+    assert set(by_patch) == {"drupal-form-api-rce", "phpunit-eval-stdin"} and not skipped
+    drupal = by_patch["drupal-form-api-rce"]
+    assert drupal.target == {"kind": "config", "path": "/etc/hostguard/hostguard.toml", "setting": "waf.virtual_patches",
+                             "value": "drupal-form-api-rce"}
+    assert (drupal.severity, drupal.evidence["reported_by"]) == ("critical", ["CVE-2018-7600"])
+    assert [(a["name"], a["version"], a["location"], a["fixed"]) for a in drupal.evidence["applies_to"]] == [
+        ("drupal/core", "8.5.0", "/srv/shop", "8.5.1")]
+    # phpunit: no advisory in this copy, the patch's own affected block says 5.6.2 is affected
+    assert by_patch["phpunit-eval-stdin"].evidence["reported_by"] == []
+    # without any advisory copy the offers stand on the patches' own affected blocks
+    alone, _ = _run_tree("vulns.virtual_patch", _vpatch_tree(tmp_path / "b"), tmp_path / "b", None)
+    assert {f.evidence["patch"] for f in alone} == {"drupal-form-api-rce", "phpunit-eval-stdin"}
+
+
+def test_virtual_patch_check_is_quiet_for_fixed_versions_and_enabled_patches(tmp_path: Path) -> None:
+    fixed = _vpatch_tree(tmp_path / "fixed", drupal="8.5.1", phpunit="5.6.3")
+    assert _run_tree("vulns.virtual_patch", fixed, tmp_path / "fixed", _drupal_db(tmp_path)) == ([], [])
+    assert _run_tree("vulns.package", fixed, tmp_path / "fixed", _drupal_db(tmp_path))[0] == []
+    enabled = _vpatch_tree(tmp_path / "on", config='[waf]\nvirtual_patches = ["drupal-form-api-rce", '
+                                                   '"phpunit-eval-stdin"]\n')
+    assert _run_tree("vulns.virtual_patch", enabled, tmp_path / "on", _drupal_db(tmp_path)) == ([], [])
+    [package], _ = _run_tree("vulns.package", enabled, tmp_path / "on", _drupal_db(tmp_path))
+    assert package.evidence["virtual_patches"][0] | {"rules": None} == {
+        "id": "drupal-form-api-rce", "cves": ["CVE-2018-7600"], "rules": None, "enabled": True,
+        "config": "/etc/hostguard/hostguard.toml"}
+    assert package.remediation.steps[0].action == "upgrade"   # type: ignore[union-attr]
+
+
+def test_virtual_patch_check_says_what_it_could_not_look_at(tmp_path: Path) -> None:
+    broken = _vpatch_tree(tmp_path, drupal="dev-main", config="[waf]\nvirtual_patches = \"drupal\"\n")
+    found, skipped = _run_tree("vulns.virtual_patch", broken, tmp_path, None)
+    assert found == []   # whether anything is enabled is unknown: no offer
+    assert [s.reason for s in skipped] == ["error", "unsupported"]
+    assert "'waf.virtual_patches' must be list" in skipped[0].detail
+    (broken / "etc/hostguard/hostguard.toml").unlink()
+    found, skipped = _run_tree("vulns.virtual_patch", broken, tmp_path, None)
+    assert [f.evidence["patch"] for f in found] == ["phpunit-eval-stdin"]
+    assert [s.reason for s in skipped] == ["unsupported"]
+    assert "drupal/core dev-main in /srv/shop" in skipped[0].detail and "branch" in skipped[0].detail

@@ -136,3 +136,48 @@ def install_node_semver(dest: Path) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return module
+
+
+COMPOSER_SEMVER = Path("/usr/share/php/Composer/Semver/autoload.php")  # Debian's php-composer-semver
+
+# Composer's own order: VersionParser::normalize, then the library's Comparator (which ends in PHP's
+# version_compare); a version normalize throws on, or a branch (dev-...), is "invalid"
+_COMPOSER_ORACLE = r"""
+require getenv('COMPOSER_SEMVER');
+use Composer\Semver\Comparator;
+use Composer\Semver\VersionParser;
+$parser = new VersionParser();
+function norm($parser, $v) {
+    try { $n = $parser->normalize($v); } catch (\Exception $e) { return null; }
+    return strpos($n, 'dev-') === 0 ? null : $n;
+}
+while (($line = fgets(STDIN)) !== false) {
+    $pair = json_decode($line);
+    if (count($pair) === 1) { $n = norm($parser, $pair[0]); echo $n === null ? "invalid\n" : $n . "\n"; continue; }
+    $a = norm($parser, $pair[0]); $b = norm($parser, $pair[1]);
+    if ($a === null || $b === null) { echo "invalid\n"; continue; }
+    echo Comparator::lessThan($a, $b) ? "-1\n" : (Comparator::equalTo($a, $b) ? "0\n" : "1\n");
+}
+"""
+
+
+def _composer(lines: list[list[str]]) -> list[str]:
+    php = need("php")
+    if not COMPOSER_SEMVER.exists():
+        reason = f"{COMPOSER_SEMVER} is missing (php-composer-semver): scripts/install-system-deps.sh test"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    out = subprocess.run([php, "-r", _COMPOSER_ORACLE], input="".join(json.dumps(v) + "\n" for v in lines),
+                         capture_output=True, text=True, check=True, env={"COMPOSER_SEMVER": str(COMPOSER_SEMVER)}).stdout
+    return out.split("\n")[:len(lines)]
+
+
+def composer_compare(pairs: list[tuple[str, str]]) -> list[str]:
+    """Composer's comparison of each pair (composer/semver on PHP): "-1", "0", "1" or "invalid"."""
+    return _composer([[a, b] for a, b in pairs])
+
+
+def composer_normalize(versions: list[str]) -> list[str]:
+    """Composer's ``VersionParser::normalize`` of each version ("invalid" where it throws or names a branch)."""
+    return _composer([[v] for v in versions])

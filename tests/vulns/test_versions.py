@@ -32,7 +32,7 @@ def test_every_ecosystem_of_the_issue_has_an_order() -> None:
     assert {"Debian", "Ubuntu", "Red Hat", "Alpine", "PyPI", "npm", "crates.io", "Go", "Maven"} <= supported()
 
 
-@pytest.mark.parametrize("ecosystem", ["NuGet", "RubyGems", "debian", "", "Packagist:foo"])
+@pytest.mark.parametrize("ecosystem", ["NuGet", "RubyGems", "debian", "", "Pub:foo"])
 def test_unknown_ecosystem(ecosystem: str) -> None:
     with pytest.raises(UnsupportedEcosystem):
         compare(ecosystem, "1", "2")

@@ -11,6 +11,18 @@ from hypothesis import strategies as st
 from hostguard.vulns.versions import compare, sort_key
 
 
+def _composer_reads(version: str) -> bool:
+    """Whether Composer orders the version (the laws hold among versions it reads, not branches)."""
+    from hostguard.vulns.orders import InvalidVersion
+    from hostguard.vulns.orders.composer import normalize
+
+    try:
+        normalize(version)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def joined(pieces: st.SearchStrategy[str], min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[str]:
     return st.lists(pieces, min_size=min_size, max_size=max_size).map("".join)
 
@@ -97,6 +109,19 @@ pep440_versions = st.builds(
     st.sampled_from(["", "", "+local", "+1", "+a.1", "+ubuntu1"]),
 )
 
+# Composer (Packagist): classical versions with stabilities and their spellings, date versions, numeric branches,
+# build metadata, stability flags; and pieces Composer refuses
+_COMPOSER_STABILITY = st.sampled_from(["", "", "", "-dev", "-alpha", "-a1", "alpha2", "-beta", "-b2", ".beta.1", "-RC1",
+                                       "-rc.2", "RC", "-patch1", "-pl2", "p3", "-stable", "-Stable", "-beta1-dev", "_rc1",
+                                       "-foo"])
+composer_versions = st.one_of(
+    st.builds(lambda v, nums, stab, build: f"{v}{'.'.join(nums)}{stab}{build}",
+              st.sampled_from(["", "", "v", "V"]), st.lists(_NUMS, min_size=1, max_size=5), _COMPOSER_STABILITY,
+              st.sampled_from(["", "", "", "+build.1", "@dev", "@stable"])),
+    st.sampled_from(["2010-01-02", "20100102", "2010.01.02.5", "1.x-dev", "2.1.x-dev", "1.*-dev", "dev-master",
+                     "master", "dev-1.x", "123456", "1.0.0.0.0", "00.1", "1.01"]),
+)
+
 STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "Debian:12": dpkg_versions,
     "Ubuntu:22.04:LTS": dpkg_versions,
@@ -107,6 +132,7 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "crates.io": semvers,
     "Go": go_versions,
     "Maven": maven_release_versions,
+    "Packagist": composer_versions.filter(_composer_reads),
 }
 
 

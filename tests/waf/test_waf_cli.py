@@ -1,10 +1,11 @@
 """`hostguard waf report|exclusions|check` as a user runs them: the event log read into the state, proposals
-listed and accepted, repeat offenders named, the rule files checked by the engine."""
+listed and accepted, repeat offenders named, the rule files and virtual patches checked by the engine."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_check_loads_every_shipped_rule_file(tmp_path: Path) -> None:
     _need_library()
     done = _hg(tmp_path, "check")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().endswith("rule files load") and "of" in done.stdout
+    assert re.fullmatch(r"(\d+) of \1 rule files load; (\d+) of \2 virtual patches load", done.stdout.strip())
 
 
 def test_report_counts_refusals_before_inspection_by_reason(tmp_path: Path) -> None:

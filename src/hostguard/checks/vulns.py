@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hostguard.config import setting
 from hostguard.engine.context import Context
-from hostguard.engine.facts import STATE, Fact, config_input
+from hostguard.engine.facts import CONFIG_FILE, STATE, Fact, config_input
 from hostguard.engine.registry import Family, check
 from hostguard.findings import Finding, SkipReason
 from hostguard.host.apkdb import APK_INSTALLED
@@ -31,6 +31,7 @@ from hostguard.vulns.inventory import DEFAULT_PATHS, DISTRO_MANAGED, Inventory, 
 from hostguard.vulns.pending import PendingResult
 from hostguard.vulns.restart import DeletedMapping
 from hostguard.vulns.scan import Matched
+from hostguard.vulns.virtual_patches import PatchView
 from hostguard.vulns.webapps import WebApp
 
 SHOWN = 12  # names listed in one skipped entry's detail
@@ -171,6 +172,33 @@ RUNNING_KERNEL: Fact[str] = Fact("running_kernel", collect_running_kernel)
 DELETED_MAPPINGS: Fact[tuple[DeletedMapping, ...]] = Fact("deleted_library_mappings", collect_deleted_mappings)
 WEB_APPS: Fact[tuple[WebApp, ...]] = Fact("web_applications", collect_web_apps, inputs=(WEB_SERVERS.best_effort,))
 
+
+
+def collect_patch_view(host: Host, config_file: str | None, inventory: Inventory, apps: tuple[WebApp, ...],
+                       matched: Matched | None) -> PatchView:
+    """The virtual patches against what is installed, the offers to enable them in the config file the host's
+    WAF reads (read fresh, through the host), and the package findings saying which patch covers them. A
+    malformed patch file or an unreadable config is a problem said, never the package findings' loss."""
+    from hostguard.vulns.virtual_patches import read_waf_config, target_path, view
+    from hostguard.waf.vpatch import PatchError, catalogue
+
+    problems = []
+    try:
+        patches = catalogue()
+    except PatchError as exc:
+        patches = None
+        problems.append(f"virtual patches not loaded: {exc}")
+    try:
+        cfg = read_waf_config(host, target_path(host.live, config_file))
+    except HostError as exc:
+        cfg = None
+        problems.append(f"whether virtual patches are enabled is unknown: {exc}")
+    return view(patches, cfg, inventory, apps, matched.findings if matched is not None else (), problems)
+
+
+VIRTUAL_PATCH_VIEW: Fact[PatchView] = Fact("virtual_patch_view", collect_patch_view,
+                                           inputs=(CONFIG_FILE, VULNS_INVENTORY, WEB_APPS, VULNS_MATCHED.best_effort))
+
 FAMILY = Family("vulns", __doc__ or "", VulnsConfig)
 
 
@@ -199,7 +227,7 @@ def coverage_gaps(inventory: Inventory, apps: tuple[WebApp, ...]) -> Iterator[tu
 
 
 @check(id="vulns.package", severity="high", summary="An installed package is affected by a published advisory",
-       needs=(VULNS_MATCHED, VULNS_INVENTORY, WEB_APPS), tags=("T1190", "T1068"))
+       needs=(VULNS_MATCHED, VULNS_INVENTORY, WEB_APPS, VIRTUAL_PATCH_VIEW), tags=("T1190", "T1068"))
 def vulnerable_package(ctx: Context) -> Iterator[Finding]:
     """Matches every installed package against the OSV advisories of its ecosystem, offline, in each
     ecosystem's own version order (dpkg's for Debian and Ubuntu, so a backported fix such as ``+deb12u1`` is
@@ -208,13 +236,36 @@ def vulnerable_package(ctx: Context) -> Iterator[Finding]:
     package and place, at the most severe advisory's severity (CVSS where the record has it), with the
     fixed version and the exact command of the package manager that upgrades it (run by ``hostguard fix``),
     or "no fix yet". Packages from third-party repositories and web applications without an advisory feed
-    are listed in ``skipped``, by name."""
+    are listed in ``skipped``, by name. Where a WAF virtual patch covers the vulnerability at this version,
+    the finding names it: how to enable it, or that it is enabled ("virtually patched until you upgrade");
+    the upgrade step stays."""
     matched: Matched = ctx.fact(VULNS_MATCHED)
     for reason, detail in coverage_gaps(ctx.fact(VULNS_INVENTORY), ctx.fact(WEB_APPS)):
         ctx.skip(reason, detail)
     if matched.unreadable:
         ctx.skip(SkipReason.ERROR, f"{len(matched.unreadable)} OSV records unreadable: {_names(list(matched.unreadable))}")
-    yield from matched.findings
+    yield from ctx.fact(VIRTUAL_PATCH_VIEW).packages
+
+
+@check(id="vulns.virtual_patch", severity="high", summary="A WAF virtual patch for a vulnerable installed application "
+                                                         "is not enabled",
+       needs=(VIRTUAL_PATCH_VIEW,), tags=("T1190",),
+       references=("https://owasp.org/www-community/Virtual_Patching_Best_Practices",))
+def virtual_patch(ctx: Context) -> Iterator[Finding]:
+    """hostguard ships WAF virtual patches (``hostguard waf patches``): rules that refuse the exploit of one
+    known vulnerability of a web application. Each patch's OSV-style ``affected`` block is matched, like an
+    advisory, against the installed packages (Composer, npm, Python environments) and the WordPress cores of
+    the document roots; a patch that covers something installed and is not in ``[waf] virtual_patches`` of
+    the config file the host's WAF reads (the tree's ``/etc/hostguard/hostguard.toml`` under ``--root``) is a
+    finding at the vulnerability's severity, naming what it covers and the advisories that report it. The fix
+    (``hostguard fix``) adds the patch to that list, one line, with a backup and undo; the WAF front ends
+    load it when restarted. The upgrade stays to do: the package's own finding keeps it."""
+    found = ctx.fact(VIRTUAL_PATCH_VIEW)
+    for problem in found.problems:
+        ctx.skip(SkipReason.ERROR, problem)
+    for detail in found.unplaced:
+        ctx.skip(SkipReason.UNSUPPORTED, detail)
+    yield from found.offers
 
 
 @check(id="vulns.pending_update", severity="medium", summary="A security update is waiting to be installed",

@@ -219,6 +219,7 @@ def run_scan(args: argparse.Namespace) -> int:
         PENDING,
         PENDING_UNREPORTED,
         RUNNING_KERNEL,
+        VIRTUAL_PATCH_VIEW,
         VULNS_INVENTORY,
         VULNS_MATCHED,
         WEB_APPS,
@@ -249,7 +250,6 @@ def run_scan(args: argparse.Namespace) -> int:
     finally:
         state.close()
     _say(matched.notes, matched.unreadable)
-    found = list(matched.findings)
     notes: list[tuple[str, str]] = []
     pending: dict[str, Any] | None = None
 
@@ -259,6 +259,12 @@ def run_scan(args: argparse.Namespace) -> int:
         except (HostError, Unavailable, OSError) as exc:
             notes.append((what, getattr(exc, "detail", "") or str(exc)))
             return None
+
+    # the package findings as the family's check gives them (naming the virtual patch that covers them), and
+    # the offers to enable those patches (check vulns.virtual_patch)
+    patches = ask("virtual patches", lambda: facts.get(VIRTUAL_PATCH_VIEW))
+    found = list(patches.packages + patches.offers) if patches is not None else list(matched.findings)
+    notes += [("virtual patches", problem) for problem in (patches.problems if patches is not None else ())]
 
     if host.live:
         kernel = ask("running kernel", lambda: kernel_finding(facts.get(RUNNING_KERNEL), facts.get(DPKG).packages))
@@ -272,6 +278,7 @@ def run_scan(args: argparse.Namespace) -> int:
                 pending = {"security_updates": len(result.updates), "other_updates": len(result.other_updates),
                            "lists_age_days": result.lists_age_days, "lists_stale": result.lists_stale}
     findings = sorted(found, key=lambda f: (-f.severity.rank, f.title))
+    vulnerable = len(findings) - (len(patches.offers) if patches is not None else 0)   # the offers are no package
     release = None if inventory.release is None else inventory.release.ecosystem
     uncovered = inventory.not_covered()
     apps = ask("web applications", lambda: facts.get(WEB_APPS)) or ()
@@ -283,21 +290,40 @@ def run_scan(args: argparse.Namespace) -> int:
                 "pending": pending,
                 "web_applications": [{"name": a.name, "version": a.version, "path": a.path, "advisories": a.advisories}
                                      for a in apps],
-                "stats": {"packages": len(inventory.items), "matched": matched.asked, "vulnerable": len(findings)}}
+                "virtual_patches": patches.to_json() if patches is not None else [],
+                "stats": {"packages": len(inventory.items), "matched": matched.asked, "vulnerable": vulnerable}}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         lines = [f"{str(f.severity).upper():<9} {readable(f.title)}" + "".join(
-            f"\n          fix: {readable(step.describe())}" for step in f.remediation.steps) for f in findings]
+            f"\n          fix: {readable(step.describe())}" for step in f.remediation.steps) + _patch_lines(f, findings)
+            for f in findings]
         if uncovered:
             lines.append(f"not covered by {release or 'the distribution'}'s advisories ({len(uncovered)}): "
                          + ", ".join(readable(f"{i.name} {i.version}") for i in uncovered[:20])
                          + (" ..." if len(uncovered) > 20 else ""))
         lines += [f"{a.name} {readable(a.version)} at {readable(a.path)}: {a.advisories}" for a in apps]
         lines += [f"not read: {readable(what)}: {readable(why)}" for what, why in (*inventory.problems, *notes)]
-        lines.append(f"{len(findings)} vulnerable of {matched.asked} packages matched ({len(inventory.items)} found)")
+        lines.append(f"{vulnerable} vulnerable of {matched.asked} packages matched ({len(inventory.items)} found)"
+                     + (f"; {len(patches.offers)} virtual patch(es) to enable" if patches and patches.offers else ""))
         sys.stdout.write("\n".join(lines) + "\n")
     worst = max((f.severity.rank for f in findings), default=-1)
     return EXIT_FINDINGS if worst >= Severity(args.fail_on).rank else EXIT_OK
+
+
+def _patch_lines(finding: Any, findings: Sequence[Any]) -> str:
+    """Under a package finding, the virtual patches covering it: enabled, or the fix that enables one."""
+    from hostguard.findings import one_line as readable
+    from hostguard.vulns.virtual_patches import CHECK_ID
+
+    offers = {f.evidence.get("patch"): f for f in findings if f.id == CHECK_ID}
+    out = ""
+    for patch in finding.evidence.get("virtual_patches", ()):
+        if patch.get("enabled"):
+            out += f"\n          virtual patch {readable(patch['id'])}: enabled (virtually patched until you upgrade)"
+        elif patch["id"] in offers:
+            out += (f"\n          virtual patch {readable(patch['id'])}: not enabled; enable it with hostguard fix "
+                    f"{offers[patch['id']].fingerprint[:12]}")
+    return out
 
 
 def run_update(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""`hostguard waf proxy|report|exclusions|check`: the web application firewall as a reverse proxy, what it
-recorded, the exclusions learning proposes, and the rule files checked by the engine itself.
+"""`hostguard waf proxy|report|exclusions|check|patches`: the web application firewall as a reverse proxy, what
+it recorded, the exclusions learning proposes, the rule files checked by the engine itself, and the virtual
+patches (enabled or not, and whether each applies to something installed).
 
 Every request is read by aiohttp, inspected by libmodsecurity with the OWASP Core Rule Set and hostguard's
 own rules (``[waf]`` in the config), and refused or forwarded to ``--upstream``; every request a rule matched
@@ -46,6 +47,16 @@ def add_parser(sub: Any) -> None:
                             "Python's own share of the work is the limit, on machines with many CPUs)")
     add_learning_parsers(waf_sub)
     add_server_parsers(waf_sub)
+    add_patches_parser(waf_sub)
+
+
+def add_patches_parser(waf_sub: Any) -> None:
+    """`waf patches`: the virtual patches, whether each is enabled and whether it applies here."""
+    patches = waf_sub.add_parser("patches", help="the virtual patches: what each stops, whether it is enabled ([waf] "
+                                                 "virtual_patches) and whether it applies to something installed")
+    patches.add_argument("--root", metavar="DIR", help="look at a mounted image or a copy of a host's files (its "
+                                                       "/etc/hostguard/hostguard.toml and its packages)")
+    patches.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def _event_log(configured: str, state: str | None) -> str:
@@ -225,7 +236,7 @@ def _accepted_exclusions(args: argparse.Namespace) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     """Dispatch `waf` subcommands."""
     commands = {"proxy": proxy, "report": run_report, "exclusions": run_exclusions, "check": run_check,
-                **SERVER_COMMANDS}
+                **SERVER_COMMANDS, "patches": run_patches}
     if args.waf_command not in commands:
         raise UsageError("waf: a command is required: " + ", ".join(commands))
     return commands[args.waf_command](args)
@@ -354,16 +365,103 @@ def run_check(args: argparse.Namespace) -> int:
 
     from hostguard.waf.engine import EngineError, check_rules
     from hostguard.waf.ruleset import _data_path, own_rule_files
+    from hostguard.waf.vpatch import PatchError, catalogue, check_patch_rules
 
     files = [_data_path("base.conf"), *own_rule_files(), *sorted(glob.glob(_data_path("exclusions") + "/*.conf"))]
     try:
+        patches = catalogue()
+    except PatchError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
         problems = check_rules(files)
+        refused = check_patch_rules(patches.values())
     except EngineError as exc:
         raise UsageError(str(exc)) from exc
     for path, error in problems:
         print(f"{path}: {error}")
-    print(f"{len(files) - len(problems)} of {len(files)} rule files load")
-    return EXIT_FINDINGS if problems else EXIT_OK
+    for patch_id, error in refused:
+        print(f"virtual patch {patch_id}: {error}")
+    print(f"{len(files) - len(problems)} of {len(files)} rule files load; {len(patches) - len(refused)} of "
+          f"{len(patches)} virtual patches load")
+    return EXIT_FINDINGS if problems or refused else EXIT_OK
+
+
+def _ranges(patch: Any) -> list[str]:
+    """Each ``affected`` entry in a line: the package and its versions (``>=1.0 <1.2``, listed versions)."""
+    out = []
+    for aff in patch.affected:
+        spans = []
+        for rng in aff.ranges:
+            span = []
+            for evt in rng.events:
+                op = {"introduced": ">=", "fixed": "<", "last_affected": "<=", "limit": "limit "}[evt.kind]
+                if (evt.kind, evt.version) != ("introduced", "0"):
+                    span.append(f"{op}{evt.version}")
+            spans.append(" ".join(span) or "every version")
+        spans += sorted(aff.versions)
+        out.append(f"{aff.ecosystem} {aff.name} {', '.join(spans)}")
+    return out
+
+
+def run_patches(args: argparse.Namespace) -> int:
+    """Every virtual patch: what it stops, whether the config the WAF reads enables it, and what installed here
+    it applies to, with the version and where (the inventory `vulns scan` reads, matched by the advisory
+    matcher against the patch's affected block)."""
+    from hostguard.checks.vulns import VULNS_INVENTORY, WEB_APPS
+    from hostguard.engine.facts import Facts
+    from hostguard.host.base import HostError, Unavailable, open_host
+    from hostguard.vulns.virtual_patches import applicable, installed, read_waf_config, target_path
+    from hostguard.waf.vpatch import PatchError, catalogue
+
+    if args.root is not None and not os.path.isdir(args.root):
+        raise UsageError(f"--root {args.root}: not a directory")
+    config = load_config(args.config)
+    try:
+        patches = catalogue()
+        host = open_host(args.root)
+    except (PatchError, HostError) as exc:
+        raise UsageError(str(exc)) from exc
+    path = target_path(host.live, config.path)
+    problem = None
+    try:
+        enabled: tuple[str, ...] | None = read_waf_config(host, path).enabled
+    except HostError as exc:
+        enabled, problem = None, str(exc)
+        print(f"hostguard: warning: {exc}", file=sys.stderr)
+    facts = Facts(host, config)
+    try:
+        things = installed(facts.get(VULNS_INVENTORY), facts.get(WEB_APPS))
+    except (HostError, Unavailable) as exc:
+        raise UsageError(f"the installed packages could not be read: {getattr(exc, 'detail', '') or exc}") from exc
+    found = applicable(patches.values(), things)
+    if args.format == "json":
+        print(json.dumps({"config": path, "config_problem": problem, "patches": [{
+            "id": a.patch.id, "cves": list(a.patch.cves), "aliases": list(a.patch.aliases), "summary": a.patch.summary,
+            "severity": a.patch.severity, "exploit": a.patch.exploit, "rules": list(a.patch.rule_ids),
+            "references": list(a.patch.references), "enabled": None if enabled is None else a.patch.id in enabled,
+            "applies": bool(a.covers),
+            "applies_to": [{**t.to_dict(), "fixed": fix or "no fix yet"} for t, fix in a.covers],
+            "unevaluated": [{**t.to_dict(), "reason": why} for t, why in a.unevaluated],
+            "affected": _ranges(a.patch)} for a in found]}, indent=2))
+        return EXIT_OK
+    for a in found:
+        state = "unknown" if enabled is None else ("enabled" if a.patch.id in enabled else "off")
+        print(f"{a.patch.id}  {', '.join((*a.patch.cves, *a.patch.aliases))}  [{a.patch.severity}]  {state}")
+        print(f"  {one_line(a.patch.summary)}")
+        print(f"  stops: {one_line(a.patch.exploit)}")
+        for thing, fix in a.covers:
+            print(f"  applies: {one_line(thing.label())} ({thing.ecosystem}, {one_line(thing.origin)}; "
+                  + (f"fixed in {one_line(fix)})" if fix else "no fix yet)"))
+        for thing, why in a.unevaluated:
+            print(f"  cannot tell: {one_line(thing.label())}: {one_line(why)}")
+        if not a.covers and not a.unevaluated:
+            print(f"  applies: nothing installed here ({'; '.join(_ranges(a.patch))})")
+    covering = [a for a in found if a.covers]
+    on = "" if enabled is None else f", {sum(a.patch.id in enabled for a in found)} enabled"
+    print(f"{len(found)} virtual patches{on} in {path}; {len(covering)} apply to something installed here"
+          + ("" if not [a for a in covering if enabled is not None and a.patch.id not in enabled] else
+             ": `hostguard vulns scan` offers enabling them (`hostguard fix`)"))
+    return EXIT_OK
 
 
 ORDER = 28  # where its commands stand in `hostguard --help`

@@ -94,6 +94,9 @@ HOST_ID: Fact[HostId] = Fact("host_id", None)  # who the scanned host is (machin
 # when this scan started (with its offset): facts that measure time since something the store remembers ("new
 # for 7 days") read it, never the wall clock, so a test can run scans days apart
 SCAN_TIME: Fact[datetime] = Fact("scan_time", None)
+# the hostguard config file this scan was configured from (None: defaults, no file); every Facts knows it from
+# its config, so it needs no giving. The virtual-patch offer edits the file the host's WAF reads.
+CONFIG_FILE: Fact[str | None] = Fact("config_file", None)
 
 
 def input_facts(fact: Fact[Any]) -> Iterator[Fact[Any]]:
@@ -147,7 +150,7 @@ class Facts:
         self._slots: dict[Fact[Any], _Slot] = {}
         self._lock = threading.Lock()
         self._computing = threading.local()  # facts this thread is computing: a cycle must fail, not hang
-        for fact, value in (given or {}).items():
+        for fact, value in {CONFIG_FILE: config.path, **(given or {})}.items():
             slot = self._slot(fact)
             slot.value, slot.done = value, True
 

@@ -2,7 +2,8 @@
 
 A config the service rejects must never reach a reload: sshd that fails to start again locks the owner
 out. So the tool that reads the file judges it: ``sshd -t`` for /etc/ssh, ``visudo -c -f`` for sudoers,
-``nft -c -f`` for nftables files and ``iptables-restore --test`` for iptables-persistent rules. None of them
+``nft -c -f`` for nftables files, ``iptables-restore --test`` for iptables-persistent rules, and hostguard's own
+config loader for /etc/hostguard/*.toml (enabling a WAF virtual patch). None of them
 touches this machine: nft and iptables check inside a fresh user and network namespace; under ``--root``,
 sshd reads absolute paths (Include, drop-ins), so it runs in a private mount namespace where the tree's
 /etc/ssh is bind-mounted over /etc/ssh, with a throw-away host key (a tree rarely carries one) and a
@@ -43,6 +44,8 @@ def services(paths: Iterable[str]) -> dict[str, list[str]]:
             out.setdefault("nftables", []).append(path)
         elif path.startswith("/etc/iptables/rules.v"):
             out.setdefault("iptables", []).append(path)
+        elif path.startswith("/etc/hostguard/") and path.endswith(".toml"):
+            out.setdefault("hostguard", []).append(path)
     return out
 
 
@@ -52,6 +55,8 @@ def validate(paths: Iterable[str], root: str) -> list[Validation]:
     for service, files in services(paths).items():
         if service == "sshd":
             results.append(_sshd(root))
+        elif service == "hostguard":
+            results += [_hostguard(root, path) for path in files]
         else:
             results += [_one_file(service, root, path) for path in files]
     return results
@@ -103,6 +108,25 @@ def _one_file(service: str, root: str, path: str) -> Validation:
         return Validation(service, None, f"{path}: not validated ({name} is not installed here)")
     ok, text = _run(argv)
     return Validation(service, ok, f"{path}: {name} " + ("accepts it" if ok else f"rejects it: {text}"))
+
+
+def _hostguard(root: str, path: str) -> Validation:
+    """hostguard's own config, read as every command reads it (the registry's schema: unknown keys and bad values
+    refused), and the virtual patches it enables looked up (an unknown one stops the WAF from starting)."""
+    from hostguard.config import ConfigError, load
+    from hostguard.engine.registry import default_registry
+    from hostguard.waf.config import WafConfig
+    from hostguard.waf.ruleset import virtual_patch_rules
+
+    real = _inside(root, path)
+    if real is None:
+        return Validation("hostguard", False, f"{path} is missing or leaves the tree")
+    try:
+        config = load(real, default_registry().schema())
+        virtual_patch_rules(config[WafConfig].virtual_patches)
+    except (ConfigError, ValueError) as exc:
+        return Validation("hostguard", False, f"{path}: hostguard rejects it: {' '.join(str(exc).split())}")
+    return Validation("hostguard", True, f"{path}: hostguard reads it")
 
 
 SSHD_SCRIPT = ('mount --bind "$1" /etc/ssh && mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd '

@@ -3,7 +3,8 @@
 OSV names ecosystems with an optional release after a colon (``Debian:12``, ``Ubuntu:22.04:LTS``,
 ``Alpine:v3.19``, ``Red Hat:enterprise_linux:9::appstream``); the order is the base ecosystem's. Each
 order is the one the ecosystem's own tool applies, proven against that tool where it runs here (dpkg,
-rpm's labelCompare, node-semver, Maven's ComparableVersion; packaging is PEP 440's reference):
+rpm's labelCompare, node-semver, Maven's ComparableVersion, Composer's own composer/semver on PHP;
+packaging is PEP 440's reference):
 tests/vulns/test_versions*.py.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache, partial
 
-from hostguard.vulns.orders import InvalidVersion, apk, dpkg, maven, pep440, rpm, semver
+from hostguard.vulns.orders import InvalidVersion, apk, composer, dpkg, maven, pep440, rpm, semver
 
 __all__ = ["InvalidVersion", "UnsupportedEcosystem", "base_ecosystem", "compare", "sort_key", "supported"]
 
@@ -32,6 +33,7 @@ _ORDERS: dict[str, Callable[[str], object]] = {
     "crates.io": semver.key,
     "Go": partial(semver.key, go=True),
     "Maven": maven.key,
+    "Packagist": composer.key,
 }
 for _name in ("Red Hat", "AlmaLinux", "Rocky Linux", "SUSE", "openSUSE", "Mageia", "openEuler", "Photon OS",
               "Azure Linux"):

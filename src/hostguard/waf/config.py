@@ -121,6 +121,11 @@ class WafConfig:
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
     event_log: str = setting("", "A JSON Lines file every blocked, scored or refused request is appended to "
                                  "(empty: <state>/waf-events.jsonl).")
+    virtual_patches: tuple[str, ...] = setting((), "Virtual patches to load (ids from `hostguard waf patches`): each "
+                                                   "refuses the exploit of one known vulnerability of an installed "
+                                                   "application until it is upgraded. `hostguard fix` adds the ones "
+                                                   "`vulns scan` finds applicable; an unknown id stops the WAF from "
+                                                   "starting.")
     sites: Mapping[str, WafSite] = setting({}, "Per-site overrides, one [waf.sites.NAME] table per site (NAME: "
                                                "letters, digits, '.', '_', '-'); `waf proxy --site NAME` and the "
                                                "middleware's site= use them.")
@@ -181,7 +186,8 @@ def site_settings(config: WafConfig, name: str) -> tuple[WafSettings, SiteLimits
     settings = WafSettings(mode=effective.mode, paranoia=effective.paranoia,
                            inbound_threshold=effective.inbound_threshold, applications=effective.applications,
                            remove_ids=effective.remove_ids, own_rules=effective.own_rules, crs_dir=effective.crs_dir,
-                           body_limit=effective.max_body_bytes)
+                           body_limit=effective.max_body_bytes,
+                           virtual_patches=effective.virtual_patches)
     limits = SiteLimits(effective.max_body_bytes, effective.body_timeout, effective.block_status,
                         effective.block_message)
     return settings, limits

@@ -9,13 +9,18 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
    anomaly thresholds, the application exclusion packages asked for;
 3. hostguard's own exclusion packages (``data/waf/exclusions/``, e.g. phpMyAdmin's SQL box) and per-site
    exclusions (phase-1 ``ctl:`` rules): before REQUEST-901;
-4. CRS's request rules REQUEST-901 … REQUEST-944;
-5. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
+4. CRS's REQUEST-901 (initialization), then the enabled virtual patches (``[waf] virtual_patches``, the rules
+   of ``data/waf/virtual-patches/<id>.toml``, ids 21000–21999, see ``hostguard.waf.vpatch``): they deny on
+   their own, so they need nothing CRS computes, and coming before CRS's attack rules a request a patch
+   refuses stops there, its event naming the CVE rather than a score; after the exclusions of step 3 and
+   901's setup, so that an owner's ``ctl:ruleRemoveById`` (or step 8) can still switch one off;
+5. the rest of CRS's request rules (REQUEST-903 exclusion packages, REQUEST-905 … REQUEST-944);
+6. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
    they come before REQUEST-949, which decides on it; among them the corrections to CRS rules
    (``REQUEST-20900-CRS-CORRECTIONS.conf``), then ``data/waf/crs-updates.conf``: the removals and re-scores
    of CRS rules, which must follow the rules they change;
-6. REQUEST-949 (the blocking evaluation);
-7. removals (``SecRuleRemoveById``): after every rule they remove.
+7. REQUEST-949 (the blocking evaluation);
+8. removals (``SecRuleRemoveById``): after every rule they remove.
 
 Response rules (RESPONSE-95x) are not loaded: the WAF inspects requests.
 
@@ -43,10 +48,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "crs_updates", "own_rule_files", "server_rules"]
+__all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "crs_updates", "own_rule_files", "server_rules",
+           "virtual_patch_rules"]
 
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
+INITIALIZATION = "REQUEST-901-INITIALIZATION.conf"
 CRS_UPDATES = "crs-updates.conf"   # data/waf/: what must follow the CRS rules it changes
 CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")   # CRS's REQUEST-903.*
 OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
@@ -83,7 +90,8 @@ STRUCTURED_TYPES = ("SecRule REQUEST_HEADERS:Content-Type \"@rx ^\\s*([a-z0-9.-]
 class WafSettings:
     """How the engine is set up: ``mode`` block or detect, CRS's paranoia level and inbound anomaly
     threshold, the CRS exclusion packages for known applications, rule ids removed, whether hostguard's
-    own rules are loaded, and the largest request body it reads."""
+    own rules are loaded, the largest request body it reads, and the virtual patches enabled (ids of
+    ``hostguard waf patches``)."""
 
     mode: str = "block"
     paranoia: int = 1
@@ -96,6 +104,7 @@ class WafSettings:
     extra_files: tuple[str, ...] = field(default=())   # after hostguard's rules, before REQUEST-949
     methods: tuple[str, ...] = DEFAULT_METHODS
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+    virtual_patches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -109,6 +118,8 @@ class WafSettings:
         unknown = [a for a in self.applications if a not in EXCLUSION_PACKAGES]
         if unknown:
             raise ValueError(f"no CRS exclusion package for {', '.join(unknown)} (known: {', '.join(EXCLUSION_PACKAGES)})")
+        if self.virtual_patches:
+            virtual_patch_rules(self.virtual_patches)   # an unknown id or a malformed patch is refused now
 
 
 def _data_path(name: str) -> str:
@@ -124,6 +135,21 @@ def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3") -> str:
 def own_rule_files() -> list[str]:
     """hostguard's own rule files, in name order."""
     return sorted(glob.glob(os.path.join(_data_path("rules"), "*.conf")))
+
+
+def virtual_patch_rules(ids: Sequence[str]) -> str:
+    """The rules of the virtual patches ``ids`` (each once, in the order given), each headed by a comment
+    naming it. ValueError for an id no patch has (``hostguard.waf.vpatch.PatchError``, a ValueError, for a
+    malformed patch file)."""
+    from hostguard.waf.vpatch import catalogue, unknown_ids
+
+    patches = catalogue()
+    unknown = unknown_ids(ids, patches)
+    if unknown:
+        raise ValueError(f"no virtual patch {', '.join(repr(u) for u in unknown)} (known: {', '.join(patches)}; "
+                         "see hostguard waf patches)")
+    return "\n".join(f"# virtual patch {i} ({', '.join(patches[i].cves)})\n{patches[i].rules.strip()}\n"
+                     for i in dict.fromkeys(ids))
 
 
 def _setup(settings: WafSettings, crs_setup: bool = True) -> str:
@@ -176,7 +202,11 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     own_packages = [f'Include "{_data_path(f"exclusions/{app}.conf")}"' for app in settings.applications
                     if app in OWN_PACKAGES]
     parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules]
-    parts += [f'Include "{p}"' for p in before]
+    initialization = [p for p in before if os.path.basename(p) <= INITIALIZATION]
+    parts += [f'Include "{p}"' for p in initialization]
+    if settings.virtual_patches:
+        parts.append(virtual_patch_rules(settings.virtual_patches))
+    parts += [f'Include "{p}"' for p in before if p not in initialization]
     if settings.own_rules:
         parts += [f'Include "{p}"' for p in [*own_rule_files(), _data_path(CRS_UPDATES)]]
     parts += [f'Include "{p}"' for p in settings.extra_files]
@@ -221,14 +251,19 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
               _setup(settings, crs_setup=not crs_loaded_after).rstrip(), *own_packages, *site_rules]
     own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
     extra = [_inline(p, engine) for p in settings.extra_files]
-    if crs_loaded_after:
-        parts += [*own, *extra]
+    patches = ([f"# ---- hostguard virtual patches ([waf] virtual_patches) ----\n"
+                f"{virtual_patch_rules(settings.virtual_patches)}"] if settings.virtual_patches else [])
+    if crs_loaded_after:   # the patches deny on their own: before CRS is as good as after REQUEST-901
+        parts += [*patches, *own, *extra]
         if settings.remove_ids:
             ctl = ",".join(f"ctl:ruleRemoveById={i}" for i in settings.remove_ids)
             parts.append(f'SecAction "id:10020,phase:1,pass,nolog,t:none,{ctl}"')
         return "\n".join(parts) + "\n"
     before, blocking = _crs_files(settings, glob_files)
-    parts += [f'Include "{p}"' for p in before]
+    initialization = [p for p in before if os.path.basename(p) <= INITIALIZATION]
+    parts += [f'Include "{p}"' for p in initialization]
+    parts += patches
+    parts += [f'Include "{p}"' for p in before if p not in initialization]
     parts += [*own, *([crs_updates(settings, engine)] if settings.own_rules else []), *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
