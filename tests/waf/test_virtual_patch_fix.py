@@ -135,7 +135,7 @@ def _proxy(tmp_path: Path, tree: Path, upstream: int) -> Iterator[int]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "hostguard.cli", "--config", str(tree / CONFIG), "--state",
                              str(tmp_path / "proxy-state"), "waf", "proxy", "--listen", "127.0.0.1:0", "--upstream",
-                             f"http://127.0.0.1:{upstream}", "--site", "shop"],
+                             f"http://127.0.0.1:{upstream}"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None

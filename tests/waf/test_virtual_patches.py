@@ -195,7 +195,8 @@ def test_crs_alone_lets_these_exploits_through() -> None:
         passed = [(p, r.body) for p, _, r in HITS if not plain.inspect(r).disruptive]
     every = {"drupal-form-api-rce", "nextjs-middleware-bypass", "wordpress-rest-content-injection"}
     assert all((p, r.body) in passed for p, _, r in HITS if p in every), passed
-    assert ("phpunit-eval-stdin", b"<?=`id`?>") in passed   # code in a text/plain body: CRS reads no ARGS there
+    # code in a text/plain body: CRS reads no ARGS there, but hostguard reads such a body as arguments (20911)
+    assert ("phpunit-eval-stdin", b"<?=`id`?>") not in passed
 
 
 def test_a_disabled_patch_is_not_loaded_and_an_unknown_one_is_refused() -> None:
