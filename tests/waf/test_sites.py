@@ -50,6 +50,8 @@ block_status = 406
 block_message = "Refused ({request_id})"
 max_body_bytes = 16777216
 body_timeout = 600
+websocket_max_message_bytes = 65536
+websocket_idle_timeout = 30
 """
 
 
@@ -66,10 +68,14 @@ def test_a_site_is_waf_overlaid_by_its_table(tmp_path: Path) -> None:
     blog_settings, blog_limits = site_settings(config, "blog.example.test")
     assert blog_settings == WafSettings(mode="detect", paranoia=2, applications=("wordpress",), remove_ids=(),
                                         body_limit=16_777_216)
-    assert blog_limits == SiteLimits(16_777_216, 600.0, 406, "Refused ({request_id})")
+    assert blog_limits == SiteLimits(max_body_bytes=16_777_216, body_timeout=600.0, block_status=406,
+                                     block_message="Refused ({request_id})", websocket_max_message_bytes=65536,
+                                     websocket_idle_timeout=30.0)
     shop_settings, shop_limits = site_settings(config, "shop")   # what the table leaves out is [waf]'s
     assert shop_settings == WafSettings(paranoia=2, inbound_threshold=10, remove_ids=(920350,), body_limit=1_048_576)
-    assert shop_limits == SiteLimits(1_048_576, 120.0, 403, WafConfig().block_message)
+    assert shop_limits == SiteLimits(max_body_bytes=1_048_576, body_timeout=120.0, block_status=403,
+                                     block_message=WafConfig().block_message, websocket_max_message_bytes=1_048_576,
+                                     websocket_idle_timeout=300.0)
     assert site_settings(config, "default")[0] == WafSettings(paranoia=2, remove_ids=(920350,), body_limit=1_048_576)
     assert site_config(config, "shop").sites == {} and site_config(config, "shop").trusted_proxies == ()
 
@@ -113,6 +119,14 @@ def test_every_site_setting_is_a_waf_setting_with_the_same_range() -> None:
         assert tp == waf_types[f.name] | None, f.name
         assert (f.metadata["min"], f.metadata["max"]) == (waf[f.name].metadata["min"], waf[f.name].metadata["max"])
         assert f.default is None and f.metadata["help"]
+
+
+def test_every_limit_a_front_end_enforces_is_a_site_setting() -> None:
+    """SiteLimits is built from the site's effective [waf] by field name: each of its fields must be a setting a
+    site can override, of the same type (a limit only [waf] could set would not be per site)."""
+    site_types = typing.get_type_hints(WafSite)
+    for name, tp in typing.get_type_hints(SiteLimits).items():
+        assert site_types.get(name) == tp | None, name
 
 
 def test_config_show_writes_sites_a_user_can_paste_back(tmp_path: Path) -> None:

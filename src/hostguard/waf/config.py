@@ -10,7 +10,8 @@ key it leaves out is ``[waf]``'s. The site called ``default`` is ``[waf]`` itsel
 
 What stays host-wide: where CRS is, the trusted proxies (one network in front of the host), the event log
 (one log, so `waf report` sees every site), learning's thresholds, and the proxy's resource limits (one
-process's memory and connections, whatever sites it serves).
+process's memory and connections, whatever sites it serves: ``max_buffered_bytes``, ``header_timeout``,
+``max_websockets``).
 
 :func:`site_settings` gives a site's engine settings and the limits a front end enforces itself, for every
 front end (the proxy, the middleware, the nginx/Apache set-up). Imports nothing heavy (no cffi, no HTTP
@@ -75,6 +76,11 @@ class WafSite:
                                          min=1, max=3600)
     scan_uploads: bool | None = setting(None, "Read this site's uploaded files with the malware scanner.")
     upload_min_severity: str | None = setting(None, "The scanner severity at which this site refuses an upload.")
+    websocket_max_message_bytes: int | None = setting(None, "The proxy: the largest WebSocket message this site "
+                                                            "relays, either way (messages are not inspected).",
+                                                      min=1024, max=1 << 30)
+    websocket_idle_timeout: float | None = setting(None, "The proxy: seconds a WebSocket of this site may pass "
+                                                         "without a frame either way.", min=1, max=86400)
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,19 @@ class WafConfig:
                                           "from its opening or the end of the previous answer (so also how long an "
                                           "idle keep-alive connection stays open); then it is closed unanswered.",
                                     min=1, max=3600)
+    websocket_max_message_bytes: int = setting(1_048_576, "The proxy: the largest WebSocket message relayed, "
+                                                          "either way; a larger one closes the WebSocket (1009 to "
+                                                          "the side that sent it). Messages are relayed without "
+                                                          "inspection: ModSecurity has no frame inspection, only "
+                                                          "the upgrade handshake is judged by the rules.",
+                                               min=1024, max=1 << 30)
+    websocket_idle_timeout: float = setting(300.0, "The proxy: seconds a WebSocket may pass without a frame (data, "
+                                                   "ping or pong) either way before both sides are closed (1001).",
+                                            min=1, max=86400)
+    max_websockets: int = setting(512, "The proxy: WebSockets one process keeps open at once; a handshake past it "
+                                       "is refused (503 with Retry-After). Each holds two connections (two file "
+                                       "descriptors) and up to about twice websocket_max_message_bytes.",
+                                  min=1, max=1_000_000)
     learn_min_networks: int = setting(5, "Learning proposes an exclusion only after hits from this many distinct "
                                          "networks (/24, /48) in detection-only mode.", min=2)
     learn_min_days: int = setting(3, "... and on this many distinct days.", min=1)
@@ -152,12 +171,19 @@ class UnknownSite(ValueError):
 @dataclass(frozen=True)
 class SiteLimits:
     """What a front end enforces itself for one site, around the rules: the largest body it reads, how long it
-    waits for one, and the answer to a refused request."""
+    waits for one, the answer to a refused request, and what a WebSocket the rules let through may do (the
+    largest message, the longest silence).
+
+    Every field is the [waf] setting of the same name, taken from the site's effective settings by
+    :func:`site_settings`: a new per-site limit is a field here, in :class:`WafConfig` and in :class:`WafSite`,
+    and nothing else."""
 
     max_body_bytes: int
     body_timeout: float
     block_status: int
     block_message: str
+    websocket_max_message_bytes: int
+    websocket_idle_timeout: float
 
 
 def site_names(config: WafConfig) -> tuple[str, ...]:
@@ -188,6 +214,5 @@ def site_settings(config: WafConfig, name: str) -> tuple[WafSettings, SiteLimits
                            remove_ids=effective.remove_ids, own_rules=effective.own_rules, crs_dir=effective.crs_dir,
                            body_limit=effective.max_body_bytes,
                            virtual_patches=effective.virtual_patches)
-    limits = SiteLimits(effective.max_body_bytes, effective.body_timeout, effective.block_status,
-                        effective.block_message)
+    limits = SiteLimits(**{f.name: getattr(effective, f.name) for f in dataclasses.fields(SiteLimits)})
     return settings, limits

@@ -63,6 +63,10 @@ REFUSALS: dict[str, str] = {
     "header_not_utf8": "a header value is not UTF-8 and could not be passed on unchanged (400)",
     "unsupported_coding": "a Content-Encoding the proxy cannot decode for the engine (415)",
     "bad_expect": "an Expect other than 100-continue (417)",
+    # WebSockets (the proxy)
+    "websocket_handshake": "a WebSocket upgrade the proxy cannot relay: no or a bad Sec-WebSocket-Key or version, "
+                           "Connection without upgrade, or a body (400)",
+    "websocket_limit": "the proxy has max_websockets WebSockets open already (503, Retry-After)",
     # the WAF itself
     "inspection_failed": "the engine failed on the request; refused in blocking mode (500)",
 }
@@ -141,7 +145,8 @@ def _path_only(target: str) -> str:
 
 
 class Gate:
-    """The engine with ``[waf]``'s settings, and the event log."""
+    """The engine with ``[waf]``'s settings, and the event log; ``limits`` are the site's
+    :class:`~hostguard.waf.config.SiteLimits`, for the front end to enforce."""
 
     def __init__(self, config: WafConfig, event_log: str | None, site: str = DEFAULT_SITE,
                  engine: Engine | None = None, exclusions: Sequence[Exclusion] = ()) -> None:
@@ -150,8 +155,8 @@ class Gate:
         :class:`~hostguard.waf.config.UnknownSite` before anything loads."""
         self.config = site_config(config, site)
         self.site = site
-        self.engine = engine or Engine(text=assemble(site_settings(config, site)[0],
-                                                     site_rules=exclusion_rules(exclusions, site)))
+        settings, self.limits = site_settings(config, site)
+        self.engine = engine or Engine(text=assemble(settings, site_rules=exclusion_rules(exclusions, site)))
         self.event_log = event_log
         self.trusted = TrustedProxies(config.trusted_proxies)
         self._lock = threading.Lock()

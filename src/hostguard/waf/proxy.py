@@ -34,6 +34,14 @@ For each request the handler
 4. streams the upstream's answer back (status, headers minus hop-by-hop, the body as it arrives, compressed
    or not: the client session never decompresses).
 
+A WebSocket upgrade (a GET with ``Upgrade: websocket``) is refused when aiohttp could not answer it (no valid key
+or version, no ``Connection: upgrade``) or when it has a body (400), or when the process has ``[waf]
+max_websockets`` open (503 with Retry-After); otherwise it is judged like any request (it has no body) and, if
+allowed, relayed by :mod:`hostguard.waf.websocket`: the proxy opens its own WebSocket to the upstream with the
+same target and the client's headers and subprotocols, answers the client with the upstream's choice, and
+relays frames (never inspected) within the site's ``websocket_max_message_bytes`` and
+``websocket_idle_timeout``. The upstream's answer other than 101 is passed back as it is.
+
 An unreachable upstream is 502, one that does not answer in time 504. A failure of the WAF itself refuses
 the request (500, an event) in blocking mode and lets it through in detection-only mode, which promises never
 to block.
@@ -70,6 +78,15 @@ from aiohttp.web_protocol import RequestPayloadError
 from yarl import URL
 
 from hostguard.waf.gate import Decision, Gate
+from hostguard.waf.websocket import (
+    CLOSE_TIMEOUT,
+    UpstreamAnswered,
+    UpstreamAnswers,
+    handshake_headers,
+    is_upgrade,
+    offered_protocols,
+    relay,
+)
 
 __all__ = ["HOP_BY_HOP", "BodyBudget", "Proxy", "ProxyError", "Upstream", "forward_headers", "hop_by_hop_names",
            "log_to", "parse_listen", "parse_upstream", "response_headers", "serve"]
@@ -287,6 +304,8 @@ class _Reservation:
 
 
 _NO_ROOM = _Refusal("buffer_full", 503, "Service Unavailable: too many request bodies in flight; try again")
+_NO_SOCKET = _Refusal("websocket_limit", 503, "Service Unavailable: too many WebSockets open; try again")
+_BAD_HANDSHAKE = _Refusal("websocket_handshake", 400, "Bad Request: not a WebSocket handshake the proxy can relay")
 
 
 def _peer(request: web.BaseRequest) -> tuple[str, int]:
@@ -336,9 +355,10 @@ class Proxy:
 
     The gate (and its engine) belongs to the caller, who closes it after :meth:`stop`: several proxies in one
     process (the tests) can share an engine. The limits are the gate's site's (``max_body_bytes``,
-    ``body_timeout``) and the process's (``max_buffered_bytes``, ``header_timeout``). ``timeout`` bounds the
-    wait for the upstream's answer and each read of it, and each read of a request body; ``connect_timeout``
-    opening a connection to the upstream (or waiting for a free one in the pool)."""
+    ``body_timeout``, ``websocket_max_message_bytes``, ``websocket_idle_timeout``) and the process's
+    (``max_buffered_bytes``, ``header_timeout``, ``max_websockets``). ``timeout`` bounds the wait for the
+    upstream's answer and each read of it (a WebSocket handshake's too), and each read of a request body;
+    ``connect_timeout`` opening a connection to the upstream (or waiting for a free one in the pool)."""
 
     def __init__(self, gate: Gate, upstream: Upstream, *, timeout: float = 60.0, connect_timeout: float = 10.0,
                  workers: int | None = None, upstream_connections: int = 100) -> None:
@@ -348,11 +368,17 @@ class Proxy:
         self.connect_timeout = connect_timeout
         self.workers = workers or min(32, (os.cpu_count() or 1) + 4)
         self.upstream_connections = upstream_connections
-        self.max_body = gate.config.max_body_bytes
-        self.body_timeout = gate.config.body_timeout
+        self.limits = gate.limits
+        self.max_body = gate.limits.max_body_bytes
+        self.body_timeout = gate.limits.body_timeout
         self.budget = BodyBudget(gate.config.max_buffered_bytes)
+        self.max_websockets = gate.config.max_websockets
+        self.websockets = 0   # open, or being opened: counted from the handshake's arrival to the relay's end
         self._executor: ThreadPoolExecutor | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._ws_session: aiohttp.ClientSession | None = None
+        self._ws_answers = UpstreamAnswers(response_headers)
+        self._ws_stop = asyncio.Event()
         self._runner: web.ServerRunner | None = None
 
     async def start(self, host: str, port: int, sock: socket.socket | None = None) -> tuple[str, int]:
@@ -368,6 +394,19 @@ class Proxy:
             timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.timeout),
             trust_env=False,         # never through an HTTP_PROXY from the environment
         )
+        # WebSockets get their own session: each holds its upstream connection for as long as it is open, which
+        # would starve the HTTP pool (their number is bounded by max_websockets, counted in _websocket); one
+        # connection per handshake, never reused after a refusal
+        self._ws_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=True),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.timeout),
+            trust_env=False,
+            skip_auto_headers=NO_AUTO_HEADERS,
+            trace_configs=[self._ws_answers.config],
+        )
+        self._ws_stop.clear()
         # lingering_time: after a refusal with the body unread (413), aiohttp discards what the client still
         # sends for this long so the client reads the answer instead of a reset; then it closes.
         # keepalive_timeout: the only bound aiohttp puts on reading a request's headers (see the module's doc)
@@ -386,14 +425,17 @@ class Proxy:
         return str(bound[0]), int(bound[1])
 
     async def stop(self) -> None:
-        """Stop listening, let requests in flight finish (for at most the shutdown timeout), close the
-        upstream connections and wait for inspections still running in the pool."""
+        """Stop listening, close open WebSockets (1001 to both sides), let requests in flight finish (for at most
+        the shutdown timeout), close the upstream connections and wait for inspections still running in the
+        pool."""
+        self._ws_stop.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._ws_session):
+            if session is not None:
+                await session.close()
+        self._session = self._ws_session = None
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.get_running_loop().run_in_executor(None, partial(executor.shutdown, wait=True))
@@ -473,6 +515,8 @@ class Proxy:
         refused = self._refusal(request, headers)
         if refused is not None:
             return self._refuse(refused, request, headers, peer)
+        if is_upgrade(request.method, headers):
+            return await self._websocket(request, headers, peer, peer_port)
         held = _Reservation(self.budget)
         try:
             if request.content_length and not held.grow_to(request.content_length):
@@ -502,6 +546,14 @@ class Proxy:
     async def _inspect_and_forward(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytes,
                                    peer: str, peer_port: int) -> web.StreamResponse:
         """Ask the engine in the pool; answer the refusal, or forward."""
+        verdict = await self._inspect(request, headers, body, peer, peer_port)
+        if isinstance(verdict, web.StreamResponse):
+            return verdict
+        return await self._forward(request, headers, body, peer, verdict)
+
+    async def _inspect(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytes, peer: str,
+                       peer_port: int) -> web.StreamResponse | str:
+        """Ask the engine in the pool: the refusal's answer, or the request id to forward the request with."""
         transport = request.transport
         sock_name = transport.get_extra_info("sockname") if transport else None
         server, server_port = (str(sock_name[0]), int(sock_name[1])) if sock_name else ("127.0.0.1", 0)
@@ -521,8 +573,86 @@ class Proxy:
             return web.Response(status=decision.status, body=self.gate.block_body(decision),
                                 content_type="text/plain", charset="utf-8",
                                 headers={"X-Request-Id": decision.request_id, "Cache-Control": "no-store"})
-        request_id = decision.request_id if decision is not None else secrets.token_hex(8)
-        return await self._forward(request, headers, body, peer, request_id)
+        return decision.request_id if decision is not None else secrets.token_hex(8)
+
+    async def _websocket(self, request: web.BaseRequest, headers: list[tuple[str, str]], peer: str,
+                         peer_port: int) -> web.StreamResponse:
+        """A WebSocket upgrade: a handshake aiohttp can answer, room under ``max_websockets``, the engine's
+        verdict on the handshake (it has no body), then the relay. Every answer but a 101 closes the connection:
+        the client may already have sent frames, which must never be read as the next HTTP request."""
+        offered = offered_protocols(headers)
+        if request.content_length or any(n.lower() == "transfer-encoding" for n, _ in headers) or \
+                not web.WebSocketResponse(protocols=offered).can_prepare(request):
+            return self._refuse(_BAD_HANDSHAKE, request, headers, peer)
+        if self.websockets >= self.max_websockets:
+            return self._refuse(_NO_SOCKET, request, headers, peer, {"Retry-After": RETRY_AFTER})
+        self.websockets += 1
+        try:
+            verdict = await self._inspect(request, headers, b"", peer, peer_port)
+            if isinstance(verdict, web.StreamResponse):
+                verdict.force_close()
+                return verdict
+            return await self._relay(request, headers, offered, peer, verdict)
+        finally:
+            self.websockets -= 1
+
+    async def _relay(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]], offered: list[str],
+                     peer: str, request_id: str) -> web.StreamResponse:
+        """Open the upstream's WebSocket (the same target, the client's headers and subprotocols), answer the
+        client's handshake with the upstream's choice, and relay until either side ends; an upstream that
+        answers otherwise than 101 has its answer passed back as it is."""
+        assert self._ws_session is not None
+        out = handshake_headers(forward_headers(headers, body_length=None, decoded=False, peer=peer,
+                                                scheme=request.scheme, request_id=request_id,
+                                                peer_trusted=self.gate.trusted.trusts(peer)))
+        limit = self.limits.websocket_max_message_bytes + 1   # aiohttp refuses a message of max_msg_size itself
+        try:
+            upstream = await self._ws_session.ws_connect(
+                self.upstream.url(request.raw_path), headers=out, protocols=offered, autoclose=False,
+                autoping=False, max_msg_size=limit)
+        except UpstreamAnswered as answer:
+            if answer.body is None:
+                return _plain(502, "Bad Gateway: the application's answer to the WebSocket handshake is too large",
+                              request_id, close=True)
+            response = web.Response(status=answer.status, reason=answer.reason, body=answer.body)
+            for name, value in answer.headers:
+                response.headers.add(name, value)
+            response.force_close()
+            return response
+        except TimeoutError:
+            return _plain(504, "Gateway Timeout: the application did not answer in time", request_id, close=True)
+        except aiohttp.WSServerHandshakeError as exc:   # a 101 without a valid Sec-WebSocket-Accept
+            log.warning("upstream %s: WebSocket handshake: %s", self.upstream.origin, exc.message)
+            return _plain(502, "Bad Gateway: the application's WebSocket handshake is invalid", request_id,
+                          close=True)
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("upstream %s: %s", self.upstream.origin, exc or type(exc).__name__)
+            return _plain(502, "Bad Gateway: the application could not be reached", request_id, close=True)
+        finally:
+            upgraded = self._ws_answers.upgraded(request_id)
+        try:
+            client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else [],
+                                           autoclose=False, autoping=False, max_msg_size=limit,
+                                           timeout=CLOSE_TIMEOUT)
+            for name, value in upgraded:
+                client.headers.add(name, value)
+            try:
+                await client.prepare(request)
+            except ConnectionError:   # the client left while the upstream answered
+                return _plain(400, "Bad Request: the connection was lost", close=True)
+            ending = await relay(client, upstream, idle_timeout=self.limits.websocket_idle_timeout,
+                                 stop=self._ws_stop)
+        finally:
+            if not upstream.closed:
+                await upstream.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+        if ending.how in ("broken", "lost"):
+            # a client can break its own WebSocket at will (INFO); the application's failures are the owner's
+            level = logging.INFO if ending.by == "client" else logging.WARNING
+            why = (f"a message larger than websocket_max_message_bytes ({self.limits.websocket_max_message_bytes})"
+                   if ending.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG else ending.detail[:200] or ending.how)
+            log.log(level, "WebSocket %s: the %s's side failed: %s", request.path[:200],
+                    "client" if ending.by == "client" else "application", why)
+        return client
 
     async def _forward(self, request: web.BaseRequest, headers: Sequence[tuple[str, str]], body: bytes, peer: str,
                        request_id: str) -> web.StreamResponse:
@@ -601,7 +731,7 @@ def log_to(stream: TextIO, level: int = logging.WARNING) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("hostguard: waf proxy: %(message)s"))
     handler.setLevel(level)
-    for name in ("hostguard.waf.proxy", "aiohttp.server", "aiohttp.web"):
+    for name in ("hostguard.waf.proxy", "aiohttp.server", "aiohttp.web", "aiohttp.websocket"):
         logger = logging.getLogger(name)
         if _handler is not None:   # called again (tests, or a second proxy): replaced, not doubled
             logger.removeHandler(_handler)
