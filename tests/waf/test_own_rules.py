@@ -63,9 +63,9 @@ HITS = [
     (20002, Request("GET", "/", [*HEADERS, ("X-Display-Name", "%253Csvg%252Fonload%253Dalert(1)%253E")])),
     (20003, _query("&#x3b;&#x20;cat&#x20;/etc/passwd", "host")),
     (20003, _json('{"tpl": "\\\\u007b\\\\u007b7*7\\\\u007d\\\\u007d"}')),
-    (20005, _query("Li4vLi4vLi4vZXRjL3Bhc3N3ZA==", "file")),
-    (20005, Request("GET", "/", [*HEADERS, ("X-Payload", "PHN2Zy9vbmxvYWQ9YWxlcnQoMSk+")])),
-    (20005, _json('{"data": "JChpZCk="}')),
+    (20807, _query("Li4vLi4vLi4vZXRjL3Bhc3N3ZA==", "file")),
+    (20807, Request("GET", "/", [*HEADERS, ("X-Payload", "PHN2Zy9vbmxvYWQ9YWxlcnQoMSk+")])),
+    (20807, _json('{"data": "JChpZCk="}')),
     (20101, _json('{"user": {"$ne": null}, "password": {"$ne": null}}')),
     (20101, _query("x", "user[$ne]")),
     (20101, _json('{"filter": {"age": {"$Gt": 0}}}')),
@@ -253,7 +253,7 @@ MISSES = [
     Request("GET", "/", [*HEADERS, ("X-Request-Id", "dGhpcyBpcyBhIHRyYWNlIGlk"),
                          ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]),
     # random WebSocket keys (16 bytes in base64) that libinjection's XSS check (20808) read as an event
-    # handler, and whose decoded bytes 20807 (SQL) and 20005 (attack shapes) matched: found by running 25,000
+    # handler, and whose decoded bytes 20807 (SQL and attack shapes) matched: found by running 25,000
     # random keys through the ruleset
     *(Request("GET", "/ws/chat", [*HEADERS, ("Connection", "Upgrade"), ("Upgrade", "websocket"),
                                   ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", key)])
@@ -294,7 +294,8 @@ def test_own_rules_use_their_id_range_and_every_rule_has_a_test() -> None:
         with open(path, encoding="utf-8") as f:
             ids.update(int(found) for found in re.findall(r'"id:(\d+)', f.read()))
     assert ids and all(10000 <= i <= 29999 for i in ids)
-    tested = {rule for rule, _ in HITS} | {rule for rule, _, _ in BODY_READERS}
+    gates = {20000}   # looks once for an encoding layer (no score): 20001-20003 read only when it found one
+    tested = {rule for rule, _ in HITS} | {rule for rule, _, _ in BODY_READERS} | gates
     assert ids <= tested, sorted(ids - tested)
 
 
