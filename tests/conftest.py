@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,38 @@ def run_one(check_id: str, host: Host, config: Config | None = None,
     [spec] = [s for s in default_registry().checks if s.id == check_id]
     facts = Facts(host, config or make_config(**FAST), given={KNOWN_ACCOUNTS: None, KNOWN_KEYS: None, **(given or {})})
     return run_check(spec, facts)
+
+
+def wait_listening(proc: subprocess.Popen[Any], port: int, seconds: float, failed: Callable[[], str]) -> None:
+    """Until a server process started by a test accepts connections on 127.0.0.1:``port``; an
+    AssertionError with ``failed()`` (its log) when it exits or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(failed()) from None
+            time.sleep(0.05)
+
+
+def stop_listening(proc: subprocess.Popen[Any], port: int, seconds: float = 20) -> None:
+    """Stop a server process started by a test (terminate, then kill), and wait until its port is free again,
+    so that the next start in the same test can bind it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            time.sleep(0.05)
+        except OSError:
+            return
 
 
 def need_tool(*names: str) -> None:

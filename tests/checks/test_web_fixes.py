@@ -43,7 +43,7 @@ from hostguard.host.web.model import WebServer, Where
 from hostguard.host.web.nginx import ConfigText, block_end, nginx_word, parse_text
 from hostguard.remediation import Command, Edit
 from hostguard.respond.apply import apply
-from tests.conftest import build_tree, make_config, need_root, need_tool, run_one
+from tests.conftest import build_tree, make_config, need_root, need_tool, run_one, stop_listening, wait_listening
 from tests.host.services.helpers import accepting
 
 SBIN = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
@@ -412,32 +412,13 @@ class Server:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    log = self.log.read_text(errors="replace") if self.log.exists() else ""
-                    raise AssertionError(f"{self.argv[0]} did not start: {log}") from None
-                time.sleep(0.05)
+        wait_listening(self.proc, self.port, 15, lambda: f"{self.argv[0]} did not start: " +
+                       (self.log.read_text(errors="replace") if self.log.exists() else ""))
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_listening(self.proc, self.port, 10)
             self.proc = None
-            for _ in range(100):   # the port is free again before the next start
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                    time.sleep(0.05)
-                except OSError:
-                    return
 
     def restart(self) -> None:
         self.stop()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_root, need_tool
+from tests.conftest import need_root, need_tool, stop_listening, wait_listening
 
 SBIN = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 SOURCES = Path(__file__).resolve().parents[2] / "src"   # this checkout's hostguard, for commands run inside
@@ -298,15 +298,7 @@ class Server:
         self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, "PATH": SBIN})
         out.close()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{self.kind} did not start: {self.output()}") from None
-                time.sleep(0.05)
+        wait_listening(self.proc, self.port, 30, lambda: f"{self.kind} did not start: {self.output()}")
 
     def output(self) -> str:
         parts = [(self.run / f"{self.kind}.out").read_text(errors="replace")]
@@ -318,20 +310,8 @@ class Server:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_listening(self.proc, self.port)
         self.proc = None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:   # the port is free again before a restart
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                time.sleep(0.05)
-            except OSError:
-                return
 
     def restart(self) -> None:
         self.stop()

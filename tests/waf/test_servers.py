@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -233,7 +234,15 @@ def _rates(results: dict[str, tuple[Case, bool, int]]) -> tuple[float, float, di
 @pytest.mark.parametrize("kind", ["nginx", "apache"])
 def test_real_server_refuses_attacks_serves_php_runs_the_corpus_and_logs_events(kind: str) -> None:
     need_server(kind)
-    with scratch(f"hg-wafsrv-{kind}-") as base, php_fpm(base / "fpm") as fpm:
+    with _site_server(kind, f"hg-wafsrv-{kind}-") as (base, tree, server):
+        _round_trip(kind, tree, base / "state", server)
+
+
+@contextlib.contextmanager
+def _site_server(kind: str, prefix: str) -> Iterator[tuple[Path, Path, Server]]:
+    """A running nginx or Apache from a host tree of its own in front of a PHP-FPM site (scratch directory,
+    tree, server), stopped afterwards."""
+    with scratch(prefix) as base, php_fpm(base / "fpm") as fpm:
         tree, run, port = base / "host", base / "run", free_port()
         run.mkdir()
         if kind == "nginx":
@@ -243,7 +252,7 @@ def test_real_server_refuses_attacks_serves_php_runs_the_corpus_and_logs_events(
         server = Server(kind, tree, base / "logs", port, run)
         server.start()
         try:
-            _round_trip(kind, tree, base / "state", server)
+            yield base, tree, server
         finally:
             server.stop()
 
@@ -323,32 +332,22 @@ def test_live_enable_validates_and_reloads_the_running_server(kind: str) -> None
     it back, and the files are as before."""
     need_server(kind)
     need_tool("nsenter")
-    with scratch(f"hg-wafsrv-live-{kind}-") as base, php_fpm(base / "fpm") as fpm:
-        tree, run, port = base / "host", base / "run", free_port()
-        run.mkdir()
-        if kind == "nginx":
-            nginx_site_tree(tree, run, fpm, port)
-        else:
-            apache_site_tree(tree, fpm, port)
-        server = Server(kind, tree, base / "logs", port, run)
-        server.start()
-        try:
-            before = snapshot(tree)
-            assert get(port, ATTACK)[1]
-            cli = [sys.executable, "-m", "hostguard.cli", "--state", str(base / "state"), "waf"]
-            done = server.inside([*cli, "enable", "--server", kind])
-            assert done.returncode == 0, done.stdout + done.stderr
-            reload = "nginx -s reload" if kind == "nginx" else "apache2ctl graceful"
-            assert f"reloaded: {reload}" in done.stdout and "accepts the configuration" in done.stdout, done.stdout
-            assert _until(lambda: get(port, ATTACK) == (403, False)), server.output()
-            assert get(port, BENIGN) == (200, True)
-            report = server.inside([*cli, "report", "--format", "json"])   # reads the enabled server's audit log
-            assert report.returncode == 0, report.stderr
-            data = json.loads(report.stdout)
-            assert data["actions"].get("blocked", 0) >= 1 and 949110 in {r["id"] for r in data["rules"]}, data
-            done = server.inside([*cli, "disable", "--server", kind])
-            assert done.returncode == 0 and f"reloaded: {reload}" in done.stdout, done.stdout + done.stderr
-            assert _until(lambda: get(port, ATTACK)[1]), server.output()
-            assert snapshot(tree) == before
-        finally:
-            server.stop()
+    with _site_server(kind, f"hg-wafsrv-live-{kind}-") as (base, tree, server):
+        port = server.port
+        before = snapshot(tree)
+        assert get(port, ATTACK)[1]
+        cli = [sys.executable, "-m", "hostguard.cli", "--state", str(base / "state"), "waf"]
+        done = server.inside([*cli, "enable", "--server", kind])
+        assert done.returncode == 0, done.stdout + done.stderr
+        reload = "nginx -s reload" if kind == "nginx" else "apache2ctl graceful"
+        assert f"reloaded: {reload}" in done.stdout and "accepts the configuration" in done.stdout, done.stdout
+        assert _until(lambda: get(port, ATTACK) == (403, False)), server.output()
+        assert get(port, BENIGN) == (200, True)
+        report = server.inside([*cli, "report", "--format", "json"])   # reads the enabled server's audit log
+        assert report.returncode == 0, report.stderr
+        data = json.loads(report.stdout)
+        assert data["actions"].get("blocked", 0) >= 1 and 949110 in {r["id"] for r in data["rules"]}, data
+        done = server.inside([*cli, "disable", "--server", kind])
+        assert done.returncode == 0 and f"reloaded: {reload}" in done.stdout, done.stdout + done.stderr
+        assert _until(lambda: get(port, ATTACK)[1]), server.output()
+        assert snapshot(tree) == before
