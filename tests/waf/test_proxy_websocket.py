@@ -36,6 +36,7 @@ from hostguard.waf.ruleset import WafSettings, assemble  # noqa: E402
 from hostguard.waf.websocket import closeable, handshake_headers, is_upgrade, offered_protocols  # noqa: E402
 from tests.waf.test_engine import _need_library  # noqa: E402
 from tests.waf.test_proxy import Loop, _until  # noqa: E402
+from tests.waf.test_proxy import Reply as Answer  # noqa: E402
 
 HOST = "chat.example.test"
 LIMIT = 65536                  # the chat site's websocket_max_message_bytes
@@ -217,16 +218,6 @@ def connect(session: aiohttp.ClientSession, proxy: Running, target: str,
     """A browser's WebSocket to ``target`` through the proxy (subprotocols chat.v3 then chat.v2 offered)."""
     return session.ws_connect(proxy.url(target), protocols=("chat.v3", "chat.v2"), headers=CLIENT_HEADERS,
                               autoping=False, **kwargs)
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for n, v in self.headers if n.lower() == name.lower()), None)
 
 
 def raw_handshake(port: int, target: str, extra: tuple[tuple[str, str], ...] = (), key: str | None = KEY,
