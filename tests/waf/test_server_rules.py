@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from hostguard.store.waf import Exclusion
 from hostguard.waf.engine import Engine
+from hostguard.waf.learn import server_exclusion_rules
 from hostguard.waf.ruleset import CRS_RULES, OWN_PACKAGES, WafSettings, _data_path, crs_updates, own_rule_files, server_rules
 from tests.conftest import need_tool
 from tests.waf.servers import SBIN, scratch
@@ -74,6 +76,36 @@ def test_the_libmodsecurity3_rules_file_loads_and_blocks() -> None:
         assert verdict.disruptive and {20701, 949110} <= set(verdict.rule_ids)
 
 
+def _exclusion(site: str, rule: int, path: str, variable: str) -> Exclusion:
+    return Exclusion(f"x-{site}-{rule}", site, rule, path, variable, 6, 3, 40, "accepted", "2026-12-01T00:00:00Z")
+
+
+EXCLUSIONS = [_exclusion("shop.example.test", 941160, "/reviews", "ARGS:text"),
+              _exclusion("default", 942100, "/search", "ARGS:q")]
+
+
+def test_a_servers_rules_file_applies_accepted_exclusions_for_their_host_only() -> None:
+    """Learning proposes exclusions from a server's events too, whose site is the request's host name: in the
+    server's one rules file an exclusion of a site holds for that host only, one of `default` for every host."""
+    _need_library()
+    from hostguard.waf.engine import Request
+
+    text = server_rules(WafSettings(), "libmodsecurity3", site_rules=server_exclusion_rules(EXCLUSIONS))
+    with Engine(text=text) as engine:
+        def ids(host: str, target: str) -> list[int]:
+            return engine.inspect(Request("GET", target, [("Host", host)])).rule_ids
+
+        review = "/reviews?text=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E"
+        assert 941160 not in ids("shop.example.test", review)
+        assert 941160 not in ids("SHOP.example.test:8443", review)
+        assert 941160 in ids("blog.example.test", review)            # another site
+        assert 941160 in ids("shop.example.test.evil.test", review)  # not a suffix match
+        assert 941160 in ids("shop.example.test", review.replace("text=", "title="))   # another argument
+        search = "/search?q=1%27%20or%20%271%27%3D%271"
+        assert 942100 not in ids("shop.example.test", search) and 942100 not in ids("blog.example.test", search)
+        assert 942100 in ids("blog.example.test", search.replace("/search", "/find"))   # another path
+
+
 HTTPD = """\
 ServerName t.test
 ServerRoot {d}
@@ -102,7 +134,8 @@ def test_mod_security2_loads_the_apache_rules_file(crs_after: bool) -> None:
                            "libapache2-mod-security2 modsecurity-crs")
     with scratch("hg-modsec2-") as d:
         settings = WafSettings(applications=("wordpress", "phpmyadmin"), remove_ids=(920350,))
-        (d / "hostguard.conf").write_text(server_rules(settings, "modsecurity2", crs_loaded_after=crs_after))
+        (d / "hostguard.conf").write_text(server_rules(settings, "modsecurity2", crs_loaded_after=crs_after,
+                                                       site_rules=server_exclusion_rules(EXCLUSIONS)))
         crs = ""
         if crs_after:
             (d / "crs-setup.conf").write_text('SecDefaultAction "phase:1,log,auditlog,pass"\n'

@@ -60,6 +60,13 @@ def _target(args: argparse.Namespace) -> tuple[Any, StateStore, Any]:
     return host, state, Target(str(state.directory), host_key(host, state), args.root)
 
 
+def _accepted(state: StateStore) -> list[Any]:
+    """The learning exclusions the owner accepted (`waf exclusions --accept`): the server applies them too."""
+    from hostguard.store.waf import ACCEPTED, WafStore
+
+    return WafStore(state).exclusions(ACCEPTED)
+
+
 def run_enable(args: argparse.Namespace) -> int:
     from hostguard.waf.config import WafConfig
     from hostguard.waf.enable import ChangeError, enable
@@ -69,7 +76,7 @@ def run_enable(args: argparse.Namespace) -> int:
     host, state, target = _target(args)
     try:
         try:
-            plan = plan_enable(host, args.server, config, args.site)
+            plan = plan_enable(host, args.server, config, args.site, _accepted(state))
         except ServerError as exc:
             raise UsageError(str(exc)) from exc
         return enable(state, target, plan, _out, dry_run=args.dry_run)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from hostguard.store.waf import PROPOSED, Exclusion, WafEvent
 
-__all__ = ["Offender", "RuleCount", "exclusion_rules", "propose", "repeat_offenders", "rule_counts", "variable_of"]
+__all__ = ["Offender", "RuleCount", "exclusion_rules", "propose", "repeat_offenders", "rule_counts",
+           "server_exclusion_rules", "variable_of"]
 
 # A chained rule names its variable through the chain's MATCHED_VARS (``MATCHED_VARS:ARGS:q``); the exclusion
 # is on the variable the chain's first rule reads (``ARGS:q``).
@@ -35,6 +36,7 @@ WITHIN = re.compile(r"found within (?:MATCHED_VARS:)?((?:ARGS|ARGS_NAMES|REQUEST
                     r"REQUEST_HEADERS|FILES|FILES_NAMES):[A-Za-z0-9_.\-\[\]$@]{1,128})(?=[: ]|$)")
 NEVER = frozenset({949110, 959100, 980130, 980140})
 EXCLUSION_IDS = 11000   # exclusions' own rule ids: 11000-19999
+SITE_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 PATH_SAFE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,500}$")
 
 
@@ -83,14 +85,34 @@ def propose(events: Iterable[WafEvent], min_networks: int, min_days: int, when: 
 
 def exclusion_rules(exclusions: Iterable[Exclusion], site: str) -> list[str]:
     """The phase-1 rules that apply the accepted exclusions of ``site`` (loaded before REQUEST-901)."""
+    return [_exclusion_rule(ex, EXCLUSION_IDS + number) for number, ex in enumerate(e for e in exclusions
+                                                                                    if e.site == site and _safe(e))]
+
+
+def server_exclusion_rules(exclusions: Iterable[Exclusion]) -> list[str]:
+    """The accepted exclusions of every site, for a web server's one rules file: a server's events name their
+    site by the request's host name (``hostguard.waf.auditlog``), so an exclusion learned there applies only to
+    requests for that host (``default``: to every request)."""
     rules = []
-    for number, ex in enumerate(e for e in exclusions if e.site == site):
-        if not PATH_SAFE.match(ex.path) or not WITHIN.fullmatch(f"found within {ex.variable}"):
-            continue   # never reaches here from propose(); a hand-edited row is not trusted into the rules
-        path = ex.path.replace("\\", "\\\\").replace('"', '\\"')
-        rules.append(f'SecRule REQUEST_FILENAME "@streq {path}" "id:{EXCLUSION_IDS + number},phase:1,pass,nolog,'
-                     f't:none,ctl:ruleRemoveTargetById={ex.rule_id};{ex.variable}"')
+    for number, ex in enumerate(e for e in exclusions if _safe(e)):
+        host = None if ex.site == "default" else ex.site
+        rules.append(_exclusion_rule(ex, EXCLUSION_IDS + number, host))
     return rules
+
+
+def _safe(ex: Exclusion) -> bool:
+    # never false for what propose() made; a hand-edited row is not trusted into the rules
+    return bool(PATH_SAFE.match(ex.path) and WITHIN.fullmatch(f"found within {ex.variable}")
+                and SITE_SAFE.fullmatch(ex.site))
+
+
+def _exclusion_rule(ex: Exclusion, rule_id: int, host: str | None = None) -> str:
+    action = f"ctl:ruleRemoveTargetById={ex.rule_id};{ex.variable}"
+    if host is None:
+        return (f'SecRule REQUEST_FILENAME "@streq {ex.path}" "id:{rule_id},phase:1,pass,nolog,t:none,{action}"')
+    pattern = re.escape(host.lower())   # letters, digits and . _ - (SITE_SAFE): single backslashes only
+    return (f'SecRule REQUEST_FILENAME "@streq {ex.path}" "id:{rule_id},phase:1,pass,nolog,t:none,chain,{action}"\n'
+            f'    SecRule REQUEST_HEADERS:Host "@rx ^{pattern}(?::[0-9]+)?$" "t:none,t:lowercase"')
 
 
 @dataclass(frozen=True)

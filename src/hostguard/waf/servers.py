@@ -34,12 +34,14 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from hostguard.host.base import Host, HostError
 from hostguard.host.web.model import Directive
-from hostguard.waf.config import WafConfig
+from hostguard.store.waf import Exclusion
+from hostguard.waf.config import DEFAULT_SITE, WafConfig, site_settings
+from hostguard.waf.learn import server_exclusion_rules
 from hostguard.waf.ruleset import MODES, WafSettings, crs_updates, server_rules
 
 __all__ = ["AUDIT_LOGS", "KINDS", "FileChange", "ServerError", "ServerPlan", "plan_enable", "settings_of"]
@@ -100,26 +102,27 @@ class ServerPlan:
 
 
 def settings_of(config: WafConfig) -> WafSettings:
-    """The rules settings ``[waf]`` asks for (the same the proxy and the middleware use)."""
-    return WafSettings(mode=config.mode, paranoia=config.paranoia, inbound_threshold=config.inbound_threshold,
-                       applications=config.applications, remove_ids=config.remove_ids, own_rules=config.own_rules,
-                       crs_dir=config.crs_dir)
+    """The rules settings ``[waf]`` asks for: the default site's, as the proxy and the middleware build them
+    (virtual patches and the body limit included). A server's one rules file serves all its sites."""
+    return site_settings(config, DEFAULT_SITE)[0]
 
 
-def plan_enable(host: Host, kind: str, config: WafConfig, site: str | None = None) -> ServerPlan:
+def plan_enable(host: Host, kind: str, config: WafConfig, site: str | None = None,
+                exclusions: Sequence[Exclusion] = ()) -> ServerPlan:
     """The files that turn ModSecurity on in ``kind`` (nginx or apache) with ``[waf]``'s settings, for every
-    site or for ``site`` alone."""
+    site or for ``site`` alone, with the owner's accepted learning ``exclusions`` (each for its host)."""
     if site is not None and not SITE_NAME.fullmatch(site):
         raise ServerError(f"--site {site!r}: a server name (letters, digits, '.', '-', '_', '*')")
     try:
         settings = settings_of(config)
     except ValueError as exc:
         raise ServerError(f"[waf]: {exc}") from exc
+    rules = server_exclusion_rules(exclusions)
     try:
         if kind == "nginx":
-            return _nginx(host, settings, site)
+            return _nginx(host, settings, site, rules)
         if kind == "apache":
-            return _apache(host, settings, site)
+            return _apache(host, settings, site, rules)
     except HostError as exc:
         raise ServerError(f"{kind}'s configuration: {exc}") from exc
     except FileNotFoundError as exc:   # no CRS where [waf] crs_dir says
@@ -153,11 +156,13 @@ def _audit(kind: str) -> str:
             f"SecAuditLog {log}\n")
 
 
-def _rules_file(host: Host, kind: str, engine: str, settings: WafSettings, crs_loaded_after: bool) -> bytes:
+def _rules_file(host: Host, kind: str, engine: str, settings: WafSettings, crs_loaded_after: bool,
+               site_rules: Sequence[str] = ()) -> bytes:
     head = (f"# Written by `hostguard waf enable --server {kind}`: ModSecurity ({engine}) with the OWASP CRS "
             f"and hostguard's own rules.\n# `hostguard waf disable --server {kind}` puts back what was here "
             "before; edit [waf] in hostguard's config and enable again rather than this file.\n")
-    text = server_rules(settings, engine, crs_loaded_after=crs_loaded_after, glob_files=host.glob)
+    text = server_rules(settings, engine, crs_loaded_after=crs_loaded_after, site_rules=site_rules,
+                        glob_files=host.glob)
     return (head + text + _audit(kind)).encode()
 
 
@@ -200,7 +205,7 @@ def _walk(block: tuple[Directive, ...] | None) -> Iterator[Directive]:
 
 # -- nginx ------------------------------------------------------------------------------------------------
 
-def _nginx(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
+def _nginx(host: Host, settings: WafSettings, site: str | None, exclusions: Sequence[str]) -> ServerPlan:
     from hostguard.host.web.nginx import parse_config, parse_text
 
     if not host.exists(NGINX_MAIN):
@@ -233,7 +238,7 @@ def _nginx(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
             raise ServerError(f"nginx already runs ModSecurity set up by hand ({d.where}: {d.name}): hostguard "
                               "would load a second rule set; remove that first")
     _nginx_scope(host, http, site)
-    rules = _rules_file(host, "nginx", "libmodsecurity3", settings, crs_loaded_after=False)
+    rules = _rules_file(host, "nginx", "libmodsecurity3", settings, crs_loaded_after=False, site_rules=exclusions)
     directives = ["modsecurity on;", f"modsecurity_rules_file {NGINX_RULES};"]
     on = _nginx_everywhere(host, http, raw_main, directives) if site is None else \
         _nginx_site(host, http, site, directives)
@@ -311,7 +316,7 @@ def _nginx_site(host: Host, http: Directive, site: str, directives: list[str]) -
 
 # -- Apache -----------------------------------------------------------------------------------------------
 
-def _apache(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
+def _apache(host: Host, settings: WafSettings, site: str | None, exclusions: Sequence[str]) -> ServerPlan:
     from hostguard.host.web.apache import read_config
 
     if not host.exists(APACHE_MAIN):
@@ -332,7 +337,7 @@ def _apache(host: Host, settings: WafSettings, site: str | None) -> ServerPlan:
     if host.exists(APACHE_RULES):
         notes.append(f"{APACHE_RULES} is replaced (its backup is kept; `hostguard waf disable --server apache` "
                      "puts it back)")
-    text = _rules_file(host, "apache", "modsecurity2", settings, crs_loaded_after=crs_after)
+    text = _rules_file(host, "apache", "modsecurity2", settings, crs_loaded_after=crs_after, site_rules=exclusions)
     if site is not None:   # the engine line of the settings: off here, on in the chosen sites
         text = re.sub(rb"(?m)^SecRuleEngine \S+$", b"# on only in the sites hostguard enabled it for\n"
                                                    b"SecRuleEngine Off", text, count=1)
