@@ -64,7 +64,7 @@ if [ "$mode" = test ]; then
   # ModSecurity in the web servers (`hostguard waf enable`, make test-waf): nginx's module (libmodsecurity3)
   # and Apache's mod_security2 2.9, in front of PHP-FPM (php8.2-fpm, above). The module package's postinst
   # enables security2 in /etc/apache2 (a2enmod); the tests run their own servers from copies, never this one.
-  pkgs+=(libnginx-mod-http-modsecurity libapache2-mod-security2)
+  pkgs+=(libnginx-mod-http-modsecurity libapache2-mod-security2 logrotate)
   # wrk drives benchmarks/waf.py (`make bench`, which sets up as the tests do)
   pkgs+=(wrk)
 fi

@@ -117,7 +117,7 @@ def package_files(tree: Path, kind: str) -> None:
 
 def stock_tree(tree: Path, kind: str) -> Path:
     """This machine's stock configuration of ``kind`` in ``tree`` with the package files."""
-    dirs = ("/etc/nginx",) if kind == "nginx" else ("/etc/apache2", "/etc/modsecurity")
+    dirs = ("/etc/nginx", "/etc/logrotate.d") if kind == "nginx" else ("/etc/apache2", "/etc/modsecurity")
     for d in dirs:
         if not os.path.isdir(d):
             pytest.skip(reason=f"{d} is missing (the {' '.join(PACKAGES[kind])} packages create it)")
@@ -274,7 +274,7 @@ class Server:
 
     @property
     def audit_log(self) -> Path:
-        return self.logs / "hostguard-waf-audit.log"
+        return self.logs / ("hostguard-waf-audit.jsonl" if self.kind == "nginx" else "hostguard-waf-audit.log")
 
     def argv(self) -> list[str]:
         ns = ["unshare", "-m", "--propagation", "private", "sh", "-c", START, "sh", self.kind]

@@ -328,29 +328,38 @@ def test_ordinary_text_bodies_read_as_arguments_pass(waf: Engine, text: str, con
     assert not verdict.disruptive, verdict.rule_ids
 
 
-# CRS rules re-scored as supporting evidence (a notice's score): alone they do not refuse a request, with the
-# critical rules real attacks of their kind also trip they do.
-SUPPORTING = [
+# CRS rules removed (crs-updates.conf): each refuses an honest request with plain CRS, which passes with
+# hostguard's rules, while an attack of its kind is still refused by the other rules.
+REMOVED = [
     (932100, _json('{"query": "query Post($id: ID!) { post(id: $id) { id title author { name } } }"}'),
      _query("127.0.0.1;`cat /etc/passwd`", "host")),
     (932115, _query("Please don't drop the table; select a window seat if you can", "notes"),
      _query("example.test & type C:\\Windows\\win.ini", "host")),
-    (941310, _query("\uff21\uff22\uff23\u682a\u5f0f\u4f1a\u793e"), None),
+    (941310, Request("GET", "/search?q=" + quote("\uff21\uff22\uff23\u682a\u5f0f\u4f1a\u793e") + "&city=" +
+                     quote("\u6771\u4eac\u90fd\uff08\uff2a\uff30\uff09"), HEADERS),   # two fields: one score each
+     _query("<script>alert(document.cookie)</script>")),
     (942190, _json('{"q": "\\"select committee\\" report 2024"}'),
      _query("1' union select username, password from users-- -", "id")),
     (942360, _query("name,email", "$select"), _query("1' union select username, password from users-- -", "id")),
-    (921110, _query("Can't wait to get started\nsee you", "message"), None),
+    (921110, _query("Can't wait to get started\nsee you", "message"),
+     _query("x\r\n\r\nGET /admin/users HTTP/1.1\r\nHost: localhost", "lang")),
 ]
 
 
-@pytest.mark.parametrize(("rule", "alone", "attack"), SUPPORTING, ids=[str(r) for r, _, _ in SUPPORTING])
-def test_supporting_rules_refuse_only_with_other_evidence(waf: Engine, rule: int, alone: Request,
-                                                         attack: Request | None) -> None:
-    verdict = waf.inspect(alone)
-    assert rule in verdict.rule_ids and not verdict.disruptive, verdict.rule_ids
-    if attack is not None:
-        verdict = waf.inspect(attack)
-        assert rule in verdict.rule_ids and verdict.disruptive, verdict.rule_ids
+@pytest.fixture(scope="module")
+def plain() -> Engine:
+    _need_library()
+    return Engine(text=assemble(WafSettings(own_rules=False)))
+
+
+@pytest.mark.parametrize(("rule", "honest", "attack"), REMOVED, ids=[str(r) for r, _, _ in REMOVED])
+def test_removed_crs_rules_no_longer_refuse_honest_text_and_attacks_still_are(
+        waf: Engine, plain: Engine, rule: int, honest: Request, attack: Request) -> None:
+    with_crs = plain.inspect(honest)
+    assert rule in with_crs.rule_ids and with_crs.disruptive, with_crs.rule_ids
+    verdict = waf.inspect(honest)
+    assert rule not in verdict.rule_ids and not verdict.disruptive, verdict.rule_ids
+    assert waf.inspect(attack).disruptive
 
 
 def test_accept_charset_is_no_longer_refused_but_routing_headers_are(waf: Engine) -> None:

@@ -79,6 +79,9 @@ HITS = [
                                                 "../storage/logs/laravel.log"}})),
     ("ignition-solution-rce", 21030, api(IGNITION, {"solution": OPTIONAL_SOLUTION, "parameters": {
         "variableName": "username", "viewFile": "phar://../storage/logs/laravel.log/test.txt"}})),
+    # Laravel reads any */json body as JSON; so does hostguard's base config now (text/json, application/x-json)
+    ("ignition-solution-rce", 21030, body("POST", IGNITION, "text/json", json.dumps(
+        {"solution": OPTIONAL_SOLUTION, "parameters": {"variableName": "x", "viewFile": "phar://x/y.txt"}}).encode())),
     ("ignition-solution-rce", 21030, form(IGNITION, [("solution", OPTIONAL_SOLUTION),
                                                      ("parameters[variableName]", "x"),
                                                      ("parameters[viewFile]", "Data:text/plain,hello")])),
@@ -88,6 +91,9 @@ HITS = [
     ("nextjs-middleware-bypass", 21040, body("PUT", "/api/admin/settings", "application/json", b'{"theme": "dark"}',
                                              ("x-middleware-subrequest", "pages/_middleware"))),
     ("node-serialize-iife", 21050, cookie("/profile", profile=b64(SERIALIZED_RCE))),
+    # the marker written with JSON escapes: node-serialize JSON.parses before it looks for it
+    ("node-serialize-iife", 21050, cookie("/profile", profile=b64(
+        '{"rce":"_\\u0024\\u0024ND_FUNC\\u0024\\u0024_function(){require(\\"child_process\\").exec(\\"id\\")}()"}'))),
     ("node-serialize-iife", 21050, api("/api/preferences", {"data": "_$$ND_FUNC$$_function(){return 1}()"})),
     ("node-serialize-iife", 21050, get("/import?p=" + quote("_$$ND_FUNC$$_require('child_process').execSync('id')"))),
     ("aiohttp-static-traversal", 21060, get("/static/../../../etc/passwd")),

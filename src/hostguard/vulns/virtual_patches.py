@@ -282,7 +282,8 @@ def offer(app: Applicable, cfg: WafConfigFile, advisories: Mapping[tuple[str, st
         "reported_by": reported, "config": cfg.path, "enabled": list(cfg.enabled)}
     upgrade = f"upgrading {first.name} to {fix} or later" if fix else f"{first.name} is upgraded (no fix is published yet)"
     summary = (f"Enable WAF virtual patch {patch.id} in [waf] {SETTING} of {cfg.path}, then restart the WAF front "
-               f"ends (hostguard waf proxy, applications with the middleware) so they load it: it refuses "
+               f"ends (hostguard waf proxy, applications with the middleware) and run `hostguard waf enable "
+               f"--server nginx|apache` again where the WAF runs in the web server, so they load it: it refuses "
                f"{patch.exploit}. It stands in until {upgrade} removes the vulnerability; the upgrade stays to do.")
     steps = enable_steps(cfg, patch.id)
     if steps is None:
@@ -311,7 +312,8 @@ def annotate(finding: Finding, apps: Sequence[Applicable], cfg: WafConfigFile | 
     for patch in covering:
         if patch.id in enabled:
             notes.append(f"Virtually patched until you upgrade: WAF patch {patch.id} is enabled in "
-                         f"{cfg.path if cfg else 'the config'} and refuses {patch.exploit}.")
+                         f"{cfg.path if cfg else 'the config'} and refuses {patch.exploit} (in a WAF front end "
+                         f"restarted since, and in nginx or Apache after `hostguard waf enable` again).")
         elif patch.id in offers:
             notes.append(f"Until then, WAF virtual patch {patch.id} refuses its exploit: enable it with "
                          f"`hostguard fix {offers[patch.id].fingerprint[:12]}` ({CHECK_ID}).")

@@ -39,8 +39,9 @@ from hostguard.waf.gate import DATA_LIMIT, _path_only, mask
 __all__ = ["DENYING_RULES", "parse_entry", "parse_line"]
 
 # The rules that refuse a request in what hostguard writes: CRS's inbound and outbound anomaly evaluations,
-# and the base config's unparsable bodies. Every other rule only scores.
-DENYING_RULES = frozenset({949110, 959100, 10003, 10004})
+# the base config's unparsable bodies, and the virtual patches (ids 21000-21999, which deny on their own).
+# Every other rule only scores.
+DENYING_RULES = frozenset({949110, 959100, 10003, 10004, *range(21000, 22000)})
 SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_RULES = 64
 

@@ -243,6 +243,14 @@ def disable(state: StateStore, target: Target, kind: str, out: Out, dry_run: boo
         for item in record.files:
             first.setdefault(item.path, (item, directory))
             last[item.path] = item
+    try:
+        return _disable(state, target, kind, out, dry_run, enables, first, last)
+    except (records.RecordError, OSError) as exc:   # a recorded file turned into a link, an unreadable backup
+        raise ChangeError(f"ModSecurity in {kind} cannot be put back: {exc}: nothing was changed") from exc
+
+
+def _disable(state: StateStore, target: Target, kind: str, out: Out, dry_run: bool, enables: list[FixRecord],
+             first: dict[str, tuple[records.FileRecord, Path]], last: dict[str, records.FileRecord]) -> int:
     changed = [path for path, item in last.items() if records.current_sha(target.where, path) != item.sha_after]
     if changed:
         raise ChangeError(f"{', '.join(changed)} changed since hostguard enabled ModSecurity in {kind} (sha256 "

@@ -161,10 +161,10 @@ class Gate:
         self.trusted = TrustedProxies(config.trusted_proxies)
         self._lock = threading.Lock()
         self.uploads: UploadScanner | None = None
-        if config.scan_uploads:
+        if self.config.scan_uploads:   # the site's own setting, over [waf]'s
             from hostguard.waf.uploads import UploadScanner
 
-            self.uploads = UploadScanner(config.upload_min_severity)
+            self.uploads = UploadScanner(self.config.upload_min_severity)
 
     def decide(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes, peer: str,
                peer_port: int = 0, server: str = "127.0.0.1", server_port: int = 80) -> Decision:

@@ -17,8 +17,8 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
 5. the rest of CRS's request rules (REQUEST-903 exclusion packages, REQUEST-905 … REQUEST-944);
 6. hostguard's own rules (``data/waf/rules/*.conf``, ids 10000–29999): they add to the anomaly score, so
    they come before REQUEST-949, which decides on it; among them the corrections to CRS rules
-   (``REQUEST-20900-CRS-CORRECTIONS.conf``), then ``data/waf/crs-updates.conf``: the removals and re-scores
-   of CRS rules, which must follow the rules they change;
+   (``REQUEST-20900-CRS-CORRECTIONS.conf``), then ``data/waf/crs-updates.conf``: the removals of CRS
+   rules, which must follow the rules they remove;
 7. REQUEST-949 (the blocking evaluation);
 8. removals (``SecRuleRemoveById``): after every rule they remove.
 
@@ -127,7 +127,7 @@ def _data_path(name: str) -> str:
 
 
 def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3") -> str:
-    """hostguard's removals and re-scores of CRS rules (``data/waf/crs-updates.conf``) as text for ``engine``,
+    """hostguard's removals of CRS rules (``data/waf/crs-updates.conf``) as text for ``engine``,
     to load after CRS's request rules; empty without hostguard's own rules (they replace what it removes)."""
     return _inline(_data_path(CRS_UPDATES), engine) if settings.own_rules else ""
 
@@ -216,13 +216,18 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _inline(path: str, engine: str) -> str:
-    """One of hostguard's rule files as text for ``engine``, headed by where it came from."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+def _for_engine(text: str, engine: str) -> str:
+    """Rules text as ``engine`` must read it: mod_security2 reads the raw body as STREAM_INPUT_BODY."""
     if engine == "modsecurity2":
         text = RULE_TARGETS.sub(lambda m: m.group(1) + "|".join(
             "STREAM_INPUT_BODY" if v == "REQUEST_BODY" else v for v in m.group(2).split("|")), text)
+    return text
+
+
+def _inline(path: str, engine: str) -> str:
+    """One of hostguard's rule files as text for ``engine``, headed by where it came from."""
+    with open(path, encoding="utf-8") as f:
+        text = _for_engine(f.read(), engine)
     name = os.path.relpath(path, _data_path(""))
     return f"# ---- hostguard data/waf/{name} ----\n{text.rstrip()}\n"
 
@@ -252,7 +257,8 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
     extra = [_inline(p, engine) for p in settings.extra_files]
     patches = ([f"# ---- hostguard virtual patches ([waf] virtual_patches) ----\n"
-                f"{virtual_patch_rules(settings.virtual_patches)}"] if settings.virtual_patches else [])
+                f"{_for_engine(virtual_patch_rules(settings.virtual_patches), engine)}"]
+               if settings.virtual_patches else [])
     if crs_loaded_after:   # the patches deny on their own: before CRS is as good as after REQUEST-901
         parts += [*patches, *own, *extra]
         if settings.remove_ids:

@@ -48,7 +48,12 @@ __all__ = ["AUDIT_LOGS", "KINDS", "FileChange", "ServerError", "ServerPlan", "pl
 
 KINDS = ("nginx", "apache")
 MARK = "# hostguard waf"
-AUDIT_LOGS = {"nginx": "/var/log/nginx/hostguard-waf-audit.log", "apache": "/var/log/apache2/hostguard-waf-audit.log"}
+# nginx's ModSecurity (libmodsecurity3) never reopens its audit log: Debian's /var/log/nginx/*.log rotation
+# (rename, then USR1) would leave it writing into the renamed file. Its log is named outside that glob and
+# rotated by hostguard's own logrotate file, by copy and truncation (ingest follows a truncated log). Apache
+# reopens its logs on the graceful restart its rotation does.
+AUDIT_LOGS = {"nginx": "/var/log/nginx/hostguard-waf-audit.jsonl", "apache": "/var/log/apache2/hostguard-waf-audit.log"}
+LOGROTATE = "/etc/logrotate.d/hostguard-waf"
 
 NGINX_MAIN = "/etc/nginx/nginx.conf"
 NGINX_RULES = "/etc/nginx/hostguard-modsecurity.conf"
@@ -61,7 +66,7 @@ NGINX_OWN = ("modsecurity", "modsecurity_rules", "modsecurity_rules_file", "mods
 APACHE_MAIN = "/etc/apache2/apache2.conf"
 APACHE_ROOT = "/etc/apache2"
 APACHE_RULES = "/etc/modsecurity/modsecurity.conf"
-# hostguard's removals and re-scores of CRS rules must follow them; Debian's apache2.conf reads conf-enabled/
+# hostguard's removals of CRS rules must follow them; Debian's apache2.conf reads conf-enabled/
 # after mods-enabled/security2.conf, which loads CRS
 APACHE_AFTER_CRS = "/etc/apache2/conf-enabled/hostguard-waf-crs.conf"
 APACHE_MODULE = "/usr/lib/apache2/modules/mod_security2.so"
@@ -243,6 +248,13 @@ def _nginx(host: Host, settings: WafSettings, site: str | None, exclusions: Sequ
     on = _nginx_everywhere(host, http, raw_main, directives) if site is None else \
         _nginx_site(host, http, site, directives)
     changes += [c for c in (_changed(host, NGINX_RULES, rules), *on) if c is not None]
+    if host.exists(posixpath.dirname(LOGROTATE)):
+        rotate = _changed(host, LOGROTATE, (
+            f"# Written by `hostguard waf enable --server nginx`: nginx's ModSecurity never reopens its audit log,\n"
+            f"# so it is copied and truncated in place (hostguard waf ingest follows a truncated log).\n"
+            f"{AUDIT_LOGS['nginx']} {{\n\tweekly\n\trotate 8\n\tcompress\n\tdelaycompress\n\tmissingok\n"
+            f"\tnotifempty\n\tcopytruncate\n\tsu root root\n}}\n").encode())
+        changes += [rotate] if rotate is not None else []
     return ServerPlan("nginx", "libmodsecurity3", site, tuple(changes), AUDIT_LOGS["nginx"], tuple(notes))
 
 
