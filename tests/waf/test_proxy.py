@@ -937,3 +937,4 @@ def test_an_address_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest
         err = _one_error(capsys, ["--state", str(tmp_path), "waf", "proxy", "--listen", f"127.0.0.1:{port}",
                                   "--upstream", "http://127.0.0.1:9"])
     assert f"127.0.0.1:{port}" in err and "in use" in err
+

@@ -691,8 +691,13 @@ class Proxy:
                 if not chunk:
                     break
                 try:
-                    await response.write(chunk)
-                except ConnectionError:   # the client left: nobody to tell
+                    # a client reading slower than `timeout` per chunk is cut off: it would otherwise hold this
+                    # request's body share of max_buffered_bytes and an upstream connection as long as it liked
+                    async with asyncio.timeout(self.timeout):
+                        await response.write(chunk)
+                except (ConnectionError, TimeoutError):   # the client left or stalled: nobody to tell
+                    if request.transport is not None:
+                        request.transport.close()
                     return response
             await response.write_eof()
             complete = True
