@@ -57,6 +57,7 @@ BASE = [("Host", HOST), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/
         ("Accept", "text/html,application/json")]
 SQLI = "/products?id=1%27%20OR%20%271%27%3D%271&marker=sqli-in-query"
 BIG = bytes(range(256)) * 8192   # 2 MiB
+HUGE = 64 * len(BIG)   # 128 MiB, streamed
 GZIP_JSON = gzip.compress(b'{"order": {"note": "leave at the door", "qty": 2}}')
 
 # ---------------------------------------------------------------------------------------------- the upstream
@@ -79,6 +80,17 @@ class _Echo(BaseHTTPRequestHandler):
             return self._stream()
         if self.path.startswith("/broken"):
             return self._broken()
+        if self.path.startswith("/huge"):   # more than every socket buffer between here and a client holds
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(HUGE))
+            self.end_headers()
+            try:
+                for _ in range(HUGE // len(BIG)):
+                    self.wfile.write(BIG)
+            except OSError:   # the proxy gave up on a client that stopped reading
+                pass
+            return None
         if self.path.startswith("/big"):
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
@@ -938,3 +950,28 @@ def test_an_address_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest
                                   "--upstream", "http://127.0.0.1:9"])
     assert f"127.0.0.1:{port}" in err and "in use" in err
 
+
+def test_a_client_that_stops_reading_the_answer_is_cut_off_and_its_body_share_given_back(
+        start: Callable[..., Running]) -> None:
+    """A client that uploads and then never reads the answer must not hold its body's share of
+    max_buffered_bytes and an upstream connection as long as it likes: the answer stalls (the proxy's writes,
+    then its reads from the upstream), and past ``timeout`` the proxy closes the connection and gives the room
+    back. (Either timeout ends it: the write's own, or the upstream read's, which the stall reaches first.)"""
+    slow = start(max_body_bytes=65536, max_buffered_bytes=100_000, timeout=1.0)
+    sock = socket.create_connection(("127.0.0.1", slow.port), timeout=60)
+    try:
+        sock.sendall(request_bytes("POST", "/huge?marker=stalled", [("Content-Type", "application/octet-stream")],
+                                   b"q" * 30_000))
+        _until(lambda: slow.proxy.budget.held == 0, "a client that stopped reading kept its room", seconds=60)
+        received = 0
+        while True:   # what was sent before the cut, then the end of the connection
+            try:
+                data = sock.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += len(data)
+        assert 0 < received < HUGE   # an answer begun, never finished
+    finally:
+        sock.close()
