@@ -94,7 +94,8 @@ class WafConfig:
                                         "match).", min=1, max=1000)
     applications: tuple[str, ...] = setting((), "Exclusion packages for the applications behind the WAF: CRS's "
                                                 "(wordpress, drupal, nextcloud, dokuwiki, cpanel, xenforo) and "
-                                                "hostguard's (phpmyadmin).")
+                                                "hostguard's (grafana, jasperserver, jenkins, metabase, "
+                                                "phpmyadmin, sentry, splunk).")
     remove_ids: tuple[int, ...] = setting((), "Rule ids never applied (SecRuleRemoveById, loaded after CRS).")
     own_rules: bool = setting(True, "Load hostguard's own rules (data/waf/rules) for what CRS 3.3 misses.")
     crs_dir: str = setting("/usr/share/modsecurity-crs/rules", "Where the OWASP CRS rules are (Debian's "

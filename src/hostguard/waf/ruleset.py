@@ -8,7 +8,8 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
 2. the engine mode and CRS's settings (what ``crs-setup.conf`` would set): default actions, paranoia level,
    anomaly thresholds, the application exclusion packages asked for;
 3. hostguard's own exclusion packages (``data/waf/exclusions/``, e.g. phpMyAdmin's SQL box) and per-site
-   exclusions (phase-1 ``ctl:`` rules): before REQUEST-901;
+   exclusions (phase-1 ``ctl:`` rules): before REQUEST-901; then, with hostguard's own rules, the documents in
+   content fields (``hostguard.waf.documents``: phase-2 ``ctl:`` rules, before CRS's phase-2 rules they change);
 4. CRS's REQUEST-901 (initialization), then the enabled virtual patches (``[waf] virtual_patches``, the rules
    of ``data/waf/virtual-patches/<id>.toml``, ids 21000–21999, see ``hostguard.waf.vpatch``): they deny on
    their own, so they need nothing CRS computes, and coming before CRS's attack rules a request a patch
@@ -48,6 +49,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
+from hostguard.waf.documents import document_rules
+from hostguard.waf.narrowing import Narrowing, ReadText, narrowed, narrowed_rules, read_file
+
 __all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "crs_updates", "own_rule_files", "server_rules",
            "virtual_patch_rules"]
 
@@ -56,7 +60,10 @@ BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
 INITIALIZATION = "REQUEST-901-INITIALIZATION.conf"
 CRS_UPDATES = "crs-updates.conf"   # data/waf/: what must follow the CRS rules it changes
 CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")   # CRS's REQUEST-903.*
-OWN_PACKAGES = ("phpmyadmin",)   # data/waf/exclusions/<name>.conf
+# hostguard's own packages: data/waf/exclusions/<name>.conf (phpMyAdmin, Grafana, Metabase, Sentry, ...)
+OWN_PACKAGES = tuple(sorted(p.name.removesuffix(".conf")
+                            for p in resources.files("hostguard.data").joinpath("waf", "exclusions").iterdir()
+                            if p.name.endswith(".conf")))
 EXCLUSION_PACKAGES = CRS_PACKAGES + OWN_PACKAGES
 MODES = {"block": "On", "detect": "DetectionOnly"}
 NO_FILES_LIMIT = 1_048_576   # a body without files (a form, JSON) is a megabyte at most, whatever the uploads
@@ -126,10 +133,21 @@ def _data_path(name: str) -> str:
     return str(resources.files("hostguard.data").joinpath("waf", name))
 
 
-def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3") -> str:
-    """hostguard's removals of CRS rules (``data/waf/crs-updates.conf``) as text for ``engine``,
-    to load after CRS's request rules; empty without hostguard's own rules (they replace what it removes)."""
-    return _inline(_data_path(CRS_UPDATES), engine) if settings.own_rules else ""
+def _narrowed(settings: WafSettings, read_text: ReadText) -> list[tuple[Narrowing, str]]:
+    """CRS's rules hostguard narrows (``hostguard.waf.narrowing``), as the installed CRS allows."""
+    return narrowed(settings.crs_dir, settings.remove_ids, read_text) if settings.own_rules else []
+
+
+def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3", read_text: ReadText = read_file) -> str:
+    """hostguard's removals of CRS rules (``data/waf/crs-updates.conf``, and the CRS rules narrowed) as text
+    for ``engine``, to load after CRS's request rules; empty without hostguard's own rules (they replace what
+    it removes). ``read_text`` reads CRS's files (under ``--root``, inside the tree)."""
+    if not settings.own_rules:
+        return ""
+    text = _inline(_data_path(CRS_UPDATES), engine)
+    ids = " ".join(str(n.rule) for n, _ in _narrowed(settings, read_text))
+    return text + (f"# narrowed by hostguard (data/waf/narrowings.toml): each has a twin of its own id\n"
+                   f"SecRuleRemoveById {ids}\n" if ids else "")
 
 
 def own_rule_files() -> list[str]:
@@ -202,13 +220,16 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     own_packages = [f'Include "{_data_path(f"exclusions/{app}.conf")}"' for app in settings.applications
                     if app in OWN_PACKAGES]
     parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules]
+    if settings.own_rules:
+        parts.append(document_rules())
     initialization = [p for p in before if os.path.basename(p) <= INITIALIZATION]
     parts += [f'Include "{p}"' for p in initialization]
     if settings.virtual_patches:
         parts.append(virtual_patch_rules(settings.virtual_patches))
     parts += [f'Include "{p}"' for p in before if p not in initialization]
     if settings.own_rules:
-        parts += [f'Include "{p}"' for p in [*own_rule_files(), _data_path(CRS_UPDATES)]]
+        parts += [f'Include "{p}"' for p in own_rule_files()]
+        parts += [narrowed_rules(_narrowed(settings, read_file)), crs_updates(settings)]
     parts += [f'Include "{p}"' for p in settings.extra_files]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
@@ -233,7 +254,8 @@ def _inline(path: str, engine: str) -> str:
 
 
 def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool = False,
-                 site_rules: Sequence[str] = (), glob_files: Callable[[str], list[str]] = glob.glob) -> str:
+                 site_rules: Sequence[str] = (), glob_files: Callable[[str], list[str]] = glob.glob,
+                 read_text: ReadText = read_file) -> str:
     """The rules file a web server loads: hostguard's own files written inline (the server's configuration
     then depends on no Python package path, and what the configuration test accepted is what runs), CRS by
     explicit ``Include`` lines (libmodsecurity3 3.0.9 has no ``IncludeOptional``), for ``engine``
@@ -242,8 +264,8 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     With ``crs_loaded_after`` (Apache on Debian, whose ``security2.conf`` includes CRS's ``owasp-crs.load``
     after ``/etc/modsecurity/*.conf``) CRS is never included here, the settings Debian's ``crs-setup.conf``
     makes are left to it, removals happen at run time, and :func:`crs_updates` goes in a file of its own that
-    the server reads after CRS. ``glob_files`` lists CRS's files (under ``--root``,
-    inside the tree)."""
+    the server reads after CRS. ``glob_files`` lists CRS's files and ``read_text`` reads them (under
+    ``--root``, inside the tree)."""
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
     own_packages = [_inline(_data_path(f"exclusions/{app}.conf"), engine) for app in settings.applications
@@ -254,7 +276,13 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
                      "SecStreamInBodyInspection On")
     parts += ["# ---- engine mode and CRS settings ([waf] in hostguard's config) ----",
               _setup(settings, crs_setup=not crs_loaded_after).rstrip(), *own_packages, *site_rules]
+    if settings.own_rules:
+        parts.append(document_rules().rstrip())
     own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
+    made = _narrowed(settings, read_text)
+    if made:   # CRS's text as CRS wrote it, for either engine
+        own.append("# ---- CRS rules narrowed by hostguard (data/waf/narrowings.toml) ----\n"
+                   + narrowed_rules(made).rstrip())
     extra = [_inline(p, engine) for p in settings.extra_files]
     patches = ([f"# ---- hostguard virtual patches ([waf] virtual_patches) ----\n"
                 f"{_for_engine(virtual_patch_rules(settings.virtual_patches), engine)}"]
@@ -270,7 +298,7 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     parts += [f'Include "{p}"' for p in initialization]
     parts += patches
     parts += [f'Include "{p}"' for p in before if p not in initialization]
-    parts += [*own, *([crs_updates(settings, engine)] if settings.own_rules else []), *extra]
+    parts += [*own, *([crs_updates(settings, engine, read_text)] if settings.own_rules else []), *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
         parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))

@@ -167,7 +167,7 @@ def _rules_file(host: Host, kind: str, engine: str, settings: WafSettings, crs_l
             f"and hostguard's own rules.\n# `hostguard waf disable --server {kind}` puts back what was here "
             "before; edit [waf] in hostguard's config and enable again rather than this file.\n")
     text = server_rules(settings, engine, crs_loaded_after=crs_loaded_after, site_rules=site_rules,
-                        glob_files=host.glob)
+                        glob_files=host.glob, read_text=host.read_optional)
     return (head + text + _audit(kind)).encode()
 
 
@@ -354,7 +354,7 @@ def _apache(host: Host, settings: WafSettings, site: str | None, exclusions: Seq
         text = re.sub(rb"(?m)^SecRuleEngine \S+$", b"# on only in the sites hostguard enabled it for\n"
                                                    b"SecRuleEngine Off", text, count=1)
     changes = [_changed(host, APACHE_RULES, text)]
-    updates = crs_updates(settings, "modsecurity2") if crs_after else ""
+    updates = crs_updates(settings, "modsecurity2", host.read_optional) if crs_after else ""
     if updates:
         changes.append(_changed(host, APACHE_AFTER_CRS, (
             f"{MARK}: hostguard's changes to CRS rules, read after security2.conf has loaded CRS\n"

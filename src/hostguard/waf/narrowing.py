@@ -1,0 +1,170 @@
+"""CRS rules narrowed: the installed rule, minus the honest values it is known to refuse.
+
+Some CRS rules are right about attacks and wrong about a shape of honest value that is easy to say exactly:
+941130 and 941170 refuse every ``data:image/png;base64,...`` URL a signature pad or an avatar cropper sends,
+933160 and 934100 every ``eval()`` in a blog post's slug. Removing such a rule loses what it is right about;
+copying it into hostguard to change it would fork CRS. So ``data/waf/narrowings.toml`` names the rule and the
+honest shape (``unless``), and :func:`narrowed_rules` writes, from the rule as the installed CRS has it
+(its variables, operator, transformations, message, tags and severity, read from its file), a rule of
+hostguard's own id that scores only when a matched value is *not* of that shape::
+
+    SecRule <CRS's variables> "<CRS's operator>" "id:<ours>,phase:2,block,capture,<CRS's t:...>,chain,..."
+        SecRule MATCHED_VARS "!@rx <unless>" "t:none,setvar:'tx.anomaly_score_pl1=+...'"
+
+and ``crs-updates`` removes the CRS rule after CRS has loaded it. The chained rule reads every value the first
+matched: one value that is not of the honest shape is enough to score. A CRS rule that is not where the data
+says, or not of the simple form (one ``SecRule``, no chain, phase 2, critical), is left as it is, unnarrowed:
+a different CRS version never loses a rule. An owner's ``remove_ids`` naming the CRS rule removes the narrowed
+rule too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+
+__all__ = ["Narrowing", "ReadText", "load", "narrowed", "narrowed_rules", "parse", "read_file"]
+
+IDS = range(20950, 21000)
+_DIRECTIVE = re.compile(r'SecRule\s+(\S+)\s+"((?:[^"\\]|\\.)*)"\s+"((?:[^"\\]|\\.)*)"\s*\Z', re.S)
+_ACTION = re.compile(r"\s*([a-zA-Z]+)(?::('(?:[^'\\]|\\.)*'|[^,]*))?\s*(?:,|\Z)")
+_CRS_FILE = re.compile(r"REQUEST-\d{3}-[A-Z0-9-]+\.conf")
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """One entry of ``narrowings.toml``: CRS rule ``rule`` in ``file``, narrowed to values not matching
+    ``unless`` (a PCRE regex), as rule ``id``; ``why`` is the honest shape, in words."""
+
+    rule: int
+    id: int
+    file: str
+    unless: str
+    why: str
+
+
+@functools.cache
+def load() -> tuple[Narrowing, ...]:
+    """The shipped ``data/waf/narrowings.toml``; ValueError when it is malformed (a packaging defect)."""
+    text = resources.files("hostguard.data").joinpath("waf", "narrowings.toml").read_text(encoding="utf-8")
+    return parse(tomllib.loads(text))
+
+
+def parse(raw: dict[str, object]) -> tuple[Narrowing, ...]:
+    """The narrowings of a ``narrowings.toml`` table; ValueError naming what is wrong."""
+    entries = raw.get("narrowing")
+    if not isinstance(entries, list) or set(raw) != {"narrowing"}:
+        raise ValueError("narrowings.toml: a list of [[narrowing]] tables and nothing else")
+    out: list[Narrowing] = []
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or set(entry) != {"rule", "id", "file", "unless", "why"}:
+            raise ValueError(f"narrowings.toml: narrowing {n} must have exactly rule, id, file, unless, why")
+        rule, rule_id, file, unless, why = (entry[k] for k in ("rule", "id", "file", "unless", "why"))
+        if not (isinstance(rule, int) and isinstance(rule_id, int) and rule_id in IDS):
+            raise ValueError(f"narrowings.toml: narrowing {n}: rule and id are integers, id in {IDS.start}-{IDS.stop - 1}")
+        if not (isinstance(file, str) and _CRS_FILE.fullmatch(file)):
+            raise ValueError(f"narrowings.toml: narrowing {n}: file is a CRS REQUEST-*.conf name")
+        if not (isinstance(unless, str) and unless and '"' not in unless and isinstance(why, str) and why):
+            raise ValueError(f"narrowings.toml: narrowing {n}: unless is a regex without double quotes, why a text")
+        re.compile(unless.replace(r"\z", r"\Z"))   # PCRE, checked in Python's dialect
+        out.append(Narrowing(rule, rule_id, file, unless, why))
+    for key in ("rule", "id"):
+        values = [getattr(x, key) for x in out]
+        if len(values) != len(set(values)):
+            raise ValueError(f"narrowings.toml: a {key} is used twice")
+    return tuple(out)
+
+
+def _directives(text: str) -> Iterable[str]:
+    """The directives of a rules file, continuation lines joined, comments dropped."""
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        yield current + stripped
+        current = ""
+    if current:
+        yield current
+
+
+def _actions(text: str) -> list[tuple[str, str]]:
+    out = []
+    pos = 0
+    while pos < len(text):
+        m = _ACTION.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ValueError(f"cannot read the actions at {text[pos:pos + 40]!r}")
+        out.append((m.group(1), m.group(2) or ""))
+        pos = m.end()
+    return out
+
+
+def _narrow(n: Narrowing, text: str) -> str | None:
+    """The narrowed rule for ``n`` from the CRS file's ``text``, or None when the rule is not there as expected."""
+    for directive in _directives(text):
+        if f"id:{n.rule}," not in directive and not directive.endswith(f"id:{n.rule}\""):
+            continue
+        m = _DIRECTIVE.match(directive)
+        if m is None:
+            return None
+        variables, operator, actions = m.groups()
+        try:
+            parsed = _actions(actions)
+        except ValueError:
+            return None
+        names = [k for k, _ in parsed]
+        values = dict(parsed)
+        if ("chain" in names or values.get("id") != str(n.rule) or values.get("phase") != "2"
+                or values.get("severity") != "'CRITICAL'"):
+            return None
+        keep = [f"{k}:{v}" if v else k for k, v in parsed if k in ("t", "tag") or k == "capture"]
+        keep += [f"msg:{values['msg'][:-1]} (narrowed by hostguard)'" if "msg" in values else ""]
+        head = ",".join(x for x in [f"id:{n.id}", "phase:2", "block", *keep] if x)
+        return (f'SecRule {variables} "{operator}" \\\n'
+                f'    "{head},chain,\\\n'
+                f"    logdata:'Matched Data: %{{TX.0}} found within %{{MATCHED_VAR_NAME}}',\\\n"
+                f"    tag:'hostguard/crs-narrowed/{n.rule}',ver:'hostguard/1',severity:'CRITICAL'\"\n"
+                f'    SecRule MATCHED_VARS "!@rx {n.unless}" \\\n'
+                f"        \"t:none,setvar:'tx.anomaly_score_pl1=+%{{tx.critical_anomaly_score}}'\"")
+    return None
+
+
+ReadText = Callable[[str], "str | None"]
+
+
+def read_file(path: str) -> str | None:
+    """A file of this machine as text, None when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def narrowed(crs_dir: str, removed: Iterable[int] = (), read_text: ReadText = read_file,
+             narrowings: Iterable[Narrowing] | None = None) -> list[tuple[Narrowing, str]]:
+    """Each narrowing the installed CRS allows, with its rule text; none for a rule in ``removed``."""
+    skip = set(removed)
+    out = []
+    for n in load() if narrowings is None else narrowings:
+        if n.rule in skip:
+            continue
+        text = read_text(os.path.join(crs_dir, n.file))
+        rule = _narrow(n, text) if text is not None else None
+        if rule is not None:
+            out.append((n, rule))
+    return out
+
+
+def narrowed_rules(made: list[tuple[Narrowing, str]]) -> str:
+    """The narrowed rules as one text, each headed by why."""
+    return "".join(f"# CRS {n.rule}, except {n.why}\n{rule}\n" for n, rule in made)
