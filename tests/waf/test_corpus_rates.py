@@ -25,8 +25,8 @@ from tests.waf.test_engine import _need_library
 from tests.waf.test_middleware import serve_asgi
 
 # The floors these tests hold (below them is a regression); the targets are 0.90 and 0.97.
-ATTACKS_BLOCKED = 0.93
-BENIGN_PASSED = 0.89
+ATTACKS_BLOCKED = 0.94
+BENIGN_PASSED = 0.97
 CATEGORY_BLOCKED = 0.80
 REFUSED = {400, 403}
 
