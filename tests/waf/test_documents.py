@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from hostguard.waf.documents import Documents, document_rules, load, parse
+from hostguard.waf.documents import Documents, argument_pattern, load, parse, text_body_rule
 from hostguard.waf.engine import Engine, Request
 from hostguard.waf.ruleset import WafSettings, assemble
 from tests.waf.test_engine import _need_library
@@ -72,13 +72,14 @@ def test_documents_in_content_fields_pass(waf: Engine, request_: Request) -> Non
     assert not verdict.disruptive, verdict.rule_ids
 
 
-def test_each_document_is_refused_without_the_documents_rules() -> None:
-    # what the documents rules change: the same rule set without their part refuses each of them
+def test_each_document_is_refused_without_the_documents_narrowings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # what the documents narrowings change: the same rule set without them refuses each of these requests
     _need_library()
-    text = assemble(WafSettings())
-    start = text.index("# ---- hostguard data/waf/documents.toml")
-    end = text.index("SecMarker END_HOSTGUARD_DOCUMENTS\n", start)
-    with Engine(text=text[:start] + text[end:]) as without:
+    from hostguard.waf import narrowing
+
+    shipped = narrowing.load()
+    monkeypatch.setattr(narrowing, "load", lambda: tuple(n for n in shipped if not n.documents))
+    with Engine(text=assemble(WafSettings())) as without:
         passed = [p.id for p in DOCUMENTS_PASS if not without.inspect(p.values[0]).disruptive]  # type: ignore[arg-type]
     assert not passed, passed
 
@@ -86,7 +87,8 @@ def test_each_document_is_refused_without_the_documents_rules() -> None:
 STILL_REFUSED = [
     # the same document in a field not named for writing (a host name, a command, a file)
     pytest.param(_form({"host": SHELL_POST}, "/tools/ping"), id="document-in-host-field"),
-    pytest.param(_form({"widget[body]": SHELL_POST}), id="parent-not-listed"),
+    pytest.param(_json({"a": {"b": {"c": {"d": {"body": SHELL_POST}}}}}), id="deeper-than-three-objects"),
+    pytest.param(_form({"bodytext_cmd": SHELL_POST}), id="name-only-containing-one"),
     pytest.param(_json({"cmd": SHELL_POST}, "/api/run"), id="document-in-json-cmd"),
     # a short injection in a content field: no document
     pytest.param(_form({"body": "; cat /etc/passwd"}), id="short-injection-in-body"),
@@ -112,45 +114,44 @@ def test_what_is_not_a_document_in_a_content_field_is_still_refused(waf: Engine,
     assert verdict.disruptive, verdict.rule_ids
 
 
-def test_the_shipped_table_reads_and_every_argument_has_a_rule() -> None:
-    documents = load()
-    text = document_rules(documents)
-    parented = [f for f in documents.forms if "{parent}" in f]
-    expected = len(documents.names) * (len(documents.forms) - len(parented) + len(parented) * len(documents.parents))
-    assert len(documents.arguments) == expected
-    for argument in documents.arguments:
-        assert f"SecRule ARGS:{argument} " in text
-    ids = [int(i) for i in re.findall(r"id:(\d+)", text)]
-    assert len(ids) == len(set(ids)) and min(ids) >= 10100 and max(ids) <= 10999
+@pytest.mark.parametrize("name", ["body", "Message", "json.body", "json.message", "json.data.attributes.body",
+                                  "json.commits.array_2.message", "post[body]", "comment[text]", "wpTextbox1"])
+def test_the_argument_pattern_names_the_fields_in_every_form(name: str) -> None:
+    assert re.match(argument_pattern(), name), name
 
 
-def _table(**changes: object) -> dict[str, object]:
-    table: dict[str, object] = {"remove": [932105], "names": ["body"], "forms": ["{name}", "{parent}[{name}]"],
-                                "parents": ["post"], "shape": "[a-z]{2,}(?: [a-z]{2,}){3}"}
-    table.update(changes)
-    return table
+@pytest.mark.parametrize("name", ["host", "bodyx", "nobody", "messages_count", "json.a.b.c.d.body", "body.id",
+                                  "json.body.id", "post[body][id]", "cmd", "json.command"])
+def test_the_argument_pattern_leaves_other_fields_alone(name: str) -> None:
+    assert not re.match(argument_pattern(), name), name
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"remove": []}, "remove must list rule ids"),
-    ({"remove": ["932105"]}, "remove must list rule ids"),
-    ({"names": []}, "names must list strings"),
-    ({"parents": ["po st"]}, "a parent is letters"),
-    ({"forms": ["json.{parent}"]}, "must name {name} once"),
-    ({"forms": ["{name}[{parent}]"]}, "after an optional {parent}"),
-    ({"shape": 'a"b'}, "without double quotes"),
-    ({"names": ["bo dy"]}, "argument name 'bo dy'"),
-    ({"colour": "red"}, "unknown key 'colour'"),
-    ({"names": [f"field{i}" for i in range(500)]}, "more than ids"),
+def test_the_argument_pattern_has_no_bar_and_no_quote() -> None:
+    # libmodsecurity3 splits a target list at "|", even inside a regex; a quote would end the directive
+    pattern = argument_pattern()
+    assert "|" not in pattern and '"' not in pattern
+    assert all(re.escape(n) in pattern for n in load().names)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"names": [], "shape": "x"}, "names must list strings"),
+    ({"names": [1], "shape": "x"}, "names must list strings"),
+    ({"names": ["bo dy"], "shape": "x"}, "argument name 'bo dy'"),
+    ({"names": ["post[body]"], "shape": "x"}, "argument name 'post[body]'"),
+    ({"names": ["body"], "shape": 'a"b'}, "without double quotes"),
+    ({"names": ["body"]}, "without double quotes"),
+    ({"names": ["body"], "shape": "x", "colour": "red"}, "unknown key 'colour'"),
 ])
-def test_a_malformed_table_is_refused_naming_what_is_wrong(changes: dict[str, object], message: str) -> None:
+def test_a_malformed_table_is_refused_naming_what_is_wrong(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
-        parse(_table(**changes))
+        parse(raw)
 
 
-def test_a_small_table_makes_rules_the_engine_loads() -> None:
+def test_a_text_body_rule_is_written_for_the_rules_narrowed_for_documents() -> None:
     _need_library()
-    documents = parse(_table())
-    assert isinstance(documents, Documents) and documents.arguments == ("body", "post[body]")
-    with Engine(text=document_rules(documents)) as engine:   # the rules alone load
+    documents = parse({"names": ["body"], "shape": "[a-z]{2,}(?: [a-z]{2,}){3}"})
+    assert isinstance(documents, Documents) and text_body_rule([], documents) == ""
+    rule = text_body_rule([932105, 932150], documents)
+    assert "ctl:ruleRemoveTargetById=932105;ARGS_NAMES,ctl:ruleRemoveTargetById=932150;ARGS_NAMES" in rule
+    with Engine(text=rule) as engine:   # the rule alone loads
         assert not engine.inspect(_form({"body": "x"})).disruptive

@@ -147,6 +147,17 @@ def test_messages_are_read_field_by_field() -> None:
     assert parse_message("ModSecurity: no id here [msg \"x\"]") is None
 
 
+def test_a_chain_head_logged_without_the_chain_is_not_a_match() -> None:
+    # libmodsecurity3 logs a multiMatch chain's first rule on its own, without msg, tags or severity
+    ghost = ('ModSecurity: Warning. Matched "Operator `Rx\' ..." [file "<<reference missing>>"] [line "75"] '
+             '[id "20953"] [rev ""] [msg ""] [data ""] [severity "0"] [ver "hostguard/1"] [maturity "0"]')
+    assert parse_message(ghost) is None
+    scored = ghost.replace('[msg ""]', '[msg "Node.js Injection Attack (narrowed by hostguard)"]').replace(
+        '[severity "0"]', '[severity "2"] [tag "attack-injection-generic"]')
+    m = parse_message(scored)
+    assert m is not None and m.id == 20953 and m.severity == "2"
+
+
 @given(st.text())
 def test_any_message_text_is_read_without_error(text: str) -> None:
     parse_message(text)

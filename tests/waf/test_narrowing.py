@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hostguard.waf.documents import argument_pattern
 from hostguard.waf.engine import Engine, Request
 from hostguard.waf.narrowing import Narrowing, load, narrowed, narrowed_rules, parse
 from hostguard.waf.ruleset import CRS_RULES, WafSettings, assemble, crs_updates
@@ -108,11 +109,21 @@ def test_every_shipped_narrowing_is_made_from_the_installed_crs() -> None:
         pytest.skip(f"no CRS in {CRS_RULES} (apt-get install modsecurity-crs)")
     made = narrowed(CRS_RULES)
     assert [n.rule for n, _ in made] == [n.rule for n in load()]
+    pattern = argument_pattern()
     for n, rule in made:
-        assert rule.startswith("SecRule ") and f"id:{n.id}," in rule and n.unless in rule
-        assert f"tag:'hostguard/crs-narrowed/{n.rule}'" in rule and "chain" in rule
+        assert rule.startswith("SecRule ") and f"id:{n.id}," in rule and "chain" in rule
+        assert f"tag:'hostguard/crs-narrowed/{n.rule}'" in rule
+        if n.documents:   # the twin reads the fields people write in, and asks their own values
+            assert rule.startswith(f"SecRule ARGS:/{pattern}/ ") and f'SecRule ARGS:/{pattern}/ "!@rx ' in rule
+        else:
+            assert n.unless is not None and f'SecRule MATCHED_VARS "!@rx {n.unless}"' in rule
     updates = crs_updates(WafSettings())
-    assert re.search(r"(?m)^SecRuleRemoveById " + " ".join(str(n.rule) for n in load()) + "$", updates)
+    by_value = " ".join(str(n.rule) for n in load() if not n.documents)
+    assert re.search(r"(?m)^SecRuleRemoveById " + by_value + "$", updates)
+    for n in load():
+        if n.documents:   # kept (CRS's exclusion packages name it), without the fields people write in
+            assert f'SecRuleUpdateTargetById {n.rule} "!ARGS:/{pattern}/"' in updates
+            assert f"SecRuleRemoveById {n.rule}" not in updates
 
 
 def test_an_owner_removing_the_crs_rule_removes_its_twin_too() -> None:
@@ -134,7 +145,7 @@ def _crs(tmp_path: Path, text: str) -> str:
     return str(tmp_path)
 
 
-NARROWING = Narrowing(990001, 20990, "REQUEST-999-TEST.conf", r"\Agood\z", "a good word")
+NARROWING = Narrowing(990001, 20990, "REQUEST-999-TEST.conf", why="a good word", unless=r"\Agood\z")
 
 
 def test_a_simple_rule_is_narrowed_with_its_own_variables_operator_and_transformations(tmp_path: Path) -> None:
@@ -159,6 +170,15 @@ def test_a_rule_in_another_form_is_left_as_crs_has_it(tmp_path: Path, text: str,
     assert narrowed(_crs(tmp_path, text), narrowings=[NARROWING]) == [], why
 
 
+def test_a_documents_narrowing_needs_a_rule_that_reads_the_arguments(tmp_path: Path) -> None:
+    documents = Narrowing(990001, 20990, "REQUEST-999-TEST.conf", why="a document", documents=True)
+    reads_args = SIMPLE.format(id=990001, phase=2, severity="CRITICAL")
+    made = narrowed(_crs(tmp_path, reads_args), narrowings=[documents])
+    assert len(made) == 1 and made[0][1].startswith("SecRule ARGS:/(?i)^")
+    headers_only = reads_args.replace("SecRule ARGS ", "SecRule REQUEST_HEADERS ")
+    assert narrowed(_crs(tmp_path, headers_only), narrowings=[documents]) == []
+
+
 def test_a_missing_crs_file_narrows_nothing(tmp_path: Path) -> None:
     assert narrowed(str(tmp_path / "nowhere"), narrowings=[NARROWING]) == []
 
@@ -177,6 +197,10 @@ def test_any_file_text_gives_a_rule_or_nothing_never_an_error(text: str) -> None
     ({"narrowing": [{"rule": 1, "id": 20950, "file": "../etc/passwd", "unless": "a", "why": "w"}]}, "file is"),
     ({"narrowing": [{"rule": 1, "id": 20950, "file": "REQUEST-941-X.conf", "unless": 'a"', "why": "w"}]},
      "without double quotes"),
+    ({"narrowing": [{"rule": 1, "id": 20950, "file": "REQUEST-941-X.conf", "documents": False, "why": "w"}]},
+     "documents is true"),
+    ({"narrowing": [{"rule": 1, "id": 20950, "file": "REQUEST-941-X.conf", "unless": "a", "documents": True,
+                     "why": "w"}]}, "unless or documents"),
     ({"narrowing": [{"rule": 1, "id": 20950, "file": "REQUEST-941-X.conf", "unless": "a", "why": "w"},
                     {"rule": 1, "id": 20951, "file": "REQUEST-941-X.conf", "unless": "b", "why": "w"}]}, "used twice"),
 ])

@@ -363,17 +363,23 @@ def run_exclusions(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     import glob
 
+    from hostguard.waf.config import WafConfig
+    from hostguard.waf.documents import text_body_rule
     from hostguard.waf.engine import EngineError, check_rules
+    from hostguard.waf.narrowing import document_rule_ids, narrowed, narrowed_rules
     from hostguard.waf.ruleset import _data_path, own_rule_files
     from hostguard.waf.vpatch import PatchError, catalogue, check_patch_rules
 
     files = [_data_path("base.conf"), *own_rule_files(), *sorted(glob.glob(_data_path("exclusions") + "/*.conf"))]
     try:
         patches = catalogue()
-    except PatchError as exc:
+        waf = load_config(args.config)[WafConfig]
+        made = narrowed(waf.crs_dir, waf.remove_ids)
+        generated = {"narrowings.toml": narrowed_rules(made), "documents.toml": text_body_rule(document_rule_ids(made))}
+    except (PatchError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     try:
-        problems = check_rules(files)
+        problems = check_rules(files, generated)
         refused = check_patch_rules(patches.values())
     except EngineError as exc:
         raise UsageError(str(exc)) from exc
@@ -381,7 +387,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{path}: {error}")
     for patch_id, error in refused:
         print(f"virtual patch {patch_id}: {error}")
-    print(f"{len(files) - len(problems)} of {len(files)} rule files load; {len(patches) - len(refused)} of "
+    total = len(files) + len(generated)
+    print(f"{total - len(problems)} of {total} rule files load; {len(patches) - len(refused)} of "
           f"{len(patches)} virtual patches load")
     return EXIT_FINDINGS if problems or refused else EXIT_OK
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +111,11 @@ class Verdict:
 
 
 def parse_message(text: str) -> RuleMatch | None:
-    """A rule match from one engine log message (None when it names no rule id)."""
+    """A rule match from one engine log message (None when it names no rule id, or is not a match).
+
+    libmodsecurity3 3.0.9 logs the first rule of a chain with ``multiMatch`` whenever that rule matches, even
+    when the rest of the chain does not (a narrowed CRS rule, ``hostguard.waf.narrowing``, on the honest value
+    it lets through): such a message has none of the rule's msg, tags and severity, and is not reported."""
     found: dict[str, str] = {}
     tags: list[str] = []
     for key, value in FIELD.findall(text):
@@ -122,6 +126,8 @@ def parse_message(text: str) -> RuleMatch | None:
     try:
         rule_id = int(found.get("id", ""))
     except ValueError:
+        return None
+    if not found.get("msg") and not tags and found.get("severity") == "0":
         return None
     return RuleMatch(rule_id, found.get("msg", ""), found.get("data", ""), found.get("severity", ""), tuple(tags))
 
@@ -272,17 +278,19 @@ class Engine:
         self.close()
 
 
-def check_rules(paths: Iterable[str]) -> list[tuple[str, str]]:
-    """Each file loaded into a rules set of its own by the engine itself (what modsec-rules-check does, which
-    Debian does not ship): (path, the library's error) for each refused one."""
+def check_rules(paths: Iterable[str], texts: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """Each file, and each generated rules text (by name), loaded into a rules set of its own by the engine
+    itself (what modsec-rules-check does, which Debian does not ship): (path or name, the library's error) for
+    each refused one."""
     lib = _Lib.get()
     problems = []
-    for path in paths:
+    sources = [(path, {"path": path}) for path in paths] + [(n, {"text": t}) for n, t in (texts or {}).items()]
+    for name, source in sources:
         rules = lib.lib.msc_create_rules_set()
         try:
-            _add(lib, rules, path=path)
+            _add(lib, rules, **source)
         except EngineError as exc:
-            problems.append((path, str(exc)))
+            problems.append((name, str(exc)))
         finally:
             lib.lib.msc_rules_cleanup(rules)
     return problems

@@ -24,28 +24,39 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["Narrowing", "ReadText", "load", "narrowed", "narrowed_rules", "parse", "read_file"]
+from hostguard.waf.documents import Documents, argument_pattern
+from hostguard.waf.documents import load as load_documents
+
+__all__ = ["Narrowing", "ReadText", "crs_changes", "document_rule_ids", "load", "narrowed", "narrowed_rules", "parse",
+           "read_file"]
 
 IDS = range(20950, 21000)
 _DIRECTIVE = re.compile(r'SecRule\s+(\S+)\s+"((?:[^"\\]|\\.)*)"\s+"((?:[^"\\]|\\.)*)"\s*\Z', re.S)
 _ACTION = re.compile(r"\s*([a-zA-Z]+)(?::('(?:[^'\\]|\\.)*'|[^,]*))?\s*(?:,|\Z)")
 _CRS_FILE = re.compile(r"REQUEST-\d{3}-[A-Z0-9-]+\.conf")
+_KEYS = frozenset({"rule", "id", "file", "why"})
+# the actions of a CRS rule a twin can stand for: metadata, scoring, how it matches (and auditLogParts)
+_UNDERSTOOD = frozenset({"id", "phase", "block", "capture", "t", "msg", "logdata", "tag", "ver", "severity", "setvar",
+                         "multiMatch"})
+_FROM_FILE = re.compile(r"(!?@(?:pmFromFile|pmf|ipMatchFromFile)\s+)(\S+)\Z")
 
 
 @dataclass(frozen=True)
 class Narrowing:
-    """One entry of ``narrowings.toml``: CRS rule ``rule`` in ``file``, narrowed to values not matching
-    ``unless`` (a PCRE regex), as rule ``id``; ``why`` is the honest shape, in words."""
+    """One entry of ``narrowings.toml``: CRS rule ``rule`` in ``file``, narrowed as rule ``id`` to values not
+    matching ``unless`` (a PCRE regex), or with ``documents`` to what is not a document in a field people
+    write in (``data/waf/documents.toml``); ``why`` is the honest shape, in words."""
 
     rule: int
     id: int
     file: str
-    unless: str
     why: str
+    unless: str | None = None
+    documents: bool = False
 
 
 @functools.cache
@@ -62,17 +73,22 @@ def parse(raw: dict[str, object]) -> tuple[Narrowing, ...]:
         raise ValueError("narrowings.toml: a list of [[narrowing]] tables and nothing else")
     out: list[Narrowing] = []
     for n, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or set(entry) != {"rule", "id", "file", "unless", "why"}:
-            raise ValueError(f"narrowings.toml: narrowing {n} must have exactly rule, id, file, unless, why")
-        rule, rule_id, file, unless, why = (entry[k] for k in ("rule", "id", "file", "unless", "why"))
+        if not isinstance(entry, dict) or set(entry) not in (_KEYS | {"unless"}, _KEYS | {"documents"}):
+            raise ValueError(f"narrowings.toml: narrowing {n} must have exactly rule, id, file, why, and unless or "
+                             "documents")
+        rule, rule_id, file, why = (entry[k] for k in ("rule", "id", "file", "why"))
+        unless, documents = entry.get("unless"), entry.get("documents", False)
         if not (isinstance(rule, int) and isinstance(rule_id, int) and rule_id in IDS):
             raise ValueError(f"narrowings.toml: narrowing {n}: rule and id are integers, id in {IDS.start}-{IDS.stop - 1}")
         if not (isinstance(file, str) and _CRS_FILE.fullmatch(file)):
             raise ValueError(f"narrowings.toml: narrowing {n}: file is a CRS REQUEST-*.conf name")
-        if not (isinstance(unless, str) and unless and '"' not in unless and isinstance(why, str) and why):
-            raise ValueError(f"narrowings.toml: narrowing {n}: unless is a regex without double quotes, why a text")
-        re.compile(unless.replace(r"\z", r"\Z"))   # PCRE, checked in Python's dialect
-        out.append(Narrowing(rule, rule_id, file, unless, why))
+        if not (isinstance(why, str) and why) or documents not in (True, False) or "documents" in entry and not documents:
+            raise ValueError(f"narrowings.toml: narrowing {n}: why is a text, documents is true")
+        if unless is not None:
+            if not (isinstance(unless, str) and unless and '"' not in unless):
+                raise ValueError(f"narrowings.toml: narrowing {n}: unless is a regex without double quotes")
+            re.compile(unless.replace(r"\z", r"\Z"))   # PCRE, checked in Python's dialect
+        out.append(Narrowing(rule, rule_id, file, why, unless, bool(documents)))
     for key in ("rule", "id"):
         values = [getattr(x, key) for x in out]
         if len(values) != len(set(values)):
@@ -108,7 +124,7 @@ def _actions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _narrow(n: Narrowing, text: str) -> str | None:
+def _narrow(n: Narrowing, text: str, crs_dir: str, documents: Documents) -> str | None:
     """The narrowed rule for ``n`` from the CRS file's ``text``, or None when the rule is not there as expected."""
     for directive in _directives(text):
         if f"id:{n.rule}," not in directive and not directive.endswith(f"id:{n.rule}\""):
@@ -121,20 +137,33 @@ def _narrow(n: Narrowing, text: str) -> str | None:
             parsed = _actions(actions)
         except ValueError:
             return None
-        names = [k for k, _ in parsed]
         values = dict(parsed)
-        if ("chain" in names or values.get("id") != str(n.rule) or values.get("phase") != "2"
+        if (any(k not in _UNDERSTOOD and (k, v) != ("ctl", "auditLogParts=+E") for k, v in parsed)
+                or values.get("id") != str(n.rule) or values.get("phase") != "2"
                 or values.get("severity") != "'CRITICAL'"):
             return None
-        keep = [f"{k}:{v}" if v else k for k, v in parsed if k in ("t", "tag") or k == "capture"]
+        if n.documents:
+            # the twin reads only the fields people write in, which the CRS rule stops reading; what it matched
+            # is transformed (t:normalizePath turns "cd ../../tools" in a sentence into "tools"), so the
+            # fields' own values are asked whether they are documents: one that is not is enough to score
+            if "ARGS" not in variables.split("|"):
+                return None
+            variables = f"ARGS:/{argument_pattern(documents)}/"
+            check = f'{variables} "!@rx {documents.shape}" \\\n        "t:none,t:lowercase'
+        else:
+            check = f'MATCHED_VARS "!@rx {n.unless}" \\\n        "t:none'
+        # a data file CRS names by a relative path is next to CRS's rules, not next to hostguard's text
+        found = _FROM_FILE.match(operator)
+        if found and not found.group(2).startswith("/"):
+            operator = f"{found.group(1)}{os.path.join(crs_dir, found.group(2))}"
+        keep = [f"{k}:{v}" if v else k for k, v in parsed if k in ("t", "tag", "capture", "multiMatch")]
         keep += [f"msg:{values['msg'][:-1]} (narrowed by hostguard)'" if "msg" in values else ""]
         head = ",".join(x for x in [f"id:{n.id}", "phase:2", "block", *keep] if x)
         return (f'SecRule {variables} "{operator}" \\\n'
                 f'    "{head},chain,\\\n'
                 f"    logdata:'Matched Data: %{{TX.0}} found within %{{MATCHED_VAR_NAME}}',\\\n"
                 f"    tag:'hostguard/crs-narrowed/{n.rule}',ver:'hostguard/1',severity:'CRITICAL'\"\n"
-                f'    SecRule MATCHED_VARS "!@rx {n.unless}" \\\n'
-                f"        \"t:none,setvar:'tx.anomaly_score_pl1=+%{{tx.critical_anomaly_score}}'\"")
+                f"    SecRule {check},setvar:'tx.anomaly_score_pl1=+%{{tx.critical_anomaly_score}}'\"")
     return None
 
 
@@ -151,20 +180,39 @@ def read_file(path: str) -> str | None:
 
 
 def narrowed(crs_dir: str, removed: Iterable[int] = (), read_text: ReadText = read_file,
-             narrowings: Iterable[Narrowing] | None = None) -> list[tuple[Narrowing, str]]:
-    """Each narrowing the installed CRS allows, with its rule text; none for a rule in ``removed``."""
+             narrowings: Iterable[Narrowing] | None = None,
+             documents: Documents | None = None) -> list[tuple[Narrowing, str]]:
+    """Each narrowing the installed CRS allows, with its twin's rule text; none for a rule in ``removed``."""
     skip = set(removed)
+    fields = documents or load_documents()
     out = []
     for n in load() if narrowings is None else narrowings:
         if n.rule in skip:
             continue
         text = read_text(os.path.join(crs_dir, n.file))
-        rule = _narrow(n, text) if text is not None else None
+        rule = _narrow(n, text, crs_dir, fields) if text is not None else None
         if rule is not None:
             out.append((n, rule))
     return out
 
 
-def narrowed_rules(made: list[tuple[Narrowing, str]]) -> str:
-    """The narrowed rules as one text, each headed by why."""
+def narrowed_rules(made: Sequence[tuple[Narrowing, str]]) -> str:
+    """The twins as one text, each headed by why (after CRS's rules, before REQUEST-949)."""
     return "".join(f"# CRS {n.rule}, except {n.why}\n{rule}\n" for n, rule in made)
+
+
+def crs_changes(made: Sequence[tuple[Narrowing, str]], documents: Documents | None = None) -> str:
+    """What must follow CRS's rules: each CRS rule narrowed by value removed (its twin reads everything it
+    read); each narrowed for documents kept, but no longer reading the fields people write in (its twin
+    reads those), so that CRS's exclusion packages, which name it, still apply to it."""
+    removed = " ".join(str(n.rule) for n, _ in made if not n.documents)
+    lines = [f"SecRuleRemoveById {removed}"] if removed else []
+    if any(n.documents for n, _ in made):
+        pattern = argument_pattern(documents)
+        lines += [f'SecRuleUpdateTargetById {n.rule} "!ARGS:/{pattern}/"' for n, _ in made if n.documents]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def document_rule_ids(made: Sequence[tuple[Narrowing, str]]) -> list[int]:
+    """The CRS rules narrowed for documents (a text body that is a document is kept from them)."""
+    return [n.rule for n, _ in made if n.documents]

@@ -8,8 +8,9 @@ silently does nothing. Debian's libmodsecurity3 3.0.9 also rejects ``IncludeOpti
 2. the engine mode and CRS's settings (what ``crs-setup.conf`` would set): default actions, paranoia level,
    anomaly thresholds, the application exclusion packages asked for;
 3. hostguard's own exclusion packages (``data/waf/exclusions/``, e.g. phpMyAdmin's SQL box) and per-site
-   exclusions (phase-1 ``ctl:`` rules): before REQUEST-901; then, with hostguard's own rules, the documents in
-   content fields (``hostguard.waf.documents``: phase-2 ``ctl:`` rules, before CRS's phase-2 rules they change);
+   exclusions (phase-1 ``ctl:`` rules): before REQUEST-901; then, with hostguard's own rules, the rule that
+   keeps a text body that is a document from the CRS rules narrowed for documents (``hostguard.waf.documents``:
+   a phase-2 ``ctl:`` rule, before CRS's phase-2 rules it changes);
 4. CRS's REQUEST-901 (initialization), then the enabled virtual patches (``[waf] virtual_patches``, the rules
    of ``data/waf/virtual-patches/<id>.toml``, ids 21000–21999, see ``hostguard.waf.vpatch``): they deny on
    their own, so they need nothing CRS computes, and coming before CRS's attack rules a request a patch
@@ -49,8 +50,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
-from hostguard.waf.documents import document_rules
-from hostguard.waf.narrowing import Narrowing, ReadText, narrowed, narrowed_rules, read_file
+from hostguard.waf.documents import text_body_rule
+from hostguard.waf.narrowing import (
+    Narrowing,
+    ReadText,
+    crs_changes,
+    document_rule_ids,
+    narrowed,
+    narrowed_rules,
+    read_file,
+)
 
 __all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "crs_updates", "own_rule_files", "server_rules",
            "virtual_patch_rules"]
@@ -139,15 +148,14 @@ def _narrowed(settings: WafSettings, read_text: ReadText) -> list[tuple[Narrowin
 
 
 def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3", read_text: ReadText = read_file) -> str:
-    """hostguard's removals of CRS rules (``data/waf/crs-updates.conf``, and the CRS rules narrowed) as text
+    """hostguard's changes to CRS rules (``data/waf/crs-updates.conf``, and the CRS rules narrowed) as text
     for ``engine``, to load after CRS's request rules; empty without hostguard's own rules (they replace what
     it removes). ``read_text`` reads CRS's files (under ``--root``, inside the tree)."""
     if not settings.own_rules:
         return ""
-    text = _inline(_data_path(CRS_UPDATES), engine)
-    ids = " ".join(str(n.rule) for n, _ in _narrowed(settings, read_text))
-    return text + (f"# narrowed by hostguard (data/waf/narrowings.toml): each has a twin of its own id\n"
-                   f"SecRuleRemoveById {ids}\n" if ids else "")
+    changes = crs_changes(_narrowed(settings, read_text))
+    return _inline(_data_path(CRS_UPDATES), engine) + (
+        f"# narrowed by hostguard (data/waf/narrowings.toml): each has a twin of its own id\n{changes}" if changes else "")
 
 
 def own_rule_files() -> list[str]:
@@ -219,9 +227,9 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     before, blocking = _crs_files(settings, glob.glob)
     own_packages = [f'Include "{_data_path(f"exclusions/{app}.conf")}"' for app in settings.applications
                     if app in OWN_PACKAGES]
-    parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules]
-    if settings.own_rules:
-        parts.append(document_rules())
+    made = _narrowed(settings, read_file)
+    parts = [f'Include "{_data_path("base.conf")}"', _setup(settings), *own_packages, *site_rules,
+             text_body_rule(document_rule_ids(made))]
     initialization = [p for p in before if os.path.basename(p) <= INITIALIZATION]
     parts += [f'Include "{p}"' for p in initialization]
     if settings.virtual_patches:
@@ -229,7 +237,7 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     parts += [f'Include "{p}"' for p in before if p not in initialization]
     if settings.own_rules:
         parts += [f'Include "{p}"' for p in own_rule_files()]
-        parts += [narrowed_rules(_narrowed(settings, read_file)), crs_updates(settings)]
+        parts += [narrowed_rules(made), crs_updates(settings)]
     parts += [f'Include "{p}"' for p in settings.extra_files]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
@@ -276,10 +284,10 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
                      "SecStreamInBodyInspection On")
     parts += ["# ---- engine mode and CRS settings ([waf] in hostguard's config) ----",
               _setup(settings, crs_setup=not crs_loaded_after).rstrip(), *own_packages, *site_rules]
-    if settings.own_rules:
-        parts.append(_for_engine(document_rules(), engine).rstrip())
-    own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
     made = _narrowed(settings, read_text)
+    if made:   # before CRS: a ctl: only changes the rules that run after it
+        parts.append(_for_engine(text_body_rule(document_rule_ids(made)), engine).rstrip())
+    own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
     if made:   # CRS's text as CRS wrote it, for either engine
         own.append("# ---- CRS rules narrowed by hostguard (data/waf/narrowings.toml) ----\n"
                    + narrowed_rules(made).rstrip())
