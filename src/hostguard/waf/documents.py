@@ -8,8 +8,9 @@ the fields (by argument name) and says what makes a value a document; the CRS ru
 such a name, and a twin of each reads it instead, scoring unless the value is a document.
 
 libmodsecurity3 3.0.9 takes neither a regex nor a macro in a ``ctl:`` target, and no ``|`` in a regex inside a
-target list (it splits the list there): :func:`argument_pattern` writes the names' alternation as nested
-negative lookaheads, ``(?!(?!body$)(?!content$))`` ("not none of them"), which both engines read.
+target list (it splits the list there; mod_security2 splits at commas too): :func:`argument_pattern` writes
+the names' alternation as nested negative lookaheads, ``(?!(?!body$)(?!content$))`` ("not none of them"),
+and repeats optional groups instead of counting them, which both engines read.
 
 A body sent as text (``text/plain``, ``text/markdown``: read as a form by rule 20911, so it sits in
 ``ARGS_NAMES``) is one document too: :func:`text_body_rule`.
@@ -30,7 +31,8 @@ TEXT_BODY_ID = 10100
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # before a name: nothing (a form field), up to three JSON objects or arrays (json.data.attributes.body,
 # json.commits.array_2.message), or a Rails-style parent (post[body])
-_PREFIX = r"(?:json\.(?:[a-z0-9_-]++\.){0,3})?+(?:[a-z0-9_-]++\[)?+"   # possessive: every name is tested
+# (possessive: every name is tested, so no backtracking; no "{0,3}": mod_security2 splits a target list at commas)
+_PREFIX = r"(?:json\.(?:[a-z0-9_-]++\.)?+(?:[a-z0-9_-]++\.)?+(?:[a-z0-9_-]++\.)?+)?+(?:[a-z0-9_-]++\[)?+"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def parse(raw: dict[str, object]) -> Documents:
 
 
 def argument_pattern(documents: Documents | None = None) -> str:
-    """A PCRE regex (no ``|``, no double quote) matching the argument names of ``documents`` in every form:
+    """A PCRE regex (no ``|``, no comma, no double quote) matching the argument names of ``documents`` in every form:
     ``body``, ``json.body``, ``json.post.body``, ``post[body]``."""
     d = documents or load()
     either = "".join(f"(?!{re.escape(n)}\\]?$)" for n in d.names)
