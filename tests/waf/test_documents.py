@@ -114,6 +114,19 @@ def test_what_is_not_a_document_in_a_content_field_is_still_refused(waf: Engine,
     assert verdict.disruptive, verdict.rule_ids
 
 
+def test_an_exclusion_of_one_argument_reaches_the_twins_and_one_of_the_whole_collection_does_not() -> None:
+    # the twins read the fields people write in by a name pattern: an exclusion naming the argument (what
+    # learning proposes) applies to them; one of all of ARGS by tag does not (a package switches them off by id)
+    _need_library()
+    injection = _form({"body": "; cat /etc/passwd"})
+    one = 'SecAction "id:11990,phase:1,pass,nolog,ctl:ruleRemoveTargetById=20966;ARGS:body"'
+    collection = 'SecAction "id:11990,phase:1,pass,nolog,ctl:ruleRemoveTargetByTag=attack-rce;ARGS"'
+    with Engine(text=assemble(WafSettings(), site_rules=[one])) as engine:
+        assert 20966 not in engine.inspect(injection).rule_ids
+    with Engine(text=assemble(WafSettings(), site_rules=[collection])) as engine:
+        assert 20966 in engine.inspect(injection).rule_ids
+
+
 @pytest.mark.parametrize("name", ["body", "Message", "json.body", "json.message", "json.data.attributes.body",
                                   "json.commits.array_2.message", "post[body]", "comment[text]", "wpTextbox1"])
 def test_the_argument_pattern_names_the_fields_in_every_form(name: str) -> None:

@@ -59,6 +59,17 @@ def test_the_mod_security2_variant_reads_the_raw_body_as_stream_input_body() -> 
     assert re.sub(r"STREAM_INPUT_BODY", "REQUEST_BODY", v2).count("id:20") == v3.count("id:20")
 
 
+def test_an_exclusion_of_the_body_also_excludes_the_raw_body_mod_security2_reads() -> None:
+    # CRS's rules read REQUEST_BODY, hostguard's STREAM_INPUT_BODY there: an application package's exclusion
+    # of the body must reach both
+    v2 = server_rules(WafSettings(applications=("sentry",)), "modsecurity2", crs_loaded_after=True)
+    v3 = server_rules(WafSettings(applications=("sentry",)), "libmodsecurity3")
+    for tag in ("language-java", "attack-sqli"):
+        assert (f"ctl:ruleRemoveTargetByTag={tag};REQUEST_BODY,ctl:ruleRemoveTargetByTag={tag};STREAM_INPUT_BODY"
+                in v2)
+        assert f"ctl:ruleRemoveTargetByTag={tag};REQUEST_BODY" in v3 and "STREAM_INPUT_BODY" not in v3
+
+
 def test_crs_loaded_after_means_no_crs_include_and_run_time_removals() -> None:
     text = server_rules(WafSettings(remove_ids=(942100, 920350)), "modsecurity2", crs_loaded_after=True)
     assert not re.search(r"(?m)^Include", text) and not re.search(r"(?m)^SecRuleRemoveById", text)

@@ -79,6 +79,7 @@ NO_FILES_LIMIT = 1_048_576   # a body without files (a form, JSON) is a megabyte
 ENGINES = ("libmodsecurity3", "modsecurity2")   # nginx's module and the proxy; Apache's mod_security2 2.9
 # a SecRule's variable list (first argument), to rewrite REQUEST_BODY for mod_security2
 RULE_TARGETS = re.compile(r"(?m)^(\s*SecRule\s+)(\S+)")
+CTL_BODY = re.compile(r"ctl:(ruleRemoveTargetBy(?:Id|Tag|Msg)=[^;,\"\s]+);REQUEST_BODY\b")   # an exclusion of the body
 # What a site of today is sent, beyond CRS 3.3's defaults (GET HEAD POST OPTIONS; forms, multipart, XML, JSON):
 # the methods of REST APIs, and the request bodies APIs and feeds are made of. A method or type outside these
 # lists scores (911100, 920420); WebDAV's methods come with the nextcloud package.
@@ -246,10 +247,13 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
 
 
 def _for_engine(text: str, engine: str) -> str:
-    """Rules text as ``engine`` must read it: mod_security2 reads the raw body as STREAM_INPUT_BODY."""
+    """Rules text as ``engine`` must read it: mod_security2 reads the raw body as STREAM_INPUT_BODY, so there
+    hostguard's rules read that, and an exclusion of REQUEST_BODY (which CRS's rules still read) also excludes
+    STREAM_INPUT_BODY."""
     if engine == "modsecurity2":
         text = RULE_TARGETS.sub(lambda m: m.group(1) + "|".join(
             "STREAM_INPUT_BODY" if v == "REQUEST_BODY" else v for v in m.group(2).split("|")), text)
+        text = CTL_BODY.sub(lambda m: f"{m.group(0)},ctl:{m.group(1)};STREAM_INPUT_BODY", text)
     return text
 
 
