@@ -63,6 +63,11 @@ DOCUMENTS_PASS = [
     pytest.param(_json({"post": {"body": SHELL_POST}}), id="json-parent"),
     pytest.param(_json({"data": {"attributes": {"body": PATHS}}}), id="json-api-attributes"),
     pytest.param(_text(f"# Deploy\n\n{SHELL_POST}\n"), id="markdown-text-body"),
+    pytest.param(_json({"channel": "C1", "text": "use `rm -rf node_modules && npm i` then restart the dev server"},
+                       "/api/chat.postMessage"), id="chat-backticks"),   # hostguard's own 20801
+    pytest.param(_form({"description": "Disk full on /var/lib/mysql again, see /var/log/syslog and /etc/fstab for "
+                                       "the mounts"}, "/tickets"), id="paths-between-words"),
+    pytest.param(_json({"topic_id": 12, "raw": f"Try this:\n\n{SHELL_POST}"}, "/posts.json"), id="discourse-raw"),
 ]
 
 
@@ -105,6 +110,9 @@ STILL_REFUSED = [
     pytest.param(_form({"body": f"{SHELL_POST}\n{{{{ cycler.__init__.__globals__.os.popen('id').read() }}}}"}),
                  id="template-in-document"),
     pytest.param(_text("; cat /etc/passwd", "text/plain"), id="short-text-body"),
+    # a command line with a few words is not a document
+    pytest.param(_json({"notes": "cd ../shared && ls -la; then edit config.yml and restart"}, "/api/notes"),
+                 id="command-line-with-words"),
 ]
 
 

@@ -112,7 +112,7 @@ def test_every_shipped_narrowing_is_made_from_the_installed_crs() -> None:
     pattern = argument_pattern()
     for n, rule in made:
         assert rule.startswith("SecRule ") and f"id:{n.id}," in rule and "chain" in rule
-        assert f"tag:'hostguard/crs-narrowed/{n.rule}'" in rule
+        assert f"tag:'hostguard/narrowed/{n.rule}'" in rule
         if n.documents:   # the twin reads the fields people write in, and asks their own values
             assert rule.startswith(f"SecRule ARGS:/{pattern}/ ") and f'SecRule ARGS:/{pattern}/ "!@rx ' in rule
         else:

@@ -38,6 +38,7 @@ IDS = range(20950, 21000)
 _DIRECTIVE = re.compile(r'SecRule\s+(\S+)\s+"((?:[^"\\]|\\.)*)"\s+"((?:[^"\\]|\\.)*)"\s*\Z', re.S)
 _ACTION = re.compile(r"\s*([a-zA-Z]+)(?::('(?:[^'\\]|\\.)*'|[^,]*))?\s*(?:,|\Z)")
 _CRS_FILE = re.compile(r"REQUEST-\d{3}-[A-Z0-9-]+\.conf")
+_OWN_FILE = re.compile(r"REQUEST-2\d{4}-[A-Z0-9-]+\.conf")   # hostguard's own (data/waf/rules/), read from the package
 _KEYS = frozenset({"rule", "id", "file", "why"})
 # the actions of a CRS rule a twin can stand for: metadata, scoring, how it matches (and auditLogParts)
 _UNDERSTOOD = frozenset({"id", "phase", "block", "capture", "t", "msg", "logdata", "tag", "ver", "severity", "setvar",
@@ -80,8 +81,8 @@ def parse(raw: dict[str, object]) -> tuple[Narrowing, ...]:
         unless, documents = entry.get("unless"), entry.get("documents", False)
         if not (isinstance(rule, int) and isinstance(rule_id, int) and rule_id in IDS):
             raise ValueError(f"narrowings.toml: narrowing {n}: rule and id are integers, id in {IDS.start}-{IDS.stop - 1}")
-        if not (isinstance(file, str) and _CRS_FILE.fullmatch(file)):
-            raise ValueError(f"narrowings.toml: narrowing {n}: file is a CRS REQUEST-*.conf name")
+        if not (isinstance(file, str) and (_CRS_FILE.fullmatch(file) or _OWN_FILE.fullmatch(file))):
+            raise ValueError(f"narrowings.toml: narrowing {n}: file is a CRS or hostguard REQUEST-*.conf name")
         if not (isinstance(why, str) and why) or documents not in (True, False) or "documents" in entry and not documents:
             raise ValueError(f"narrowings.toml: narrowing {n}: why is a text, documents is true")
         if unless is not None:
@@ -162,7 +163,7 @@ def _narrow(n: Narrowing, text: str, crs_dir: str, documents: Documents) -> str 
         return (f'SecRule {variables} "{operator}" \\\n'
                 f'    "{head},chain,\\\n'
                 f"    logdata:'Matched Data: %{{TX.0}} found within %{{MATCHED_VAR_NAME}}',\\\n"
-                f"    tag:'hostguard/crs-narrowed/{n.rule}',ver:'hostguard/1',severity:'CRITICAL'\"\n"
+                f"    tag:'hostguard/narrowed/{n.rule}',ver:'hostguard/1',severity:'CRITICAL'\"\n"
                 f"    SecRule {check},setvar:'tx.anomaly_score_pl1=+%{{tx.critical_anomaly_score}}'\"")
     return None
 
@@ -189,11 +190,16 @@ def narrowed(crs_dir: str, removed: Iterable[int] = (), read_text: ReadText = re
     for n in load() if narrowings is None else narrowings:
         if n.rule in skip:
             continue
-        text = read_text(os.path.join(crs_dir, n.file))
+        own = _OWN_FILE.fullmatch(n.file) is not None
+        text = read_file(_own_rules(n.file)) if own else read_text(os.path.join(crs_dir, n.file))
         rule = _narrow(n, text, crs_dir, fields) if text is not None else None
         if rule is not None:
             out.append((n, rule))
     return out
+
+
+def _own_rules(name: str) -> str:
+    return str(resources.files("hostguard.data").joinpath("waf", "rules", name))
 
 
 def narrowed_rules(made: Sequence[tuple[Narrowing, str]]) -> str:
