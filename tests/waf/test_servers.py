@@ -58,6 +58,10 @@ FLOORS = {
 }
 
 
+DOCUMENT_CASES = {"benign-code-form-001", "benign-code-form-002", "benign-code-form-007", "benign-code-form-010",
+                  "benign-prose-form-006", "benign-prose-form-015", "benign-prose-body-001"}
+
+
 def hostguard(state: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI in a subprocess (as an owner runs it), on this worktree's sources."""
     cmd = [sys.executable, "-m", "hostguard.cli", *(["--config", str(config)] if config else []),
@@ -294,6 +298,10 @@ def _round_trip(kind: str, tree: Path, state: Path, server: Server) -> None:
     for category, rate in per.items():
         print(f"  {category:<16} {rate:.3f}")
     misses = [f"{c.id} ({s})" for c, served, s in results.values() if served == (c.kind == "attack")]
+    print("  benign not served: " + ", ".join(m for m in misses if m.startswith("benign")))
+    # documents in content fields pass in both engines (mod_security2 errs on a regex past its PCRE match
+    # limit, which a narrowed rule's negated check counts as a match)
+    assert not [m for m in misses if m.split()[0] in DOCUMENT_CASES], misses
     floors = FLOORS[kind]
     assert attacks >= floors["attacks"], misses
     assert benign >= floors["benign"], misses
