@@ -9,8 +9,10 @@ turn (a Lua script) — each for ``--seconds``:
 * plain CRS: wrk -> the same proxy with ``[waf] own_rules = false`` and CRS 3.3's own method/content-type
   lists (what an untuned libmodsecurity + CRS PL1 does) -> the application.
 
-Printed: requests/s, p50 and p99 latency, and the latency the WAF adds at p50/p99 over direct; then the
-blocked/passed rates of both rule sets on the labelled corpora (tests/fixtures/waf/), read by the engine.
+Printed: requests/s, p50 and p99 latency (both proxies run at once and wrk drives them in turn, ``--rounds``
+times: the medians), and the latency the WAF adds at p50/p99 over direct; the engine's own time per request of
+the same mix, both rule sets inspected in turn in one process; then the blocked/passed rates of both rule sets
+on the labelled corpora (tests/fixtures/waf/), read by the engine.
 Targets (issue 14): >= 0.90 of attacks blocked with >= 0.97 of benign passing; throughput not below the plain
 engine's.
 
@@ -24,7 +26,7 @@ differs is the module):
   hostguard's base config, tuning and own rules, the JSON audit log);
 * nginx + plain CRS PL1: the module with CRS 3.3's own lists and no hostguard rules.
 
-Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N] [--only proxy|nginx]
+Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N] [--rounds N] [--only proxy|nginx]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,22 +58,31 @@ APP = textwrap.dedent("""
     app.router.add_route("*", "/{tail:.*}", answer)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """)
-LUA = textwrap.dedent("""
-    local requests = {}
-    local n = 0
-    init = function(args)
-      requests[1] = wrk.format("GET", "/products?category=tea&sort=price&page=2")
-      requests[2] = wrk.format("POST", "/contact", {["Content-Type"] = "application/x-www-form-urlencoded"},
-        "name=Ann+O%27Brien&email=ann%40example.test&message=Hello%2C+could+you+send+the+catalogue%3F")
-      requests[3] = wrk.format("POST", "/api/orders", {["Content-Type"] = "application/json"},
-        '{"customer": 42, "items": [{"sku": "TEA-7", "qty": 2}], "note": "leave at the door"}')
-      requests[4] = wrk.format("GET", "/search?q=green+tea+%26+honey&lang=en")
-    end
-    request = function()
-      n = n % 4 + 1
-      return requests[n]
-    end
-""")
+# The mixed benign traffic: (method, target, content type, body), sent in turn by wrk (a Lua script made from
+# this list) and inspected by the engine directly (the engine figures).
+MIX = (
+    ("GET", "/products?category=tea&sort=price&page=2", None, None),
+    ("POST", "/contact", "application/x-www-form-urlencoded",
+     "name=Ann+O%27Brien&email=ann%40example.test&message=Hello%2C+could+you+send+the+catalogue%3F"),
+    ("POST", "/api/orders", "application/json",
+     '{"customer": 42, "items": [{"sku": "TEA-7", "qty": 2}], "note": "leave at the door"}'),
+    ("GET", "/search?q=green+tea+%26+honey&lang=en", None, None),
+)
+
+
+def lua_script() -> str:
+    """The wrk script sending MIX in turn."""
+    lines = ["local requests = {}", "local n = 0", "init = function(args)"]
+    for i, (method, target, content_type, body) in enumerate(MIX, 1):
+        if content_type is None:
+            lines.append(f'  requests[{i}] = wrk.format("{method}", "{target}")')
+        else:
+            lines.append(f'  requests[{i}] = wrk.format("{method}", "{target}", '
+                         f'{{["Content-Type"] = "{content_type}"}}, [[{body}]])')
+    lines += ["end", "request = function()", f"  n = n % {len(MIX)} + 1", "  return requests[n]", "end", ""]
+    return "\n".join(lines)
+
+
 PLAIN_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "multipart/related", "text/xml",
                "application/xml", "application/soap+xml", "application/json", "application/cloudevents+json",
                "application/cloudevents-batch+json")
@@ -153,6 +165,35 @@ def corpus_rates(plain: bool) -> tuple[float, float]:
     for engine in engines.values():
         engine.close()
     return blocked / attacks, passed / benign
+
+
+def engine_figures(rounds: int) -> tuple[float, float]:
+    """Milliseconds per request of MIX in the engine itself, (hostguard, plain CRS): the two engines in one
+    process, inspected in turn, round after round, so that the machine's noise falls on both alike."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from hostguard.waf.engine import Engine, Request
+    from hostguard.waf.ruleset import WafSettings, assemble
+
+    headers = [("Host", "shop.example.test"), ("User-Agent", "wrk"), ("Accept", "*/*")]
+    requests = []
+    for method, target, content_type, body in MIX:
+        data = (body or "").encode()
+        extra = [("Content-Type", content_type), ("Content-Length", str(len(data)))] if content_type else []
+        requests.append(Request(method, target, [*headers, *extra], data))
+    engines = {"hostguard": Engine(text=assemble(WafSettings())),
+               "plain": Engine(text=assemble(WafSettings(own_rules=False)))}
+    spent = dict.fromkeys(engines, 0.0)
+    for n in range(rounds):
+        for name in (("hostguard", "plain") if n % 2 else ("plain", "hostguard")):
+            start = time.perf_counter()
+            for _ in range(25):
+                for request in requests:
+                    engines[name].inspect(request)
+            spent[name] += time.perf_counter() - start
+    for engine in engines.values():
+        engine.close()
+    count = rounds * 25 * len(requests)
+    return spent["hostguard"] / count * 1000, spent["plain"] / count * 1000
 
 
 NGINX_MODULE = "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so"
@@ -246,6 +287,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--processes", type=int, default=1, help="the proxy's worker processes (both rule sets)")
     parser.add_argument("--only", choices=("proxy", "nginx"), help="only the proxy's figures, or only nginx's")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk runs per rule set through the proxy")
+    parser.add_argument("--engine-rounds", type=int, default=40, help="alternating rounds of the engine figures")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -253,9 +296,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
             # a site's name in Host (wrk sends the address, which CRS scores: every request would be audit-logged)
-            (work / "mixed.lua").write_text(LUA.replace("init = function(args)\n",
-                                                         'init = function(args)\n  wrk.headers["Host"] = '
-                                                         '"shop.example.test"\n'))
+            (work / "mixed.lua").write_text(lua_script().replace("init = function(args)\n",
+                                                                  'init = function(args)\n  wrk.headers["Host"] = '
+                                                                  '"shop.example.test"\n'))
             found = nginx_figures(work, str(work / "mixed.lua"), args.seconds, args.connections)
         if found:
             print_figures(f"mixed benign traffic through nginx, wrk -t2 -c{args.connections} -d{args.seconds}s, "
@@ -265,7 +308,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         (work / "app.py").write_text(APP)
-        (work / "mixed.lua").write_text(LUA)
+        (work / "mixed.lua").write_text(lua_script())
         tuned = work / "hostguard.toml"
         tuned.write_text('[waf]\nevent_log = "/dev/null"\n')
         plain = work / "plain.toml"
@@ -277,10 +320,19 @@ def main() -> None:
             wait_port(app_port)
             script = str(work / "mixed.lua")
             figures = {"direct": wrk(app_port, script, args.seconds, args.connections)}
+            ports = {}
             for name, config in (("hostguard", tuned), ("plain CRS PL1", plain)):
-                proc, port = proxy(app_port, config, work / f"state-{len(procs)}", args.processes)
+                proc, ports[name] = proxy(app_port, config, work / f"state-{len(procs)}", args.processes)
                 procs.append(proc)
-                figures[name] = wrk(port, script, args.seconds, args.connections)
+            # both proxies run; wrk drives them in turn, round after round (the median is reported)
+            runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in ports}
+            for n in range(args.rounds):
+                for name in (list(ports) if n % 2 == 0 else list(reversed(ports))):
+                    runs[name].append(wrk(ports[name], script, args.seconds, args.connections))
+            for name, results in runs.items():
+                rate, p50, p99 = (statistics.median(r[i] for r in results) for i in range(3))
+                figures[name] = (rate, p50, p99)
+            for proc in procs:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
         finally:
@@ -290,9 +342,12 @@ def main() -> None:
             app.kill()
             app.wait()
     print_figures(f"mixed benign traffic, wrk -t2 -c{args.connections} -d{args.seconds}s, proxy with {args.processes} "
-                  f"process(es), {os.cpu_count()} CPUs:", figures, "direct")
+                  f"process(es), median of {args.rounds} alternating runs, {os.cpu_count()} CPUs:", figures, "direct")
     ratio = figures["hostguard"][0] / figures["plain CRS PL1"][0]
     print(f"  hostguard / plain CRS throughput: {ratio:.2f} (target: not below 1.0)")
+    tuned_ms, plain_ms = engine_figures(args.engine_rounds)
+    print(f"  engine alone, the same mix in turn: hostguard {tuned_ms:.3f} ms, plain CRS {plain_ms:.3f} ms per request "
+          f"(throughput {plain_ms / tuned_ms:.2f} of plain)")
     for name, is_plain in (("hostguard", False), ("plain CRS PL1", True)):
         blocked, passed = corpus_rates(is_plain)
         print(f"  corpora, {name:<14} attacks blocked {blocked:.3f}, benign passed {passed:.3f} "
