@@ -13,8 +13,6 @@ from urllib.parse import quote
 import pytest
 
 from hostguard.waf.engine import Engine, Request
-from hostguard.waf.ruleset import WafSettings, assemble
-from tests.waf.test_engine import _need_library
 
 HEADERS = [("Host", "shop.example.test"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")]
 
@@ -63,11 +61,6 @@ def _place(where: str, value: str) -> Request:
 
 PLACES = ("query", "header", "form", "json")
 
-
-@pytest.fixture(scope="module")
-def waf() -> Engine:
-    _need_library()
-    return Engine(text=assemble(WafSettings()))
 
 
 @pytest.mark.parametrize("encoding", sorted(ENCODINGS))

@@ -32,11 +32,6 @@ def _need_library() -> None:
                            "(scripts/install-system-deps.sh test installs them)")
 
 
-@pytest.fixture(scope="module")
-def waf() -> Engine:
-    _need_library()
-    return Engine(text=assemble(WafSettings()))
-
 
 def _get(target: str) -> Request:
     return Request("GET", target, [HOST, UA, ACCEPT])
