@@ -148,13 +148,15 @@ def _narrowed(settings: WafSettings, read_text: ReadText) -> list[tuple[Narrowin
     return narrowed(settings.crs_dir, settings.remove_ids, read_text) if settings.own_rules else []
 
 
-def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3", read_text: ReadText = read_file) -> str:
-    """hostguard's changes to CRS rules (``data/waf/crs-updates.conf``, and the CRS rules narrowed) as text
-    for ``engine``, to load after CRS's request rules; empty without hostguard's own rules (they replace what
-    it removes). ``read_text`` reads CRS's files (under ``--root``, inside the tree)."""
+def crs_updates(settings: WafSettings, engine: str = "libmodsecurity3", read_text: ReadText = read_file,
+                made: Sequence[tuple[Narrowing, str]] | None = None) -> str:
+    """hostguard's changes to CRS rules (``data/waf/crs-updates.conf``, and the CRS rules narrowed: ``made``, or
+    as the installed CRS allows) as text for ``engine``, to load after CRS's request rules; empty without
+    hostguard's own rules (they replace what it removes). ``read_text`` reads CRS's files (under ``--root``,
+    inside the tree)."""
     if not settings.own_rules:
         return ""
-    changes = crs_changes(_narrowed(settings, read_text))
+    changes = crs_changes(_narrowed(settings, read_text) if made is None else made)
     return _inline(_data_path(CRS_UPDATES), engine) + (
         f"# narrowed by hostguard (data/waf/narrowings.toml): each has a twin of its own id\n{changes}" if changes else "")
 
@@ -238,7 +240,7 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     parts += [f'Include "{p}"' for p in before if p not in initialization]
     if settings.own_rules:
         parts += [f'Include "{p}"' for p in own_rule_files()]
-        parts += [narrowed_rules(made), crs_updates(settings)]
+        parts += [narrowed_rules(made), crs_updates(settings, made=made)]
     parts += [f'Include "{p}"' for p in settings.extra_files]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
@@ -310,7 +312,7 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     parts += [f'Include "{p}"' for p in initialization]
     parts += patches
     parts += [f'Include "{p}"' for p in before if p not in initialization]
-    parts += [*own, *([crs_updates(settings, engine, read_text)] if settings.own_rules else []), *extra]
+    parts += [*own, *([crs_updates(settings, engine, made=made)] if settings.own_rules else []), *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
         parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))
