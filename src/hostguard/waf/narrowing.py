@@ -13,9 +13,16 @@ hostguard's own id that scores only when a matched value is *not* of that shape:
 
 and ``crs-updates`` removes the CRS rule after CRS has loaded it. The chained rule reads every value the first
 matched: one value that is not of the honest shape is enough to score. A CRS rule that is not where the data
-says, or not of the simple form (one ``SecRule``, no chain, phase 2, critical), is left as it is, unnarrowed:
-a different CRS version never loses a rule. An owner's ``remove_ids`` naming the CRS rule removes the narrowed
-rule too.
+says, or not of the simple form (one ``SecRule``, no chain, phase 2, critical, no action a twin cannot stand
+for), is left as it is, unnarrowed: a different CRS version never loses a rule. An owner's ``remove_ids``
+naming the CRS rule removes the narrowed rule too.
+
+A narrowing for *documents* (``documents = true``, :mod:`hostguard.waf.documents`) keeps the CRS rule, under
+its id (CRS's exclusion packages name it), but no longer reading the fields people write in
+(``SecRuleUpdateTargetById <id> "!ARGS:/<fields>/"``); its twin reads only those fields, and scores unless each
+of the request's such fields is a document. The fields' own values are asked, not what the rule matched: a
+rule's transformations (``t:normalizePath``) can turn a sentence into something no longer a document. A rule
+of hostguard's own (``data/waf/rules/``) can be narrowed the same way.
 """
 
 from __future__ import annotations
