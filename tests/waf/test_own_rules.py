@@ -66,6 +66,10 @@ HITS = [
     (20101, _json('{"filter": {"age": {"$Gt": 0}}}')),
     (20102, _query('{"age": {"$gt": 0}}', "filter")),
     (20103, _json('{"$where": "function() { sleep(5000); return true; }"}')),
+    (20101, _json('{"pipeline": [{"$match": {}}, {"$lookup": {"from": "users", "localField": "a", "as": "u"}}]}')),
+    (20102, _json('{"login": "admin", "secret": {"$nin": []}}')),
+    (20104, _query("x'; return true; var y='", "name")),
+    (20104, _json('{"name": "a\\" || this.password.match(/.*/) || \\""}')),
     (20201, _query("{{ config.__class__.__init__.__globals__['os'].popen('id').read() }}")),
     (20201, _query("{{''.__class__.__mro__[1].__subclasses__()}}")),
     (20201, _json('{"name": "{{#with \\"s\\" as |s|}}{{s.constructor.constructor}}{{/with}}"}')),
@@ -281,6 +285,10 @@ MISSES = [
     _json('{"@context": "https://schema.org", "@type": "Person", "name": "Ann Lee"}'),
     _json('{"logger": "com.example.billing.InvoiceService", "level": "WARN"}'),
     _json('{"order": {"@class": "com.example.billing.Invoice", "total": 12.5}}'),   # Jackson's own DTO types
+    # JSON Schema's and OData's own $-keys; a quote and "return" in prose
+    _json('{"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "#/$defs/item", "$defs": {}}'),
+    _json('{"@odata.context": "$metadata#Products", "$top": 10, "$orderby": "name"}'),
+    _query("He said 'no'; returning the parcel tomorrow", "note"),
     _body("application/xml", b'<?xml version="1.0"?><beans><bean id="mailer" class="com.example.mail.Sender"/>'
                              b'</beans>'),
     _body("application/xml", b'<?xml version="1.0"?><project><dependencies><dependency><groupId>org.apache.commons'
