@@ -69,6 +69,15 @@ HITS = [
     (20101, _json('{"pipeline": [{"$match": {}}, {"$lookup": {"from": "users", "localField": "a", "as": "u"}}]}')),
     (20102, _json('{"login": "admin", "secret": {"$nin": []}}')),
     (20104, _query("x'; return true; var y='", "name")),
+    (20102, _path("/api/users/%7B%22%24ne%22%3Anull%7D")),
+    (20306, _path("/actuator;/env")),
+    (20306, _path("/app/..;/manager/html")),
+    (20602, _path("/proxy/http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F")),
+    (20602, _path("/page/php:%2f%2ffilter%2fresource=index.php")),
+    (20602, _body("application/xml", b'<?xml version="1.0"?><doc><image href="http://10.0.0.7:8500/v1/kv"/></doc>')),
+    (20604, _body("application/xslt+xml", b'<?xml version="1.0"?><xsl:stylesheet version="1.0" xmlns:xsl="http://'
+                                          b'www.w3.org/1999/XSL/Transform"><xsl:template match="/"><xsl:copy-of select='
+                                          b'"document(\'/etc/passwd\')"/></xsl:template></xsl:stylesheet>')),
     (20104, _json('{"name": "a\\" || this.password.match(/.*/) || \\""}')),
     (20201, _query("{{ config.__class__.__init__.__globals__['os'].popen('id').read() }}")),
     (20201, _query("{{''.__class__.__mro__[1].__subclasses__()}}")),
@@ -289,6 +298,15 @@ MISSES = [
     _json('{"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "#/$defs/item", "$defs": {}}'),
     _json('{"@odata.context": "$metadata#Products", "$top": 10, "$orderby": "name"}'),
     _query("He said 'no'; returning the parcel tomorrow", "note"),
+    # path parameters that end the path or carry a value; a public URL in a path or an XML attribute; an XSLT
+    # that reads a file of its own by a relative name
+    _path("/shop/cart;jsessionid=8F3A2B1C9D"),
+    _path("/cars;color=red/2024"),
+    _path("/redirect/https%3A%2F%2Fwww.example.test%2Fdocs%2F"),
+    _body("application/xml", b'<?xml version="1.0"?><doc><image href="https://cdn.example.test/a.png"/></doc>'),
+    _body("application/xslt+xml", b'<?xml version="1.0"?><xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/'
+                                  b'1999/XSL/Transform"><xsl:variable name="l" select="document(\'labels.xml\')"/>'
+                                  b'</xsl:stylesheet>'),
     _body("application/xml", b'<?xml version="1.0"?><beans><bean id="mailer" class="com.example.mail.Sender"/>'
                              b'</beans>'),
     _body("application/xml", b'<?xml version="1.0"?><project><dependencies><dependency><groupId>org.apache.commons'
