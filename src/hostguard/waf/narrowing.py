@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from hostguard.waf.directives import directives
 from hostguard.waf.documents import Documents, argument_pattern
 from hostguard.waf.documents import load as load_documents
 
@@ -104,22 +105,6 @@ def parse(raw: dict[str, object]) -> tuple[Narrowing, ...]:
     return tuple(out)
 
 
-def _directives(text: str) -> Iterable[str]:
-    """The directives of a rules file, continuation lines joined, comments dropped."""
-    current = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        yield current + stripped
-        current = ""
-    if current:
-        yield current
-
-
 def _actions(text: str) -> list[tuple[str, str]]:
     out = []
     pos = 0
@@ -134,7 +119,7 @@ def _actions(text: str) -> list[tuple[str, str]]:
 
 def _narrow(n: Narrowing, text: str, crs_dir: str, documents: Documents) -> str | None:
     """The narrowed rule for ``n`` from the CRS file's ``text``, or None when the rule is not there as expected."""
-    for directive in _directives(text):
+    for directive in directives(text):
         if f"id:{n.rule}," not in directive and not directive.endswith(f"id:{n.rule}\""):
             continue
         m = _DIRECTIVE.match(directive)

@@ -51,6 +51,7 @@ from typing import Any
 from hostguard.vulns import versions
 from hostguard.vulns.match import EVALUATED_RANGES, PackageResult, evaluate, normalize_name
 from hostguard.vulns.osv import EVENT_KINDS, Affected, Event, Range, Vulnerability
+from hostguard.waf.directives import directives
 
 __all__ = ["RULE_IDS", "PatchError", "VirtualPatch", "catalogue", "check_patch_rules", "load_directory",
            "parse_patch", "patch_directory", "unknown_ids"]
@@ -218,31 +219,13 @@ def _affected(obj: object, where: str, source: str) -> Affected:
     return Affected(ecosystem, name, ranges, frozenset(listed))
 
 
-def _directives(text: str) -> list[str]:
-    """The rules text's directives, continuation lines joined, comments and blank lines left out."""
-    out: list[str] = []
-    pending = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        out.append(pending + stripped)
-        pending = ""
-    if pending:
-        out.append(pending)
-    return out
-
-
 def _rule_ids(patch_id: str, text: str, source: str) -> tuple[int, ...]:
     ids: list[int] = []
     chained = False
-    directives = _directives(text)
-    if not directives:
+    written = directives(text)
+    if not written:
         raise _fail(source, "rules", "holds no rule")
-    for n, directive in enumerate(directives, 1):
+    for n, directive in enumerate(written, 1):
         where = f"rules (directive {n})"
         if not directive.startswith("SecRule "):
             raise _fail(source, where, f"only SecRule directives belong in a patch, not {directive.split()[0]!r}")
