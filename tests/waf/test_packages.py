@@ -27,13 +27,6 @@ SQLI = {942100, 942270, 20401}   # libinjection, UNION ... SELECT, hostguard's S
 SHELL = {932105, 932110, 932130, 932150, 932160}   # CRS's shell rules (tag language-shell)
 
 
-@pytest.fixture(scope="module")
-def plain() -> Iterator[Engine]:
-    """The whole ruleset a site gets, without any application package."""
-    _need_library()
-    with Engine(text=assemble(WafSettings())) as engine:
-        yield engine
-
 
 @pytest.fixture(scope="module")
 def tuned() -> Iterator[Callable[[str], Engine]]:
@@ -98,10 +91,10 @@ GRAFANA_HITS = [
 
 
 @pytest.mark.parametrize(("method", "target", "body"), GRAFANA_HITS, ids=[t for _, t, _ in GRAFANA_HITS])
-def test_grafana_panels_with_raw_sql_pass_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine],
+def test_grafana_panels_with_raw_sql_pass_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine],
                                                                 method: str, target: str, body: str) -> None:
     request = _send(method, target, GRAFANA, "application/json", body)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert _refused(without, by={933180}) and SQLI & set(without.rule_ids), without.rule_ids
     with_package = tuned("grafana").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
@@ -158,10 +151,10 @@ METABASE_HITS = [
 
 
 @pytest.mark.parametrize(("method", "target", "body"), METABASE_HITS, ids=[f"{m} {t}" for m, t, _ in METABASE_HITS])
-def test_metabase_native_questions_pass_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine],
+def test_metabase_native_questions_pass_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine],
                                                               method: str, target: str, body: str) -> None:
     request = _send(method, target, METABASE, "application/json", body)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert _refused(without, by=SQLI), without.rule_ids
     with_package = tuned("metabase").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
@@ -249,10 +242,10 @@ SENTRY_HITS = [
 
 @pytest.mark.parametrize(("target", "content_type", "body"), SENTRY_HITS,
                          ids=["store-java", "store-python", "envelope-java", "envelope-python"])
-def test_sentry_error_events_pass_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine], target: str,
+def test_sentry_error_events_pass_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine], target: str,
                                                         content_type: str, body: str) -> None:
     request = _send("POST", target, SENTRY, content_type, body, SENTRY_AUTH)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert without.disruptive, without.rule_ids
     with_package = tuned("sentry").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
@@ -308,10 +301,10 @@ def _form(**args: str) -> str:
 
 
 @pytest.mark.parametrize("spl", SPL, ids=["stats", "eval", "commands", "sql-in-a-field"])
-def test_splunk_a_search_in_splunk_web_passes_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine],
+def test_splunk_a_search_in_splunk_web_passes_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine],
                                                                     spl: str) -> None:
     request = _send("GET", _query("/en-US/app/search/search", q=spl, earliest="-24h@h", latest="now"), SPLUNK)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert _refused(without, by=SPLUNK_TRIPS), without.rule_ids
     with_package = tuned("splunk").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
@@ -324,10 +317,10 @@ def test_splunk_a_search_in_splunk_web_passes_only_with_the_package(plain: Engin
     ("POST", "/services/search/jobs/export", _form(search="search " + SPL[3], output_mode="csv")),
     ("GET", _query("/services/search/parser", q="search " + SPL[1]), ""),
 ], ids=["jobs", "jobs-namespace", "jobs-through-splunk-web", "export", "parser"])
-def test_splunk_a_search_job_passes_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine], method: str,
+def test_splunk_a_search_job_passes_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine], method: str,
                                                           target: str, body: str) -> None:
     request = _send(method, target, SPLUNK, "application/x-www-form-urlencoded" if body else None, body)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert _refused(without, by=SPLUNK_TRIPS), without.rule_ids
     with_package = tuned("splunk").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
@@ -399,11 +392,11 @@ JASPER_HITS = [
 
 @pytest.mark.parametrize(("method", "target", "content_type", "body"), JASPER_HITS,
                          ids=["jrxml", "jrxml-text-xml", "query-xml-pro", "query-json"])
-def test_jasperserver_report_definitions_pass_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine],
+def test_jasperserver_report_definitions_pass_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine],
                                                                     method: str, target: str, content_type: str,
                                                                     body: str) -> None:
     request = _send(method, target, JASPER, content_type, body, JASPER_AUTH)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert _refused(without, by=SQLI), without.rule_ids
     with_package = tuned("jasperserver").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
@@ -523,10 +516,10 @@ JENKINS_HITS = [
 @pytest.mark.parametrize(("target", "content_type", "body"), JENKINS_HITS,
                          ids=["config", "config-escaped", "folder", "space", "dots", "create", "view-create",
                               "folder-create", "pipeline"])
-def test_jenkins_job_configurations_pass_only_with_the_package(plain: Engine, tuned: Callable[[str], Engine],
+def test_jenkins_job_configurations_pass_only_with_the_package(waf: Engine, tuned: Callable[[str], Engine],
                                                                target: str, content_type: str, body: str) -> None:
     request = _send("POST", target, JENKINS, content_type, body, JENKINS_AUTH)
-    without = plain.inspect(request)
+    without = waf.inspect(request)
     assert _refused(without, by=SHELL), without.rule_ids
     with_package = tuned("jenkins").inspect(request)
     assert not with_package.disruptive, with_package.rule_ids
