@@ -6,8 +6,9 @@ turn (a Lua script) — each for ``--seconds``:
 
 * direct: wrk -> the application (a small aiohttp app answering 200, in its own process);
 * hostguard: wrk -> ``hostguard waf proxy`` (hostguard's base config, tuning and own rules) -> the application;
-* plain CRS: wrk -> the same proxy with ``[waf] own_rules = false`` and CRS 3.3's own method/content-type
-  lists (what an untuned libmodsecurity + CRS PL1 does) -> the application.
+* plain CRS: wrk -> the same proxy with ``[waf] own_rules = false`` and every CRS request rule file loaded,
+  the application exclusion packages too, as Debian's ``owasp-crs.load`` does (what an untuned
+  libmodsecurity + CRS PL1 does) -> the application.
 
 Printed: requests/s, p50 and p99 latency (both proxies run at once and wrk drives them in turn, ``--rounds``
 times: the medians), and the latency the WAF adds at p50/p99 over direct; the engine's own time per request of
@@ -32,6 +33,7 @@ Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N] [--round
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import shutil
@@ -68,6 +70,16 @@ MIX = (
      '{"customer": 42, "items": [{"sku": "TEA-7", "qty": 2}], "note": "leave at the door"}'),
     ("GET", "/search?q=green+tea+%26+honey&lang=en", None, None),
 )
+
+
+def crs_packages() -> tuple[str, ...]:
+    """CRS 3.3's application exclusion packages (REQUEST-903.9xxx). Plain CRS loads them all, as Debian's
+    ``owasp-crs.load`` does (``rules/*.conf``); hostguard loads only those a site asks for. Plain CRS gets them
+    as extra rule files, after its other request rules: where they load changes nothing, none being asked for."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from hostguard.waf.ruleset import CRS_RULES
+
+    return tuple(sorted(glob.glob(os.path.join(CRS_RULES, "REQUEST-903.9*-EXCLUSION-RULES.conf"))))
 
 
 def lua_script() -> str:
@@ -181,7 +193,7 @@ def engine_figures(rounds: int) -> tuple[float, float]:
         extra = [("Content-Type", content_type), ("Content-Length", str(len(data)))] if content_type else []
         requests.append(Request(method, target, [*headers, *extra], data))
     engines = {"hostguard": Engine(text=assemble(WafSettings())),
-               "plain": Engine(text=assemble(WafSettings(own_rules=False)))}
+               "plain": Engine(text=assemble(WafSettings(own_rules=False, extra_files=crs_packages())))}
     spent = dict.fromkeys(engines, 0.0)
     for n in range(rounds):
         for name in (("hostguard", "plain") if n % 2 else ("plain", "hostguard")):
@@ -241,7 +253,8 @@ def nginx_figures(work: Path, script: str, seconds: int, connections: int) -> di
     rules = {
         "nginx + hostguard": server_rules(WafSettings(), "libmodsecurity3"),
         "nginx + plain CRS": server_rules(WafSettings(own_rules=False, methods=("GET", "HEAD", "POST", "OPTIONS"),
-                                                      content_types=PLAIN_TYPES), "libmodsecurity3"),
+                                                      content_types=PLAIN_TYPES, extra_files=crs_packages()),
+                                          "libmodsecurity3"),
     }
     figures = {}
     for name in ("nginx alone", *rules):
@@ -312,7 +325,8 @@ def main() -> None:
         tuned = work / "hostguard.toml"
         tuned.write_text('[waf]\nevent_log = "/dev/null"\n')
         plain = work / "plain.toml"
-        plain.write_text('[waf]\nevent_log = "/dev/null"\nown_rules = false\n')
+        shipped = ", ".join(f'"{p}"' for p in crs_packages())
+        plain.write_text(f'[waf]\nevent_log = "/dev/null"\nown_rules = false\nrules_files = [{shipped}]\n')
         app_port = free_port()
         app = subprocess.Popen([sys.executable, str(work / "app.py"), str(app_port)])
         procs: list[subprocess.Popen[str]] = []

@@ -329,17 +329,33 @@ def test_honest_requests_of_the_same_shape_are_left_alone(waf: Engine, request_:
     assert not verdict.disruptive, verdict.rule_ids
 
 
+def _file_of(rule_id: int) -> str:
+    from hostguard.waf.ruleset import own_rule_files
+
+    for path in own_rule_files():
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if f'"id:{rule_id},' in text:
+            return text
+    raise AssertionError(rule_id)
+
+
 def test_own_rules_use_their_id_range_and_every_rule_has_a_test() -> None:
     import re
 
     from hostguard.waf.ruleset import own_rule_files
 
     ids = set()
+    quiet = set()   # rules that score nothing (pass, nolog): the gates (tests/waf/test_gates.py) and 20000
     for path in own_rule_files():
         with open(path, encoding="utf-8") as f:
-            ids.update(int(found) for found in re.findall(r'"id:(\d+)', f.read()))
+            text = f.read()
+        ids.update(int(found) for found in re.findall(r'"id:(\d+)', text))
+        quiet.update(int(found) for found in re.findall(r'"id:(\d+),phase:2,pass,nolog,', text))
     assert ids and all(10000 <= i <= 29999 for i in ids)
-    gates = {20000}   # looks once for an encoding layer (no score): 20001-20003 read only when it found one
+    assert all("anomaly_score" not in re.split(r"(?m)^Sec", text[text.index(f'"id:{i},'):])[0]
+               for i in quiet for text in [_file_of(i)])
+    gates = quiet   # 20000 looks once for an encoding layer: 20001-20003 read only when it found one
     tested = {rule for rule, _ in HITS} | {rule for rule, _, _ in BODY_READERS} | gates
     assert ids <= tested, sorted(ids - tested)
 

@@ -212,3 +212,22 @@ def test_the_engine_reads_the_sites_body_limit() -> None:
     text = assemble(site_settings(WafConfig(sites={"api": WafSite(max_body_bytes=65536)}), "api")[0])
     assert text.index("SecRequestBodyLimit 65536") > text.index("base.conf")
     assert "SecRequestBodyNoFilesLimit 65536" in text
+
+
+def test_rules_files_of_the_owner_run_on_every_site(tmp_path: Path) -> None:
+    """[waf] rules_files: the owner's own rules load after CRS's and hostguard's, before REQUEST-949 decides,
+    so a rule there that adds to the score refuses the request; a site without the file is not changed."""
+    rules = tmp_path / "local.conf"
+    rules.write_text('SecRule ARGS:coupon "@streq LEAKED-2026" "id:30001,phase:2,block,msg:\'leaked coupon\','
+                     "severity:'CRITICAL',setvar:'tx.anomaly_score_pl1=+%{tx.critical_anomaly_score}'\"\n")
+    config = WafConfig(rules_files=(str(rules),), sites={"shop": WafSite()})
+    text = assemble(site_settings(config, "shop")[0])
+    assert text.index(str(rules)) < text.index("REQUEST-949")
+    _need_library()
+    from hostguard.waf.engine import Engine, Request
+
+    with Engine(text=text) as engine, Engine(text=assemble(site_settings(WafConfig(), "default")[0])) as plain:
+        leaked = Request("GET", "/cart?coupon=LEAKED-2026", [("Host", "shop.example.test")])
+        other = Request("GET", "/cart?coupon=WELCOME-10", [("Host", "shop.example.test")])
+        assert engine.inspect(leaked).disruptive and not engine.inspect(other).disruptive
+        assert not plain.inspect(leaked).disruptive

