@@ -16,12 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostguard.waf.engine import Engine, Request
-from hostguard.waf.narrowing import DOCUMENTS_END, DOCUMENTS_FLAG, DOCUMENTS_GATE
+from hostguard.waf.narrowing import DOCUMENTS_END, DOCUMENTS_GATE, DOCUMENTS_SKIP
 from hostguard.waf.ruleset import WafSettings, assemble
 from tests.waf.corpus import load_cases, wire_headers
 from tests.waf.test_engine import _need_library
 
-FAMILY_GATE = re.compile(r'SecRule TX:hostguard_request_text "!@rx [^\n]*\\\n\s*"id:\d+,[^"\n]*skipAfter:[^"\n]*"\n')
+FAMILY_GATE = re.compile(r'SecRule TX:hostguard_request_text "@rx [^\n]*\\\n\s*"id:\d+,[^"\n]*skipAfter:RUN-([A-Z0-9-]+)"\n'
+                         r'SecAction "id:\d+,[^"\n]*skipAfter:END-\1"\n')
 INCLUDE = re.compile(r'^Include "([^"]*/data/waf/rules/[^"]*)"$', re.M)
 
 
@@ -35,7 +36,7 @@ def without_gates(text: str) -> str:
     their family gates, and the twins for documents without theirs (their markers stay, unused)."""
     text = INCLUDE.sub(lambda m: FAMILY_GATE.sub("", Path(m.group(1)).read_text(encoding="utf-8")), text)
     return "\n".join(line for line in text.split("\n")
-                     if not any(f"id:{i}," in line for i in (DOCUMENTS_FLAG, DOCUMENTS_GATE, DOCUMENTS_GATE + 1)))
+                     if not any(f"id:{i}," in line for i in (DOCUMENTS_GATE, DOCUMENTS_SKIP)))
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,8 @@ PAYLOADS = [
     "#context['xwork.MethodAccessor.denyMethodExecution']=false", '{"@type": "com.sun.rowset.JdbcRowSetImpl"}',
     "<?php system($_GET['c']); ?>", "eval(base64_decode('ZWNobyAx'))", "GET /admin HTTP/1.1\r\nHost: x\r\n",
     "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==", "<object class=\"java.lang.ProcessBuilder\">",
-    "ext::sh -c touch% /tmp/pwned", "<xsl:stylesheet><xsl:value-of select=\"system-property('xsl:vendor')\"/>",
+    "ext::sh -c touch% /tmp/pwned", "javascript:alert(document.domain)", "java script :fetch('//x')",
+    "jav&#x09;ascript:alert(1)", "<xsl:stylesheet><xsl:value-of select=\"system-property('xsl:vendor')\"/>",
 ]
 
 

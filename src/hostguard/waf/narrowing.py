@@ -194,8 +194,8 @@ def _own_rules(name: str) -> str:
     return str(resources.files("hostguard.data").joinpath("waf", "rules", name))
 
 
-DOCUMENTS_FLAG = 20947   # notes a field people write in whose value is not a document
-DOCUMENTS_GATE = 20948   # skips the twins for documents when there is none
+DOCUMENTS_GATE = 20948   # finds a field people write in whose value is not a document: the twins run
+DOCUMENTS_SKIP = 20949   # else they are skipped
 DOCUMENTS_END = "END-HOSTGUARD-DOCUMENT-TWINS"
 
 
@@ -215,11 +215,10 @@ def narrowed_rules(made: Sequence[tuple[Narrowing, str]], documents: Documents |
         return text(by_value)
     d = documents or load_documents()
     gate = ("# the twins below score only for a field people write in that is not a document: skipped without one\n"
-            f'SecAction "id:{DOCUMENTS_FLAG},phase:2,pass,nolog,t:none,setvar:tx.hostguard_plain_field=0"\n'
             f'SecRule ARGS:/{argument_pattern(d)}/ "!@rx {d.shape}" '
-            f'"id:{DOCUMENTS_GATE},phase:2,pass,nolog,t:none,t:lowercase,setvar:tx.hostguard_plain_field=1"\n'
-            f'SecRule TX:hostguard_plain_field "@eq 0" '
-            f'"id:{DOCUMENTS_GATE + 1},phase:2,pass,nolog,t:none,skipAfter:{DOCUMENTS_END}"\n')
+            f'"id:{DOCUMENTS_GATE},phase:2,pass,nolog,t:none,t:lowercase,skipAfter:RUN-HOSTGUARD-DOCUMENT-TWINS"\n'
+            f'SecAction "id:{DOCUMENTS_SKIP},phase:2,pass,nolog,t:none,skipAfter:{DOCUMENTS_END}"\n'
+            "SecMarker RUN-HOSTGUARD-DOCUMENT-TWINS\n")
     return f"{text(by_value)}{gate}{text(for_documents)}SecMarker {DOCUMENTS_END}\n"
 
 
