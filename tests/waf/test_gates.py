@@ -21,7 +21,8 @@ from hostguard.waf.ruleset import WafSettings, assemble
 from tests.waf.corpus import load_cases, wire_headers
 from tests.waf.test_engine import _need_library
 
-FAMILY_GATE = re.compile(r'SecRule TX:hostguard_request_text "@rx [^\n]*\\\n\s*"id:\d+,[^"\n]*skipAfter:RUN-([A-Z0-9-]+)"\n'
+FAMILY_GATE = re.compile(r'SecRule TX:hostguard_request_text "@rx [^\n]*?" (?:\\\n\s*)?'
+                         r'"id:\d+,[^"\n]*skipAfter:RUN-([A-Z0-9-]+)"\n'
                          r'SecAction "id:\d+,[^"\n]*skipAfter:END-\1"\n')
 INCLUDE = re.compile(r'^Include "([^"]*/data/waf/rules/[^"]*)"$', re.M)
 
@@ -33,8 +34,9 @@ def inlined(text: str) -> str:
 
 def without_gates(text: str) -> str:
     """``text`` (what :func:`assemble` wrote) with every gate taken out: hostguard's rule files inlined without
-    their family gates, and the twins for documents without theirs (their markers stay, unused)."""
-    text = INCLUDE.sub(lambda m: FAMILY_GATE.sub("", Path(m.group(1)).read_text(encoding="utf-8")), text)
+    their family gates, CRS's files without theirs, and the twins for documents without theirs (their markers
+    stay, unused)."""
+    text = FAMILY_GATE.sub("", inlined(text))
     return "\n".join(line for line in text.split("\n")
                      if not any(f"id:{i}," in line for i in (DOCUMENTS_GATE, DOCUMENTS_SKIP)))
 
@@ -51,7 +53,9 @@ def pair() -> Iterator[tuple[Engine, Engine]]:
 def test_the_gates_are_there_and_taken_out() -> None:
     text = assemble(WafSettings())
     bare = without_gates(text)
-    assert len(FAMILY_GATE.findall(inlined(text))) >= 8 and not FAMILY_GATE.findall(bare)
+    names = FAMILY_GATE.findall(inlined(text))
+    assert len(names) >= 12 and "HOSTGUARD-REQUEST-944-APPLICATION-ATTACK-JAVA" in names
+    assert not FAMILY_GATE.findall(bare) and "skipAfter:RUN-" not in bare
     assert DOCUMENTS_END in text and f"id:{DOCUMENTS_GATE}," in text and f"id:{DOCUMENTS_GATE}," not in bare
 
 
@@ -108,7 +112,14 @@ PAYLOADS = [
     "<?php system($_GET['c']); ?>", "eval(base64_decode('ZWNobyAx'))", "GET /admin HTTP/1.1\r\nHost: x\r\n",
     "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==", "<object class=\"java.lang.ProcessBuilder\">",
     "ext::sh -c touch% /tmp/pwned", "javascript:alert(document.domain)", "java script :fetch('//x')",
-    "jav&#x09;ascript:alert(1)", "<xsl:stylesheet><xsl:value-of select=\"system-property('xsl:vendor')\"/>",
+    "jav&#x09;ascript:alert(1)", "http://10.0.0.7/shell.txt?", "ftps://attacker.example/x.txt??",
+    "<meta http-equiv=\"Set-Cookie\" content=\"sid=1\">", "document.cookie=\"sid=1; domain=.example.test\"",
+    "java.lang.Runtime.getRuntime().exec('id')", "new java.lang.ProcessBuilder('sh').start()",
+    "org.apache.commons.collections.functors.InvokerTransformer Runtime", "[php]echo 1;[/php]",
+    "php://filter/convert.base64-encode/resource=index", "z'i'p:'/'/shell.jpg#x", "O:8:\"stdClass\":0:{}",
+    "(system)('id')", "allow_url_include=On", "file_get_contents('/etc/passwd')", "$_SERVER['HTTP_X']",
+    "gzinflate(base64_decode('x'))", "ＳＹＳＴＥＭ（'id'）",
+    "<xsl:stylesheet><xsl:value-of select=\"system-property('xsl:vendor')\"/>",
 ]
 
 
@@ -159,3 +170,50 @@ def test_encoded_attacks_match_the_same_rules_with_and_without_the_gates(pair: t
     gated, ungated = pair
     request = _place(payload, where, plan)
     assert sorted(gated.inspect(request).rule_ids) == sorted(ungated.inspect(request).rule_ids)
+
+
+def test_session_ids_in_argument_names_match_the_same_rules(pair: tuple[Engine, Engine]) -> None:
+    """CRS 943110/943120 read argument names, which the random placements above never change."""
+    host = ("Host", "shop.example.test")
+    requests = [Request("GET", "/login?JSESSIONID=0123456789abcdef", [host]),
+                Request("GET", "/cart?PHPSESSID=abc123", [host, ("Referer", "https://elsewhere.example/")]),
+                Request("POST", "/x", [host, ("Content-Type", "application/x-www-form-urlencoded"),
+                                       ("Content-Length", "14")], b"session_id=abc")]
+    gated, ungated = pair
+    for request in requests:
+        found = sorted(gated.inspect(request).rule_ids)
+        assert found == sorted(ungated.inspect(request).rule_ids) and {943110, 943120} & set(found), found
+
+
+def test_crs_gates_only_at_paranoia_level_1_and_where_hostguard_loads_crs() -> None:
+    assert "RUN-HOSTGUARD-REQUEST-944" in assemble(WafSettings())
+    assert "RUN-HOSTGUARD-REQUEST-9" not in assemble(WafSettings(paranoia=2))   # PL2 rules are not accounted for
+    assert "RUN-HOSTGUARD-REQUEST-9" not in assemble(WafSettings(own_rules=False))   # no request text then
+    from hostguard.waf.ruleset import server_rules
+
+    assert "RUN-HOSTGUARD-REQUEST-944" in server_rules(WafSettings(), "libmodsecurity3")
+    assert "RUN-HOSTGUARD-REQUEST-9" not in server_rules(WafSettings(), "modsecurity2", crs_loaded_after=True)
+
+
+def test_a_crs_data_file_that_cannot_be_read_leaves_its_file_ungated() -> None:
+    from hostguard.waf.crs_gates import load, needs
+
+    php = next(g for g in load() if g.words)
+    assert needs(php, lambda path: None, "/nowhere") is None
+    found = needs(php, lambda path: "# a comment\nbase64_decode\nGzInflate\n", "/crs")
+    assert found is not None and re.search(f"(?i){found}", "x=gzinflate(") and not re.search(f"(?i){found}", "inflate")
+
+
+@pytest.mark.parametrize("entry", [
+    {"file": "REQUEST-944-X.conf", "id": 19914},                                   # no needs
+    {"file": "../944.conf", "id": 19914, "needs": "a"},                            # not a CRS file name
+    {"file": "REQUEST-944-X.conf", "id": 20100, "needs": "a"},                     # outside 19900-19998
+    {"file": "REQUEST-944-X.conf", "id": 19914, "needs": 'a"b'},                   # would end the rule's operator
+    {"file": "REQUEST-944-X.conf", "id": 19914, "needs": "(a"},                    # not a regex
+    {"file": "REQUEST-944-X.conf", "id": 19914, "needs": "a", "words": ["../x"]},  # not a data file name
+])
+def test_a_malformed_crs_gate_is_refused(entry: dict[str, object]) -> None:
+    from hostguard.waf.crs_gates import parse
+
+    with pytest.raises(ValueError):
+        parse({"gate": [entry]})

@@ -50,6 +50,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
+from hostguard.waf.crs_gates import gated
+from hostguard.waf.crs_gates import load as load_crs_gates
+from hostguard.waf.crs_gates import needs as crs_gate_needs
 from hostguard.waf.documents import text_body_rule
 from hostguard.waf.narrowing import (
     Narrowing,
@@ -67,6 +70,7 @@ __all__ = ["CRS_RULES", "ENGINES", "WafSettings", "assemble", "crs_updates", "ow
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 BLOCKING = "REQUEST-949-BLOCKING-EVALUATION.conf"
 INITIALIZATION = "REQUEST-901-INITIALIZATION.conf"
+REQUEST_TEXT = "REQUEST-19900-REQUEST-TEXT.conf"   # data/waf/rules/: read by every gate, so loaded first
 CRS_UPDATES = "crs-updates.conf"   # data/waf/: what must follow the CRS rules it changes
 CRS_PACKAGES = ("wordpress", "drupal", "nextcloud", "dokuwiki", "cpanel", "xenforo")   # CRS's REQUEST-903.*
 # CRS files that cannot decide anything with the settings hostguard writes, left out for what they cost (each
@@ -238,6 +242,18 @@ def _crs_files(settings: WafSettings, glob_files: Callable[[str], list[str]]) ->
     return ([p for p in crs if os.path.basename(p) < BLOCKING], [p for p in crs if os.path.basename(p) >= BLOCKING])
 
 
+def _crs_includes(paths: Sequence[str], settings: WafSettings, read_text: ReadText) -> list[str]:
+    """``Include`` lines of CRS's files, those with a gate (``data/waf/crs-gates.toml``) behind it when
+    hostguard's rules (which build the request text) load and the paranoia level is 1."""
+    gates = {g.file: g for g in load_crs_gates()} if settings.own_rules and settings.paranoia == 1 else {}
+    out = []
+    for p in paths:
+        gate = gates.get(os.path.basename(p))
+        regex = crs_gate_needs(gate, read_text, settings.crs_dir) if gate else None
+        out.append(gated(f'Include "{p}"', gate, regex) if gate and regex else f'Include "{p}"')
+    return out
+
+
 def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     """The rules text the engine loads (``Include`` lines and the generated settings), in the order above.
     ``site_rules`` are phase-1 rules (per-site ``ctl:`` exclusions and thresholds)."""
@@ -251,9 +267,12 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     parts += [f'Include "{p}"' for p in initialization]
     if settings.virtual_patches:
         parts.append(virtual_patch_rules(settings.virtual_patches))
-    parts += [f'Include "{p}"' for p in before if p not in initialization]
+    own = [p for p in own_rule_files() if os.path.basename(p) != REQUEST_TEXT] if settings.own_rules else []
+    if settings.own_rules:   # the request text CRS's gates and hostguard's read: before both
+        parts.append(f'Include "{_data_path(f"rules/{REQUEST_TEXT}")}"')
+    parts += _crs_includes([p for p in before if p not in initialization], settings, read_file)
     if settings.own_rules:
-        parts += [f'Include "{p}"' for p in own_rule_files()]
+        parts += [f'Include "{p}"' for p in own]
         parts += [narrowed_rules(made), crs_updates(settings, made=made)]
     parts += [f'Include "{p}"' for p in settings.extra_files]
     parts += [f'Include "{p}"' for p in blocking]
@@ -325,8 +344,11 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     initialization = [p for p in before if os.path.basename(p) <= INITIALIZATION]
     parts += [f'Include "{p}"' for p in initialization]
     parts += patches
-    parts += [f'Include "{p}"' for p in before if p not in initialization]
-    parts += [*own, *([crs_updates(settings, engine, made=made)] if settings.own_rules else []), *extra]
+    text = [p for p in own if p.startswith(f"# ---- hostguard data/waf/rules/{REQUEST_TEXT} ----")]
+    parts += text   # the request text CRS's gates and hostguard's read: before both
+    parts += _crs_includes([p for p in before if p not in initialization], settings, read_text)
+    parts += [*(p for p in own if p not in text),
+              *([crs_updates(settings, engine, made=made)] if settings.own_rules else []), *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
         parts.append("SecRuleRemoveById " + " ".join(str(i) for i in settings.remove_ids))
