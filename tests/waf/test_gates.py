@@ -217,3 +217,39 @@ def test_a_malformed_crs_gate_is_refused(entry: dict[str, object]) -> None:
 
     with pytest.raises(ValueError):
         parse({"gate": [entry]})
+
+
+def _form(body: bytes, *extra: tuple[str, str]) -> Request:
+    return Request("POST", "/contact", [("Host", "shop.example.test"), *extra,
+                                        ("Content-Type", "application/x-www-form-urlencoded"),
+                                        ("Content-Length", str(len(body)))], body)
+
+
+# Requests an adversarial review found judged differently with the gates (each fixed since): a rule's "." and
+# "$" crossing lines (libmodsecurity compiles DOTALL and MULTILINE), a gate's \b after "/bin/", a gate that
+# backtracked past PCRE's limit on a run of "+" (an error counts as no match), and a gate's match left in
+# MATCHED_VARS for the chain after it.
+REVIEWED = [
+    Request("GET", "/s?q=file%0A%3F&page=2", [("Host", "shop.example.test")]),
+    _form(b"a=file\n?"),
+    _form(b"url=https%3A%0A%2F%2Fevil.example%2Fx.txt%3F"),
+    _form(b"a=x\nftp\n?"),
+    Request("GET", "/", [("Host", "shop.example.test"), ("X-Api-Target", "host;/bin/./sh")]),
+    Request("GET", "/", [("Host", "shop.example.test"), ("X-Forwarded-For", "1.2.3.4;/bin/?at /etc/passwd")]),
+    Request("GET", "/cgi/x;/bin/./sh", [("Host", "shop.example.test")]),
+    _form(b"q=DELETE /api/users/1%0D%0A", ("X-Note", "GET " + "%2B" * 4500)),
+    Request("GET", "/ping/GET%20" + "%2B" * 4500 + "?q=DELETE%20/api/users/1%0D%0A", [("Host", "shop.example.test")]),
+    Request("GET", "/x?a={", [("Host", "shop.example.test"), ("Cookie", "{{config.items()}}")]),
+    Request("POST", "/api/prefs", [("Host", "shop.example.test"), ("Content-Type", "application/json"),
+                                   ("Cookie", "theme=dark; {{config.theme}}"), ("Content-Length", "17")],
+            b'{"layout":"{a}"}\n'),
+    Request("GET", "/'%20or%20''='?a=caf%26%23233;", [("Host", "shop.example.test")]),
+    Request("GET", "/x?a=%26%2349;'%20or%201=1--%20", [("Host", "shop.example.test"),
+                                                       ("Cookie", "<script>alert(1)</script>")]),
+]
+
+
+@pytest.mark.parametrize("request_", REVIEWED, ids=[f"reviewed-{i}" for i in range(len(REVIEWED))])
+def test_requests_found_by_review_match_the_same_rules(pair: tuple[Engine, Engine], request_: Request) -> None:
+    gated, ungated = pair
+    assert sorted(gated.inspect(request_).rule_ids) == sorted(ungated.inspect(request_).rule_ids)

@@ -194,6 +194,7 @@ def _own_rules(name: str) -> str:
     return str(resources.files("hostguard.data").joinpath("waf", "rules", name))
 
 
+DOCUMENTS_CLEAR = 20947   # never matches: clears MATCHED_VARS, which the gate's match filled
 DOCUMENTS_GATE = 20948   # finds a field people write in whose value is not a document: the twins run
 DOCUMENTS_SKIP = 20949   # else they are skipped
 DOCUMENTS_END = "END-HOSTGUARD-DOCUMENT-TWINS"
@@ -218,7 +219,8 @@ def narrowed_rules(made: Sequence[tuple[Narrowing, str]], documents: Documents |
             f'SecRule ARGS:/{argument_pattern(d)}/ "!@rx {d.shape}" '
             f'"id:{DOCUMENTS_GATE},phase:2,pass,nolog,t:none,t:lowercase,skipAfter:RUN-HOSTGUARD-DOCUMENT-TWINS"\n'
             f'SecAction "id:{DOCUMENTS_SKIP},phase:2,pass,nolog,t:none,skipAfter:{DOCUMENTS_END}"\n'
-            "SecMarker RUN-HOSTGUARD-DOCUMENT-TWINS\n")
+            "SecMarker RUN-HOSTGUARD-DOCUMENT-TWINS\n"
+            f'SecRule REQUEST_METHOD "@rx \\A\\z" "id:{DOCUMENTS_CLEAR},phase:2,pass,nolog,t:none"\n')
     return f"{text(by_value)}{gate}{text(for_documents)}SecMarker {DOCUMENTS_END}\n"
 
 
