@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from hostguard.waf.gating import IDS_PER_GATE, behind_gate
+
 __all__ = ["CrsGate", "gated", "load", "needs"]
 
 _FILE = re.compile(r"REQUEST-9\d\d-[A-Z0-9-]+\.conf\Z")
@@ -23,8 +25,8 @@ _DATA = re.compile(r"[a-z0-9-]+\.data\Z")
 
 @dataclass(frozen=True)
 class CrsGate:
-    """A gate: the CRS ``file`` it stands in front of, its rule id (the skipping action is ``id`` + 1), and
-    the regex of what the file's rules need."""
+    """A gate: the CRS ``file`` it stands in front of, the first of its rule ids (``gating.IDS_PER_GATE``),
+    and the regex of what the file's rules need."""
 
     file: str
     id: int
@@ -44,15 +46,17 @@ def parse(raw: dict[str, object]) -> tuple[CrsGate, ...]:
     entries = raw.get("gate")
     if not isinstance(entries, list):
         raise ValueError("crs-gates.toml: [[gate]] entries expected")
-    gates = []
+    gates: list[CrsGate] = []
     for entry in entries:
         if not isinstance(entry, dict) or not {"file", "id", "needs"} <= set(entry) <= {"file", "id", "needs", "words"}:
             raise ValueError(f"crs-gates.toml: a gate has file, id, needs and maybe words: {entry!r}")
         file, rule_id, needs, words = entry["file"], entry["id"], entry["needs"], entry.get("words", [])
         if not isinstance(file, str) or not _FILE.fullmatch(file):
             raise ValueError(f"crs-gates.toml: file {file!r} is not a CRS request file name")
-        if not isinstance(rule_id, int) or not 19900 <= rule_id <= 19998:
-            raise ValueError(f"crs-gates.toml: {file}: id {rule_id!r} outside 19900-19998")
+        if not isinstance(rule_id, int) or not 19900 <= rule_id <= 19999 - IDS_PER_GATE:
+            raise ValueError(f"crs-gates.toml: {file}: id {rule_id!r} outside 19900-{19999 - IDS_PER_GATE}")
+        if any(abs(rule_id - g.id) < IDS_PER_GATE for g in gates):
+            raise ValueError(f"crs-gates.toml: {file}: id {rule_id} within {IDS_PER_GATE} of another gate's")
         if not isinstance(needs, str) or not (needs or words) or '"' in needs:
             raise ValueError(f"crs-gates.toml: {file}: needs must be a regex without double quotes (or words given)")
         try:
@@ -103,8 +107,5 @@ def _trie(words: list[str]) -> str:
 
 def gated(include: str, gate: CrsGate, regex: str) -> str:
     """``include`` (the CRS file's ``Include`` line) behind ``gate``, whose rules need ``regex``."""
-    name = gate.file.removesuffix(".conf")
-    return (f'SecRule TX:hostguard_request_text "@rx (?i)HOSTGUARD-EVERY-FAMILY|{regex}" '
-            f'"id:{gate.id},phase:2,pass,nolog,t:none,skipAfter:RUN-HOSTGUARD-{name}"\n'
-            f'SecAction "id:{gate.id + 1},phase:2,pass,nolog,t:none,skipAfter:END-HOSTGUARD-{name}"\n'
-            f"SecMarker RUN-HOSTGUARD-{name}\n{include}\nSecMarker END-HOSTGUARD-{name}")
+    return behind_gate(gate.id, f'TX:hostguard_request_text "@rx (?i)HOSTGUARD-EVERY-FAMILY|{regex}"',
+                       gate.file.removesuffix(".conf"), include)

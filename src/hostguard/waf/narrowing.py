@@ -38,6 +38,7 @@ from importlib import resources
 from hostguard.waf.directives import directives
 from hostguard.waf.documents import Documents, argument_pattern
 from hostguard.waf.documents import load as load_documents
+from hostguard.waf.gating import behind_gate
 
 __all__ = ["Narrowing", "ReadText", "crs_changes", "document_rule_ids", "load", "narrowed", "narrowed_rules", "parse",
            "read_file"]
@@ -194,10 +195,8 @@ def _own_rules(name: str) -> str:
     return str(resources.files("hostguard.data").joinpath("waf", "rules", name))
 
 
-DOCUMENTS_CLEAR = 20947   # never matches: clears MATCHED_VARS, which the gate's match filled
-DOCUMENTS_GATE = 20948   # finds a field people write in whose value is not a document: the twins run
-DOCUMENTS_SKIP = 20949   # else they are skipped
-DOCUMENTS_END = "END-HOSTGUARD-DOCUMENT-TWINS"
+DOCUMENTS_GATE = 20947   # and the two ids after it (gating.behind_gate): the twins for documents' gate
+DOCUMENTS_NAME = "DOCUMENT-TWINS"
 
 
 def narrowed_rules(made: Sequence[tuple[Narrowing, str]], documents: Documents | None = None) -> str:
@@ -215,13 +214,8 @@ def narrowed_rules(made: Sequence[tuple[Narrowing, str]], documents: Documents |
     if not for_documents:
         return text(by_value)
     d = documents or load_documents()
-    gate = ("# the twins below score only for a field people write in that is not a document: skipped without one\n"
-            f'SecRule ARGS:/{argument_pattern(d)}/ "!@rx {d.shape}" '
-            f'"id:{DOCUMENTS_GATE},phase:2,pass,nolog,t:none,t:lowercase,skipAfter:RUN-HOSTGUARD-DOCUMENT-TWINS"\n'
-            f'SecAction "id:{DOCUMENTS_SKIP},phase:2,pass,nolog,t:none,skipAfter:{DOCUMENTS_END}"\n'
-            "SecMarker RUN-HOSTGUARD-DOCUMENT-TWINS\n"
-            f'SecRule REQUEST_METHOD "@rx \\A\\z" "id:{DOCUMENTS_CLEAR},phase:2,pass,nolog,t:none"\n')
-    return f"{text(by_value)}{gate}{text(for_documents)}SecMarker {DOCUMENTS_END}\n"
+    return text(by_value) + behind_gate(DOCUMENTS_GATE, f'ARGS:/{argument_pattern(d)}/ "!@rx {d.shape}"',
+                                        DOCUMENTS_NAME, text(for_documents), "t:none,t:lowercase")
 
 
 def crs_changes(made: Sequence[tuple[Narrowing, str]], documents: Documents | None = None) -> str:
