@@ -247,9 +247,12 @@ def test_a_journal_file_is_followed_from_the_stored_cursor(tmp_path: Path, follo
     journal = tmp_path / "remote.journal"
     base = 1709546400_000000
 
-    def append(*entries: tuple[int, str]) -> None:
+    failed = "Failed password for invalid user deploy from {ip} port {port} ssh2"
+    closed = "Connection closed by invalid user deploy {ip} port {port} [preauth]"
+
+    def append(*entries: tuple[int, str], message: str = failed) -> None:
         data = b"".join(export_entry(base + at * 1_000_000, [("SYSLOG_IDENTIFIER", b"sshd"), ("_PID", b"11"), (
-            "MESSAGE", f"Failed password for root from {ip} port {40000 + at} ssh2".encode())]) for at, ip in entries)
+            "MESSAGE", message.format(ip=ip, port=40000 + at).encode())]) for at, ip in entries)
         subprocess.run([REMOTE, "-o", str(journal), "-"], input=data, check=True, capture_output=True)
 
     append((1, ATTACKER), (2, QUIET))
@@ -257,14 +260,17 @@ def test_a_journal_file_is_followed_from_the_stored_cursor(tmp_path: Path, follo
     f.stored_count(2)
     append((3, ATTACKER), (4, ATTACKER))  # written to the same file while it is followed
     f.stored_count(4)
+    # a read later, the close of connection 4 (its failure stored: no attempt) and of one that tried nothing
+    append((4, ATTACKER), (5, ELSEWHERE), message=closed)
+    f.stored_count(5)
     code, alerts, err = f.stop()
     assert code == 0, err
-    assert [ip for _, _, ip in f.stored()] == [ATTACKER, QUIET, ATTACKER, ATTACKER]
+    assert [ip for _, _, ip in f.stored()] == [ATTACKER, QUIET, ATTACKER, ATTACKER, ELSEWHERE]
     assert targets(alerts) == [("logon.brute_force", {"kind": "ip", "address": ATTACKER})]
     again = follow("--journal-file", str(journal))
     time.sleep(1.0)
     code, alerts, err = again.stop()
-    assert code == 0 and alerts == [] and len(again.stored()) == 4, (alerts, err)
+    assert code == 0 and alerts == [] and len(again.stored()) == 5, (alerts, err)
 
 
 def test_a_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -229,3 +229,98 @@ def test_any_interleaving_of_rereads_never_duplicates(tmp_path_factory: pytest.T
         for path in (live, one, two):
             if path.exists():
                 os.unlink(path)
+
+
+# -- a connection cut by a read ------------------------------------------------------------------------------------
+
+def sshd(n: int, message: str) -> str:
+    return f"Mar  4 10:00:{n % 60:02d} gw.test sshd[{700 + n}]: {message}\n"
+
+
+FAILED = "Failed password for invalid user deploy from 192.0.2.7 port {port} ssh2"
+CLOSED = "Connection closed by invalid user deploy 192.0.2.7 port {port} [preauth]"
+SHAPES = (FAILED, CLOSED, "Failed password for root from 192.0.2.7 port {port} ssh2",
+          "maximum authentication attempts exceeded for root from 192.0.2.7 port {port} ssh2 [preauth]",
+          "Disconnecting authenticating user root 192.0.2.7 port {port}: Too many authentication failures [preauth]",
+          "Received disconnect from 192.0.2.7 port {port}:11: Bye Bye [preauth]",
+          "Connection closed by 192.0.2.7 port {port}", "Accepted password for root from 192.0.2.7 port {port} ssh2")
+
+
+def stored_events(store: LogonStore) -> list[tuple[int, str, int]]:
+    return [tuple(r) for r in store.db.execute("SELECT line, outcome, port FROM logon_events ORDER BY line")]
+
+
+@pytest.mark.parametrize("same_process", [True, False], ids=["carried", "warmed"])
+def test_a_connection_cut_by_a_read_is_still_one_attempt(tmp_path: Path, same_process: bool) -> None:
+    """The close of a connection whose failure the last read stored adds nothing, whether this store read it
+    (its parser carried) or a new process reads on (the bytes before the offset read again); the close of a
+    connection that showed no attempt is one (near miss)."""
+    log = tmp_path / "auth.log"
+    log.write_text(text(0, 3) + sshd(3, FAILED.format(port=40001)))
+    state = StateStore(str(tmp_path / "state"))
+    store = LogonStore(state, "h")
+    try:
+        assert ingest(store, log).new_events == 4
+        with log.open("a") as f:
+            f.write(sshd(4, CLOSED.format(port=40001)) + sshd(5, CLOSED.format(port=40002)))
+        if not same_process:
+            state.close()
+            state = StateStore(str(tmp_path / "state"))
+            store = LogonStore(state, "h")
+        grown = ingest(store, log)
+        assert (grown.status, grown.new_events) == ("continued", 1)
+        assert stored_events(store)[3:] == [(4, "failure", 40001), (6, "failure", 40002)]
+    finally:
+        state.close()
+
+
+def test_lines_read_again_to_rebuild_the_state_are_not_counted_again(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_bytes(text(0, 2).encode() + b"\0\0" + line(2).encode() + line(3).encode().replace(b"root", b"r\xffoot"))
+    state = StateStore(str(tmp_path / "state"))
+    try:
+        first = ingest(LogonStore(state, "h"), log)
+        assert (first.stats.nul, first.stats.non_utf8) == (1, 1)
+    finally:
+        state.close()
+    with log.open("a") as f:
+        f.write(line(4))
+    state = StateStore(str(tmp_path / "state"))
+    try:
+        store = LogonStore(state, "h")
+        again = ingest(store, log)
+        assert (again.new_events, again.stats.nul, again.stats.non_utf8, again.stats.damaged()) == (1, 0, 0, False)
+        assert ports(store) == [0, 1, 2, 3, 4]
+    finally:
+        state.close()
+
+
+@settings(max_examples=80, deadline=None)
+@given(lines=st.lists(st.tuples(st.integers(0, len(SHAPES) - 1), st.integers(0, 3)), min_size=1, max_size=30),
+       cuts=st.lists(st.integers(0, 30), max_size=6), carried=st.booleans())
+def test_any_cuts_give_the_events_of_one_read(tmp_path_factory: pytest.TempPathFactory,
+                                              lines: list[tuple[int, int]], cuts: list[int], carried: bool) -> None:
+    """Read in pieces — by one store, or each piece by a new one — a log gives the events of one read of it."""
+    tmp = tmp_path_factory.mktemp("cuts")
+    body = [sshd(n, SHAPES[shape].format(port=40000 + port)) for n, (shape, port) in enumerate(lines)]
+    whole, log = tmp / "whole.log", tmp / "auth.log"
+    whole.write_text("".join(body))
+    log.write_text("")
+    reference = StateStore(str(tmp / "reference"))
+    try:
+        ingest(LogonStore(reference, "h"), whole)
+        expected = stored_events(LogonStore(reference, "h"))
+    finally:
+        reference.close()
+    state = StateStore(str(tmp / "state"))
+    store = LogonStore(state, "h")
+    try:
+        written = 0
+        for cut in [*sorted(cuts), len(body)]:
+            with log.open("a") as f:
+                f.write("".join(body[written:cut]))
+            written = max(written, cut)
+            ingest(store if carried else LogonStore(state, "h"), log)
+        assert stored_events(store) == expected
+    finally:
+        state.close()

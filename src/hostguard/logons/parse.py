@@ -49,6 +49,12 @@ class StreamReader:
         self.hot = HotPath(self.parser) if fast else None
         self._next_sweep = 1
 
+    def reclock(self, clock: Clock) -> None:
+        """Go on with another reference time (a later read of the same stream: its file's new mtime decides the
+        year of stamps without one)."""
+        self.clock = clock
+        self.reader.reclock(clock)
+
     def events(self, blocks: Iterable[tuple[int, bytes | None]], name: str,
                stats: SourceStats) -> Iterator[LogonEvent]:
         """The events of ``blocks``, attributed to ``name``."""

@@ -81,6 +81,11 @@ class RecordReader:
         """What the reader remembers from one line to the next (the stamp table is a cache, not state)."""
         return self._own_time
 
+    def reclock(self, clock: Clock) -> None:
+        """Read the next lines against ``clock`` (the stamp table was made with the old one: emptied)."""
+        self.clock = clock
+        self._times.clear()
+
     def read(self, text: str) -> Record | None:
         """The record of one line, None when it is in none of the formats."""
         m = SYSLOG.match(text)

@@ -15,8 +15,12 @@ its digest is widened to 4 KiB once it has grown. Compressed files and pipes are
 cannot seek), skipping the lines already stored. Journal entries are known by their cursor; a journal read
 goes on after the last cursor read.
 
-Parser state (sshd's open connections) does not carry over a continued read: a connection cut by it may
-give its closing line as one more attempt, as across a rotation (docs/logons.md).
+**Parser state carries over a continued read.** sshd's open connections decide whether a connection's
+closing line is one more attempt (it is only when the connection showed none), and a read can stop between a
+connection's ``Failed password`` and its close. So the store keeps each file's parser after a read (and the
+journal's, keyed by its cursor) and goes on with it; a process that did not read the file before (a new
+``ingest``, ``follow`` started again) first re-reads, without storing, up to :data:`WARM` bytes before the
+offset. Across a rotation or from one file to the next, connections still do not carry (docs/logons.md).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from hostguard.detect.config import DetectConfig
 from hostguard.detect.probes import OwnProbes
 from hostguard.findings import Alert, readable
 from hostguard.logons.events import LogonEvent
-from hostguard.logons.parse import parse_lines
+from hostguard.logons.parse import StreamReader
 from hostguard.logons.sources import DECOMPRESS_ERRORS, MAX_LINE, SourceStats, journal_blocks, lines_of, open_log
 from hostguard.logons.timestamps import Clock
 from hostguard.store.state import StateStore
@@ -47,6 +51,8 @@ from hostguard.store.state import StateStore
 HEAD = 4096
 COMMIT_EVERY = 20000  # events stored per transaction during a long read
 JOURNAL_HEAD_LEN = -1  # journal "files" are named, not digested
+WARM = 64 * 1024  # bytes before a continued read's offset read again, unstored, to rebuild the parsers' state
+CARRIED = 32      # readers kept for the next read of their source (a follow reads a few files)
 CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"\\]{1,512})"')
 
 
@@ -157,6 +163,23 @@ def _read_head(stream: IO[bytes]) -> bytes:
     return out
 
 
+def _warm(reader: StreamReader, stream: IO[bytes], lines: int, offset: int, path: str) -> None:
+    """Feed ``reader`` the whole lines in the :data:`WARM` bytes before ``offset`` (line ``lines`` ends there),
+    the events discarded and the damage uncounted: they were stored and reported when first read."""
+    start = max(0, offset - WARM)
+    stream.seek(start)
+    chunk = stream.read(offset - start)
+    if start:
+        cut = chunk.find(b"\n") + 1  # the first line may be cut: from the next one (none: nothing to warm)
+        chunk = chunk[cut:] if cut else b""
+    if not chunk.endswith(b"\n"):
+        return  # the file changed under the stored offset: nothing known to warm with
+    first = lines - chunk.count(b"\n") + 1
+    blocks: list[tuple[int, bytes | None]] = [(first, chunk[:-1])]
+    for _ in reader.events(blocks, path, SourceStats(path)):
+        pass
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -177,6 +200,8 @@ class LogonStore:
         self.db = state.db
         self.state = state
         self.host_key = host_key
+        # source id -> (where its last read stopped, the reader that read it): continued reads go on with it
+        self._carried: dict[int, tuple[object, StreamReader]] = {}
 
     # -- ingest ------------------------------------------------------------------------------------------
 
@@ -226,23 +251,31 @@ class LogonStore:
                                     (_digest(head), len(head), known.id))
                 size = st.st_size if st is not None else None
                 if plain and known.offset and size is not None and size >= known.offset:
+                    reader = self._reader((known.lines, known.offset), known.id, clock, program)
+                    if reader is None:  # not read by this process: its parsers' state rebuilt first
+                        reader = StreamReader(clock, program)
+                        _warm(reader, stream, known.lines, known.offset, path)
                     stream.seek(known.offset)
                     lines = _Lines(stream.readline, result.stats, known.lines, known.offset, final=False)
-                    skip = known.lines
                     result.status = "continued"
                 else:
+                    reader = StreamReader(clock, program)
                     lines = _Lines(_Prefixed(head, stream).readline, result.stats, 0, 0, final=not plain)
-                    skip = known.lines
                     if result.status != "new":
                         result.status = "reread"
-                self._store(known.id, path, lines, skip, clock, batch, own, now, result, program)
+                self._store(known.id, path, lines, known.lines, reader, batch, own, now, result)
                 if lines.number > known.lines:
                     self.db.execute("UPDATE logon_files SET lines=?, offset=?, path=?, seen=? WHERE id=?",
                                     (lines.number, lines.offset, path, _now_iso(now), known.id))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
+                if known is not None:
+                    self._carried.pop(known.id, None)
                 raise
+            stored = (lines.number, lines.offset)
+            if plain and (lines.number > known.lines or stored == (known.lines, known.offset)):
+                self._carry(known.id, stored, reader)  # the reader stopped where the stored position is
             result.lines = lines.number
         return result
 
@@ -275,21 +308,43 @@ class LogonStore:
                 last[:] = [raw]
                 yield number, raw
 
+        reader = self._reader(cursor[0] if cursor else None, file_id, clock, program) or StreamReader(clock, program)
+        stopped = cursor[0] if cursor else None
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for event in parse_lines(lines(), label, clock, result.stats, program):
+            for event in reader.events(lines(), label, result.stats):
                 self._insert(file_id, keys.get(event.line, str(event.line)), event, batch, own, now, result)
                 if result.new_events % COMMIT_EVERY == 0:
                     self._checkpoint()
             if last and (m := CURSOR.search(last[0])) is not None:
+                stopped = m.group(1).decode("ascii", "replace")
                 self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                                (f"logon_cursor:{file_id}", m.group(1).decode("ascii", "replace")))
+                                (f"logon_cursor:{file_id}", stopped))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._carried.pop(file_id, None)
             raise
+        if stopped is not None:
+            self._carry(file_id, stopped, reader)
         result.lines = result.stats.lines
         return result
+
+    def _reader(self, position: object, source: int, clock: Clock, program: str | None) -> StreamReader | None:
+        """The reader that stopped at ``position`` of this source in this process, set to ``clock``; None when
+        there is none (another process read on since, or this one never read it)."""
+        carried = self._carried.pop(source, None)
+        if carried is None or carried[0] != position or carried[1].program != program:
+            return None
+        carried[1].reclock(clock)
+        return carried[1]
+
+    def _carry(self, source: int, position: object, reader: StreamReader) -> None:
+        """Keep ``reader`` for the next read of ``source`` from ``position`` (the newest :data:`CARRIED`)."""
+        self._carried.pop(source, None)
+        self._carried[source] = (position, reader)
+        while len(self._carried) > CARRIED:
+            del self._carried[next(iter(self._carried))]
 
     def _checkpoint(self) -> None:
         """Commit what a long read stored so far, so other writers of state.db (the agent, a scan) are not
@@ -311,9 +366,9 @@ class LogonStore:
                 best = _Known(rid, digest, length, lines, offset)
         return best
 
-    def _store(self, file_id: int, path: str, lines: _Lines, skip: int, clock: Clock, batch: int, own: OwnProbes,
-               now: float, result: Ingested, program: str | None) -> None:
-        for event in parse_lines(lines, path, clock, result.stats, program):
+    def _store(self, file_id: int, path: str, lines: _Lines, skip: int, reader: StreamReader, batch: int,
+               own: OwnProbes, now: float, result: Ingested) -> None:
+        for event in reader.events(lines, path, result.stats):
             if event.line <= skip:
                 result.known_events += 1
                 continue
