@@ -7,15 +7,23 @@ import json
 import os
 import struct
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from hostguard.cli import main
+from hostguard.detect.probes import OwnProbes
+from hostguard.logons.sources import journal_argv
+from hostguard.logons.store import LogonStore
+from hostguard.logons.timestamps import Clock
+from hostguard.store.state import StateStore
 from tests.conftest import need_tool
 
 REMOTE = next((p for p in ("/usr/lib/systemd/systemd-journal-remote", "/lib/systemd/systemd-journal-remote")
                if os.access(p, os.X_OK)), None)
+CLOCK = Clock(UTC, datetime(2024, 3, 5, tzinfo=UTC))
+NOW = datetime(2024, 3, 5, tzinfo=UTC).timestamp()
 
 
 def export_entry(usec: int, fields: list[tuple[str, bytes]]) -> bytes:
@@ -100,3 +108,71 @@ def test_unreadable_journal_is_one_line_and_exit_2(tmp_path: Path, capsys: pytes
     code, events, err = run(["logons", "parse", "--journal-file", str(bad)], capsys)
     assert (code, events) == (2, [])
     assert err.count("\n") == 1 and err.startswith("hostguard: error: journalctl exited 1") and "Traceback" not in err
+
+
+# -- a connection cut by a read, in the journal ---------------------------------------------------------------------
+
+class Journal:
+    """A journal file grown entry by entry (systemd-journal-remote appends to it), read into a logon store."""
+
+    def __init__(self, tmp: Path) -> None:
+        if REMOTE is None:
+            pytest.skip(reason="systemd-journal-remote is not installed (Debian package systemd-journal-remote)")
+        need_tool("journalctl")
+        self.path, self.tmp, self.entries = tmp / "remote.journal", tmp, 0
+
+    def append(self, *messages: str, program: bytes = b"sshd") -> None:
+        data = b"".join(export_entry(1709546400_000000 + (self.entries + n) * 1000, [
+            ("SYSLOG_IDENTIFIER", program), ("_PID", b"11"), ("MESSAGE", message.encode())])
+            for n, message in enumerate(messages))
+        self.entries += len(messages)
+        subprocess.run([REMOTE, "-o", str(self.path), "-"], input=data, check=True, capture_output=True)
+
+    def ingest(self, store: LogonStore) -> int:
+        argv = journal_argv(None, [str(self.path)], None)
+        return store.ingest_journal(argv, str(self.path), CLOCK, store.begin_batch(), OwnProbes([], 0), NOW).new_events
+
+
+def journal_events(store: LogonStore) -> list[tuple[str, int]]:
+    return [tuple(r) for r in store.db.execute("SELECT outcome, port FROM logon_events ORDER BY id")]
+
+
+@pytest.mark.parametrize("same_process", [True, False], ids=["carried", "warmed"])
+def test_a_journal_connection_cut_by_a_read_is_still_one_attempt(tmp_path: Path, same_process: bool) -> None:
+    journal = Journal(tmp_path)
+    journal.append(*(f"Failed password for root from 192.0.2.1 port {40100 + n} ssh2" for n in range(300)),
+                   "Failed password for invalid user deploy from 192.0.2.7 port 40001 ssh2")
+    state = StateStore(str(tmp_path / "state"))
+    store = LogonStore(state, "h")
+    try:
+        assert journal.ingest(store) == 301
+        journal.append("Connection closed by invalid user deploy 192.0.2.7 port 40001 [preauth]",
+                       "Connection closed by invalid user deploy 192.0.2.7 port 40002 [preauth]")  # near miss
+        if not same_process:
+            state.close()
+            state = StateStore(str(tmp_path / "state"))
+            store = LogonStore(state, "h")
+        assert journal.ingest(store) == 1
+        assert journal_events(store)[-2:] == [("failure", 40001), ("failure", 40002)]
+    finally:
+        state.close()
+
+
+def test_a_journal_followed_in_small_reads_forgets_connections_as_one_read_does(tmp_path: Path) -> None:
+    """The same probe (address and port) twice, three generations of the parsers' table apart: one read of
+    the journal gives two probes, so must a reader carried over many reads (its lines numbered on)."""
+    journal = Journal(tmp_path)
+    probe = "Did not receive identification string from 198.51.100.3 port 50123"
+    state = StateStore(str(tmp_path / "state"))
+    store = LogonStore(state, "h")
+    try:
+        journal.append(probe)
+        assert journal.ingest(store) == 1
+        for _ in range(3):
+            journal.append(*["pam_unix(cron:session): session closed for user root"] * 12000, program=b"CRON")
+            assert journal.ingest(store) == 0
+        journal.append(probe)
+        assert journal.ingest(store) == 1
+        assert journal_events(store) == [("probe", 50123), ("probe", 50123)]
+    finally:
+        state.close()

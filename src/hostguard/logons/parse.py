@@ -48,6 +48,7 @@ class StreamReader:
         self.reader = RecordReader(clock)
         self.hot = HotPath(self.parser) if fast else None
         self._next_sweep = 1
+        self.last_line = 0  # the number of the last line read (a journal read numbers on from it)
 
     def reclock(self, clock: Clock) -> None:
         """Go on with another reference time (a later read of the same stream: its file's new mtime decides the
@@ -87,6 +88,7 @@ class StreamReader:
                     when = record.time
                 stats.events += 1
                 yield LogonEvent.of(attempt, name, number, when, repeat)
+            self.last_line = number
 
     def digest(self) -> bytes:
         """A digest of the parsers' state: two readers with equal digests turn the same lines into the same

@@ -18,9 +18,10 @@ goes on after the last cursor read.
 **Parser state carries over a continued read.** sshd's open connections decide whether a connection's
 closing line is one more attempt (it is only when the connection showed none), and a read can stop between a
 connection's ``Failed password`` and its close. So the store keeps each file's parser after a read (and the
-journal's, keyed by its cursor) and goes on with it; a process that did not read the file before (a new
+journal's, keyed by its cursor) and goes on with it; a process that did not read the source before (a new
 ``ingest``, ``follow`` started again) first re-reads, without storing, up to :data:`WARM` bytes before the
-offset. Across a rotation or from one file to the next, connections still do not carry (docs/logons.md).
+offset (:data:`WARM_ENTRIES` entries up to the journal's cursor). Across a rotation or from one file to the
+next, connections still do not carry (docs/logons.md).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hostguard.detect.baseline import State as BaselineState
 from hostguard.detect.config import DetectConfig
 from hostguard.detect.probes import OwnProbes
 from hostguard.findings import Alert, readable
+from hostguard.host.base import HostError
 from hostguard.logons.events import LogonEvent
 from hostguard.logons.parse import StreamReader
 from hostguard.logons.sources import DECOMPRESS_ERRORS, MAX_LINE, SourceStats, journal_blocks, lines_of, open_log
@@ -52,6 +54,7 @@ HEAD = 4096
 COMMIT_EVERY = 20000  # events stored per transaction during a long read
 JOURNAL_HEAD_LEN = -1  # journal "files" are named, not digested
 WARM = 64 * 1024  # bytes before a continued read's offset read again, unstored, to rebuild the parsers' state
+WARM_ENTRIES = 256  # the journal's: entries up to the stored cursor
 CARRIED = 32      # readers kept for the next read of their source (a follow reads a few files)
 CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"\\]{1,512})"')
 
@@ -180,6 +183,21 @@ def _warm(reader: StreamReader, stream: IO[bytes], lines: int, offset: int, path
         pass
 
 
+def _warm_journal(reader: StreamReader, argv: list[str], cursor: str, label: str) -> None:
+    """Feed ``reader`` the :data:`WARM_ENTRIES` journal entries up to ``cursor`` (read newest first: reversed),
+    the events discarded; a journal that cannot give them (vacuumed past the cursor) warms nothing."""
+    entries: list[bytes] = []
+    try:
+        for _, raw in journal_blocks([*argv, "--cursor", cursor, "--reverse", "-n", str(WARM_ENTRIES)],
+                                     SourceStats(label)):
+            entries.extend(raw.split(b"\n") if raw is not None else [b""])
+    except HostError:
+        return
+    if entries:
+        for _ in reader.events([(1, b"\n".join(reversed(entries)))], label, SourceStats(label)):
+            pass
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -254,11 +272,15 @@ class LogonStore:
                     reader = self._reader((known.lines, known.offset), known.id, clock, program)
                     if reader is None:  # not read by this process: its parsers' state rebuilt first
                         reader = StreamReader(clock, program)
-                        _warm(reader, stream, known.lines, known.offset, path)
+                        if size > known.offset:
+                            _warm(reader, stream, known.lines, known.offset, path)
+                        else:
+                            plain = False  # nothing to read, nothing warmed: the reader is not kept
                     stream.seek(known.offset)
                     lines = _Lines(stream.readline, result.stats, known.lines, known.offset, final=False)
                     result.status = "continued"
                 else:
+                    self._carried.pop(known.id, None)
                     reader = StreamReader(clock, program)
                     lines = _Lines(_Prefixed(head, stream).readline, result.stats, 0, 0, final=not plain)
                     if result.status != "new":
@@ -293,31 +315,38 @@ class LogonStore:
             file_id = int(cur.lastrowid or 0)
         else:
             file_id = int(row[0])
-        cursor = self.db.execute("SELECT value FROM meta WHERE key=?", (f"logon_cursor:{file_id}",)).fetchone()
-        if cursor is not None:
-            argv = [*argv, "--after-cursor", cursor[0]]
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"logon_cursor:{file_id}",)).fetchone()
+        cursor: str | None = row[0] if row is not None else None
+        reader = self._reader(cursor, file_id, clock, program)
+        if reader is None:  # not read by this process: its parsers' state rebuilt first
+            reader = StreamReader(clock, program)
+            if cursor is not None:
+                _warm_journal(reader, argv, cursor, label)
         result = Ingested(label, "continued" if cursor else "new", stats=SourceStats(label))
+        read = [*argv, "--after-cursor", cursor] if cursor is not None else argv
         keys: dict[int, str] = {}
         last: list[bytes] = []
+        base = reader.last_line  # numbered on from what the reader read: its sweeps go by line numbers
 
         def lines() -> Iterator[tuple[int, bytes]]:
-            for number, raw in lines_of(journal_blocks(argv, result.stats), result.stats):
-                keys[number] = hashlib.sha256(raw).hexdigest()[:32]
+            for number, raw in lines_of(journal_blocks(read, result.stats), result.stats):
+                keys[base + number] = hashlib.sha256(raw).hexdigest()[:32]
                 if len(keys) > 2:
                     keys.pop(next(iter(keys)))
                 last[:] = [raw]
-                yield number, raw
+                yield base + number, raw
 
-        reader = self._reader(cursor[0] if cursor else None, file_id, clock, program) or StreamReader(clock, program)
-        stopped = cursor[0] if cursor else None
+        stopped = cursor
         self.db.execute("BEGIN IMMEDIATE")
         try:
             for event in reader.events(lines(), label, result.stats):
                 self._insert(file_id, keys.get(event.line, str(event.line)), event, batch, own, now, result)
                 if result.new_events % COMMIT_EVERY == 0:
                     self._checkpoint()
-            if last and (m := CURSOR.search(last[0])) is not None:
-                stopped = m.group(1).decode("ascii", "replace")
+            if last:  # the reader is kept only where the stored cursor says it stopped
+                m = CURSOR.search(last[0])
+                stopped = None if m is None else m.group(1).decode("ascii", "replace")
+            if last and stopped is not None:
                 self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                                 (f"logon_cursor:{file_id}", stopped))
             self.db.execute("COMMIT")
