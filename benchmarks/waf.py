@@ -27,6 +27,8 @@ differs is the module):
   hostguard's base config, tuning and own rules, the JSON audit log);
 * nginx + plain CRS PL1: the module with CRS 3.3's own lists and no hostguard rules.
 
+Each of the three runs ``--rounds`` times, in turn (the order reversed every other round): the medians.
+
 Run: .venv/bin/python benchmarks/waf.py [--seconds N] [--connections N] [--rounds N] [--only proxy|nginx]
 """
 
@@ -237,8 +239,10 @@ http {{
 """
 
 
-def nginx_figures(work: Path, script: str, seconds: int, connections: int) -> dict[str, tuple[float, float, float]]:
-    """wrk through a private nginx: alone, with hostguard's rules file, with plain CRS."""
+def nginx_figures(work: Path, script: str, seconds: int, connections: int,
+                  rounds: int) -> dict[str, tuple[float, float, float]]:
+    """wrk through a private nginx: alone, with hostguard's rules file, with plain CRS; ``rounds`` rounds, the
+    three in turn (the order reversed every other round), the median of each reported."""
     sys.path.insert(0, str(ROOT / "src"))
     from hostguard.waf.ruleset import WafSettings, server_rules
     from hostguard.waf.servers import _audit
@@ -256,34 +260,41 @@ def nginx_figures(work: Path, script: str, seconds: int, connections: int) -> di
                                                       content_types=PLAIN_TYPES, extra_files=crs_packages()),
                                           "libmodsecurity3"),
     }
-    figures = {}
-    for name in ("nginx alone", *rules):
-        modsecurity = ""
-        if name in rules:
-            path = work / f"{name.split()[-1]}.conf"
-            path.write_text(rules[name] + _audit("nginx").replace("/var/log/nginx", str(logs)))
-            modsecurity = f"modsecurity on; modsecurity_rules_file {path};"
-        front, back = free_port(), free_port()
-        conf = work / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(module=NGINX_MODULE, work=work, back=back, front=front,
-                                          modsecurity=modsecurity))
-        proc = subprocess.Popen([nginx, "-p", f"{work}/", "-c", str(conf), "-e", str(work / "error.log"), "-g",
-                                 "daemon off;"], stderr=subprocess.DEVNULL)
-        try:
-            wait_port(front)
-            figures[name] = wrk(front, script, seconds, connections)
-        finally:
-            proc.send_signal(signal.SIGQUIT)   # graceful: the next run's ports and pid file are free
+    modsecurity = {"nginx alone": ""}
+    for name, text in rules.items():
+        path = work / f"{name.split()[-1]}.conf"
+        path.write_text(text + _audit("nginx").replace("/var/log/nginx", str(logs)))
+        modsecurity[name] = f"modsecurity on; modsecurity_rules_file {path};"
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in modsecurity}
+    for n in range(rounds):
+        for name in (list(modsecurity) if n % 2 == 0 else list(reversed(modsecurity))):
+            front, back = free_port(), free_port()
+            conf = work / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(module=NGINX_MODULE, work=work, back=back, front=front,
+                                              modsecurity=modsecurity[name]))
+            proc = subprocess.Popen([nginx, "-p", f"{work}/", "-c", str(conf), "-e", str(work / "error.log"), "-g",
+                                     "daemon off;"], stderr=subprocess.DEVNULL)
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                wait_port(front)
+                runs[name].append(wrk(front, script, seconds, connections))
+            finally:
+                proc.send_signal(signal.SIGQUIT)   # graceful: the next run's ports and pid file are free
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     audit = logs / "hostguard-waf-audit.log"
     logged = audit.read_bytes().count(b"\n") if audit.exists() else 0
     if logged:
         print(f"  warning: {logged} benign requests matched a rule (audit log entries)")
-    return figures
+    return {name: median_of(results) for name, results in runs.items()}
+
+
+def median_of(results: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """The median rate, p50 and p99 of several wrk runs (each taken apart)."""
+    rate, p50, p99 = (statistics.median(r[i] for r in results) for i in range(3))
+    return rate, p50, p99
 
 
 def print_figures(title: str, figures: dict[str, tuple[float, float, float]], base_name: str) -> None:
@@ -300,7 +311,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--processes", type=int, default=1, help="the proxy's worker processes (both rule sets)")
     parser.add_argument("--only", choices=("proxy", "nginx"), help="only the proxy's figures, or only nginx's")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk runs per rule set through the proxy")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk runs per rule set (proxy and nginx)")
     parser.add_argument("--engine-rounds", type=int, default=40, help="alternating rounds of the engine figures")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -312,10 +323,12 @@ def main() -> None:
             (work / "mixed.lua").write_text(lua_script().replace("init = function(args)\n",
                                                                   'init = function(args)\n  wrk.headers["Host"] = '
                                                                   '"shop.example.test"\n'))
-            found = nginx_figures(work, str(work / "mixed.lua"), args.seconds, args.connections)
+            found = nginx_figures(work, str(work / "mixed.lua"), args.seconds, args.connections, args.rounds)
         if found:
             print_figures(f"mixed benign traffic through nginx, wrk -t2 -c{args.connections} -d{args.seconds}s, "
-                          f"{os.cpu_count()} CPUs:", found, "nginx alone")
+                          f"median of {args.rounds} alternating runs, {os.cpu_count()} CPUs:", found, "nginx alone")
+            ratio = found["nginx + hostguard"][0] / found["nginx + plain CRS"][0]
+            print(f"  hostguard / plain CRS throughput in nginx: {ratio:.2f} (target: not below 1.0)")
     if args.only == "nginx":
         return
     with tempfile.TemporaryDirectory() as scratch:
@@ -344,8 +357,7 @@ def main() -> None:
                 for name in (list(ports) if n % 2 == 0 else list(reversed(ports))):
                     runs[name].append(wrk(ports[name], script, args.seconds, args.connections))
             for name, results in runs.items():
-                rate, p50, p99 = (statistics.median(r[i] for r in results) for i in range(3))
-                figures[name] = (rate, p50, p99)
+                figures[name] = median_of(results)
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
