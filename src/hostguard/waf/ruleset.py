@@ -178,6 +178,14 @@ def own_rule_files() -> list[str]:
     return sorted(glob.glob(os.path.join(_data_path("rules"), "*.conf")))
 
 
+def _own_files(settings: WafSettings) -> tuple[list[str], list[str]]:
+    """hostguard's request-text file and its other rule files (none without ``own_rules``): the text loads
+    before CRS's gated files, which read it; the rest after CRS."""
+    files = own_rule_files() if settings.own_rules else []
+    text = [p for p in files if os.path.basename(p) == REQUEST_TEXT]
+    return text, [p for p in files if p not in text]
+
+
 def virtual_patch_rules(ids: Sequence[str]) -> str:
     """The rules of the virtual patches ``ids`` (each once, in the order given), each headed by a comment
     naming it. ValueError for an id no patch has (``hostguard.waf.vpatch.PatchError``, a ValueError, for a
@@ -267,9 +275,8 @@ def assemble(settings: WafSettings, site_rules: Sequence[str] = ()) -> str:
     parts += [f'Include "{p}"' for p in initialization]
     if settings.virtual_patches:
         parts.append(virtual_patch_rules(settings.virtual_patches))
-    own = [p for p in own_rule_files() if os.path.basename(p) != REQUEST_TEXT] if settings.own_rules else []
-    if settings.own_rules:   # the request text CRS's gates and hostguard's read: before both
-        parts.append(f'Include "{_data_path(f"rules/{REQUEST_TEXT}")}"')
+    text, own = _own_files(settings)
+    parts += [f'Include "{p}"' for p in text]   # the request text CRS's gates and hostguard's read: before both
     parts += _crs_includes([p for p in before if p not in initialization], settings, read_file)
     if settings.own_rules:
         parts += [f'Include "{p}"' for p in own]
@@ -326,7 +333,9 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     made = _narrowed(settings, read_text)
     if made:   # before CRS: a ctl: only changes the rules that run after it
         parts.append(_for_engine(text_body_rule(document_rule_ids(made)), engine).rstrip())
-    own = [_inline(p, engine) for p in own_rule_files()] if settings.own_rules else []
+    text_files, own_files = _own_files(settings)
+    text = [_inline(p, engine) for p in text_files]
+    own = [_inline(p, engine) for p in own_files]
     if made:   # CRS's text as CRS wrote it, for either engine
         own.append("# ---- CRS rules narrowed by hostguard (data/waf/narrowings.toml) ----\n"
                    + narrowed_rules(made).rstrip())
@@ -335,7 +344,7 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
                 f"{_for_engine(virtual_patch_rules(settings.virtual_patches), engine)}"]
                if settings.virtual_patches else [])
     if crs_loaded_after:   # the patches deny on their own: before CRS is as good as after REQUEST-901
-        parts += [*patches, *own, *extra]
+        parts += [*patches, *text, *own, *extra]
         if settings.remove_ids:
             ctl = ",".join(f"ctl:ruleRemoveById={i}" for i in settings.remove_ids)
             parts.append(f'SecAction "id:10020,phase:1,pass,nolog,t:none,{ctl}"')
@@ -344,10 +353,9 @@ def server_rules(settings: WafSettings, engine: str, *, crs_loaded_after: bool =
     initialization = [p for p in before if os.path.basename(p) <= INITIALIZATION]
     parts += [f'Include "{p}"' for p in initialization]
     parts += patches
-    text = [p for p in own if p.startswith(f"# ---- hostguard data/waf/rules/{REQUEST_TEXT} ----")]
     parts += text   # the request text CRS's gates and hostguard's read: before both
     parts += _crs_includes([p for p in before if p not in initialization], settings, read_text)
-    parts += [*(p for p in own if p not in text),
+    parts += [*own,
               *([crs_updates(settings, engine, made=made)] if settings.own_rules else []), *extra]
     parts += [f'Include "{p}"' for p in blocking]
     if settings.remove_ids:
