@@ -15,6 +15,7 @@ way.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from collections.abc import Iterable, Iterator
 
@@ -55,6 +56,10 @@ class StreamReader:
         year of stamps without one)."""
         self.clock = clock
         self.reader.reclock(clock)
+
+    def absorb(self, blocks: Iterable[tuple[int, bytes | None]]) -> None:
+        """Read ``blocks`` for the state they leave (lines read before, again): no event, no count kept."""
+        collections.deque(self.events(blocks, "", SourceStats("")), maxlen=0)
 
     def events(self, blocks: Iterable[tuple[int, bytes | None]], name: str,
                stats: SourceStats) -> Iterator[LogonEvent]:

@@ -166,7 +166,7 @@ def _read_head(stream: IO[bytes]) -> bytes:
     return out
 
 
-def _warm(reader: StreamReader, stream: IO[bytes], lines: int, offset: int, path: str) -> None:
+def _warm(reader: StreamReader, stream: IO[bytes], lines: int, offset: int) -> None:
     """Feed ``reader`` the whole lines in the :data:`WARM` bytes before ``offset`` (line ``lines`` ends there),
     the events discarded and the damage uncounted: they were stored and reported when first read."""
     start = max(0, offset - WARM)
@@ -177,25 +177,21 @@ def _warm(reader: StreamReader, stream: IO[bytes], lines: int, offset: int, path
         chunk = chunk[cut:] if cut else b""
     if not chunk.endswith(b"\n"):
         return  # the file changed under the stored offset: nothing known to warm with
-    first = lines - chunk.count(b"\n") + 1
-    blocks: list[tuple[int, bytes | None]] = [(first, chunk[:-1])]
-    for _ in reader.events(blocks, path, SourceStats(path)):
-        pass
+    reader.absorb([(lines - chunk.count(b"\n") + 1, chunk[:-1])])
 
 
-def _warm_journal(reader: StreamReader, argv: list[str], cursor: str, label: str) -> None:
+def _warm_journal(reader: StreamReader, argv: list[str], cursor: str) -> None:
     """Feed ``reader`` the :data:`WARM_ENTRIES` journal entries up to ``cursor`` (read newest first: reversed),
     the events discarded; a journal that cannot give them (vacuumed past the cursor) warms nothing."""
     entries: list[bytes] = []
     try:
         for _, raw in journal_blocks([*argv, "--cursor", cursor, "--reverse", "-n", str(WARM_ENTRIES)],
-                                     SourceStats(label)):
+                                     SourceStats("")):
             entries.extend(raw.split(b"\n") if raw is not None else [b""])
     except HostError:
         return
     if entries:
-        for _ in reader.events([(1, b"\n".join(reversed(entries)))], label, SourceStats(label)):
-            pass
+        reader.absorb([(1, b"\n".join(reversed(entries)))])
 
 
 def _digest(data: bytes) -> str:
@@ -256,6 +252,7 @@ class LogonStore:
             if not head:
                 return result
             known = self._identify(head)
+            keep = plain  # the reader is kept for the next read (a stream that cannot seek is read from its start)
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 if known is None:
@@ -273,9 +270,9 @@ class LogonStore:
                     if reader is None:  # not read by this process: its parsers' state rebuilt first
                         reader = StreamReader(clock, program)
                         if size > known.offset:
-                            _warm(reader, stream, known.lines, known.offset, path)
+                            _warm(reader, stream, known.lines, known.offset)
                         else:
-                            plain = False  # nothing to read, nothing warmed: the reader is not kept
+                            keep = False  # nothing to read, nothing warmed: the reader is not kept
                     stream.seek(known.offset)
                     lines = _Lines(stream.readline, result.stats, known.lines, known.offset, final=False)
                     result.status = "continued"
@@ -296,7 +293,7 @@ class LogonStore:
                     self._carried.pop(known.id, None)
                 raise
             stored = (lines.number, lines.offset)
-            if plain and (lines.number > known.lines or stored == (known.lines, known.offset)):
+            if keep and (lines.number > known.lines or stored == (known.lines, known.offset)):
                 self._carry(known.id, stored, reader)  # the reader stopped where the stored position is
             result.lines = lines.number
         return result
@@ -321,7 +318,7 @@ class LogonStore:
         if reader is None:  # not read by this process: its parsers' state rebuilt first
             reader = StreamReader(clock, program)
             if cursor is not None:
-                _warm_journal(reader, argv, cursor, label)
+                _warm_journal(reader, argv, cursor)
         result = Ingested(label, "continued" if cursor else "new", stats=SourceStats(label))
         read = [*argv, "--after-cursor", cursor] if cursor is not None else argv
         keys: dict[int, str] = {}
@@ -330,11 +327,12 @@ class LogonStore:
 
         def lines() -> Iterator[tuple[int, bytes]]:
             for number, raw in lines_of(journal_blocks(read, result.stats), result.stats):
-                keys[base + number] = hashlib.sha256(raw).hexdigest()[:32]
+                number += base
+                keys[number] = hashlib.sha256(raw).hexdigest()[:32]
                 if len(keys) > 2:
                     keys.pop(next(iter(keys)))
                 last[:] = [raw]
-                yield base + number, raw
+                yield number, raw
 
         stopped = cursor
         self.db.execute("BEGIN IMMEDIATE")
@@ -346,9 +344,9 @@ class LogonStore:
             if last:  # the reader is kept only where the stored cursor says it stopped
                 m = CURSOR.search(last[0])
                 stopped = None if m is None else m.group(1).decode("ascii", "replace")
-            if last and stopped is not None:
-                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                                (f"logon_cursor:{file_id}", stopped))
+                if stopped is not None:
+                    self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                    (f"logon_cursor:{file_id}", stopped))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
